@@ -1,0 +1,316 @@
+//! Signed tokens: HS256 JWTs with a key id, so the secret can rotate.
+//!
+//! The keyring's first key signs; every key verifies. Keys come from
+//! `PREAU_SECRET` (`KID:SECRET[,KID:SECRET...]`, shared by all nodes) or, when
+//! that is unset, from `<data>/secret`, which the first start creates with a
+//! random key (mode 0600). HMAC verification is constant-time (ring, through
+//! jsonwebtoken).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Role, UserInfo};
+use crate::room::name::valid_class;
+
+/// Name of the secret file in the data folder.
+pub const SECRET_FILE: &str = "secret";
+const MIN_SECRET_LEN: usize = 16;
+const MAX_ID_LEN: usize = 128;
+const MAX_NAME_LEN: usize = 100;
+const MAX_CLASSES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("bad secret configuration: {0}")]
+    Secret(String),
+    #[error("cannot read or write the secret file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot sign token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// What a token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id, stable across sessions (the ENT's id).
+    pub sub: String,
+    /// Display name shown to others.
+    pub name: String,
+    pub role: Role,
+    /// Classes the user belongs to (a teacher: the classes they teach; a
+    /// parent: their children's classes).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// For a parent: their children's user ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+}
+
+impl Claims {
+    pub fn user_info(&self) -> UserInfo {
+        UserInfo {
+            id: self.sub.clone(),
+            name: self.name.clone(),
+            role: self.role,
+        }
+    }
+
+    pub fn in_class(&self, class: &str) -> bool {
+        self.classes.iter().any(|c| c == class)
+    }
+
+    /// Checks what the signature cannot: sizes and class names.
+    pub fn validate(&self) -> Result<(), AuthError> {
+        let bad = |what: &str| Err(AuthError::Invalid(what.to_owned()));
+        if self.sub.is_empty() || self.sub.len() > MAX_ID_LEN {
+            return bad("sub must be 1 to 128 bytes");
+        }
+        if self.name.trim().is_empty() || self.name.len() > MAX_NAME_LEN {
+            return bad("name must be 1 to 100 bytes");
+        }
+        if self.classes.len() > MAX_CLASSES || self.children.len() > MAX_CLASSES {
+            return bad("too many classes or children");
+        }
+        if let Some(class) = self.classes.iter().find(|c| !valid_class(c)) {
+            return Err(AuthError::Invalid(format!("bad class name {class:?}")));
+        }
+        Ok(())
+    }
+}
+
+struct Key {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// The keys that sign and verify tokens.
+pub struct Keyring {
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("Keyring").field("kids", &kids).finish()
+    }
+}
+
+impl Keyring {
+    /// Parses `KID:SECRET[,KID:SECRET...]` (commas or newlines). A value
+    /// without `KID:` gets the key id `default`.
+    pub fn parse(spec: &str) -> Result<Keyring, AuthError> {
+        let mut keys = Vec::new();
+        for entry in spec
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (kid, secret) = match entry.split_once(':') {
+                Some((kid, secret)) if valid_kid(kid) => (kid, secret),
+                _ => ("default", entry),
+            };
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(AuthError::Secret(format!(
+                    "the secret of key {kid:?} is shorter than {MIN_SECRET_LEN} bytes"
+                )));
+            }
+            if keys.iter().any(|k: &Key| k.kid == kid) {
+                return Err(AuthError::Secret(format!("key id {kid:?} appears twice")));
+            }
+            keys.push(Key {
+                kid: kid.to_owned(),
+                encoding: EncodingKey::from_secret(secret.as_bytes()),
+                decoding: DecodingKey::from_secret(secret.as_bytes()),
+            });
+        }
+        if keys.is_empty() {
+            return Err(AuthError::Secret("no key given".to_owned()));
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// The keyring from `env_secret` if set, else from `<data>/secret`,
+    /// creating that file with a random key on first use.
+    pub fn load(data_dir: &Path, env_secret: Option<&str>) -> Result<Keyring, AuthError> {
+        if let Some(spec) = env_secret.filter(|s| !s.trim().is_empty()) {
+            return Keyring::parse(spec);
+        }
+        let path = data_dir.join(SECRET_FILE);
+        let io_err = |source| AuthError::SecretFile {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(spec) => Keyring::parse(&spec),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir).map_err(io_err)?;
+                let spec = generate_secret_line();
+                write_private(&path, &spec).map_err(io_err)?;
+                tracing::info!(path = %path.display(), "generated a new token secret");
+                Keyring::parse(&spec)
+            }
+            Err(err) => Err(io_err(err)),
+        }
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        self.keys
+            .first()
+            .map(|k| k.kid.as_str())
+            .unwrap_or("default")
+    }
+
+    /// Signs `claims` with the first key.
+    pub fn mint(&self, claims: &Claims) -> Result<String, AuthError> {
+        let key = self
+            .keys
+            .first()
+            .ok_or_else(|| AuthError::Secret("no key".to_owned()))?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+    }
+
+    /// Verifies signature, algorithm, key id and expiry against `now_secs`.
+    pub fn verify(&self, token: &str, now_secs: u64) -> Result<Claims, AuthError> {
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let key = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| &k.kid == kid)
+                .ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")))?,
+            None => self
+                .keys
+                .first()
+                .ok_or_else(|| AuthError::Invalid("no key".to_owned()))?,
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked below against the injected clock.
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map_err(invalid)?;
+        let claims = data.claims;
+        if claims.exp <= now_secs {
+            return Err(AuthError::Expired);
+        }
+        claims.validate()?;
+        Ok(claims)
+    }
+}
+
+fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 32
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn generate_secret_line() -> String {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let mut kid = [0u8; 4];
+    rand::thread_rng().fill_bytes(&mut kid);
+    format!("k{}:{}\n", hex::encode(kid), hex::encode(secret))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "u1".into(),
+            name: "Ana".into(),
+            role: Role::Student,
+            classes: vec!["3B".into()],
+            children: vec![],
+            exp,
+            iat: 0,
+        }
+    }
+
+    #[test]
+    fn mint_verify_and_expiry() {
+        let ring = Keyring::parse("k1:0123456789abcdef0123").unwrap();
+        let token = ring.mint(&claims(1000)).unwrap();
+        assert_eq!(ring.verify(&token, 999).unwrap().sub, "u1");
+        assert!(matches!(ring.verify(&token, 1000), Err(AuthError::Expired)));
+    }
+
+    #[test]
+    fn rotation_and_forgery() {
+        let old = Keyring::parse("old:0123456789abcdef0123").unwrap();
+        let rotated = Keyring::parse("new:fedcba9876543210fedc,old:0123456789abcdef0123").unwrap();
+        let token = old.mint(&claims(1000)).unwrap();
+        assert!(rotated.verify(&token, 1).is_ok(), "old key still verifies");
+        assert_eq!(rotated.signing_kid(), "new");
+        let other = Keyring::parse("old:xxxxxxxxxxxxxxxxxxxxxxxx").unwrap();
+        assert!(matches!(
+            other.verify(&token, 1),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            Keyring::parse("short:abc"),
+            Err(AuthError::Secret(_))
+        ));
+    }
+
+    #[test]
+    fn secret_file_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Keyring::load(dir.path(), None).unwrap();
+        let b = Keyring::load(dir.path(), None).unwrap();
+        let token = a.mint(&claims(u64::MAX)).unwrap();
+        assert!(b.verify(&token, 1).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

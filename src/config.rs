@@ -1,0 +1,348 @@
+//! Server configuration: defaults, an optional TOML file, `PREAU_*`
+//! environment variables and flags, in increasing precedence; validated once
+//! at start with messages that name the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting `{setting}`: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `serve` needs. Field docs are the configuration table of README.md.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data folder (sled database, generated secret).
+    pub data: PathBuf,
+    /// This node's name, in logs and the `hello` reply.
+    pub node_id: String,
+    /// Token keys `KID:SECRET[,KID:SECRET]`; unset: `<data>/secret`.
+    pub secret: Option<String>,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub max_message_len: usize,
+    pub max_rooms_per_connection: usize,
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
+    pub outbound_budget_bytes: usize,
+    pub rate_per_sec: f64,
+    pub rate_burst: u32,
+    pub history_page_max: usize,
+    pub recovery_max: usize,
+    /// How long events are kept; 0 keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retention_check: Duration,
+    pub write_queue: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data", &self.data)
+            .field("node_id", &self.node_id)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("max_connections", &self.max_connections)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("max_message_len", &self.max_message_len)
+            .field("outbound_budget_bytes", &self.outbound_budget_bytes)
+            .field("rate_per_sec", &self.rate_per_sec)
+            .field("rate_burst", &self.rate_burst)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("./data"),
+            node_id: "local".to_owned(),
+            secret: None,
+            max_connections: 10_000,
+            max_frame_bytes: 64 * 1024,
+            max_message_len: 4_000,
+            max_rooms_per_connection: 32,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(10),
+            outbound_budget_bytes: 1024 * 1024,
+            rate_per_sec: 2.0,
+            rate_burst: 10,
+            history_page_max: 200,
+            recovery_max: 1_000,
+            retention: Duration::from_secs(365 * 24 * 3600),
+            retention_check: Duration::from_secs(3600),
+            write_queue: 65_536,
+            shutdown_grace: Duration::from_secs(5),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Flags and `PREAU_*` variables of `serve`; each overrides the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "PREAU_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "PREAU_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "PREAU_DATA")]
+    pub data: Option<PathBuf>,
+    #[arg(long, env = "PREAU_NODE_ID")]
+    pub node_id: Option<String>,
+    #[arg(long, env = "PREAU_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    #[arg(long, env = "PREAU_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    #[arg(long, env = "PREAU_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    #[arg(long, env = "PREAU_MAX_MESSAGE_LEN")]
+    pub max_message_len: Option<usize>,
+    #[arg(long, env = "PREAU_MAX_ROOMS_PER_CONNECTION")]
+    pub max_rooms_per_connection: Option<usize>,
+    #[arg(long, env = "PREAU_PING_INTERVAL", value_parser = duration)]
+    pub ping_interval: Option<Duration>,
+    #[arg(long, env = "PREAU_IDLE_TIMEOUT", value_parser = duration)]
+    pub idle_timeout: Option<Duration>,
+    #[arg(long, env = "PREAU_AUTH_TIMEOUT", value_parser = duration)]
+    pub auth_timeout: Option<Duration>,
+    #[arg(long, env = "PREAU_OUTBOUND_BUDGET_BYTES")]
+    pub outbound_budget_bytes: Option<usize>,
+    #[arg(long, env = "PREAU_RATE_PER_SEC")]
+    pub rate_per_sec: Option<f64>,
+    #[arg(long, env = "PREAU_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    #[arg(long, env = "PREAU_HISTORY_PAGE_MAX")]
+    pub history_page_max: Option<usize>,
+    #[arg(long, env = "PREAU_RECOVERY_MAX")]
+    pub recovery_max: Option<usize>,
+    #[arg(long, env = "PREAU_RETENTION", value_parser = duration)]
+    pub retention: Option<Duration>,
+    #[arg(long, env = "PREAU_RETENTION_CHECK", value_parser = duration)]
+    pub retention_check: Option<Duration>,
+    #[arg(long, env = "PREAU_WRITE_QUEUE")]
+    pub write_queue: Option<usize>,
+    #[arg(long, env = "PREAU_SHUTDOWN_GRACE", value_parser = duration)]
+    pub shutdown_grace: Option<Duration>,
+    #[arg(long, env = "PREAU_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Defaults, then the file named by `args.config`, then `args`; validated.
+    pub fn load(args: ConfigArgs) -> Result<Config, ConfigError> {
+        let mut config = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        args.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, setting: &'static str, message: &str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    setting,
+                    message: message.to_owned(),
+                })
+            }
+        }
+        check(
+            !self.node_id.is_empty()
+                && self.node_id.len() <= 64
+                && self
+                    .node_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "node_id",
+            "must be 1 to 64 of A-Z a-z 0-9 - _",
+        )?;
+        check(
+            self.max_connections >= 1,
+            "max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            (1024..=16 * 1024 * 1024).contains(&self.max_frame_bytes),
+            "max_frame_bytes",
+            "must be between 1024 and 16777216",
+        )?;
+        check(
+            self.max_message_len >= 1 && self.max_message_len + 512 <= self.max_frame_bytes,
+            "max_message_len",
+            "must be at least 1 and 512 bytes below max_frame_bytes",
+        )?;
+        check(
+            self.max_rooms_per_connection >= 1,
+            "max_rooms_per_connection",
+            "must be at least 1",
+        )?;
+        check(
+            !self.ping_interval.is_zero() && self.ping_interval < self.idle_timeout,
+            "ping_interval",
+            "must be above zero and below idle_timeout",
+        )?;
+        check(
+            !self.auth_timeout.is_zero(),
+            "auth_timeout",
+            "must be above zero",
+        )?;
+        check(
+            self.outbound_budget_bytes >= 2 * self.max_frame_bytes,
+            "outbound_budget_bytes",
+            "must be at least twice max_frame_bytes",
+        )?;
+        check(
+            self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0,
+            "rate_per_sec",
+            "must be a number above zero",
+        )?;
+        check(self.rate_burst >= 1, "rate_burst", "must be at least 1")?;
+        check(
+            (1..=10_000).contains(&self.history_page_max),
+            "history_page_max",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=100_000).contains(&self.recovery_max),
+            "recovery_max",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            !self.retention_check.is_zero(),
+            "retention_check",
+            "must be above zero",
+        )?;
+        check(self.write_queue >= 1, "write_queue", "must be at least 1")?;
+        Ok(())
+    }
+}
+
+impl ConfigArgs {
+    fn apply(self, config: &mut Config) {
+        macro_rules! set {
+            ($($field:ident),*) => {
+                $(if let Some(value) = self.$field { config.$field = value; })*
+            };
+        }
+        set!(
+            listen,
+            data,
+            node_id,
+            max_connections,
+            max_frame_bytes,
+            max_message_len,
+            max_rooms_per_connection,
+            ping_interval,
+            idle_timeout,
+            auth_timeout,
+            outbound_budget_bytes,
+            rate_per_sec,
+            rate_burst,
+            history_page_max,
+            recovery_max,
+            retention,
+            retention_check,
+            write_queue,
+            shutdown_grace,
+            log_format
+        );
+        if self.secret.is_some() {
+            config.secret = self.secret;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_file_then_flags_apply() {
+        Config::default().validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("preau.toml");
+        std::fs::write(&path, "max_connections = 7\nidle_timeout = \"90s\"\n").unwrap();
+        let config = Config::load(ConfigArgs {
+            config: Some(path.clone()),
+            max_connections: Some(9),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.max_connections, 9, "flag beats file");
+        assert_eq!(
+            config.idle_timeout,
+            Duration::from_secs(90),
+            "file beats default"
+        );
+        std::fs::write(&path, "max_conections = 7\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let config = Config {
+            ping_interval: Duration::from_secs(90),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("ping_interval"), "{err}");
+    }
+}

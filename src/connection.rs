@@ -1,0 +1,180 @@
+//! The per-connection task: reads frames into the session, writes the
+//! outbound queue to the socket, pings, and closes with the right code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::hub::Hub;
+use crate::outbound::{self, OutboundRx};
+use crate::protocol::CloseCode;
+use crate::session::{Flow, Session};
+
+/// Frames written per flush: batching writes saves syscalls under load.
+const WRITE_BATCH: usize = 64;
+/// How long a close handshake may take before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the loop ended.
+enum End {
+    /// Close with this code.
+    Close(CloseCode),
+    /// The peer closed or the socket failed: nothing more to say.
+    Gone,
+}
+
+pub async fn serve(
+    hub: Arc<Hub>,
+    ws: WebSocket,
+    shutdown: CancellationToken,
+    peer: std::net::SocketAddr,
+) {
+    let conn = hub.next_conn_id();
+    let span = tracing::info_span!("conn", conn, %peer, user = tracing::field::Empty);
+    hub.metrics.connections.increment(1.0);
+    hub.metrics.connections_accepted.increment(1);
+    run(hub.clone(), ws, shutdown, conn).instrument(span).await;
+    hub.metrics.connections.decrement(1.0);
+}
+
+async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn: u64) {
+    let config = hub.config.clone();
+    let (out, mut rx) = outbound::channel(conn, config.outbound_budget_bytes);
+    let slow = rx.slow();
+    let mut session = Session::new(hub.clone(), out);
+    let auth_deadline = Instant::now() + config.auth_timeout;
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+    let mut last_seen = Instant::now();
+    tracing::debug!("connected");
+
+    let end = loop {
+        let expiry = session.expires_at().map(deadline_of);
+        tokio::select! {
+            _ = shutdown.cancelled() => break End::Close(CloseCode::GoingAway),
+            _ = slow.cancelled() => break End::Close(CloseCode::SlowConsumer),
+            Some(frame) = rx.recv() => {
+                let written = tokio::select! {
+                    result = write_batch(&mut ws, &mut rx, frame) => result,
+                    _ = slow.cancelled() => break End::Close(CloseCode::SlowConsumer),
+                    _ = shutdown.cancelled() => break End::Close(CloseCode::GoingAway),
+                };
+                match written {
+                    Ok(count) => hub.metrics.frames_out.increment(count),
+                    Err(()) => break End::Gone,
+                }
+            }
+            message = ws.next() => {
+                last_seen = Instant::now();
+                match message {
+                    Some(Ok(Message::Binary(frame))) => {
+                        if let Flow::Close(code) = session.handle(&frame).await {
+                            break End::Close(code);
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => break End::Close(CloseCode::UnsupportedData),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break End::Gone,
+                    Some(Err(err)) => {
+                        if is_too_big(&err) {
+                            break End::Close(CloseCode::MessageTooBig);
+                        }
+                        tracing::debug!(error = %err, "read failed");
+                        break End::Gone;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() >= config.idle_timeout {
+                    break End::Close(CloseCode::IdleTimeout);
+                }
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    break End::Gone;
+                }
+            }
+            _ = sleep_until(auth_deadline), if session.expires_at().is_none() => {
+                break End::Close(CloseCode::AuthTimeout);
+            }
+            _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
+                break End::Close(CloseCode::TokenExpired);
+            }
+        }
+    };
+
+    session.close();
+    if let End::Close(code) = end {
+        if code == CloseCode::SlowConsumer {
+            hub.metrics.slow_consumers.increment(1);
+        }
+        tracing::info!(code = code.code(), reason = code.reason(), "closing");
+        let flush_first = code != CloseCode::SlowConsumer;
+        let _ =
+            tokio::time::timeout(CLOSE_TIMEOUT, close(&mut ws, &mut rx, code, flush_first)).await;
+    } else {
+        tracing::debug!("disconnected");
+    }
+}
+
+/// Writes `first` and whatever else is queued (up to a batch), then flushes once.
+async fn write_batch(
+    ws: &mut WebSocket,
+    rx: &mut OutboundRx,
+    first: bytes::Bytes,
+) -> Result<u64, ()> {
+    ws.feed(Message::Binary(first)).await.map_err(|_| ())?;
+    let mut count = 1;
+    while count < WRITE_BATCH as u64 {
+        let Some(frame) = rx.try_recv() else { break };
+        ws.feed(Message::Binary(frame)).await.map_err(|_| ())?;
+        count += 1;
+    }
+    ws.flush().await.map_err(|_| ())?;
+    Ok(count)
+}
+
+/// Sends what is still queued (replies such as the error that explains the
+/// close), then the close frame.
+async fn close(ws: &mut WebSocket, rx: &mut OutboundRx, code: CloseCode, flush_first: bool) {
+    if flush_first {
+        while let Some(frame) = rx.try_recv() {
+            if ws.feed(Message::Binary(frame)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let frame = CloseFrame {
+        code: code.code(),
+        reason: code.reason().into(),
+    };
+    let _ = ws.send(Message::Close(Some(frame))).await;
+    // Wait briefly for the peer's close so the socket ends cleanly.
+    while let Some(Ok(message)) = ws.next().await {
+        if matches!(message, Message::Close(_)) {
+            break;
+        }
+    }
+}
+
+fn is_too_big(err: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = err.source();
+    while let Some(inner) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = inner.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
+use tokio_tungstenite::tungstenite;
+
+fn deadline_of(exp_secs: u64) -> Instant {
+    let now_secs = crate::auth::now_secs();
+    Instant::now() + Duration::from_secs(exp_secs.saturating_sub(now_secs))
+}

@@ -1,0 +1,108 @@
+//! HTTP side: the WebSocket upgrade at `/ws`, `/healthz` and `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection;
+use crate::hub::Hub;
+use crate::protocol::SUBPROTOCOL;
+
+/// Read buffer per connection: small, since most connections are idle and
+/// client frames are small. tungstenite's default (128 KiB) would cost
+/// 1.3 GB for 10,000 idle pupils.
+const READ_BUFFER: usize = 4 * 1024;
+/// Write buffer target: frames are flushed eagerly in batches.
+const WRITE_BUFFER: usize = 0;
+
+#[derive(Clone)]
+pub struct Gateway {
+    pub hub: Arc<Hub>,
+    pub slots: Arc<Semaphore>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(gateway)
+}
+
+async fn upgrade(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !ws
+        .requested_protocols()
+        .any(|p| p.as_bytes() == SUBPROTOCOL.as_bytes())
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("offer the websocket subprotocol {SUBPROTOCOL}\n"),
+        )
+            .into_response();
+    }
+    if gateway.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n").into_response();
+    }
+    let Ok(slot) = gateway.slots.clone().try_acquire_owned() else {
+        gateway.hub.metrics.connections_refused.increment(1);
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server full, retry later\n",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
+    let max = gateway.hub.config.max_frame_bytes;
+    let hub = gateway.hub.clone();
+    let shutdown = gateway.shutdown.clone();
+    let tracker = gateway.tracker.clone();
+    ws.protocols([SUBPROTOCOL])
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(max.saturating_mul(4))
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                connection::serve(hub, socket, shutdown, peer).await;
+                drop(slot);
+            })
+        })
+}
+
+async fn healthz(State(gateway): State<Gateway>) -> Response {
+    if gateway.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+async fn metrics(State(gateway): State<Gateway>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        gateway.hub.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,169 @@
+//! préau: a real-time hub for schools. See ARCHITECTURE.md for the map.
+
+// Server paths never unwrap: a panic on client input is a bug.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod auth;
+pub mod client;
+pub mod config;
+mod connection;
+mod gateway;
+pub mod hub;
+pub mod metrics;
+pub mod outbound;
+pub mod protocol;
+pub mod ratelimit;
+mod retention;
+pub mod room;
+mod session;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthError, Keyring};
+use crate::config::Config;
+use crate::hub::{Clock, Hub};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    hub: Arc<Hub>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub, for tests that inspect state (e.g. stored bytes).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close connections with
+    /// `1001`, flush storage.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the server stopped (after [`Server::shutdown`] or a failure).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.task.await?
+    }
+}
+
+/// Starts a server with the system clock.
+pub async fn start(config: Config) -> Result<Server, ServerError> {
+    start_with_clock(config, hub::system_clock()).await
+}
+
+/// Starts a server: loads the secret, opens the store, binds, and serves in
+/// the background.
+pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, ServerError> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let (keyring, store) = {
+        let config = config.clone();
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let keyring = Keyring::load(&config.data, config.secret.as_deref())?;
+            let store = Store::open(&config.data, config.write_queue, move |stats| {
+                metrics.commit_seconds.record(stats.seconds);
+                metrics.commit_batch.record(stats.jobs as f64);
+            })?;
+            Ok::<_, ServerError>((keyring, store))
+        })
+        .await??
+    };
+    let store = Arc::new(store);
+    let hub = Arc::new(Hub::new(
+        config.clone(),
+        keyring,
+        store.clone(),
+        metrics,
+        clock,
+    ));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let gateway = gateway::Gateway {
+        hub: hub.clone(),
+        slots: Arc::new(Semaphore::new(config.max_connections)),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    let app = gateway::router(gateway).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
+    tracing::info!(%addr, node = %config.node_id, data = %config.data.display(), "listening");
+    let task = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await;
+            // Also reached if serving failed: make every connection close.
+            shutdown.cancel();
+            tracker.close();
+            if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open after the shutdown grace period");
+            }
+            tokio::task::spawn_blocking(move || store.shutdown()).await??;
+            tracing::info!("stopped; storage flushed");
+            served.map_err(ServerError::Serve)
+        })
+    };
+    Ok(Server {
+        addr,
+        shutdown,
+        hub,
+        task,
+    })
+}
+
+/// Runs until `signal` completes, then shuts down gracefully.
+pub async fn run(config: Config, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let server = start(config).await?;
+    tokio::select! {
+        () = signal => server.shutdown(),
+        () = server.shutdown.clone().cancelled_owned() => {}
+    }
+    server.wait().await
+}

@@ -1,0 +1,214 @@
+//! The `preau` binary: `serve`, `token`, `send`, `listen`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use preau::auth::{Claims, Keyring};
+use preau::client::Client;
+use preau::config::{Config, ConfigArgs, LogFormat};
+use preau::protocol::{Position, Role, ServerFrame};
+
+#[derive(Parser)]
+#[command(
+    name = "preau",
+    version,
+    about = "Real-time collaboration hub for schools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default command).
+    Serve(Box<ConfigArgs>),
+    /// Mint a signed token.
+    Token(TokenArgs),
+    /// Post one message and print its ack as JSON.
+    Send(SendArgs),
+    /// Join a room and print its events as JSON lines.
+    Listen(ListenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[arg(long, env = "PREAU_DATA", default_value = "./data")]
+    data: PathBuf,
+    #[arg(long, env = "PREAU_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// User id.
+    #[arg(long)]
+    user: String,
+    /// Display name.
+    #[arg(long)]
+    name: String,
+    /// student, teacher, parent or staff.
+    #[arg(long)]
+    role: Role,
+    /// A class (repeat for several).
+    #[arg(long = "class")]
+    classes: Vec<String>,
+    /// A child's user id, for a parent (repeat for several).
+    #[arg(long = "child")]
+    children: Vec<String>,
+    /// Lifetime, e.g. 8h, 30m, 7d.
+    #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    #[arg(long, env = "PREAU_TOKEN", hide_env_values = true)]
+    token: String,
+    #[arg(long)]
+    room: String,
+    #[arg(long)]
+    text: String,
+}
+
+#[derive(clap::Args)]
+struct ListenArgs {
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    #[arg(long, env = "PREAU_TOKEN", hide_env_values = true)]
+    token: String,
+    #[arg(long)]
+    room: String,
+    /// Recover every event after this offset (needs --epoch).
+    #[arg(long, requires = "epoch")]
+    from: Option<u64>,
+    #[arg(long, requires = "from")]
+    epoch: Option<String>,
+    /// Exit after this many events.
+    #[arg(long)]
+    count: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(Box::default()))
+    {
+        Command::Serve(args) => {
+            let config = Config::load(*args).context("invalid configuration")?;
+            init_logs(config.log_format);
+            runtime.block_on(preau::run(config, shutdown_signal()))?;
+        }
+        Command::Token(args) => token(args)?,
+        Command::Send(args) => {
+            init_logs(LogFormat::Text);
+            runtime.block_on(send(args))?;
+        }
+        Command::Listen(args) => {
+            init_logs(LogFormat::Text);
+            runtime.block_on(listen(args))?;
+        }
+    }
+    Ok(())
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PREAU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let keyring = Keyring::load(&args.data, args.secret.as_deref())?;
+    let now = preau::auth::now_secs();
+    let claims = Claims {
+        sub: args.user,
+        name: args.name,
+        role: args.role,
+        classes: args.classes,
+        children: args.children,
+        exp: now + args.ttl.as_secs(),
+        iat: now,
+    };
+    claims.validate()?;
+    println!("{}", keyring.mint(&claims)?);
+    Ok(())
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let (mut client, _) = Client::connect(&args.url, &args.token).await?;
+    client.join(&args.room, None).await?;
+    let ack = client.post(&args.room, &args.text).await?;
+    println!("{}", serde_json::to_string(&ack)?);
+    client.close();
+    Ok(())
+}
+
+async fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    let (mut client, _) = Client::connect(&args.url, &args.token).await?;
+    let since = match (args.from, args.epoch) {
+        (Some(offset), Some(epoch)) => Some(Position { epoch, offset }),
+        _ => None,
+    };
+    let joined = client.join(&args.room, since).await?;
+    if let Some(recovery) = &joined.recovery {
+        eprintln!("{}", serde_json::to_string(recovery)?);
+    }
+    let mut printed = 0;
+    let done = |printed: usize| args.count.is_some_and(|n| printed >= n);
+    for event in &joined.events {
+        if done(printed) {
+            break;
+        }
+        println!(
+            "{}",
+            serde_json::to_string(&ServerFrame::Event(event.clone()))?
+        );
+        printed += 1;
+    }
+    while !done(printed) {
+        let Some(frame) = client.next().await else {
+            anyhow::bail!("connection closed: {:?}", client.close_frame());
+        };
+        println!("{}", serde_json::to_string(&frame)?);
+        if matches!(frame, ServerFrame::Event(_)) {
+            printed += 1;
+        }
+    }
+    client.close();
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The bounded per-connection outbound queue.
+//!
+//! Every frame for a connection — replies, events, presence — goes through
+//! one queue, so a connection sees its join reply before the live events that
+//! follow it. The bound is in bytes: a send that would take the queue over
+//! its budget is refused and marks the connection slow; its task then closes
+//! it with `4004 slow consumer`. Others never wait on it: `send` never blocks.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Identifies a connection within this process.
+pub type ConnId = u64;
+
+struct Shared {
+    conn: ConnId,
+    queued: AtomicUsize,
+    budget: usize,
+    slow: CancellationToken,
+}
+
+/// The sending side, cloned into every room the connection joined.
+#[derive(Clone)]
+pub struct Outbound {
+    tx: mpsc::UnboundedSender<Bytes>,
+    shared: Arc<Shared>,
+}
+
+/// The receiving side, owned by the connection task.
+pub struct OutboundRx {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    shared: Arc<Shared>,
+}
+
+pub fn channel(conn: ConnId, budget: usize) -> (Outbound, OutboundRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        conn,
+        queued: AtomicUsize::new(0),
+        budget,
+        slow: CancellationToken::new(),
+    });
+    (
+        Outbound {
+            tx,
+            shared: shared.clone(),
+        },
+        OutboundRx { rx, shared },
+    )
+}
+
+impl Outbound {
+    pub fn conn(&self) -> ConnId {
+        self.shared.conn
+    }
+
+    /// Marks the connection slow: its task closes it with `4004`.
+    pub fn mark_slow(&self) {
+        self.shared.slow.cancel();
+    }
+
+    /// Queues `frame`; false if the connection is over budget (now marked
+    /// slow) or gone. Never blocks.
+    pub fn send(&self, frame: Bytes) -> bool {
+        if self.shared.slow.is_cancelled() {
+            return false;
+        }
+        let len = frame.len();
+        let before = self.shared.queued.fetch_add(len, Ordering::AcqRel);
+        if before + len > self.shared.budget {
+            self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+            self.shared.slow.cancel();
+            return false;
+        }
+        if self.tx.send(frame).is_err() {
+            self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+impl OutboundRx {
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let frame = self.rx.recv().await?;
+        self.shared.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
+
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        let frame = self.rx.try_recv().ok()?;
+        self.shared.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
+
+    /// Cancelled once the connection went over its budget.
+    pub fn slow(&self) -> CancellationToken {
+        self.shared.slow.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn over_budget_marks_slow_and_refuses() {
+        let (tx, mut rx) = channel(1, 10);
+        assert!(tx.send(Bytes::from_static(b"123456")));
+        assert!(!tx.send(Bytes::from_static(b"123456")), "over budget");
+        assert!(rx.slow().is_cancelled());
+        assert!(!tx.send(Bytes::from_static(b"1")), "slow stays slow");
+        assert_eq!(rx.recv().await.unwrap().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn draining_frees_budget() {
+        let (tx, mut rx) = channel(1, 10);
+        for _ in 0..5 {
+            assert!(tx.send(Bytes::from_static(b"12345678")));
+            rx.recv().await.unwrap();
+        }
+        assert!(!rx.slow().is_cancelled());
+    }
+}

@@ -1,0 +1,173 @@
+//! Stable error codes and WebSocket close codes of protocol v1.
+//!
+//! The strings and numbers here are part of the wire contract documented in
+//! `protocol/README.md`: never renumber or rename one, only add.
+
+use serde::{Deserialize, Serialize};
+
+/// The `code` of an `error` reply. Serialized as a snake_case string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not MessagePack, not a map, or has no string `type`.
+    MalformedFrame,
+    /// `type` names no request of this protocol version.
+    UnknownType,
+    /// A field is missing, has the wrong type, or a value out of range.
+    InvalidField,
+    /// `hello` sent on a connection that is already authenticated.
+    AlreadyAuthenticated,
+    /// The token is missing, malformed, forged, signed by an unknown key or has bad claims.
+    Unauthorized,
+    /// The token's `exp` is in the past.
+    TokenExpired,
+    /// The room name is not `class/kind/name` or names an unknown kind.
+    InvalidRoom,
+    /// The room's policy does not allow this user to do this.
+    Forbidden,
+    /// The connection already joined this room.
+    AlreadyJoined,
+    /// The request needs the connection to have joined the room first.
+    NotJoined,
+    /// The connection joined as many rooms as the server allows.
+    TooManyRooms,
+    /// The message text is empty or longer than the server's limit.
+    MessageTooLong,
+    /// The user's token bucket is empty; `retry_after_ms` says when to retry.
+    RateLimited,
+    /// The server's write queue is full; nothing was stored, retry later.
+    Overloaded,
+    /// Storing failed; nothing was accepted.
+    StorageError,
+    /// An unexpected server fault; nothing was accepted.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in table order (used for metrics labels and the spec test).
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::MalformedFrame,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidField,
+        ErrorCode::AlreadyAuthenticated,
+        ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
+        ErrorCode::InvalidRoom,
+        ErrorCode::Forbidden,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::NotJoined,
+        ErrorCode::TooManyRooms,
+        ErrorCode::MessageTooLong,
+        ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::StorageError,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedFrame => "malformed_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::AlreadyAuthenticated => "already_authenticated",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::StorageError => "storage_error",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Index into [`ErrorCode::ALL`].
+    pub fn index(self) -> usize {
+        ErrorCode::ALL
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or(ErrorCode::ALL.len() - 1)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// WebSocket close codes the server uses. 1000–1011 are RFC 6455 codes;
+/// 4000–4999 are préau's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// The server is shutting down; reconnect (to another node) and recover.
+    GoingAway,
+    /// A text frame was sent; protocol v1 is binary MessagePack only.
+    UnsupportedData,
+    /// A frame exceeded `max_frame_bytes`.
+    MessageTooBig,
+    /// An unexpected server fault.
+    InternalError,
+    /// A request came before a successful `hello`.
+    ProtocolViolation,
+    /// The token in `hello` is missing, malformed, forged or has bad claims.
+    Unauthorized,
+    /// The token expired (at `hello`, or while connected).
+    TokenExpired,
+    /// No `hello` within `auth_timeout`.
+    AuthTimeout,
+    /// The outbound queue stayed over its budget: the client reads too slowly.
+    SlowConsumer,
+    /// Nothing was received within `idle_timeout` (not even a pong).
+    IdleTimeout,
+}
+
+impl CloseCode {
+    pub const ALL: [CloseCode; 10] = [
+        CloseCode::GoingAway,
+        CloseCode::UnsupportedData,
+        CloseCode::MessageTooBig,
+        CloseCode::InternalError,
+        CloseCode::ProtocolViolation,
+        CloseCode::Unauthorized,
+        CloseCode::TokenExpired,
+        CloseCode::AuthTimeout,
+        CloseCode::SlowConsumer,
+        CloseCode::IdleTimeout,
+    ];
+
+    pub fn code(self) -> u16 {
+        match self {
+            CloseCode::GoingAway => 1001,
+            CloseCode::UnsupportedData => 1003,
+            CloseCode::MessageTooBig => 1009,
+            CloseCode::InternalError => 1011,
+            CloseCode::ProtocolViolation => 4000,
+            CloseCode::Unauthorized => 4001,
+            CloseCode::TokenExpired => 4002,
+            CloseCode::AuthTimeout => 4003,
+            CloseCode::SlowConsumer => 4004,
+            CloseCode::IdleTimeout => 4005,
+        }
+    }
+
+    /// The close frame's reason text (short: close reasons are capped at 123 bytes).
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseCode::GoingAway => "server shutting down",
+            CloseCode::UnsupportedData => "text frames are not supported, send binary msgpack",
+            CloseCode::MessageTooBig => "frame too large",
+            CloseCode::InternalError => "internal error",
+            CloseCode::ProtocolViolation => "protocol violation: hello first",
+            CloseCode::Unauthorized => "unauthorized",
+            CloseCode::TokenExpired => "token expired",
+            CloseCode::AuthTimeout => "no hello in time",
+            CloseCode::SlowConsumer => "slow consumer",
+            CloseCode::IdleTimeout => "idle timeout",
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! Protocol v1: the only module that knows the wire format.
+//!
+//! Every WebSocket message is one binary frame holding one MessagePack map
+//! with a string `type`. Requests may carry an `id` (u32) that the reply
+//! (`ok` or `error`) echoes. Events (`event`, `presence`, `typing`) carry no
+//! id. The full contract, with the tables of error and close codes, is
+//! `protocol/README.md`; `protocol/vectors.json` holds sample frames that the
+//! tests check this module against.
+
+mod codes;
+
+pub use codes::{CloseCode, ErrorCode};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The WebSocket subprotocol a client must offer.
+pub const SUBPROTOCOL: &str = "preau.v1";
+
+/// Request types of protocol v1, used to tell `unknown_type` from `invalid_field`.
+pub const REQUEST_TYPES: [&str; 7] = [
+    "hello", "join", "leave", "post", "typing", "history", "ping",
+];
+
+/// Who a user is, as other users see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// The school role carried by a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Student,
+    Teacher,
+    Parent,
+    Staff,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Student, Role::Teacher, Role::Parent, Role::Staff];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Teacher => "teacher",
+            Role::Parent => "parent",
+            Role::Staff => "staff",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "student" => Ok(Role::Student),
+            "teacher" => Ok(Role::Teacher),
+            "parent" => Ok(Role::Parent),
+            "staff" => Ok(Role::Staff),
+            other => Err(format!(
+                "unknown role {other:?}, expected student, teacher, parent or staff"
+            )),
+        }
+    }
+}
+
+/// A position in a room's history: the last offset a client has seen under an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// A client request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Hello {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        token: String,
+    },
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Position>,
+    },
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+    },
+    Post {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        text: String,
+    },
+    Typing {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+    },
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+    },
+}
+
+impl Request {
+    pub fn id(&self) -> Option<u32> {
+        match self {
+            Request::Hello { id, .. }
+            | Request::Join { id, .. }
+            | Request::Leave { id, .. }
+            | Request::Post { id, .. }
+            | Request::Typing { id, .. }
+            | Request::History { id, .. }
+            | Request::Ping { id } => *id,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Join { .. } => "join",
+            Request::Leave { .. } => "leave",
+            Request::Post { .. } => "post",
+            Request::Typing { .. } => "typing",
+            Request::History { .. } => "history",
+            Request::Ping { .. } => "ping",
+        }
+    }
+}
+
+/// Limits the server announces in its `hello` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_frame_bytes: u64,
+    pub max_message_len: u64,
+    pub max_rooms: u64,
+    pub history_page_max: u64,
+    pub ping_interval_ms: u64,
+}
+
+/// Data of the `ok` reply to `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloOk {
+    pub user: UserInfo,
+    pub classes: Vec<String>,
+    pub node: String,
+    pub version: String,
+    pub limits: Limits,
+}
+
+/// Why a recovery asked with `join.since` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryFailure {
+    /// The room's history was reset or lost since the client's position.
+    EpochMismatch,
+    /// Events after the client's position were removed by retention.
+    OutOfRetention,
+    /// More events were missed than the server replays on join.
+    TooFarBehind,
+    /// The client claims an offset the room has not reached.
+    OffsetAhead,
+}
+
+/// The outcome of `join.since`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub recovered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RecoveryFailure>,
+}
+
+/// Data of the `ok` reply to `join`, without its `events` (spliced in raw by
+/// [`ok_with_events`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinOk {
+    pub room: String,
+    pub epoch: String,
+    /// Offset of the last event in the room (0 when empty).
+    pub head: u64,
+    /// Offset of the oldest retained event (head + 1 when empty).
+    pub first: u64,
+    pub members: Vec<UserInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// Data of the `ok` reply to `post`: the message is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostOk {
+    pub room: String,
+    pub epoch: String,
+    pub offset: u64,
+    pub ts: u64,
+}
+
+/// Data of the `ok` reply to `history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryOk {
+    pub room: String,
+    pub epoch: String,
+    pub head: u64,
+    pub first: u64,
+    /// More events exist beyond this page in the direction asked.
+    pub more: bool,
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// A durable event of a room's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub room: String,
+    pub epoch: String,
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch, server clock.
+    pub ts: u64,
+    pub from: UserInfo,
+    pub body: Body,
+}
+
+/// What an event says; `kind` is the extension point for later event kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    Message { text: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceAction {
+    Join,
+    Leave,
+}
+
+/// A member's first connection joined, or its last one left (ephemeral).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub room: String,
+    pub action: PresenceAction,
+    pub user: UserInfo,
+}
+
+/// A member is typing (ephemeral; clients expire it after 5 s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    pub room: String,
+    pub user: UserInfo,
+}
+
+/// The `error` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    #[serde(default)]
+    pub id: Option<u32>,
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Any frame the server sends, as a client decodes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Ok {
+        #[serde(default)]
+        id: Option<u32>,
+        #[serde(default = "nil")]
+        data: rmpv::Value,
+    },
+    Error(ErrorReply),
+    Event(Event),
+    Presence(Presence),
+    Typing(Typing),
+}
+
+fn nil() -> rmpv::Value {
+    rmpv::Value::Nil
+}
+
+/// Why an incoming frame could not be turned into a [`Request`].
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("frame is not a messagepack map with a string `type`: {0}")]
+    Malformed(String),
+    #[error("unknown request type {ty:?}")]
+    UnknownType { id: Option<u32>, ty: String },
+    #[error("invalid {ty} request: {message}")]
+    InvalidField {
+        id: Option<u32>,
+        ty: String,
+        message: String,
+    },
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Malformed(_) => ErrorCode::MalformedFrame,
+            DecodeError::UnknownType { .. } => ErrorCode::UnknownType,
+            DecodeError::InvalidField { .. } => ErrorCode::InvalidField,
+        }
+    }
+
+    pub fn id(&self) -> Option<u32> {
+        match self {
+            DecodeError::Malformed(_) => None,
+            DecodeError::UnknownType { id, .. } | DecodeError::InvalidField { id, .. } => *id,
+        }
+    }
+}
+
+/// Decodes one client frame. The fast path is a single typed decode; only a
+/// failing frame is decoded a second time, loosely, to say precisely what is wrong.
+pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
+    match rmp_serde::from_slice::<Request>(frame) {
+        Ok(request) => Ok(request),
+        Err(typed_error) => Err(classify(frame, typed_error)),
+    }
+}
+
+fn classify(frame: &[u8], typed_error: rmp_serde::decode::Error) -> DecodeError {
+    let mut reader = frame;
+    let value = match rmpv::decode::read_value(&mut reader) {
+        Ok(value) => value,
+        Err(err) => return DecodeError::Malformed(format!("not messagepack: {err}")),
+    };
+    let rmpv::Value::Map(entries) = value else {
+        return DecodeError::Malformed("not a map".to_owned());
+    };
+    let field = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(_, v)| v)
+    };
+    let id = field("id")
+        .and_then(|v| v.as_u64())
+        .and_then(|v| u32::try_from(v).ok());
+    let ty = match field("type") {
+        Some(rmpv::Value::String(s)) => match s.as_str() {
+            Some(s) => s.to_owned(),
+            None => return DecodeError::Malformed("`type` is not valid utf-8".to_owned()),
+        },
+        Some(_) => return DecodeError::Malformed("`type` is not a string".to_owned()),
+        None => return DecodeError::Malformed("missing `type`".to_owned()),
+    };
+    if !REQUEST_TYPES.contains(&ty.as_str()) {
+        return DecodeError::UnknownType { id, ty };
+    }
+    DecodeError::InvalidField {
+        id,
+        ty,
+        message: typed_error.to_string(),
+    }
+}
+
+/// Decodes one server frame (client side).
+pub fn decode_server_frame(frame: &[u8]) -> Result<ServerFrame, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(frame)
+}
+
+/// Decodes the `data` of an `ok` frame as `T` (client side; the caller
+/// knows which request the reply answers).
+pub fn decode_ok_data<T: serde::de::DeserializeOwned>(
+    frame: &[u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    #[derive(Deserialize)]
+    struct Data<T> {
+        data: T,
+    }
+    rmp_serde::from_slice::<Data<T>>(frame).map(|d| d.data)
+}
+
+/// Encodes any serializable value as a MessagePack map (field names kept).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, rmp_serde::encode::Error> {
+    rmp_serde::to_vec_named(value).map(Bytes::from)
+}
+
+#[derive(Serialize)]
+struct OkFrame<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    id: Option<u32>,
+    data: &'a T,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutFrame<'a> {
+    Error(&'a ErrorReply),
+    Event(&'a Event),
+    Presence(&'a Presence),
+    Typing(&'a Typing),
+}
+
+/// A pre-encoded `internal` error, used if encoding itself ever fails.
+fn internal_error_frame(id: Option<u32>) -> Bytes {
+    let reply = ErrorReply {
+        id,
+        code: ErrorCode::Internal,
+        message: "internal error".to_owned(),
+        retry_after_ms: None,
+    };
+    encode(&OutFrame::Error(&reply)).unwrap_or_else(|_| Bytes::from_static(&[0x80]))
+}
+
+fn or_internal(id: Option<u32>, result: Result<Bytes, rmp_serde::encode::Error>) -> Bytes {
+    result.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "encoding a server frame failed");
+        internal_error_frame(id)
+    })
+}
+
+/// `{type: "ok", id, data}`.
+pub fn ok<T: Serialize>(id: Option<u32>, data: &T) -> Bytes {
+    or_internal(id, encode(&OkFrame { ty: "ok", id, data }))
+}
+
+/// `{type: "ok", id, data: nil}`.
+pub fn ok_empty(id: Option<u32>) -> Bytes {
+    ok(id, &())
+}
+
+/// `{type: "ok", id, data}` where `data` is `data` plus an `events` array
+/// whose items are already-encoded event frames (stored bytes, spliced as is).
+/// `data` must serialize to a map without an `events` entry.
+pub fn ok_with_events<T: Serialize, E: AsRef<[u8]>>(
+    id: Option<u32>,
+    data: &T,
+    events: &[E],
+) -> Bytes {
+    or_internal(id, splice_events(id, data, events))
+}
+
+fn splice_events<T: Serialize, E: AsRef<[u8]>>(
+    id: Option<u32>,
+    data: &T,
+    events: &[E],
+) -> Result<Bytes, rmp_serde::encode::Error> {
+    use rmp_serde::encode::Error as E2;
+    let map = rmp_serde::to_vec_named(data)?;
+    let mut rest = map.as_slice();
+    let len = rmp::decode::read_map_len(&mut rest)
+        .map_err(|_| E2::Syntax("data is not a map".to_owned()))?;
+    let mut out =
+        Vec::with_capacity(map.len() + 48 + events.iter().map(|e| e.as_ref().len()).sum::<usize>());
+    rmp::encode::write_map_len(&mut out, 3)?;
+    rmp::encode::write_str(&mut out, "type")?;
+    rmp::encode::write_str(&mut out, "ok")?;
+    rmp::encode::write_str(&mut out, "id")?;
+    match id {
+        Some(id) => rmp::encode::write_uint(&mut out, u64::from(id)).map(|_| ())?,
+        None => rmp::encode::write_nil(&mut out).map_err(|e| E2::Syntax(e.to_string()))?,
+    }
+    rmp::encode::write_str(&mut out, "data")?;
+    rmp::encode::write_map_len(&mut out, len + 1)?;
+    out.extend_from_slice(rest);
+    rmp::encode::write_str(&mut out, "events")?;
+    let count =
+        u32::try_from(events.len()).map_err(|_| E2::Syntax("too many events".to_owned()))?;
+    rmp::encode::write_array_len(&mut out, count)?;
+    for event in events {
+        out.extend_from_slice(event.as_ref());
+    }
+    Ok(Bytes::from(out))
+}
+
+/// `{type: "error", id, code, message, retry_after_ms?}`.
+pub fn error(id: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Bytes {
+    error_reply(&ErrorReply {
+        id,
+        code,
+        message: message.into(),
+        retry_after_ms: None,
+    })
+}
+
+pub fn error_reply(reply: &ErrorReply) -> Bytes {
+    or_internal(reply.id, encode(&OutFrame::Error(reply)))
+}
+
+/// `{type: "event", ...}`: the exact bytes that are stored and delivered.
+pub fn event(event: &Event) -> Bytes {
+    or_internal(None, encode(&OutFrame::Event(event)))
+}
+
+pub fn presence(presence: &Presence) -> Bytes {
+    or_internal(None, encode(&OutFrame::Presence(presence)))
+}
+
+pub fn typing(typing: &Typing) -> Bytes {
+    or_internal(None, encode(&OutFrame::Typing(typing)))
+}
+
+/// The `ts` of a stored event frame, without decoding the rest.
+pub fn event_ts(frame: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Ts {
+        ts: u64,
+    }
+    rmp_serde::from_slice::<Ts>(frame).ok().map(|t| t.ts)
+}
+
+/// Encodes a request (client side).
+pub fn encode_request(request: &Request) -> Result<Bytes, rmp_serde::encode::Error> {
+    encode(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserInfo {
+        UserInfo {
+            id: "u1".into(),
+            name: "Ana".into(),
+            role: Role::Student,
+        }
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let req = Request::Join {
+            id: Some(7),
+            room: "3B/chat/revision".into(),
+            since: Some(Position {
+                epoch: "e1".into(),
+                offset: 42,
+            }),
+        };
+        let bytes = encode_request(&req).unwrap();
+        assert_eq!(decode_request(&bytes).unwrap(), req);
+    }
+
+    #[test]
+    fn classify_errors() {
+        assert!(matches!(
+            decode_request(&[0xc1]),
+            Err(DecodeError::Malformed(_))
+        ));
+        let not_map = rmp_serde::to_vec(&5u8).unwrap();
+        assert!(matches!(
+            decode_request(&not_map),
+            Err(DecodeError::Malformed(_))
+        ));
+        let unknown =
+            rmp_serde::to_vec_named(&serde_json::json!({"type": "fly", "id": 3})).unwrap();
+        assert_eq!(
+            decode_request(&unknown),
+            Err(DecodeError::UnknownType {
+                id: Some(3),
+                ty: "fly".into()
+            })
+        );
+        let wrong = rmp_serde::to_vec_named(
+            &serde_json::json!({"type": "post", "id": 4, "room": 5, "text": "x"}),
+        )
+        .unwrap();
+        let err = decode_request(&wrong).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidField);
+        assert_eq!(err.id(), Some(4));
+    }
+
+    #[test]
+    fn spliced_events_decode_as_typed_reply() {
+        let ev = Event {
+            room: "3B/chat/r".into(),
+            epoch: "e".into(),
+            offset: 1,
+            ts: 10,
+            from: user(),
+            body: Body::Message {
+                text: "salut".into(),
+            },
+        };
+        let raw = event(&ev);
+        let data = PostOk {
+            room: "3B/chat/r".into(),
+            epoch: "e".into(),
+            offset: 1,
+            ts: 10,
+        };
+        let frame = ok_with_events(Some(9), &data, &[raw.clone(), raw]);
+        let ServerFrame::Ok { id, .. } = decode_server_frame(&frame).unwrap() else {
+            panic!("not ok")
+        };
+        assert_eq!(id, Some(9));
+        #[derive(Deserialize)]
+        struct WithEvents {
+            offset: u64,
+            events: Vec<Event>,
+        }
+        let parsed: WithEvents = decode_ok_data(&frame).unwrap();
+        assert_eq!(parsed.offset, 1);
+        assert_eq!(parsed.events, vec![ev.clone(), ev]);
+    }
+}

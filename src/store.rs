@@ -1,0 +1,399 @@
+//! Durable storage in sled: the only module that touches sled.
+//!
+//! Trees:
+//! - `rooms`: room name → [`RoomMeta`] (MessagePack), the room's epoch.
+//! - `events`: `room name ‖ 0x00 ‖ offset (u64 big-endian)` → the event frame
+//!   exactly as delivered on the wire, so history is served without re-encoding.
+//!
+//! Writes go through one writer thread that batches whatever is queued into
+//! one sled batch and one flush (group commit), then runs each job's callback
+//! in queue order. A callback therefore only ever sees durable data, and
+//! callbacks of one room run in the order its jobs were queued.
+
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// Jobs written together at most (one sled batch, one flush).
+const MAX_BATCH: usize = 4096;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failure: {0}")]
+    Sled(String),
+    #[error("write queue is full")]
+    Full,
+    #[error("store is shut down")]
+    Closed,
+    #[error("corrupt room metadata for {room}: {message}")]
+    Corrupt { room: String, message: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(err: sled::Error) -> Self {
+        StoreError::Sled(err.to_string())
+    }
+}
+
+/// What the store keeps about a room besides its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMeta {
+    pub epoch: String,
+    pub created_ms: u64,
+    /// The last offset retention removed, so offsets are never reused even
+    /// when every event of the room has expired.
+    #[serde(default)]
+    pub trimmed_through: u64,
+}
+
+/// Called on the writer thread once the job's batch is durable (or failed).
+pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One event to append.
+pub struct Job {
+    pub room: String,
+    pub offset: u64,
+    pub frame: Bytes,
+    pub done: Done,
+}
+
+/// Observations of one group commit, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitStats {
+    pub jobs: usize,
+    pub seconds: f64,
+}
+
+pub struct Store {
+    db: sled::Db,
+    events: sled::Tree,
+    rooms: sled::Tree,
+    writer: Mutex<Option<(SyncSender<Job>, JoinHandle<()>)>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and starts the writer thread.
+    /// Blocking.
+    pub fn open(
+        dir: &Path,
+        queue: usize,
+        on_commit: impl Fn(CommitStats) + Send + 'static,
+    ) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let events = db.open_tree("events")?;
+        let rooms = db.open_tree("rooms")?;
+        let (tx, rx) = mpsc::sync_channel(queue);
+        let writer_db = db.clone();
+        let writer_events = events.clone();
+        let handle = std::thread::Builder::new()
+            .name("preau-store-writer".to_owned())
+            .spawn(move || write_loop(&writer_db, &writer_events, rx, on_commit))
+            .map_err(|e| StoreError::Sled(format!("cannot start writer thread: {e}")))?;
+        Ok(Store {
+            db,
+            events,
+            rooms,
+            writer: Mutex::new(Some((tx, handle))),
+        })
+    }
+
+    /// Queues an append without blocking. On error the job is not queued and
+    /// its callback is dropped uncalled.
+    pub fn submit(&self, job: Job) -> Result<(), StoreError> {
+        let guard = self.writer.lock();
+        let Some((tx, _)) = guard.as_ref() else {
+            return Err(StoreError::Closed);
+        };
+        tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Full,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })
+    }
+
+    /// Stops the writer after it wrote everything queued, then flushes. Blocking.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        let writer = self.writer.lock().take();
+        if let Some((tx, handle)) = writer {
+            drop(tx);
+            if handle.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The room's metadata, created with a fresh epoch if it has none. Blocking.
+    pub fn load_or_create_room(&self, room: &str, now_ms: u64) -> Result<RoomMeta, StoreError> {
+        if let Some(bytes) = self.rooms.get(room)? {
+            return rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                room: room.to_owned(),
+                message: e.to_string(),
+            });
+        }
+        let meta = RoomMeta {
+            epoch: new_epoch(),
+            created_ms: now_ms,
+            trimmed_through: 0,
+        };
+        let bytes = rmp_serde::to_vec_named(&meta).map_err(|e| StoreError::Corrupt {
+            room: room.to_owned(),
+            message: e.to_string(),
+        })?;
+        // Not flushed here: the room's first event flushes it. Losing an
+        // event-less room's epoch in a crash loses nothing a client could hold.
+        match self
+            .rooms
+            .compare_and_swap(room, None as Option<&[u8]>, Some(bytes))?
+        {
+            Ok(()) => Ok(meta),
+            Err(current) => match current.current {
+                Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    room: room.to_owned(),
+                    message: e.to_string(),
+                }),
+                None => Ok(meta),
+            },
+        }
+    }
+
+    /// `(first, last)` offsets stored for the room, `None` when it has none. Blocking.
+    pub fn bounds(&self, room: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let prefix = room_prefix(room);
+        let mut scan = self.events.scan_prefix(&prefix);
+        let first = match scan.next() {
+            Some(entry) => offset_of(&entry?.0),
+            None => return Ok(None),
+        };
+        let last = match scan.next_back() {
+            Some(entry) => offset_of(&entry?.0),
+            None => first,
+        };
+        Ok(Some((first, last)))
+    }
+
+    /// Events with `after < offset <= through`, ascending, at most `limit`;
+    /// the flag says whether more events remain in that range. Blocking.
+    pub fn read_after(
+        &self,
+        room: &str,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<(Vec<Bytes>, bool), StoreError> {
+        if after >= through {
+            return Ok((Vec::new(), false));
+        }
+        let range = event_key(room, after.saturating_add(1))..=event_key(room, through);
+        let mut out = Vec::new();
+        for entry in self.events.range(range) {
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(Bytes::copy_from_slice(&entry?.1));
+        }
+        Ok((out, false))
+    }
+
+    /// Events with `offset < before`, the newest `limit` of them, ascending;
+    /// the flag says whether older events remain. Blocking.
+    pub fn read_before(
+        &self,
+        room: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<(Vec<Bytes>, bool), StoreError> {
+        let range = event_key(room, 0)..event_key(room, before);
+        let mut out = Vec::new();
+        let mut more = false;
+        for entry in self.events.range(range).rev() {
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(Bytes::copy_from_slice(&entry?.1));
+        }
+        out.reverse();
+        Ok((out, more))
+    }
+
+    /// Every room with metadata. Blocking.
+    pub fn rooms(&self) -> Result<Vec<String>, StoreError> {
+        self.rooms
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Removes the room's oldest events while `expired(frame)` says so,
+    /// stopping at the first one to keep, and records the last offset removed
+    /// in the room's metadata. Returns that offset, if any went. Blocking.
+    pub fn trim_room(
+        &self,
+        room: &str,
+        mut expired: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut last_removed = None;
+        for entry in self.events.scan_prefix(room_prefix(room)) {
+            let (key, value) = entry?;
+            if !expired(&value) {
+                break;
+            }
+            self.events.remove(&key)?;
+            last_removed = Some(offset_of(&key));
+        }
+        if let Some(offset) = last_removed {
+            let corrupt = |message: String| StoreError::Corrupt {
+                room: room.to_owned(),
+                message,
+            };
+            let mut meta: RoomMeta = match self.rooms.get(room)? {
+                Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?,
+                None => return Err(corrupt("events without metadata".to_owned())),
+            };
+            meta.trimmed_through = meta.trimmed_through.max(offset);
+            let bytes = rmp_serde::to_vec_named(&meta).map_err(|e| corrupt(e.to_string()))?;
+            self.rooms.insert(room, bytes)?;
+            self.db.flush()?;
+        }
+        Ok(last_removed)
+    }
+
+    /// The raw stored bytes of one event, for tests that inspect storage. Blocking.
+    pub fn raw_event(&self, room: &str, offset: u64) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .events
+            .get(event_key(room, offset))?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+}
+
+fn write_loop(
+    db: &sled::Db,
+    events: &sled::Tree,
+    rx: Receiver<Job>,
+    on_commit: impl Fn(CommitStats),
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let mut batch = sled::Batch::default();
+        for job in &jobs {
+            batch.insert(event_key(&job.room, job.offset), job.frame.as_ref());
+        }
+        let result = events
+            .apply_batch(batch)
+            .and_then(|()| db.flush().map(|_| ()))
+            .map_err(StoreError::from);
+        if let Err(err) = &result {
+            tracing::error!(error = %err, jobs = jobs.len(), "group commit failed");
+        }
+        on_commit(CommitStats {
+            jobs: jobs.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        for job in jobs {
+            (job.done)(result.clone());
+        }
+    }
+}
+
+fn room_prefix(room: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(room.len() + 1);
+    key.extend_from_slice(room.as_bytes());
+    key.push(0);
+    key
+}
+
+fn event_key(room: &str, offset: u64) -> Vec<u8> {
+    let mut key = room_prefix(room);
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+fn offset_of(key: &[u8]) -> u64 {
+    let mut be = [0u8; 8];
+    if key.len() >= 8 {
+        be.copy_from_slice(&key[key.len() - 8..]);
+    }
+    u64::from_be_bytes(be)
+}
+
+/// A fresh epoch: 8 random bytes, hex (a string, so JavaScript keeps it exact).
+fn new_epoch() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 16, |_| {}).unwrap();
+        let meta = store.load_or_create_room("3B/chat/a", 1).unwrap();
+        assert_eq!(store.load_or_create_room("3B/chat/a", 2).unwrap(), meta);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for offset in 1..=5u64 {
+            let tx = tx.clone();
+            store
+                .submit(Job {
+                    room: "3B/chat/a".into(),
+                    offset,
+                    frame: Bytes::from(vec![offset as u8]),
+                    done: Box::new(move |r| tx.send((offset, r.is_ok())).unwrap()),
+                })
+                .unwrap();
+        }
+        let done: Vec<_> = (0..5).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(done, (1..=5).map(|o| (o, true)).collect::<Vec<_>>());
+        // A room whose name is a prefix of another must not see its events.
+        assert_eq!(store.bounds("3B/chat/a").unwrap(), Some((1, 5)));
+        assert_eq!(store.bounds("3B/chat/").unwrap(), None);
+        let (page, more) = store.read_after("3B/chat/a", 1, 5, 2).unwrap();
+        assert_eq!((page.len(), more), (2, true));
+        assert_eq!(page[0].as_ref(), &[2]);
+        let (page, more) = store.read_before("3B/chat/a", 5, 2).unwrap();
+        assert_eq!(page.iter().map(|b| b[0]).collect::<Vec<_>>(), vec![3, 4]);
+        assert!(more);
+        let removed = store.trim_room("3B/chat/a", |v| v[0] < 3).unwrap();
+        assert_eq!(removed, Some(2));
+        assert_eq!(
+            store
+                .load_or_create_room("3B/chat/a", 3)
+                .unwrap()
+                .trimmed_through,
+            2
+        );
+        assert_eq!(store.bounds("3B/chat/a").unwrap(), Some((3, 5)));
+        store.shutdown().unwrap();
+        assert!(matches!(
+            store.submit(Job {
+                room: "x".into(),
+                offset: 1,
+                frame: Bytes::new(),
+                done: Box::new(|_| {}),
+            }),
+            Err(StoreError::Closed)
+        ));
+    }
+}

@@ -1,0 +1,292 @@
+//! Shared test harness: real servers on real sockets, real sled in temp
+//! folders, tokens, raw sockets, and the `preau` binary as a process.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use preau::auth::{Claims, Keyring};
+use preau::client::Client;
+use preau::config::Config;
+use preau::protocol::{HelloOk, Role, ServerFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The secret every test server and token uses.
+pub const SECRET: &str = "test:0123456789abcdef0123456789abcdef";
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn keyring() -> Keyring {
+    Keyring::parse(SECRET).expect("test secret parses")
+}
+
+/// A config for tests: port 0, data in `dir`, the test secret, generous
+/// rate limits (tests of the limit set their own).
+pub fn config(dir: &Path) -> Config {
+    Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data: dir.to_owned(),
+        secret: Some(SECRET.to_owned()),
+        rate_per_sec: 10_000.0,
+        rate_burst: 10_000,
+        ..Config::default()
+    }
+}
+
+/// An in-process server (`preau::start`) with its temp data folder.
+pub struct TestServer {
+    pub server: preau::Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = config(dir.path());
+        tweak(&mut config);
+        let server = preau::start(config).await.expect("server starts");
+        TestServer { server, dir }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr())
+    }
+
+    pub async fn connect(&self, token: &str) -> (Client, HelloOk) {
+        Client::connect(&self.url(), token)
+            .await
+            .expect("client connects")
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric(self.addr(), name).await
+    }
+}
+
+pub fn claims(user: &str, role: Role, classes: &[&str]) -> Claims {
+    let now = preau::auth::now_secs();
+    Claims {
+        sub: user.to_owned(),
+        name: format!("Name of {user}"),
+        role,
+        classes: classes.iter().map(|c| (*c).to_owned()).collect(),
+        children: Vec::new(),
+        exp: now + 3600,
+        iat: now,
+    }
+}
+
+pub fn token(user: &str, role: Role, classes: &[&str]) -> String {
+    keyring().mint(&claims(user, role, classes)).expect("mint")
+}
+
+pub fn student(user: &str, class: &str) -> String {
+    token(user, Role::Student, &[class])
+}
+
+pub fn teacher(user: &str, class: &str) -> String {
+    token(user, Role::Teacher, &[class])
+}
+
+/// A raw WebSocket with the preau.v1 subprotocol, for bad-input tests.
+pub type RawWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub async fn raw_ws(addr: SocketAddr) -> RawWs {
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(preau::protocol::SUBPROTOCOL),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("raw connect");
+    ws
+}
+
+/// Sends `hello` on a raw socket and waits for its `ok`.
+pub async fn raw_hello(ws: &mut RawWs, token: &str) {
+    let hello = preau::protocol::encode_request(&preau::protocol::Request::Hello {
+        id: Some(1),
+        token: token.to_owned(),
+    })
+    .expect("encode");
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(hello))
+        .await
+        .expect("send hello");
+    match raw_next(ws).await {
+        Some(ServerFrame::Ok { id: Some(1), .. }) => {}
+        other => panic!("hello not ok: {other:?}"),
+    }
+}
+
+/// The next decoded binary frame on a raw socket; `None` at close.
+pub async fn raw_next(ws: &mut RawWs) -> Option<ServerFrame> {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("frame within WAIT")?;
+        match message.ok()? {
+            tokio_tungstenite::tungstenite::Message::Binary(bytes) => {
+                return Some(preau::protocol::decode_server_frame(&bytes).expect("decodes"))
+            }
+            tokio_tungstenite::tungstenite::Message::Close(_) => return None,
+            _ => continue,
+        }
+    }
+}
+
+/// Reads until the server's close frame; returns its code.
+pub async fn raw_close_code(ws: &mut RawWs) -> Option<u16> {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("close within WAIT")?;
+        match message {
+            Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                return frame.map(|f| u16::from(f.code))
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The next frame a client receives, within [`WAIT`].
+pub async fn next(client: &mut Client) -> ServerFrame {
+    tokio::time::timeout(WAIT, client.next())
+        .await
+        .expect("event within WAIT")
+        .expect("connection open")
+}
+
+/// The next `event` frame, skipping presence and typing.
+pub async fn next_event(client: &mut Client) -> preau::protocol::Event {
+    loop {
+        if let ServerFrame::Event(event) = next(client).await {
+            return event;
+        }
+    }
+}
+
+/// A plain HTTP GET; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A metric's value from `/metrics` (sum over its label sets), 0 if absent.
+pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let (_, body) = http_get(addr, "/metrics").await;
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The `preau` binary run as a child process.
+pub struct Proc {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_preau"))
+}
+
+impl Proc {
+    /// `preau serve --data DIR --listen 127.0.0.1:PORT` plus `args`, with the
+    /// test secret; waits until `/healthz` answers.
+    pub async fn serve(data: &Path, port: u16, args: &[&str]) -> Proc {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = tokio::process::Command::new(bin())
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .env("PREAU_SECRET", SECRET)
+            .env("PREAU_RATE_PER_SEC", "10000")
+            .env("PREAU_RATE_BURST", "10000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn preau");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if TcpStream::connect(addr).await.is_ok() && http_get(addr, "/healthz").await.0 == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "preau did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Proc { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exits within WAIT")
+            .expect("wait")
+    }
+}
