@@ -71,7 +71,7 @@ impl Client {
             "sec-websocket-protocol",
             HeaderValue::from_static(protocol::SUBPROTOCOL),
         );
-        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         let (mut sink, mut stream) = ws.split();
         let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -86,6 +86,7 @@ impl Client {
         });
         let reader_pending = pending.clone();
         let reader_close = close.clone();
+        let reader_outgoing = outgoing.clone();
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 match message {
@@ -98,6 +99,9 @@ impl Client {
                     Message::Close(frame) => {
                         *reader_close.lock() =
                             frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                        // Completes the close handshake (tungstenite queued
+                        // the reply; writing flushes it).
+                        let _ = reader_outgoing.send(Message::Close(None));
                         break;
                     }
                     _ => {}

@@ -58,6 +58,7 @@ pub struct Config {
     pub rate_burst: u32,
     pub history_page_max: usize,
     pub recovery_max: usize,
+    pub recovery_max_bytes: usize,
     /// How long events are kept; 0 keeps them forever.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -106,6 +107,7 @@ impl Default for Config {
             rate_burst: 10,
             history_page_max: 200,
             recovery_max: 1_000,
+            recovery_max_bytes: 1024 * 1024,
             retention: Duration::from_secs(365 * 24 * 3600),
             retention_check: Duration::from_secs(3600),
             write_queue: 65_536,
@@ -157,6 +159,8 @@ pub struct ConfigArgs {
     pub history_page_max: Option<usize>,
     #[arg(long, env = "PREAU_RECOVERY_MAX")]
     pub recovery_max: Option<usize>,
+    #[arg(long, env = "PREAU_RECOVERY_MAX_BYTES")]
+    pub recovery_max_bytes: Option<usize>,
     #[arg(long, env = "PREAU_RETENTION", value_parser = duration)]
     pub retention: Option<Duration>,
     #[arg(long, env = "PREAU_RETENTION_CHECK", value_parser = duration)]
@@ -265,6 +269,11 @@ impl Config {
             "must be between 1 and 100000",
         )?;
         check(
+            (1024..=256 * 1024 * 1024).contains(&self.recovery_max_bytes),
+            "recovery_max_bytes",
+            "must be between 1024 and 268435456",
+        )?;
+        check(
             !self.retention_check.is_zero(),
             "retention_check",
             "must be above zero",
@@ -297,6 +306,7 @@ impl ConfigArgs {
             rate_burst,
             history_page_max,
             recovery_max,
+            recovery_max_bytes,
             retention,
             retention_check,
             write_queue,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -47,14 +47,17 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
     let (out, mut rx) = outbound::channel(conn, config.outbound_budget_bytes);
     let slow = rx.slow();
     let mut session = Session::new(hub.clone(), out);
-    let auth_deadline = Instant::now() + config.auth_timeout;
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     let mut last_seen = Instant::now();
+    // One timer for the session's deadline: `auth_timeout` until `hello`
+    // succeeds, then the token's expiry. Created once, not per loop turn.
+    let deadline = tokio::time::sleep(config.auth_timeout);
+    tokio::pin!(deadline);
+    let mut authenticated = false;
     tracing::debug!("connected");
 
     let end = loop {
-        let expiry = session.expires_at().map(deadline_of);
         tokio::select! {
             _ = shutdown.cancelled() => break End::Close(CloseCode::GoingAway),
             _ = slow.cancelled() => break End::Close(CloseCode::SlowConsumer),
@@ -75,6 +78,12 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
                     Some(Ok(Message::Binary(frame))) => {
                         if let Flow::Close(code) = session.handle(&frame).await {
                             break End::Close(code);
+                        }
+                        if !authenticated {
+                            if let Some(exp) = session.expires_at() {
+                                authenticated = true;
+                                deadline.as_mut().reset(deadline_of(exp));
+                            }
                         }
                     }
                     Some(Ok(Message::Text(_))) => break End::Close(CloseCode::UnsupportedData),
@@ -97,11 +106,8 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
                     break End::Gone;
                 }
             }
-            _ = sleep_until(auth_deadline), if session.expires_at().is_none() => {
-                break End::Close(CloseCode::AuthTimeout);
-            }
-            _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
-                break End::Close(CloseCode::TokenExpired);
+            () = &mut deadline => {
+                break End::Close(if authenticated { CloseCode::TokenExpired } else { CloseCode::AuthTimeout });
             }
         }
     };

@@ -21,7 +21,10 @@ use crate::protocol::SUBPROTOCOL;
 /// client frames are small. tungstenite's default (128 KiB) would cost
 /// 1.3 GB for 10,000 idle pupils.
 const READ_BUFFER: usize = 4 * 1024;
-/// Write buffer target: frames are flushed eagerly in batches.
+/// Write buffer target: frames are written eagerly and flushed per batch,
+/// so the buffer holds about one frame. Its maximum stays unbounded: a
+/// recovery reply can be larger than `max_frame_bytes`, and what is queued
+/// for a connection is bounded by its outbound budget instead.
 const WRITE_BUFFER: usize = 0;
 
 #[derive(Clone)]
@@ -77,7 +80,6 @@ async fn upgrade(
     ws.protocols([SUBPROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(max.saturating_mul(4))
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {

@@ -22,6 +22,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -119,6 +120,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
             source,
         })?;
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    // Small frames must leave at once: Nagle's algorithm plus delayed ACKs
+    // would add ~40 ms to every reply and event.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let gateway = gateway::Gateway {

@@ -23,16 +23,22 @@ struct Shared {
     slow: CancellationToken,
 }
 
+/// A queued frame; `counted` frames take from the byte budget.
+struct Item {
+    frame: Bytes,
+    counted: bool,
+}
+
 /// The sending side, cloned into every room the connection joined.
 #[derive(Clone)]
 pub struct Outbound {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<Item>,
     shared: Arc<Shared>,
 }
 
 /// The receiving side, owned by the connection task.
 pub struct OutboundRx {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Item>,
     shared: Arc<Shared>,
 }
 
@@ -76,25 +82,53 @@ impl Outbound {
             self.shared.slow.cancel();
             return false;
         }
-        if self.tx.send(frame).is_err() {
+        if self
+            .tx
+            .send(Item {
+                frame,
+                counted: true,
+            })
+            .is_err()
+        {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
         true
     }
+
+    /// Queues `frame` outside the byte budget. Only for a reply whose size
+    /// the server bounded itself (a recovering join's replay, capped by
+    /// `recovery_max_bytes`), so that catching up never counts as slowness.
+    pub fn send_unbudgeted(&self, frame: Bytes) -> bool {
+        !self.shared.slow.is_cancelled()
+            && self
+                .tx
+                .send(Item {
+                    frame,
+                    counted: false,
+                })
+                .is_ok()
+    }
 }
 
 impl OutboundRx {
     pub async fn recv(&mut self) -> Option<Bytes> {
-        let frame = self.rx.recv().await?;
-        self.shared.queued.fetch_sub(frame.len(), Ordering::AcqRel);
-        Some(frame)
+        let item = self.rx.recv().await?;
+        Some(self.take(item))
     }
 
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        let frame = self.rx.try_recv().ok()?;
-        self.shared.queued.fetch_sub(frame.len(), Ordering::AcqRel);
-        Some(frame)
+        let item = self.rx.try_recv().ok()?;
+        Some(self.take(item))
+    }
+
+    fn take(&self, item: Item) -> Bytes {
+        if item.counted {
+            self.shared
+                .queued
+                .fetch_sub(item.frame.len(), Ordering::AcqRel);
+        }
+        item.frame
     }
 
     /// Cancelled once the connection went over its budget.
@@ -115,6 +149,16 @@ mod tests {
         assert!(rx.slow().is_cancelled());
         assert!(!tx.send(Bytes::from_static(b"1")), "slow stays slow");
         assert_eq!(rx.recv().await.unwrap().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn unbudgeted_frames_do_not_use_the_budget() {
+        let (tx, mut rx) = channel(1, 10);
+        assert!(tx.send_unbudgeted(Bytes::from(vec![0; 100])));
+        assert!(tx.send(Bytes::from_static(b"12345678")), "budget untouched");
+        assert_eq!(rx.recv().await.unwrap().len(), 100);
+        assert_eq!(rx.recv().await.unwrap().len(), 8);
+        assert!(tx.send(Bytes::from_static(b"12345678")), "budget freed");
     }
 
     #[tokio::test]

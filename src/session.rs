@@ -307,7 +307,20 @@ impl Session {
                 .await
                 .map_err(HubError::from)
                 .and_then(|r| r.map_err(HubError::from));
+                let max_bytes = self.hub.config.recovery_max_bytes;
                 match read {
+                    Ok((events, _)) if events.iter().map(Bytes::len).sum::<usize>() > max_bytes => {
+                        join_reply(
+                            id,
+                            &room,
+                            &joined,
+                            Some(Recovery {
+                                recovered: false,
+                                reason: Some(RecoveryFailure::TooFarBehind),
+                            }),
+                            &[],
+                        )
+                    }
                     Ok((events, _)) => join_reply(
                         id,
                         &room,

@@ -149,13 +149,14 @@ impl Room {
         Some(joined)
     }
 
-    /// Queues the join reply of a recovering member, then the live events
-    /// held back meanwhile, and lets live events flow to it directly.
+    /// Queues the join reply of a recovering member (outside its byte
+    /// budget: the replay's size is capped by the caller), then the live
+    /// events held back meanwhile, and lets live events flow to it directly.
     pub fn finish_join(&self, conn: ConnId, reply: Bytes) {
         let mut state = self.state.lock();
         if let Some(member) = state.members.get_mut(&conn) {
             let pending = member.pending.take().unwrap_or_default();
-            member.out.send(reply);
+            member.out.send_unbudgeted(reply);
             for frame in pending {
                 member.out.send(frame);
             }

@@ -1,0 +1,129 @@
+//! Rough figures by hand (the real load generator comes with the benchmark
+//! issue). Run a release server with the same `PREAU_SECRET`, then:
+//!
+//!   cargo run --release --example rough -- idle  ws://127.0.0.1:8080/ws 1000
+//!   cargo run --release --example rough -- room  ws://127.0.0.1:8080/ws 30 5 2000
+//!
+//! `idle N`: N authenticated connections, each joined to one of N/30 rooms;
+//! holds them 5 s so the server's RSS can be read.
+//! `room M P K`: M members in one room, P of them post K messages each
+//! (each poster waits for its ack before the next post); prints deliveries/s.
+
+use std::time::{Duration, Instant};
+
+use preau::auth::{Claims, Keyring};
+use preau::client::Client;
+use preau::protocol::{Role, ServerFrame};
+
+fn token(keyring: &Keyring, user: &str) -> String {
+    let now = preau::auth::now_secs();
+    keyring
+        .mint(&Claims {
+            sub: user.to_owned(),
+            name: user.to_owned(),
+            role: Role::Student,
+            classes: vec!["3B".to_owned()],
+            children: vec![],
+            exp: now + 3600,
+            iat: now,
+        })
+        .expect("mint")
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let secret = std::env::var("PREAU_SECRET").expect("set PREAU_SECRET like the server");
+    let keyring = Keyring::parse(&secret).expect("secret");
+    let url = args[1].clone();
+    match args[0].as_str() {
+        "idle" => {
+            let n: usize = args[2].parse().expect("N");
+            let started = Instant::now();
+            let mut clients = Vec::with_capacity(n);
+            for i in 0..n {
+                let (mut client, _) = Client::connect(&url, &token(&keyring, &format!("u{i}")))
+                    .await
+                    .expect("connect");
+                client
+                    .join(&format!("3B/chat/room{}", i / 30), None)
+                    .await
+                    .expect("join");
+                clients.push(client);
+            }
+            println!(
+                "{n} connections joined in {:.2?} ({:.0}/s); holding 5 s",
+                started.elapsed(),
+                n as f64 / started.elapsed().as_secs_f64()
+            );
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        "room" => {
+            let members: usize = args[2].parse().expect("M");
+            let posters: usize = args[3].parse().expect("P");
+            let per_poster: usize = args[4].parse().expect("K");
+            let room = format!("3B/chat/bench{}", std::process::id());
+            let mut readers = Vec::new();
+            let mut poster_clients = Vec::new();
+            for i in 0..members {
+                let (mut client, _) = Client::connect(&url, &token(&keyring, &format!("m{i}")))
+                    .await
+                    .expect("connect");
+                client.join(&room, None).await.expect("join");
+                if i < posters {
+                    poster_clients.push(client);
+                } else {
+                    readers.push(client);
+                }
+            }
+            let expected = posters * per_poster;
+            let started = Instant::now();
+            let reader_tasks: Vec<_> = readers
+                .into_iter()
+                .map(|mut client| {
+                    tokio::spawn(async move {
+                        let mut seen = 0;
+                        while seen < expected {
+                            match client.next().await {
+                                Some(ServerFrame::Event(_)) => seen += 1,
+                                Some(_) => {}
+                                None => break,
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            let poster_tasks: Vec<_> = poster_clients
+                .into_iter()
+                .map(|mut client| {
+                    let room = room.clone();
+                    tokio::spawn(async move {
+                        for k in 0..per_poster {
+                            client
+                                .post(&room, &format!("message {k} {}", "x".repeat(80)))
+                                .await
+                                .expect("post");
+                        }
+                    })
+                })
+                .collect();
+            for task in poster_tasks {
+                task.await.expect("poster");
+            }
+            let mut delivered = 0;
+            for task in reader_tasks {
+                delivered += task.await.expect("reader");
+            }
+            // Posters receive their own events too.
+            delivered += posters * expected;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{expected} messages, {delivered} deliveries in {secs:.2} s: {:.0} msg/s stored, {:.0} deliveries/s",
+                expected as f64 / secs,
+                delivered as f64 / secs
+            );
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
