@@ -36,10 +36,8 @@ pub async fn serve(
 ) {
     let conn = hub.next_conn_id();
     let span = tracing::info_span!("conn", conn, %peer, user = tracing::field::Empty);
-    hub.metrics.connections.increment(1.0);
     hub.metrics.connections_accepted.increment(1);
-    run(hub.clone(), ws, shutdown, conn).instrument(span).await;
-    hub.metrics.connections.decrement(1.0);
+    run(hub, ws, shutdown, conn).instrument(span).await;
 }
 
 async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn: u64) {

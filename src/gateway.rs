@@ -84,8 +84,12 @@ async fn upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
+                let metrics = hub.metrics.clone();
+                metrics.connections.increment(1.0);
                 connection::serve(hub, socket, shutdown, peer).await;
+                // Free the slot before the gauge says so.
                 drop(slot);
+                metrics.connections.decrement(1.0);
             })
         })
 }

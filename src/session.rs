@@ -436,12 +436,11 @@ impl Session {
             }
             None => store.read_before(&key, before.map_or(head + 1, |b| b.min(head + 1)), limit),
         })
-        .await
-        .map_err(HubError::from)?;
+        .await;
         if !self.rooms.contains_key(name.as_str()) {
             self.hub.release(&room);
         }
-        let (events, more) = read.map_err(HubError::from)?;
+        let (events, more) = read.map_err(HubError::from)?.map_err(HubError::from)?;
         Ok(Some(protocol::ok_with_events(
             id,
             &HistoryData {

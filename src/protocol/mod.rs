@@ -335,10 +335,23 @@ impl DecodeError {
     }
 }
 
+/// Deepest nesting of arrays and maps a frame may have. Real frames nest
+/// about 5 deep; the bound keeps a hostile frame from exhausting the stack
+/// of the decoder's recursion (a 730-byte frame nested 700 deep would).
+pub const MAX_DEPTH: usize = 16;
+
+fn from_slice_bounded<T: serde::de::DeserializeOwned>(
+    frame: &[u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(frame);
+    deserializer.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut deserializer)
+}
+
 /// Decodes one client frame. The fast path is a single typed decode; only a
 /// failing frame is decoded a second time, loosely, to say precisely what is wrong.
 pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
-    match rmp_serde::from_slice::<Request>(frame) {
+    match from_slice_bounded::<Request>(frame) {
         Ok(request) => Ok(request),
         Err(typed_error) => Err(classify(frame, typed_error)),
     }
@@ -346,7 +359,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
 
 fn classify(frame: &[u8], typed_error: rmp_serde::decode::Error) -> DecodeError {
     let mut reader = frame;
-    let value = match rmpv::decode::read_value(&mut reader) {
+    let value = match rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH) {
         Ok(value) => value,
         Err(err) => return DecodeError::Malformed(format!("not messagepack: {err}")),
     };
@@ -382,7 +395,7 @@ fn classify(frame: &[u8], typed_error: rmp_serde::decode::Error) -> DecodeError 
 
 /// Decodes one server frame (client side).
 pub fn decode_server_frame(frame: &[u8]) -> Result<ServerFrame, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(frame)
+    from_slice_bounded(frame)
 }
 
 /// Decodes the `data` of an `ok` frame as `T` (client side; the caller
@@ -394,7 +407,7 @@ pub fn decode_ok_data<T: serde::de::DeserializeOwned>(
     struct Data<T> {
         data: T,
     }
-    rmp_serde::from_slice::<Data<T>>(frame).map(|d| d.data)
+    from_slice_bounded::<Data<T>>(frame).map(|d| d.data)
 }
 
 /// Encodes any serializable value as a MessagePack map (field names kept).
@@ -585,6 +598,22 @@ mod tests {
         let err = decode_request(&wrong).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidField);
         assert_eq!(err.id(), Some(4));
+    }
+
+    #[test]
+    fn deep_nesting_is_malformed_not_a_crash() {
+        for depth in [17usize, 700, 60_000] {
+            let mut frame = vec![0x83];
+            frame.extend(rmp_serde::to_vec("type").unwrap());
+            frame.extend(rmp_serde::to_vec("ping").unwrap());
+            frame.extend(rmp_serde::to_vec("id").unwrap());
+            frame.push(1);
+            frame.extend(rmp_serde::to_vec("x").unwrap());
+            frame.extend(std::iter::repeat_n(0x91u8, depth));
+            frame.push(0xc0);
+            let err = decode_request(&frame).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::MalformedFrame, "depth {depth}");
+        }
     }
 
     #[test]
