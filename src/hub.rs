@@ -150,11 +150,31 @@ impl Hub {
             .connections += 1;
     }
 
+    /// The user's entry (and its rate-limit bucket) outlives their last
+    /// connection until [`Hub::sweep`]: reconnecting must not refill it.
     pub fn user_disconnected(&self, user: &str) {
-        self.users.remove_if_mut(user, |_, entry| {
+        if let Some(mut entry) = self.users.get_mut(user) {
             entry.connections = entry.connections.saturating_sub(1);
-            entry.connections == 0
-        });
+        }
+    }
+
+    /// Forgets users with no connection and a full bucket, and unloads rooms
+    /// left with no member (e.g. the last one left while its own post was
+    /// being written, so `release` could not unload it then).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.users
+            .retain(|_, entry| entry.connections > 0 || !entry.bucket.is_full(now));
+        // Collect first: `release` takes the map's write lock.
+        let idle: Vec<Arc<Room>> = self
+            .rooms
+            .iter()
+            .filter_map(|cell| cell.get().cloned())
+            .filter(|room| room.member_count() == 0)
+            .collect();
+        for room in idle {
+            self.release(&room);
+        }
     }
 
     /// Takes a token from the user's bucket (shared by all their connections).
@@ -211,6 +231,20 @@ impl Hub {
                 })
                 .map_err(HubError::from)
         })
+    }
+}
+
+/// How often [`Hub::sweep`] runs.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sweeps the hub every [`SWEEP_INTERVAL`] until shutdown.
+pub async fn sweep_loop(hub: Arc<Hub>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => hub.sweep(),
+        }
     }
 }
 

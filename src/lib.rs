@@ -137,6 +137,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     };
     let app = gateway::router(gateway).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
+    tokio::spawn(hub::sweep_loop(hub.clone(), shutdown.clone()));
     tracing::info!(%addr, node = %config.node_id, data = %config.data.display(), "listening");
     let task = {
         let shutdown = shutdown.clone();

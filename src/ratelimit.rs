@@ -22,6 +22,13 @@ impl TokenBucket {
         }
     }
 
+    /// True once the bucket has refilled to `burst`: forgetting it then
+    /// gives its user nothing they would not have had anyway.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+
     /// Takes one token, or says how long until one is available.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

@@ -19,13 +19,22 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let cutoff = (hub.clock)().saturating_sub(hub.config.retention.as_millis() as u64);
-        let store = hub.store.clone();
+        let pass_hub = hub.clone();
         let trimmed = tokio::task::spawn_blocking(move || {
+            let store = &pass_hub.store;
             let mut trimmed = Vec::new();
             for room in store.rooms()? {
-                let removed = store.trim_room(&room, |frame| {
-                    protocol::event_ts(frame).is_some_and(|ts| ts < cutoff)
-                })?;
+                let removed = store.trim_room(
+                    &room,
+                    |frame| protocol::event_ts(frame).is_some_and(|ts| ts < cutoff),
+                    // The loaded room learns its new floor before anything
+                    // is deleted, so no join promises a deleted offset.
+                    |last| {
+                        if let Some(loaded) = pass_hub.loaded_room(&room) {
+                            loaded.set_floor(last);
+                        }
+                    },
+                )?;
                 if let Some(offset) = removed {
                     trimmed.push((room, offset));
                 }
@@ -37,9 +46,6 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
             Ok(Ok(trimmed)) => {
                 for (room, offset) in trimmed {
                     tracing::info!(room = %room, through = offset, "retention removed old events");
-                    if let Some(loaded) = hub.loaded_room(&room) {
-                        loaded.set_floor(offset);
-                    }
                 }
             }
             Ok(Err(err)) => tracing::error!(error = %err, "retention pass failed"),

@@ -309,6 +309,24 @@ impl Session {
                 .and_then(|r| r.map_err(HubError::from));
                 let max_bytes = self.hub.config.recovery_max_bytes;
                 match read {
+                    // Retention may have deleted the start of the range
+                    // after this join read its floor: never claim a
+                    // recovery that skips events.
+                    Ok((events, _))
+                        if events.first().and_then(|e| protocol::event_offset(e))
+                            != (since.offset < head).then_some(since.offset + 1) =>
+                    {
+                        join_reply(
+                            id,
+                            &room,
+                            &joined,
+                            Some(Recovery {
+                                recovered: false,
+                                reason: Some(RecoveryFailure::OutOfRetention),
+                            }),
+                            &[],
+                        )
+                    }
                     Ok((events, _)) if events.iter().map(Bytes::len).sum::<usize>() > max_bytes => {
                         join_reply(
                             id,

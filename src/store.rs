@@ -235,37 +235,50 @@ impl Store {
     }
 
     /// Removes the room's oldest events while `expired(frame)` says so,
-    /// stopping at the first one to keep, and records the last offset removed
-    /// in the room's metadata. Returns that offset, if any went. Blocking.
+    /// stopping at the first one to keep. Before anything is deleted it
+    /// calls `announce(last)` (so readers stop promising those offsets) and
+    /// records `last` in the room's metadata (so offsets are never reused).
+    /// Returns `last`, the last offset removed, if any. Blocking.
     pub fn trim_room(
         &self,
         room: &str,
         mut expired: impl FnMut(&[u8]) -> bool,
+        announce: impl FnOnce(u64),
     ) -> Result<Option<u64>, StoreError> {
-        let mut last_removed = None;
+        let mut last = None;
         for entry in self.events.scan_prefix(room_prefix(room)) {
             let (key, value) = entry?;
             if !expired(&value) {
                 break;
             }
-            self.events.remove(&key)?;
-            last_removed = Some(offset_of(&key));
+            last = Some(offset_of(&key));
         }
-        if let Some(offset) = last_removed {
-            let corrupt = |message: String| StoreError::Corrupt {
-                room: room.to_owned(),
-                message,
-            };
-            let mut meta: RoomMeta = match self.rooms.get(room)? {
-                Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?,
-                None => return Err(corrupt("events without metadata".to_owned())),
-            };
-            meta.trimmed_through = meta.trimmed_through.max(offset);
-            let bytes = rmp_serde::to_vec_named(&meta).map_err(|e| corrupt(e.to_string()))?;
-            self.rooms.insert(room, bytes)?;
-            self.db.flush()?;
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        announce(last);
+        let corrupt = |message: String| StoreError::Corrupt {
+            room: room.to_owned(),
+            message,
+        };
+        let mut meta: RoomMeta = match self.rooms.get(room)? {
+            Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?,
+            None => return Err(corrupt("events without metadata".to_owned())),
+        };
+        meta.trimmed_through = meta.trimmed_through.max(last);
+        let bytes = rmp_serde::to_vec_named(&meta).map_err(|e| corrupt(e.to_string()))?;
+        self.rooms.insert(room, bytes)?;
+        let mut batch = sled::Batch::default();
+        for key in self
+            .events
+            .range(event_key(room, 0)..=event_key(room, last))
+            .keys()
+        {
+            batch.remove(key?);
         }
-        Ok(last_removed)
+        self.events.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(Some(last))
     }
 
     /// The raw stored bytes of one event, for tests that inspect storage. Blocking.
@@ -375,8 +388,12 @@ mod tests {
         let (page, more) = store.read_before("3B/chat/a", 5, 2).unwrap();
         assert_eq!(page.iter().map(|b| b[0]).collect::<Vec<_>>(), vec![3, 4]);
         assert!(more);
-        let removed = store.trim_room("3B/chat/a", |v| v[0] < 3).unwrap();
+        let mut announced = None;
+        let removed = store
+            .trim_room("3B/chat/a", |v| v[0] < 3, |last| announced = Some(last))
+            .unwrap();
         assert_eq!(removed, Some(2));
+        assert_eq!(announced, Some(2));
         assert_eq!(
             store
                 .load_or_create_room("3B/chat/a", 3)

@@ -531,13 +531,20 @@ pub fn typing(typing: &Typing) -> Bytes {
     or_internal(None, encode(&OutFrame::Typing(typing)))
 }
 
-/// The `ts` of a stored event frame, without decoding the rest.
+#[derive(Deserialize)]
+struct Stamp {
+    offset: u64,
+    ts: u64,
+}
+
+/// The `ts` of a stored event frame, without keeping the rest.
 pub fn event_ts(frame: &[u8]) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct Ts {
-        ts: u64,
-    }
-    rmp_serde::from_slice::<Ts>(frame).ok().map(|t| t.ts)
+    from_slice_bounded::<Stamp>(frame).ok().map(|s| s.ts)
+}
+
+/// The `offset` of a stored event frame, without keeping the rest.
+pub fn event_offset(frame: &[u8]) -> Option<u64> {
+    from_slice_bounded::<Stamp>(frame).ok().map(|s| s.offset)
 }
 
 /// Encodes a request (client side).

@@ -33,6 +33,24 @@ struct Member {
     pending: Option<Vec<Bytes>>,
 }
 
+impl Member {
+    /// Queues a frame, or holds it back while the member's recovering join
+    /// is in progress (it then follows the join reply). False if refused.
+    fn deliver(&mut self, frame: &Bytes) -> bool {
+        match &mut self.pending {
+            Some(pending) if pending.len() < MAX_PENDING => {
+                pending.push(frame.clone());
+                true
+            }
+            Some(_) => {
+                self.out.mark_slow();
+                false
+            }
+            None => self.out.send(frame.clone()),
+        }
+    }
+}
+
 struct State {
     /// The next offset to assign.
     next_offset: u64,
@@ -126,8 +144,8 @@ impl Room {
                 action: PresenceAction::Join,
                 user: user.clone(),
             });
-            for member in state.members.values() {
-                member.out.send(frame.clone());
+            for member in state.members.values_mut() {
+                member.deliver(&frame);
             }
         }
         state.members.insert(
@@ -185,8 +203,8 @@ impl Room {
                 action: PresenceAction::Leave,
                 user: member.user,
             });
-            for other in state.members.values() {
-                other.out.send(frame.clone());
+            for other in state.members.values_mut() {
+                other.deliver(&frame);
             }
         }
         state.members.is_empty()
@@ -213,18 +231,7 @@ impl Room {
         }
         let mut delivery = Delivery::default();
         for member in state.members.values_mut() {
-            let sent = match &mut member.pending {
-                Some(pending) if pending.len() < MAX_PENDING => {
-                    pending.push(frame.clone());
-                    true
-                }
-                Some(_) => {
-                    member.out.mark_slow();
-                    false
-                }
-                None => member.out.send(frame.clone()),
-            };
-            if sent {
+            if member.deliver(frame) {
                 delivery.delivered += 1;
             } else {
                 delivery.refused += 1;
