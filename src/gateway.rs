@@ -59,19 +59,11 @@ async fn upgrade(
             .into_response();
     }
     if gateway.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n").into_response();
+        return unavailable("server shutting down\n");
     }
     let Ok(slot) = gateway.slots.clone().try_acquire_owned() else {
         gateway.hub.metrics.connections_refused.increment(1);
-        let mut response = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server full, retry later\n",
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return unavailable("server full, retry later\n");
     };
     let max = gateway.hub.config.max_frame_bytes;
     let hub = gateway.hub.clone();
@@ -92,6 +84,15 @@ async fn upgrade(
                 metrics.connections.decrement(1.0);
             })
         })
+}
+
+/// 503 with `Retry-After: 5`: clients back off, then try (another node).
+fn unavailable(message: &'static str) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 async fn healthz(State(gateway): State<Gateway>) -> Response {

@@ -196,8 +196,7 @@ impl Hub {
         id: Option<u32>,
         body: Body,
     ) -> Result<u64, HubError> {
-        let ts = (self.clock)();
-        room.sequence(|offset| {
+        room.sequence((self.clock)(), |offset, ts| {
             let event = Event {
                 room: room.name().to_string(),
                 epoch: room.epoch().to_owned(),
@@ -278,7 +277,6 @@ fn deliver(
         Err(err) => {
             metrics.error(ErrorCode::StorageError);
             room.skip(
-                offset,
                 poster,
                 protocol::error(id, ErrorCode::StorageError, format!("not stored: {err}")),
             );

@@ -31,7 +31,7 @@ pub enum ErrorCode {
     NotJoined,
     /// The connection joined as many rooms as the server allows.
     TooManyRooms,
-    /// The message text is empty or longer than the server's limit.
+    /// The message text is longer than `max_message_len` bytes.
     MessageTooLong,
     /// The user's token bucket is empty; `retry_after_ms` says when to retry.
     RateLimited,

@@ -351,9 +351,27 @@ fn from_slice_bounded<T: serde::de::DeserializeOwned>(
 /// Decodes one client frame. The fast path is a single typed decode; only a
 /// failing frame is decoded a second time, loosely, to say precisely what is wrong.
 pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
+    // serde would also accept a tagged enum in positional (array) form;
+    // the protocol says a frame is a map, so refuse anything else up front.
+    if !frame.first().is_some_and(|&b| is_map_marker(b)) {
+        return Err(classify_non_map(frame));
+    }
     match from_slice_bounded::<Request>(frame) {
         Ok(request) => Ok(request),
         Err(typed_error) => Err(classify(frame, typed_error)),
+    }
+}
+
+/// fixmap, map16, map32.
+fn is_map_marker(byte: u8) -> bool {
+    (0x80..=0x8f).contains(&byte) || byte == 0xde || byte == 0xdf
+}
+
+fn classify_non_map(frame: &[u8]) -> DecodeError {
+    let mut reader = frame;
+    match rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH) {
+        Ok(_) => DecodeError::Malformed("not a map".to_owned()),
+        Err(err) => DecodeError::Malformed(format!("not messagepack: {err}")),
     }
 }
 
@@ -587,6 +605,11 @@ mod tests {
         let not_map = rmp_serde::to_vec(&5u8).unwrap();
         assert!(matches!(
             decode_request(&not_map),
+            Err(DecodeError::Malformed(_))
+        ));
+        let positional = rmp_serde::to_vec(&("ping", 1u8)).unwrap();
+        assert!(matches!(
+            decode_request(&positional),
             Err(DecodeError::Malformed(_))
         ));
         let unknown =

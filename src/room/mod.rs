@@ -58,6 +58,11 @@ struct State {
     head: u64,
     /// The last offset removed by retention: history starts at `floor + 1`.
     floor: u64,
+    /// Offsets assigned whose write has not completed yet.
+    in_flight: u64,
+    /// The last event timestamp given: timestamps never go down within a
+    /// room, even if the wall clock does.
+    last_ts: u64,
     members: HashMap<ConnId, Member>,
     /// Connections per user, for presence (a user with two tabs is one member).
     users: HashMap<String, usize>,
@@ -94,6 +99,8 @@ impl Room {
                 next_offset: last_offset + 1,
                 head: last_offset,
                 floor,
+                in_flight: 0,
+                last_ts: 0,
                 members: HashMap::new(),
                 users: HashMap::new(),
                 closed: false,
@@ -210,13 +217,21 @@ impl Room {
         state.members.is_empty()
     }
 
-    /// Assigns the next offset and runs `queue` with it under the lock (so
-    /// queue order is offset order). If `queue` fails, the offset is not used.
-    pub fn sequence<E>(&self, queue: impl FnOnce(u64) -> Result<(), E>) -> Result<u64, E> {
+    /// Assigns the next offset and a timestamp (`now_ms`, but never below the
+    /// room's previous one) and runs `queue` with them under the lock, so
+    /// queue order is offset order. If `queue` fails, the offset is not used.
+    pub fn sequence<E>(
+        &self,
+        now_ms: u64,
+        queue: impl FnOnce(u64, u64) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let mut state = self.state.lock();
         let offset = state.next_offset;
-        queue(offset)?;
+        let ts = now_ms.max(state.last_ts);
+        queue(offset, ts)?;
         state.next_offset = offset + 1;
+        state.last_ts = ts;
+        state.in_flight += 1;
         Ok(offset)
     }
 
@@ -226,6 +241,7 @@ impl Room {
         let mut state = self.state.lock();
         debug_assert!(offset > state.head, "offsets are committed in order");
         state.head = offset;
+        state.in_flight = state.in_flight.saturating_sub(1);
         if let Some((out, reply)) = ack {
             out.send(reply);
         }
@@ -240,11 +256,13 @@ impl Room {
         delivery
     }
 
-    /// Skips an offset whose write failed: nothing is delivered, the poster
-    /// gets `error`. Later offsets go on.
-    pub fn skip(&self, offset: u64, poster: &Outbound, error: Bytes) {
+    /// Gives up an offset whose write failed: nothing is delivered, the
+    /// poster gets `error`. `head` stays where it is, so no client ever
+    /// holds this offset as a position; if it was the last one before a
+    /// restart, it is handed out again then, which is safe for that reason.
+    pub fn skip(&self, poster: &Outbound, error: Bytes) {
         let mut state = self.state.lock();
-        state.head = state.head.max(offset);
+        state.in_flight = state.in_flight.saturating_sub(1);
         poster.send(error);
     }
 
@@ -262,7 +280,7 @@ impl Room {
     /// hub then forgets it. True if closed.
     pub fn close_if_idle(&self) -> bool {
         let mut state = self.state.lock();
-        if state.members.is_empty() && state.next_offset == state.head + 1 {
+        if state.members.is_empty() && state.in_flight == 0 {
             state.closed = true;
         }
         state.closed

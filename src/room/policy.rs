@@ -1,7 +1,7 @@
 //! Who may do what in a room: one policy per room kind.
 //!
 //! The table in `protocol/README.md` ("Authorization") is this function
-//! written out; `tests/it/authz.rs` checks every cell of it over a socket.
+//! written out; `tests/authz.rs` checks every cell of it over a socket.
 
 use crate::auth::Claims;
 use crate::protocol::Role;

@@ -1,0 +1,1510 @@
+//! Protocol v1 test vectors (`protocol/vectors.json`) and the spec
+//! (`protocol/README.md`) checked against the server's own encoders and
+//! decoders, and against a running server.
+//!
+//! `PREAU_WRITE_VECTORS=1 cargo test --test vectors` rewrites
+//! `protocol/vectors.json` from the encoders (review the diff by eye), then
+//! checks it like a normal run.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use preau::auth::{Claims, Keyring};
+use preau::protocol::{
+    self, Body, CloseCode, DecodeError, ErrorCode, ErrorReply, Event, HelloOk, HistoryOk, JoinOk,
+    Limits, Position, PostOk, Presence, PresenceAction, Recovery, RecoveryFailure, Request, Role,
+    ServerFrame, Typing, UserInfo,
+};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/vectors.json");
+const README_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/README.md");
+
+/// The key that signs the token of the `hello` vectors (documented in the README).
+const VECTOR_SECRET: &str = "k1:0123456789abcdef0123456789abcdef";
+
+// ---------------------------------------------------------------------------
+// Order-preserving JSON (serde_json's Value sorts keys; wire order matters here)
+// ---------------------------------------------------------------------------
+
+/// A JSON value whose objects keep their keys in order.
+#[derive(Debug, Clone, PartialEq)]
+enum J {
+    Null,
+    Bool(bool),
+    Uint(u64),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Arr(Vec<J>),
+    Obj(Vec<(String, J)>),
+}
+
+impl J {
+    fn get(&self, key: &str) -> Option<&J> {
+        match self {
+            J::Obj(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            J::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("J converts to serde_json::Value")
+    }
+
+    /// The keys of every object, recursively, in order (values ignored;
+    /// an array's shape is its first item's).
+    fn shape(&self) -> String {
+        match self {
+            J::Obj(entries) => {
+                let inner: Vec<String> = entries
+                    .iter()
+                    .map(|(k, v)| format!("{k}{}", v.shape()))
+                    .collect();
+                format!("{{{}}}", inner.join(","))
+            }
+            J::Arr(items) => match items.first() {
+                Some(first) => format!("[{}]", first.shape()),
+                None => "[]".to_owned(),
+            },
+            _ => String::new(),
+        }
+    }
+}
+
+impl Serialize for J {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            J::Null => serializer.serialize_unit(),
+            J::Bool(b) => serializer.serialize_bool(*b),
+            J::Uint(n) => serializer.serialize_u64(*n),
+            J::Int(n) => serializer.serialize_i64(*n),
+            J::Float(f) => serializer.serialize_f64(*f),
+            J::Str(s) => serializer.serialize_str(s),
+            J::Arr(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            J::Obj(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for J {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<J, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = J;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<J, E> {
+                Ok(J::Null)
+            }
+            fn visit_none<E>(self) -> Result<J, E> {
+                Ok(J::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<J, E> {
+                Ok(J::Bool(b))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<J, E> {
+                Ok(J::Uint(n))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<J, E> {
+                Ok(u64::try_from(n).map_or(J::Int(n), J::Uint))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<J, E> {
+                Ok(J::Float(f))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<J, E> {
+                Ok(J::Str(s.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<J, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(J::Arr(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<J, A::Error> {
+                let mut entries: Vec<(String, J)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, J>()? {
+                    if entries.iter().any(|(e, _)| *e == k) {
+                        return Err(de::Error::custom(format!("duplicate key {k:?}")));
+                    }
+                    entries.push((k, v));
+                }
+                Ok(J::Obj(entries))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Decodes one MessagePack value into ordered JSON. `None` unless the frame
+/// is exactly one value in its shortest encoding, which every vector is (this
+/// also rejects the reserved marker 0xc1, which rmpv would read as nil).
+fn generic(frame: &[u8]) -> Option<J> {
+    let mut rest = frame;
+    let value = rmpv::decode::read_value(&mut rest).ok()?;
+    let mut canonical = Vec::new();
+    rmpv::encode::write_value(&mut canonical, &value).ok()?;
+    if !rest.is_empty() || canonical != frame {
+        return None;
+    }
+    Some(msgpack_to_json(&value))
+}
+
+fn msgpack_to_json(value: &rmpv::Value) -> J {
+    use rmpv::Value as M;
+    match value {
+        M::Nil => J::Null,
+        M::Boolean(b) => J::Bool(*b),
+        M::Integer(n) => match n.as_u64() {
+            Some(u) => J::Uint(u),
+            None => J::Int(n.as_i64().expect("integer fits i64")),
+        },
+        M::F32(f) => J::Float(f64::from(*f)),
+        M::F64(f) => J::Float(*f),
+        M::String(s) => J::Str(s.as_str().expect("utf-8 string").to_owned()),
+        M::Array(items) => J::Arr(items.iter().map(msgpack_to_json).collect()),
+        M::Map(entries) => J::Obj(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = k.as_str().expect("map keys are strings").to_owned();
+                    (key, msgpack_to_json(v))
+                })
+                .collect(),
+        ),
+        M::Binary(_) | M::Ext(..) => panic!("protocol v1 has no binary or ext values"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The vectors file
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vector {
+    name: String,
+    direction: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    json: Option<J>,
+    hex: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Vector {
+    fn bytes(&self) -> Vec<u8> {
+        hex::decode(&self.hex).unwrap_or_else(|e| panic!("{}: bad hex: {e}", self.name))
+    }
+
+    fn json(&self) -> &J {
+        self.json
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no json", self.name))
+    }
+}
+
+/// serde_json's compact output with a space after `:` and `,`.
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+fn one_line<T: Serialize>(value: &T) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Spaced);
+    value.serialize(&mut ser).expect("serializes");
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// One vector per object, one field per line, each frame's json on one line.
+fn render(vectors: &[Vector]) -> String {
+    let mut out = String::from("[\n");
+    for (i, v) in vectors.iter().enumerate() {
+        out.push_str("  {\n");
+        let mut fields = vec![
+            format!("\"name\": {}", one_line(&v.name)),
+            format!("\"direction\": {}", one_line(&v.direction)),
+        ];
+        if let Some(json) = &v.json {
+            fields.push(format!("\"json\": {}", one_line(json)));
+        }
+        fields.push(format!("\"hex\": {}", one_line(&v.hex)));
+        if let Some(error) = &v.error {
+            fields.push(format!("\"error\": {}", one_line(error)));
+        }
+        out.push_str(
+            &fields
+                .iter()
+                .map(|f| format!("    {f}"))
+                .collect::<Vec<_>>()
+                .join(",\n"),
+        );
+        out.push_str(if i + 1 == vectors.len() {
+            "\n  }\n"
+        } else {
+            "\n  },\n"
+        });
+    }
+    out.push_str("]\n");
+    out
+}
+
+fn load_vectors() -> Vec<Vector> {
+    let text = std::fs::read_to_string(VECTORS_PATH)
+        .unwrap_or_else(|e| panic!("cannot read {VECTORS_PATH}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS_PATH} is not valid: {e}"))
+}
+
+// ---------------------------------------------------------------------------
+// The generator: sample frames built with the server's own encoders
+// ---------------------------------------------------------------------------
+
+const ROOM: &str = "3B/chat/revision-bac";
+const EPOCH: &str = "9f2c4e6a8b1d3f57";
+/// 2025-11-28T08:00:00Z in milliseconds: above u32::MAX, so a uint64 on the wire.
+const T0: u64 = 1_764_316_800_000;
+
+fn ana() -> UserInfo {
+    UserInfo {
+        id: "ana".into(),
+        name: "Ana Martin".into(),
+        role: Role::Student,
+    }
+}
+
+fn prof() -> UserInfo {
+    UserInfo {
+        id: "t-durand".into(),
+        name: "M. Durand".into(),
+        role: Role::Teacher,
+    }
+}
+
+fn sample_event(offset: u64) -> Event {
+    let (from, text, minutes) = match offset {
+        41 => (prof(), "Révisions ce soir à 18 h.", 0),
+        42 => (ana(), "Bonjour à tous", 1),
+        43 => (prof(), "Chapitre 3 d'abord.", 2),
+        44 => (ana(), "On commence par l'exercice 2 ?", 3),
+        other => panic!("no sample event {other}"),
+    };
+    Event {
+        room: ROOM.into(),
+        epoch: EPOCH.into(),
+        offset,
+        ts: T0 + minutes * 60_000,
+        from,
+        body: Body::Message { text: text.into() },
+    }
+}
+
+fn vector_claims() -> Claims {
+    Claims {
+        sub: "ana".into(),
+        name: "Ana Martin".into(),
+        role: Role::Student,
+        classes: vec!["3B".into()],
+        children: vec![],
+        exp: 1_764_345_600, // 2025-11-28T16:00:00Z
+        iat: 1_764_316_800, // 2025-11-28T08:00:00Z
+    }
+}
+
+fn vector_token() -> String {
+    Keyring::parse(VECTOR_SECRET)
+        .expect("vector secret parses")
+        .mint(&vector_claims())
+        .expect("mint")
+}
+
+fn hello_ok() -> HelloOk {
+    HelloOk {
+        user: ana(),
+        classes: vec!["3B".into()],
+        node: "local".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        limits: Limits {
+            max_frame_bytes: 65_536,
+            max_message_len: 4_000,
+            max_rooms: 32,
+            history_page_max: 200,
+            ping_interval_ms: 25_000,
+        },
+    }
+}
+
+/// `JoinOk` as session.rs sends it: its data without `events`, which are
+/// spliced in as stored frames by `ok_with_events`.
+#[derive(Serialize)]
+struct JoinData<'a> {
+    room: &'a str,
+    epoch: &'a str,
+    head: u64,
+    first: u64,
+    members: &'a [UserInfo],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery: Option<Recovery>,
+}
+
+/// `HistoryOk` as session.rs sends it, without `events`.
+#[derive(Serialize)]
+struct HistoryData<'a> {
+    room: &'a str,
+    epoch: &'a str,
+    head: u64,
+    first: u64,
+    more: bool,
+}
+
+fn join_frame(id: Option<u32>, ok: &JoinOk) -> Bytes {
+    let events: Vec<Bytes> = ok.events.iter().map(protocol::event).collect();
+    protocol::ok_with_events(
+        id,
+        &JoinData {
+            room: &ok.room,
+            epoch: &ok.epoch,
+            head: ok.head,
+            first: ok.first,
+            members: &ok.members,
+            recovery: ok.recovery.clone(),
+        },
+        &events,
+    )
+}
+
+fn history_frame(id: Option<u32>, ok: &HistoryOk) -> Bytes {
+    let events: Vec<Bytes> = ok.events.iter().map(protocol::event).collect();
+    protocol::ok_with_events(
+        id,
+        &HistoryData {
+            room: &ok.room,
+            epoch: &ok.epoch,
+            head: ok.head,
+            first: ok.first,
+            more: ok.more,
+        },
+        &events,
+    )
+}
+
+fn client_samples() -> Vec<(&'static str, Request)> {
+    let room = || ROOM.to_owned();
+    vec![
+        (
+            "hello",
+            Request::Hello {
+                id: Some(1),
+                token: vector_token(),
+            },
+        ),
+        (
+            "hello.no_id",
+            Request::Hello {
+                id: None,
+                token: vector_token(),
+            },
+        ),
+        (
+            "join",
+            Request::Join {
+                id: Some(2),
+                room: room(),
+                since: None,
+            },
+        ),
+        (
+            "join.since",
+            Request::Join {
+                id: Some(3),
+                room: room(),
+                since: Some(Position {
+                    epoch: EPOCH.into(),
+                    offset: 41,
+                }),
+            },
+        ),
+        (
+            "leave",
+            Request::Leave {
+                id: Some(4),
+                room: room(),
+            },
+        ),
+        (
+            "post",
+            Request::Post {
+                id: Some(5),
+                room: room(),
+                text: "On commence par l'exercice 2 ?".into(),
+            },
+        ),
+        (
+            "post.no_id",
+            Request::Post {
+                id: None,
+                room: room(),
+                text: "Bonjour à tous".into(),
+            },
+        ),
+        (
+            "typing",
+            Request::Typing {
+                id: Some(6),
+                room: room(),
+            },
+        ),
+        (
+            "typing.no_id",
+            Request::Typing {
+                id: None,
+                room: room(),
+            },
+        ),
+        (
+            "history",
+            Request::History {
+                id: Some(7),
+                room: room(),
+                before: None,
+                after: None,
+                limit: None,
+            },
+        ),
+        (
+            "history.before_limit",
+            Request::History {
+                id: Some(8),
+                room: room(),
+                before: Some(43),
+                after: None,
+                limit: Some(2),
+            },
+        ),
+        (
+            "history.after_limit",
+            Request::History {
+                id: Some(9),
+                room: room(),
+                before: None,
+                after: Some(40),
+                limit: Some(200),
+            },
+        ),
+        (
+            "history.after_before",
+            Request::History {
+                id: Some(10),
+                room: room(),
+                before: Some(44),
+                after: Some(41),
+                limit: None,
+            },
+        ),
+        ("ping", Request::Ping { id: Some(300) }),
+        ("ping.no_id", Request::Ping { id: None }),
+        ("ping.max_id", Request::Ping { id: Some(u32::MAX) }),
+    ]
+}
+
+fn server_samples() -> Vec<(&'static str, Bytes)> {
+    let join_ok = JoinOk {
+        room: ROOM.into(),
+        epoch: EPOCH.into(),
+        head: 43,
+        first: 1,
+        members: vec![ana(), prof()],
+        recovery: None,
+        events: vec![],
+    };
+    let recovered = JoinOk {
+        recovery: Some(Recovery {
+            recovered: true,
+            reason: None,
+        }),
+        events: vec![sample_event(42), sample_event(43)],
+        ..join_ok.clone()
+    };
+    let not_recovered = JoinOk {
+        head: 1843,
+        recovery: Some(Recovery {
+            recovered: false,
+            reason: Some(RecoveryFailure::TooFarBehind),
+        }),
+        ..join_ok.clone()
+    };
+    let epoch_mismatch = JoinOk {
+        recovery: Some(Recovery {
+            recovered: false,
+            reason: Some(RecoveryFailure::EpochMismatch),
+        }),
+        ..join_ok.clone()
+    };
+    let empty_room = JoinOk {
+        room: "5A/chat/club-echecs".into(),
+        epoch: "0c1d2e3f40516273".into(),
+        head: 0,
+        first: 1,
+        members: vec![ana()],
+        recovery: None,
+        events: vec![],
+    };
+    let page = HistoryOk {
+        room: ROOM.into(),
+        epoch: EPOCH.into(),
+        head: 44,
+        first: 1,
+        more: true,
+        events: vec![sample_event(41), sample_event(42)],
+    };
+    let empty_page = HistoryOk {
+        more: false,
+        events: vec![],
+        ..page.clone()
+    };
+    let malformed = protocol::decode_request(&[0x05]).expect_err("an int is not a request");
+    vec![
+        ("ok.hello", protocol::ok(Some(1), &hello_ok())),
+        ("ok.join", join_frame(Some(2), &join_ok)),
+        ("ok.join.empty_room", join_frame(Some(2), &empty_room)),
+        ("ok.join.recovered", join_frame(Some(3), &recovered)),
+        (
+            "ok.join.too_far_behind",
+            join_frame(Some(3), &not_recovered),
+        ),
+        (
+            "ok.join.epoch_mismatch",
+            join_frame(Some(3), &epoch_mismatch),
+        ),
+        ("ok.leave", protocol::ok_empty(Some(4))),
+        (
+            "ok.post",
+            protocol::ok(
+                Some(5),
+                &PostOk {
+                    room: ROOM.into(),
+                    epoch: EPOCH.into(),
+                    offset: 44,
+                    ts: sample_event(44).ts,
+                },
+            ),
+        ),
+        ("ok.typing.no_id", protocol::ok_empty(None)),
+        ("ok.history", history_frame(Some(8), &page)),
+        ("ok.history.empty", history_frame(Some(9), &empty_page)),
+        ("ok.ping", protocol::ok_empty(Some(300))),
+        (
+            "error.not_joined",
+            protocol::error(Some(5), ErrorCode::NotJoined, format!("join {ROOM} first")),
+        ),
+        (
+            "error.rate_limited",
+            protocol::error_reply(&ErrorReply {
+                id: Some(5),
+                code: ErrorCode::RateLimited,
+                message: "too many messages, retry in 500 ms".into(),
+                retry_after_ms: Some(500),
+            }),
+        ),
+        (
+            "error.malformed_frame.no_id",
+            protocol::error(None, malformed.code(), malformed.to_string()),
+        ),
+        ("event", protocol::event(&sample_event(44))),
+        (
+            "presence.join",
+            protocol::presence(&Presence {
+                room: ROOM.into(),
+                action: PresenceAction::Join,
+                user: prof(),
+            }),
+        ),
+        (
+            "presence.leave",
+            protocol::presence(&Presence {
+                room: ROOM.into(),
+                action: PresenceAction::Leave,
+                user: prof(),
+            }),
+        ),
+        (
+            "typing.indicator",
+            protocol::typing(&Typing {
+                room: ROOM.into(),
+                user: ana(),
+            }),
+        ),
+    ]
+}
+
+fn named(value: serde_json::Value) -> Vec<u8> {
+    rmp_serde::to_vec_named(&value).expect("encodes")
+}
+
+/// A msgpack map with its keys in the given order.
+fn map(entries: &[(&str, rmpv::Value)]) -> Vec<u8> {
+    let value = rmpv::Value::Map(
+        entries
+            .iter()
+            .map(|(k, v)| (rmpv::Value::from(*k), v.clone()))
+            .collect(),
+    );
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &value).expect("encodes");
+    out
+}
+
+fn invalid_samples() -> Vec<(&'static str, Vec<u8>)> {
+    use rmpv::Value as M;
+    let s = |text: &str| M::from(text);
+    vec![
+        ("not_msgpack", vec![0xc1]),
+        ("empty_frame", vec![]),
+        ("truncated_map", vec![0x82, 0xa4, b't', b'y']),
+        ("int", vec![0x05]),
+        (
+            "map_without_type",
+            map(&[("id", M::from(1)), ("room", s(ROOM))]),
+        ),
+        (
+            "type_not_a_string",
+            map(&[("type", M::from(1)), ("id", M::from(2))]),
+        ),
+        (
+            "unknown_type",
+            map(&[("type", s("fly")), ("id", M::from(3))]),
+        ),
+        (
+            "room_is_an_int",
+            map(&[
+                ("type", s("join")),
+                ("id", M::from(4)),
+                ("room", M::from(5)),
+            ]),
+        ),
+        (
+            "post_without_text",
+            map(&[("type", s("post")), ("id", M::from(5)), ("room", s(ROOM))]),
+        ),
+        (
+            "hello_without_token",
+            map(&[("type", s("hello")), ("id", M::from(6))]),
+        ),
+        (
+            "id_negative",
+            map(&[("type", s("ping")), ("id", M::from(-1))]),
+        ),
+        (
+            "id_above_u32",
+            map(&[("type", s("ping")), ("id", M::from(4_294_967_296u64))]),
+        ),
+        (
+            "since_offset_is_a_string",
+            map(&[
+                ("type", s("join")),
+                ("id", M::from(7)),
+                ("room", s(ROOM)),
+                (
+                    "since",
+                    M::Map(vec![(s("epoch"), s(EPOCH)), (s("offset"), s("41"))]),
+                ),
+            ]),
+        ),
+        (
+            "history_limit_negative",
+            map(&[
+                ("type", s("history")),
+                ("id", M::from(8)),
+                ("room", s(ROOM)),
+                ("limit", M::from(-1)),
+            ]),
+        ),
+    ]
+}
+
+fn generate() -> Vec<Vector> {
+    let mut vectors = Vec::new();
+    for (name, request) in client_samples() {
+        let bytes = protocol::encode_request(&request).expect("encodes");
+        vectors.push(Vector {
+            name: name.into(),
+            direction: "client".into(),
+            json: Some(generic(&bytes).expect("msgpack")),
+            hex: hex::encode(&bytes),
+            error: None,
+        });
+    }
+    for (name, bytes) in server_samples() {
+        vectors.push(Vector {
+            name: name.into(),
+            direction: "server".into(),
+            json: Some(generic(&bytes).expect("msgpack")),
+            hex: hex::encode(&bytes),
+            error: None,
+        });
+    }
+    for (name, bytes) in invalid_samples() {
+        let err = protocol::decode_request(&bytes)
+            .expect_err("invalid sample must not decode")
+            .code();
+        vectors.push(Vector {
+            name: format!("invalid.{name}"),
+            direction: "client-invalid".into(),
+            json: generic(&bytes),
+            hex: hex::encode(&bytes),
+            error: Some(err.as_str().into()),
+        });
+    }
+    vectors
+}
+
+// ---------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Vector, value: serde_json::Value) -> T {
+    serde_json::from_value(value).unwrap_or_else(|e| {
+        panic!(
+            "{}: json is not a valid {}: {e}",
+            v.name,
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// Builds a server frame from its readable json with the server's encoders.
+fn encode_server(v: &Vector) -> Bytes {
+    let json = v.json();
+    let value = json.to_value();
+    match json.get("type").and_then(J::as_str) {
+        Some("event") => protocol::event(&typed::<Event>(v, value)),
+        Some("presence") => protocol::presence(&typed::<Presence>(v, value)),
+        Some("typing") => protocol::typing(&typed::<Typing>(v, value)),
+        Some("error") => {
+            let reply: ErrorReply = typed(v, value);
+            let frame = protocol::error_reply(&reply);
+            if reply.retry_after_ms.is_none() {
+                let plain = protocol::error(reply.id, reply.code, reply.message.clone());
+                assert_eq!(plain, frame, "{}: error() and error_reply() differ", v.name);
+            }
+            frame
+        }
+        Some("ok") => {
+            let id: Option<u32> = typed(v, value["id"].clone());
+            let data = value["data"].clone();
+            // The name says which request the reply answers: `ok.<request>...`.
+            match v.name.split('.').nth(1).unwrap_or_default() {
+                "hello" => protocol::ok(id, &typed::<HelloOk>(v, data)),
+                "post" => protocol::ok(id, &typed::<PostOk>(v, data)),
+                "join" => join_frame(id, &typed::<JoinOk>(v, data)),
+                "history" => history_frame(id, &typed::<HistoryOk>(v, data)),
+                "leave" | "typing" | "ping" => {
+                    assert!(data.is_null(), "{}: data must be nil", v.name);
+                    let frame = protocol::ok_empty(id);
+                    assert_eq!(frame, protocol::ok(id, &()), "{}", v.name);
+                    frame
+                }
+                other => panic!("{}: ok vector for unknown request {other:?}", v.name),
+            }
+        }
+        other => panic!("{}: unknown server frame type {other:?}", v.name),
+    }
+}
+
+/// Checks that the typed client decoders read the `data` of an ok vector.
+fn check_ok_data(v: &Vector, bytes: &[u8]) {
+    let data = v.json().get("data").expect("ok has data").to_value();
+    match v.name.split('.').nth(1).unwrap_or_default() {
+        "hello" => assert_eq!(
+            protocol::decode_ok_data::<HelloOk>(bytes).expect("HelloOk"),
+            serde_json::from_value::<HelloOk>(data).expect("HelloOk json")
+        ),
+        "post" => assert_eq!(
+            protocol::decode_ok_data::<PostOk>(bytes).expect("PostOk"),
+            serde_json::from_value::<PostOk>(data).expect("PostOk json")
+        ),
+        "join" => assert_eq!(
+            protocol::decode_ok_data::<JoinOk>(bytes).expect("JoinOk"),
+            serde_json::from_value::<JoinOk>(data).expect("JoinOk json")
+        ),
+        "history" => assert_eq!(
+            protocol::decode_ok_data::<HistoryOk>(bytes).expect("HistoryOk"),
+            serde_json::from_value::<HistoryOk>(data).expect("HistoryOk json")
+        ),
+        _ => assert_eq!(
+            protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
+            rmpv::Value::Nil
+        ),
+    }
+}
+
+fn check_vector(v: &Vector) {
+    let bytes = v.bytes();
+    assert_eq!(
+        v.hex,
+        hex::encode(&bytes),
+        "{}: hex must be lowercase",
+        v.name
+    );
+    match v.direction.as_str() {
+        "client" => {
+            assert!(
+                v.error.is_none(),
+                "{}: client vectors have no error",
+                v.name
+            );
+            let request = protocol::decode_request(&bytes)
+                .unwrap_or_else(|e| panic!("{}: decode_request failed: {e}", v.name));
+            let encoded = protocol::encode_request(&request).expect("encodes");
+            assert_eq!(
+                hex::encode(&encoded),
+                v.hex,
+                "{}: encode_request(decode_request(hex)) differs from hex",
+                v.name
+            );
+            assert_eq!(generic(&bytes).as_ref(), Some(v.json()), "{}: json", v.name);
+            let from_json: Request = serde_json::from_value(v.json().to_value())
+                .unwrap_or_else(|e| panic!("{}: json is not a request: {e}", v.name));
+            assert_eq!(from_json, request, "{}: json and hex differ", v.name);
+        }
+        "server" => {
+            assert!(
+                v.error.is_none(),
+                "{}: server vectors have no error",
+                v.name
+            );
+            let encoded = encode_server(v);
+            assert_eq!(
+                hex::encode(&encoded),
+                v.hex,
+                "{}: the server's encoder gives other bytes than hex",
+                v.name
+            );
+            let frame = protocol::decode_server_frame(&bytes)
+                .unwrap_or_else(|e| panic!("{}: decode_server_frame failed: {e}", v.name));
+            assert_eq!(generic(&bytes).as_ref(), Some(v.json()), "{}: json", v.name);
+            let ty = v.json().get("type").and_then(J::as_str);
+            let frame_ty = match &frame {
+                ServerFrame::Ok { .. } => "ok",
+                ServerFrame::Error(_) => "error",
+                ServerFrame::Event(_) => "event",
+                ServerFrame::Presence(_) => "presence",
+                ServerFrame::Typing(_) => "typing",
+            };
+            assert_eq!(ty, Some(frame_ty), "{}: decoded as another type", v.name);
+            if frame_ty == "ok" {
+                check_ok_data(v, &bytes);
+            }
+        }
+        "client-invalid" => {
+            let expected = v
+                .error
+                .as_deref()
+                .unwrap_or_else(|| panic!("{}: invalid vectors need error", v.name));
+            let err = protocol::decode_request(&bytes)
+                .err()
+                .unwrap_or_else(|| panic!("{}: decode_request accepted it", v.name));
+            assert_eq!(err.code().as_str(), expected, "{}: {err}", v.name);
+            assert_eq!(generic(&bytes), v.json, "{}: json", v.name);
+        }
+        other => panic!("{}: unknown direction {other:?}", v.name),
+    }
+}
+
+#[test]
+fn vectors_match_the_encoders() {
+    let generated = generate();
+    if std::env::var("PREAU_WRITE_VECTORS").as_deref() == Ok("1") {
+        std::fs::write(VECTORS_PATH, render(&generated)).expect("write vectors.json");
+    }
+    let vectors = load_vectors();
+    let mut names = BTreeSet::new();
+    for v in &vectors {
+        assert!(names.insert(v.name.as_str()), "duplicate name {}", v.name);
+        check_vector(v);
+    }
+    // Every check passed on the file; now make sure none was dropped or changed.
+    assert_eq!(
+        vectors, generated,
+        "protocol/vectors.json differs from the encoders' output: if the wire \
+         format changed on purpose, run PREAU_WRITE_VECTORS=1 cargo test --test vectors \
+         and review the diff"
+    );
+}
+
+#[test]
+fn vectors_cover_every_request_and_frame() {
+    let vectors = load_vectors();
+    let types = |direction: &str| -> BTreeSet<String> {
+        vectors
+            .iter()
+            .filter(|v| v.direction == direction)
+            .filter_map(|v| v.json.as_ref()?.get("type")?.as_str().map(str::to_owned))
+            .collect()
+    };
+    let requests: BTreeSet<String> = protocol::REQUEST_TYPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(types("client"), requests);
+    let frames: BTreeSet<String> = ["ok", "error", "event", "presence", "typing"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(types("server"), frames);
+    let has = |name: &str| vectors.iter().any(|v| v.name == name);
+    for name in [
+        "ok.hello",
+        "ok.join",
+        "ok.join.recovered",
+        "ok.post",
+        "ok.history",
+        "ok.ping",
+        "error.rate_limited",
+        "error.not_joined",
+        "presence.join",
+        "presence.leave",
+        "join.since",
+        "history.before_limit",
+        "history.after_limit",
+    ] {
+        assert!(has(name), "missing vector {name}");
+    }
+    let invalid: BTreeSet<&str> = vectors
+        .iter()
+        .filter(|v| v.direction == "client-invalid")
+        .filter_map(|v| v.error.as_deref())
+        .collect();
+    assert_eq!(
+        invalid,
+        BTreeSet::from(["malformed_frame", "unknown_type", "invalid_field"])
+    );
+    // The recovered join splices complete event frames, in offset order.
+    let recovered = vectors
+        .iter()
+        .find(|v| v.name == "ok.join.recovered")
+        .unwrap();
+    let data = recovered.json().get("data").unwrap();
+    let Some(J::Arr(events)) = data.get("events") else {
+        panic!("recovered join has events")
+    };
+    let offsets: Vec<&J> = events.iter().filter_map(|e| e.get("offset")).collect();
+    assert_eq!(offsets, vec![&J::Uint(42), &J::Uint(43)]);
+    assert_eq!(data.get("head"), Some(&J::Uint(43)));
+    assert!(events
+        .iter()
+        .all(|e| e.get("type").and_then(J::as_str) == Some("event")));
+}
+
+#[test]
+fn hello_vector_token_verifies_with_the_documented_key() {
+    let vectors = load_vectors();
+    let hello = vectors.iter().find(|v| v.name == "hello").unwrap();
+    let token = hello.json().get("token").and_then(J::as_str).unwrap();
+    let ring = Keyring::parse(VECTOR_SECRET).unwrap();
+    let claims = vector_claims();
+    assert_eq!(ring.verify(token, claims.iat).unwrap(), claims);
+    assert!(matches!(
+        ring.verify(token, claims.exp),
+        Err(preau::auth::AuthError::Expired)
+    ));
+    let readme = std::fs::read_to_string(README_PATH).unwrap();
+    assert!(
+        readme.contains(VECTOR_SECRET),
+        "the README names the key of the hello vectors"
+    );
+}
+
+/// What the README says about tokens: the key is picked by `kid` (the
+/// first key without one), an `aud` claim is refused, other claims are
+/// ignored, the signature is checked before expiry.
+#[test]
+fn token_rules_are_as_documented() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let ring =
+        Keyring::parse("new:fedcba9876543210fedcba98,k1:0123456789abcdef0123456789abcdef").unwrap();
+    let claims = vector_claims();
+    let now = claims.iat;
+    let sign = |kid: Option<&str>, secret: &str, body: serde_json::Value| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, &body, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    };
+    let body = serde_json::to_value(&claims).unwrap();
+    let k1 = "0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        ring.verify(&sign(Some("k1"), k1, body.clone()), now)
+            .unwrap(),
+        claims
+    );
+    // No kid: the first (signing) key verifies.
+    assert!(ring.verify(&sign(None, k1, body.clone()), now).is_err());
+    assert!(ring
+        .verify(&sign(None, "fedcba9876543210fedcba98", body.clone()), now)
+        .is_ok());
+    assert!(ring
+        .verify(&sign(Some("zz"), k1, body.clone()), now)
+        .is_err());
+    let mut extra = body.clone();
+    extra["school"] = "lycee-hugo".into();
+    assert_eq!(
+        ring.verify(&sign(Some("k1"), k1, extra), now).unwrap(),
+        claims
+    );
+    let mut aud = body.clone();
+    aud["aud"] = "preau".into();
+    assert!(matches!(
+        ring.verify(&sign(Some("k1"), k1, aud), now),
+        Err(preau::auth::AuthError::Invalid(_))
+    ));
+    // A forged token is unauthorized even when expired.
+    let forged = sign(Some("k1"), "not-the-right-secret-at-all", body);
+    assert!(matches!(
+        ring.verify(&forged, claims.exp + 1),
+        Err(preau::auth::AuthError::Invalid(_))
+    ));
+}
+
+/// First cells of the table rows in the README section whose heading starts
+/// with `heading`, up to the next heading of the same or a higher level.
+fn table_first_cells(readme: &str, heading: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut level = None;
+    for line in readme.lines() {
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        if hashes > 0 && line[hashes..].starts_with(' ') {
+            match level {
+                Some(l) if hashes <= l => break,
+                Some(_) => {}
+                None if line[hashes..].trim().starts_with(heading) => level = Some(hashes),
+                None => {}
+            }
+            continue;
+        }
+        if level.is_none() {
+            continue;
+        }
+        let Some(row) = line.trim().strip_prefix('|') else {
+            continue;
+        };
+        let first = row.split('|').next().unwrap_or_default().trim();
+        if first.is_empty() || first.chars().all(|c| c == '-' || c == ':') {
+            continue;
+        }
+        cells.push(first.to_owned());
+    }
+    cells
+}
+
+#[test]
+fn readme_tables_list_exactly_the_codes() {
+    let readme = std::fs::read_to_string(README_PATH).expect("protocol/README.md");
+    let errors: Vec<String> = table_first_cells(&readme, "Error codes")
+        .into_iter()
+        .filter(|c| c != "Code")
+        .collect();
+    let documented: BTreeSet<&str> = errors
+        .iter()
+        .map(|c| {
+            c.strip_prefix('`')
+                .and_then(|c| c.strip_suffix('`'))
+                .unwrap_or_else(|| panic!("error code cell {c:?} is not `code`"))
+        })
+        .collect();
+    assert_eq!(
+        documented.len(),
+        errors.len(),
+        "an error code is listed twice"
+    );
+    let expected: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(
+        documented, expected,
+        "README error code table vs ErrorCode::ALL"
+    );
+
+    let closes: Vec<String> = table_first_cells(&readme, "Close codes")
+        .into_iter()
+        .filter(|c| c != "Code")
+        .collect();
+    let documented: BTreeSet<u16> = closes
+        .iter()
+        .map(|c| {
+            c.parse()
+                .unwrap_or_else(|_| panic!("close code cell {c:?} is not a number"))
+        })
+        .collect();
+    assert_eq!(
+        documented.len(),
+        closes.len(),
+        "a close code is listed twice"
+    );
+    let expected: BTreeSet<u16> = CloseCode::ALL.iter().map(|c| c.code()).collect();
+    assert_eq!(
+        documented, expected,
+        "README close code table vs CloseCode::ALL"
+    );
+}
+
+/// What the README says about decoding: key order is free, unknown keys are
+/// ignored, an absent optional field may also be nil.
+#[test]
+fn decoding_is_as_lenient_as_documented() {
+    use serde_json::json;
+    let expected = Request::Join {
+        id: Some(3),
+        room: ROOM.into(),
+        since: Some(Position {
+            epoch: EPOCH.into(),
+            offset: 41,
+        }),
+    };
+    let reordered = named(
+        json!({"since": {"offset": 41, "epoch": EPOCH}, "room": ROOM,
+                                  "id": 3, "type": "join", "client": "web-1.2"}),
+    );
+    assert_eq!(protocol::decode_request(&reordered).unwrap(), expected);
+    let nils = named(json!({"type": "history", "id": null, "room": ROOM,
+                             "before": null, "after": null, "limit": null}));
+    assert_eq!(
+        protocol::decode_request(&nils).unwrap(),
+        Request::History {
+            id: None,
+            room: ROOM.into(),
+            before: None,
+            after: None,
+            limit: None
+        }
+    );
+    // Integers in any msgpack width are accepted: id 2 as uint32 (0xce).
+    let mut wide = vec![0x82, 0xa4];
+    wide.extend_from_slice(b"type");
+    wide.extend_from_slice(&[0xa4]);
+    wide.extend_from_slice(b"ping");
+    wide.extend_from_slice(&[0xa2]);
+    wide.extend_from_slice(b"id");
+    wide.extend_from_slice(&[0xce, 0, 0, 0, 2]);
+    assert_eq!(
+        protocol::decode_request(&wide).unwrap(),
+        Request::Ping { id: Some(2) }
+    );
+}
+
+/// A frame is one map: a positional array must not pass for a request.
+#[test]
+fn array_frames_are_malformed() {
+    use serde_json::json;
+    for frame in [
+        named(json!(["ping", 1])),
+        named(json!(["post", 5, ROOM, "hi"])),
+    ] {
+        let result = protocol::decode_request(&frame);
+        assert_eq!(
+            result.as_ref().map_err(DecodeError::code),
+            Err(ErrorCode::MalformedFrame),
+            "{frame:02x?} decoded as {result:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Against a running server
+// ---------------------------------------------------------------------------
+
+async fn raw_frame(ws: &mut RawWs) -> Bytes {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("frame within WAIT")
+            .expect("socket open")
+            .expect("socket ok");
+        match message {
+            Message::Binary(bytes) => return bytes,
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Sends `frame`, returns the next binary frame's generic json.
+async fn exchange(ws: &mut RawWs, frame: Vec<u8>) -> (Bytes, J) {
+    ws.send(Message::Binary(frame.into())).await.expect("send");
+    let reply = raw_frame(ws).await;
+    let json = generic(&reply).expect("server frame is msgpack");
+    (reply, json)
+}
+
+fn request_bytes(request: &Request) -> Vec<u8> {
+    protocol::encode_request(request).expect("encodes").to_vec()
+}
+
+#[tokio::test]
+async fn invalid_vectors_get_their_error_from_the_server() {
+    let server = TestServer::start().await;
+    let vectors = load_vectors();
+    let invalid: Vec<&Vector> = vectors
+        .iter()
+        .filter(|v| v.direction == "client-invalid")
+        .collect();
+    assert!(!invalid.is_empty());
+    let mut ws = raw_ws(server.addr()).await;
+    raw_hello(&mut ws, &student("ana", "3B")).await;
+    for v in &invalid {
+        // Empty binary frames are valid WebSocket messages and must be refused too.
+        let (_, reply) = exchange(&mut ws, v.bytes()).await;
+        assert_eq!(
+            reply.get("type").and_then(J::as_str),
+            Some("error"),
+            "{}: {reply:?}",
+            v.name
+        );
+        assert_eq!(
+            reply.get("code").and_then(J::as_str),
+            v.error.as_deref(),
+            "{}: {reply:?}",
+            v.name
+        );
+        // The id is echoed when the frame is a map with a valid u32 id.
+        let sent_id = match v.json.as_ref().and_then(|j| j.get("id")) {
+            Some(J::Uint(n))
+                if *n <= u64::from(u32::MAX) && v.error.as_deref() != Some("malformed_frame") =>
+            {
+                J::Uint(*n)
+            }
+            _ => J::Null,
+        };
+        assert_eq!(reply.get("id"), Some(&sent_id), "{}: {reply:?}", v.name);
+    }
+    // Still authenticated and usable after every bad frame.
+    let (reply, _) = exchange(&mut ws, request_bytes(&Request::Ping { id: Some(300) })).await;
+    let ok_ping = vectors.iter().find(|v| v.name == "ok.ping").unwrap();
+    assert_eq!(
+        hex::encode(&reply),
+        ok_ping.hex,
+        "live ping reply = ok.ping vector"
+    );
+
+    // Before hello, the same frame is refused and the connection closed with 4000.
+    let unknown = invalid
+        .iter()
+        .find(|v| v.error.as_deref() == Some("unknown_type"))
+        .unwrap();
+    let mut fresh = raw_ws(server.addr()).await;
+    let (_, reply) = exchange(&mut fresh, unknown.bytes()).await;
+    assert_eq!(reply.get("code").and_then(J::as_str), Some("unknown_type"));
+    assert_eq!(raw_close_code(&mut fresh).await, Some(4000));
+}
+
+/// The frames a real server sends have the keys, in the same order, as the
+/// vectors (values differ: tokens, epochs, clocks).
+#[tokio::test]
+async fn live_frames_have_the_shape_of_the_vectors() {
+    let server = TestServer::start_with(|c| {
+        c.rate_per_sec = 0.001;
+        c.rate_burst = 3;
+    })
+    .await;
+    let vectors = load_vectors();
+    let shape_of = |name: &str| {
+        vectors
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no vector {name}"))
+            .json()
+            .shape()
+    };
+    let room = ROOM.to_owned();
+
+    let mut ana = raw_ws(server.addr()).await;
+    let hello = Request::Hello {
+        id: Some(1),
+        token: student("ana", "3B"),
+    };
+    let (_, reply) = exchange(&mut ana, request_bytes(&hello)).await;
+    assert_eq!(reply.shape(), shape_of("ok.hello"), "{reply:?}");
+
+    let join = Request::Join {
+        id: Some(2),
+        room: room.clone(),
+        since: None,
+    };
+    let (_, reply) = exchange(&mut ana, request_bytes(&join)).await;
+    assert_eq!(reply.shape(), shape_of("ok.join.empty_room"), "{reply:?}");
+    let epoch = reply
+        .get("data")
+        .and_then(|d| d.get("epoch"))
+        .and_then(J::as_str)
+        .unwrap()
+        .to_owned();
+
+    let post = |id: u32, text: &str| Request::Post {
+        id: Some(id),
+        room: room.clone(),
+        text: text.into(),
+    };
+    let (_, ack) = exchange(&mut ana, request_bytes(&post(5, "un"))).await;
+    assert_eq!(ack.shape(), shape_of("ok.post"), "{ack:?}");
+    assert_eq!(
+        ack.get("data").and_then(|d| d.get("offset")),
+        Some(&J::Uint(1))
+    );
+    let event = generic(&raw_frame(&mut ana).await).unwrap();
+    assert_eq!(event.shape(), shape_of("event"), "{event:?}");
+    assert_eq!(event.get("offset"), Some(&J::Uint(1)));
+    exchange(&mut ana, request_bytes(&post(6, "deux"))).await;
+    raw_frame(&mut ana).await; // event 2
+
+    // A teacher joins with recovery from offset 0: two spliced events.
+    let mut prof = raw_ws(server.addr()).await;
+    raw_hello(&mut prof, &teacher("t-durand", "3B")).await;
+    let recover = Request::Join {
+        id: Some(3),
+        room: room.clone(),
+        since: Some(Position { epoch, offset: 0 }),
+    };
+    let (_, reply) = exchange(&mut prof, request_bytes(&recover)).await;
+    assert_eq!(reply.shape(), shape_of("ok.join.recovered"), "{reply:?}");
+    let presence = generic(&raw_frame(&mut ana).await).unwrap();
+    assert_eq!(presence.shape(), shape_of("presence.join"), "{presence:?}");
+
+    let (_, reply) = exchange(
+        &mut prof,
+        request_bytes(&Request::Join {
+            id: Some(3),
+            room: "3B/chat/autre".into(),
+            since: Some(Position {
+                epoch: "0000000000000000".into(),
+                offset: 7,
+            }),
+        }),
+    )
+    .await;
+    assert_eq!(
+        reply.shape(),
+        shape_of("ok.join.epoch_mismatch"),
+        "{reply:?}"
+    );
+
+    let (_, reply) = exchange(
+        &mut prof,
+        request_bytes(&Request::Typing {
+            id: None,
+            room: room.clone(),
+        }),
+    )
+    .await;
+    assert_eq!(reply.shape(), shape_of("ok.typing.no_id"), "{reply:?}");
+    assert_eq!(reply.get("id"), Some(&J::Null));
+    let typing = generic(&raw_frame(&mut ana).await).unwrap();
+    assert_eq!(typing.shape(), shape_of("typing.indicator"), "{typing:?}");
+
+    let history = Request::History {
+        id: Some(8),
+        room: room.clone(),
+        before: Some(3),
+        after: None,
+        limit: Some(1),
+    };
+    let (_, reply) = exchange(&mut prof, request_bytes(&history)).await;
+    assert_eq!(reply.shape(), shape_of("ok.history"), "{reply:?}");
+    assert_eq!(
+        reply.get("data").and_then(|d| d.get("more")),
+        Some(&J::Bool(true))
+    );
+
+    let (_, reply) = exchange(
+        &mut prof,
+        request_bytes(&Request::Post {
+            id: Some(5),
+            room: "3B/chat/nowhere".into(),
+            text: "x".into(),
+        }),
+    )
+    .await;
+    assert_eq!(reply.shape(), shape_of("error.not_joined"), "{reply:?}");
+    assert_eq!(reply.get("code").and_then(J::as_str), Some("not_joined"));
+
+    // The burst is 3: the third post goes through, the fourth is refused.
+    exchange(&mut ana, request_bytes(&post(7, "trois"))).await;
+    raw_frame(&mut ana).await; // event 3
+    raw_frame(&mut prof).await; // event 3, a member too
+    let (_, reply) = exchange(&mut ana, request_bytes(&post(5, "quatre"))).await;
+    assert_eq!(reply.shape(), shape_of("error.rate_limited"), "{reply:?}");
+    assert_eq!(reply.get("code").and_then(J::as_str), Some("rate_limited"));
+
+    let (_, reply) = exchange(
+        &mut prof,
+        request_bytes(&Request::Leave {
+            id: Some(4),
+            room: room.clone(),
+        }),
+    )
+    .await;
+    assert_eq!(reply.shape(), shape_of("ok.leave"), "{reply:?}");
+    let presence = generic(&raw_frame(&mut ana).await).unwrap();
+    assert_eq!(presence.shape(), shape_of("presence.leave"), "{presence:?}");
+    assert_eq!(
+        presence.get("action").and_then(J::as_str),
+        Some("leave"),
+        "{presence:?}"
+    );
+}
