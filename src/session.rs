@@ -152,7 +152,7 @@ impl Session {
 
     fn refuse(&self, id: Option<u32>, refusal: Refusal) {
         self.hub.metrics.error(refusal.code);
-        tracing::debug!(code = %refusal.code, message = %refusal.message, "request refused");
+        tracing::debug!(id, code = %refusal.code, message = %refusal.message, "request refused");
         self.out.send(protocol::error_reply(&ErrorReply {
             id,
             code: refusal.code,
@@ -273,6 +273,7 @@ impl Session {
                 last_typing: None,
             },
         );
+        tracing::info!(room = %name, head = joined.head, recovering, "joined");
         let Some(since) = since.filter(|_| recovering) else {
             return Ok(None);
         };
@@ -368,6 +369,7 @@ impl Session {
         if joined.room.leave(self.conn()) {
             self.hub.release(&joined.room);
         }
+        tracing::info!(room = %room, "left");
         Ok(())
     }
 
