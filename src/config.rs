@@ -67,6 +67,21 @@ pub struct Config {
     pub write_queue: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Cluster mode: the Redis URL. Unset: a single node, no Redis.
+    pub redis: Option<String>,
+    /// URL other nodes reach this one at (WebSocket); default from `listen`.
+    pub advertise: Option<String>,
+    /// Events kept per room in the Redis stream (gap repair window).
+    pub stream_max: usize,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// A node not heard from for this long is dead: its members leave.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+    /// After Redis restarts empty, publishes wait this long for every node
+    /// to re-seed the counters.
+    #[serde(with = "humantime_serde")]
+    pub resync_window: Duration,
     pub log_format: LogFormat,
 }
 
@@ -112,6 +127,12 @@ impl Default for Config {
             retention_check: Duration::from_secs(3600),
             write_queue: 65_536,
             shutdown_grace: Duration::from_secs(5),
+            redis: None,
+            advertise: None,
+            stream_max: 10_000,
+            heartbeat: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
+            resync_window: Duration::from_secs(2),
             log_format: LogFormat::Text,
         }
     }
@@ -171,6 +192,18 @@ pub struct ConfigArgs {
     pub shutdown_grace: Option<Duration>,
     #[arg(long, env = "PREAU_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    #[arg(long, env = "PREAU_REDIS")]
+    pub redis: Option<String>,
+    #[arg(long, env = "PREAU_ADVERTISE")]
+    pub advertise: Option<String>,
+    #[arg(long, env = "PREAU_STREAM_MAX")]
+    pub stream_max: Option<usize>,
+    #[arg(long, env = "PREAU_HEARTBEAT", value_parser = duration)]
+    pub heartbeat: Option<Duration>,
+    #[arg(long, env = "PREAU_NODE_TIMEOUT", value_parser = duration)]
+    pub node_timeout: Option<Duration>,
+    #[arg(long, env = "PREAU_RESYNC_WINDOW", value_parser = duration)]
+    pub resync_window: Option<Duration>,
 }
 
 impl Config {
@@ -279,6 +312,24 @@ impl Config {
             "must be above zero",
         )?;
         check(self.write_queue >= 1, "write_queue", "must be at least 1")?;
+        if let Some(url) = &self.redis {
+            check(
+                url.starts_with("redis://") || url.starts_with("rediss://"),
+                "redis",
+                "must be a redis:// or rediss:// URL",
+            )?;
+        }
+        check(self.stream_max >= 100, "stream_max", "must be at least 100")?;
+        check(
+            !self.heartbeat.is_zero() && self.heartbeat * 2 <= self.node_timeout,
+            "heartbeat",
+            "must be above zero and at most half of node_timeout",
+        )?;
+        check(
+            self.resync_window >= self.heartbeat,
+            "resync_window",
+            "must be at least one heartbeat",
+        )?;
         Ok(())
     }
 }
@@ -311,10 +362,20 @@ impl ConfigArgs {
             retention_check,
             write_queue,
             shutdown_grace,
-            log_format
+            log_format,
+            stream_max,
+            heartbeat,
+            node_timeout,
+            resync_window
         );
         if self.secret.is_some() {
             config.secret = self.secret;
+        }
+        if self.redis.is_some() {
+            config.redis = self.redis;
+        }
+        if self.advertise.is_some() {
+            config.advertise = self.advertise;
         }
     }
 }

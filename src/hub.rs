@@ -1,27 +1,30 @@
-//! The hub: loaded rooms, connected users, and the post pipeline
-//! (sequence → store → ack and fan-out).
+//! The hub: loaded rooms, connected users, the post pipeline (order →
+//! store → ack and fan-out), and, in cluster mode, what arrives from the bus.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::auth::Keyring;
+use crate::auth::{Claims, Keyring};
+use crate::bus::{BusError, Ordered, RedisBus};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbound::{ConnId, Outbound};
-use crate::protocol::{self, Body, ErrorCode, Event, PostOk, UserInfo};
+use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::ratelimit::TokenBucket;
-use crate::room::{Room, RoomName};
+use crate::room::{Accepted, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -31,6 +34,7 @@ impl HubError {
         match self {
             HubError::Store(StoreError::Full) => ErrorCode::Overloaded,
             HubError::Store(_) => ErrorCode::StorageError,
+            HubError::Bus(_) => ErrorCode::Unavailable,
             HubError::Join(_) => ErrorCode::Internal,
         }
     }
@@ -55,14 +59,27 @@ struct UserEntry {
     bucket: TokenBucket,
 }
 
+/// Who gets the ack of a post once it is durable.
+#[derive(Clone)]
+struct Waiter {
+    out: Outbound,
+    id: Option<u32>,
+}
+
+type Waiters = Arc<DashMap<u64, Waiter>>;
+
 pub struct Hub {
     pub config: Arc<Config>,
     pub keyring: Keyring,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
+    bus: OnceLock<Arc<RedisBus>>,
     rooms: DashMap<String, RoomCell>,
     users: DashMap<String, UserEntry>,
+    /// Posts sent to the bus and not yet stored here, by post id.
+    waiters: Waiters,
+    next_pid: AtomicU64,
     next_conn: AtomicU64,
 }
 
@@ -80,45 +97,81 @@ impl Hub {
             store,
             metrics,
             clock,
+            bus: OnceLock::new(),
             rooms: DashMap::new(),
             users: DashMap::new(),
+            waiters: Arc::default(),
+            next_pid: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Switches the hub to cluster mode (once, at start).
+    pub fn set_bus(&self, bus: Arc<RedisBus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    pub fn bus(&self) -> Option<&Arc<RedisBus>> {
+        self.bus.get()
     }
 
     pub fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The loaded room, loading it from the store on first use.
-    pub async fn room(&self, name: &RoomName) -> Result<Arc<Room>, HubError> {
+    /// The loaded room, loading it from the store on first use. In cluster
+    /// mode a room this node has never stored takes its epoch from Redis,
+    /// and catches up with what other nodes stored.
+    pub async fn room(self: &Arc<Self>, name: &RoomName) -> Result<Arc<Room>, HubError> {
         let cell = self
             .rooms
             .entry(name.as_str().to_owned())
             .or_default()
             .value()
             .clone();
+        let mut fresh = false;
         let room = cell
             .get_or_try_init(|| async {
-                let store = self.store.clone();
-                let now = (self.clock)();
-                let key = name.as_str().to_owned();
-                let (meta, bounds) = tokio::task::spawn_blocking(move || {
-                    let meta = store.load_or_create_room(&key, now)?;
-                    let bounds = store.bounds(&key)?;
-                    Ok::<_, StoreError>((meta, bounds))
-                })
-                .await??;
-                let last = bounds.map_or(0, |(_, last)| last).max(meta.trimmed_through);
-                let floor = match bounds {
-                    Some((first, _)) => first - 1,
-                    None => last,
-                };
-                self.metrics.rooms_loaded.increment(1.0);
-                Ok::<_, HubError>(Arc::new(Room::new(name.clone(), meta.epoch, floor, last)))
+                fresh = true;
+                self.load_room(name).await
             })
-            .await?;
-        Ok(room.clone())
+            .await?
+            .clone();
+        if fresh && self.bus().is_some() {
+            let hub = self.clone();
+            let room = room.clone();
+            tokio::spawn(async move { hub.catch_up_room(room).await });
+        }
+        Ok(room)
+    }
+
+    async fn load_room(&self, name: &RoomName) -> Result<Arc<Room>, HubError> {
+        let key = name.as_str().to_owned();
+        let store = self.store.clone();
+        let existing = {
+            let key = key.clone();
+            tokio::task::spawn_blocking(move || store.room_meta(&key)).await??
+        };
+        let epoch = match (existing, self.bus()) {
+            (Some(meta), _) => Some(meta.epoch),
+            (None, Some(bus)) => Some(bus.ensure_room(&key, &crate::store::new_epoch()).await?.0),
+            (None, None) => None,
+        };
+        let store = self.store.clone();
+        let now = (self.clock)();
+        let (meta, bounds) = tokio::task::spawn_blocking(move || {
+            let meta = store.load_or_create_room(&key, now, epoch.as_deref())?;
+            let bounds = store.bounds(&key)?;
+            Ok::<_, StoreError>((meta, bounds))
+        })
+        .await??;
+        let last = bounds.map_or(0, |(_, last)| last).max(meta.trimmed_through);
+        let floor = match bounds {
+            Some((first, _)) => first - 1,
+            None => last,
+        };
+        self.metrics.rooms_loaded.increment(1.0);
+        Ok(Arc::new(Room::new(name.clone(), meta.epoch, floor, last)))
     }
 
     /// Forgets a room that has no member and no write in flight.
@@ -137,6 +190,13 @@ impl Hub {
     /// The loaded room by name, if loaded (for the retention task).
     pub fn loaded_room(&self, name: &str) -> Option<Arc<Room>> {
         self.rooms.get(name).and_then(|cell| cell.get().cloned())
+    }
+
+    fn loaded_rooms(&self) -> Vec<Arc<Room>> {
+        self.rooms
+            .iter()
+            .filter_map(|cell| cell.get().cloned())
+            .collect()
     }
 
     pub fn user_connected(&self, user: &str) {
@@ -159,21 +219,17 @@ impl Hub {
     }
 
     /// Forgets users with no connection and a full bucket, and unloads rooms
-    /// left with no member (e.g. the last one left while its own post was
-    /// being written, so `release` could not unload it then).
+    /// left idle (e.g. the last member left while its own post was being
+    /// written, so `release` could not unload it then).
     pub fn sweep(&self) {
         let now = Instant::now();
         self.users
             .retain(|_, entry| entry.connections > 0 || !entry.bucket.is_full(now));
         // Collect first: `release` takes the map's write lock.
-        let idle: Vec<Arc<Room>> = self
-            .rooms
-            .iter()
-            .filter_map(|cell| cell.get().cloned())
-            .filter(|room| room.member_count() == 0)
-            .collect();
-        for room in idle {
-            self.release(&room);
+        for room in self.loaded_rooms() {
+            if room.member_count() == 0 {
+                self.release(&room);
+            }
         }
     }
 
@@ -185,51 +241,324 @@ impl Hub {
         }
     }
 
-    /// Sequences a message, queues it for storage and, once durable, acks it
-    /// to `out` (with request `id`) and fans it out. Returns an error only if
-    /// it could not be queued; storage errors reach `out` as an error reply.
-    pub fn post(
+    /// Orders a message (here, or through the bus in cluster mode), stores
+    /// it and, once durable, acks it to `out` (request `id`) and fans it out.
+    /// An error means nothing was ordered; storage errors after ordering
+    /// reach `out` as an error reply.
+    pub async fn post(
         &self,
         room: &Arc<Room>,
         from: &UserInfo,
         out: &Outbound,
         id: Option<u32>,
         body: Body,
-    ) -> Result<u64, HubError> {
-        room.sequence((self.clock)(), |offset, ts| {
-            let event = Event {
-                room: room.name().to_string(),
-                epoch: room.epoch().to_owned(),
-                offset,
-                ts,
-                from: from.clone(),
-                body,
-            };
-            let frame = protocol::event(&event);
-            let done_room = room.clone();
-            let done_out = out.clone();
-            let metrics = self.metrics.clone();
-            let done_frame = frame.clone();
-            self.store
-                .submit(Job {
-                    room: event.room,
-                    offset,
-                    frame,
-                    done: Box::new(move |result| {
-                        deliver(
-                            &done_room,
-                            &done_out,
-                            &metrics,
-                            id,
-                            offset,
-                            ts,
-                            &done_frame,
-                            result,
-                        )
-                    }),
+    ) -> Result<(), HubError> {
+        let waiter = Waiter {
+            out: out.clone(),
+            id,
+        };
+        let Some(bus) = self.bus() else {
+            return room
+                .sequence((self.clock)(), |offset, ts| {
+                    let event = Event {
+                        room: room.name().to_string(),
+                        epoch: room.epoch().to_owned(),
+                        offset,
+                        ts,
+                        from: from.clone(),
+                        body,
+                    };
+                    self.submit(room, offset, protocol::event(&event), Some(waiter))
                 })
-                .map_err(HubError::from)
+                .map(|_| ())
+                .map_err(HubError::from);
+        };
+        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+        self.waiters.insert(pid, waiter);
+        let head = room.next_offset().saturating_sub(1);
+        match bus
+            .publish(room.name(), room.epoch(), head, from, body, pid)
+            .await
+        {
+            Ok(event) => {
+                self.accept(room, event, Some(pid));
+                Ok(())
+            }
+            Err(err) => {
+                self.waiters.remove(&pid);
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Queues one event for storage; the callback acks and fans it out.
+    fn submit(
+        &self,
+        room: &Arc<Room>,
+        offset: u64,
+        frame: Bytes,
+        waiter: Option<Waiter>,
+    ) -> Result<(), StoreError> {
+        let done_room = room.clone();
+        let metrics = self.metrics.clone();
+        let done_frame = frame.clone();
+        self.store.submit(Job {
+            room: room.name().to_string(),
+            offset,
+            frame,
+            done: Box::new(move |result| {
+                deliver(&done_room, waiter, &metrics, offset, &done_frame, result)
+            }),
         })
+    }
+
+    /// Takes an event ordered by the bus: stores and delivers it in offset
+    /// order, repairing any gap before it.
+    fn accept(&self, room: &Arc<Room>, event: Event, pid: Option<u64>) -> Accepted {
+        let frame = protocol::event(&event);
+        let waiters = self.waiters.clone();
+        let accepted = room.accept(event.offset, frame, pid, |offset, frame, pid| {
+            let waiter = pid.and_then(|pid| waiters.remove(&pid)).map(|(_, w)| w);
+            self.submit(room, offset, frame, waiter.clone())
+                .inspect_err(|_| {
+                    // Not queued: put the waiter back for the retry.
+                    if let (Some(pid), Some(waiter)) = (pid, waiter) {
+                        waiters.insert(pid, waiter);
+                    }
+                })
+        });
+        match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(room = %room.name(), error = %err, "cannot queue an event from the bus");
+                Accepted::Gap {
+                    from: room.next_offset(),
+                    to: event.offset,
+                }
+            }
+        }
+    }
+
+    /// An event from the bus (channel or stream).
+    pub async fn ingest_ordered(self: &Arc<Self>, ordered: Ordered) {
+        let Ok(name) = RoomName::parse(&ordered.event.room) else {
+            return;
+        };
+        let room = match self.room(&name).await {
+            Ok(room) => room,
+            Err(err) => {
+                tracing::warn!(room = %name, error = %err, "cannot load room for a bus event");
+                return;
+            }
+        };
+        if ordered.event.epoch != room.epoch() {
+            tracing::error!(room = %name, ours = room.epoch(), theirs = %ordered.event.epoch, "epoch mismatch; event ignored");
+            return;
+        }
+        let mine = self.bus().is_some_and(|bus| bus.node() == ordered.node);
+        let pid = mine.then_some(ordered.pid);
+        if let Accepted::Gap { from, to } = self.accept(&room, ordered.event, pid) {
+            self.spawn_repair(room, from, to);
+        }
+    }
+
+    fn spawn_repair(self: &Arc<Self>, room: Arc<Room>, from: u64, to: u64) {
+        if !room.start_repair() {
+            return;
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            hub.repair(&room, from, to).await;
+            room.end_repair();
+        });
+    }
+
+    /// Fills `from..=to` from the Redis stream, then from peers.
+    async fn repair(self: &Arc<Self>, room: &Arc<Room>, from: u64, to: u64) {
+        let Some(bus) = self.bus().cloned() else {
+            return;
+        };
+        let name = room.name().to_string();
+        tracing::info!(room = %name, from, to, "repairing a gap");
+        match bus.stream_range(&name, from, to).await {
+            Ok(events) => {
+                for ordered in events {
+                    if ordered.event.epoch == room.epoch() {
+                        self.accept(room, ordered.event, None);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(room = %name, error = %err, "stream read failed"),
+        }
+        if room.next_offset() > to {
+            return;
+        }
+        for (node, url) in bus.peers() {
+            if let Err(err) = self.fetch_from_peer(room, &url, to).await {
+                tracing::warn!(room = %name, peer = %node, error = %err, "peer catch-up failed");
+            }
+            if room.next_offset() > to {
+                return;
+            }
+        }
+        tracing::warn!(room = %name, missing_from = room.next_offset(), to, "gap not repaired yet");
+    }
+
+    /// Pages the room's history from a peer node until `to` is stored here.
+    async fn fetch_from_peer(
+        &self,
+        room: &Arc<Room>,
+        url: &str,
+        to: u64,
+    ) -> Result<(), crate::client::ClientError> {
+        let now = crate::auth::now_secs();
+        let token = self
+            .keyring
+            .mint(&Claims {
+                sub: format!("node:{}", self.config.node_id),
+                name: self.config.node_id.clone(),
+                role: Role::Staff,
+                classes: Vec::new(),
+                children: Vec::new(),
+                exp: now + 300,
+                iat: now,
+            })
+            .map_err(|e| crate::client::ClientError::Decode(e.to_string()))?;
+        let (mut client, _) = crate::client::Client::connect(url, &token).await?;
+        let limit = u32::try_from(self.config.history_page_max).unwrap_or(200);
+        while room.next_offset() <= to {
+            let after = room.next_offset() - 1;
+            let page = client
+                .history(room.name().as_str(), None, Some(after), Some(limit))
+                .await?;
+            if page.epoch != room.epoch() || page.events.is_empty() {
+                break;
+            }
+            for event in page.events {
+                self.accept(room, event, None);
+            }
+            if room.next_offset() - 1 == after {
+                break;
+            }
+        }
+        client.close();
+        Ok(())
+    }
+
+    /// Compares the room's offset in Redis with what is stored here and
+    /// repairs the difference.
+    pub async fn catch_up(self: &Arc<Self>, name: &str) {
+        let Ok(room_name) = RoomName::parse(name) else {
+            return;
+        };
+        if let Ok(room) = self.room(&room_name).await {
+            self.catch_up_room(room).await;
+        }
+    }
+
+    async fn catch_up_room(self: &Arc<Self>, room: Arc<Room>) {
+        let Some(bus) = self.bus().cloned() else {
+            return;
+        };
+        match bus.room_offset(room.name().as_str()).await {
+            Ok(Some(offset)) if offset >= room.next_offset() => {
+                let from = room.next_offset();
+                self.spawn_repair(room, from, offset);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(room = %room.name(), error = %err, "cannot read the room's offset")
+            }
+        }
+    }
+
+    /// `(room, epoch, head)` of every stored room, for re-seeding Redis.
+    pub async fn stored_heads(&self) -> Vec<(String, String, u64)> {
+        let store = self.store.clone();
+        let heads = tokio::task::spawn_blocking(move || {
+            let mut heads = Vec::new();
+            for room in store.rooms()? {
+                let Some(meta) = store.room_meta(&room)? else {
+                    continue;
+                };
+                let last = store.bounds(&room)?.map_or(0, |(_, last)| last);
+                heads.push((room, meta.epoch, last.max(meta.trimmed_through)));
+            }
+            Ok::<_, StoreError>(heads)
+        })
+        .await;
+        match heads {
+            Ok(Ok(heads)) => heads,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "cannot list stored rooms");
+                Vec::new()
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot list stored rooms");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Users connected to each loaded room on this node.
+    pub fn local_presence(&self) -> Vec<(String, Vec<UserInfo>)> {
+        self.loaded_rooms()
+            .into_iter()
+            .map(|room| (room.name().to_string(), room.local_users()))
+            .filter(|(_, users)| !users.is_empty())
+            .collect()
+    }
+
+    pub async fn remote_presence(
+        self: &Arc<Self>,
+        node: &str,
+        room: &str,
+        user: UserInfo,
+        present: bool,
+    ) {
+        let Ok(name) = RoomName::parse(room) else {
+            return;
+        };
+        if let Ok(room) = self.room(&name).await {
+            let id = user.id.clone();
+            room.remote_presence(node, &id, present.then_some(user));
+        }
+    }
+
+    pub async fn remote_snapshot(
+        self: &Arc<Self>,
+        node: &str,
+        rooms: Vec<(String, Vec<UserInfo>)>,
+    ) {
+        let named: std::collections::HashSet<String> =
+            rooms.iter().map(|(r, _)| r.clone()).collect();
+        for room in self.loaded_rooms() {
+            if !named.contains(room.name().as_str()) {
+                room.remote_snapshot(node, Vec::new());
+            }
+        }
+        for (room, users) in rooms {
+            let Ok(name) = RoomName::parse(&room) else {
+                continue;
+            };
+            if let Ok(room) = self.room(&name).await {
+                room.remote_snapshot(node, users);
+            }
+        }
+    }
+
+    /// Forgets everyone present through `node`.
+    pub fn drop_node(&self, node: &str) {
+        for room in self.loaded_rooms() {
+            room.drop_node(node);
+        }
+    }
+
+    /// Tells other nodes about a local presence change (cluster mode).
+    pub fn announce_presence(&self, room: &RoomName, user: &UserInfo, present: bool) {
+        if let Some(bus) = self.bus() {
+            bus.announce_presence(room.as_str(), user, present);
+        }
     }
 }
 
@@ -248,38 +577,49 @@ pub async fn sweep_loop(hub: Arc<Hub>, shutdown: tokio_util::sync::CancellationT
 }
 
 /// Runs on the store's writer thread once the event is durable (or not).
-#[allow(clippy::too_many_arguments)]
 fn deliver(
     room: &Room,
-    poster: &Outbound,
+    waiter: Option<Waiter>,
     metrics: &Metrics,
-    id: Option<u32>,
     offset: u64,
-    ts: u64,
     frame: &Bytes,
     result: Result<(), StoreError>,
 ) {
     match result {
         Ok(()) => {
-            let ack = protocol::ok(
-                id,
-                &PostOk {
-                    room: room.name().to_string(),
-                    epoch: room.epoch().to_owned(),
-                    offset,
-                    ts,
-                },
+            let ack = waiter.map(|w| {
+                let ts = protocol::event_ts(frame).unwrap_or(0);
+                let reply = protocol::ok(
+                    w.id,
+                    &PostOk {
+                        room: room.name().to_string(),
+                        epoch: room.epoch().to_owned(),
+                        offset,
+                        ts,
+                    },
+                );
+                (w.out, reply)
+            });
+            let delivery = room.commit(
+                offset,
+                frame,
+                ack.as_ref().map(|(out, reply)| (out, reply.clone())),
             );
-            let delivery = room.commit(offset, frame, Some((poster, ack)));
             metrics.messages_stored.increment(1);
             metrics.queue_drops.increment(delivery.refused);
         }
         Err(err) => {
             metrics.error(ErrorCode::StorageError);
-            room.skip(
-                poster,
-                protocol::error(id, ErrorCode::StorageError, format!("not stored: {err}")),
-            );
+            let error = waiter.map(|w| {
+                (
+                    w.out,
+                    protocol::error(w.id, ErrorCode::StorageError, format!("not stored: {err}")),
+                )
+            });
+            match error {
+                Some((out, reply)) => room.skip(Some(&out), reply),
+                None => room.skip(None, Bytes::new()),
+            }
         }
     }
 }

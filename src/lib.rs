@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod bus;
 pub mod client;
 pub mod config;
 mod connection;
@@ -50,6 +51,8 @@ pub enum ServerError {
     Serve(std::io::Error),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
 }
 
 /// A running server.
@@ -136,6 +139,25 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         tracker: tracker.clone(),
     };
     let app = gateway::router(gateway).into_make_service_with_connect_info::<SocketAddr>();
+    let bus_task = match &config.redis {
+        Some(url) => {
+            let bus = bus::RedisBus::new(bus::BusConfig {
+                url: url.clone(),
+                node: config.node_id.clone(),
+                advertise: config
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| format!("ws://{addr}/ws")),
+                stream_max: config.stream_max,
+                heartbeat: config.heartbeat,
+                node_timeout: config.node_timeout,
+                resync_window: config.resync_window,
+            })?;
+            hub.set_bus(bus.clone());
+            Some(tokio::spawn(bus.run(hub.clone(), shutdown.clone())))
+        }
+        None => None,
+    };
     tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
     tokio::spawn(hub::sweep_loop(hub.clone(), shutdown.clone()));
     tracing::info!(%addr, node = %config.node_id, data = %config.data.display(), "listening");
@@ -153,6 +175,9 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
                 .is_err()
             {
                 tracing::warn!("connections still open after the shutdown grace period");
+            }
+            if let Some(bus_task) = bus_task {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bus_task).await;
             }
             tokio::task::spawn_blocking(move || store.shutdown()).await??;
             tracing::info!("stopped; storage flushed");

@@ -127,7 +127,7 @@ impl Session {
             )),
             Request::Join { room, since, .. } => self.join(id, &room, since).await,
             Request::Leave { room, .. } => self.leave(&room).map(|()| Some(protocol::ok_empty(id))),
-            Request::Post { room, text, .. } => self.post(id, &room, text),
+            Request::Post { room, text, .. } => self.post(id, &room, text).await,
             Request::Typing { room, .. } => {
                 self.typing(&room).map(|()| Some(protocol::ok_empty(id)))
             }
@@ -273,6 +273,9 @@ impl Session {
                 last_typing: None,
             },
         );
+        if joined.first_here {
+            self.hub.announce_presence(&name, &user, true);
+        }
         tracing::info!(room = %name, head = joined.head, recovering, "joined");
         let Some(since) = since.filter(|_| recovering) else {
             return Ok(None);
@@ -366,14 +369,18 @@ impl Session {
             .rooms
             .remove(room)
             .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, format!("not in {room}")))?;
-        if joined.room.leave(self.conn()) {
+        let left = joined.room.leave(self.conn());
+        if let Some(user) = &left.last_here {
+            self.hub.announce_presence(joined.room.name(), user, false);
+        }
+        if left.empty {
             self.hub.release(&joined.room);
         }
         tracing::info!(room = %room, "left");
         Ok(())
     }
 
-    fn post(
+    async fn post(
         &mut self,
         id: Option<u32>,
         room: &str,
@@ -400,8 +407,22 @@ impl Session {
                 retry_after_ms: Some(ms),
             });
         }
-        self.hub
-            .post(&room, &user, &self.out, id, Body::Message { text })?;
+        if let Err(err) = self
+            .hub
+            .post(&room, &user, &self.out, id, Body::Message { text })
+            .await
+        {
+            let retry_after_ms = match (&err, self.hub.bus()) {
+                (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
+                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+                })),
+                _ => None,
+            };
+            return Err(Refusal {
+                retry_after_ms,
+                ..Refusal::from(err)
+            });
+        }
         // The ack is sent by the store's writer once the message is durable.
         Ok(None)
     }

@@ -131,8 +131,14 @@ impl Store {
         Ok(())
     }
 
-    /// The room's metadata, created with a fresh epoch if it has none. Blocking.
-    pub fn load_or_create_room(&self, room: &str, now_ms: u64) -> Result<RoomMeta, StoreError> {
+    /// The room's metadata, created with `epoch` (or a fresh one) if it has
+    /// none. Blocking.
+    pub fn load_or_create_room(
+        &self,
+        room: &str,
+        now_ms: u64,
+        epoch: Option<&str>,
+    ) -> Result<RoomMeta, StoreError> {
         if let Some(bytes) = self.rooms.get(room)? {
             return rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 room: room.to_owned(),
@@ -140,7 +146,7 @@ impl Store {
             });
         }
         let meta = RoomMeta {
-            epoch: new_epoch(),
+            epoch: epoch.map_or_else(new_epoch, str::to_owned),
             created_ms: now_ms,
             trimmed_through: 0,
         };
@@ -223,6 +229,21 @@ impl Store {
         }
         out.reverse();
         Ok((out, more))
+    }
+
+    /// The room's metadata, if it has any. Blocking.
+    pub fn room_meta(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
+        match self.rooms.get(room)? {
+            Some(bytes) => {
+                rmp_serde::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        room: room.to_owned(),
+                        message: e.to_string(),
+                    })
+            }
+            None => Ok(None),
+        }
     }
 
     /// Every room with metadata. Blocking.
@@ -348,7 +369,7 @@ fn offset_of(key: &[u8]) -> u64 {
 }
 
 /// A fresh epoch: 8 random bytes, hex (a string, so JavaScript keeps it exact).
-fn new_epoch() -> String {
+pub fn new_epoch() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -363,8 +384,11 @@ mod tests {
     fn append_read_and_bounds() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 16, |_| {}).unwrap();
-        let meta = store.load_or_create_room("3B/chat/a", 1).unwrap();
-        assert_eq!(store.load_or_create_room("3B/chat/a", 2).unwrap(), meta);
+        let meta = store.load_or_create_room("3B/chat/a", 1, None).unwrap();
+        assert_eq!(
+            store.load_or_create_room("3B/chat/a", 2, None).unwrap(),
+            meta
+        );
         let (tx, rx) = std::sync::mpsc::channel();
         for offset in 1..=5u64 {
             let tx = tx.clone();
@@ -396,7 +420,7 @@ mod tests {
         assert_eq!(announced, Some(2));
         assert_eq!(
             store
-                .load_or_create_room("3B/chat/a", 3)
+                .load_or_create_room("3B/chat/a", 3, None)
                 .unwrap()
                 .trimmed_through,
             2

@@ -39,13 +39,17 @@ pub enum ErrorCode {
     Overloaded,
     /// Storing failed; nothing was accepted.
     StorageError,
+    /// Cluster mode: Redis is unreachable or the cluster is resynchronising
+    /// after a Redis restart; nothing was stored. Retry (after
+    /// `retry_after_ms` when given).
+    Unavailable,
     /// An unexpected server fault; nothing was accepted.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in table order (used for metrics labels and the spec test).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -61,6 +65,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
         ErrorCode::StorageError,
+        ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
 
@@ -81,6 +86,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::StorageError => "storage_error",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }

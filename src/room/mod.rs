@@ -1,17 +1,17 @@
-//! A loaded room: its sequencer (next offset), its delivered head, its
-//! members and their presence.
+//! A loaded room: its sequence of offsets, its delivered head, its members
+//! and their presence (on this node and, in cluster mode, on others).
 //!
 //! One mutex guards a room's state. It is held only for short, non-blocking
-//! work (assigning an offset, queueing frames with `Outbound::send`, which
-//! never blocks) and never across an `.await`. Because offsets are assigned
-//! and store jobs queued under this lock, and the store runs callbacks in
-//! queue order, [`Room::commit`] sees a room's offsets in increasing order:
-//! offset order is delivery order.
+//! work (assigning or accepting an offset and queueing its store job,
+//! queueing frames with `Outbound::send`, which never blocks) and never
+//! across an `.await`. Store jobs are queued under this lock in offset order
+//! and the store runs callbacks in queue order, so [`Room::commit`] sees a
+//! room's offsets in increasing order: offset order is delivery order.
 
 pub mod name;
 pub mod policy;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -24,6 +24,9 @@ pub use name::{Kind, RoomName};
 /// Events buffered for a member whose join (with recovery) is in progress
 /// before it counts as a slow consumer.
 const MAX_PENDING: usize = 10_000;
+/// Events from other nodes held while an earlier gap is repaired; beyond
+/// this they are dropped and fetched again by the repair.
+const MAX_AHEAD: usize = 10_000;
 
 struct Member {
     user: UserInfo,
@@ -52,22 +55,57 @@ impl Member {
 }
 
 struct State {
-    /// The next offset to assign.
+    /// The next offset to queue for storage (and, on a single node, to assign).
     next_offset: u64,
     /// The last offset delivered (stored and fanned out); 0 when empty.
     head: u64,
     /// The last offset removed by retention: history starts at `floor + 1`.
     floor: u64,
-    /// Offsets assigned whose write has not completed yet.
+    /// Offsets queued for storage whose write has not completed yet.
     in_flight: u64,
     /// The last event timestamp given: timestamps never go down within a
     /// room, even if the wall clock does.
     last_ts: u64,
+    /// Events from the bus that arrived ahead of `next_offset`, with the
+    /// post id their origin node acks by.
+    ahead: BTreeMap<u64, (Bytes, Option<u64>)>,
+    /// A gap repair is running for this room.
+    repairing: bool,
     members: HashMap<ConnId, Member>,
-    /// Connections per user, for presence (a user with two tabs is one member).
+    /// Connections per user on this node (a user with two tabs is one member).
     users: HashMap<String, usize>,
+    /// Users present through other nodes: node id → user id → user.
+    remote: HashMap<String, HashMap<String, UserInfo>>,
     /// Set when the hub unloads the room; a closed room takes no one.
     closed: bool,
+}
+
+impl State {
+    fn present(&self, user: &str) -> bool {
+        self.users.contains_key(user) || self.remote.values().any(|m| m.contains_key(user))
+    }
+
+    fn announce(&mut self, room: &RoomName, action: PresenceAction, user: &UserInfo) {
+        let frame = protocol::presence(&Presence {
+            room: room.to_string(),
+            action,
+            user: user.clone(),
+        });
+        for member in self.members.values_mut() {
+            member.deliver(&frame);
+        }
+    }
+}
+
+/// What [`Room::accept`] did with an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Queued for storage (with any buffered successors).
+    Queued,
+    /// Already queued or stored: ignored.
+    Duplicate,
+    /// Ahead of the next expected offset: buffered; `from..=to` is missing.
+    Gap { from: u64, to: u64 },
 }
 
 pub struct Room {
@@ -81,6 +119,16 @@ pub struct Joined {
     pub head: u64,
     pub floor: u64,
     pub members: Vec<UserInfo>,
+    /// This is the user's first connection to the room on this node.
+    pub first_here: bool,
+}
+
+/// What [`Room::leave`] did.
+pub struct Left {
+    /// The room has no local member left.
+    pub empty: bool,
+    /// The user's last connection to the room on this node left.
+    pub last_here: Option<UserInfo>,
 }
 
 /// Counts what fan-out did, for metrics.
@@ -101,8 +149,11 @@ impl Room {
                 floor,
                 in_flight: 0,
                 last_ts: 0,
+                ahead: BTreeMap::new(),
+                repairing: false,
                 members: HashMap::new(),
                 users: HashMap::new(),
+                remote: HashMap::new(),
                 closed: false,
             }),
         }
@@ -142,18 +193,12 @@ impl Room {
         if state.closed {
             return None;
         }
+        let was_present = state.present(&user.id);
         let count = state.users.entry(user.id.clone()).or_insert(0);
         *count += 1;
-        let first_connection = *count == 1;
-        if first_connection {
-            let frame = protocol::presence(&Presence {
-                room: self.name.to_string(),
-                action: PresenceAction::Join,
-                user: user.clone(),
-            });
-            for member in state.members.values_mut() {
-                member.deliver(&frame);
-            }
+        let first_here = *count == 1;
+        if !was_present {
+            state.announce(&self.name, PresenceAction::Join, user);
         }
         state.members.insert(
             out.conn(),
@@ -166,7 +211,8 @@ impl Room {
         let joined = Joined {
             head: state.head,
             floor: state.floor,
-            members: unique_members(&state),
+            members: present_users(&state),
+            first_here,
         };
         if let Some(frame) = reply(&joined) {
             out.send(frame);
@@ -188,13 +234,16 @@ impl Room {
         }
     }
 
-    /// Removes a connection; true if the room is now empty.
-    pub fn leave(&self, conn: ConnId) -> bool {
+    /// Removes a connection.
+    pub fn leave(&self, conn: ConnId) -> Left {
         let mut state = self.state.lock();
         let Some(member) = state.members.remove(&conn) else {
-            return state.members.is_empty();
+            return Left {
+                empty: state.members.is_empty(),
+                last_here: None,
+            };
         };
-        let last_connection = match state.users.get_mut(&member.user.id) {
+        let last_here = match state.users.get_mut(&member.user.id) {
             Some(count) if *count > 1 => {
                 *count -= 1;
                 false
@@ -204,17 +253,94 @@ impl Room {
                 true
             }
         };
-        if last_connection {
-            let frame = protocol::presence(&Presence {
-                room: self.name.to_string(),
-                action: PresenceAction::Leave,
-                user: member.user,
-            });
-            for other in state.members.values_mut() {
-                other.deliver(&frame);
-            }
+        if last_here && !state.present(&member.user.id) {
+            state.announce(&self.name, PresenceAction::Leave, &member.user);
         }
-        state.members.is_empty()
+        Left {
+            empty: state.members.is_empty(),
+            last_here: last_here.then_some(member.user),
+        }
+    }
+
+    /// A user became present (`Some`) or absent (`None`) in this room
+    /// through `node`; local members hear of it if that changes whether the
+    /// user is present at all.
+    pub fn remote_presence(&self, node: &str, user_id: &str, user: Option<UserInfo>) {
+        let mut state = self.state.lock();
+        let before = state.present(user_id);
+        let (after, info) = match user {
+            Some(info) => {
+                state
+                    .remote
+                    .entry(node.to_owned())
+                    .or_default()
+                    .insert(user_id.to_owned(), info.clone());
+                (true, info)
+            }
+            None => {
+                let Some(users) = state.remote.get_mut(node) else {
+                    return;
+                };
+                let Some(info) = users.remove(user_id) else {
+                    return;
+                };
+                if users.is_empty() {
+                    state.remote.remove(node);
+                }
+                (state.present(user_id), info)
+            }
+        };
+        match (before, after) {
+            (false, true) => state.announce(&self.name, PresenceAction::Join, &info),
+            (true, false) => state.announce(&self.name, PresenceAction::Leave, &info),
+            _ => {}
+        }
+    }
+
+    /// Replaces what `node` says is present here (a snapshot).
+    pub fn remote_snapshot(&self, node: &str, users: Vec<UserInfo>) {
+        let old: Vec<String> = {
+            let state = self.state.lock();
+            state
+                .remote
+                .get(node)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        for id in old.iter().filter(|id| !users.iter().any(|u| &u.id == *id)) {
+            self.remote_presence(node, id, None);
+        }
+        for user in users {
+            let id = user.id.clone();
+            self.remote_presence(node, &id, Some(user));
+        }
+    }
+
+    /// Forgets everyone present through `node` (it died or left).
+    pub fn drop_node(&self, node: &str) {
+        let ids: Vec<String> = {
+            let state = self.state.lock();
+            state
+                .remote
+                .get(node)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        for id in ids {
+            self.remote_presence(node, &id, None);
+        }
+    }
+
+    /// Users with a connection to this room on this node.
+    pub fn local_users(&self) -> Vec<UserInfo> {
+        let state = self.state.lock();
+        let mut seen = std::collections::HashSet::new();
+        state
+            .members
+            .values()
+            .filter(|m| seen.insert(m.user.id.as_str()))
+            .map(|m| m.user.clone())
+            .collect()
     }
 
     /// Assigns the next offset and a timestamp (`now_ms`, but never below the
@@ -233,6 +359,75 @@ impl Room {
         state.last_ts = ts;
         state.in_flight += 1;
         Ok(offset)
+    }
+
+    /// Takes an event ordered elsewhere (the cluster bus). The next
+    /// expected offset is queued with `queue` at once, then any buffered
+    /// successors; a later one is buffered and the gap reported; an earlier
+    /// one is a duplicate. If `queue` fails, the offset stays expected (a
+    /// repair fetches it again).
+    pub fn accept<E>(
+        &self,
+        offset: u64,
+        frame: Bytes,
+        pid: Option<u64>,
+        mut queue: impl FnMut(u64, Bytes, Option<u64>) -> Result<(), E>,
+    ) -> Result<Accepted, E> {
+        let mut state = self.state.lock();
+        if offset < state.next_offset {
+            return Ok(Accepted::Duplicate);
+        }
+        if offset > state.next_offset {
+            let from = state.next_offset;
+            if state.ahead.len() < MAX_AHEAD {
+                let slot = state.ahead.entry(offset).or_insert((frame, None));
+                slot.1 = slot.1.or(pid);
+            }
+            return Ok(Accepted::Gap {
+                from,
+                to: offset - 1,
+            });
+        }
+        // The same offset may also wait in `ahead` (channel and stream both
+        // delivered it): keep whichever post id is known.
+        let pid = pid.or_else(|| state.ahead.remove(&offset).and_then(|(_, p)| p));
+        queue(offset, frame, pid)?;
+        state.next_offset = offset + 1;
+        state.in_flight += 1;
+        loop {
+            let next = state.next_offset;
+            let Some((frame, pid)) = state.ahead.remove(&next) else {
+                break;
+            };
+            if let Err(err) = queue(next, frame.clone(), pid) {
+                state.ahead.insert(next, (frame, pid));
+                return Err(err);
+            }
+            state.next_offset = next + 1;
+            state.in_flight += 1;
+        }
+        Ok(match state.ahead.keys().next() {
+            Some(&first) => Accepted::Gap {
+                from: state.next_offset,
+                to: first - 1,
+            },
+            None => Accepted::Queued,
+        })
+    }
+
+    /// The next offset this room expects to store.
+    pub fn next_offset(&self) -> u64 {
+        self.state.lock().next_offset
+    }
+
+    /// Marks a gap repair as running; false if one already is.
+    pub fn start_repair(&self) -> bool {
+        let mut state = self.state.lock();
+        !std::mem::replace(&mut state.repairing, true)
+    }
+
+    pub fn end_repair(&self) {
+        self.state.lock().repairing = false;
     }
 
     /// Delivers a durable event: `ack` to the poster first, then `frame` to
@@ -260,10 +455,12 @@ impl Room {
     /// poster gets `error`. `head` stays where it is, so no client ever
     /// holds this offset as a position; if it was the last one before a
     /// restart, it is handed out again then, which is safe for that reason.
-    pub fn skip(&self, poster: &Outbound, error: Bytes) {
+    pub fn skip(&self, poster: Option<&Outbound>, error: Bytes) {
         let mut state = self.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
-        poster.send(error);
+        if let Some(poster) = poster {
+            poster.send(error);
+        }
     }
 
     /// Sends an ephemeral frame (typing) to every member but `except`.
@@ -280,7 +477,12 @@ impl Room {
     /// hub then forgets it. True if closed.
     pub fn close_if_idle(&self) -> bool {
         let mut state = self.state.lock();
-        if state.members.is_empty() && state.in_flight == 0 {
+        if state.members.is_empty()
+            && state.in_flight == 0
+            && state.remote.is_empty()
+            && state.ahead.is_empty()
+            && !state.repairing
+        {
             state.closed = true;
         }
         state.closed
@@ -291,14 +493,18 @@ impl Room {
     }
 }
 
-fn unique_members(state: &State) -> Vec<UserInfo> {
-    let mut seen = std::collections::HashSet::new();
-    let mut members: Vec<UserInfo> = state
-        .members
-        .values()
-        .filter(|m| seen.insert(m.user.id.as_str()))
-        .map(|m| m.user.clone())
-        .collect();
-    members.sort_by(|a, b| a.id.cmp(&b.id));
-    members
+/// Everyone present, here or through other nodes, once each, by id.
+fn present_users(state: &State) -> Vec<UserInfo> {
+    let mut users: HashMap<&str, &UserInfo> = HashMap::new();
+    for member in state.members.values() {
+        users.entry(member.user.id.as_str()).or_insert(&member.user);
+    }
+    for remote in state.remote.values() {
+        for (id, user) in remote {
+            users.entry(id.as_str()).or_insert(user);
+        }
+    }
+    let mut users: Vec<UserInfo> = users.into_values().cloned().collect();
+    users.sort_by(|a, b| a.id.cmp(&b.id));
+    users
 }

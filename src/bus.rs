@@ -1,0 +1,680 @@
+//! The cluster bus over Redis: the only module that touches Redis.
+//!
+//! Without `--redis` there is no bus: a node orders its rooms itself (see
+//! `Room::sequence`). With it, every node of the cluster:
+//! - orders a post with one Lua script (`PUBLISH_LUA`) that increments the
+//!   room's offset, appends the event to the room's capped stream (id =
+//!   offset) and publishes it on `preau:events`, atomically, so offset order
+//!   is delivery order everywhere;
+//! - receives every event of every room on `preau:events` and stores it in
+//!   its own sled (full replication: any node answers any history), in
+//!   offset order, repairing gaps from the stream and, when the stream no
+//!   longer has them, from a peer node over the WebSocket protocol;
+//! - heartbeats on `preau:nodes` with its local presence changes, so others
+//!   drop a dead node's members within `node_timeout`;
+//! - detects that Redis lost its memory (the `preau:instance` key changed)
+//!   and re-seeds every room's counter from sled before publishing again.
+//!
+//! Keys carry the room's class as hash tag (`preau:{3B}/chat/x:m`), so a
+//! room's keys stay on one Redis Cluster slot. Events and control messages
+//! cross Redis as MessagePack.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+use crate::protocol::{Body, Event, UserInfo};
+use crate::room::RoomName;
+
+/// Every event of every room.
+pub const EVENTS_CHANNEL: &str = "preau:events";
+/// Heartbeats and presence.
+pub const NODES_CHANNEL: &str = "preau:nodes";
+/// Changes whenever Redis starts empty.
+const INSTANCE_KEY: &str = "preau:instance";
+
+const PUBLISH_LUA: &str = r#"
+-- KEYS[1] room meta hash, KEYS[2] room stream
+-- ARGV: room, draft, node, pid, stream cap, node's epoch, node's head, channel
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  redis.call('HSET', KEYS[1], 'e', ARGV[6], 'o', ARGV[7])
+  epoch = ARGV[6]
+elseif epoch ~= ARGV[6] then
+  return redis.error_reply('PREAU_EPOCH room epoch is ' .. epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local known = tonumber(ARGV[7])
+if offset <= known then
+  -- Redis lost offsets a node has stored: never hand them out again.
+  offset = known + 1
+  redis.call('HSET', KEYS[1], 'o', offset)
+end
+local now = redis.call('TIME')
+local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+if ts < last then ts = last end
+redis.call('HSET', KEYS[1], 't', ts)
+local env = cmsgpack.pack({room = ARGV[1], epoch = epoch, offset = offset, ts = ts,
+  node = ARGV[3], pid = tonumber(ARGV[4]), p = ARGV[2]})
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], offset .. '-1', 'e', env)
+redis.call('PUBLISH', ARGV[8], env)
+return env
+"#;
+
+/// Raises the room's counter to at least the node's head (max semantics),
+/// creating the room with the node's epoch if Redis does not know it.
+const SEED_LUA: &str = r#"
+-- KEYS[1] room meta hash; ARGV: epoch, head
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  redis.call('HSET', KEYS[1], 'e', ARGV[1], 'o', ARGV[2])
+  return ARGV[1]
+end
+if epoch ~= ARGV[1] then
+  return redis.error_reply('PREAU_EPOCH room epoch is ' .. epoch)
+end
+local offset = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+if offset < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'o', ARGV[2])
+end
+return epoch
+"#;
+
+/// The room's epoch, created with the proposed one if the room is new.
+const ENSURE_LUA: &str = r#"
+-- KEYS[1] room meta hash; ARGV: proposed epoch
+redis.call('HSETNX', KEYS[1], 'e', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'o', 0)
+return {redis.call('HGET', KEYS[1], 'e'), tonumber(redis.call('HGET', KEYS[1], 'o'))}
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the cluster is resynchronising after a redis restart")]
+    Resyncing,
+    #[error("room epoch differs between this node and redis: {0}")]
+    Epoch(String),
+    #[error("bad message from redis: {0}")]
+    Decode(String),
+    #[error("cannot encode: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+}
+
+/// What the poster sends through Redis; the script adds the rest.
+#[derive(Serialize, Deserialize)]
+struct Draft {
+    from: UserInfo,
+    body: Body,
+}
+
+/// An ordered event as it crosses Redis (built by `PUBLISH_LUA`).
+#[derive(Deserialize)]
+struct Envelope {
+    room: String,
+    epoch: String,
+    offset: u64,
+    ts: u64,
+    node: String,
+    pid: u64,
+    #[serde(with = "serde_bytes")]
+    p: Vec<u8>,
+}
+
+/// Messages on [`NODES_CHANNEL`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Control {
+    /// "I am alive; peers can reach me at `url`."
+    Heartbeat { node: String, url: String },
+    /// A user became present in, or absent from, a room through `node`.
+    Presence {
+        node: String,
+        room: String,
+        user: UserInfo,
+        present: bool,
+    },
+    /// Everything present through `node` (answer to `SnapshotRequest`).
+    Snapshot {
+        node: String,
+        rooms: Vec<(String, Vec<UserInfo>)>,
+    },
+    /// "Send me your snapshots" (a node that just (re)connected).
+    SnapshotRequest { node: String },
+    /// A node stops cleanly.
+    Bye { node: String },
+}
+
+/// An ordered event, with the node that posted it and that node's post id
+/// (so the posting node can ack it once stored).
+pub struct Ordered {
+    pub event: Event,
+    pub node: String,
+    pub pid: u64,
+}
+
+struct Peer {
+    url: String,
+    last_seen: Instant,
+}
+
+pub struct BusConfig {
+    pub url: String,
+    pub node: String,
+    pub advertise: String,
+    pub stream_max: usize,
+    pub heartbeat: Duration,
+    pub node_timeout: Duration,
+    pub resync_window: Duration,
+}
+
+pub struct RedisBus {
+    config: BusConfig,
+    client: redis::Client,
+    conn: ConnectionManager,
+    publish: redis::Script,
+    seed: redis::Script,
+    ensure: redis::Script,
+    /// Publishes are refused until this instant (connected and resynced).
+    ready_at: Mutex<Option<Instant>>,
+    connected: AtomicBool,
+    instance: Mutex<Option<String>>,
+    peers: DashMap<String, Peer>,
+}
+
+/// `preau:{class}/kind/name:SUFFIX`.
+fn key(room: &str, suffix: &str) -> String {
+    let (class, rest) = room.split_once('/').unwrap_or((room, ""));
+    format!("preau:{{{class}}}/{rest}:{suffix}")
+}
+
+impl RedisBus {
+    /// Prepares the bus; connects lazily, so a node starts even while Redis
+    /// is down (publishes fail fast until it is back).
+    pub fn new(config: BusConfig) -> Result<Arc<RedisBus>, BusError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        Ok(Arc::new(RedisBus {
+            config,
+            client,
+            conn,
+            publish: redis::Script::new(PUBLISH_LUA),
+            seed: redis::Script::new(SEED_LUA),
+            ensure: redis::Script::new(ENSURE_LUA),
+            ready_at: Mutex::new(None),
+            connected: AtomicBool::new(false),
+            instance: Mutex::new(None),
+            peers: DashMap::new(),
+        }))
+    }
+
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
+    /// Orders a post. Returns the ordered event; the caller stores it and
+    /// acks (the same event also arrives on the channel: it is deduplicated).
+    pub async fn publish(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        head: u64,
+        from: &UserInfo,
+        body: Body,
+        pid: u64,
+    ) -> Result<Event, BusError> {
+        self.check_ready()?;
+        let draft = rmp_serde::to_vec_named(&Draft {
+            from: from.clone(),
+            body,
+        })?;
+        let mut conn = self.conn.clone();
+        let reply: Result<Vec<u8>, redis::RedisError> = self
+            .publish
+            .key(key(room.as_str(), "m"))
+            .key(key(room.as_str(), "s"))
+            .arg(room.as_str())
+            .arg(draft)
+            .arg(&self.config.node)
+            .arg(pid)
+            .arg(self.config.stream_max)
+            .arg(epoch)
+            .arg(head)
+            .arg(EVENTS_CHANNEL)
+            .invoke_async(&mut conn)
+            .await;
+        let bytes = reply.map_err(classify)?;
+        Ok(decode_envelope(&bytes)?.event)
+    }
+
+    /// The room's epoch and offset in Redis, creating the room with
+    /// `proposed` as epoch if Redis does not know it.
+    pub async fn ensure_room(&self, room: &str, proposed: &str) -> Result<(String, u64), BusError> {
+        let mut conn = self.conn.clone();
+        let (epoch, offset): (String, u64) = self
+            .ensure
+            .key(key(room, "m"))
+            .arg(proposed)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((epoch, offset))
+    }
+
+    /// Events `from..=to` still in the room's stream, in order.
+    pub async fn stream_range(
+        &self,
+        room: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Ordered>, BusError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key(room, "s"))
+            .arg(format!("{from}-0"))
+            .arg(format!("{to}-9"))
+            .query_async(&mut conn)
+            .await?;
+        let mut events = Vec::new();
+        for entry in reply.ids {
+            let Some(redis::Value::BulkString(bytes)) = entry.map.get("e") else {
+                continue;
+            };
+            match decode_envelope(bytes) {
+                Ok(ordered) => events.push(ordered),
+                Err(err) => tracing::warn!(room, error = %err, "skipping a bad stream entry"),
+            }
+        }
+        Ok(events)
+    }
+
+    /// The room's offset in Redis, if Redis knows the room.
+    pub async fn room_offset(&self, room: &str) -> Result<Option<u64>, BusError> {
+        let mut conn = self.conn.clone();
+        let offset: Option<u64> = redis::cmd("HGET")
+            .arg(key(room, "m"))
+            .arg("o")
+            .query_async(&mut conn)
+            .await?;
+        Ok(offset)
+    }
+
+    /// Every room Redis knows, by scanning the meta keys.
+    async fn known_rooms(&self) -> Result<Vec<String>, BusError> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut rooms = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("preau:{*:m")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            rooms.extend(keys.iter().filter_map(|k| room_of_key(k)));
+            if next == 0 {
+                return Ok(rooms);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Tells the cluster that `user` became present in or absent from
+    /// `room` on this node. Best effort: snapshots repair what is lost.
+    pub fn announce_presence(self: &Arc<Self>, room: &str, user: &UserInfo, present: bool) {
+        let message = Control::Presence {
+            node: self.config.node.clone(),
+            room: room.to_owned(),
+            user: user.clone(),
+            present,
+        };
+        let bus = self.clone();
+        tokio::spawn(async move { bus.send_control(&message).await });
+    }
+
+    /// Live peers (heard from within `node_timeout`), with their URLs.
+    pub fn peers(&self) -> Vec<(String, String)> {
+        let now = Instant::now();
+        self.peers
+            .iter()
+            .filter(|p| now.duration_since(p.last_seen) < self.config.node_timeout)
+            .map(|p| (p.key().clone(), p.url.clone()))
+            .collect()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn check_ready(&self) -> Result<(), BusError> {
+        match *self.ready_at.lock() {
+            Some(at) if Instant::now() >= at => Ok(()),
+            Some(_) => Err(BusError::Resyncing),
+            None => Err(BusError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "not connected to redis",
+            )))),
+        }
+    }
+
+    /// How long until publishes are accepted again, if they are not.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let ready_at = (*self.ready_at.lock())?;
+        ready_at.checked_duration_since(Instant::now())
+    }
+
+    async fn send_control(&self, message: &Control) {
+        let Ok(bytes) = rmp_serde::to_vec_named(message) else {
+            return;
+        };
+        let mut conn = self.conn.clone();
+        let sent: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(NODES_CHANNEL)
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await;
+        if let Err(err) = sent {
+            tracing::debug!(error = %err, "control message not sent");
+        }
+    }
+
+    /// Runs the subscriber (with reconnects) and the heartbeat until shutdown.
+    pub async fn run(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+        let heartbeat = tokio::spawn(self.clone().heartbeat(hub.clone(), shutdown.clone()));
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.subscribe_once(&hub, &shutdown).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(err) => {
+                    tracing::warn!(error = %err, "redis subscription lost; retrying");
+                }
+            }
+            self.connected.store(false, Ordering::Relaxed);
+            *self.ready_at.lock() = None;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+        self.send_control(&Control::Bye {
+            node: self.config.node.clone(),
+        })
+        .await;
+        heartbeat.abort();
+    }
+
+    async fn subscribe_once(
+        &self,
+        hub: &Arc<Hub>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BusError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(EVENTS_CHANNEL).await?;
+        pubsub.subscribe(NODES_CHANNEL).await?;
+        let mut messages = pubsub.into_on_message();
+        self.connected.store(true, Ordering::Relaxed);
+        tracing::info!(url = %self.config.url, "subscribed to redis");
+        // Subscribed first, then resync: nothing published from now on is missed.
+        self.resync(hub).await?;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                message = messages.next() => message,
+            };
+            let Some(message) = message else {
+                return Err(BusError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "subscription closed",
+                ))));
+            };
+            let payload: &[u8] = message.get_payload_bytes();
+            match message.get_channel_name() {
+                EVENTS_CHANNEL => match decode_envelope(payload) {
+                    Ok(ordered) => hub.ingest_ordered(ordered).await,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "skipping a foreign or malformed event")
+                    }
+                },
+                NODES_CHANNEL => match rmp_serde::from_slice::<Control>(payload) {
+                    Ok(control) => self.on_control(hub, control).await,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "skipping a foreign or malformed control message")
+                    }
+                },
+                other => tracing::warn!(channel = other, "message on an unexpected channel"),
+            }
+        }
+    }
+
+    /// After (re)subscribing: detect a Redis that lost its memory, re-seed
+    /// counters if so, catch up every room, and ask peers for presence.
+    async fn resync(&self, hub: &Arc<Hub>) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let proposed = crate::store::new_epoch();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(INSTANCE_KEY)
+            .arg(&proposed)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        let current: Option<String> = redis::cmd("GET")
+            .arg(INSTANCE_KEY)
+            .query_async(&mut conn)
+            .await?;
+        let changed = {
+            let mut known = self.instance.lock();
+            let changed = known.as_ref() != current.as_ref();
+            known.clone_from(&current);
+            changed
+        };
+        if changed {
+            // Every node re-seeds within the window; until it ends nobody
+            // publishes, so no offset below any node's head is handed out.
+            let until = Instant::now() + self.config.resync_window;
+            *self.ready_at.lock() = Some(until);
+            let seeded = self.seed_all(hub).await?;
+            tracing::info!(
+                rooms = seeded,
+                "redis instance is new: counters re-seeded from sled"
+            );
+        } else {
+            *self.ready_at.lock() = Some(Instant::now());
+        }
+        self.send_control(&Control::SnapshotRequest {
+            node: self.config.node.clone(),
+        })
+        .await;
+        self.send_control(&self.snapshot(hub)).await;
+        let rooms = self.known_rooms().await?;
+        let count = rooms.len();
+        for room in rooms {
+            hub.catch_up(&room).await;
+        }
+        tracing::info!(rooms = count, "caught up with redis");
+        Ok(())
+    }
+
+    async fn seed_all(&self, hub: &Arc<Hub>) -> Result<usize, BusError> {
+        let heads = hub.stored_heads().await;
+        let mut conn = self.conn.clone();
+        let count = heads.len();
+        for (room, epoch, head) in heads {
+            let seeded: Result<String, redis::RedisError> = self
+                .seed
+                .key(key(&room, "m"))
+                .arg(&epoch)
+                .arg(head)
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(err) = seeded {
+                match classify(err) {
+                    err @ BusError::Epoch(_) => {
+                        tracing::error!(room = %room, error = %err, "cannot seed room")
+                    }
+                    err => return Err(err),
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    fn snapshot(&self, hub: &Hub) -> Control {
+        Control::Snapshot {
+            node: self.config.node.clone(),
+            rooms: hub.local_presence(),
+        }
+    }
+
+    async fn on_control(&self, hub: &Arc<Hub>, control: Control) {
+        let me = self.config.node.as_str();
+        match control {
+            Control::Heartbeat { node, url } if node != me => {
+                self.peers.insert(
+                    node,
+                    Peer {
+                        url,
+                        last_seen: Instant::now(),
+                    },
+                );
+            }
+            Control::Presence {
+                node,
+                room,
+                user,
+                present,
+            } if node != me => {
+                self.touch(&node);
+                hub.remote_presence(&node, &room, user, present).await;
+            }
+            Control::Snapshot { node, rooms } if node != me => {
+                self.touch(&node);
+                hub.remote_snapshot(&node, rooms).await;
+            }
+            Control::SnapshotRequest { node } if node != me => {
+                self.send_control(&self.snapshot(hub)).await;
+            }
+            Control::Bye { node } if node != me => {
+                self.peers.remove(&node);
+                hub.drop_node(&node);
+            }
+            _ => {}
+        }
+    }
+
+    fn touch(&self, node: &str) {
+        if let Some(mut peer) = self.peers.get_mut(node) {
+            peer.last_seen = Instant::now();
+        }
+    }
+
+    /// Heartbeats, and drops peers not heard from within `node_timeout`.
+    async fn heartbeat(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.heartbeat);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if self.is_connected() {
+                self.send_control(&Control::Heartbeat {
+                    node: self.config.node.clone(),
+                    url: self.config.advertise.clone(),
+                })
+                .await;
+            }
+            let now = Instant::now();
+            let dead: Vec<String> = self
+                .peers
+                .iter()
+                .filter(|p| now.duration_since(p.last_seen) >= self.config.node_timeout)
+                .map(|p| p.key().clone())
+                .collect();
+            for node in dead {
+                tracing::info!(node = %node, "peer node timed out; dropping its presence");
+                self.peers.remove(&node);
+                hub.drop_node(&node);
+            }
+        }
+    }
+}
+
+/// Tells a script's epoch refusal from a Redis failure.
+fn classify(err: redis::RedisError) -> BusError {
+    let text = err.to_string();
+    if text.contains("PREAU_EPOCH") {
+        BusError::Epoch(text)
+    } else {
+        BusError::Redis(err)
+    }
+}
+
+fn room_of_key(key: &str) -> Option<String> {
+    let inner = key.strip_prefix("preau:{")?.strip_suffix(":m")?;
+    let (class, rest) = inner.split_once('}')?;
+    Some(format!("{class}{rest}"))
+}
+
+/// Decodes an envelope from the channel or a stream entry.
+fn decode_envelope(bytes: &[u8]) -> Result<Ordered, BusError> {
+    let envelope: Envelope =
+        rmp_serde::from_slice(bytes).map_err(|e| BusError::Decode(e.to_string()))?;
+    let draft: Draft =
+        rmp_serde::from_slice(&envelope.p).map_err(|e| BusError::Decode(e.to_string()))?;
+    RoomName::parse(&envelope.room).map_err(|e| BusError::Decode(e.to_string()))?;
+    if envelope.offset == 0 {
+        return Err(BusError::Decode("offset 0".to_owned()));
+    }
+    Ok(Ordered {
+        event: Event {
+            room: envelope.room,
+            epoch: envelope.epoch,
+            offset: envelope.offset,
+            ts: envelope.ts,
+            from: draft.from,
+            body: draft.body,
+        },
+        node: envelope.node,
+        pid: envelope.pid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_class_hash_tag() {
+        assert_eq!(key("3B/chat/x", "m"), "preau:{3B}/chat/x:m");
+        assert_eq!(
+            room_of_key("preau:{3B}/chat/x:m").as_deref(),
+            Some("3B/chat/x")
+        );
+        assert_eq!(room_of_key("other:key"), None);
+    }
+
+    #[test]
+    fn malformed_envelopes_are_errors() {
+        assert!(decode_envelope(b"garbage").is_err());
+        let partial =
+            rmp_serde::to_vec_named(&std::collections::HashMap::from([("room", "x")])).unwrap();
+        assert!(decode_envelope(&partial).is_err());
+    }
+}
