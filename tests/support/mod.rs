@@ -2,6 +2,8 @@
 //! folders, tokens, raw sockets, and the `preau` binary as a process.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
