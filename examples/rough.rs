@@ -8,6 +8,9 @@
 //! holds them 5 s so the server's RSS can be read.
 //! `room M P K`: M members in one room, P of them post K messages each
 //! (each poster waits for its ack before the next post); prints deliveries/s.
+//! `latency URL2 N`: posts N messages one at a time on the first URL and
+//! prints how long each took to reach a reader on URL2 (another node), and
+//! how long the poster waited for its ack.
 
 use std::time::{Duration, Instant};
 
@@ -122,6 +125,67 @@ async fn main() {
                 "{expected} messages, {delivered} deliveries in {secs:.2} s: {:.0} msg/s stored, {:.0} deliveries/s",
                 expected as f64 / secs,
                 delivered as f64 / secs
+            );
+        }
+        "latency" => {
+            let other_url = args[2].clone();
+            let n: usize = args[3].parse().expect("N");
+            let room = format!("3B/chat/latency{}", std::process::id());
+            let (mut poster, _) = Client::connect(&url, &token(&keyring, "poster"))
+                .await
+                .expect("connect poster");
+            let (mut reader, _) = Client::connect(&other_url, &token(&keyring, "reader"))
+                .await
+                .expect("connect reader");
+            reader.join(&room, None).await.expect("join");
+            poster.join(&room, None).await.expect("join");
+            // The reader stamps each event as it arrives, in its own task.
+            let arrivals = tokio::spawn(async move {
+                let mut arrived = std::collections::HashMap::new();
+                while arrived.len() < n {
+                    match reader.next().await {
+                        Some(ServerFrame::Event(event)) => {
+                            arrived.insert(event.offset, Instant::now());
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                arrived
+            });
+            let mut sent_at = Vec::with_capacity(n);
+            let mut acks = Vec::with_capacity(n);
+            for i in 0..n {
+                let sent = Instant::now();
+                let ack = loop {
+                    match poster.post(&room, &format!("m{i}")).await {
+                        Ok(ack) => break ack,
+                        Err(err) => {
+                            eprintln!("post refused ({err}), retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                };
+                acks.push(sent.elapsed());
+                sent_at.push((ack.offset, sent));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let arrived = arrivals.await.expect("reader");
+            let mut cross: Vec<Duration> = sent_at
+                .iter()
+                .filter_map(|(offset, sent)| arrived.get(offset).map(|at| at.duration_since(*sent)))
+                .collect();
+            let pct = |v: &mut Vec<Duration>, p: f64| {
+                v.sort();
+                v[((v.len() as f64 - 1.0) * p).round() as usize]
+            };
+            println!(
+                "{n} posts: cross-node delivery p50 {:.2?} p99 {:.2?} max {:.2?}; ack p50 {:.2?} p99 {:.2?}",
+                pct(&mut cross, 0.5),
+                pct(&mut cross, 0.99),
+                pct(&mut cross, 1.0),
+                pct(&mut acks, 0.5),
+                pct(&mut acks, 0.99)
             );
         }
         other => panic!("unknown mode {other}"),

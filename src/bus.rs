@@ -354,7 +354,9 @@ impl RedisBus {
         let now = Instant::now();
         self.peers
             .iter()
-            .filter(|p| now.duration_since(p.last_seen) < self.config.node_timeout)
+            .filter(|p| {
+                !p.url.is_empty() && now.duration_since(p.last_seen) < self.config.node_timeout
+            })
             .map(|p| (p.key().clone(), p.url.clone()))
             .collect()
     }
@@ -547,6 +549,7 @@ impl RedisBus {
         let me = self.config.node.as_str();
         match control {
             Control::Heartbeat { node, url } if node != me => {
+                let known = self.peers.contains_key(&node);
                 self.peers.insert(
                     node,
                     Peer {
@@ -554,6 +557,14 @@ impl RedisBus {
                         last_seen: Instant::now(),
                     },
                 );
+                if !known {
+                    // A node we had given up on (or never heard of) is back:
+                    // its presence deltas may have been lost meanwhile.
+                    self.send_control(&Control::SnapshotRequest {
+                        node: me.to_owned(),
+                    })
+                    .await;
+                }
             }
             Control::Presence {
                 node,
@@ -579,10 +590,16 @@ impl RedisBus {
         }
     }
 
+    /// Notes that `node` is alive. A node heard of through presence before
+    /// its first heartbeat is tracked too, so its members expire with it.
     fn touch(&self, node: &str) {
-        if let Some(mut peer) = self.peers.get_mut(node) {
-            peer.last_seen = Instant::now();
-        }
+        self.peers
+            .entry(node.to_owned())
+            .and_modify(|peer| peer.last_seen = Instant::now())
+            .or_insert_with(|| Peer {
+                url: String::new(),
+                last_seen: Instant::now(),
+            });
     }
 
     /// Heartbeats, and drops peers not heard from within `node_timeout`.
