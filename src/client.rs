@@ -211,6 +211,20 @@ impl Client {
         .await
     }
 
+    /// A moderation action; the reply is the ack of its moderation event.
+    pub async fn moderate(
+        &mut self,
+        room: &str,
+        action: crate::protocol::ModAction,
+    ) -> Result<PostOk, ClientError> {
+        self.request(Request::Moderate {
+            id: None,
+            room: room.to_owned(),
+            action,
+        })
+        .await
+    }
+
     /// The next event (or id-less error); `None` once the connection closed.
     pub async fn next(&mut self) -> Option<ServerFrame> {
         self.events.recv().await
@@ -259,6 +273,7 @@ fn set_id(request: &mut Request, new: u32) {
         | Request::Post { id, .. }
         | Request::Typing { id, .. }
         | Request::History { id, .. }
-        | Request::Ping { id } => *id = Some(new),
+        | Request::Ping { id }
+        | Request::Moderate { id, .. } => *id = Some(new),
     }
 }

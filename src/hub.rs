@@ -16,7 +16,8 @@ use crate::metrics::Metrics;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::ratelimit::TokenBucket;
-use crate::room::{Accepted, Room, RoomName};
+use crate::moderation::{Effect, Moderation};
+use crate::room::{Accepted, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -159,10 +160,11 @@ impl Hub {
         };
         let store = self.store.clone();
         let now = (self.clock)();
-        let (meta, bounds) = tokio::task::spawn_blocking(move || {
+        let (meta, bounds, moderation) = tokio::task::spawn_blocking(move || {
             let meta = store.load_or_create_room(&key, now, epoch.as_deref())?;
             let bounds = store.bounds(&key)?;
-            Ok::<_, StoreError>((meta, bounds))
+            let moderation = load_moderation(&store, &key, bounds.map_or(0, |(_, last)| last))?;
+            Ok::<_, StoreError>((meta, bounds, moderation))
         })
         .await??;
         let last = bounds.map_or(0, |(_, last)| last).max(meta.trimmed_through);
@@ -171,7 +173,13 @@ impl Hub {
             None => last,
         };
         self.metrics.rooms_loaded.increment(1.0);
-        Ok(Arc::new(Room::new(name.clone(), meta.epoch, floor, last)))
+        Ok(Arc::new(Room::new(
+            name.clone(),
+            meta.epoch,
+            floor,
+            last,
+            moderation,
+        )))
     }
 
     /// Forgets a room that has no member and no write in flight.
@@ -249,14 +257,13 @@ impl Hub {
         &self,
         room: &Arc<Room>,
         from: &UserInfo,
-        out: &Outbound,
-        id: Option<u32>,
+        ack_to: Option<(&Outbound, Option<u32>)>,
         body: Body,
     ) -> Result<(), HubError> {
-        let waiter = Waiter {
+        let waiter = ack_to.map(|(out, id)| Waiter {
             out: out.clone(),
             id,
-        };
+        });
         let Some(bus) = self.bus() else {
             return room
                 .sequence((self.clock)(), |offset, ts| {
@@ -268,13 +275,20 @@ impl Hub {
                         from: from.clone(),
                         body,
                     };
-                    self.submit(room, offset, protocol::event(&event), Some(waiter))
+                    let queued = Queued {
+                        frame: protocol::event(&event),
+                        pid: None,
+                        effect: Effect::of(&event),
+                    };
+                    self.submit(room, offset, queued, waiter)
                 })
                 .map(|_| ())
                 .map_err(HubError::from);
         };
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
-        self.waiters.insert(pid, waiter);
+        if let Some(waiter) = waiter {
+            self.waiters.insert(pid, waiter);
+        }
         let head = room.next_offset().saturating_sub(1);
         match bus
             .publish(room.name(), room.epoch(), head, from, body, pid)
@@ -296,18 +310,25 @@ impl Hub {
         &self,
         room: &Arc<Room>,
         offset: u64,
-        frame: Bytes,
+        queued: Queued,
         waiter: Option<Waiter>,
     ) -> Result<(), StoreError> {
         let done_room = room.clone();
         let metrics = self.metrics.clone();
+        let store = self.store.clone();
+        let Queued { frame, effect, .. } = queued;
         let done_frame = frame.clone();
         self.store.submit(Job {
             room: room.name().to_string(),
             offset,
             frame,
             done: Box::new(move |result| {
-                deliver(&done_room, waiter, &metrics, offset, &done_frame, result)
+                let done = Done {
+                    room: &done_room,
+                    store: &store,
+                    metrics: &metrics,
+                };
+                done.deliver(waiter, offset, &done_frame, effect, result)
             }),
         })
     }
@@ -315,11 +336,16 @@ impl Hub {
     /// Takes an event ordered by the bus: stores and delivers it in offset
     /// order, repairing any gap before it.
     fn accept(&self, room: &Arc<Room>, event: Event, pid: Option<u64>) -> Accepted {
-        let frame = protocol::event(&event);
+        let queued = Queued {
+            frame: protocol::event(&event),
+            pid,
+            effect: Effect::of(&event),
+        };
         let waiters = self.waiters.clone();
-        let accepted = room.accept(event.offset, frame, pid, |offset, frame, pid| {
+        let accepted = room.accept(event.offset, queued, |offset, queued| {
+            let pid = queued.pid;
             let waiter = pid.and_then(|pid| waiters.remove(&pid)).map(|(_, w)| w);
-            self.submit(room, offset, frame, waiter.clone())
+            self.submit(room, offset, queued, waiter.clone())
                 .inspect_err(|_| {
                     // Not queued: put the waiter back for the retry.
                     if let (Some(pid), Some(waiter)) = (pid, waiter) {
@@ -576,40 +602,27 @@ pub async fn sweep_loop(hub: Arc<Hub>, shutdown: tokio_util::sync::CancellationT
     }
 }
 
-/// Runs on the store's writer thread once the event is durable (or not).
-fn deliver(
-    room: &Room,
-    waiter: Option<Waiter>,
-    metrics: &Metrics,
-    offset: u64,
-    frame: &Bytes,
-    result: Result<(), StoreError>,
-) {
-    match result {
-        Ok(()) => {
-            let ack = waiter.map(|w| {
-                let ts = protocol::event_ts(frame).unwrap_or(0);
-                let reply = protocol::ok(
-                    w.id,
-                    &PostOk {
-                        room: room.name().to_string(),
-                        epoch: room.epoch().to_owned(),
-                        offset,
-                        ts,
-                    },
-                );
-                (w.out, reply)
-            });
-            let delivery = room.commit(
-                offset,
-                frame,
-                ack.as_ref().map(|(out, reply)| (out, reply.clone())),
-            );
-            metrics.messages_stored.increment(1);
-            metrics.queue_drops.increment(delivery.refused);
-        }
-        Err(err) => {
-            metrics.error(ErrorCode::StorageError);
+/// What the store's writer thread needs once an event is durable (or not).
+struct Done<'a> {
+    room: &'a Room,
+    store: &'a Store,
+    metrics: &'a Metrics,
+}
+
+impl Done<'_> {
+    /// Acks, fans out, and applies the event's effect (checkpointing the
+    /// room's moderation state and writing a redaction's tombstone).
+    fn deliver(
+        &self,
+        waiter: Option<Waiter>,
+        offset: u64,
+        frame: &Bytes,
+        effect: Option<Effect>,
+        result: Result<(), StoreError>,
+    ) {
+        let room = self.room;
+        if let Err(err) = result {
+            self.metrics.error(ErrorCode::StorageError);
             let error = waiter.map(|w| {
                 (
                     w.out,
@@ -620,6 +633,69 @@ fn deliver(
                 Some((out, reply)) => room.skip(Some(&out), reply),
                 None => room.skip(None, Bytes::new()),
             }
+            return;
+        }
+        let ack = waiter.map(|w| {
+            let ts = protocol::event_ts(frame).unwrap_or(0);
+            let reply = protocol::ok(
+                w.id,
+                &PostOk {
+                    room: room.name().to_string(),
+                    epoch: room.epoch().to_owned(),
+                    offset,
+                    ts,
+                },
+            );
+            (w.out, reply)
+        });
+        let (delivery, moderation) = room.commit(
+            offset,
+            frame,
+            ack.as_ref().map(|(out, reply)| (out, reply.clone())),
+            effect.as_ref(),
+        );
+        self.metrics.messages_stored.increment(1);
+        self.metrics.queue_drops.increment(delivery.refused);
+        if let Some(state) = moderation {
+            let rewrite = match &effect {
+                Some(Effect::Redact { target, tombstone }) => Some((*target, tombstone.as_ref())),
+                _ => None,
+            };
+            if let Err(err) = self
+                .store
+                .save_moderation(room.name().as_str(), &state.encode(), rewrite)
+            {
+                // The event is durable; loading the room replays it.
+                tracing::error!(room = %room.name(), error = %err, "cannot checkpoint moderation");
+            }
         }
     }
+}
+
+/// The room's moderation state: the checkpoint plus the effects of the
+/// events stored after it (a crash may have lost the last checkpoint).
+/// Blocking.
+fn load_moderation(store: &Store, room: &str, last: u64) -> Result<Moderation, StoreError> {
+    let mut state = store
+        .moderation(room)?
+        .and_then(|bytes| Moderation::decode(&bytes))
+        .unwrap_or_default();
+    if state.through >= last {
+        return Ok(state);
+    }
+    let (frames, _) = store.read_after(room, state.through, last, usize::MAX)?;
+    for frame in frames {
+        let Ok(crate::protocol::ServerFrame::Event(event)) = protocol::decode_server_frame(&frame) else {
+            continue;
+        };
+        if let Some(effect) = Effect::of(&event) {
+            if let Effect::Redact { target, tombstone } = &effect {
+                store.save_moderation(room, &state.encode(), Some((*target, tombstone)))?;
+            }
+            state.apply(event.offset, &effect);
+        }
+    }
+    state.through = last;
+    store.save_moderation(room, &state.encode(), None)?;
+    Ok(state)
 }

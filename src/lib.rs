@@ -11,6 +11,7 @@ mod connection;
 mod gateway;
 pub mod hub;
 pub mod metrics;
+pub mod moderation;
 pub mod outbound;
 pub mod protocol;
 pub mod ratelimit;

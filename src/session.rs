@@ -12,16 +12,20 @@ use crate::auth::{AuthError, Claims};
 use crate::hub::{Hub, HubError};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{
-    self, Body, CloseCode, ErrorCode, ErrorReply, HelloOk, Limits, Position, Recovery,
+    self, Body, CloseCode, ErrorCode, ErrorReply, Event, HelloOk, Limits, ModAction, Position,
+    ServerFrame, Recovery,
     RecoveryFailure, Request, Typing, UserInfo,
 };
 use crate::room::policy::{self, Action};
+use crate::moderation::{Refused, MAX_MUTE_SECS, MAX_REASON_LEN, MAX_SLOW_MODE_SECS};
 use crate::room::{Room, RoomName};
 
 /// Typing indicators from one connection to one room are passed on at most
 /// this often; the rest are coalesced (clients expire them after 5 s).
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HISTORY_PAGE: usize = 50;
+/// How many recent messages `known_user` looks through for an author.
+const KNOWN_USER_SCAN: usize = 2_000;
 
 /// What the connection loop does after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +143,7 @@ impl Session {
                 ..
             } => self.history(id, &room, before, after, limit).await,
             Request::Ping { .. } => Ok(Some(protocol::ok_empty(id))),
+            Request::Moderate { room, action, .. } => self.moderate(id, &room, action).await,
         };
         match result {
             Ok(Some(reply)) => {
@@ -212,10 +217,47 @@ impl Session {
         Ok(name)
     }
 
+    /// The joined room; a connection a moderator kicked is not joined any
+    /// more (the room dropped it), so its stale entry goes.
     fn joined(&mut self, room: &str) -> Result<&mut Joined, Refusal> {
+        let conn = self.conn();
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|joined| !joined.room.is_member(conn))
+        {
+            self.rooms.remove(room);
+        }
         self.rooms
             .get_mut(room)
             .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, format!("join {room} first")))
+    }
+
+    fn is_moderator(&self, room: &RoomName) -> bool {
+        self.auth
+            .as_ref()
+            .is_some_and(|a| policy::allowed(&a.claims, room, Action::Moderate))
+    }
+
+    /// Refuses a post or typing indicator that moderation forbids.
+    fn check_moderation(&self, room: &Room, user: &str, posting: bool) -> Result<(), Refusal> {
+        let moderator = self.is_moderator(room.name());
+        let now = (self.hub.clock)();
+        room.check_post(user, moderator, posting, now)
+            .map_err(|refused| match refused {
+                Refused::Banned => Refusal::new(ErrorCode::Banned, "you are banned from this room"),
+                Refused::Muted { until } => Refusal {
+                    code: ErrorCode::Muted,
+                    message: format!("you are muted here until {until} (ms since the epoch)"),
+                    retry_after_ms: Some(until.saturating_sub(now).max(1)),
+                },
+                Refused::ReadOnly => Refusal::new(ErrorCode::ReadOnly, "this room is read-only"),
+                Refused::SlowMode { retry_after_ms } => Refusal {
+                    code: ErrorCode::SlowMode,
+                    message: format!("slow mode: wait {retry_after_ms} ms"),
+                    retry_after_ms: Some(retry_after_ms),
+                },
+            })
     }
 
     fn user(&self) -> Result<&UserInfo, Refusal> {
@@ -232,6 +274,7 @@ impl Session {
         since: Option<Position>,
     ) -> Result<Option<Bytes>, Refusal> {
         let name = self.authorize(room, Action::Read)?;
+        let _ = self.joined(name.as_str());
         if self.rooms.contains_key(name.as_str()) {
             return Err(Refusal::new(
                 ErrorCode::AlreadyJoined,
@@ -251,6 +294,9 @@ impl Session {
         // The room may be unloaded between lookup and join; then look again.
         let (room, joined, recovering) = loop {
             let room = self.hub.room(&name).await?;
+            if room.is_banned(&user.id) && !self.is_moderator(&name) {
+                return Err(Refusal::new(ErrorCode::Banned, format!("you are banned from {name}")));
+            }
             let recovering = since.as_ref().is_some_and(|p| p.epoch == room.epoch());
             let early_reply = |joined: &crate::room::Joined| {
                 if recovering {
@@ -399,6 +445,7 @@ impl Session {
             ));
         }
         let user = self.user()?.clone();
+        self.check_moderation(&room, &user.id, true)?;
         if let Err(wait) = self.hub.rate_limit(&user.id) {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             return Err(Refusal {
@@ -409,7 +456,7 @@ impl Session {
         }
         if let Err(err) = self
             .hub
-            .post(&room, &user, &self.out, id, Body::Message { text })
+            .post(&room, &user, Some((&self.out, id)), Body::Message { text })
             .await
         {
             let retry_after_ms = match (&err, self.hub.bus()) {
@@ -423,6 +470,7 @@ impl Session {
                 ..Refusal::from(err)
             });
         }
+        room.record_post(&user.id);
         // The ack is sent by the store's writer once the message is durable.
         Ok(None)
     }
@@ -430,8 +478,10 @@ impl Session {
     fn typing(&mut self, room: &str) -> Result<(), Refusal> {
         let user = self.user()?.clone();
         let conn = self.conn();
-        let name = self.joined(room)?.room.name().as_str().to_owned();
+        let joined_room = self.joined(room)?.room.clone();
+        let name = joined_room.name().as_str().to_owned();
         self.authorize(&name, Action::Post)?;
+        self.check_moderation(&joined_room, &user.id, false)?;
         let joined = self.joined(room)?;
         let now = Instant::now();
         if joined
@@ -495,6 +545,135 @@ impl Session {
         )))
     }
 
+    /// A moderation action: checks, then appends to the class's audit log,
+    /// then posts the action as an event of the room (acked like a post).
+    async fn moderate(
+        &mut self,
+        id: Option<u32>,
+        room: &str,
+        action: ModAction,
+    ) -> Result<Option<Bytes>, Refusal> {
+        let name = RoomName::parse(room).map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))?;
+        let user = self.user()?.clone();
+        let moderator = self.is_moderator(&name);
+        let own_redaction = matches!(action, ModAction::Redact { .. })
+            && self
+                .auth
+                .as_ref()
+                .is_some_and(|a| policy::allowed(&a.claims, &name, Action::Post));
+        if !moderator && !own_redaction {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("not allowed to moderate {name}"),
+            ));
+        }
+        validate_action(&action)?;
+        let room = self.hub.room(&name).await?;
+        let now = (self.hub.clock)();
+        let mut until = None;
+        let mut target_from = None;
+        let mut target_ts = None;
+        match &action {
+            ModAction::Redact { offset, .. } => {
+                let target = self.read_message(&room, *offset).await?;
+                if !moderator && target.from.id != user.id {
+                    return Err(Refusal::new(
+                        ErrorCode::Forbidden,
+                        "only moderators may redact others' messages",
+                    ));
+                }
+                target_ts = Some(target.ts);
+                target_from = Some(target.from);
+            }
+            ModAction::Mute { user: target, seconds, .. } => {
+                self.known_user(&room, target).await?;
+                until = Some(now.saturating_add(seconds.saturating_mul(1000)));
+            }
+            ModAction::Kick { user: target, .. } | ModAction::Ban { user: target, .. } => {
+                self.known_user(&room, target).await?;
+            }
+            ModAction::Unmute { user: target } => {
+                if room.moderation().muted_until(target, now).is_none() {
+                    return Err(Refusal::new(ErrorCode::UnknownTarget, format!("{target} is not muted here")));
+                }
+            }
+            ModAction::Unban { user: target } => {
+                if !room.is_banned(target) {
+                    return Err(Refusal::new(ErrorCode::UnknownTarget, format!("{target} is not banned here")));
+                }
+            }
+            ModAction::SlowMode { .. } | ModAction::ReadOnly { .. } => {}
+        }
+        // The audit entry is durable before the action takes effect.
+        let audit = self.hub.room(&name.audit_log()).await?;
+        self.hub
+            .post(
+                &audit,
+                &user,
+                None,
+                Body::Audit {
+                    room: name.to_string(),
+                    action: action.clone(),
+                    until,
+                },
+            )
+            .await?;
+        tracing::info!(room = %name, action = action.name(), target = ?action.target_user(), "moderation");
+        self.hub
+            .post(
+                &room,
+                &user,
+                Some((&self.out, id)),
+                Body::Moderation {
+                    action,
+                    until,
+                    target_from,
+                    target_ts,
+                },
+            )
+            .await?;
+        Ok(None)
+    }
+
+    /// The stored message at `offset`, or `unknown_target`.
+    async fn read_message(&self, room: &Room, offset: u64) -> Result<Event, Refusal> {
+        let store = self.hub.store.clone();
+        let key = room.name().as_str().to_owned();
+        let raw = tokio::task::spawn_blocking(move || store.raw_event(&key, offset))
+            .await
+            .map_err(HubError::from)?
+            .map_err(HubError::from)?;
+        let unknown = || Refusal::new(ErrorCode::UnknownTarget, format!("no message at offset {offset}"));
+        let frame = raw.ok_or_else(unknown)?;
+        match protocol::decode_server_frame(&frame) {
+            Ok(ServerFrame::Event(event)) if matches!(event.body, Body::Message { .. }) => Ok(event),
+            _ => Err(unknown()),
+        }
+    }
+
+    /// `unknown_target` unless the room knows `user`: present now, muted or
+    /// banned here, or the author of one of its last messages.
+    async fn known_user(&self, room: &Room, user: &str) -> Result<(), Refusal> {
+        if room.knows_user(user) {
+            return Ok(());
+        }
+        let store = self.hub.store.clone();
+        let key = room.name().as_str().to_owned();
+        let head = room.bounds().1;
+        let recent = tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, KNOWN_USER_SCAN))
+            .await
+            .map_err(HubError::from)?
+            .map_err(HubError::from)?;
+        let authored = recent.0.iter().any(|frame| {
+            matches!(protocol::decode_server_frame(frame), Ok(ServerFrame::Event(e)) if e.from.id == user)
+        });
+        if authored {
+            Ok(())
+        } else {
+            Err(Refusal::new(ErrorCode::UnknownTarget, format!("no user {user:?} in this room")))
+        }
+    }
+
     /// Leaves every room; called once when the connection ends.
     pub fn close(&mut self) {
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
@@ -548,6 +727,27 @@ fn join_reply(
         },
         events,
     )
+}
+
+/// Bounds of moderation requests, each an `invalid_field` refusal.
+fn validate_action(action: &ModAction) -> Result<(), Refusal> {
+    let invalid = |message: String| Err(Refusal::new(ErrorCode::InvalidField, message));
+    if action.reason().is_some_and(|r| r.len() > MAX_REASON_LEN) {
+        return invalid(format!("reason is longer than {MAX_REASON_LEN} bytes"));
+    }
+    if action.target_user().is_some_and(|u| u.is_empty() || u.len() > 128) {
+        return invalid("user must be 1 to 128 bytes".to_owned());
+    }
+    match action {
+        ModAction::Mute { seconds, .. } if *seconds == 0 || *seconds > MAX_MUTE_SECS => {
+            invalid(format!("seconds must be between 1 and {MAX_MUTE_SECS}"))
+        }
+        ModAction::SlowMode { seconds } if *seconds > MAX_SLOW_MODE_SECS => {
+            invalid(format!("seconds must be between 0 and {MAX_SLOW_MODE_SECS}"))
+        }
+        ModAction::Redact { offset: 0, .. } => invalid("offset must be at least 1".to_owned()),
+        _ => Ok(()),
+    }
 }
 
 fn action_verb(action: Action) -> &'static str {

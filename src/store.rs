@@ -302,6 +302,33 @@ impl Store {
         Ok(Some(last))
     }
 
+    /// The room's moderation checkpoint (opaque bytes), if any. Blocking.
+    pub fn moderation(&self, room: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .events
+            .get(moderation_key(room))?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// Writes the room's moderation checkpoint and, for a redaction, the
+    /// tombstone over the redacted event, in one batch. Not flushed: the
+    /// event that caused it is, and loading a room replays events after the
+    /// checkpoint. Blocking.
+    pub fn save_moderation(
+        &self,
+        room: &str,
+        state: &[u8],
+        rewrite: Option<(u64, &[u8])>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(moderation_key(room), state);
+        if let Some((offset, frame)) = rewrite {
+            batch.insert(event_key(room, offset), frame);
+        }
+        self.events.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// The raw stored bytes of one event, for tests that inspect storage. Blocking.
     pub fn raw_event(&self, room: &str, offset: u64) -> Result<Option<Bytes>, StoreError> {
         Ok(self
@@ -351,6 +378,14 @@ fn room_prefix(room: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(room.len() + 1);
     key.extend_from_slice(room.as_bytes());
     key.push(0);
+    key
+}
+
+/// Beside the room's events (`room ‖ 0x00 ‖ …`), never inside their range.
+fn moderation_key(room: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(room.len() + 4);
+    key.extend_from_slice(room.as_bytes());
+    key.extend_from_slice(b"\x01mod");
     key
 }
 

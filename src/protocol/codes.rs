@@ -39,6 +39,16 @@ pub enum ErrorCode {
     Overloaded,
     /// Storing failed; nothing was accepted.
     StorageError,
+    /// A moderation request names a message or user the room does not know.
+    UnknownTarget,
+    /// The user is muted in this room until `until` (in the message).
+    Muted,
+    /// The user is banned from this room.
+    Banned,
+    /// The room is read-only: only moderators may post.
+    ReadOnly,
+    /// Slow mode: wait `retry_after_ms` before posting again.
+    SlowMode,
     /// Cluster mode: Redis is unreachable or the cluster is resynchronising
     /// after a Redis restart; nothing was stored. Retry (after
     /// `retry_after_ms` when given).
@@ -49,7 +59,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order (used for metrics labels and the spec test).
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -65,6 +75,11 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
         ErrorCode::StorageError,
+        ErrorCode::UnknownTarget,
+        ErrorCode::Muted,
+        ErrorCode::Banned,
+        ErrorCode::ReadOnly,
+        ErrorCode::SlowMode,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -86,6 +101,11 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::StorageError => "storage_error",
+            ErrorCode::UnknownTarget => "unknown_target",
+            ErrorCode::Muted => "muted",
+            ErrorCode::Banned => "banned",
+            ErrorCode::ReadOnly => "read_only",
+            ErrorCode::SlowMode => "slow_mode",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 pub const SUBPROTOCOL: &str = "preau.v1";
 
 /// Request types of protocol v1, used to tell `unknown_type` from `invalid_field`.
-pub const REQUEST_TYPES: [&str; 7] = [
-    "hello", "join", "leave", "post", "typing", "history", "ping",
+pub const REQUEST_TYPES: [&str; 8] = [
+    "hello", "join", "leave", "post", "typing", "history", "ping", "moderate",
 ];
 
 /// Who a user is, as other users see them.
@@ -122,6 +122,87 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u32>,
     },
+    /// A moderation action in `room` (see [`ModAction`]).
+    Moderate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        action: ModAction,
+    },
+}
+
+/// What a moderator (or, for `redact`, a message's author) does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModAction {
+    /// Removes a message's content from storage; a tombstone remains.
+    Redact {
+        offset: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Refuses the user's posts in the room for `seconds`.
+    Mute {
+        user: String,
+        seconds: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Unmute { user: String },
+    /// Removes the user's connections from the room now.
+    Kick {
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Kicks the user and refuses their joins until `unban`.
+    Ban {
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Unban { user: String },
+    /// At least `seconds` between two posts of one pupil (0: off).
+    SlowMode { seconds: u64 },
+    /// Only moderators may post while `on`.
+    ReadOnly { on: bool },
+}
+
+impl ModAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModAction::Redact { .. } => "redact",
+            ModAction::Mute { .. } => "mute",
+            ModAction::Unmute { .. } => "unmute",
+            ModAction::Kick { .. } => "kick",
+            ModAction::Ban { .. } => "ban",
+            ModAction::Unban { .. } => "unban",
+            ModAction::SlowMode { .. } => "slow_mode",
+            ModAction::ReadOnly { .. } => "read_only",
+        }
+    }
+
+    /// The user the action targets, if any.
+    pub fn target_user(&self) -> Option<&str> {
+        match self {
+            ModAction::Mute { user, .. }
+            | ModAction::Unmute { user }
+            | ModAction::Kick { user, .. }
+            | ModAction::Ban { user, .. }
+            | ModAction::Unban { user } => Some(user),
+            _ => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ModAction::Redact { reason, .. }
+            | ModAction::Mute { reason, .. }
+            | ModAction::Kick { reason, .. }
+            | ModAction::Ban { reason, .. } => reason.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl Request {
@@ -133,7 +214,8 @@ impl Request {
             | Request::Post { id, .. }
             | Request::Typing { id, .. }
             | Request::History { id, .. }
-            | Request::Ping { id } => *id,
+            | Request::Ping { id }
+            | Request::Moderate { id, .. } => *id,
         }
     }
 
@@ -146,6 +228,7 @@ impl Request {
             Request::Typing { .. } => "typing",
             Request::History { .. } => "history",
             Request::Ping { .. } => "ping",
+            Request::Moderate { .. } => "moderate",
         }
     }
 }
@@ -247,7 +330,35 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Body {
-    Message { text: String },
+    Message {
+        text: String,
+    },
+    /// What remains of a redacted message (stored in its place).
+    Redacted {
+        by: UserInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A moderation action, in the room it applies to (`from` is the
+    /// moderator). `until` (ms) is set for `mute`; `target_from` and
+    /// `target_ts` for `redact` (the redacted message's author and time).
+    Moderation {
+        action: ModAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_from: Option<UserInfo>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_ts: Option<u64>,
+    },
+    /// An entry of a class's audit log (`CLASS/audit/log`): `action` was
+    /// done in `room` by `from`.
+    Audit {
+        room: String,
+        action: ModAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::moderation::{Effect, Moderation, Refused};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
@@ -66,9 +67,12 @@ struct State {
     /// The last event timestamp given: timestamps never go down within a
     /// room, even if the wall clock does.
     last_ts: u64,
-    /// Events from the bus that arrived ahead of `next_offset`, with the
-    /// post id their origin node acks by.
-    ahead: BTreeMap<u64, (Bytes, Option<u64>)>,
+    /// Events from the bus that arrived ahead of `next_offset`.
+    ahead: BTreeMap<u64, Queued>,
+    /// Mutes, bans, slow mode, read-only, as of the last committed event.
+    moderation: Moderation,
+    /// When each user last posted here (slow mode; this node only).
+    last_post: HashMap<String, tokio::time::Instant>,
     /// A gap repair is running for this room.
     repairing: bool,
     members: HashMap<ConnId, Member>,
@@ -95,6 +99,15 @@ impl State {
             member.deliver(&frame);
         }
     }
+}
+
+/// An event on its way to storage: its frame, the post id its origin node
+/// acks by, and its effect on the room.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub frame: Bytes,
+    pub pid: Option<u64>,
+    pub effect: Option<Effect>,
 }
 
 /// What [`Room::accept`] did with an event.
@@ -139,7 +152,13 @@ pub struct Delivery {
 }
 
 impl Room {
-    pub fn new(name: RoomName, epoch: String, floor: u64, last_offset: u64) -> Room {
+    pub fn new(
+        name: RoomName,
+        epoch: String,
+        floor: u64,
+        last_offset: u64,
+        moderation: Moderation,
+    ) -> Room {
         Room {
             name,
             epoch,
@@ -150,6 +169,8 @@ impl Room {
                 in_flight: 0,
                 last_ts: 0,
                 ahead: BTreeMap::new(),
+                moderation,
+                last_post: HashMap::new(),
                 repairing: false,
                 members: HashMap::new(),
                 users: HashMap::new(),
@@ -369,9 +390,8 @@ impl Room {
     pub fn accept<E>(
         &self,
         offset: u64,
-        frame: Bytes,
-        pid: Option<u64>,
-        mut queue: impl FnMut(u64, Bytes, Option<u64>) -> Result<(), E>,
+        event: Queued,
+        mut queue: impl FnMut(u64, Queued) -> Result<(), E>,
     ) -> Result<Accepted, E> {
         let mut state = self.state.lock();
         if offset < state.next_offset {
@@ -380,8 +400,8 @@ impl Room {
         if offset > state.next_offset {
             let from = state.next_offset;
             if state.ahead.len() < MAX_AHEAD {
-                let slot = state.ahead.entry(offset).or_insert((frame, None));
-                slot.1 = slot.1.or(pid);
+                let slot = state.ahead.entry(offset).or_insert_with(|| event.clone());
+                slot.pid = slot.pid.or(event.pid);
             }
             return Ok(Accepted::Gap {
                 from,
@@ -390,17 +410,20 @@ impl Room {
         }
         // The same offset may also wait in `ahead` (channel and stream both
         // delivered it): keep whichever post id is known.
-        let pid = pid.or_else(|| state.ahead.remove(&offset).and_then(|(_, p)| p));
-        queue(offset, frame, pid)?;
+        let mut event = event;
+        if let Some(waiting) = state.ahead.remove(&offset) {
+            event.pid = event.pid.or(waiting.pid);
+        }
+        queue(offset, event)?;
         state.next_offset = offset + 1;
         state.in_flight += 1;
         loop {
             let next = state.next_offset;
-            let Some((frame, pid)) = state.ahead.remove(&next) else {
+            let Some(event) = state.ahead.remove(&next) else {
                 break;
             };
-            if let Err(err) = queue(next, frame.clone(), pid) {
-                state.ahead.insert(next, (frame, pid));
+            if let Err(err) = queue(next, event.clone()) {
+                state.ahead.insert(next, event);
                 return Err(err);
             }
             state.next_offset = next + 1;
@@ -431,8 +454,15 @@ impl Room {
     }
 
     /// Delivers a durable event: `ack` to the poster first, then `frame` to
-    /// every member (the poster included).
-    pub fn commit(&self, offset: u64, frame: &Bytes, ack: Option<(&Outbound, Bytes)>) -> Delivery {
+    /// every member (the poster included); then applies its `effect`
+    /// (returning the new moderation state to checkpoint, if it changed).
+    pub fn commit(
+        &self,
+        offset: u64,
+        frame: &Bytes,
+        ack: Option<(&Outbound, Bytes)>,
+        effect: Option<&Effect>,
+    ) -> (Delivery, Option<Moderation>) {
         let mut state = self.state.lock();
         debug_assert!(offset > state.head, "offsets are committed in order");
         state.head = offset;
@@ -448,7 +478,80 @@ impl Room {
                 delivery.refused += 1;
             }
         }
-        delivery
+        let Some(effect) = effect else {
+            return (delivery, None);
+        };
+        if let Some(user) = effect.removes() {
+            remove_user(&mut state, &self.name, user);
+        }
+        state.moderation.apply(offset, effect);
+        (delivery, Some(state.moderation.clone()))
+    }
+
+    /// Refuses a post (or typing) by moderation: banned, muted, read-only,
+    /// and, when `posting`, slow mode. Moderators pass.
+    pub fn check_post(
+        &self,
+        user: &str,
+        moderator: bool,
+        posting: bool,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
+        if moderator {
+            return Ok(());
+        }
+        let state = self.state.lock();
+        let moderation = &state.moderation;
+        if moderation.banned.contains(user) {
+            return Err(Refused::Banned);
+        }
+        if let Some(until) = moderation.muted_until(user, now_ms) {
+            return Err(Refused::Muted { until });
+        }
+        if moderation.read_only {
+            return Err(Refused::ReadOnly);
+        }
+        if posting && moderation.slow_mode_secs > 0 {
+            let interval = std::time::Duration::from_secs(moderation.slow_mode_secs);
+            if let Some(last) = state.last_post.get(user) {
+                let elapsed = last.elapsed();
+                if elapsed < interval {
+                    let wait = interval - elapsed;
+                    return Err(Refused::SlowMode {
+                        retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes a post for slow mode.
+    pub fn record_post(&self, user: &str) {
+        self.state
+            .lock()
+            .last_post
+            .insert(user.to_owned(), tokio::time::Instant::now());
+    }
+
+    pub fn is_banned(&self, user: &str) -> bool {
+        self.state.lock().moderation.banned.contains(user)
+    }
+
+    pub fn is_member(&self, conn: ConnId) -> bool {
+        self.state.lock().members.contains_key(&conn)
+    }
+
+    /// Whether the room knows `user`: present now, or muted or banned here.
+    pub fn knows_user(&self, user: &str) -> bool {
+        let state = self.state.lock();
+        state.present(user)
+            || state.moderation.muted.contains_key(user)
+            || state.moderation.banned.contains(user)
+    }
+
+    pub fn moderation(&self) -> Moderation {
+        self.state.lock().moderation.clone()
     }
 
     /// Gives up an offset whose write failed: nothing is delivered, the
@@ -490,6 +593,27 @@ impl Room {
 
     pub fn member_count(&self) -> usize {
         self.state.lock().members.len()
+    }
+}
+
+/// Removes every local connection of `user` (kick, ban) and forgets them
+/// as present through other nodes: every node applies the same event.
+fn remove_user(state: &mut State, room: &RoomName, user: &str) {
+    let info = state
+        .members
+        .values()
+        .find(|m| m.user.id == user)
+        .map(|m| m.user.clone())
+        .or_else(|| state.remote.values().find_map(|m| m.get(user).cloned()));
+    state.members.retain(|_, m| m.user.id != user);
+    state.users.remove(user);
+    state.last_post.remove(user);
+    for remote in state.remote.values_mut() {
+        remote.remove(user);
+    }
+    state.remote.retain(|_, m| !m.is_empty());
+    if let Some(info) = info {
+        state.announce(room, PresenceAction::Leave, &info);
     }
 }
 

@@ -4,20 +4,26 @@ use std::fmt;
 
 const MAX_CLASS_LEN: usize = 32;
 const MAX_NAME_LEN: usize = 64;
+/// The one room name of kind `audit`.
+pub const AUDIT_NAME: &str = "log";
 
 /// What a room is for; each kind has its own policy (see `room::policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// Live group chat (revision sessions, class chat).
     Chat,
+    /// The class's moderation audit log: one room, `CLASS/audit/log`,
+    /// written only by the server.
+    Audit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 1] = [Kind::Chat];
+    pub const ALL: [Kind; 2] = [Kind::Chat, Kind::Audit];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Chat => "chat",
+            Kind::Audit => "audit",
         }
     }
 
@@ -32,7 +38,7 @@ pub enum RoomNameError {
     Shape(String),
     #[error("bad class {0:?}: 1 to 32 of A-Z a-z 0-9 - _")]
     Class(String),
-    #[error("unknown room kind {0:?} (known: chat)")]
+    #[error("unknown room kind {0:?} (known: chat, audit)")]
     Kind(String),
     #[error("bad room name {0:?}: 1 to 64 of A-Z a-z 0-9 - _ .")]
     Name(String),
@@ -58,7 +64,7 @@ impl RoomName {
             return Err(RoomNameError::Class(truncate(class)));
         }
         let kind = Kind::parse(kind).ok_or_else(|| RoomNameError::Kind(truncate(kind)))?;
-        if !valid_name(name) {
+        if !valid_name(name) || (kind == Kind::Audit && name != AUDIT_NAME) {
             return Err(RoomNameError::Name(truncate(name)));
         }
         Ok(RoomName {
@@ -78,6 +84,16 @@ impl RoomName {
 
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// The audit log room of this room's class.
+    pub fn audit_log(&self) -> RoomName {
+        let full = format!("{}/{}/{}", self.class(), Kind::Audit.as_str(), AUDIT_NAME);
+        RoomName {
+            class_end: self.class_end,
+            kind: Kind::Audit,
+            full,
+        }
     }
 }
 

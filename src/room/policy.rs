@@ -15,7 +15,8 @@ pub enum Action {
     Read,
     /// Post messages and typing indicators.
     Post,
-    /// Moderation (used from the moderation issue on; decided here already).
+    /// Moderation: redact anyone's message, mute, kick, ban, slow mode,
+    /// read-only.
     Moderate,
 }
 
@@ -23,6 +24,17 @@ pub enum Action {
 pub fn allowed(user: &Claims, room: &RoomName, action: Action) -> bool {
     match room.kind() {
         Kind::Chat => chat(user, room, action),
+        Kind::Audit => audit(user, room, action),
+    }
+}
+
+/// The audit log: the class's teachers and staff read it; nobody posts to
+/// it (the server appends) and nobody moderates it.
+fn audit(user: &Claims, room: &RoomName, action: Action) -> bool {
+    match (user.role, action) {
+        (Role::Staff, Action::Read) => true,
+        (Role::Teacher, Action::Read) => user.in_class(room.class()),
+        _ => false,
     }
 }
 
