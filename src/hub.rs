@@ -394,8 +394,23 @@ impl Hub {
         }
         let hub = self.clone();
         tokio::spawn(async move {
-            hub.repair(&room, from, to).await;
+            // Peers may not be known yet (a node that just started hears
+            // their heartbeats within `heartbeat`): retry with backoff.
+            let mut backoff = REPAIR_BACKOFF_MIN;
+            let deadline = Instant::now() + REPAIR_GIVE_UP;
+            loop {
+                let from = from.max(room.next_offset());
+                hub.repair(&room, from, to).await;
+                if room.next_offset() > to || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(REPAIR_BACKOFF_MAX);
+            }
             room.end_repair();
+            if room.next_offset() <= to {
+                tracing::error!(room = %room.name(), missing_from = room.next_offset(), to, "gap not repaired; the next event or reconnect retries");
+            }
         });
     }
 
@@ -427,7 +442,7 @@ impl Hub {
                 return;
             }
         }
-        tracing::warn!(room = %name, missing_from = room.next_offset(), to, "gap not repaired yet");
+        tracing::debug!(room = %name, missing_from = room.next_offset(), to, "gap not repaired yet");
     }
 
     /// Pages the room's history from a peer node until `to` is stored here.
@@ -587,6 +602,12 @@ impl Hub {
         }
     }
 }
+
+/// Gap repair retries from this delay, doubling up to the max, and gives
+/// up after [`REPAIR_GIVE_UP`] (the next event or reconnect tries again).
+const REPAIR_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const REPAIR_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+const REPAIR_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How often [`Hub::sweep`] runs.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
