@@ -253,7 +253,9 @@ async fn authorization_matrix() {
     while ends < ROOMS.len() {
         match next(&mut observer).await {
             ServerFrame::Event(event) => {
-                let preau::protocol::Body::Message { text } = event.body;
+                let preau::protocol::Body::Message { text } = event.body else {
+                    panic!("not a message")
+                };
                 if event.from.id == "observer" {
                     assert_eq!(text, end(&event.room));
                     ends += 1;
@@ -282,7 +284,9 @@ async fn authorization_matrix() {
             .events
             .iter()
             .map(|e| {
-                let preau::protocol::Body::Message { text } = &e.body;
+                let preau::protocol::Body::Message { text } = &e.body else {
+                    panic!("not a message")
+                };
                 (e.offset, e.from.id.clone(), text.clone())
             })
             .collect();

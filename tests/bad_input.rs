@@ -61,7 +61,9 @@ impl Bystanders {
         assert_eq!(ack.offset, want, "bystander ack offset for {text:?}");
         for (who, client) in [("a", &mut self.a), ("b", &mut self.b)] {
             let event = next_event(client).await;
-            let Body::Message { text: got } = &event.body;
+            let Body::Message { text: got } = &event.body else {
+                panic!("not a message")
+            };
             assert_eq!(
                 (event.offset, got.as_str()),
                 (want, text),
@@ -83,7 +85,9 @@ impl Bystanders {
             .events
             .iter()
             .map(|e| {
-                let Body::Message { text } = &e.body;
+                let Body::Message { text } = &e.body else {
+                    panic!("not a message")
+                };
                 (e.offset, text.clone())
             })
             .collect();
@@ -605,7 +609,9 @@ async fn bad_post_text_is_refused_and_not_stored() {
     assert_eq!(ack.offset, 1);
     let page = off.history(OFF_ROOM, None, None, None).await.unwrap();
     assert_eq!(page.events.len(), 1);
-    let Body::Message { text } = &page.events[0].body;
+    let Body::Message { text } = &page.events[0].body else {
+        panic!("not a message")
+    };
     assert_eq!(text, &at_limit);
     pair.after().await;
 }

@@ -21,6 +21,7 @@ const FIRST_RAW_ID: u32 = 1_000_000;
 fn text_of(event: &Event) -> &str {
     match &event.body {
         protocol::Body::Message { text } => text,
+        other => panic!("not a message: {other:?}"),
     }
 }
 

@@ -25,6 +25,7 @@ async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
 fn text(event: &Event) -> &str {
     match &event.body {
         Body::Message { text } => text,
+        other => panic!("not a message: {other:?}"),
     }
 }
 
