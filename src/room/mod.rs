@@ -339,17 +339,7 @@ impl Room {
 
     /// Forgets everyone present through `node` (it died or left).
     pub fn drop_node(&self, node: &str) {
-        let ids: Vec<String> = {
-            let state = self.state.lock();
-            state
-                .remote
-                .get(node)
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default()
-        };
-        for id in ids {
-            self.remote_presence(node, &id, None);
-        }
+        self.remote_snapshot(node, Vec::new());
     }
 
     /// Users with a connection to this room on this node.
