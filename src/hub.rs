@@ -13,10 +13,10 @@ use crate::auth::{Claims, Keyring};
 use crate::bus::{BusError, Ordered, RedisBus};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::moderation::{Effect, Moderation};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::ratelimit::TokenBucket;
-use crate::moderation::{Effect, Moderation};
 use crate::room::{Accepted, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
 
@@ -669,6 +669,16 @@ impl Done<'_> {
             );
             (w.out, reply)
         });
+        // The tombstone is in place before anyone hears of the redaction,
+        // so a history read that follows the event never sees the text.
+        if let Some(Effect::Redact { target, tombstone }) = &effect {
+            if let Err(err) = self
+                .store
+                .rewrite_event(room.name().as_str(), *target, tombstone)
+            {
+                tracing::error!(room = %room.name(), error = %err, "cannot write a tombstone");
+            }
+        }
         let (delivery, moderation) = room.commit(
             offset,
             frame,
@@ -678,13 +688,9 @@ impl Done<'_> {
         self.metrics.messages_stored.increment(1);
         self.metrics.queue_drops.increment(delivery.refused);
         if let Some(state) = moderation {
-            let rewrite = match &effect {
-                Some(Effect::Redact { target, tombstone }) => Some((*target, tombstone.as_ref())),
-                _ => None,
-            };
-            if let Err(err) = self
-                .store
-                .save_moderation(room.name().as_str(), &state.encode(), rewrite)
+            if let Err(err) =
+                self.store
+                    .save_moderation(room.name().as_str(), &state.encode(), None)
             {
                 // The event is durable; loading the room replays it.
                 tracing::error!(room = %room.name(), error = %err, "cannot checkpoint moderation");
@@ -706,7 +712,8 @@ fn load_moderation(store: &Store, room: &str, last: u64) -> Result<Moderation, S
     }
     let (frames, _) = store.read_after(room, state.through, last, usize::MAX)?;
     for frame in frames {
-        let Ok(crate::protocol::ServerFrame::Event(event)) = protocol::decode_server_frame(&frame) else {
+        let Ok(crate::protocol::ServerFrame::Event(event)) = protocol::decode_server_frame(&frame)
+        else {
             continue;
         };
         if let Some(effect) = Effect::of(&event) {

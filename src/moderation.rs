@@ -37,7 +37,10 @@ pub struct Moderation {
 pub enum Effect {
     /// Changes the moderation state (and, for kick and ban, removes the
     /// user's connections).
-    Action { action: ModAction, until: Option<u64> },
+    Action {
+        action: ModAction,
+        until: Option<u64>,
+    },
     /// Replaces the stored message at `target` with `tombstone`.
     Redact { target: u64, tombstone: Bytes },
 }
@@ -126,7 +129,10 @@ impl Moderation {
 
     /// Until when `user` is muted, if they are at `now_ms`.
     pub fn muted_until(&self, user: &str, now_ms: u64) -> Option<u64> {
-        self.muted.get(user).copied().filter(|until| *until > now_ms)
+        self.muted
+            .get(user)
+            .copied()
+            .filter(|until| *until > now_ms)
     }
 
     pub fn encode(&self) -> Bytes {
@@ -198,7 +204,10 @@ mod tests {
         assert_eq!(state.muted_until("ana", 1_000), Some(61_000));
         assert_eq!(state.muted_until("ana", 61_000), None, "expired");
         assert!(state.banned.contains("bob"));
-        assert_eq!((state.slow_mode_secs, state.read_only, state.through), (30, true, 4));
+        assert_eq!(
+            (state.slow_mode_secs, state.read_only, state.through),
+            (30, true, 4)
+        );
         assert_eq!(Moderation::decode(&state.encode()), Some(state));
     }
 

@@ -10,14 +10,13 @@ use tokio::time::Instant;
 
 use crate::auth::{AuthError, Claims};
 use crate::hub::{Hub, HubError};
+use crate::moderation::{Refused, MAX_MUTE_SECS, MAX_REASON_LEN, MAX_SLOW_MODE_SECS};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{
     self, Body, CloseCode, ErrorCode, ErrorReply, Event, HelloOk, Limits, ModAction, Position,
-    ServerFrame, Recovery,
-    RecoveryFailure, Request, Typing, UserInfo,
+    Recovery, RecoveryFailure, Request, ServerFrame, Typing, UserInfo,
 };
 use crate::room::policy::{self, Action};
-use crate::moderation::{Refused, MAX_MUTE_SECS, MAX_REASON_LEN, MAX_SLOW_MODE_SECS};
 use crate::room::{Room, RoomName};
 
 /// Typing indicators from one connection to one room are passed on at most
@@ -274,7 +273,9 @@ impl Session {
         since: Option<Position>,
     ) -> Result<Option<Bytes>, Refusal> {
         let name = self.authorize(room, Action::Read)?;
-        let _ = self.joined(name.as_str());
+        // Entries of rooms a moderator removed this connection from go.
+        let conn = self.conn();
+        self.rooms.retain(|_, joined| joined.room.is_member(conn));
         if self.rooms.contains_key(name.as_str()) {
             return Err(Refusal::new(
                 ErrorCode::AlreadyJoined,
@@ -295,7 +296,10 @@ impl Session {
         let (room, joined, recovering) = loop {
             let room = self.hub.room(&name).await?;
             if room.is_banned(&user.id) && !self.is_moderator(&name) {
-                return Err(Refusal::new(ErrorCode::Banned, format!("you are banned from {name}")));
+                return Err(Refusal::new(
+                    ErrorCode::Banned,
+                    format!("you are banned from {name}"),
+                ));
             }
             let recovering = since.as_ref().is_some_and(|p| p.epoch == room.epoch());
             let early_reply = |joined: &crate::room::Joined| {
@@ -517,6 +521,12 @@ impl Session {
             Some(n) => (n as usize).min(page_max),
         };
         let room = self.hub.room(&name).await?;
+        if room.is_banned(&self.user()?.id) && !self.is_moderator(&name) {
+            return Err(Refusal::new(
+                ErrorCode::Banned,
+                format!("you are banned from {name}"),
+            ));
+        }
         let (floor, head) = room.bounds();
         let store = self.hub.store.clone();
         let key = name.as_str().to_owned();
@@ -553,7 +563,8 @@ impl Session {
         room: &str,
         action: ModAction,
     ) -> Result<Option<Bytes>, Refusal> {
-        let name = RoomName::parse(room).map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))?;
+        let name = RoomName::parse(room)
+            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))?;
         let user = self.user()?.clone();
         let moderator = self.is_moderator(&name);
         let own_redaction = matches!(action, ModAction::Redact { .. })
@@ -585,7 +596,11 @@ impl Session {
                 target_ts = Some(target.ts);
                 target_from = Some(target.from);
             }
-            ModAction::Mute { user: target, seconds, .. } => {
+            ModAction::Mute {
+                user: target,
+                seconds,
+                ..
+            } => {
                 self.known_user(&room, target).await?;
                 until = Some(now.saturating_add(seconds.saturating_mul(1000)));
             }
@@ -594,12 +609,18 @@ impl Session {
             }
             ModAction::Unmute { user: target } => {
                 if room.moderation().muted_until(target, now).is_none() {
-                    return Err(Refusal::new(ErrorCode::UnknownTarget, format!("{target} is not muted here")));
+                    return Err(Refusal::new(
+                        ErrorCode::UnknownTarget,
+                        format!("{target} is not muted here"),
+                    ));
                 }
             }
             ModAction::Unban { user: target } => {
                 if !room.is_banned(target) {
-                    return Err(Refusal::new(ErrorCode::UnknownTarget, format!("{target} is not banned here")));
+                    return Err(Refusal::new(
+                        ErrorCode::UnknownTarget,
+                        format!("{target} is not banned here"),
+                    ));
                 }
             }
             ModAction::SlowMode { .. } | ModAction::ReadOnly { .. } => {}
@@ -643,10 +664,17 @@ impl Session {
             .await
             .map_err(HubError::from)?
             .map_err(HubError::from)?;
-        let unknown = || Refusal::new(ErrorCode::UnknownTarget, format!("no message at offset {offset}"));
+        let unknown = || {
+            Refusal::new(
+                ErrorCode::UnknownTarget,
+                format!("no message at offset {offset}"),
+            )
+        };
         let frame = raw.ok_or_else(unknown)?;
         match protocol::decode_server_frame(&frame) {
-            Ok(ServerFrame::Event(event)) if matches!(event.body, Body::Message { .. }) => Ok(event),
+            Ok(ServerFrame::Event(event)) if matches!(event.body, Body::Message { .. }) => {
+                Ok(event)
+            }
             _ => Err(unknown()),
         }
     }
@@ -660,17 +688,21 @@ impl Session {
         let store = self.hub.store.clone();
         let key = room.name().as_str().to_owned();
         let head = room.bounds().1;
-        let recent = tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, KNOWN_USER_SCAN))
-            .await
-            .map_err(HubError::from)?
-            .map_err(HubError::from)?;
+        let recent =
+            tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, KNOWN_USER_SCAN))
+                .await
+                .map_err(HubError::from)?
+                .map_err(HubError::from)?;
         let authored = recent.0.iter().any(|frame| {
             matches!(protocol::decode_server_frame(frame), Ok(ServerFrame::Event(e)) if e.from.id == user)
         });
         if authored {
             Ok(())
         } else {
-            Err(Refusal::new(ErrorCode::UnknownTarget, format!("no user {user:?} in this room")))
+            Err(Refusal::new(
+                ErrorCode::UnknownTarget,
+                format!("no user {user:?} in this room"),
+            ))
         }
     }
 
@@ -735,16 +767,19 @@ fn validate_action(action: &ModAction) -> Result<(), Refusal> {
     if action.reason().is_some_and(|r| r.len() > MAX_REASON_LEN) {
         return invalid(format!("reason is longer than {MAX_REASON_LEN} bytes"));
     }
-    if action.target_user().is_some_and(|u| u.is_empty() || u.len() > 128) {
+    if action
+        .target_user()
+        .is_some_and(|u| u.is_empty() || u.len() > 128)
+    {
         return invalid("user must be 1 to 128 bytes".to_owned());
     }
     match action {
         ModAction::Mute { seconds, .. } if *seconds == 0 || *seconds > MAX_MUTE_SECS => {
             invalid(format!("seconds must be between 1 and {MAX_MUTE_SECS}"))
         }
-        ModAction::SlowMode { seconds } if *seconds > MAX_SLOW_MODE_SECS => {
-            invalid(format!("seconds must be between 0 and {MAX_SLOW_MODE_SECS}"))
-        }
+        ModAction::SlowMode { seconds } if *seconds > MAX_SLOW_MODE_SECS => invalid(format!(
+            "seconds must be between 0 and {MAX_SLOW_MODE_SECS}"
+        )),
         ModAction::Redact { offset: 0, .. } => invalid("offset must be at least 1".to_owned()),
         _ => Ok(()),
     }

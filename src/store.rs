@@ -329,6 +329,13 @@ impl Store {
         Ok(())
     }
 
+    /// Overwrites one stored event (a redaction's tombstone). Not flushed:
+    /// see [`Store::save_moderation`]. Blocking.
+    pub fn rewrite_event(&self, room: &str, offset: u64, frame: &[u8]) -> Result<(), StoreError> {
+        self.events.insert(event_key(room, offset), frame)?;
+        Ok(())
+    }
+
     /// The raw stored bytes of one event, for tests that inspect storage. Blocking.
     pub fn raw_event(&self, room: &str, offset: u64) -> Result<Option<Bytes>, StoreError> {
         Ok(self

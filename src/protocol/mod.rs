@@ -148,7 +148,9 @@ pub enum ModAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    Unmute { user: String },
+    Unmute {
+        user: String,
+    },
     /// Removes the user's connections from the room now.
     Kick {
         user: String,
@@ -161,11 +163,17 @@ pub enum ModAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    Unban { user: String },
+    Unban {
+        user: String,
+    },
     /// At least `seconds` between two posts of one pupil (0: off).
-    SlowMode { seconds: u64 },
+    SlowMode {
+        seconds: u64,
+    },
     /// Only moderators may post while `on`.
-    ReadOnly { on: bool },
+    ReadOnly {
+        on: bool,
+    },
 }
 
 impl ModAction {
