@@ -71,7 +71,12 @@ impl Client {
             "sec-websocket-protocol",
             HeaderValue::from_static(protocol::SUBPROTOCOL),
         );
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+        // Small buffers: a load generator opens thousands of these.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0);
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
         let (mut sink, mut stream) = ws.split();
         let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -238,6 +243,14 @@ impl Client {
     /// Closes the connection (normal closure).
     pub fn close(&self) {
         let _ = self.outgoing.send(Message::Close(None));
+    }
+}
+
+impl Drop for Client {
+    /// Dropping a client closes its connection (its tasks would otherwise
+    /// keep each other alive).
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -117,12 +117,10 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         metrics,
         clock,
     ));
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind(config.listen).map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
     // Small frames must leave at once: Nagle's algorithm plus delayed ACKs
     // would add ~40 ms to every reply and event.
@@ -191,6 +189,22 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         hub,
         task,
     })
+}
+
+/// Pending connections the kernel queues for us. tokio's `bind` uses 128,
+/// which overflows in a reconnect storm (clients then wait for the 1 s SYN
+/// retry); the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Runs until `signal` completes, then shuts down gracefully.

@@ -6,7 +6,7 @@
 //! its budget is refused and marks the connection slow; its task then closes
 //! it with `4004 slow consumer`. Others never wait on it: `send` never blocks.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,6 +20,9 @@ struct Shared {
     conn: ConnId,
     queued: AtomicUsize,
     budget: usize,
+    /// Checked on every send: an atomic load, where the token takes a lock.
+    is_slow: AtomicBool,
+    /// Wakes the connection task once the connection is slow.
     slow: CancellationToken,
 }
 
@@ -27,6 +30,13 @@ struct Shared {
 struct Item {
     frame: Bytes,
     counted: bool,
+}
+
+impl Shared {
+    fn mark_slow(&self) {
+        self.is_slow.store(true, Ordering::Relaxed);
+        self.slow.cancel();
+    }
 }
 
 /// The sending side, cloned into every room the connection joined.
@@ -48,6 +58,7 @@ pub fn channel(conn: ConnId, budget: usize) -> (Outbound, OutboundRx) {
         conn,
         queued: AtomicUsize::new(0),
         budget,
+        is_slow: AtomicBool::new(false),
         slow: CancellationToken::new(),
     });
     (
@@ -66,20 +77,20 @@ impl Outbound {
 
     /// Marks the connection slow: its task closes it with `4004`.
     pub fn mark_slow(&self) {
-        self.shared.slow.cancel();
+        self.shared.mark_slow();
     }
 
     /// Queues `frame`; false if the connection is over budget (now marked
     /// slow) or gone. Never blocks.
     pub fn send(&self, frame: Bytes) -> bool {
-        if self.shared.slow.is_cancelled() {
+        if self.shared.is_slow.load(Ordering::Relaxed) {
             return false;
         }
         let len = frame.len();
         let before = self.shared.queued.fetch_add(len, Ordering::AcqRel);
         if before + len > self.shared.budget {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
-            self.shared.slow.cancel();
+            self.shared.mark_slow();
             return false;
         }
         if self
@@ -100,7 +111,7 @@ impl Outbound {
     /// the server bounded itself (a recovering join's replay, capped by
     /// `recovery_max_bytes`), so that catching up never counts as slowness.
     pub fn send_unbudgeted(&self, frame: Bytes) -> bool {
-        !self.shared.slow.is_cancelled()
+        !self.shared.is_slow.load(Ordering::Relaxed)
             && self
                 .tx
                 .send(Item {

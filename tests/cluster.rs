@@ -630,7 +630,7 @@ async fn redis_restart_mid_burst_loses_nothing_acked() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let b = start_node(&redis, "b", dir_b.path(), &[]).await;
-    let (_, reply) = joined(&a.url(), "watcher").await;
+    let (_watcher, reply) = joined(&a.url(), "watcher").await;
     let epoch = reply.epoch.clone();
 
     let restarted = Arc::new(AtomicBool::new(false));
@@ -898,7 +898,7 @@ async fn presence_spans_nodes_and_a_killed_nodes_members_vanish() {
     timed("leave", xena.leave(ROOM)).await.expect("leave");
     wait_presence(&mut y, PresenceAction::Leave, "xena").await;
     // A fresh join on B lists xavier (still there) and not xena.
-    let (_, z_reply) = joined(&b.url(), "zoe").await;
+    let (_zoe, z_reply) = joined(&b.url(), "zoe").await;
     let ids: Vec<&str> = z_reply.members.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["xavier", "yann", "zoe"], "members seen from B");
 

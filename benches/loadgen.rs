@@ -1,0 +1,2123 @@
+//! préau's load generator: classroom scenarios against préau, the bare
+//! tokio-tungstenite floor (`benches/peers/bare`) or a Socket.IO 4 server
+//! (`benches/peers/socketio`), with the same client-side work for each.
+//!
+//!   cargo bench --bench loadgen -- <scenario> [options]
+//!   cargo bench --bench loadgen -- report <scenario> --out DIR --to FILE
+//!
+//! Scenarios: `idle`, `revision` (with `--sweep`), `announce`,
+//! `reconnect-storm`. See `benches/README.md` for what each measures.
+//!
+//! Every connection is one task (plus the two tasks of `preau::client::Client`
+//! or of the Socket.IO client below). Posted texts start with the send time
+//! (nanoseconds since this process started) and a sequence number, so every
+//! delivery's latency is measured on one clock. Latencies go to one HDR
+//! histogram (microseconds). The server's CPU time and resident memory are
+//! read from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use preau::auth::{Claims, Keyring};
+use preau::client::{Client, ClientError};
+use preau::protocol::{self, Body, Position, Request, Role, ServerFrame};
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+
+// ---------------------------------------------------------------- options
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "loadgen", about = "préau load generator")]
+struct Args {
+    /// idle | revision | announce | reconnect-storm | report
+    scenario: String,
+    /// For `report`: the scenario whose results to compare.
+    of: Option<String>,
+    /// preau | bare | socketio
+    #[arg(long, default_value = "preau")]
+    target: String,
+    /// WebSocket URL (default: per target, on 127.0.0.1).
+    #[arg(long)]
+    url: Option<String>,
+    /// Server process to sample; default: the process listening on the URL's port.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// idle: connections (rooms of --room-size).
+    #[arg(long, default_value_t = 2000)]
+    connections: usize,
+    #[arg(long, default_value_t = 30)]
+    room_size: usize,
+    /// revision: number of rooms.
+    #[arg(long, default_value_t = 200)]
+    rooms: usize,
+    /// revision: posts per second per member (reconnect-storm: per room).
+    #[arg(long, default_value_t = 0.1)]
+    rate: f64,
+    /// revision: step the rate up by --sweep-factor until p99 >= --p99-limit-ms.
+    #[arg(long)]
+    sweep: bool,
+    #[arg(long, default_value_t = 1.5)]
+    sweep_factor: f64,
+    #[arg(long, default_value_t = 8)]
+    sweep_steps: usize,
+    #[arg(long, default_value_t = 50.0)]
+    p99_limit_ms: f64,
+    /// Message text size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// announce / reconnect-storm: members.
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// announce: messages sent (one at a time).
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Seconds of posting before each measured window.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds of each measured window.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// idle: seconds to hold the connections while sampling memory.
+    #[arg(long, default_value_t = 5.0)]
+    hold: f64,
+    /// Connection setups (connect + hello + join) in flight at once.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// reconnect-storm: reconnections in flight at once.
+    #[arg(long, default_value_t = 500)]
+    storm_concurrency: usize,
+    /// Tokio worker threads of the generator (1: current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Folder for the JSON result and the Markdown summary.
+    #[arg(long, default_value = "benches/results/raw")]
+    out: PathBuf,
+    /// Name of this run in file names and reports (default: the target).
+    #[arg(long)]
+    label: Option<String>,
+    /// `report`: the Markdown file to write.
+    #[arg(long)]
+    to: Option<PathBuf>,
+    /// Set by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Preau,
+    Bare,
+    SocketIo,
+}
+
+impl Target {
+    fn parse(s: &str) -> anyhow::Result<Target> {
+        Ok(match s {
+            "preau" => Target::Preau,
+            "bare" => Target::Bare,
+            "socketio" => Target::SocketIo,
+            other => bail!("unknown target {other:?} (preau, bare, socketio)"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::Preau => "preau",
+            Target::Bare => "bare",
+            Target::SocketIo => "socketio",
+        }
+    }
+
+    fn default_url(self) -> &'static str {
+        match self {
+            Target::Preau => "ws://127.0.0.1:8080/ws",
+            Target::Bare => "ws://127.0.0.1:9002/ws",
+            Target::SocketIo => "ws://127.0.0.1:9003/socket.io/?EIO=4&transport=websocket",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- clock
+
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+/// Nanoseconds since this process started (one monotonic clock for send and
+/// receive, both in this process).
+fn now_ns() -> u64 {
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// `"<send ns> <seq> xxxx…"`, `size` bytes long (at least the two numbers).
+fn make_text(seq: u64, size: usize) -> String {
+    let mut text = format!("{} {} ", now_ns(), seq);
+    while text.len() < size {
+        text.push('x');
+    }
+    text
+}
+
+/// The send time and sequence number at the start of a text.
+fn parse_text(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.splitn(3, ' ');
+    let sent = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    Some((sent, seq))
+}
+
+// ---------------------------------------------------------------- connections
+
+/// What a connection receives, whatever the server.
+enum Incoming {
+    Event {
+        offset: u64,
+        text: String,
+    },
+    /// The ack of a post sent without waiting.
+    Ack,
+    Error(String),
+    Other,
+}
+
+struct JoinInfo {
+    epoch: String,
+    head: u64,
+    recovered: Option<bool>,
+    replay: Vec<(u64, String)>,
+}
+
+/// One client connection: préau's own client (préau and the bare peer) or
+/// the Socket.IO client below.
+enum Conn {
+    Preau(Client),
+    Sio(SioClient),
+}
+
+struct Endpoint {
+    target: Target,
+    url: String,
+    keyring: Option<Keyring>,
+}
+
+impl Endpoint {
+    fn token(&self, user: &str) -> anyhow::Result<String> {
+        let Some(keyring) = &self.keyring else {
+            return Ok("no-auth".to_owned());
+        };
+        let now = preau::auth::now_secs();
+        Ok(keyring.mint(&Claims {
+            sub: user.to_owned(),
+            name: user.to_owned(),
+            role: Role::Student,
+            classes: vec!["3B".to_owned()],
+            children: vec![],
+            exp: now + 4 * 3600,
+            iat: now,
+        })?)
+    }
+
+    async fn connect(&self, user: &str) -> anyhow::Result<Conn> {
+        match self.target {
+            Target::Preau | Target::Bare => {
+                let token = self.token(user)?;
+                let (client, _) = Client::connect(&self.url, &token).await?;
+                Ok(Conn::Preau(client))
+            }
+            Target::SocketIo => Ok(Conn::Sio(SioClient::connect(&self.url).await?)),
+        }
+    }
+}
+
+impl Conn {
+    async fn join(&mut self, room: &str, since: Option<(String, u64)>) -> anyhow::Result<JoinInfo> {
+        match self {
+            Conn::Preau(client) => {
+                let since = since.map(|(epoch, offset)| Position { epoch, offset });
+                let joined = client.join(room, since).await?;
+                Ok(JoinInfo {
+                    epoch: joined.epoch,
+                    head: joined.head,
+                    recovered: joined.recovery.map(|r| r.recovered),
+                    replay: joined
+                        .events
+                        .into_iter()
+                        .map(|e| {
+                            let Body::Message { text } = e.body;
+                            (e.offset, text)
+                        })
+                        .collect(),
+                })
+            }
+            Conn::Sio(client) => client.join(room).await,
+        }
+    }
+
+    /// Posts without waiting for the ack (it arrives as [`Incoming::Ack`]).
+    fn post(&mut self, room: &str, text: String) -> anyhow::Result<()> {
+        match self {
+            Conn::Preau(client) => {
+                let frame = protocol::encode_request(&Request::Post {
+                    id: None,
+                    room: room.to_owned(),
+                    text,
+                })?;
+                client.send_raw(frame)?;
+                Ok(())
+            }
+            Conn::Sio(client) => client.post(room, &text),
+        }
+    }
+
+    /// Posts and waits for the ack; the offset given (préau only).
+    async fn post_acked(&mut self, room: &str, text: &str) -> Result<u64, String> {
+        match self {
+            Conn::Preau(client) => match client.post(room, text).await {
+                Ok(ack) => Ok(ack.offset),
+                Err(ClientError::Refused(reply)) => Err(reply.code.to_string()),
+                Err(err) => Err(err.to_string()),
+            },
+            Conn::Sio(_) => Err("post_acked needs préau".to_owned()),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Incoming> {
+        match self {
+            Conn::Preau(client) => Some(match client.next().await? {
+                ServerFrame::Event(event) => {
+                    let Body::Message { text } = event.body;
+                    Incoming::Event {
+                        offset: event.offset,
+                        text,
+                    }
+                }
+                ServerFrame::Ok { id: None, .. } => Incoming::Ack,
+                ServerFrame::Error(reply) => Incoming::Error(reply.code.to_string()),
+                _ => Incoming::Other,
+            }),
+            Conn::Sio(client) => client.events.recv().await,
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Conn::Preau(client) => client.close(),
+            Conn::Sio(client) => client.close(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Socket.IO client
+
+type SioAcks = Arc<Mutex<HashMap<u32, oneshot::Sender<Value>>>>;
+
+/// Socket.IO 4 over its WebSocket transport (engine.io v4 framing): `0{..}`
+/// open, `40` connect to `/`, `42[..]` events, `42<id>[..]`/`43<id>[..]`
+/// acks, ping `2` answered with pong `3`. Built like `preau::client::Client`
+/// (a writer task and a reader task, unbounded channels) so that both
+/// targets cost the generator about the same.
+struct SioClient {
+    outgoing: mpsc::UnboundedSender<Message>,
+    events: mpsc::UnboundedReceiver<Incoming>,
+    acks: SioAcks,
+    next_ack: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct SioEvent {
+    offset: u64,
+    text: String,
+}
+
+impl SioClient {
+    async fn connect(url: &str) -> anyhow::Result<SioClient> {
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+        let mut opened = false;
+        loop {
+            let message = ws
+                .next()
+                .await
+                .context("socket.io closed during handshake")??;
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let text = text.as_str();
+            if !opened && text.starts_with('0') {
+                opened = true;
+                ws.send(Message::text("40")).await?;
+            } else if text.starts_with("40") {
+                break;
+            } else if text.starts_with("44") {
+                bail!("socket.io refused the connection: {text}");
+            } else if text == "2" {
+                ws.send(Message::text("3")).await?;
+            }
+        }
+        let (mut sink, mut stream) = ws.split();
+        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let acks: SioAcks = Arc::default();
+        tokio::spawn(async move {
+            while let Some(message) = outgoing_rx.recv().await {
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let reader_acks = acks.clone();
+        let reader_out = outgoing.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                match message {
+                    Message::Text(text) => {
+                        let text = text.as_str();
+                        if text == "2" {
+                            let _ = reader_out.send(Message::text("3"));
+                        } else if let Some(body) = text.strip_prefix("42") {
+                            let incoming = match serde_json::from_str::<(String, SioEvent)>(body) {
+                                Ok((name, event)) if name == "event" => Incoming::Event {
+                                    offset: event.offset,
+                                    text: event.text,
+                                },
+                                _ => Incoming::Other,
+                            };
+                            let _ = events_tx.send(incoming);
+                        } else if let Some(body) = text.strip_prefix("43") {
+                            let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+                            let id: u32 = body[..digits].parse().unwrap_or(0);
+                            let waiter = reader_acks.lock().remove(&id);
+                            match waiter {
+                                Some(waiter) => {
+                                    let value = serde_json::from_str(&body[digits..])
+                                        .unwrap_or(Value::Null);
+                                    let _ = waiter.send(value);
+                                }
+                                None => {
+                                    let _ = events_tx.send(Incoming::Ack);
+                                }
+                            }
+                        } else if text.starts_with("41") || text == "1" {
+                            break;
+                        }
+                    }
+                    Message::Close(_) => {
+                        let _ = reader_out.send(Message::Close(None));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            reader_acks.lock().clear();
+        });
+        Ok(SioClient {
+            outgoing,
+            events,
+            acks,
+            next_ack: 1,
+        })
+    }
+
+    fn send(&self, text: String) -> anyhow::Result<()> {
+        self.outgoing
+            .send(Message::text(text))
+            .map_err(|_| anyhow::anyhow!("socket.io connection closed"))
+    }
+
+    fn ack_id(&mut self) -> u32 {
+        let id = self.next_ack;
+        self.next_ack = self.next_ack.wrapping_add(1).max(1);
+        id
+    }
+
+    async fn join(&mut self, room: &str) -> anyhow::Result<JoinInfo> {
+        let id = self.ack_id();
+        let (tx, rx) = oneshot::channel();
+        self.acks.lock().insert(id, tx);
+        self.send(format!("42{id}{}", json!(["join", room])))?;
+        let reply = rx.await.context("socket.io closed before the join ack")?;
+        Ok(JoinInfo {
+            epoch: String::new(),
+            head: reply[0]["head"].as_u64().unwrap_or(0),
+            recovered: None,
+            replay: Vec::new(),
+        })
+    }
+
+    /// Emits `post` with an ack id (the server acks every post, as préau
+    /// does); the ack arrives as [`Incoming::Ack`].
+    fn post(&mut self, room: &str, text: &str) -> anyhow::Result<()> {
+        let id = self.ack_id();
+        self.send(format!("42{id}{}", json!(["post", room, text])))
+    }
+
+    fn close(&self) {
+        let _ = self.outgoing.send(Message::Close(None));
+    }
+}
+
+// ---------------------------------------------------------------- /proc
+
+#[derive(Debug, Clone, Copy)]
+struct ProcSample {
+    /// utime + stime of all threads, in clock ticks (USER_HZ = 100).
+    cpu_ticks: u64,
+    rss_kib: u64,
+    /// Time its threads spent runnable but waiting for a CPU (ns, summed
+    /// over the live threads, /proc/<pid>/task/*/schedstat): how much other
+    /// processes on the same core got in the way.
+    wait_ns: u64,
+    at: Instant,
+}
+
+const TICKS_PER_SEC: f64 = 100.0;
+
+fn proc_sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces; field 3 is first.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut wait_ns = 0;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+                wait_ns += text
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Some(ProcSample {
+        cpu_ticks: utime + stime,
+        rss_kib,
+        wait_ns,
+        at: Instant::now(),
+    })
+}
+
+/// Run-queue wait between two samples, in milliseconds.
+fn wait_ms(a: &ProcSample, b: &ProcSample) -> f64 {
+    b.wait_ns.saturating_sub(a.wait_ns) as f64 / 1e6
+}
+
+/// CPU used between two samples, in seconds.
+fn cpu_secs(a: &ProcSample, b: &ProcSample) -> f64 {
+    b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / TICKS_PER_SEC
+}
+
+/// The process listening on `port` (TCP, IPv4 or IPv6): its socket's inode
+/// from /proc/net/tcp*, then the process holding that inode in /proc/*/fd.
+fn pid_listening_on(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 10 || cols[3] != "0A" {
+                continue;
+            }
+            let local_port = cols[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                inodes.push(format!("socket:[{}]", cols[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn port_of(url: &str) -> Option<u16> {
+    url::Url::parse(url).ok()?.port_or_known_default()
+}
+
+fn describe_process(pid: u32) -> Value {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    json!({"pid": pid, "comm": comm.trim(), "cmdline": cmdline, "cpus_allowed": allowed})
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    json!({
+        "cpu": model,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cores_online": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
+        "kernel": kernel.trim(),
+        "memory_gib": (mem_kib as f64 / 1048576.0 * 10.0).round() / 10.0,
+    })
+}
+
+// ---------------------------------------------------------------- shared stats
+
+struct Stats {
+    /// Delivery latency (µs) of events that arrived inside the open window.
+    latency: Mutex<Histogram<u64>>,
+    /// Setup time (µs) of each connection (connect + hello + join).
+    setup: Mutex<Histogram<u64>>,
+    window_open: AtomicBool,
+    deliveries: AtomicU64,
+    window_deliveries: AtomicU64,
+    window_posts: AtomicU64,
+    max_latency_ns: AtomicU64,
+    posts: AtomicU64,
+    acks: AtomicU64,
+    others: AtomicU64,
+    connected: AtomicU64,
+    setup_failed: AtomicU64,
+    disconnected: AtomicU64,
+    /// Offsets skipped (a member saw offset n+k after n) and seen twice or
+    /// out of order, over all members.
+    gaps: AtomicU64,
+    dups: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+    recovered: AtomicU64,
+    not_recovered: AtomicU64,
+    replayed: AtomicU64,
+    storm_done: AtomicU64,
+    last_recovered_ns: AtomicU64,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        let hist = || Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
+        Stats {
+            latency: Mutex::new(hist()),
+            setup: Mutex::new(hist()),
+            window_open: AtomicBool::new(false),
+            deliveries: AtomicU64::new(0),
+            window_deliveries: AtomicU64::new(0),
+            window_posts: AtomicU64::new(0),
+            max_latency_ns: AtomicU64::new(0),
+            posts: AtomicU64::new(0),
+            acks: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            setup_failed: AtomicU64::new(0),
+            disconnected: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            dups: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+            recovered: AtomicU64::new(0),
+            not_recovered: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            storm_done: AtomicU64::new(0),
+            last_recovered_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn error(&self, what: impl Into<String>) {
+        *self.errors.lock().entry(what.into()).or_insert(0) += 1;
+    }
+
+    fn delivered(&self, sent_ns: u64) {
+        let now = now_ns();
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        if self.window_open.load(Ordering::Relaxed) {
+            let latency = now.saturating_sub(sent_ns);
+            self.window_deliveries.fetch_add(1, Ordering::Relaxed);
+            self.max_latency_ns.fetch_max(latency, Ordering::Relaxed);
+            self.latency
+                .lock()
+                .saturating_record((latency / 1000).max(1));
+        }
+    }
+
+    fn open_window(&self) {
+        self.latency.lock().reset();
+        self.window_deliveries.store(0, Ordering::Relaxed);
+        self.window_posts.store(0, Ordering::Relaxed);
+        self.max_latency_ns.store(0, Ordering::Relaxed);
+        self.window_open.store(true, Ordering::Relaxed);
+    }
+
+    fn close_window(&self) {
+        self.window_open.store(false, Ordering::Relaxed);
+    }
+
+    fn latency_json(&self) -> Value {
+        hist_json(&self.latency.lock())
+    }
+
+    fn errors_json(&self) -> Value {
+        json!(self.errors.lock().clone())
+    }
+}
+
+fn hist_json(h: &Histogram<u64>) -> Value {
+    let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
+    if h.is_empty() {
+        return json!({"count": 0});
+    }
+    json!({
+        "count": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.5)),
+        "p90_ms": ms(h.value_at_quantile(0.9)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "p999_ms": ms(h.value_at_quantile(0.999)),
+        "max_ms": ms(h.max()),
+        "mean_ms": (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+    })
+}
+
+// ---------------------------------------------------------------- members
+
+enum Cmd {
+    /// Post one message now (announce).
+    Post(u64),
+    /// Drop the connection and reconnect with recovery (reconnect-storm).
+    Reconnect,
+    /// Close and finish; the reply carries what the member saw last.
+    Close(oneshot::Sender<(String, u64)>),
+}
+
+struct Ctx {
+    endpoint: Endpoint,
+    stats: Stats,
+    size: usize,
+    /// Posts per second per member (revision); 0 = silent.
+    rate: watch::Receiver<f64>,
+    connect_slots: Semaphore,
+    storm_slots: Semaphore,
+    storm_started_ns: AtomicU64,
+}
+
+/// Tracks a member's position in its room: gaps and duplicates.
+struct Position_ {
+    epoch: String,
+    last: u64,
+}
+
+impl Position_ {
+    fn see(&mut self, offset: u64, stats: &Stats) {
+        if offset == 0 {
+            return; // a server without offsets
+        }
+        if offset > self.last + 1 {
+            stats
+                .gaps
+                .fetch_add(offset - self.last - 1, Ordering::Relaxed);
+        } else if offset <= self.last {
+            stats.dups.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last = offset;
+    }
+}
+
+async fn setup(ctx: &Ctx, user: &str, room: &str) -> anyhow::Result<(Conn, JoinInfo)> {
+    let started = now_ns();
+    let mut conn = ctx.endpoint.connect(user).await?;
+    let joined = conn.join(room, None).await?;
+    ctx.stats
+        .setup
+        .lock()
+        .saturating_record(((now_ns() - started) / 1000).max(1));
+    Ok((conn, joined))
+}
+
+/// One member: connects, joins, then receives (recording every delivery),
+/// posts at the current rate and obeys commands until closed.
+async fn member(
+    ctx: Arc<Ctx>,
+    user: String,
+    room: String,
+    mut commands: mpsc::UnboundedReceiver<Cmd>,
+) {
+    let slot = ctx.connect_slots.acquire().await;
+    let setup = setup(&ctx, &user, &room).await;
+    drop(slot);
+    let (mut conn, joined) = match setup {
+        Ok(ok) => ok,
+        Err(err) => {
+            ctx.stats.setup_failed.fetch_add(1, Ordering::Relaxed);
+            ctx.stats.error(format!("setup: {err}"));
+            return;
+        }
+    };
+    ctx.stats.connected.fetch_add(1, Ordering::Relaxed);
+    let mut position = Position_ {
+        epoch: joined.epoch,
+        last: joined.head,
+    };
+    let mut rate_rx = ctx.rate.clone();
+    let mut rate = *rate_rx.borrow_and_update();
+    let mut ticker = post_ticker(rate);
+    let mut seq = 0u64;
+    let mut alive = true;
+    loop {
+        tokio::select! {
+            incoming = conn.next(), if alive => match incoming {
+                Some(Incoming::Event { offset, text }) => {
+                    position.see(offset, &ctx.stats);
+                    match parse_text(&text) {
+                        Some((sent, _)) => ctx.stats.delivered(sent),
+                        None => ctx.stats.error("unparsable event text"),
+                    }
+                }
+                Some(Incoming::Ack) => {
+                    ctx.stats.acks.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Incoming::Error(code)) => ctx.stats.error(code),
+                Some(Incoming::Other) => {
+                    ctx.stats.others.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    ctx.stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                    if let Conn::Preau(client) = &conn {
+                        if let Some((code, reason)) = client.close_frame() {
+                            ctx.stats.error(format!("closed by server: {code} {reason}"));
+                        }
+                    }
+                    alive = false;
+                }
+            },
+            _ = ticker.tick(), if alive && rate > 0.0 => {
+                seq += 1;
+                if conn.post(&room, make_text(seq, ctx.size)).is_ok() {
+                    ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
+                    ctx.stats.window_posts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            changed = rate_rx.changed() => {
+                if changed.is_err() {
+                    // The scenario is over; keep the connection until closed.
+                    rate = 0.0;
+                    rate_rx = watch::channel(0.0).1;
+                } else {
+                    rate = *rate_rx.borrow_and_update();
+                    ticker = post_ticker(rate);
+                }
+            }
+            command = commands.recv() => match command {
+                Some(Cmd::Post(seq)) => {
+                    if conn.post(&room, make_text(seq, ctx.size)).is_ok() {
+                        ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(Cmd::Reconnect) => {
+                    conn.close();
+                    match reconnect(&ctx, &user, &room, &mut position).await {
+                        Some(new) => {
+                            conn = new;
+                            alive = true;
+                        }
+                        None => alive = false,
+                    }
+                }
+                Some(Cmd::Close(reply)) => {
+                    conn.close();
+                    let _ = reply.send((room.clone(), position.last));
+                    return;
+                }
+                None => {
+                    conn.close();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A ticker at `rate` per second, starting at a random phase so that
+/// members do not post in lockstep.
+fn post_ticker(rate: f64) -> tokio::time::Interval {
+    let period = if rate > 0.0 {
+        Duration::from_secs_f64(1.0 / rate)
+    } else {
+        Duration::from_secs(3600)
+    };
+    let phase = period.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    ticker
+}
+
+/// Connects again and joins with `since` = what the member saw last.
+async fn reconnect(ctx: &Ctx, user: &str, room: &str, position: &mut Position_) -> Option<Conn> {
+    let _slot = ctx.storm_slots.acquire().await;
+    for attempt in 0..20 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+        }
+        let since = (position.epoch.clone(), position.last);
+        let mut conn = match ctx.endpoint.connect(user).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                ctx.stats.error(format!("reconnect: {err}"));
+                continue;
+            }
+        };
+        let joined = match conn.join(room, Some(since)).await {
+            Ok(joined) => joined,
+            Err(err) => {
+                ctx.stats.error(format!("rejoin: {err}"));
+                continue;
+            }
+        };
+        if joined.recovered == Some(true) {
+            ctx.stats.recovered.fetch_add(1, Ordering::Relaxed);
+            for (offset, _) in &joined.replay {
+                position.see(*offset, &ctx.stats);
+            }
+            ctx.stats
+                .replayed
+                .fetch_add(joined.replay.len() as u64, Ordering::Relaxed);
+            // The replay must reach the head the join reply gives; events
+            // after it arrive live.
+            if joined.head > position.last {
+                ctx.stats
+                    .gaps
+                    .fetch_add(joined.head - position.last, Ordering::Relaxed);
+                position.last = joined.head;
+            }
+        } else {
+            ctx.stats.not_recovered.fetch_add(1, Ordering::Relaxed);
+            ctx.stats
+                .gaps
+                .fetch_add(joined.head.saturating_sub(position.last), Ordering::Relaxed);
+            position.epoch = joined.epoch;
+            position.last = joined.head;
+        }
+        ctx.stats
+            .last_recovered_ns
+            .fetch_max(now_ns(), Ordering::Relaxed);
+        ctx.stats.storm_done.fetch_add(1, Ordering::Relaxed);
+        return Some(conn);
+    }
+    ctx.stats.storm_done.fetch_add(1, Ordering::Relaxed);
+    None
+}
+
+// ---------------------------------------------------------------- progress
+
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            last_line: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn show(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.set_message(line),
+            None => {
+                let mut last = self.last_line.lock();
+                if last.elapsed() >= Duration::from_secs(5) {
+                    *last = Instant::now();
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+
+    fn println(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Prints a status line every second until dropped.
+fn spawn_progress(
+    ctx: Arc<Ctx>,
+    progress: Arc<Progress>,
+    server_pid: Option<u32>,
+    phase: Arc<Mutex<String>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let me = std::process::id();
+        let mut last_server = server_pid.and_then(proc_sample);
+        let mut last_me = proc_sample(me);
+        let mut last_deliveries = ctx.stats.deliveries.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let server = server_pid.and_then(proc_sample);
+            let mine = proc_sample(me);
+            let deliveries = ctx.stats.deliveries.load(Ordering::Relaxed);
+            let pct = |a: &Option<ProcSample>, b: &Option<ProcSample>| match (a, b) {
+                (Some(a), Some(b)) => {
+                    let secs = b.at.duration_since(a.at).as_secs_f64().max(0.001);
+                    format!("{:.0}%", cpu_secs(a, b) / secs * 100.0)
+                }
+                _ => "?".to_owned(),
+            };
+            let elapsed = last_me
+                .map(|s| s.at.elapsed().as_secs_f64())
+                .unwrap_or(1.0)
+                .max(0.001);
+            progress.show(format!(
+                "[{:>5.0}s] {} | conns {} (failed {}, dropped {}) | deliveries/s {:.0} | server cpu {} rss {} MiB | generator cpu {}",
+                started.elapsed().as_secs_f64(),
+                phase.lock(),
+                ctx.stats.connected.load(Ordering::Relaxed),
+                ctx.stats.setup_failed.load(Ordering::Relaxed),
+                ctx.stats.disconnected.load(Ordering::Relaxed),
+                (deliveries - last_deliveries) as f64 / elapsed,
+                pct(&last_server, &server),
+                server.map_or(0, |s| s.rss_kib / 1024),
+                pct(&last_me, &mine),
+            ));
+            last_server = server;
+            last_me = mine;
+            last_deliveries = deliveries;
+        }
+    })
+}
+
+// ---------------------------------------------------------------- running
+
+struct Run {
+    args: Args,
+    target: Target,
+    ctx: Arc<Ctx>,
+    rate_tx: watch::Sender<f64>,
+    server_pid: Option<u32>,
+    progress: Arc<Progress>,
+    phase: Arc<Mutex<String>>,
+    /// A unique prefix for room names, so reruns against one server never
+    /// share rooms.
+    run_id: String,
+    members: Vec<mpsc::UnboundedSender<Cmd>>,
+}
+
+impl Run {
+    fn set_phase(&self, phase: impl Into<String>) {
+        let phase = phase.into();
+        self.progress.println(format!("-- {phase}"));
+        *self.phase.lock() = phase;
+    }
+
+    fn sample_server(&self) -> Option<ProcSample> {
+        self.server_pid.and_then(proc_sample)
+    }
+
+    /// Starts `count` members over rooms of `room_size`, `room_of(i)`
+    /// naming member i's room; waits until every setup finished.
+    async fn connect_members(&mut self, count: usize, room_of: impl Fn(usize) -> String) -> Value {
+        self.set_phase(format!("connecting {count}"));
+        let started = Instant::now();
+        let before = (self.ctx.stats.connected.load(Ordering::Relaxed))
+            + self.ctx.stats.setup_failed.load(Ordering::Relaxed);
+        for i in 0..count {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.members.push(tx);
+            let user = format!("{}-m{i}", self.run_id);
+            tokio::spawn(member(self.ctx.clone(), user, room_of(i), rx));
+        }
+        loop {
+            let done = self.ctx.stats.connected.load(Ordering::Relaxed)
+                + self.ctx.stats.setup_failed.load(Ordering::Relaxed)
+                - before;
+            if done >= count as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let connected = self.ctx.stats.connected.load(Ordering::Relaxed);
+        let failed = self.ctx.stats.setup_failed.load(Ordering::Relaxed);
+        self.progress.println(format!(
+            "   {connected} connected, {failed} failed in {secs:.2} s ({:.0}/s)",
+            count as f64 / secs
+        ));
+        json!({
+            "connections": count,
+            "connected": connected,
+            "failed": failed,
+            "seconds": round3(secs),
+            "per_second": round1(count as f64 / secs),
+            "concurrency": self.args.connect_concurrency,
+            "setup_latency": hist_json(&self.ctx.stats.setup.lock()),
+        })
+    }
+
+    /// Waits until the generator has received nothing new for `quiet`
+    /// (at most `max`): presence frames and events in flight drained.
+    async fn settle(&self, quiet: Duration, max: Duration) -> f64 {
+        let started = Instant::now();
+        let count = || {
+            self.ctx.stats.deliveries.load(Ordering::Relaxed)
+                + self.ctx.stats.others.load(Ordering::Relaxed)
+                + self.ctx.stats.acks.load(Ordering::Relaxed)
+        };
+        let mut last = count();
+        let mut still_since = Instant::now();
+        while started.elapsed() < max {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = count();
+            if now != last {
+                last = now;
+                still_since = Instant::now();
+            } else if still_since.elapsed() >= quiet {
+                break;
+            }
+        }
+        started.elapsed().as_secs_f64()
+    }
+
+    /// Measures one window of `duration` after `warmup` at the current rate.
+    async fn window(&self, warmup: f64, duration: f64) -> Value {
+        tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+        let stats = &self.ctx.stats;
+        let me = std::process::id();
+        let server_before = self.sample_server();
+        let me_before = proc_sample(me);
+        let delivered_before = stats.deliveries.load(Ordering::Relaxed);
+        let posts_before = stats.posts.load(Ordering::Relaxed);
+        let acks_before = stats.acks.load(Ordering::Relaxed);
+        stats.open_window();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs_f64(duration)).await;
+        stats.close_window();
+        let secs = started.elapsed().as_secs_f64();
+        let server_after = self.sample_server();
+        let me_after = proc_sample(me);
+        let delivered = stats.deliveries.load(Ordering::Relaxed) - delivered_before;
+        let posts = stats.posts.load(Ordering::Relaxed) - posts_before;
+        let acks = stats.acks.load(Ordering::Relaxed) - acks_before;
+        let server_cpu = match (&server_before, &server_after) {
+            (Some(a), Some(b)) => Some(cpu_secs(a, b)),
+            _ => None,
+        };
+        let gen_cpu = match (&me_before, &me_after) {
+            (Some(a), Some(b)) => Some(cpu_secs(a, b)),
+            _ => None,
+        };
+        json!({
+            "seconds": round3(secs),
+            "posts_per_s": round1(posts as f64 / secs),
+            "acks_per_s": round1(acks as f64 / secs),
+            "deliveries_per_s": round1(delivered as f64 / secs),
+            "latency": stats.latency_json(),
+            "server_cpu_percent": server_cpu.map(|c| round1(c / secs * 100.0)),
+            "server_cpu_us_per_delivery": server_cpu
+                .filter(|_| delivered > 0)
+                .map(|c| round3(c * 1e6 / delivered as f64)),
+            "server_rss_mib": server_after.map(|s| round1(s.rss_kib as f64 / 1024.0)),
+            "generator_cpu_percent": gen_cpu.map(|c| round1(c / secs * 100.0)),
+            "server_runqueue_wait_ms": match (&server_before, &server_after) {
+                (Some(a), Some(b)) => Some(round1(wait_ms(a, b))),
+                _ => None,
+            },
+            "generator_runqueue_wait_ms": match (&me_before, &me_after) {
+                (Some(a), Some(b)) => Some(round1(wait_ms(a, b))),
+                _ => None,
+            },
+            "generator_cpu_us_per_delivery": gen_cpu
+                .filter(|_| delivered > 0)
+                .map(|c| round3(c * 1e6 / delivered as f64)),
+        })
+    }
+
+    /// Closes every member; returns what each saw last, by room.
+    async fn close_all(&mut self) -> Vec<(String, u64)> {
+        let mut replies = Vec::new();
+        for tx in self.members.drain(..) {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            if tx.send(Cmd::Close(reply_tx)).is_ok() {
+                replies.push(reply_rx);
+            }
+        }
+        let mut seen = Vec::new();
+        for reply in replies {
+            if let Ok(Ok(last)) = tokio::time::timeout(Duration::from_secs(10), reply).await {
+                seen.push(last);
+            }
+        }
+        seen
+    }
+
+    fn common(&self) -> Value {
+        let stats = &self.ctx.stats;
+        json!({
+            "gaps": stats.gaps.load(Ordering::Relaxed),
+            "duplicates": stats.dups.load(Ordering::Relaxed),
+            "dropped_connections": stats.disconnected.load(Ordering::Relaxed),
+            "errors": stats.errors_json(),
+        })
+    }
+}
+
+async fn idle(run: &mut Run) -> anyhow::Result<Value> {
+    let baseline = run.sample_server();
+    let n = run.args.connections;
+    let size = run.args.room_size;
+    let id = run.run_id.clone();
+    let setup = run
+        .connect_members(n, |i| format!("3B/chat/{id}-i{}", i / size))
+        .await;
+    run.set_phase("settling");
+    let settle = run
+        .settle(Duration::from_secs(1), Duration::from_secs(30))
+        .await;
+    run.set_phase(format!("holding {:.0} s", run.args.hold));
+    let hold_start = run.sample_server();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < run.args.hold {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(s) = run.sample_server() {
+            samples.push(s.rss_kib);
+        }
+    }
+    let hold_end = run.sample_server();
+    samples.sort_unstable();
+    let rss = samples.get(samples.len() / 2).copied();
+    let connected = run.ctx.stats.connected.load(Ordering::Relaxed);
+    let per_conn = match (baseline, rss) {
+        (Some(b), Some(rss)) if connected > 0 => {
+            Some(round3((rss as f64 - b.rss_kib as f64) / connected as f64))
+        }
+        _ => None,
+    };
+    let idle_cpu = match (hold_start, hold_end) {
+        (Some(a), Some(b)) => Some(round1(
+            cpu_secs(&a, &b) / b.at.duration_since(a.at).as_secs_f64() * 100.0,
+        )),
+        _ => None,
+    };
+    let me = proc_sample(std::process::id());
+    let result = json!({
+        "setup": setup,
+        "settle_seconds": round3(settle),
+        "rooms": n.div_ceil(size),
+        "server_rss_baseline_mib": baseline.map(|s| round1(s.rss_kib as f64 / 1024.0)),
+        "server_rss_mib": rss.map(|r| round1(r as f64 / 1024.0)),
+        "server_rss_kib_per_connection": per_conn,
+        "server_cpu_percent_while_idle": idle_cpu,
+        "generator_rss_kib_per_connection": me.filter(|_| connected > 0)
+            .map(|m| round3(m.rss_kib as f64 / connected as f64)),
+        "presence_and_other_frames": run.ctx.stats.others.load(Ordering::Relaxed),
+    });
+    run.close_all().await;
+    Ok(result)
+}
+
+async fn revision(run: &mut Run) -> anyhow::Result<Value> {
+    let size = run.args.room_size;
+    let n = run.args.rooms * size;
+    let id = run.run_id.clone();
+    let setup = run
+        .connect_members(n, |i| format!("3B/chat/{id}-r{}", i / size))
+        .await;
+    run.set_phase("settling");
+    run.settle(Duration::from_secs(1), Duration::from_secs(30))
+        .await;
+    let posting_from = run.ctx.stats.deliveries.load(Ordering::Relaxed);
+    let acks_from = run.ctx.stats.acks.load(Ordering::Relaxed);
+    let mut steps = Vec::new();
+    let mut rate = run.args.rate;
+    let mut best: Option<Value> = None;
+    let max_steps = if run.args.sweep {
+        run.args.sweep_steps
+    } else {
+        1
+    };
+    for step in 0..max_steps {
+        let expected = rate * n as f64 * size as f64;
+        run.set_phase(format!(
+            "step {}: {rate:.3} posts/s per member, ~{expected:.0} deliveries/s",
+            step + 1
+        ));
+        run.rate_tx.send_replace(rate);
+        let mut window = run.window(run.args.warmup, run.args.duration).await;
+        window["rate_per_member"] = json!(round3(rate));
+        window["offered_deliveries_per_s"] = json!(round1(expected));
+        let p99 = window["latency"]["p99_ms"]
+            .as_f64()
+            .unwrap_or(f64::INFINITY);
+        let disconnected = run.ctx.stats.disconnected.load(Ordering::Relaxed);
+        let ok = p99 < run.args.p99_limit_ms && disconnected == 0;
+        window["p99_under_limit"] = json!(ok);
+        run.progress.println(format!(
+            "   {:.0} deliveries/s, p50 {} ms, p99 {} ms, max {} ms, server {} µs/delivery, server cpu {}%, generator cpu {}%, run-queue wait server {} ms generator {} ms",
+            window["deliveries_per_s"].as_f64().unwrap_or(0.0),
+            window["latency"]["p50_ms"],
+            window["latency"]["p99_ms"],
+            window["latency"]["max_ms"],
+            window["server_cpu_us_per_delivery"],
+            window["server_cpu_percent"],
+            window["generator_cpu_percent"],
+            window["server_runqueue_wait_ms"],
+            window["generator_runqueue_wait_ms"],
+        ));
+        steps.push(window.clone());
+        if !ok {
+            break;
+        }
+        best = Some(window);
+        rate *= run.args.sweep_factor;
+    }
+    run.rate_tx.send_replace(0.0);
+    run.set_phase("draining");
+    run.settle(Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    let delivered = run.ctx.stats.deliveries.load(Ordering::Relaxed) - posting_from;
+    let acks = run.ctx.stats.acks.load(Ordering::Relaxed) - acks_from;
+    let mut result = json!({
+        "setup": setup,
+        "rooms": run.args.rooms,
+        "room_size": size,
+        "message_bytes": run.args.size,
+        "steps": steps,
+        "sweep": run.args.sweep,
+        "p99_limit_ms": run.args.p99_limit_ms,
+        "posts_acked": acks,
+        "deliveries_expected_from_acks": acks * size as u64,
+        "deliveries": delivered,
+    });
+    if run.args.sweep {
+        result["best"] = best.unwrap_or(Value::Null);
+    }
+    run.close_all().await;
+    Ok(result)
+}
+
+async fn announce(run: &mut Run) -> anyhow::Result<Value> {
+    let k = run.args.members;
+    let room = format!("3B/chat/{}-a", run.run_id);
+    let setup = run.connect_members(k, |_| room.clone()).await;
+    run.set_phase("settling (presence)");
+    let settle = run
+        .settle(Duration::from_secs(1), Duration::from_secs(120))
+        .await;
+    let presence = run.ctx.stats.others.load(Ordering::Relaxed);
+    let connected = run.ctx.stats.connected.load(Ordering::Relaxed);
+    let mut lasts = Vec::new();
+    let server_before = run.sample_server();
+    run.ctx.stats.open_window();
+    let mut complete = 0;
+    for r in 0..run.args.repeat {
+        run.set_phase(format!("announce {}/{}", r + 1, run.args.repeat));
+        let before = run.ctx.stats.deliveries.load(Ordering::Relaxed);
+        run.ctx.stats.max_latency_ns.store(0, Ordering::Relaxed);
+        let Some(poster) = run.members.first() else {
+            bail!("no member");
+        };
+        poster
+            .send(Cmd::Post(r as u64 + 1))
+            .map_err(|_| anyhow::anyhow!("poster gone"))?;
+        let started = Instant::now();
+        while run.ctx.stats.deliveries.load(Ordering::Relaxed) - before < connected
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let got = run.ctx.stats.deliveries.load(Ordering::Relaxed) - before;
+        if got >= connected {
+            complete += 1;
+        }
+        let last_ms = run.ctx.stats.max_latency_ns.load(Ordering::Relaxed) as f64 / 1e6;
+        run.progress.println(format!(
+            "   {got}/{connected} members have it; the last after {last_ms:.2} ms"
+        ));
+        lasts.push(json!({"received": got, "last_member_ms": round3(last_ms)}));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    run.ctx.stats.close_window();
+    let server_after = run.sample_server();
+    let mut last_ms: Vec<f64> = lasts
+        .iter()
+        .filter_map(|l| l["last_member_ms"].as_f64())
+        .collect();
+    last_ms.sort_by(f64::total_cmp);
+    let result = json!({
+        "setup": setup,
+        "members": k,
+        "settle_seconds": round3(settle),
+        "presence_and_other_frames_during_setup": presence,
+        "server_rss_mib": server_after.map(|s| round1(s.rss_kib as f64 / 1024.0)),
+        "server_cpu_seconds_during_announces": match (server_before, server_after) {
+            (Some(a), Some(b)) => Some(round3(cpu_secs(&a, &b))),
+            _ => None,
+        },
+        "server_runqueue_wait_ms_during_announces": match (server_before, server_after) {
+            (Some(a), Some(b)) => Some(round1(wait_ms(&a, &b))),
+            _ => None,
+        },
+        "repeats": lasts,
+        "complete_repeats": complete,
+        "last_member_ms_median": last_ms.get(last_ms.len() / 2).copied(),
+        "last_member_ms_max": last_ms.last().copied(),
+        "last_member_ms_min": last_ms.first().copied(),
+        "per_member_latency": run.ctx.stats.latency_json(),
+    });
+    run.close_all().await;
+    Ok(result)
+}
+
+/// A room's writer in reconnect-storm: posts at `rate` with acks, keeps
+/// the last acked offset.
+async fn writer(
+    ctx: Arc<Ctx>,
+    user: String,
+    room: String,
+    rate: f64,
+    stop: watch::Receiver<bool>,
+    head: Arc<AtomicU64>,
+) {
+    let Ok((mut conn, _)) = setup(&ctx, &user, &room).await else {
+        ctx.stats.error("writer setup failed");
+        return;
+    };
+    let mut ticker = post_ticker(rate);
+    let mut seq = 0;
+    loop {
+        ticker.tick().await;
+        if *stop.borrow() {
+            break;
+        }
+        // Drain its own events (it is a member too).
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, conn.next()).await {}
+        seq += 1;
+        match conn.post_acked(&room, &make_text(seq, ctx.size)).await {
+            Ok(offset) => {
+                head.fetch_max(offset, Ordering::Relaxed);
+                ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => ctx.stats.error(format!("writer post: {err}")),
+        }
+    }
+    conn.close();
+}
+
+async fn reconnect_storm(run: &mut Run) -> anyhow::Result<Value> {
+    if run.target != Target::Preau {
+        bail!(
+            "reconnect-storm needs recovery (join with since): only préau has it here \
+             (the bare peer has no history; the Socket.IO peer runs without connection state recovery)"
+        );
+    }
+    let size = run.args.room_size;
+    let k = run.args.members;
+    let rooms = k.div_ceil(size);
+    let id = run.run_id.clone();
+    let room_name = move |r: usize| format!("3B/chat/{id}-s{r}");
+    let setup = run.connect_members(k, |i| room_name(i / size)).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut heads = Vec::new();
+    for r in 0..rooms {
+        let head = Arc::new(AtomicU64::new(0));
+        heads.push(head.clone());
+        tokio::spawn(writer(
+            run.ctx.clone(),
+            format!("{}-w{r}", run.run_id),
+            room_name(r),
+            run.args.rate,
+            stop_rx.clone(),
+            head,
+        ));
+    }
+    run.set_phase(format!(
+        "writers posting {:.2}/s in each of {rooms} rooms",
+        run.args.rate
+    ));
+    tokio::time::sleep(Duration::from_secs_f64(run.args.warmup.max(2.0))).await;
+    run.set_phase(format!("storm: {k} clients drop and reconnect"));
+    let server_before = run.sample_server();
+    let storm_start = now_ns();
+    run.ctx
+        .storm_started_ns
+        .store(storm_start, Ordering::Relaxed);
+    for tx in &run.members {
+        let _ = tx.send(Cmd::Reconnect);
+    }
+    let started = Instant::now();
+    while run.ctx.stats.storm_done.load(Ordering::Relaxed) < run.members.len() as u64
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let last = run.ctx.stats.last_recovered_ns.load(Ordering::Relaxed);
+    let all_secs = last.saturating_sub(storm_start) as f64 / 1e9;
+    let server_after = run.sample_server();
+    run.progress.println(format!(
+        "   {} recovered, {} not recovered, in {all_secs:.3} s",
+        run.ctx.stats.recovered.load(Ordering::Relaxed),
+        run.ctx.stats.not_recovered.load(Ordering::Relaxed)
+    ));
+    run.set_phase("after the storm");
+    tokio::time::sleep(Duration::from_secs_f64(run.args.warmup.max(2.0))).await;
+    stop_tx.send_replace(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    run.settle(Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    // What every member saw last against the room's last acked offset.
+    let seen = run.close_all().await;
+    let mut tail_missing = 0u64;
+    for (room, last) in &seen {
+        let Some(r) = room
+            .rsplit("-s")
+            .next()
+            .and_then(|r| r.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let head = heads[r].load(Ordering::Relaxed);
+        tail_missing += head.saturating_sub(*last);
+    }
+    let stats = &run.ctx.stats;
+    let gaps = stats.gaps.load(Ordering::Relaxed);
+    Ok(json!({
+        "setup": setup,
+        "members": k,
+        "rooms": rooms,
+        "writer_rate_per_room": run.args.rate,
+        "storm_concurrency": run.args.storm_concurrency,
+        "seconds_until_all_recovered": round3(all_secs),
+        "recovered": stats.recovered.load(Ordering::Relaxed),
+        "not_recovered": stats.not_recovered.load(Ordering::Relaxed),
+        "events_replayed": stats.replayed.load(Ordering::Relaxed),
+        "messages_missed": gaps + tail_missing,
+        "missed_as_gaps": gaps,
+        "missed_at_tail": tail_missing,
+        "members_checked": seen.len(),
+        "server_cpu_seconds_during_storm": match (server_before, server_after) {
+            (Some(a), Some(b)) => Some(round3(cpu_secs(&a, &b))),
+            _ => None,
+        },
+        "server_rss_mib": server_after.map(|s| round1(s.rss_kib as f64 / 1024.0)),
+    }))
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+// ---------------------------------------------------------------- output
+
+fn fmt(v: &Value) -> String {
+    match v {
+        Value::Null => "–".to_owned(),
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(0.0);
+            if n.is_u64() || n.is_i64() {
+                format!("{}", n)
+            } else if x.abs() >= 100.0 {
+                format!("{x:.0}")
+            } else if x.abs() >= 10.0 {
+                format!("{x:.1}")
+            } else {
+                format!("{x:.2}")
+            }
+        }
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The headline figures of one result, as `(name, value, lower is better)`.
+fn headline(scenario: &str, result: &Value) -> Vec<(String, Value, Option<bool>)> {
+    let r = &result["result"];
+    let mut rows: Vec<(String, Value, Option<bool>)> = Vec::new();
+    let mut push = |name: &str, v: &Value, lower: Option<bool>| {
+        rows.push((name.to_owned(), v.clone(), lower));
+    };
+    push("connections set up", &r["setup"]["connected"], None);
+    push("setup failures", &r["setup"]["failed"], Some(true));
+    push(
+        "connection setup rate (/s)",
+        &r["setup"]["per_second"],
+        Some(false),
+    );
+    push(
+        "setup latency p99 (ms)",
+        &r["setup"]["setup_latency"]["p99_ms"],
+        Some(true),
+    );
+    match scenario {
+        "idle" => {
+            push(
+                "server RSS per connection (KiB)",
+                &r["server_rss_kib_per_connection"],
+                Some(true),
+            );
+            push("server RSS (MiB)", &r["server_rss_mib"], Some(true));
+            push(
+                "server CPU while idle (%)",
+                &r["server_cpu_percent_while_idle"],
+                Some(true),
+            );
+            push(
+                "frames other than events received (presence…)",
+                &r["presence_and_other_frames"],
+                None,
+            );
+        }
+        "revision" => {
+            let steps = r["steps"].as_array().cloned().unwrap_or_default();
+            for step in &steps {
+                let label = format!("@ {} posts/s/member", fmt(&step["rate_per_member"]));
+                push(
+                    &format!("{label}: deliveries/s"),
+                    &step["deliveries_per_s"],
+                    Some(false),
+                );
+                push(
+                    &format!("{label}: latency p50 (ms)"),
+                    &step["latency"]["p50_ms"],
+                    Some(true),
+                );
+                push(
+                    &format!("{label}: latency p99 (ms)"),
+                    &step["latency"]["p99_ms"],
+                    Some(true),
+                );
+                push(
+                    &format!("{label}: latency max (ms)"),
+                    &step["latency"]["max_ms"],
+                    Some(true),
+                );
+                push(
+                    &format!("{label}: server CPU µs per delivery"),
+                    &step["server_cpu_us_per_delivery"],
+                    Some(true),
+                );
+                push(
+                    &format!("{label}: server CPU (%)"),
+                    &step["server_cpu_percent"],
+                    Some(true),
+                );
+                push(
+                    &format!("{label}: server RSS (MiB)"),
+                    &step["server_rss_mib"],
+                    Some(true),
+                );
+                push(
+                    &format!("{label}: generator CPU (%)"),
+                    &step["generator_cpu_percent"],
+                    None,
+                );
+                push(
+                    &format!("{label}: server run-queue wait (ms)"),
+                    &step["server_runqueue_wait_ms"],
+                    None,
+                );
+                push(
+                    &format!("{label}: generator run-queue wait (ms)"),
+                    &step["generator_runqueue_wait_ms"],
+                    None,
+                );
+            }
+            if r["sweep"].as_bool() == Some(true) {
+                push(
+                    "sweep: best deliveries/s with p99 under limit",
+                    &r["best"]["deliveries_per_s"],
+                    Some(false),
+                );
+            }
+            push("posts acked", &r["posts_acked"], None);
+            push(
+                "deliveries expected (acks × room size)",
+                &r["deliveries_expected_from_acks"],
+                None,
+            );
+            push("deliveries received", &r["deliveries"], None);
+        }
+        "announce" => {
+            push("members", &r["members"], None);
+            push(
+                "time until the last member has it, median (ms)",
+                &r["last_member_ms_median"],
+                Some(true),
+            );
+            push(
+                "time until the last member has it, max (ms)",
+                &r["last_member_ms_max"],
+                Some(true),
+            );
+            push(
+                "per-member latency p50 (ms)",
+                &r["per_member_latency"]["p50_ms"],
+                Some(true),
+            );
+            push(
+                "per-member latency p99 (ms)",
+                &r["per_member_latency"]["p99_ms"],
+                Some(true),
+            );
+            push("complete announces", &r["complete_repeats"], None);
+            push(
+                "server CPU during announces (s)",
+                &r["server_cpu_seconds_during_announces"],
+                Some(true),
+            );
+            push(
+                "frames other than events during setup (presence…)",
+                &r["presence_and_other_frames_during_setup"],
+                None,
+            );
+            push(
+                "settle time after setup (s)",
+                &r["settle_seconds"],
+                Some(true),
+            );
+            push("server RSS (MiB)", &r["server_rss_mib"], Some(true));
+        }
+        "reconnect-storm" => {
+            push(
+                "time until all recovered (s)",
+                &r["seconds_until_all_recovered"],
+                Some(true),
+            );
+            push("recovered", &r["recovered"], None);
+            push("not recovered", &r["not_recovered"], Some(true));
+            push("messages missed", &r["messages_missed"], Some(true));
+            push("events replayed", &r["events_replayed"], None);
+            push(
+                "server CPU during storm (s)",
+                &r["server_cpu_seconds_during_storm"],
+                Some(true),
+            );
+        }
+        _ => {}
+    }
+    push(
+        "gaps seen (offsets skipped)",
+        &r["common"]["gaps"],
+        Some(true),
+    );
+    push("duplicates seen", &r["common"]["duplicates"], Some(true));
+    push(
+        "connections dropped by the server",
+        &r["common"]["dropped_connections"],
+        Some(true),
+    );
+    rows
+}
+
+fn summary_md(doc: &Value) -> String {
+    let scenario = doc["scenario"].as_str().unwrap_or("?");
+    let mut md = format!(
+        "# {scenario} — {}\n\n{} · target `{}` at `{}` · server {}\n\n| figure | value |\n|---|---|\n",
+        doc["label"].as_str().unwrap_or("?"),
+        doc["finished"].as_str().unwrap_or(""),
+        doc["target"].as_str().unwrap_or("?"),
+        doc["url"].as_str().unwrap_or("?"),
+        doc["server"]["cmdline"].as_str().unwrap_or("(not sampled)"),
+    );
+    for (name, value, _) in headline(scenario, doc) {
+        md.push_str(&format!("| {name} | {} |\n", fmt(&value)));
+    }
+    let errors = &doc["result"]["common"]["errors"];
+    if errors.as_object().is_some_and(|e| !e.is_empty()) {
+        md.push_str(&format!("\nErrors: `{errors}`\n"));
+    }
+    md.push_str(&format!("\nParameters: `{}`\n", doc["parameters"]));
+    md
+}
+
+/// `report <scenario>`: one table of every `<scenario>-*.json` in `--out`,
+/// with préau/peer ratios.
+fn report(args: &Args) -> anyhow::Result<()> {
+    let scenario = args.of.clone().context("report needs a scenario")?;
+    let mut docs: Vec<Value> = Vec::new();
+    for entry in std::fs::read_dir(&args.out)
+        .with_context(|| format!("cannot read {}", args.out.display()))?
+    {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(&format!("{scenario}-")) && name.ends_with(".json") {
+            let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            if doc["scenario"] == scenario {
+                docs.push(doc);
+            }
+        }
+    }
+    if docs.is_empty() {
+        bail!("no {scenario}-*.json in {}", args.out.display());
+    }
+    let order = |d: &Value| match d["target"].as_str() {
+        Some("preau") => 0,
+        Some("bare") => 1,
+        Some("socketio") => 2,
+        _ => 3,
+    };
+    docs.sort_by_key(order);
+    let preau = docs.iter().position(|d| d["target"] == "preau");
+    let labels: Vec<String> = docs
+        .iter()
+        .map(|d| d["label"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let tables: Vec<Vec<(String, Value, Option<bool>)>> =
+        docs.iter().map(|d| headline(&scenario, d)).collect();
+    let mut md = format!("# `{scenario}`: préau side by side\n\n");
+    let first = &docs[0];
+    md.push_str(&format!(
+        "Machine: {} · {} cores online · {} GiB · Linux {}. Written {}.\n\n",
+        first["machine"]["cpu"].as_str().unwrap_or("?"),
+        first["machine"]["cores_online"],
+        first["machine"]["memory_gib"],
+        first["machine"]["kernel"].as_str().unwrap_or("?"),
+        first["finished"].as_str().unwrap_or("?"),
+    ));
+    md.push_str(
+        "| run | server process | CPUs allowed (server) | generator CPUs |\n|---|---|---|---|\n",
+    );
+    for d in &docs {
+        md.push_str(&format!(
+            "| {} | `{}` | {} | {} |\n",
+            d["label"].as_str().unwrap_or("?"),
+            d["server"]["cmdline"].as_str().unwrap_or("?"),
+            d["server"]["cpus_allowed"].as_str().unwrap_or("?"),
+            d["generator"]["cpus_allowed"].as_str().unwrap_or("?"),
+        ));
+    }
+    md.push_str(&format!(
+        "\nParameters ({}): `{}`\n\n",
+        labels[0], first["parameters"]
+    ));
+    let mut header = String::from("| figure |");
+    let mut rule = String::from("|---|");
+    for label in &labels {
+        header.push_str(&format!(" {label} |"));
+        rule.push_str("---:|");
+    }
+    if let Some(p) = preau {
+        for (i, label) in labels.iter().enumerate() {
+            if i != p {
+                header.push_str(&format!(" préau / {label} |"));
+                rule.push_str("---:|");
+            }
+        }
+    }
+    md.push_str(&format!("{header}\n{rule}\n"));
+    // Rows by name, in the order of the first table, then any extra.
+    let mut names: Vec<String> = Vec::new();
+    for table in &tables {
+        for (name, _, _) in table {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    for name in &names {
+        let cell = |t: &Vec<(String, Value, Option<bool>)>| {
+            t.iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, v, lower)| (v.clone(), *lower))
+        };
+        let mut row = format!("| {name} |");
+        for table in &tables {
+            row.push_str(&format!(
+                " {} |",
+                cell(table).map_or("–".to_owned(), |(v, _)| fmt(&v))
+            ));
+        }
+        if let Some(p) = preau {
+            let mine = cell(&tables[p]);
+            for (i, table) in tables.iter().enumerate() {
+                if i == p {
+                    continue;
+                }
+                let ratio = match (&mine, cell(table)) {
+                    (Some((a, Some(_))), Some((b, _))) => match (a.as_f64(), b.as_f64()) {
+                        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                        _ => "–".to_owned(),
+                    },
+                    _ => "".to_owned(),
+                };
+                row.push_str(&format!(" {ratio} |"));
+            }
+        }
+        md.push_str(&format!("{row}\n"));
+    }
+    md.push_str(
+        "\nRatios are préau's figure divided by the peer's, for figures where lower or higher \
+         is better (for latency, CPU and memory, above 1 means préau costs more; for rates, \
+         above 1 means préau does more). Absolute figures drift on this shared machine; \
+         compare ratios from one run.\n",
+    );
+    for d in &docs {
+        let errors = &d["result"]["common"]["errors"];
+        if errors.as_object().is_some_and(|e| !e.is_empty()) {
+            md.push_str(&format!(
+                "\nErrors seen by the generator against {}: `{errors}`\n",
+                d["label"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let to = args
+        .to
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("benches/results/{scenario}.md")));
+    std::fs::write(&to, md).with_context(|| format!("cannot write {}", to.display()))?;
+    eprintln!("wrote {}", to.display());
+    Ok(())
+}
+
+fn write_outputs(out: &Path, doc: &Value) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let stem = format!(
+        "{}-{}",
+        doc["scenario"].as_str().unwrap_or("run"),
+        doc["label"].as_str().unwrap_or("run")
+    );
+    let json_path = out.join(format!("{stem}.json"));
+    let md_path = out.join(format!("{stem}.md"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(doc)?)?;
+    std::fs::write(&md_path, summary_md(doc))?;
+    Ok((json_path, md_path))
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() -> anyhow::Result<()> {
+    ORIGIN.get_or_init(Instant::now);
+    let args = Args::parse();
+    if args.scenario == "report" {
+        return report(&args);
+    }
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    let result = runtime.block_on(run(args));
+    // Thousands of connection tasks: exit without tearing each one down.
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(err) => {
+            eprintln!("loadgen: {err:#}");
+            std::process::exit(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let target = Target::parse(&args.target)?;
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| target.default_url().to_owned());
+    let keyring = match target {
+        Target::Preau => {
+            let secret = std::env::var("PREAU_SECRET")
+                .context("set PREAU_SECRET to the server's secret (KID:SECRET)")?;
+            Some(Keyring::parse(&secret)?)
+        }
+        _ => None,
+    };
+    let server_pid = args
+        .server_pid
+        .or_else(|| port_of(&url).and_then(pid_listening_on));
+    if server_pid.is_none() {
+        eprintln!("loadgen: server process not found: CPU and memory will not be sampled");
+    }
+    let (rate_tx, rate_rx) = watch::channel(0.0);
+    let ctx = Arc::new(Ctx {
+        endpoint: Endpoint {
+            target,
+            url: url.clone(),
+            keyring,
+        },
+        stats: Stats::new(),
+        size: args.size,
+        rate: rate_rx,
+        connect_slots: Semaphore::new(args.connect_concurrency.max(1)),
+        storm_slots: Semaphore::new(args.storm_concurrency.max(1)),
+        storm_started_ns: AtomicU64::new(0),
+    });
+    let progress = Arc::new(Progress::new());
+    let phase = Arc::new(Mutex::new("starting".to_owned()));
+    let ticker = spawn_progress(ctx.clone(), progress.clone(), server_pid, phase.clone());
+    let run_id = format!(
+        "b{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() % 1_000_000_000)
+            .unwrap_or(0)
+    );
+    let mut run = Run {
+        args: args.clone(),
+        target,
+        ctx: ctx.clone(),
+        rate_tx,
+        server_pid,
+        progress: progress.clone(),
+        phase,
+        run_id,
+        members: Vec::new(),
+    };
+    let started = chrono_now();
+    let wall = Instant::now();
+    let mut result = match args.scenario.as_str() {
+        "idle" => idle(&mut run).await?,
+        "revision" => revision(&mut run).await?,
+        "announce" => announce(&mut run).await?,
+        "reconnect-storm" => reconnect_storm(&mut run).await?,
+        other => {
+            bail!("unknown scenario {other:?} (idle, revision, announce, reconnect-storm, report)")
+        }
+    };
+    result["common"] = run.common();
+    ticker.abort();
+    progress.finish();
+    let label = args
+        .label
+        .clone()
+        .unwrap_or_else(|| target.name().to_owned());
+    let doc = json!({
+        "scenario": args.scenario,
+        "label": label,
+        "target": target.name(),
+        "url": url,
+        "started": started,
+        "finished": chrono_now(),
+        "wall_seconds": round3(wall.elapsed().as_secs_f64()),
+        "parameters": {
+            "connections": args.connections,
+            "room_size": args.room_size,
+            "rooms": args.rooms,
+            "rate": args.rate,
+            "sweep": args.sweep,
+            "size": args.size,
+            "members": args.members,
+            "repeat": args.repeat,
+            "warmup": args.warmup,
+            "duration": args.duration,
+            "connect_concurrency": args.connect_concurrency,
+            "storm_concurrency": args.storm_concurrency,
+            "threads": args.threads,
+        },
+        "machine": machine(),
+        "server": server_pid.map(describe_process),
+        "generator": describe_process(std::process::id()),
+        "result": result,
+    });
+    let (json_path, md_path) = write_outputs(&args.out, &doc)?;
+    println!("{}", summary_md(&doc));
+    eprintln!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}
+
+/// UTC time as `YYYY-MM-DD HH:MM:SS` (no date crate needed).
+fn chrono_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
