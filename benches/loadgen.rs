@@ -252,7 +252,10 @@ impl Conn {
                         .events
                         .into_iter()
                         .map(|e| {
-                            let Body::Message { text } = e.body;
+                            let text = match e.body {
+                                Body::Message { text } => text,
+                                _ => String::new(),
+                            };
                             (e.offset, text)
                         })
                         .collect(),
@@ -294,7 +297,10 @@ impl Conn {
         match self {
             Conn::Preau(client) => Some(match client.next().await? {
                 ServerFrame::Event(event) => {
-                    let Body::Message { text } = event.body;
+                    let text = match event.body {
+                        Body::Message { text } => text,
+                        _ => String::new(),
+                    };
                     Incoming::Event {
                         offset: event.offset,
                         text,

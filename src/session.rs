@@ -586,13 +586,28 @@ impl Session {
         let mut target_ts = None;
         match &action {
             ModAction::Redact { offset, .. } => {
-                let target = self.read_message(&room, *offset).await?;
-                if !moderator && target.from.id != user.id {
+                // Reserve first, then read: a redaction committed before the
+                // reservation has already written its tombstone.
+                if !room.reserve_redaction(*offset) {
                     return Err(Refusal::new(
-                        ErrorCode::Forbidden,
-                        "only moderators may redact others' messages",
+                        ErrorCode::UnknownTarget,
+                        format!("message {offset} is already being redacted"),
                     ));
                 }
+                let target = match self.read_message(&room, *offset).await {
+                    Ok(target) if moderator || target.from.id == user.id => target,
+                    Ok(_) => {
+                        room.release_redaction(*offset);
+                        return Err(Refusal::new(
+                            ErrorCode::Forbidden,
+                            "only moderators may redact others' messages",
+                        ));
+                    }
+                    Err(refusal) => {
+                        room.release_redaction(*offset);
+                        return Err(refusal);
+                    }
+                };
                 target_ts = Some(target.ts);
                 target_from = Some(target.from);
             }
@@ -625,12 +640,47 @@ impl Session {
             }
             ModAction::SlowMode { .. } | ModAction::ReadOnly { .. } => {}
         }
-        // The audit entry is durable before the action takes effect.
+        let redacting = match &action {
+            ModAction::Redact { offset, .. } => Some(*offset),
+            _ => None,
+        };
+        let posted = self
+            .post_action(
+                id,
+                &name,
+                &room,
+                &user,
+                action,
+                until,
+                target_from,
+                target_ts,
+            )
+            .await;
+        if let (Err(_), Some(offset)) = (&posted, redacting) {
+            room.release_redaction(offset);
+        }
+        posted.map(|()| None)
+    }
+
+    /// Appends the audit entry (durable before the action takes effect),
+    /// then posts the action as an event of the room.
+    #[allow(clippy::too_many_arguments)]
+    async fn post_action(
+        &self,
+        id: Option<u32>,
+        name: &RoomName,
+        room: &Arc<Room>,
+        user: &UserInfo,
+        action: ModAction,
+        until: Option<u64>,
+        target_from: Option<UserInfo>,
+        target_ts: Option<u64>,
+    ) -> Result<(), Refusal> {
         let audit = self.hub.room(&name.audit_log()).await?;
         self.hub
             .post(
                 &audit,
-                &user,
+                user,
                 None,
                 Body::Audit {
                     room: name.to_string(),
@@ -642,8 +692,8 @@ impl Session {
         tracing::info!(room = %name, action = action.name(), target = ?action.target_user(), "moderation");
         self.hub
             .post(
-                &room,
-                &user,
+                room,
+                user,
                 Some((&self.out, id)),
                 Body::Moderation {
                     action,
@@ -653,7 +703,7 @@ impl Session {
                 },
             )
             .await?;
-        Ok(None)
+        Ok(())
     }
 
     /// The stored message at `offset`, or `unknown_target`.

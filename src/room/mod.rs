@@ -73,6 +73,9 @@ struct State {
     moderation: Moderation,
     /// When each user last posted here (slow mode; this node only).
     last_post: HashMap<String, tokio::time::Instant>,
+    /// Offsets with a redaction accepted here but not yet committed, so a
+    /// second request for the same message is refused.
+    redacting: std::collections::HashSet<u64>,
     /// A gap repair is running for this room.
     repairing: bool,
     members: HashMap<ConnId, Member>,
@@ -171,6 +174,7 @@ impl Room {
                 ahead: BTreeMap::new(),
                 moderation,
                 last_post: HashMap::new(),
+                redacting: std::collections::HashSet::new(),
                 repairing: false,
                 members: HashMap::new(),
                 users: HashMap::new(),
@@ -471,6 +475,9 @@ impl Room {
         let Some(effect) = effect else {
             return (delivery, None);
         };
+        if let Effect::Redact { target, .. } = effect {
+            state.redacting.remove(target);
+        }
         if let Some(user) = effect.removes() {
             remove_user(&mut state, &self.name, user);
         }
@@ -522,6 +529,16 @@ impl Room {
             .lock()
             .last_post
             .insert(user.to_owned(), tokio::time::Instant::now());
+    }
+
+    /// Reserves the redaction of `offset`; false if one is already under way.
+    pub fn reserve_redaction(&self, offset: u64) -> bool {
+        self.state.lock().redacting.insert(offset)
+    }
+
+    /// Gives a reservation back (the redaction was not posted).
+    pub fn release_redaction(&self, offset: u64) {
+        self.state.lock().redacting.remove(&offset);
     }
 
     pub fn is_banned(&self, user: &str) -> bool {

@@ -265,6 +265,14 @@ fn handle(hub: &Hub, conn: u64, tx: &Tx, user: &UserInfo, joined: &mut Vec<Strin
         Request::Ping { .. } | Request::Typing { .. } | Request::History { .. } => {
             let _ = tx.send(protocol::ok_empty(id));
         }
+        // The floor has no moderation.
+        Request::Moderate { .. } => {
+            let _ = tx.send(protocol::error(
+                id,
+                protocol::ErrorCode::UnknownType,
+                "not supported",
+            ));
+        }
     }
 }
 
