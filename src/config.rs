@@ -47,6 +47,9 @@ pub struct Config {
     pub max_frame_bytes: usize,
     pub max_message_len: usize,
     pub max_rooms_per_connection: usize,
+    /// Past this many users in a room, presence is not broadcast and join
+    /// replies carry only `member_count`.
+    pub presence_limit: usize,
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -114,6 +117,7 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             max_message_len: 4_000,
             max_rooms_per_connection: 32,
+            presence_limit: 500,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(10),
@@ -164,6 +168,8 @@ pub struct ConfigArgs {
     pub max_message_len: Option<usize>,
     #[arg(long, env = "PREAU_MAX_ROOMS_PER_CONNECTION")]
     pub max_rooms_per_connection: Option<usize>,
+    #[arg(long, env = "PREAU_PRESENCE_LIMIT")]
+    pub presence_limit: Option<usize>,
     #[arg(long, env = "PREAU_PING_INTERVAL", value_parser = duration)]
     pub ping_interval: Option<Duration>,
     #[arg(long, env = "PREAU_IDLE_TIMEOUT", value_parser = duration)]
@@ -266,6 +272,11 @@ impl Config {
             "must be at least 1 and 512 bytes below max_frame_bytes",
         )?;
         check(
+            self.presence_limit >= 1,
+            "presence_limit",
+            "must be at least 1",
+        )?;
+        check(
             self.max_rooms_per_connection >= 1,
             "max_rooms_per_connection",
             "must be at least 1",
@@ -349,6 +360,7 @@ impl ConfigArgs {
             max_frame_bytes,
             max_message_len,
             max_rooms_per_connection,
+            presence_limit,
             ping_interval,
             idle_timeout,
             auth_timeout,

@@ -173,13 +173,10 @@ impl Hub {
             None => last,
         };
         self.metrics.rooms_loaded.increment(1.0);
-        Ok(Arc::new(Room::new(
-            name.clone(),
-            meta.epoch,
-            floor,
-            last,
-            moderation,
-        )))
+        Ok(Arc::new(
+            Room::new(name.clone(), meta.epoch, floor, last, moderation)
+                .with_presence_limit(self.config.presence_limit),
+        ))
     }
 
     /// Forgets a room that has no member and no write in flight.

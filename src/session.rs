@@ -544,7 +544,7 @@ impl Session {
         let (events, more) = read.map_err(HubError::from)?.map_err(HubError::from)?;
         Ok(Some(protocol::ok_with_events(
             id,
-            &HistoryData {
+            &protocol::HistoryHead {
                 room: name.as_str(),
                 epoch: room.epoch(),
                 head,
@@ -768,28 +768,6 @@ impl Session {
     }
 }
 
-/// `HistoryOk` without its events, which are spliced in as stored.
-#[derive(serde::Serialize)]
-struct HistoryData<'a> {
-    room: &'a str,
-    epoch: &'a str,
-    head: u64,
-    first: u64,
-    more: bool,
-}
-
-/// `JoinOk` without its events, which are spliced in as stored.
-#[derive(serde::Serialize)]
-struct JoinData<'a> {
-    room: &'a str,
-    epoch: &'a str,
-    head: u64,
-    first: u64,
-    members: &'a [UserInfo],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recovery: Option<Recovery>,
-}
-
 fn join_reply(
     id: Option<u32>,
     room: &Room,
@@ -799,12 +777,13 @@ fn join_reply(
 ) -> Bytes {
     protocol::ok_with_events(
         id,
-        &JoinData {
+        &protocol::JoinHead {
             room: room.name().as_str(),
             epoch: room.epoch(),
             head: joined.head,
             first: joined.floor + 1,
             members: &joined.members,
+            member_count: joined.member_count,
             recovery,
         },
         events,

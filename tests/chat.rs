@@ -519,6 +519,36 @@ async fn rate_limit_survives_reconnecting() {
     assert_eq!(err.code, ErrorCode::RateLimited);
 }
 
+/// Past the presence limit a room sends no presence and lists no members,
+/// only their count; below it, everything is as usual.
+#[tokio::test]
+async fn presence_stops_past_the_presence_limit() {
+    let server = TestServer::start_with(|c: &mut Config| c.presence_limit = 3).await;
+    let mut clients = Vec::new();
+    for (i, user) in ["u1", "u2", "u3", "u4"].into_iter().enumerate() {
+        let (mut client, _) = server.connect(&student(user, "3B")).await;
+        let joined = timed("join", client.join(ROOM, None)).await.unwrap();
+        assert_eq!(joined.member_count, i as u64 + 1);
+        if i < 3 {
+            assert_eq!(joined.members.len(), i + 1, "listed below the limit");
+        } else {
+            assert!(joined.members.is_empty(), "not listed past the limit");
+        }
+        clients.push(client);
+    }
+    // u1 saw u2 and u3 join, not u4: the next frame after those is a post.
+    let ack = post(&mut clients[3], "hello").await;
+    let mut seen = Vec::new();
+    loop {
+        match next(&mut clients[0]).await {
+            ServerFrame::Presence(p) => seen.push(p.user.id),
+            ServerFrame::Event(e) if e.offset == ack.offset => break,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["u2", "u3"]);
+}
+
 /// A graceful stop keeps everything: same epoch, same events, and offsets go on.
 #[tokio::test]
 async fn restart_keeps_history_epoch_and_offsets() {

@@ -507,39 +507,17 @@ fn hello_ok() -> HelloOk {
     }
 }
 
-/// `JoinOk` as session.rs sends it: its data without `events`, which are
-/// spliced in as stored frames by `ok_with_events`.
-#[derive(Serialize)]
-struct JoinData<'a> {
-    room: &'a str,
-    epoch: &'a str,
-    head: u64,
-    first: u64,
-    members: &'a [UserInfo],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recovery: Option<Recovery>,
-}
-
-/// `HistoryOk` as session.rs sends it, without `events`.
-#[derive(Serialize)]
-struct HistoryData<'a> {
-    room: &'a str,
-    epoch: &'a str,
-    head: u64,
-    first: u64,
-    more: bool,
-}
-
 fn join_frame(id: Option<u32>, ok: &JoinOk) -> Bytes {
     let events: Vec<Bytes> = ok.events.iter().map(protocol::event).collect();
     protocol::ok_with_events(
         id,
-        &JoinData {
+        &protocol::JoinHead {
             room: &ok.room,
             epoch: &ok.epoch,
             head: ok.head,
             first: ok.first,
             members: &ok.members,
+            member_count: ok.member_count,
             recovery: ok.recovery.clone(),
         },
         &events,
@@ -550,7 +528,7 @@ fn history_frame(id: Option<u32>, ok: &HistoryOk) -> Bytes {
     let events: Vec<Bytes> = ok.events.iter().map(protocol::event).collect();
     protocol::ok_with_events(
         id,
-        &HistoryData {
+        &protocol::HistoryHead {
             room: &ok.room,
             epoch: &ok.epoch,
             head: ok.head,
@@ -762,6 +740,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         head: 43,
         first: 1,
         members: vec![ana(), prof()],
+        member_count: 2,
         recovery: None,
         events: vec![],
     };
@@ -794,6 +773,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         head: 0,
         first: 1,
         members: vec![ana()],
+        member_count: 1,
         recovery: None,
         events: vec![],
     };

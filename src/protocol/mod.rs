@@ -293,11 +293,39 @@ pub struct JoinOk {
     pub head: u64,
     /// Offset of the oldest retained event (head + 1 when empty).
     pub first: u64,
+    /// Everyone present, or empty past the server's presence limit.
     pub members: Vec<UserInfo>,
+    /// How many users are present.
+    #[serde(default)]
+    pub member_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
     #[serde(default)]
     pub events: Vec<Event>,
+}
+
+/// `JoinOk` as the server encodes it: everything but `events`, which
+/// [`ok_with_events`] splices in as stored frames.
+#[derive(Debug, Serialize)]
+pub struct JoinHead<'a> {
+    pub room: &'a str,
+    pub epoch: &'a str,
+    pub head: u64,
+    pub first: u64,
+    pub members: &'a [UserInfo],
+    pub member_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// `HistoryOk` as the server encodes it, without `events`.
+#[derive(Debug, Serialize)]
+pub struct HistoryHead<'a> {
+    pub room: &'a str,
+    pub epoch: &'a str,
+    pub head: u64,
+    pub first: u64,
+    pub more: bool,
 }
 
 /// Data of the `ok` reply to `post`: the message is durable.

@@ -83,6 +83,9 @@ struct State {
     users: HashMap<String, usize>,
     /// Users present through other nodes: node id → user id → user.
     remote: HashMap<String, HashMap<String, UserInfo>>,
+    /// Past this many present users, presence is not broadcast and the
+    /// join reply lists no members (only their count).
+    presence_limit: usize,
     /// Set when the hub unloads the room; a closed room takes no one.
     closed: bool,
 }
@@ -92,7 +95,19 @@ impl State {
         self.users.contains_key(user) || self.remote.values().any(|m| m.contains_key(user))
     }
 
+    /// Users present (a user present here and through another node counts
+    /// twice: only used against the presence limit).
+    fn present_count(&self) -> usize {
+        self.users.len() + self.remote.values().map(HashMap::len).sum::<usize>()
+    }
+
+    /// Tells members that `user` came or went, unless the room is past its
+    /// presence limit: in a room of thousands, every join reaching every
+    /// member is quadratic, and a list that long helps nobody.
     fn announce(&mut self, room: &RoomName, action: PresenceAction, user: &UserInfo) {
+        if self.present_count() > self.presence_limit {
+            return;
+        }
         let frame = protocol::presence(&Presence {
             room: room.to_string(),
             action,
@@ -134,7 +149,10 @@ pub struct Room {
 pub struct Joined {
     pub head: u64,
     pub floor: u64,
+    /// Everyone present, or nobody past the presence limit.
     pub members: Vec<UserInfo>,
+    /// How many users are present.
+    pub member_count: u64,
     /// This is the user's first connection to the room on this node.
     pub first_here: bool,
 }
@@ -179,9 +197,16 @@ impl Room {
                 members: HashMap::new(),
                 users: HashMap::new(),
                 remote: HashMap::new(),
+                presence_limit: usize::MAX,
                 closed: false,
             }),
         }
+    }
+
+    /// Sets the presence limit (see `Config::presence_limit`).
+    pub fn with_presence_limit(self, limit: usize) -> Room {
+        self.state.lock().presence_limit = limit;
+        self
     }
 
     pub fn name(&self) -> &RoomName {
@@ -236,7 +261,12 @@ impl Room {
         let joined = Joined {
             head: state.head,
             floor: state.floor,
-            members: present_users(&state),
+            members: if state.present_count() > state.presence_limit {
+                Vec::new()
+            } else {
+                present_users(&state)
+            },
+            member_count: unique_present(&state) as u64,
             first_here,
         };
         if let Some(frame) = reply(&joined) {
@@ -622,6 +652,19 @@ fn remove_user(state: &mut State, room: &RoomName, user: &str) {
     if let Some(info) = info {
         state.announce(room, PresenceAction::Leave, &info);
     }
+}
+
+/// How many distinct users are present, here or through other nodes.
+fn unique_present(state: &State) -> usize {
+    let mut remote_only = std::collections::HashSet::new();
+    for users in state.remote.values() {
+        for id in users.keys() {
+            if !state.users.contains_key(id) {
+                remote_only.insert(id.as_str());
+            }
+        }
+    }
+    state.users.len() + remote_only.len()
 }
 
 /// Everyone present, here or through other nodes, once each, by id.
