@@ -28,6 +28,9 @@ pub struct Moderation {
     pub banned: BTreeSet<String>,
     pub slow_mode_secs: u64,
     pub read_only: bool,
+    /// Pinned message offsets.
+    #[serde(default)]
+    pub pinned: BTreeSet<u64>,
     /// The last offset whose effect is included.
     pub through: u64,
 }
@@ -121,8 +124,18 @@ impl Moderation {
                 }
                 ModAction::SlowMode { seconds } => self.slow_mode_secs = *seconds,
                 ModAction::ReadOnly { on } => self.read_only = *on,
+                ModAction::Pin { offset } => {
+                    self.pinned.insert(*offset);
+                }
+                ModAction::Unpin { offset } => {
+                    self.pinned.remove(offset);
+                }
                 ModAction::Kick { .. } | ModAction::Redact { .. } => {}
             }
+        }
+        // A redacted message is not pinned any more.
+        if let Effect::Redact { target, .. } = effect {
+            self.pinned.remove(target);
         }
         self.through = self.through.max(offset);
     }

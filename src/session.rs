@@ -638,6 +638,17 @@ impl Session {
                     ));
                 }
             }
+            ModAction::Pin { offset } => {
+                self.read_message(&room, *offset).await?;
+            }
+            ModAction::Unpin { offset } => {
+                if !room.moderation().pinned.contains(offset) {
+                    return Err(Refusal::new(
+                        ErrorCode::UnknownTarget,
+                        format!("message {offset} is not pinned"),
+                    ));
+                }
+            }
             ModAction::SlowMode { .. } | ModAction::ReadOnly { .. } => {}
         }
         let redacting = match &action {
@@ -784,6 +795,7 @@ fn join_reply(
             first: joined.floor + 1,
             members: &joined.members,
             member_count: joined.member_count,
+            pinned: &joined.pinned,
             recovery,
         },
         events,
@@ -809,7 +821,9 @@ fn validate_action(action: &ModAction) -> Result<(), Refusal> {
         ModAction::SlowMode { seconds } if *seconds > MAX_SLOW_MODE_SECS => invalid(format!(
             "seconds must be between 0 and {MAX_SLOW_MODE_SECS}"
         )),
-        ModAction::Redact { offset: 0, .. } => invalid("offset must be at least 1".to_owned()),
+        ModAction::Redact { offset: 0, .. }
+        | ModAction::Pin { offset: 0 }
+        | ModAction::Unpin { offset: 0 } => invalid("offset must be at least 1".to_owned()),
         _ => Ok(()),
     }
 }

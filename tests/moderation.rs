@@ -1637,3 +1637,78 @@ async fn bad_moderation_requests_get_documented_errors() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+// ------------------------------------------------------------- pin and unpin
+
+/// Pins are listed in join replies, in offset order, survive a restart, go
+/// with a redaction, and only moderators may set them.
+#[tokio::test]
+async fn pinned_messages_are_listed_on_join_and_survive_a_restart() {
+    let server = TestServer::start().await;
+    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
+    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
+    join_ok(&mut ana, ROOM).await;
+    let first = post_ok(&mut ana, ROOM, "à retenir").await;
+    let second = post_ok(&mut ana, ROOM, "aussi").await;
+    let third = post_ok(&mut ana, ROOM, "et ceci").await;
+    refused(
+        "pupil pins",
+        ana.moderate(
+            ROOM,
+            ModAction::Pin {
+                offset: first.offset,
+            },
+        )
+        .await,
+        ErrorCode::Forbidden,
+    );
+    for offset in [third.offset, first.offset, second.offset] {
+        moderate_ok(&mut prof, ROOM, ModAction::Pin { offset }).await;
+    }
+    refused(
+        "pin of an unknown offset",
+        prof.moderate(ROOM, ModAction::Pin { offset: 999 }).await,
+        ErrorCode::UnknownTarget,
+    );
+    moderate_ok(
+        &mut prof,
+        ROOM,
+        ModAction::Unpin {
+            offset: second.offset,
+        },
+    )
+    .await;
+    refused(
+        "unpin of a message that is not pinned",
+        prof.moderate(
+            ROOM,
+            ModAction::Unpin {
+                offset: second.offset,
+            },
+        )
+        .await,
+        ErrorCode::UnknownTarget,
+    );
+    moderate_ok(&mut prof, ROOM, redact(third.offset)).await;
+    let (mut bob, _) = server.connect(&student("bob", "3B")).await;
+    assert_eq!(join_ok(&mut bob, ROOM).await.pinned, vec![first.offset]);
+
+    // A graceful restart on the same data folder keeps the pin.
+    let dir = server.dir.path().to_owned();
+    drop((ana, prof, bob));
+    server.server.shutdown();
+    let TestServer {
+        server: stopped,
+        dir: kept,
+    } = server;
+    stopped.wait().await.expect("clean stop");
+    let restarted = preau::start(support::config(&dir)).await.expect("restart");
+    let (mut cleo, _) = Client::connect(
+        &format!("ws://{}/ws", restarted.local_addr()),
+        &student("cleo", "3B"),
+    )
+    .await
+    .expect("connect");
+    assert_eq!(join_ok(&mut cleo, ROOM).await.pinned, vec![first.offset]);
+    drop(kept);
+}

@@ -518,6 +518,7 @@ fn join_frame(id: Option<u32>, ok: &JoinOk) -> Bytes {
             first: ok.first,
             members: &ok.members,
             member_count: ok.member_count,
+            pinned: &ok.pinned,
             recovery: ok.recovery.clone(),
         },
         &events,
@@ -727,6 +728,8 @@ fn client_samples() -> Vec<(&'static str, Request)> {
             "moderate.read_only.off",
             moderate(21, ModAction::ReadOnly { on: false }),
         ),
+        ("moderate.pin", moderate(22, ModAction::Pin { offset: 12 })),
+        ("moderate.unpin", moderate(23, ModAction::Unpin { offset: 12 })),
         ("ping", Request::Ping { id: Some(300) }),
         ("ping.no_id", Request::Ping { id: None }),
         ("ping.max_id", Request::Ping { id: Some(u32::MAX) }),
@@ -741,6 +744,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         first: 1,
         members: vec![ana(), prof()],
         member_count: 2,
+        pinned: vec![12],
         recovery: None,
         events: vec![],
     };
@@ -774,6 +778,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         first: 1,
         members: vec![ana()],
         member_count: 1,
+        pinned: Vec::new(),
         recovery: None,
         events: vec![],
     };
@@ -1079,7 +1084,7 @@ fn invalid_samples() -> Vec<(&'static str, Vec<u8>)> {
                 ("room", s(ROOM)),
                 (
                     "action",
-                    M::Map(vec![(s("kind"), s("pin")), (s("offset"), M::from(42))]),
+                    M::Map(vec![(s("kind"), s("frobnicate")), (s("offset"), M::from(42))]),
                 ),
             ]),
         ),
@@ -1314,7 +1319,7 @@ fn vectors_match_the_encoders() {
 
 /// Every moderation action kind; `action_kind` fails to build when
 /// `ModAction` gains a variant, which then needs a vector and a line here.
-const ACTION_KINDS: [&str; 8] = [
+const ACTION_KINDS: [&str; 10] = [
     "redact",
     "mute",
     "unmute",
@@ -1323,6 +1328,8 @@ const ACTION_KINDS: [&str; 8] = [
     "unban",
     "slow_mode",
     "read_only",
+    "pin",
+    "unpin",
 ];
 
 fn action_kind(action: &ModAction) -> &'static str {
@@ -1335,6 +1342,8 @@ fn action_kind(action: &ModAction) -> &'static str {
         ModAction::Unban { .. } => "unban",
         ModAction::SlowMode { .. } => "slow_mode",
         ModAction::ReadOnly { .. } => "read_only",
+        ModAction::Pin { .. } => "pin",
+        ModAction::Unpin { .. } => "unpin",
     };
     assert_eq!(kind, action.name());
     kind

@@ -174,6 +174,13 @@ pub enum ModAction {
     ReadOnly {
         on: bool,
     },
+    /// Pins a message: join replies list pinned offsets.
+    Pin {
+        offset: u64,
+    },
+    Unpin {
+        offset: u64,
+    },
 }
 
 impl ModAction {
@@ -187,6 +194,8 @@ impl ModAction {
             ModAction::Unban { .. } => "unban",
             ModAction::SlowMode { .. } => "slow_mode",
             ModAction::ReadOnly { .. } => "read_only",
+            ModAction::Pin { .. } => "pin",
+            ModAction::Unpin { .. } => "unpin",
         }
     }
 
@@ -298,6 +307,9 @@ pub struct JoinOk {
     /// How many users are present.
     #[serde(default)]
     pub member_count: u64,
+    /// Offsets of the pinned messages, ascending.
+    #[serde(default)]
+    pub pinned: Vec<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
     #[serde(default)]
@@ -314,6 +326,7 @@ pub struct JoinHead<'a> {
     pub first: u64,
     pub members: &'a [UserInfo],
     pub member_count: u64,
+    pub pinned: &'a [u64],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
 }

@@ -153,6 +153,8 @@ pub struct Joined {
     pub members: Vec<UserInfo>,
     /// How many users are present.
     pub member_count: u64,
+    /// Pinned message offsets, ascending.
+    pub pinned: Vec<u64>,
     /// This is the user's first connection to the room on this node.
     pub first_here: bool,
 }
@@ -267,6 +269,7 @@ impl Room {
                 present_users(&state)
             },
             member_count: unique_present(&state) as u64,
+            pinned: state.moderation.pinned.iter().copied().collect(),
             first_here,
         };
         if let Some(frame) = reply(&joined) {
