@@ -287,6 +287,8 @@ fn set_id(request: &mut Request, new: u32) {
         | Request::Typing { id, .. }
         | Request::History { id, .. }
         | Request::Ping { id }
-        | Request::Moderate { id, .. } => *id = Some(new),
+        | Request::Moderate { id, .. }
+        | Request::Report { id, .. }
+        | Request::RoomView { id, .. } => *id = Some(new),
     }
 }

@@ -130,7 +130,7 @@ impl Moderation {
                 ModAction::Unpin { offset } => {
                     self.pinned.remove(offset);
                 }
-                ModAction::Kick { .. } | ModAction::Redact { .. } => {}
+                ModAction::Kick { .. } | ModAction::Redact { .. } | ModAction::Resolve { .. } => {}
             }
         }
         // A redacted message is not pinned any more.

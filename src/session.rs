@@ -25,6 +25,12 @@ const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HISTORY_PAGE: usize = 50;
 /// How many recent messages `known_user` looks through for an author.
 const KNOWN_USER_SCAN: usize = 2_000;
+/// How many recent audit entries are searched for open reports.
+const AUDIT_SCAN: usize = 2_000;
+/// The room view counts messages over this window, among the last
+/// [`RATE_SCAN`] events.
+const RATE_WINDOW_MS: u64 = 5 * 60 * 1000;
+const RATE_SCAN: usize = 1_000;
 
 /// What the connection loop does after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +149,13 @@ impl Session {
             } => self.history(id, &room, before, after, limit).await,
             Request::Ping { .. } => Ok(Some(protocol::ok_empty(id))),
             Request::Moderate { room, action, .. } => self.moderate(id, &room, action).await,
+            Request::Report {
+                room,
+                offset,
+                reason,
+                ..
+            } => self.report(id, &room, offset, reason).await,
+            Request::RoomView { room, .. } => self.room_view(id, &room).await,
         };
         match result {
             Ok(Some(reply)) => {
@@ -649,6 +662,16 @@ impl Session {
                     ));
                 }
             }
+            ModAction::Resolve { report, .. } => {
+                let audit = self.hub.room(&name.audit_log()).await?;
+                let open = self.open_reports(&audit, &name).await?;
+                if !open.iter().any(|r| r.offset == *report) {
+                    return Err(Refusal::new(
+                        ErrorCode::UnknownTarget,
+                        format!("no open report {report} for {name}"),
+                    ));
+                }
+            }
             ModAction::SlowMode { .. } | ModAction::ReadOnly { .. } => {}
         }
         let redacting = match &action {
@@ -688,11 +711,13 @@ impl Session {
         target_ts: Option<u64>,
     ) -> Result<(), Refusal> {
         let audit = self.hub.room(&name.audit_log()).await?;
+        // A resolution concerns the audit log only: it is the action.
+        let audit_only = matches!(action, ModAction::Resolve { .. });
         self.hub
             .post(
                 &audit,
                 user,
-                None,
+                audit_only.then_some((&self.out, id)),
                 Body::Audit {
                     room: name.to_string(),
                     action: action.clone(),
@@ -700,6 +725,9 @@ impl Session {
                 },
             )
             .await?;
+        if audit_only {
+            return Ok(());
+        }
         tracing::info!(room = %name, action = action.name(), target = ?action.target_user(), "moderation");
         self.hub
             .post(
@@ -715,6 +743,144 @@ impl Session {
             )
             .await?;
         Ok(())
+    }
+
+    /// Reports a message to the room's moderators: an entry in the class's
+    /// audit log, which moderators follow live. Any reader of the room may.
+    async fn report(
+        &mut self,
+        id: Option<u32>,
+        room: &str,
+        offset: u64,
+        reason: Option<String>,
+    ) -> Result<Option<Bytes>, Refusal> {
+        let name = self.authorize(room, Action::Read)?;
+        if name.kind() == crate::room::Kind::Audit {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the audit log cannot be reported",
+            ));
+        }
+        if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
+            return Err(Refusal::new(
+                ErrorCode::InvalidField,
+                format!("reason is longer than {MAX_REASON_LEN} bytes"),
+            ));
+        }
+        let user = self.user()?.clone();
+        let room = self.hub.room(&name).await?;
+        self.read_message(&room, offset).await?;
+        let audit = self.hub.room(&name.audit_log()).await?;
+        self.hub
+            .post(
+                &audit,
+                &user,
+                Some((&self.out, id)),
+                Body::Report {
+                    room: name.to_string(),
+                    offset,
+                    reason,
+                },
+            )
+            .await?;
+        tracing::info!(room = %name, offset, "message reported");
+        Ok(None)
+    }
+
+    /// Reports of `room` in the audit log not resolved yet, oldest first
+    /// (among the log's last [`AUDIT_SCAN`] entries).
+    async fn open_reports(&self, audit: &Room, room: &RoomName) -> Result<Vec<Event>, Refusal> {
+        let store = self.hub.store.clone();
+        let key = audit.name().as_str().to_owned();
+        let head = audit.bounds().1;
+        let (frames, _) =
+            tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, AUDIT_SCAN))
+                .await
+                .map_err(HubError::from)?
+                .map_err(HubError::from)?;
+        let mut reports = Vec::new();
+        let mut resolved = std::collections::HashSet::new();
+        for frame in &frames {
+            let Ok(ServerFrame::Event(event)) = protocol::decode_server_frame(frame) else {
+                continue;
+            };
+            match &event.body {
+                Body::Report { room: r, .. } if r == room.as_str() => reports.push(event),
+                Body::Audit {
+                    room: r,
+                    action: ModAction::Resolve { report, .. },
+                    ..
+                } if r == room.as_str() => {
+                    resolved.insert(*report);
+                }
+                _ => {}
+            }
+        }
+        reports.retain(|r| !resolved.contains(&r.offset));
+        Ok(reports)
+    }
+
+    /// What a moderator's console shows of a room.
+    async fn room_view(&mut self, id: Option<u32>, room: &str) -> Result<Option<Bytes>, Refusal> {
+        let name = RoomName::parse(room)
+            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))?;
+        if !self.is_moderator(&name) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("not allowed to moderate {name}"),
+            ));
+        }
+        let room = self.hub.room(&name).await?;
+        let audit = self.hub.room(&name.audit_log()).await?;
+        let open_reports = self.open_reports(&audit, &name).await?;
+        let now = (self.hub.clock)();
+        let moderation = room.moderation();
+        let store = self.hub.store.clone();
+        let key = name.as_str().to_owned();
+        let head = room.bounds().1;
+        let (recent, _) =
+            tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, RATE_SCAN))
+                .await
+                .map_err(HubError::from)?
+                .map_err(HubError::from)?;
+        let since = now.saturating_sub(RATE_WINDOW_MS);
+        let recent_messages = recent
+            .iter()
+            .filter_map(|f| match protocol::decode_server_frame(f) {
+                Ok(ServerFrame::Event(e)) if matches!(e.body, Body::Message { .. }) => Some(e.ts),
+                _ => None,
+            })
+            .filter(|ts| *ts >= since)
+            .count() as u64;
+        let members = room
+            .present_users()
+            .into_iter()
+            .map(|user| protocol::MemberState {
+                muted_until: moderation.muted_until(&user.id, now),
+                banned: moderation.banned.contains(&user.id),
+                user,
+            })
+            .collect();
+        let view = protocol::RoomView {
+            room: name.to_string(),
+            members,
+            muted: moderation
+                .muted
+                .iter()
+                .filter(|(_, until)| **until > now)
+                .map(|(user, until)| (user.clone(), *until))
+                .collect(),
+            banned: moderation.banned.iter().cloned().collect(),
+            slow_mode: moderation.slow_mode_secs,
+            read_only: moderation.read_only,
+            pinned: moderation.pinned.iter().copied().collect(),
+            recent_messages,
+            open_reports,
+        };
+        if !self.rooms.contains_key(name.as_str()) {
+            self.hub.release(&room);
+        }
+        Ok(Some(protocol::ok(id, &view)))
     }
 
     /// The stored message at `offset`, or `unknown_target`.

@@ -1712,3 +1712,130 @@ async fn pinned_messages_are_listed_on_join_and_survive_a_restart() {
     assert_eq!(join_ok(&mut cleo, ROOM).await.pinned, vec![first.offset]);
     drop(kept);
 }
+
+// ------------------------------------------------- reports and the room view
+
+/// A pupil's report reaches two connected moderators live, shows in the
+/// room view until a moderator resolves it; the room view shows who is
+/// muted or banned and what is pinned, and only moderators may see it.
+#[tokio::test]
+async fn reports_reach_moderators_and_the_room_view_until_resolved() {
+    let server = TestServer::start().await;
+    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
+    let (mut bob, _) = server.connect(&student("bob", "3B")).await;
+    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
+    let (mut boss, _) = server.connect(&staff("boss")).await;
+    join_ok(&mut ana, ROOM).await;
+    join_ok(&mut bob, ROOM).await;
+    join_ok(&mut prof, AUDIT).await;
+    join_ok(&mut boss, AUDIT).await;
+    let rude = post_ok(&mut bob, ROOM, "message déplacé").await;
+
+    let ack = ok(
+        "report",
+        ana.request::<PostOk>(preau::protocol::Request::Report {
+            id: None,
+            room: ROOM.into(),
+            offset: rude.offset,
+            reason: Some("moquerie".into()),
+        })
+        .await,
+    );
+    assert_eq!(ack.room, AUDIT, "a report is an entry of the audit log");
+    for moderator in [&mut prof, &mut boss] {
+        let report = next_where(moderator, "live report", |f| match f {
+            ServerFrame::Event(e) if matches!(e.body, Body::Report { .. }) => Some(e.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(report.offset, ack.offset);
+        assert_eq!(report.from.id, "ana");
+        assert!(
+            matches!(&report.body, Body::Report { room, offset, .. } if room == ROOM && *offset == rude.offset)
+        );
+    }
+    refused(
+        "report of an unknown message",
+        ana.request::<PostOk>(preau::protocol::Request::Report {
+            id: None,
+            room: ROOM.into(),
+            offset: 999,
+            reason: None,
+        })
+        .await,
+        ErrorCode::UnknownTarget,
+    );
+
+    moderate_ok(&mut prof, ROOM, mute("bob", 600)).await;
+    moderate_ok(
+        &mut prof,
+        ROOM,
+        ModAction::Pin {
+            offset: rude.offset,
+        },
+    )
+    .await;
+    let seen = ok("room view", room_view(&mut prof).await);
+    assert_eq!(seen.open_reports.len(), 1);
+    assert_eq!(seen.open_reports[0].offset, ack.offset);
+    assert!(seen.muted.contains_key("bob"));
+    assert_eq!(seen.pinned, vec![rude.offset]);
+    assert_eq!(seen.recent_messages, 1);
+    let bob_state = seen
+        .members
+        .iter()
+        .find(|m| m.user.id == "bob")
+        .expect("bob listed");
+    assert!(bob_state.muted_until.is_some() && !bob_state.banned);
+    refused(
+        "pupil room view",
+        room_view(&mut ana).await,
+        ErrorCode::Forbidden,
+    );
+
+    refused(
+        "resolve of an unknown report",
+        prof.moderate(
+            ROOM,
+            ModAction::Resolve {
+                report: 999,
+                dismissed: true,
+            },
+        )
+        .await,
+        ErrorCode::UnknownTarget,
+    );
+    moderate_ok(
+        &mut boss,
+        ROOM,
+        ModAction::Resolve {
+            report: ack.offset,
+            dismissed: false,
+        },
+    )
+    .await;
+    assert!(ok("room view", room_view(&mut prof).await)
+        .open_reports
+        .is_empty());
+    refused(
+        "resolving twice",
+        prof.moderate(
+            ROOM,
+            ModAction::Resolve {
+                report: ack.offset,
+                dismissed: true,
+            },
+        )
+        .await,
+        ErrorCode::UnknownTarget,
+    );
+}
+
+async fn room_view(client: &mut Client) -> Result<preau::protocol::RoomView, ClientError> {
+    client
+        .request(preau::protocol::Request::RoomView {
+            id: None,
+            room: ROOM.into(),
+        })
+        .await
+}

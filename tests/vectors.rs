@@ -453,6 +453,22 @@ fn tombstone(redaction: &Event) -> Event {
     }
 }
 
+/// A report of message 12, as the audit log holds it.
+fn report_event(offset: u64) -> Event {
+    Event {
+        room: AUDIT_ROOM.into(),
+        epoch: AUDIT_EPOCH.into(),
+        offset,
+        ts: 1_795_000_050_000,
+        from: ana(),
+        body: Body::Report {
+            room: ROOM.into(),
+            offset: 12,
+            reason: Some("moquerie".into()),
+        },
+    }
+}
+
 /// The audit log entry appended before the room's moderation event.
 fn audit_event(offset: u64, moderation: &Event) -> Event {
     let Body::Moderation { action, until, .. } = &moderation.body else {
@@ -730,6 +746,41 @@ fn client_samples() -> Vec<(&'static str, Request)> {
         ),
         ("moderate.pin", moderate(22, ModAction::Pin { offset: 12 })),
         ("moderate.unpin", moderate(23, ModAction::Unpin { offset: 12 })),
+        (
+            "moderate.resolve",
+            moderate(
+                24,
+                ModAction::Resolve {
+                    report: 9,
+                    dismissed: true,
+                },
+            ),
+        ),
+        (
+            "report",
+            Request::Report {
+                id: Some(25),
+                room: ROOM.into(),
+                offset: 12,
+                reason: Some("moquerie".into()),
+            },
+        ),
+        (
+            "report.no_reason",
+            Request::Report {
+                id: Some(26),
+                room: ROOM.into(),
+                offset: 12,
+                reason: None,
+            },
+        ),
+        (
+            "room_view",
+            Request::RoomView {
+                id: Some(27),
+                room: ROOM.into(),
+            },
+        ),
         ("ping", Request::Ping { id: Some(300) }),
         ("ping.no_id", Request::Ping { id: None }),
         ("ping.max_id", Request::Ping { id: Some(u32::MAX) }),
@@ -960,6 +1011,53 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
             "event.audit.mute",
             protocol::event(&audit_event(8, &moderation_event(46))),
         ),
+        ("event.audit.report", protocol::event(&report_event(9))),
+        (
+            "event.audit.resolve",
+            protocol::event(&Event {
+                room: AUDIT_ROOM.into(),
+                epoch: AUDIT_EPOCH.into(),
+                offset: 10,
+                ts: 1_795_000_100_000,
+                from: prof(),
+                body: Body::Audit {
+                    room: ROOM.into(),
+                    action: ModAction::Resolve {
+                        report: 9,
+                        dismissed: true,
+                    },
+                    until: None,
+                },
+            }),
+        ),
+        (
+            "ok.room_view",
+            protocol::ok(
+                Some(27),
+                &protocol::RoomView {
+                    room: ROOM.into(),
+                    members: vec![
+                        protocol::MemberState {
+                            user: ana(),
+                            muted_until: Some(1_795_000_400_000),
+                            banned: false,
+                        },
+                        protocol::MemberState {
+                            user: prof(),
+                            muted_until: None,
+                            banned: false,
+                        },
+                    ],
+                    muted: [("ana".to_owned(), 1_795_000_400_000)].into_iter().collect(),
+                    banned: vec!["bob".into()],
+                    slow_mode: 30,
+                    read_only: false,
+                    pinned: vec![12],
+                    recent_messages: 14,
+                    open_reports: vec![report_event(9)],
+                },
+            ),
+        ),
         (
             "presence.join",
             protocol::presence(&Presence {
@@ -1183,6 +1281,7 @@ fn encode_server(v: &Vector) -> Bytes {
                 "post" | "moderate" => protocol::ok(id, &typed::<PostOk>(v, data)),
                 "join" => join_frame(id, &typed::<JoinOk>(v, data)),
                 "history" => history_frame(id, &typed::<HistoryOk>(v, data)),
+                "room_view" => protocol::ok(id, &typed::<protocol::RoomView>(v, data)),
                 "leave" | "typing" | "ping" => {
                     assert!(data.is_null(), "{}: data must be nil", v.name);
                     let frame = protocol::ok_empty(id);
@@ -1215,6 +1314,10 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
         "history" => assert_eq!(
             protocol::decode_ok_data::<HistoryOk>(bytes).expect("HistoryOk"),
             serde_json::from_value::<HistoryOk>(data).expect("HistoryOk json")
+        ),
+        "room_view" => assert_eq!(
+            protocol::decode_ok_data::<protocol::RoomView>(bytes).expect("RoomView"),
+            serde_json::from_value::<protocol::RoomView>(data).expect("RoomView json")
         ),
         _ => assert_eq!(
             protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
@@ -1319,7 +1422,7 @@ fn vectors_match_the_encoders() {
 
 /// Every moderation action kind; `action_kind` fails to build when
 /// `ModAction` gains a variant, which then needs a vector and a line here.
-const ACTION_KINDS: [&str; 10] = [
+const ACTION_KINDS: [&str; 11] = [
     "redact",
     "mute",
     "unmute",
@@ -1330,6 +1433,7 @@ const ACTION_KINDS: [&str; 10] = [
     "read_only",
     "pin",
     "unpin",
+    "resolve",
 ];
 
 fn action_kind(action: &ModAction) -> &'static str {
@@ -1344,13 +1448,14 @@ fn action_kind(action: &ModAction) -> &'static str {
         ModAction::ReadOnly { .. } => "read_only",
         ModAction::Pin { .. } => "pin",
         ModAction::Unpin { .. } => "unpin",
+        ModAction::Resolve { .. } => "resolve",
     };
     assert_eq!(kind, action.name());
     kind
 }
 
 /// Every event body kind (same rule as [`ACTION_KINDS`]).
-const BODY_KINDS: [&str; 4] = ["message", "redacted", "moderation", "audit"];
+const BODY_KINDS: [&str; 5] = ["message", "redacted", "moderation", "audit", "report"];
 
 fn body_kind(body: &Body) -> &'static str {
     match body {
@@ -1358,6 +1463,7 @@ fn body_kind(body: &Body) -> &'static str {
         Body::Redacted { .. } => "redacted",
         Body::Moderation { .. } => "moderation",
         Body::Audit { .. } => "audit",
+        Body::Report { .. } => "report",
     }
 }
 

@@ -11,6 +11,8 @@ mod codes;
 
 pub use codes::{CloseCode, ErrorCode};
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +20,17 @@ use serde::{Deserialize, Serialize};
 pub const SUBPROTOCOL: &str = "preau.v1";
 
 /// Request types of protocol v1, used to tell `unknown_type` from `invalid_field`.
-pub const REQUEST_TYPES: [&str; 8] = [
-    "hello", "join", "leave", "post", "typing", "history", "ping", "moderate",
+pub const REQUEST_TYPES: [&str; 10] = [
+    "hello",
+    "join",
+    "leave",
+    "post",
+    "typing",
+    "history",
+    "ping",
+    "moderate",
+    "report",
+    "room_view",
 ];
 
 /// Who a user is, as other users see them.
@@ -122,6 +133,21 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u32>,
     },
+    /// Reports the message at `offset` to the room's moderators.
+    Report {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        offset: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The moderators' view of a room ([`RoomView`]).
+    RoomView {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+    },
     /// A moderation action in `room` (see [`ModAction`]).
     Moderate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +207,12 @@ pub enum ModAction {
     Unpin {
         offset: u64,
     },
+    /// Closes the report at offset `report` of the class's audit log:
+    /// dismissed, or acted upon. Written to the audit log only.
+    Resolve {
+        report: u64,
+        dismissed: bool,
+    },
 }
 
 impl ModAction {
@@ -196,6 +228,7 @@ impl ModAction {
             ModAction::ReadOnly { .. } => "read_only",
             ModAction::Pin { .. } => "pin",
             ModAction::Unpin { .. } => "unpin",
+            ModAction::Resolve { .. } => "resolve",
         }
     }
 
@@ -232,7 +265,9 @@ impl Request {
             | Request::Typing { id, .. }
             | Request::History { id, .. }
             | Request::Ping { id }
-            | Request::Moderate { id, .. } => *id,
+            | Request::Moderate { id, .. }
+            | Request::Report { id, .. }
+            | Request::RoomView { id, .. } => *id,
         }
     }
 
@@ -246,6 +281,8 @@ impl Request {
             Request::History { .. } => "history",
             Request::Ping { .. } => "ping",
             Request::Moderate { .. } => "moderate",
+            Request::Report { .. } => "report",
+            Request::RoomView { .. } => "room_view",
         }
     }
 }
@@ -341,6 +378,33 @@ pub struct HistoryHead<'a> {
     pub more: bool,
 }
 
+/// A member as moderators see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    pub user: UserInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<u64>,
+    pub banned: bool,
+}
+
+/// Data of the `ok` reply to `room_view` (moderators only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomView {
+    pub room: String,
+    /// Present members, with their moderation state.
+    pub members: Vec<MemberState>,
+    /// Muted user id → muted until (ms), mutes still running.
+    pub muted: BTreeMap<String, u64>,
+    pub banned: Vec<String>,
+    pub slow_mode: u64,
+    pub read_only: bool,
+    pub pinned: Vec<u64>,
+    /// Messages posted in the last 5 minutes.
+    pub recent_messages: u64,
+    /// Reports of this room not resolved yet (events of the audit log).
+    pub open_reports: Vec<Event>,
+}
+
 /// Data of the `ok` reply to `post`: the message is durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostOk {
@@ -399,6 +463,14 @@ pub enum Body {
         target_from: Option<UserInfo>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_ts: Option<u64>,
+    },
+    /// A member reported the message at `offset` of `room` (in the class's
+    /// audit log; `from` is the reporter).
+    Report {
+        room: String,
+        offset: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// An entry of a class's audit log (`CLASS/audit/log`): `action` was
     /// done in `room` by `from`.

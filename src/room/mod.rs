@@ -590,6 +590,11 @@ impl Room {
             || state.moderation.banned.contains(user)
     }
 
+    /// Everyone present, here or through other nodes, by id.
+    pub fn present_users(&self) -> Vec<UserInfo> {
+        present_users(&self.state.lock())
+    }
+
     pub fn moderation(&self) -> Moderation {
         self.state.lock().moderation.clone()
     }

@@ -266,7 +266,7 @@ fn handle(hub: &Hub, conn: u64, tx: &Tx, user: &UserInfo, joined: &mut Vec<Strin
             let _ = tx.send(protocol::ok_empty(id));
         }
         // The floor has no moderation.
-        Request::Moderate { .. } => {
+        Request::Moderate { .. } | Request::Report { .. } | Request::RoomView { .. } => {
             let _ = tx.send(protocol::error(
                 id,
                 protocol::ErrorCode::UnknownType,
