@@ -191,6 +191,10 @@ pub struct RedisBus {
     connected: AtomicBool,
     instance: Mutex<Option<String>>,
     peers: DashMap<String, Peer>,
+    /// Presence changes go out through one task, in the order they happened
+    /// (one spawned task each could publish a leave before its join).
+    presence_tx: tokio::sync::mpsc::UnboundedSender<Control>,
+    presence_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Control>>>,
 }
 
 /// `preau:{class}/kind/name:SUFFIX`.
@@ -210,7 +214,10 @@ impl RedisBus {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Arc::new(RedisBus {
+            presence_tx,
+            presence_rx: Mutex::new(Some(presence_rx)),
             config,
             client,
             conn,
@@ -338,15 +345,14 @@ impl RedisBus {
 
     /// Tells the cluster that `user` became present in or absent from
     /// `room` on this node. Best effort: snapshots repair what is lost.
-    pub fn announce_presence(self: &Arc<Self>, room: &str, user: &UserInfo, present: bool) {
+    pub fn announce_presence(&self, room: &str, user: &UserInfo, present: bool) {
         let message = Control::Presence {
             node: self.config.node.clone(),
             room: room.to_owned(),
             user: user.clone(),
             present,
         };
-        let bus = self.clone();
-        tokio::spawn(async move { bus.send_control(&message).await });
+        let _ = self.presence_tx.send(message);
     }
 
     /// Live peers (heard from within `node_timeout`), with their URLs.
@@ -400,6 +406,14 @@ impl RedisBus {
     /// Runs the subscriber (with reconnects) and the heartbeat until shutdown.
     pub async fn run(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
         let heartbeat = tokio::spawn(self.clone().heartbeat(hub.clone(), shutdown.clone()));
+        let presence = self.presence_rx.lock().take().map(|mut rx| {
+            let bus = self.clone();
+            tokio::spawn(async move {
+                while let Some(message) = rx.recv().await {
+                    bus.send_control(&message).await;
+                }
+            })
+        });
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.subscribe_once(&hub, &shutdown).await {
@@ -421,6 +435,9 @@ impl RedisBus {
         })
         .await;
         heartbeat.abort();
+        if let Some(presence) = presence {
+            presence.abort();
+        }
     }
 
     async fn subscribe_once(

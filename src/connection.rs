@@ -61,7 +61,14 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
             _ = slow.cancelled() => break End::Close(CloseCode::SlowConsumer),
             Some(frame) = rx.recv() => {
                 let written = tokio::select! {
-                    result = write_batch(&mut ws, &mut rx, frame) => result,
+                    // A peer gone without a FIN leaves writes pending
+                    // forever: give up after `idle_timeout`.
+                    result = tokio::time::timeout(config.idle_timeout, write_batch(&mut ws, &mut rx, frame)) => {
+                        match result {
+                            Ok(result) => result,
+                            Err(_) => break End::Close(CloseCode::IdleTimeout),
+                        }
+                    }
                     _ = slow.cancelled() => break End::Close(CloseCode::SlowConsumer),
                     _ = shutdown.cancelled() => break End::Close(CloseCode::GoingAway),
                 };
@@ -100,7 +107,8 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
                 if last_seen.elapsed() >= config.idle_timeout {
                     break End::Close(CloseCode::IdleTimeout);
                 }
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = tokio::time::timeout(config.idle_timeout, ws.send(Message::Ping(Default::default())));
+                if !matches!(ping.await, Ok(Ok(()))) {
                     break End::Gone;
                 }
             }
@@ -178,7 +186,10 @@ fn is_too_big(err: &axum::Error) -> bool {
 
 use tokio_tungstenite::tungstenite;
 
+/// When a token expiring at `exp_secs` runs out, at most a year away (a
+/// signed token with an absurd `exp` must not overflow the clock).
 fn deadline_of(exp_secs: u64) -> Instant {
-    let now_secs = crate::auth::now_secs();
-    Instant::now() + Duration::from_secs(exp_secs.saturating_sub(now_secs))
+    const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+    let left = Duration::from_secs(exp_secs.saturating_sub(crate::auth::now_secs())).min(MAX);
+    Instant::now() + left
 }

@@ -251,7 +251,7 @@ impl Hub {
     /// An error means nothing was ordered; storage errors after ordering
     /// reach `out` as an error reply.
     pub async fn post(
-        &self,
+        self: &Arc<Self>,
         room: &Arc<Room>,
         from: &UserInfo,
         ack_to: Option<(&Outbound, Option<u32>)>,
@@ -261,26 +261,31 @@ impl Hub {
             out: out.clone(),
             id,
         });
-        let Some(bus) = self.bus() else {
-            return room
-                .sequence((self.clock)(), |offset, ts| {
+        let Some(bus) = self.bus().cloned() else {
+            // A room unloaded between our lookup and now is loaded again.
+            let mut room = room.clone();
+            loop {
+                let sequenced = room.sequence((self.clock)(), |offset, ts| {
                     let event = Event {
                         room: room.name().to_string(),
                         epoch: room.epoch().to_owned(),
                         offset,
                         ts,
                         from: from.clone(),
-                        body,
+                        body: body.clone(),
                     };
                     let queued = Queued {
                         frame: protocol::event(&event),
                         pid: None,
                         effect: Effect::of(&event),
                     };
-                    self.submit(room, offset, queued, waiter)
-                })
-                .map(|_| ())
-                .map_err(HubError::from);
+                    self.submit(&room, offset, queued, waiter.clone())
+                })?;
+                if sequenced.is_some() {
+                    return Ok(());
+                }
+                room = self.room(room.name()).await?;
+            }
         };
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         if let Some(waiter) = waiter {
@@ -292,7 +297,7 @@ impl Hub {
             .await
         {
             Ok(event) => {
-                self.accept(room, event, Some(pid));
+                self.accept_reloading(room, event, Some(pid)).await;
                 Ok(())
             }
             Err(err) => {
@@ -380,8 +385,25 @@ impl Hub {
         }
         let mine = self.bus().is_some_and(|bus| bus.node() == ordered.node);
         let pid = mine.then_some(ordered.pid);
-        if let Accepted::Gap { from, to } = self.accept(&room, ordered.event, pid) {
-            self.spawn_repair(room, from, to);
+        self.accept_reloading(&room, ordered.event, pid).await;
+    }
+
+    /// [`Hub::accept`], loading the room again if it was unloaded meanwhile,
+    /// and repairing any gap the event reveals.
+    async fn accept_reloading(self: &Arc<Self>, room: &Arc<Room>, event: Event, pid: Option<u64>) {
+        let mut room = room.clone();
+        loop {
+            match self.accept(&room, event.clone(), pid) {
+                Accepted::Closed => match self.room(room.name()).await {
+                    Ok(fresh) => room = fresh,
+                    Err(err) => {
+                        tracing::warn!(room = %room.name(), error = %err, "cannot reload room for an event");
+                        return;
+                    }
+                },
+                Accepted::Gap { from, to } => return self.spawn_repair(room, from, to),
+                Accepted::Queued | Accepted::Duplicate => return,
+            }
         }
     }
 
@@ -422,7 +444,9 @@ impl Hub {
             Ok(events) => {
                 for ordered in events {
                     if ordered.event.epoch == room.epoch() {
-                        self.accept(room, ordered.event, None);
+                        // The stream copy acks this node's own posts too.
+                        let pid = (ordered.node == bus.node()).then_some(ordered.pid);
+                        self.accept(room, ordered.event, pid);
                     }
                 }
             }

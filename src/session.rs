@@ -58,7 +58,13 @@ impl Refusal {
 
 impl From<HubError> for Refusal {
     fn from(err: HubError) -> Self {
-        tracing::error!(error = %err, "request failed");
+        match &err {
+            // Expected under load or while Redis is away.
+            HubError::Bus(_) | HubError::Store(crate::store::StoreError::Full) => {
+                tracing::warn!(error = %err, "request refused")
+            }
+            _ => tracing::error!(error = %err, "request failed"),
+        }
         Refusal::new(err.code(), err.to_string())
     }
 }
@@ -423,7 +429,13 @@ impl Session {
                 }
             }
         };
-        room.finish_join(self.conn(), reply);
+        if !room.finish_join(self.conn(), reply) {
+            self.rooms.remove(name.as_str());
+            return Err(Refusal::new(
+                ErrorCode::NotJoined,
+                format!("removed from {name} by a moderator while joining"),
+            ));
+        }
         Ok(None)
     }
 
@@ -933,7 +945,8 @@ impl Session {
         }
     }
 
-    /// Leaves every room; called once when the connection ends.
+    /// Leaves every room; called when the connection ends (and again, as a
+    /// no-op, on drop, which also covers a panicking connection task).
     pub fn close(&mut self) {
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
@@ -999,5 +1012,11 @@ fn action_verb(action: Action) -> &'static str {
         Action::Read => "read",
         Action::Post => "post",
         Action::Moderate => "moderate",
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -1565,7 +1565,7 @@ async fn bad_moderation_requests_get_documented_errors() {
         (
             "unknown action kind",
             serde_json::json!({"type": "moderate", "id": 9003, "room": ROOM,
-                "action": {"kind": "pin", "offset": 1}}),
+                "action": {"kind": "frobnicate", "offset": 1}}),
         ),
         (
             "action without kind",

@@ -137,6 +137,8 @@ pub enum Accepted {
     Duplicate,
     /// Ahead of the next expected offset: buffered; `from..=to` is missing.
     Gap { from: u64, to: u64 },
+    /// The room was unloaded meanwhile: load it again and retry.
+    Closed,
 }
 
 pub struct Room {
@@ -281,15 +283,19 @@ impl Room {
     /// Queues the join reply of a recovering member (outside its byte
     /// budget: the replay's size is capped by the caller), then the live
     /// events held back meanwhile, and lets live events flow to it directly.
-    pub fn finish_join(&self, conn: ConnId, reply: Bytes) {
+    /// False if the member is gone meanwhile (a moderator removed it):
+    /// the caller then answers the join itself.
+    pub fn finish_join(&self, conn: ConnId, reply: Bytes) -> bool {
         let mut state = self.state.lock();
-        if let Some(member) = state.members.get_mut(&conn) {
-            let pending = member.pending.take().unwrap_or_default();
-            member.out.send_unbudgeted(reply);
-            for frame in pending {
-                member.out.send(frame);
-            }
+        let Some(member) = state.members.get_mut(&conn) else {
+            return false;
+        };
+        let pending = member.pending.take().unwrap_or_default();
+        member.out.send_unbudgeted(reply);
+        for frame in pending {
+            member.out.send(frame);
         }
+        true
     }
 
     /// Removes a connection.
@@ -394,19 +400,23 @@ impl Room {
     /// Assigns the next offset and a timestamp (`now_ms`, but never below the
     /// room's previous one) and runs `queue` with them under the lock, so
     /// queue order is offset order. If `queue` fails, the offset is not used.
+    /// `Ok(None)` if the room was unloaded meanwhile: load it again.
     pub fn sequence<E>(
         &self,
         now_ms: u64,
         queue: impl FnOnce(u64, u64) -> Result<(), E>,
-    ) -> Result<u64, E> {
+    ) -> Result<Option<u64>, E> {
         let mut state = self.state.lock();
+        if state.closed {
+            return Ok(None);
+        }
         let offset = state.next_offset;
         let ts = now_ms.max(state.last_ts);
         queue(offset, ts)?;
         state.next_offset = offset + 1;
         state.last_ts = ts;
         state.in_flight += 1;
-        Ok(offset)
+        Ok(Some(offset))
     }
 
     /// Takes an event ordered elsewhere (the cluster bus). The next
@@ -421,6 +431,9 @@ impl Room {
         mut queue: impl FnMut(u64, Queued) -> Result<(), E>,
     ) -> Result<Accepted, E> {
         let mut state = self.state.lock();
+        if state.closed {
+            return Ok(Accepted::Closed);
+        }
         if offset < state.next_offset {
             return Ok(Accepted::Duplicate);
         }
@@ -623,9 +636,12 @@ impl Room {
 
     /// Marks the room closed if it has no member and no write in flight; the
     /// hub then forgets it. True if closed.
-    pub fn close_if_idle(&self) -> bool {
+    /// Only the hub's map and the caller may hold the room: a request that
+    /// loaded it (history, moderation, a bus event) keeps it open.
+    pub fn close_if_idle(self: &std::sync::Arc<Self>) -> bool {
         let mut state = self.state.lock();
-        if state.members.is_empty()
+        if std::sync::Arc::strong_count(self) <= 2
+            && state.members.is_empty()
             && state.in_flight == 0
             && state.remote.is_empty()
             && state.ahead.is_empty()
