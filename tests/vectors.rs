@@ -745,7 +745,10 @@ fn client_samples() -> Vec<(&'static str, Request)> {
             moderate(21, ModAction::ReadOnly { on: false }),
         ),
         ("moderate.pin", moderate(22, ModAction::Pin { offset: 12 })),
-        ("moderate.unpin", moderate(23, ModAction::Unpin { offset: 12 })),
+        (
+            "moderate.unpin",
+            moderate(23, ModAction::Unpin { offset: 12 }),
+        ),
         (
             "moderate.resolve",
             moderate(
@@ -1048,7 +1051,9 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
                             banned: false,
                         },
                     ],
-                    muted: [("ana".to_owned(), 1_795_000_400_000)].into_iter().collect(),
+                    muted: [("ana".to_owned(), 1_795_000_400_000)]
+                        .into_iter()
+                        .collect(),
                     banned: vec!["bob".into()],
                     slow_mode: 30,
                     read_only: false,
@@ -1182,7 +1187,10 @@ fn invalid_samples() -> Vec<(&'static str, Vec<u8>)> {
                 ("room", s(ROOM)),
                 (
                     "action",
-                    M::Map(vec![(s("kind"), s("frobnicate")), (s("offset"), M::from(42))]),
+                    M::Map(vec![
+                        (s("kind"), s("frobnicate")),
+                        (s("offset"), M::from(42)),
+                    ]),
                 ),
             ]),
         ),
