@@ -118,11 +118,28 @@ fn target_color(target: &str) -> RGBColor {
     }
 }
 
-/// One line per (run, target): its color, and a shade per run.
+/// One line per (run, target): the target's color for the main run, a
+/// lighter shade for `rerun`, a color of its own for any other run (sweeps).
 fn series_style(run: &str, target: &str, runs: &[String]) -> (RGBColor, f64) {
-    let index = runs.iter().position(|r| r == run).unwrap_or(0);
-    let alpha = 1.0 - 0.3 * index as f64;
-    (target_color(target), alpha.max(0.35))
+    const OTHERS: [RGBColor; 5] = [
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(23, 190, 207),
+    ];
+    match run {
+        "" => (target_color(target), 1.0),
+        "rerun" => (target_color(target), 0.6),
+        _ => {
+            let index = runs
+                .iter()
+                .filter(|r| !r.is_empty() && r.as_str() != "rerun")
+                .position(|r| r == run)
+                .unwrap_or(0);
+            (OTHERS[index % OTHERS.len()], 0.9)
+        }
+    }
 }
 
 fn label(run: &str, target: &str) -> String {
