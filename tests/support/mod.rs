@@ -187,6 +187,20 @@ pub async fn next_event(client: &mut Client) -> preau::protocol::Event {
     }
 }
 
+/// Whether `/healthz` answers 200 (false while nothing listens yet).
+async fn healthy(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    response.starts_with(b"HTTP/1.1 200")
+}
+
 /// A plain HTTP GET; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
@@ -217,12 +231,29 @@ pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
         .sum()
 }
 
-/// A free TCP port on loopback (bound then released).
+/// A free TCP port on loopback for a child process, from 10000–14999:
+/// below the kernel's ephemeral range (so no outgoing connection takes it
+/// before the child binds it) and below the Redis harness's band; never one
+/// this test binary handed out before (tests run in parallel).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for i in 0..5000u64 {
+        let port = 10_000 + ((seed + i * 7919) % 5000) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 10000-14999")
 }
 
 /// The `preau` binary run as a child process.
@@ -255,9 +286,13 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn preau");
+        let mut child = child;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if TcpStream::connect(addr).await.is_ok() && http_get(addr, "/healthz").await.0 == 200 {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("preau exited before serving on {addr}: {status}");
+            }
+            if healthy(addr).await {
                 break;
             }
             assert!(
