@@ -59,6 +59,10 @@ pub struct Config {
     pub outbound_budget_bytes: usize,
     pub rate_per_sec: f64,
     pub rate_burst: u32,
+    /// Other requests that read or create rooms (join, history, report,
+    /// room view, moderate) per second per user, and their burst.
+    pub request_rate_per_sec: f64,
+    pub request_burst: u32,
     pub history_page_max: usize,
     pub recovery_max: usize,
     pub recovery_max_bytes: usize,
@@ -124,6 +128,8 @@ impl Default for Config {
             outbound_budget_bytes: 1024 * 1024,
             rate_per_sec: 2.0,
             rate_burst: 10,
+            request_rate_per_sec: 20.0,
+            request_burst: 200,
             history_page_max: 200,
             recovery_max: 1_000,
             recovery_max_bytes: 1024 * 1024,
@@ -182,6 +188,10 @@ pub struct ConfigArgs {
     pub rate_per_sec: Option<f64>,
     #[arg(long, env = "PREAU_RATE_BURST")]
     pub rate_burst: Option<u32>,
+    #[arg(long, env = "PREAU_REQUEST_RATE_PER_SEC")]
+    pub request_rate_per_sec: Option<f64>,
+    #[arg(long, env = "PREAU_REQUEST_BURST")]
+    pub request_burst: Option<u32>,
     #[arg(long, env = "PREAU_HISTORY_PAGE_MAX")]
     pub history_page_max: Option<usize>,
     #[arg(long, env = "PREAU_RECOVERY_MAX")]
@@ -303,6 +313,16 @@ impl Config {
         )?;
         check(self.rate_burst >= 1, "rate_burst", "must be at least 1")?;
         check(
+            self.request_rate_per_sec.is_finite() && self.request_rate_per_sec > 0.0,
+            "request_rate_per_sec",
+            "must be a number above zero",
+        )?;
+        check(
+            self.request_burst >= 1,
+            "request_burst",
+            "must be at least 1",
+        )?;
+        check(
             (1..=10_000).contains(&self.history_page_max),
             "history_page_max",
             "must be between 1 and 10000",
@@ -367,6 +387,8 @@ impl ConfigArgs {
             outbound_budget_bytes,
             rate_per_sec,
             rate_burst,
+            request_rate_per_sec,
+            request_burst,
             history_page_max,
             recovery_max,
             recovery_max_bytes,

@@ -58,6 +58,8 @@ type RoomCell = Arc<OnceCell<Arc<Room>>>;
 struct UserEntry {
     connections: usize,
     bucket: TokenBucket,
+    /// For requests other than posts (joins, history, reports, ...).
+    requests: TokenBucket,
 }
 
 /// Who gets the ack of a post once it is durable.
@@ -211,6 +213,11 @@ impl Hub {
             .or_insert_with(|| UserEntry {
                 connections: 0,
                 bucket: TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now),
+                requests: TokenBucket::new(
+                    self.config.request_rate_per_sec,
+                    self.config.request_burst,
+                    now,
+                ),
             })
             .connections += 1;
     }
@@ -228,13 +235,22 @@ impl Hub {
     /// written, so `release` could not unload it then).
     pub fn sweep(&self) {
         let now = Instant::now();
-        self.users
-            .retain(|_, entry| entry.connections > 0 || !entry.bucket.is_full(now));
+        self.users.retain(|_, entry| {
+            entry.connections > 0 || !entry.bucket.is_full(now) || !entry.requests.is_full(now)
+        });
         // Collect first: `release` takes the map's write lock.
         for room in self.loaded_rooms() {
             if room.member_count() == 0 {
                 self.release(&room);
             }
+        }
+    }
+
+    /// Takes a token from the user's request bucket (joins, history, ...).
+    pub fn request_limit(&self, user: &str) -> Result<(), std::time::Duration> {
+        match self.users.get_mut(user) {
+            Some(mut entry) => entry.requests.take(Instant::now()),
+            None => Ok(()),
         }
     }
 
@@ -477,7 +493,11 @@ impl Hub {
         let token = self
             .keyring
             .mint(&Claims {
-                sub: format!("node:{}", self.config.node_id),
+                sub: format!(
+                    "{}{}",
+                    crate::session::NODE_USER_PREFIX,
+                    self.config.node_id
+                ),
                 name: self.config.node_id.clone(),
                 role: Role::Staff,
                 classes: Vec::new(),

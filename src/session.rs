@@ -23,6 +23,8 @@ use crate::room::{Room, RoomName};
 /// this often; the rest are coalesced (clients expire them after 5 s).
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HISTORY_PAGE: usize = 50;
+/// User ids of the tokens nodes mint for catching up from each other.
+pub const NODE_USER_PREFIX: &str = "node:";
 /// How many recent messages `known_user` looks through for an author.
 const KNOWN_USER_SCAN: usize = 2_000;
 /// How many recent audit entries are searched for open reports.
@@ -134,6 +136,37 @@ impl Session {
                     Flow::Close(CloseCode::ProtocolViolation)
                 }
             };
+        }
+        // Requests that read, load or create rooms take from a second,
+        // more generous per-user bucket than posts.
+        let costly = matches!(
+            request,
+            Request::Join { .. }
+                | Request::History { .. }
+                | Request::Report { .. }
+                | Request::RoomView { .. }
+                | Request::Moderate { .. }
+        );
+        let user = self
+            .auth
+            .as_ref()
+            .map(|a| a.user.id.clone())
+            .unwrap_or_default();
+        // Peer nodes catching up (tokens the cluster mints for itself) page
+        // many rooms at once; they are not limited.
+        if costly && !user.starts_with(NODE_USER_PREFIX) {
+            if let Err(wait) = self.hub.request_limit(&user) {
+                let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+                self.refuse(
+                    id,
+                    Refusal {
+                        code: ErrorCode::RateLimited,
+                        message: format!("too many requests, retry in {ms} ms"),
+                        retry_after_ms: Some(ms),
+                    },
+                );
+                return Flow::Continue;
+            }
         }
         let result = match request {
             Request::Hello { .. } => Err(Refusal::new(

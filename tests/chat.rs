@@ -549,6 +549,42 @@ async fn presence_stops_past_the_presence_limit() {
     assert_eq!(seen, ["u2", "u3"]);
 }
 
+/// Joins, history reads and the like have their own per-user bucket, so a
+/// script cannot create rooms or scan history without bound.
+#[tokio::test]
+async fn room_requests_are_rate_limited_per_user() {
+    let server = TestServer::start_with(|c: &mut Config| {
+        c.request_rate_per_sec = 0.01;
+        c.request_burst = 3;
+    })
+    .await;
+    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
+    for i in 0..3 {
+        timed(
+            "history",
+            ana.history(&format!("3B/chat/r{i}"), None, None, None),
+        )
+        .await
+        .unwrap();
+    }
+    let err = refusal(
+        timed("join", ana.join("3B/chat/r9", None))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, ErrorCode::RateLimited);
+    assert!(err.retry_after_ms.is_some_and(|ms| ms > 0));
+    // Another user is not affected, and a ping is not limited.
+    let (mut bob, _) = server.connect(&student("bob", "3B")).await;
+    timed("join", bob.join(ROOM, None)).await.unwrap();
+    timed(
+        "ping",
+        ana.request::<rmpv::Value>(preau::protocol::Request::Ping { id: None }),
+    )
+    .await
+    .unwrap();
+}
+
 /// A graceful stop keeps everything: same epoch, same events, and offsets go on.
 #[tokio::test]
 async fn restart_keeps_history_epoch_and_offsets() {

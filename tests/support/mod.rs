@@ -38,6 +38,8 @@ pub fn config(dir: &Path) -> Config {
         secret: Some(SECRET.to_owned()),
         rate_per_sec: 10_000.0,
         rate_burst: 10_000,
+        request_rate_per_sec: 10_000.0,
+        request_burst: 10_000,
         ..Config::default()
     }
 }
@@ -281,6 +283,8 @@ impl Proc {
             .env("PREAU_SECRET", SECRET)
             .env("PREAU_RATE_PER_SEC", "10000")
             .env("PREAU_RATE_BURST", "10000")
+            .env("PREAU_REQUEST_RATE_PER_SEC", "10000")
+            .env("PREAU_REQUEST_BURST", "10000")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
