@@ -131,7 +131,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        set_id(&mut request, id);
+        request.set_id(id);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
         self.send_raw(protocol::encode_request(&request)?)?;
@@ -275,20 +275,5 @@ fn route(
         (_, frame) => {
             let _ = events.send(frame);
         }
-    }
-}
-
-fn set_id(request: &mut Request, new: u32) {
-    match request {
-        Request::Hello { id, .. }
-        | Request::Join { id, .. }
-        | Request::Leave { id, .. }
-        | Request::Post { id, .. }
-        | Request::Typing { id, .. }
-        | Request::History { id, .. }
-        | Request::Ping { id }
-        | Request::Moderate { id, .. }
-        | Request::Report { id, .. }
-        | Request::RoomView { id, .. } => *id = Some(new),
     }
 }

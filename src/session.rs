@@ -392,8 +392,8 @@ impl Session {
         } else {
             None
         };
-        let reply = match failure {
-            Some(reason) => join_reply(
+        let failed = |reason| {
+            join_reply(
                 id,
                 &room,
                 &joined,
@@ -402,7 +402,10 @@ impl Session {
                     reason: Some(reason),
                 }),
                 &[],
-            ),
+            )
+        };
+        let reply = match failure {
+            Some(reason) => failed(reason),
             None => {
                 let store = self.hub.store.clone();
                 let key = name.as_str().to_owned();
@@ -422,28 +425,10 @@ impl Session {
                         if events.first().and_then(|e| protocol::event_offset(e))
                             != (since.offset < head).then_some(since.offset + 1) =>
                     {
-                        join_reply(
-                            id,
-                            &room,
-                            &joined,
-                            Some(Recovery {
-                                recovered: false,
-                                reason: Some(RecoveryFailure::OutOfRetention),
-                            }),
-                            &[],
-                        )
+                        failed(RecoveryFailure::OutOfRetention)
                     }
                     Ok((events, _)) if events.iter().map(Bytes::len).sum::<usize>() > max_bytes => {
-                        join_reply(
-                            id,
-                            &room,
-                            &joined,
-                            Some(Recovery {
-                                recovered: false,
-                                reason: Some(RecoveryFailure::TooFarBehind),
-                            }),
-                            &[],
-                        )
+                        failed(RecoveryFailure::TooFarBehind)
                     }
                     Ok((events, _)) => join_reply(
                         id,

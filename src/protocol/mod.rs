@@ -271,6 +271,22 @@ impl Request {
         }
     }
 
+    /// Sets the request id (clients number their requests).
+    pub fn set_id(&mut self, new: u32) {
+        match self {
+            Request::Hello { id, .. }
+            | Request::Join { id, .. }
+            | Request::Leave { id, .. }
+            | Request::Post { id, .. }
+            | Request::Typing { id, .. }
+            | Request::History { id, .. }
+            | Request::Ping { id }
+            | Request::Moderate { id, .. }
+            | Request::Report { id, .. }
+            | Request::RoomView { id, .. } => *id = Some(new),
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Request::Hello { .. } => "hello",
