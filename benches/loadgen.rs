@@ -253,7 +253,7 @@ impl Conn {
                         .into_iter()
                         .map(|e| {
                             let text = match e.body {
-                                Body::Message { text } => text,
+                                Body::Message { text, .. } => text,
                                 _ => String::new(),
                             };
                             (e.offset, text)
@@ -273,6 +273,10 @@ impl Conn {
                     id: None,
                     room: room.to_owned(),
                     text,
+                    title: None,
+                    thread: None,
+                    reply_to: None,
+                    quote: None,
                 })?;
                 client.send_raw(frame)?;
                 Ok(())
@@ -298,7 +302,7 @@ impl Conn {
             Conn::Preau(client) => Some(match client.next().await? {
                 ServerFrame::Event(event) => {
                     let text = match event.body {
-                        Body::Message { text } => text,
+                        Body::Message { text, .. } => text,
                         _ => String::new(),
                     };
                     Incoming::Event {

@@ -48,7 +48,7 @@ fn event(offset: u64) -> Event {
         offset,
         ts: 1_764_400_000_000 + offset,
         from: user(0),
-        body: Body::Message { text: text() },
+        body: Body::message(text()),
     }
 }
 
@@ -57,6 +57,10 @@ fn codec(c: &mut Criterion) {
         id: Some(7),
         room: ROOM.to_owned(),
         text: text(),
+        title: None,
+        thread: None,
+        reply_to: None,
+        quote: None,
     })
     .expect("encode post");
     // Make sure the benchmark decodes what it means to.

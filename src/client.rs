@@ -186,6 +186,10 @@ impl Client {
             id: None,
             room: room.to_owned(),
             text: text.to_owned(),
+            title: None,
+            thread: None,
+            reply_to: None,
+            quote: None,
         })
         .await
     }
@@ -212,6 +216,7 @@ impl Client {
             before,
             after,
             limit,
+            thread: None,
         })
         .await
     }

@@ -90,6 +90,19 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub resync_window: Duration,
     pub log_format: LogFormat,
+    /// Forums: how long after posting an author may edit (moderators: always).
+    #[serde(with = "humantime_serde")]
+    pub edit_window: Duration,
+    /// Notes: the largest Yjs update accepted, in bytes.
+    pub note_max_update_bytes: usize,
+    /// Notes: the largest document (its encoded state), in bytes.
+    pub note_max_bytes: usize,
+    /// Notes: fold the updates into a snapshot after this many.
+    pub note_compact_every: u64,
+    /// Static files (the web app and teacher console) served at `/`.
+    pub web_dir: Option<PathBuf>,
+    /// Demo mode: `GET /dev/token` mints tokens for anyone. Never in production.
+    pub demo: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -143,6 +156,12 @@ impl Default for Config {
             heartbeat: Duration::from_secs(1),
             node_timeout: Duration::from_secs(3),
             resync_window: Duration::from_secs(2),
+            edit_window: Duration::from_secs(15 * 60),
+            note_max_update_bytes: 61_440,
+            note_max_bytes: 4 << 20,
+            note_compact_every: 500,
+            web_dir: None,
+            demo: false,
             log_format: LogFormat::Text,
         }
     }
@@ -220,6 +239,20 @@ pub struct ConfigArgs {
     pub node_timeout: Option<Duration>,
     #[arg(long, env = "PREAU_RESYNC_WINDOW", value_parser = duration)]
     pub resync_window: Option<Duration>,
+    #[arg(long, env = "PREAU_EDIT_WINDOW", value_parser = duration)]
+    pub edit_window: Option<Duration>,
+    #[arg(long, env = "PREAU_NOTE_MAX_UPDATE_BYTES")]
+    pub note_max_update_bytes: Option<usize>,
+    #[arg(long, env = "PREAU_NOTE_MAX_BYTES")]
+    pub note_max_bytes: Option<usize>,
+    #[arg(long, env = "PREAU_NOTE_COMPACT_EVERY")]
+    pub note_compact_every: Option<u64>,
+    /// Serve the web app and console from this folder (e.g. clients/dist).
+    #[arg(long, env = "PREAU_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Demo mode: `GET /dev/token` mints tokens for anyone.
+    #[arg(long, env = "PREAU_DEMO")]
+    pub demo: bool,
 }
 
 impl Config {
@@ -338,6 +371,21 @@ impl Config {
             "must be between 1024 and 268435456",
         )?;
         check(
+            self.note_max_update_bytes >= 64,
+            "note_max_update_bytes",
+            "must be at least 64",
+        )?;
+        check(
+            self.note_max_bytes >= self.note_max_update_bytes,
+            "note_max_bytes",
+            "must be at least note_max_update_bytes",
+        )?;
+        check(
+            self.note_compact_every >= 1,
+            "note_compact_every",
+            "must be at least 1",
+        )?;
+        check(
             !self.retention_check.is_zero(),
             "retention_check",
             "must be above zero",
@@ -400,8 +448,18 @@ impl ConfigArgs {
             stream_max,
             heartbeat,
             node_timeout,
-            resync_window
+            resync_window,
+            edit_window,
+            note_max_update_bytes,
+            note_max_bytes,
+            note_compact_every
         );
+        if self.web_dir.is_some() {
+            config.web_dir = self.web_dir;
+        }
+        if self.demo {
+            config.demo = true;
+        }
         if self.secret.is_some() {
             config.secret = self.secret;
         }

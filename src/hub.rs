@@ -13,7 +13,9 @@ use crate::auth::{Claims, Keyring};
 use crate::bus::{BusError, Ordered, RedisBus};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::moderation::{Effect, Moderation};
+use crate::forum::Forum;
+use crate::moderation::Moderation;
+use crate::room::{edit_tombstone, Effect, Kind};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::ratelimit::TokenBucket;
@@ -162,11 +164,18 @@ impl Hub {
         };
         let store = self.store.clone();
         let now = (self.clock)();
-        let (meta, bounds, moderation) = tokio::task::spawn_blocking(move || {
+        let forum_room = name.kind() == Kind::Forum;
+        let (meta, bounds, moderation, forum) = tokio::task::spawn_blocking(move || {
             let meta = store.load_or_create_room(&key, now, epoch.as_deref())?;
             let bounds = store.bounds(&key)?;
-            let moderation = load_moderation(&store, &key, bounds.map_or(0, |(_, last)| last))?;
-            Ok::<_, StoreError>((meta, bounds, moderation))
+            let last = bounds.map_or(0, |(_, last)| last);
+            let forum = if forum_room {
+                rebuild_forum(&store, &key, last)?
+            } else {
+                Forum::default()
+            };
+            let moderation = load_moderation(&store, &key, last, &forum)?;
+            Ok::<_, StoreError>((meta, bounds, moderation, forum))
         })
         .await??;
         let last = bounds.map_or(0, |(_, last)| last).max(meta.trimmed_through);
@@ -177,8 +186,21 @@ impl Hub {
         self.metrics.rooms_loaded.increment(1.0);
         Ok(Arc::new(
             Room::new(name.clone(), meta.epoch, floor, last, moderation)
+                .with_forum(forum)
                 .with_presence_limit(self.config.presence_limit),
         ))
+    }
+
+    /// Whether the room is loaded or stored here (never creates it).
+    pub async fn room_exists(&self, name: &RoomName) -> Result<bool, HubError> {
+        if self.loaded_room(name.as_str()).is_some() {
+            return Ok(true);
+        }
+        let store = self.store.clone();
+        let key = name.as_str().to_owned();
+        Ok(tokio::task::spawn_blocking(move || store.room_meta(&key))
+            .await??
+            .is_some())
     }
 
     /// Forgets a room that has no member and no write in flight.
@@ -712,11 +734,22 @@ impl Done<'_> {
         });
         // The tombstone is in place before anyone hears of the redaction,
         // so a history read that follows the event never sees the text.
-        if let Some(Effect::Redact { target, tombstone }) = &effect {
-            if let Err(err) = self
-                .store
-                .rewrite_event(room.name().as_str(), *target, tombstone)
-            {
+        if let Some(Effect::Redact {
+            target,
+            tombstone,
+            by,
+            reason,
+        }) = &effect
+        {
+            let edits = room.post_edits(*target);
+            if let Err(err) = redact_stored(
+                self.store,
+                room.name().as_str(),
+                (*target, tombstone),
+                &edits,
+                by,
+                reason.as_deref(),
+            ) {
                 tracing::error!(room = %room.name(), error = %err, "cannot write a tombstone");
             }
         }
@@ -743,7 +776,12 @@ impl Done<'_> {
 /// The room's moderation state: the checkpoint plus the effects of the
 /// events stored after it (a crash may have lost the last checkpoint).
 /// Blocking.
-fn load_moderation(store: &Store, room: &str, last: u64) -> Result<Moderation, StoreError> {
+fn load_moderation(
+    store: &Store,
+    room: &str,
+    last: u64,
+    forum: &Forum,
+) -> Result<Moderation, StoreError> {
     let mut state = store
         .moderation(room)?
         .and_then(|bytes| Moderation::decode(&bytes))
@@ -757,14 +795,64 @@ fn load_moderation(store: &Store, room: &str, last: u64) -> Result<Moderation, S
         else {
             continue;
         };
-        if let Some(effect) = Effect::of(&event) {
-            if let Effect::Redact { target, tombstone } = &effect {
-                store.save_moderation(room, &state.encode(), Some((*target, tombstone)))?;
-            }
-            state.apply(event.offset, &effect);
+        let Some(effect) = Effect::of(&event).filter(Effect::is_moderation) else {
+            continue;
+        };
+        if let Effect::Redact {
+            target,
+            tombstone,
+            by,
+            reason,
+        } = &effect
+        {
+            let edits = forum.post(*target).map(|p| p.edits.clone()).unwrap_or_default();
+            redact_stored(
+                store,
+                room,
+                (*target, tombstone),
+                &edits,
+                by,
+                reason.as_deref(),
+            )?;
         }
+        state.apply(event.offset, &effect);
     }
     state.through = last;
     store.save_moderation(room, &state.encode(), None)?;
     Ok(state)
+}
+
+/// Writes a redaction's tombstones: the message's, and one for each of its
+/// edits (their text goes too). Blocking.
+fn redact_stored(
+    store: &Store,
+    room: &str,
+    (target, tombstone): (u64, &Bytes),
+    edits: &[u64],
+    by: &UserInfo,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    store.rewrite_event(room, target, tombstone)?;
+    for edit in edits {
+        let Some(frame) = store.raw_event(room, *edit)? else {
+            continue;
+        };
+        if let Some(tombstone) = edit_tombstone(&frame, by, reason) {
+            store.rewrite_event(room, *edit, &tombstone)?;
+        }
+    }
+    Ok(())
+}
+
+/// A forum's thread index, from every stored event. Blocking.
+fn rebuild_forum(store: &Store, room: &str, last: u64) -> Result<Forum, StoreError> {
+    let (frames, _) = store.read_after(room, 0, last, usize::MAX)?;
+    let events: Vec<Event> = frames
+        .iter()
+        .filter_map(|frame| match protocol::decode_server_frame(frame) {
+            Ok(crate::protocol::ServerFrame::Event(event)) => Some(event),
+            _ => None,
+        })
+        .collect();
+    Ok(Forum::rebuild(&events))
 }

@@ -8,6 +8,7 @@ pub mod bus;
 pub mod client;
 pub mod config;
 mod connection;
+pub mod forum;
 mod gateway;
 pub mod hub;
 pub mod metrics;

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{self, Body, Event, ModAction};
+use crate::protocol::{ForumSettings, ModAction};
+use crate::room::Effect;
 
 /// Longest mute: 30 days.
 pub const MAX_MUTE_SECS: u64 = 30 * 24 * 3600;
@@ -33,68 +34,12 @@ pub struct Moderation {
     pub pinned: BTreeSet<u64>,
     /// The last offset whose effect is included.
     pub through: u64,
-}
-
-/// What an event does to the room besides being delivered.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Changes the moderation state (and, for kick and ban, removes the
-    /// user's connections).
-    Action {
-        action: ModAction,
-        until: Option<u64>,
-    },
-    /// Replaces the stored message at `target` with `tombstone`.
-    Redact { target: u64, tombstone: Bytes },
-}
-
-impl Effect {
-    /// The effect of `event`, if it has one.
-    pub fn of(event: &Event) -> Option<Effect> {
-        let Body::Moderation {
-            action,
-            until,
-            target_from,
-            target_ts,
-        } = &event.body
-        else {
-            return None;
-        };
-        match action {
-            ModAction::Redact { offset, reason } => {
-                let tombstone = Event {
-                    room: event.room.clone(),
-                    epoch: event.epoch.clone(),
-                    offset: *offset,
-                    ts: target_ts.unwrap_or(0),
-                    from: target_from.clone().unwrap_or_else(|| event.from.clone()),
-                    body: Body::Redacted {
-                        by: event.from.clone(),
-                        reason: reason.clone(),
-                    },
-                };
-                Some(Effect::Redact {
-                    target: *offset,
-                    tombstone: protocol::event(&tombstone),
-                })
-            }
-            other => Some(Effect::Action {
-                action: other.clone(),
-                until: *until,
-            }),
-        }
-    }
-
-    /// The user whose connections leave the room (kick, ban).
-    pub fn removes(&self) -> Option<&str> {
-        match self {
-            Effect::Action {
-                action: ModAction::Kick { user, .. } | ModAction::Ban { user, .. },
-                ..
-            } => Some(user),
-            _ => None,
-        }
-    }
+    /// Forums: the settings of the last `configure` (`None`: never opened).
+    #[serde(default)]
+    pub forum: Option<ForumSettings>,
+    /// Forums: threads (first offsets) locked by `read_only` with a thread.
+    #[serde(default)]
+    pub locked_threads: BTreeSet<u64>,
 }
 
 /// Why a post is refused by moderation.
@@ -123,7 +68,28 @@ impl Moderation {
                     self.banned.remove(user);
                 }
                 ModAction::SlowMode { seconds } => self.slow_mode_secs = *seconds,
-                ModAction::ReadOnly { on } => self.read_only = *on,
+                ModAction::ReadOnly { on, thread: None } => self.read_only = *on,
+                ModAction::ReadOnly {
+                    on,
+                    thread: Some(thread),
+                } => {
+                    if *on {
+                        self.locked_threads.insert(*thread);
+                    } else {
+                        self.locked_threads.remove(thread);
+                    }
+                }
+                ModAction::Configure {
+                    flavour,
+                    classes,
+                    moderators,
+                } => {
+                    self.forum = Some(ForumSettings {
+                        flavour: *flavour,
+                        classes: classes.clone(),
+                        moderators: moderators.clone(),
+                    });
+                }
                 ModAction::Pin { offset } => {
                     self.pinned.insert(*offset);
                 }
@@ -162,7 +128,7 @@ impl Moderation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Role, UserInfo};
+    use crate::protocol::{self, Body, Event, Role, UserInfo};
 
     fn event(offset: u64, body: Body) -> Event {
         Event {
@@ -185,6 +151,7 @@ mod tests {
             until,
             target_from: None,
             target_ts: None,
+            target_thread: None,
         }
     }
 
@@ -208,7 +175,13 @@ mod tests {
                 None,
             ),
             action(ModAction::SlowMode { seconds: 30 }, None),
-            action(ModAction::ReadOnly { on: true }, None),
+            action(
+                ModAction::ReadOnly {
+                    on: true,
+                    thread: None,
+                },
+                None,
+            ),
         ];
         for (i, body) in steps.into_iter().enumerate() {
             let effect = Effect::of(&event(i as u64 + 1, body)).unwrap();
@@ -239,8 +212,12 @@ mod tests {
             until: None,
             target_from: Some(author.clone()),
             target_ts: Some(42),
+            target_thread: None,
         };
-        let Some(Effect::Redact { target, tombstone }) = Effect::of(&event(9, body)) else {
+        let Some(Effect::Redact {
+            target, tombstone, ..
+        }) = Effect::of(&event(9, body))
+        else {
             panic!("not a redaction")
         };
         assert_eq!(target, 3);

@@ -4,6 +4,8 @@
 //! - `rooms`: room name → [`RoomMeta`] (MessagePack), the room's epoch.
 //! - `events`: `room name ‖ 0x00 ‖ offset (u64 big-endian)` → the event frame
 //!   exactly as delivered on the wire, so history is served without re-encoding.
+//! - `reads`: `room name ‖ 0x00 ‖ user id ‖ 0x00 ‖ thread (u64 big-endian)` →
+//!   the last offset the user read in that forum thread (u64 big-endian).
 //!
 //! Writes go through one writer thread that batches whatever is queued into
 //! one sled batch and one flush (group commit), then runs each job's callback
@@ -73,6 +75,7 @@ pub struct Store {
     db: sled::Db,
     events: sled::Tree,
     rooms: sled::Tree,
+    reads: sled::Tree,
     writer: Mutex<Option<(SyncSender<Job>, JoinHandle<()>)>>,
 }
 
@@ -90,6 +93,7 @@ impl Store {
             .open()?;
         let events = db.open_tree("events")?;
         let rooms = db.open_tree("rooms")?;
+        let reads = db.open_tree("reads")?;
         let (tx, rx) = mpsc::sync_channel(queue);
         let writer_db = db.clone();
         let writer_events = events.clone();
@@ -101,6 +105,7 @@ impl Store {
             db,
             events,
             rooms,
+            reads,
             writer: Mutex::new(Some((tx, handle))),
         })
     }
@@ -255,6 +260,62 @@ impl Store {
             .collect()
     }
 
+    /// The names of the rooms with metadata that start with `prefix`.
+    /// Blocking.
+    pub fn rooms_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.rooms
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Records that `user` read `thread` of forum `room` up to `offset`
+    /// (never moving back). Not flushed: a lost read mark only shows a
+    /// post as unread again. Blocking.
+    pub fn mark_read(
+        &self,
+        room: &str,
+        user: &str,
+        thread: u64,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        let mut key = reads_prefix(room, user);
+        key.extend_from_slice(&thread.to_be_bytes());
+        self.reads.fetch_and_update(key, |old| {
+            let old = old.map_or(0, offset_of);
+            Some(old.max(offset).to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
+    /// The user's read marks in forum `room`: thread → last offset read.
+    /// Blocking.
+    pub fn read_marks(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        self.reads
+            .scan_prefix(reads_prefix(room, user))
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((offset_of(&key), offset_of(&value)))
+            })
+            .collect()
+    }
+
+    /// The stored events at `offsets` (missing ones skipped). Blocking.
+    pub fn read_offsets(&self, room: &str, offsets: &[u64]) -> Result<Vec<Bytes>, StoreError> {
+        let mut frames = Vec::with_capacity(offsets.len());
+        for offset in offsets {
+            if let Some(frame) = self.events.get(event_key(room, *offset))? {
+                frames.push(Bytes::copy_from_slice(&frame));
+            }
+        }
+        Ok(frames)
+    }
+
     /// Removes the room's oldest events while `expired(frame)` says so,
     /// stopping at the first one to keep. Before anything is deleted it
     /// calls `announce(last)` (so readers stop promising those offsets) and
@@ -384,6 +445,13 @@ fn write_loop(
 fn room_prefix(room: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(room.len() + 1);
     key.extend_from_slice(room.as_bytes());
+    key.push(0);
+    key
+}
+
+fn reads_prefix(room: &str, user: &str) -> Vec<u8> {
+    let mut key = room_prefix(room);
+    key.extend_from_slice(user.as_bytes());
     key.push(0);
     key
 }

@@ -253,7 +253,7 @@ async fn authorization_matrix() {
     while ends < ROOMS.len() {
         match next(&mut observer).await {
             ServerFrame::Event(event) => {
-                let preau::protocol::Body::Message { text } = event.body else {
+                let preau::protocol::Body::Message { text, .. } = event.body else {
                     panic!("not a message")
                 };
                 if event.from.id == "observer" {
@@ -284,7 +284,7 @@ async fn authorization_matrix() {
             .events
             .iter()
             .map(|e| {
-                let preau::protocol::Body::Message { text } = &e.body else {
+                let preau::protocol::Body::Message { text, .. } = &e.body else {
                     panic!("not a message")
                 };
                 (e.offset, e.from.id.clone(), text.clone())

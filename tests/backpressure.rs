@@ -24,7 +24,7 @@ const FIRST_RAW_ID: u32 = 1_000_000;
 
 fn text_of(event: &Event) -> &str {
     match &event.body {
-        protocol::Body::Message { text } => text,
+        protocol::Body::Message { text, .. } => text,
         other => panic!("not a message: {other:?}"),
     }
 }
@@ -113,6 +113,10 @@ async fn post_pipelined(
                 id: Some(next_id),
                 room: room.to_owned(),
                 text: text.clone(),
+                title: None,
+                thread: None,
+                reply_to: None,
+                quote: None,
             })
             .expect("encode post");
             client.send_raw(frame).expect("poster connection open");

@@ -61,7 +61,7 @@ impl Bystanders {
         assert_eq!(ack.offset, want, "bystander ack offset for {text:?}");
         for (who, client) in [("a", &mut self.a), ("b", &mut self.b)] {
             let event = next_event(client).await;
-            let Body::Message { text: got } = &event.body else {
+            let Body::Message { text: got, .. } = &event.body else {
                 panic!("not a message")
             };
             assert_eq!(
@@ -85,7 +85,7 @@ impl Bystanders {
             .events
             .iter()
             .map(|e| {
-                let Body::Message { text } = &e.body else {
+                let Body::Message { text, .. } = &e.body else {
                     panic!("not a message")
                 };
                 (e.offset, text.clone())
@@ -609,7 +609,7 @@ async fn bad_post_text_is_refused_and_not_stored() {
     assert_eq!(ack.offset, 1);
     let page = off.history(OFF_ROOM, None, None, None).await.unwrap();
     assert_eq!(page.events.len(), 1);
-    let Body::Message { text } = &page.events[0].body else {
+    let Body::Message { text, .. } = &page.events[0].body else {
         panic!("not a message")
     };
     assert_eq!(text, &at_limit);

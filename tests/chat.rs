@@ -34,7 +34,7 @@ fn info(user: &str, role: Role) -> UserInfo {
 
 fn text(event: &Event) -> &str {
     match &event.body {
-        Body::Message { text } => text,
+        Body::Message { text, .. } => text,
         other => panic!("not a message: {other:?}"),
     }
 }

@@ -43,7 +43,7 @@ async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
 
 fn text(event: &Event) -> &str {
     match &event.body {
-        Body::Message { text } => text,
+        Body::Message { text, .. } => text,
         other => panic!("not a message: {other:?}"),
     }
 }

@@ -407,7 +407,7 @@ async fn graceful_shutdown_closes_with_1001_and_keeps_acked_messages() {
         .events
         .iter()
         .map(|e| {
-            let Body::Message { text } = &e.body else {
+            let Body::Message { text, .. } = &e.body else {
                 panic!("not a message")
             };
             (e.offset, text.clone())

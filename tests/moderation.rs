@@ -180,7 +180,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn text_of(event: &Event) -> Option<&str> {
     match &event.body {
-        Body::Message { text } => Some(text),
+        Body::Message { text, .. } => Some(text),
         _ => None,
     }
 }
@@ -386,7 +386,7 @@ async fn matrix_row(row: &Row) -> (Vec<String>, Vec<String>) {
         &moderate(&mut actor, ROOM, ModAction::SlowMode { seconds: 5 }).await,
     ));
     got.push(outcome(
-        &moderate(&mut actor, ROOM, ModAction::ReadOnly { on: true }).await,
+        &moderate(&mut actor, ROOM, ModAction::ReadOnly { on: true, thread: None }).await,
     ));
     let audit_history = within("history", actor.history(AUDIT, None, None, None)).await;
     got.push(outcome(&audit_history));
@@ -650,6 +650,7 @@ async fn redaction_leaves_a_tombstone_and_removes_the_text_from_storage() {
                 until: None,
                 target_from: Some(info("ana", Role::Student)),
                 target_ts: Some(target.ts),
+                target_thread: None,
             },
             "{who}"
         );
@@ -659,6 +660,8 @@ async fn redaction_leaves_a_tombstone_and_removes_the_text_from_storage() {
     let tombstone = Body::Redacted {
         by: info("prof", Role::Teacher),
         reason: reason.clone(),
+        thread: None,
+        edit_of: None,
     };
     let page = ok(
         "history at the offset",
@@ -742,7 +745,9 @@ async fn redaction_leaves_a_tombstone_and_removes_the_text_from_storage() {
         all[own.offset as usize - 1].body,
         Body::Redacted {
             by: info("ana", Role::Student),
-            reason: None
+            reason: None,
+            thread: None,
+            edit_of: None,
         }
     );
     assert_eq!(all.last().map(|e| e.offset), Some(own_ack.offset));
@@ -1085,11 +1090,11 @@ async fn read_only_room_takes_posts_from_moderators_only() {
     for c in [&mut ana, &mut bob, &mut prof, &mut boss] {
         join_ok(c, ROOM).await;
     }
-    let ack = moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: true }).await;
+    let ack = moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: true, thread: None }).await;
     let (event, action, _) = next_moderation(&mut bob, "bob: read-only event").await;
     assert_eq!(
         (event.offset, action),
-        (ack.offset, ModAction::ReadOnly { on: true })
+        (ack.offset, ModAction::ReadOnly { on: true, thread: None })
     );
     for (who, c) in [("ana", &mut ana), ("bob", &mut bob)] {
         refused(
@@ -1118,7 +1123,7 @@ async fn read_only_room_takes_posts_from_moderators_only() {
     .await;
     assert_eq!(seen.offset, closing.offset);
 
-    moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: false }).await;
+    moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: false, thread: None }).await;
     let reopened = post_ok(&mut ana, ROOM, "merci").await;
     assert_eq!(reopened.offset, by_staff.offset + 2);
     ok("pupil types", within("typing", bob.typing(ROOM)).await);
@@ -1176,8 +1181,8 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
         (ROOM, unban("bob")),
         (ROOM, ModAction::SlowMode { seconds: 2 }),
         (ROOM, ModAction::SlowMode { seconds: 0 }),
-        (ROOM, ModAction::ReadOnly { on: true }),
-        (ROOM, ModAction::ReadOnly { on: false }),
+        (ROOM, ModAction::ReadOnly { on: true, thread: None }),
+        (ROOM, ModAction::ReadOnly { on: false, thread: None }),
         (
             ROOM,
             ModAction::Redact {
@@ -1185,7 +1190,7 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
                 reason: Some("hors sujet".into()),
             },
         ),
-        ("3B/chat/autre", ModAction::ReadOnly { on: true }),
+        ("3B/chat/autre", ModAction::ReadOnly { on: true, thread: None }),
     ];
     let mut expected = Vec::new();
     for (room, action) in &actions {
@@ -1220,7 +1225,7 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
     moderate_ok(
         &mut boss,
         "4A/chat/revision",
-        ModAction::ReadOnly { on: true },
+        ModAction::ReadOnly { on: true, thread: None },
     )
     .await;
 
@@ -1262,7 +1267,7 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
         other_log[0].body,
         Body::Audit {
             room: "4A/chat/revision".into(),
-            action: ModAction::ReadOnly { on: true },
+            action: ModAction::ReadOnly { on: true, thread: None },
             until: None
         }
     );
@@ -1302,7 +1307,7 @@ async fn moderation_state_and_tombstone_survive_sigkill() {
         post_ok(&mut carl, ROOM, "trois").await;
         moderate_ok(&mut prof, ROOM, mute("ana", 3600)).await;
         moderate_ok(&mut prof, ROOM, ban("bob")).await;
-        moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: true }).await;
+        moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: true, thread: None }).await;
         moderate_ok(
             &mut prof,
             ROOM,
@@ -1367,6 +1372,8 @@ async fn moderation_state_and_tombstone_survive_sigkill() {
     let stone = Body::Redacted {
         by: info("prof", Role::Teacher),
         reason: Some("gros mot".into()),
+        thread: None,
+        edit_of: None,
     };
     let events = history_all(&mut carl, ROOM).await;
     assert_eq!(events[0].body, stone);
@@ -1430,31 +1437,31 @@ async fn bad_moderation_requests_get_documented_errors() {
         (
             "unknown room shape",
             "nope",
-            ModAction::ReadOnly { on: true },
+            ModAction::ReadOnly { on: true, thread: None },
             ErrorCode::InvalidRoom,
         ),
         (
             "unknown room kind",
-            "3B/forum/debat",
-            ModAction::ReadOnly { on: true },
+            "3B/wiki/debat",
+            ModAction::ReadOnly { on: true, thread: None },
             ErrorCode::InvalidRoom,
         ),
         (
             "audit room with another name",
             "3B/audit/other",
-            ModAction::ReadOnly { on: true },
+            ModAction::ReadOnly { on: true, thread: None },
             ErrorCode::InvalidRoom,
         ),
         (
             "room of another class",
             "4A/chat/revision",
-            ModAction::ReadOnly { on: true },
+            ModAction::ReadOnly { on: true, thread: None },
             ErrorCode::Forbidden,
         ),
         (
             "the audit log itself",
             AUDIT,
-            ModAction::ReadOnly { on: true },
+            ModAction::ReadOnly { on: true, thread: None },
             ErrorCode::Forbidden,
         ),
         (

@@ -24,7 +24,7 @@ async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
 
 fn text(event: &Event) -> &str {
     match &event.body {
-        Body::Message { text } => text,
+        Body::Message { text, .. } => text,
         other => panic!("not a message: {other:?}"),
     }
 }
@@ -602,6 +602,10 @@ async fn recovering_join_reply_precedes_presence_on_the_wire() {
             id: Some(100_000 + i as u32),
             room: ROOM.to_owned(),
             text: format!("m{i}"),
+            title: None,
+            thread: None,
+            reply_to: None,
+            quote: None,
         })
         .unwrap();
         bob.send_raw(frame).unwrap();

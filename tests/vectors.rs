@@ -354,7 +354,7 @@ fn sample_event(offset: u64) -> Event {
         offset,
         ts: T0 + minutes * 60_000,
         from,
-        body: Body::Message { text: text.into() },
+        body: Body::message(text),
     }
 }
 
@@ -432,6 +432,7 @@ fn moderation_event(offset: u64) -> Event {
             until,
             target_from,
             target_ts,
+            target_thread: None,
         },
     }
 }
@@ -439,8 +440,8 @@ fn moderation_event(offset: u64) -> Event {
 /// The tombstone the server stores in place of the message a redaction
 /// event removes, built by the server's own code.
 fn tombstone(redaction: &Event) -> Event {
-    let Some(preau::moderation::Effect::Redact { tombstone, .. }) =
-        preau::moderation::Effect::of(redaction)
+    let Some(preau::room::Effect::Redact { tombstone, .. }) =
+        preau::room::Effect::of(redaction)
     else {
         panic!("offset {} is not a redaction", redaction.offset)
     };
@@ -605,6 +606,10 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 id: Some(5),
                 room: room(),
                 text: "On commence par l'exercice 2 ?".into(),
+                title: None,
+                thread: None,
+                reply_to: None,
+                quote: None,
             },
         ),
         (
@@ -613,6 +618,10 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 id: None,
                 room: room(),
                 text: "Bonjour à tous".into(),
+                title: None,
+                thread: None,
+                reply_to: None,
+                quote: None,
             },
         ),
         (
@@ -637,6 +646,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 before: None,
                 after: None,
                 limit: None,
+                thread: None,
             },
         ),
         (
@@ -647,6 +657,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 before: Some(43),
                 after: None,
                 limit: Some(2),
+                thread: None,
             },
         ),
         (
@@ -657,6 +668,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 before: None,
                 after: Some(40),
                 limit: Some(200),
+                thread: None,
             },
         ),
         (
@@ -667,6 +679,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 before: Some(44),
                 after: Some(41),
                 limit: None,
+                thread: None,
             },
         ),
         (
@@ -738,11 +751,11 @@ fn client_samples() -> Vec<(&'static str, Request)> {
         ),
         (
             "moderate.read_only",
-            moderate(20, ModAction::ReadOnly { on: true }),
+            moderate(20, ModAction::ReadOnly { on: true, thread: None }),
         ),
         (
             "moderate.read_only.off",
-            moderate(21, ModAction::ReadOnly { on: false }),
+            moderate(21, ModAction::ReadOnly { on: false, thread: None }),
         ),
         ("moderate.pin", moderate(22, ModAction::Pin { offset: 12 })),
         (
@@ -1386,6 +1399,7 @@ fn check_vector(v: &Vector) {
                 ServerFrame::Event(_) => "event",
                 ServerFrame::Presence(_) => "presence",
                 ServerFrame::Typing(_) => "typing",
+                ServerFrame::Yjs(_) => "yjs",
             };
             assert_eq!(ty, Some(frame_ty), "{}: decoded as another type", v.name);
             if frame_ty == "ok" {
@@ -1430,7 +1444,7 @@ fn vectors_match_the_encoders() {
 
 /// Every moderation action kind; `action_kind` fails to build when
 /// `ModAction` gains a variant, which then needs a vector and a line here.
-const ACTION_KINDS: [&str; 11] = [
+const ACTION_KINDS: [&str; 12] = [
     "redact",
     "mute",
     "unmute",
@@ -1442,6 +1456,7 @@ const ACTION_KINDS: [&str; 11] = [
     "pin",
     "unpin",
     "resolve",
+    "configure",
 ];
 
 fn action_kind(action: &ModAction) -> &'static str {
@@ -1457,13 +1472,24 @@ fn action_kind(action: &ModAction) -> &'static str {
         ModAction::Pin { .. } => "pin",
         ModAction::Unpin { .. } => "unpin",
         ModAction::Resolve { .. } => "resolve",
+        ModAction::Configure { .. } => "configure",
     };
     assert_eq!(kind, action.name());
     kind
 }
 
 /// Every event body kind (same rule as [`ACTION_KINDS`]).
-const BODY_KINDS: [&str; 5] = ["message", "redacted", "moderation", "audit", "report"];
+const BODY_KINDS: [&str; 9] = [
+    "message",
+    "redacted",
+    "moderation",
+    "audit",
+    "report",
+    "edit",
+    "answer",
+    "yjs_update",
+    "note_version",
+];
 
 fn body_kind(body: &Body) -> &'static str {
     match body {
@@ -1472,6 +1498,10 @@ fn body_kind(body: &Body) -> &'static str {
         Body::Moderation { .. } => "moderation",
         Body::Audit { .. } => "audit",
         Body::Report { .. } => "report",
+        Body::Edit { .. } => "edit",
+        Body::Answer { .. } => "answer",
+        Body::YjsUpdate { .. } => "yjs_update",
+        Body::NoteVersion { .. } => "note_version",
     }
 }
 
@@ -1490,7 +1520,7 @@ fn vectors_cover_every_request_and_frame() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(types("client"), requests);
-    let frames: BTreeSet<String> = ["ok", "error", "event", "presence", "typing"]
+    let frames: BTreeSet<String> = ["ok", "error", "event", "presence", "typing", "yjs"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -1805,7 +1835,8 @@ fn decoding_is_as_lenient_as_documented() {
             room: ROOM.into(),
             before: None,
             after: None,
-            limit: None
+            limit: None,
+            thread: None
         }
     );
     // Integers in any msgpack width are accepted: id 2 as uint32 (0xce).
@@ -1974,6 +2005,10 @@ async fn live_frames_have_the_shape_of_the_vectors() {
         id: Some(id),
         room: room.clone(),
         text: text.into(),
+        title: None,
+        thread: None,
+        reply_to: None,
+        quote: None,
     };
     let (_, ack) = exchange(&mut ana, request_bytes(&post(5, "un"))).await;
     assert_eq!(ack.shape(), shape_of("ok.post"), "{ack:?}");
@@ -2037,6 +2072,7 @@ async fn live_frames_have_the_shape_of_the_vectors() {
         before: Some(3),
         after: None,
         limit: Some(1),
+        thread: None,
     };
     let (_, reply) = exchange(&mut prof, request_bytes(&history)).await;
     assert_eq!(reply.shape(), shape_of("ok.history"), "{reply:?}");
@@ -2051,6 +2087,10 @@ async fn live_frames_have_the_shape_of_the_vectors() {
             id: Some(5),
             room: "3B/chat/nowhere".into(),
             text: "x".into(),
+            title: None,
+            thread: None,
+            reply_to: None,
+            quote: None,
         }),
     )
     .await;
@@ -2199,6 +2239,10 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
         id: Some(id),
         room: room(),
         text: text.into(),
+        title: None,
+        thread: None,
+        reply_to: None,
+        quote: None,
     };
     let typing = Request::Typing {
         id: Some(6),
@@ -2224,6 +2268,10 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
             id: Some(5),
             room: AUDIT_ROOM.into(),
             text: "x".into(),
+            title: None,
+            thread: None,
+            reply_to: None,
+            quote: None,
         },
     )
     .await;
@@ -2334,6 +2382,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
         before: None,
         after: Some(0),
         limit: None,
+        thread: None,
     };
     let reply = ask(&mut ana, &history).await;
     let Some(J::Arr(events)) = reply.get("data").and_then(|d| d.get("events")) else {
@@ -2368,6 +2417,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
         before: None,
         after: Some(0),
         limit: None,
+        thread: None,
     };
     let reply = ask(&mut prof, &audit_history).await;
     let Some(J::Arr(entries)) = reply.get("data").and_then(|d| d.get("events")) else {
@@ -2424,7 +2474,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
 
     // Read-only: posts and typing refused, moderators exempt.
     let (_, _, (bytes, _)) =
-        moderate_live(&mut prof, &moderate(20, ModAction::ReadOnly { on: true })).await;
+        moderate_live(&mut prof, &moderate(20, ModAction::ReadOnly { on: true, thread: None })).await;
     assert_eq!(next_non_presence(&mut ana).await.0, bytes);
     let reply = ask(&mut ana, &post(5, "fermé ?")).await;
     assert_eq!(reply.shape(), shape_of("error.read_only"), "{reply:?}");
@@ -2434,7 +2484,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
     next_non_presence(&mut prof).await;
     next_non_presence(&mut ana).await;
     let (_, _, (bytes, _)) =
-        moderate_live(&mut prof, &moderate(21, ModAction::ReadOnly { on: false })).await;
+        moderate_live(&mut prof, &moderate(21, ModAction::ReadOnly { on: false, thread: None })).await;
     assert_eq!(next_non_presence(&mut ana).await.0, bytes);
 
     // Ban: the event is the pupil's last frame of the room, the others see
@@ -2569,7 +2619,7 @@ async fn moderate_checks_are_as_documented() {
         },
         ModAction::Unban { user: "bob".into() },
         ModAction::SlowMode { seconds: 10 },
-        ModAction::ReadOnly { on: true },
+        ModAction::ReadOnly { on: true, thread: None },
     ] {
         assert_eq!(
             refused(ana.moderate(ROOM, action.clone()).await),
@@ -2596,7 +2646,7 @@ async fn moderate_checks_are_as_documented() {
         assert_eq!(
             refused(
                 client
-                    .moderate("3B/audit/log", ModAction::ReadOnly { on: true })
+                    .moderate("3B/audit/log", ModAction::ReadOnly { on: true, thread: None })
                     .await
             ),
             "forbidden"
@@ -2715,6 +2765,10 @@ async fn history_after_a_redaction_event_has_the_tombstone() {
             id: Some(round),
             room: ROOM.into(),
             text: format!("message {round}"),
+            title: None,
+            thread: None,
+            reply_to: None,
+            quote: None,
         };
         let ack = ask(&mut ana, &post).await;
         let Some(J::Uint(offset)) = ack.get("data").and_then(|d| d.get("offset")).cloned() else {
@@ -2740,6 +2794,7 @@ async fn history_after_a_redaction_event_has_the_tombstone() {
             before: None,
             after: Some(offset - 1),
             limit: Some(1),
+            thread: None,
         };
         let page = ask(&mut ana, &history).await;
         let Some(J::Arr(events)) = page.get("data").and_then(|d| d.get("events")) else {

@@ -55,11 +55,22 @@ pub enum ErrorCode {
     Unavailable,
     /// An unexpected server fault; nothing was accepted.
     Internal,
+    /// A forum that no moderator has opened yet (`configure`).
+    UnknownRoom,
+    /// The post can no longer be edited: the edit window passed, or
+    /// someone replied to it.
+    NotEditable,
+    /// A Yjs update that cannot be decoded or applied; the note is unchanged.
+    InvalidUpdate,
+    /// A Yjs update larger than `note_max_update_bytes`.
+    UpdateTooLarge,
+    /// The update would make the note larger than `note_max_bytes`.
+    DocumentTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, in table order (used for metrics labels and the spec test).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -82,6 +93,11 @@ impl ErrorCode {
         ErrorCode::SlowMode,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::UnknownRoom,
+        ErrorCode::NotEditable,
+        ErrorCode::InvalidUpdate,
+        ErrorCode::UpdateTooLarge,
+        ErrorCode::DocumentTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +124,11 @@ impl ErrorCode {
             ErrorCode::SlowMode => "slow_mode",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnknownRoom => "unknown_room",
+            ErrorCode::NotEditable => "not_editable",
+            ErrorCode::InvalidUpdate => "invalid_update",
+            ErrorCode::UpdateTooLarge => "update_too_large",
+            ErrorCode::DocumentTooLarge => "document_too_large",
         }
     }
 

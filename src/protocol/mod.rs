@@ -8,8 +8,12 @@
 //! tests check this module against.
 
 mod codes;
+mod forum;
+mod notes;
 
 pub use codes::{CloseCode, ErrorCode};
+pub use forum::{Flavour, ForumSettings, RoomsOk, ThreadInfo, ThreadsOk};
+pub use notes::{ExportFormat, NoteExport, NoteVersionInfo, NoteVersions, YjsFrame};
 
 use std::collections::BTreeMap;
 
@@ -20,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub const SUBPROTOCOL: &str = "preau.v1";
 
 /// Request types of protocol v1, used to tell `unknown_type` from `invalid_field`.
-pub const REQUEST_TYPES: [&str; 10] = [
+pub const REQUEST_TYPES: [&str; 19] = [
     "hello",
     "join",
     "leave",
@@ -31,6 +35,15 @@ pub const REQUEST_TYPES: [&str; 10] = [
     "moderate",
     "report",
     "room_view",
+    "edit",
+    "answer",
+    "threads",
+    "mark_read",
+    "yjs",
+    "note_validate",
+    "note_versions",
+    "note_export",
+    "rooms",
 ];
 
 /// Who a user is, as other users see them.
@@ -112,6 +125,18 @@ pub enum Request {
         id: Option<u32>,
         room: String,
         text: String,
+        /// Forums: the message starts a thread with this title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        /// Forums: the message replies in this thread (its first offset).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<u64>,
+        /// Forums: the message answers this post of the thread.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+        /// Forums: the excerpt of `reply_to` it quotes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quote: Option<String>,
     },
     Typing {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,6 +153,9 @@ pub enum Request {
         after: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
+        /// Forums: only this thread's events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<u64>,
     },
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +182,84 @@ pub enum Request {
         id: Option<u32>,
         room: String,
         action: ModAction,
+    },
+    /// Forums: replaces the text (and, for a thread's first post, the
+    /// title) of one's own post; the earlier versions stay in the history.
+    Edit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        offset: u64,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+    /// Help forums: marks `offset` as the thread's answer (`nil`: unmarks).
+    Answer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        thread: u64,
+        #[serde(default)]
+        offset: Option<u64>,
+    },
+    /// Forums: the thread list ([`ThreadsOk`]).
+    Threads {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        /// Threads whose last activity is older than this offset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Forums: the user has read `thread` up to `offset` (for unread counts).
+    MarkRead {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        thread: u64,
+        offset: u64,
+    },
+    /// Notes: one y-protocols message (sync or awareness).
+    Yjs {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Notes: a moderator validates the current state as a named version.
+    NoteValidate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        label: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lock: Option<bool>,
+    },
+    /// Notes: the validated versions ([`NoteVersions`]).
+    NoteVersions {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+    },
+    /// Notes: the draft or a version as text, Markdown or a Yjs update.
+    NoteExport {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+        format: ExportFormat,
+    },
+    /// The rooms of one kind in a class that exist ([`RoomsOk`]).
+    Rooms {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        class: String,
+        kind: String,
     },
 }
 
@@ -196,9 +302,12 @@ pub enum ModAction {
     SlowMode {
         seconds: u64,
     },
-    /// Only moderators may post while `on`.
+    /// Only moderators may post while `on` (in `thread` only, if given:
+    /// a locked forum thread).
     ReadOnly {
         on: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<u64>,
     },
     /// Pins a message: join replies list pinned offsets.
     Pin {
@@ -212,6 +321,17 @@ pub enum ModAction {
     Resolve {
         report: u64,
         dismissed: bool,
+    },
+    /// Forums: opens the forum or changes its settings (moderators of its
+    /// own class only).
+    Configure {
+        flavour: Flavour,
+        /// Other classes whose pupils and teachers read and post.
+        #[serde(default)]
+        classes: Vec<String>,
+        /// Teachers (user ids) who moderate besides the class's own.
+        #[serde(default)]
+        moderators: Vec<String>,
     },
 }
 
@@ -229,6 +349,7 @@ impl ModAction {
             ModAction::Pin { .. } => "pin",
             ModAction::Unpin { .. } => "unpin",
             ModAction::Resolve { .. } => "resolve",
+            ModAction::Configure { .. } => "configure",
         }
     }
 
@@ -267,7 +388,16 @@ impl Request {
             | Request::Ping { id }
             | Request::Moderate { id, .. }
             | Request::Report { id, .. }
-            | Request::RoomView { id, .. } => *id,
+            | Request::RoomView { id, .. }
+            | Request::Edit { id, .. }
+            | Request::Answer { id, .. }
+            | Request::Threads { id, .. }
+            | Request::MarkRead { id, .. }
+            | Request::Yjs { id, .. }
+            | Request::NoteValidate { id, .. }
+            | Request::NoteVersions { id, .. }
+            | Request::NoteExport { id, .. }
+            | Request::Rooms { id, .. } => *id,
         }
     }
 
@@ -283,7 +413,16 @@ impl Request {
             | Request::Ping { id }
             | Request::Moderate { id, .. }
             | Request::Report { id, .. }
-            | Request::RoomView { id, .. } => *id = Some(new),
+            | Request::RoomView { id, .. }
+            | Request::Edit { id, .. }
+            | Request::Answer { id, .. }
+            | Request::Threads { id, .. }
+            | Request::MarkRead { id, .. }
+            | Request::Yjs { id, .. }
+            | Request::NoteValidate { id, .. }
+            | Request::NoteVersions { id, .. }
+            | Request::NoteExport { id, .. }
+            | Request::Rooms { id, .. } => *id = Some(new),
         }
     }
 
@@ -299,6 +438,15 @@ impl Request {
             Request::Moderate { .. } => "moderate",
             Request::Report { .. } => "report",
             Request::RoomView { .. } => "room_view",
+            Request::Edit { .. } => "edit",
+            Request::Answer { .. } => "answer",
+            Request::Threads { .. } => "threads",
+            Request::MarkRead { .. } => "mark_read",
+            Request::Yjs { .. } => "yjs",
+            Request::NoteValidate { .. } => "note_validate",
+            Request::NoteVersions { .. } => "note_versions",
+            Request::NoteExport { .. } => "note_export",
+            Request::Rooms { .. } => "rooms",
         }
     }
 }
@@ -461,12 +609,53 @@ pub struct Event {
 pub enum Body {
     Message {
         text: String,
+        /// Forums: the first post of a new thread, titled so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        /// Forums: a reply in this thread.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quote: Option<String>,
     },
     /// What remains of a redacted message (stored in its place).
     Redacted {
         by: UserInfo,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Forums: the thread the message was in (its own offset for a
+        /// thread's first post).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<u64>,
+        /// Forums: set when the redacted event was an edit of this post.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edit_of: Option<u64>,
+    },
+    /// Forums: a new version of post `target` by its author.
+    Edit {
+        target: u64,
+        thread: u64,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+    /// Help forums: `offset` answers `thread` (`nil`: no answer any more).
+    Answer {
+        thread: u64,
+        #[serde(default)]
+        offset: Option<u64>,
+    },
+    /// Notes: one Yjs v1 update, applied in offset order.
+    YjsUpdate {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Notes: a validated version (its content is kept apart).
+    NoteVersion {
+        version: u32,
+        label: String,
     },
     /// A moderation action, in the room it applies to (`from` is the
     /// moderator). `until` (ms) is set for `mute`; `target_from` and
@@ -479,6 +668,9 @@ pub enum Body {
         target_from: Option<UserInfo>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_ts: Option<u64>,
+        /// Forums: the redacted post's thread.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_thread: Option<u64>,
     },
     /// A member reported the message at `offset` of `room` (in the class's
     /// audit log; `from` is the reporter).
@@ -496,6 +688,19 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<u64>,
     },
+}
+
+impl Body {
+    /// A plain chat message.
+    pub fn message(text: impl Into<String>) -> Body {
+        Body::Message {
+            text: text.into(),
+            title: None,
+            thread: None,
+            reply_to: None,
+            quote: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -545,6 +750,7 @@ pub enum ServerFrame {
     Event(Event),
     Presence(Presence),
     Typing(Typing),
+    Yjs(YjsFrame),
 }
 
 fn nil() -> rmpv::Value {
@@ -696,6 +902,7 @@ enum OutFrame<'a> {
     Event(&'a Event),
     Presence(&'a Presence),
     Typing(&'a Typing),
+    Yjs(&'a YjsFrame),
 }
 
 /// A pre-encoded `internal` error, used if encoding itself ever fails.
@@ -795,6 +1002,11 @@ pub fn presence(presence: &Presence) -> Bytes {
 
 pub fn typing(typing: &Typing) -> Bytes {
     or_internal(None, encode(&OutFrame::Typing(typing)))
+}
+
+/// A `yjs` frame: one y-protocols message of a note.
+pub fn yjs(frame: &YjsFrame) -> Bytes {
+    or_internal(None, encode(&OutFrame::Yjs(frame)))
 }
 
 #[derive(Deserialize)]
@@ -902,9 +1114,7 @@ mod tests {
             offset: 1,
             ts: 10,
             from: user(),
-            body: Body::Message {
-                text: "salut".into(),
-            },
+            body: Body::message("salut"),
         };
         let raw = event(&ev);
         let data = PostOk {

@@ -8,6 +8,7 @@
 //! and the store runs callbacks in queue order, so [`Room::commit`] sees a
 //! room's offsets in increasing order: offset order is delivery order.
 
+mod effect;
 pub mod name;
 pub mod policy;
 
@@ -16,10 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::moderation::{Effect, Moderation, Refused};
+use crate::forum::Forum;
+use crate::moderation::{Moderation, Refused};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
+pub use effect::{edit_tombstone, Effect, NoteChange};
 pub use name::{Kind, RoomName};
 
 /// Events buffered for a member whose join (with recovery) is in progress
@@ -71,6 +74,8 @@ struct State {
     ahead: BTreeMap<u64, Queued>,
     /// Mutes, bans, slow mode, read-only, as of the last committed event.
     moderation: Moderation,
+    /// Forums: the thread index, as of the last committed event.
+    forum: Forum,
     /// When each user last posted here (slow mode; this node only).
     last_post: HashMap<String, tokio::time::Instant>,
     /// Offsets with a redaction accepted here but not yet committed, so a
@@ -195,6 +200,7 @@ impl Room {
                 last_ts: 0,
                 ahead: BTreeMap::new(),
                 moderation,
+                forum: Forum::default(),
                 last_post: HashMap::new(),
                 redacting: std::collections::HashSet::new(),
                 repairing: false,
@@ -205,6 +211,12 @@ impl Room {
                 closed: false,
             }),
         }
+    }
+
+    /// Sets the forum's thread index, rebuilt from the stored events.
+    pub fn with_forum(self, forum: Forum) -> Room {
+        self.state.lock().forum = forum;
+        self
     }
 
     /// Sets the presence limit (see `Config::presence_limit`).
@@ -527,6 +539,10 @@ impl Room {
         if let Some(user) = effect.removes() {
             remove_user(&mut state, &self.name, user);
         }
+        state.forum.apply(offset, effect);
+        if !effect.is_moderation() {
+            return (delivery, None);
+        }
         state.moderation.apply(offset, effect);
         (delivery, Some(state.moderation.clone()))
     }
@@ -538,6 +554,7 @@ impl Room {
         user: &str,
         moderator: bool,
         posting: bool,
+        thread: Option<u64>,
         now_ms: u64,
     ) -> Result<(), Refused> {
         if moderator {
@@ -551,7 +568,7 @@ impl Room {
         if let Some(until) = moderation.muted_until(user, now_ms) {
             return Err(Refused::Muted { until });
         }
-        if moderation.read_only {
+        if moderation.read_only || thread.is_some_and(|t| moderation.locked_threads.contains(&t)) {
             return Err(Refused::ReadOnly);
         }
         if posting && moderation.slow_mode_secs > 0 {
@@ -606,6 +623,28 @@ impl Room {
     /// Everyone present, here or through other nodes, by id.
     pub fn present_users(&self) -> Vec<UserInfo> {
         present_users(&self.state.lock())
+    }
+
+    /// Runs `f` on the forum's thread index (under the room's lock: keep
+    /// it short).
+    pub fn with_forum_index<T>(&self, f: impl FnOnce(&Forum, &Moderation) -> T) -> T {
+        let state = self.state.lock();
+        f(&state.forum, &state.moderation)
+    }
+
+    /// The edit events of forum post `target` (to redact with it).
+    pub fn post_edits(&self, target: u64) -> Vec<u64> {
+        self.state
+            .lock()
+            .forum
+            .post(target)
+            .map(|p| p.edits.clone())
+            .unwrap_or_default()
+    }
+
+    /// Forums: the settings of the last `configure`, if any.
+    pub fn forum_settings(&self) -> Option<crate::protocol::ForumSettings> {
+        self.state.lock().moderation.forum.clone()
     }
 
     pub fn moderation(&self) -> Moderation {

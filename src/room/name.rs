@@ -15,19 +15,26 @@ pub enum Kind {
     /// The class's moderation audit log: one room, `CLASS/audit/log`,
     /// written only by the server.
     Audit,
+    /// Threads and replies (debate, help or inter-class; see
+    /// `protocol::Flavour`).
+    Forum,
+    /// One shared Yjs document (collective note-taking).
+    Notes,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Chat, Kind::Audit];
+    pub const ALL: [Kind; 4] = [Kind::Chat, Kind::Audit, Kind::Forum, Kind::Notes];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Chat => "chat",
             Kind::Audit => "audit",
+            Kind::Forum => "forum",
+            Kind::Notes => "notes",
         }
     }
 
-    fn parse(s: &str) -> Option<Kind> {
+    pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
@@ -38,7 +45,7 @@ pub enum RoomNameError {
     Shape(String),
     #[error("bad class {0:?}: 1 to 32 of A-Z a-z 0-9 - _")]
     Class(String),
-    #[error("unknown room kind {0:?} (known: chat, audit)")]
+    #[error("unknown room kind {0:?} (known: chat, audit, forum, notes)")]
     Kind(String),
     #[error("bad room name {0:?}: 1 to 64 of A-Z a-z 0-9 - _ .")]
     Name(String),

@@ -247,7 +247,7 @@ fn handle(hub: &Hub, conn: u64, tx: &Tx, user: &UserInfo, joined: &mut Vec<Strin
                 offset,
                 ts,
                 from: user.clone(),
-                body: Body::Message { text },
+                body: Body::message(text),
             });
             let _ = tx.send(protocol::ok(
                 id,
@@ -265,8 +265,8 @@ fn handle(hub: &Hub, conn: u64, tx: &Tx, user: &UserInfo, joined: &mut Vec<Strin
         Request::Ping { .. } | Request::Typing { .. } | Request::History { .. } => {
             let _ = tx.send(protocol::ok_empty(id));
         }
-        // The floor has no moderation.
-        Request::Moderate { .. } | Request::Report { .. } | Request::RoomView { .. } => {
+        // The floor has no moderation, forums or notes.
+        _ => {
             let _ = tx.send(protocol::error(
                 id,
                 protocol::ErrorCode::UnknownType,

@@ -10,14 +10,18 @@ use tokio::time::Instant;
 
 use crate::auth::{AuthError, Claims};
 use crate::hub::{Hub, HubError};
-use crate::moderation::{Refused, MAX_MUTE_SECS, MAX_REASON_LEN, MAX_SLOW_MODE_SECS};
+use crate::moderation::Refused;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{
-    self, Body, CloseCode, ErrorCode, ErrorReply, Event, HelloOk, Limits, ModAction, Position,
-    Recovery, RecoveryFailure, Request, ServerFrame, Typing, UserInfo,
+    self, Body, CloseCode, ErrorCode, ErrorReply, HelloOk, Limits, Position, Recovery,
+    RecoveryFailure, Request, Typing, UserInfo,
 };
 use crate::room::policy::{self, Action};
-use crate::room::{Room, RoomName};
+use crate::room::{Kind, Room, RoomName};
+
+mod forum;
+mod moderation;
+mod notes;
 
 /// Typing indicators from one connection to one room are passed on at most
 /// this often; the rest are coalesced (clients expire them after 5 s).
@@ -146,6 +150,12 @@ impl Session {
                 | Request::Report { .. }
                 | Request::RoomView { .. }
                 | Request::Moderate { .. }
+                | Request::Threads { .. }
+                | Request::MarkRead { .. }
+                | Request::Rooms { .. }
+                | Request::NoteValidate { .. }
+                | Request::NoteVersions { .. }
+                | Request::NoteExport { .. }
         );
         let user = self
             .auth
@@ -175,7 +185,23 @@ impl Session {
             )),
             Request::Join { room, since, .. } => self.join(id, &room, since).await,
             Request::Leave { room, .. } => self.leave(&room).map(|()| Some(protocol::ok_empty(id))),
-            Request::Post { room, text, .. } => self.post(id, &room, text).await,
+            Request::Post {
+                room,
+                text,
+                title,
+                thread,
+                reply_to,
+                quote,
+                ..
+            } => {
+                let forum = forum::NewPost {
+                    title,
+                    thread,
+                    reply_to,
+                    quote,
+                };
+                self.post(id, &room, text, forum).await
+            }
             Request::Typing { room, .. } => {
                 self.typing(&room).map(|()| Some(protocol::ok_empty(id)))
             }
@@ -184,8 +210,12 @@ impl Session {
                 before,
                 after,
                 limit,
+                thread,
                 ..
-            } => self.history(id, &room, before, after, limit).await,
+            } => {
+                self.history(id, &room, Page { before, after, limit }, thread)
+                    .await
+            }
             Request::Ping { .. } => Ok(Some(protocol::ok_empty(id))),
             Request::Moderate { room, action, .. } => self.moderate(id, &room, action).await,
             Request::Report {
@@ -195,6 +225,43 @@ impl Session {
                 ..
             } => self.report(id, &room, offset, reason).await,
             Request::RoomView { room, .. } => self.room_view(id, &room).await,
+            Request::Edit {
+                room,
+                offset,
+                text,
+                title,
+                ..
+            } => self.edit(id, &room, offset, text, title).await,
+            Request::Answer {
+                room,
+                thread,
+                offset,
+                ..
+            } => self.answer(id, &room, thread, offset).await,
+            Request::Threads {
+                room,
+                before,
+                limit,
+                ..
+            } => self.threads(id, &room, before, limit).await,
+            Request::MarkRead {
+                room,
+                thread,
+                offset,
+                ..
+            } => self.mark_read(id, &room, thread, offset).await,
+            Request::Rooms { class, kind, .. } => self.list_rooms(id, &class, &kind).await,
+            Request::Yjs { room, data, .. } => self.yjs(id, &room, data).await,
+            Request::NoteValidate {
+                room, label, lock, ..
+            } => self.note_validate(id, &room, label, lock.unwrap_or(false)).await,
+            Request::NoteVersions { room, .. } => self.note_versions(id, &room).await,
+            Request::NoteExport {
+                room,
+                version,
+                format,
+                ..
+            } => self.note_export(id, &room, version, format).await,
         };
         match result {
             Ok(Some(reply)) => {
@@ -254,18 +321,67 @@ impl Session {
         Flow::Continue
     }
 
-    /// Parses the room name and checks the policy for `action`.
-    fn authorize(&self, room: &str, action: Action) -> Result<RoomName, Refusal> {
-        let name = RoomName::parse(room)
-            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))?;
-        let claims = self.auth.as_ref().map(|a| &a.claims);
-        if !claims.is_some_and(|c| policy::allowed(c, &name, action)) {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("not allowed to {} in {name}", action_verb(action)),
-            ));
+    /// Checks `action` in `room` and loads the room. A forum's grants live
+    /// in the room, so a forum is loaded before the check; a forum nobody
+    /// has opened exists only for its own class's moderators (who create it
+    /// by using it): anyone else allowed there gets `unknown_room`, and
+    /// nobody else loads or creates it.
+    async fn open(&self, room: &str, action: Action) -> Result<(RoomName, Arc<Room>), Refusal> {
+        let name = parse_room(room)?;
+        let claims = &self.authenticated()?.claims;
+        let home = policy::allowed(claims, &name, None, action);
+        if name.kind() != Kind::Forum {
+            if !home {
+                return Err(forbidden(&name, action));
+            }
+            let room = self.hub.room(&name).await?;
+            return Ok((name, room));
         }
-        Ok(name)
+        if !self.hub.room_exists(&name).await? && !policy::home_moderator(claims, &name) {
+            return Err(if home {
+                Refusal::new(
+                    ErrorCode::UnknownRoom,
+                    format!("no forum {name}: a teacher of the class opens it first"),
+                )
+            } else {
+                forbidden(&name, action)
+            });
+        }
+        let room = self.hub.room(&name).await?;
+        if home || self.allowed_in(&room, action) {
+            return Ok((name, room));
+        }
+        self.release_unjoined(&room);
+        Err(forbidden(&name, action))
+    }
+
+    /// Whether the user may do `action` in the loaded `room` (with its grants).
+    fn allowed_in(&self, room: &Room, action: Action) -> bool {
+        self.auth.as_ref().is_some_and(|a| {
+            policy::allowed(
+                &a.claims,
+                room.name(),
+                room.forum_settings().as_ref(),
+                action,
+            )
+        })
+    }
+
+    fn is_moderator(&self, room: &Room) -> bool {
+        self.allowed_in(room, Action::Moderate)
+    }
+
+    /// Unloads a room this connection looked at without joining, if idle.
+    fn release_unjoined(&self, room: &Arc<Room>) {
+        if !self.rooms.contains_key(room.name().as_str()) {
+            self.hub.release(room);
+        }
+    }
+
+    fn authenticated(&self) -> Result<&Authenticated, Refusal> {
+        self.auth
+            .as_ref()
+            .ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "not authenticated"))
     }
 
     /// The joined room; a connection a moderator kicked is not joined any
@@ -284,17 +400,17 @@ impl Session {
             .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, format!("join {room} first")))
     }
 
-    fn is_moderator(&self, room: &RoomName) -> bool {
-        self.auth
-            .as_ref()
-            .is_some_and(|a| policy::allowed(&a.claims, room, Action::Moderate))
-    }
-
     /// Refuses a post or typing indicator that moderation forbids.
-    fn check_moderation(&self, room: &Room, user: &str, posting: bool) -> Result<(), Refusal> {
-        let moderator = self.is_moderator(room.name());
+    fn check_moderation(
+        &self,
+        room: &Room,
+        user: &str,
+        posting: bool,
+        thread: Option<u64>,
+    ) -> Result<(), Refusal> {
+        let moderator = self.is_moderator(room);
         let now = (self.hub.clock)();
-        room.check_post(user, moderator, posting, now)
+        room.check_post(user, moderator, posting, thread, now)
             .map_err(|refused| match refused {
                 Refused::Banned => Refusal::new(ErrorCode::Banned, "you are banned from this room"),
                 Refused::Muted { until } => Refusal {
@@ -302,7 +418,14 @@ impl Session {
                     message: format!("you are muted here until {until} (ms since the epoch)"),
                     retry_after_ms: Some(until.saturating_sub(now).max(1)),
                 },
-                Refused::ReadOnly => Refusal::new(ErrorCode::ReadOnly, "this room is read-only"),
+                Refused::ReadOnly => Refusal::new(
+                    ErrorCode::ReadOnly,
+                    if thread.is_some() {
+                        "this thread or room is read-only"
+                    } else {
+                        "this room is read-only"
+                    },
+                ),
                 Refused::SlowMode { retry_after_ms } => Refusal {
                     code: ErrorCode::SlowMode,
                     message: format!("slow mode: wait {retry_after_ms} ms"),
@@ -324,7 +447,7 @@ impl Session {
         room: &str,
         since: Option<Position>,
     ) -> Result<Option<Bytes>, Refusal> {
-        let name = self.authorize(room, Action::Read)?;
+        let (name, opened) = self.open(room, Action::Read).await?;
         // Entries of rooms a moderator removed this connection from go.
         let conn = self.conn();
         self.rooms.retain(|_, joined| joined.room.is_member(conn));
@@ -345,9 +468,13 @@ impl Session {
         }
         let user = self.user()?.clone();
         // The room may be unloaded between lookup and join; then look again.
+        let mut opened = Some(opened);
         let (room, joined, recovering) = loop {
-            let room = self.hub.room(&name).await?;
-            if room.is_banned(&user.id) && !self.is_moderator(&name) {
+            let room = match opened.take() {
+                Some(room) => room,
+                None => self.hub.room(&name).await?,
+            };
+            if room.is_banned(&user.id) && !self.is_moderator(&room) {
                 return Err(Refusal::new(
                     ErrorCode::Banned,
                     format!("you are banned from {name}"),
@@ -478,10 +605,33 @@ impl Session {
         id: Option<u32>,
         room: &str,
         text: String,
+        forum: forum::NewPost,
     ) -> Result<Option<Bytes>, Refusal> {
-        let max = self.hub.config.max_message_len;
         let room = self.joined(room)?.room.clone();
-        self.authorize(room.name().as_str(), Action::Post)?;
+        if !self.allowed_in(&room, Action::Post) {
+            return Err(forbidden(room.name(), Action::Post));
+        }
+        self.check_text(&text)?;
+        let user = self.user()?.clone();
+        let thread = self.check_forum_post(&room, &user, &forum)?;
+        self.check_moderation(&room, &user.id, true, thread)?;
+        self.take_post_token(&user.id)?;
+        let body = Body::Message {
+            text,
+            title: forum.title,
+            thread: forum.thread,
+            reply_to: forum.reply_to,
+            quote: forum.quote,
+        };
+        self.send_post(id, &room, &user, body).await?;
+        room.record_post(&user.id);
+        // The ack is sent by the store's writer once the message is durable.
+        Ok(None)
+    }
+
+    /// `invalid_field` for an empty text, `message_too_long` past the limit.
+    fn check_text(&self, text: &str) -> Result<(), Refusal> {
+        let max = self.hub.config.max_message_len;
         if text.trim().is_empty() {
             return Err(Refusal::new(ErrorCode::InvalidField, "text is empty"));
         }
@@ -491,19 +641,33 @@ impl Session {
                 format!("text is {} bytes, the limit is {max}", text.len()),
             ));
         }
-        let user = self.user()?.clone();
-        self.check_moderation(&room, &user.id, true)?;
-        if let Err(wait) = self.hub.rate_limit(&user.id) {
+        Ok(())
+    }
+
+    /// Takes a token from the user's post bucket, or `rate_limited`.
+    fn take_post_token(&self, user: &str) -> Result<(), Refusal> {
+        self.hub.rate_limit(user).map_err(|wait| {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-            return Err(Refusal {
+            Refusal {
                 code: ErrorCode::RateLimited,
                 message: format!("too many messages, retry in {ms} ms"),
                 retry_after_ms: Some(ms),
-            });
-        }
+            }
+        })
+    }
+
+    /// Posts `body` as the user's event, acked to this connection once
+    /// durable; a bus failure says when to retry.
+    async fn send_post(
+        &self,
+        id: Option<u32>,
+        room: &Arc<Room>,
+        user: &UserInfo,
+        body: Body,
+    ) -> Result<(), Refusal> {
         if let Err(err) = self
             .hub
-            .post(&room, &user, Some((&self.out, id)), Body::Message { text })
+            .post(room, user, Some((&self.out, id)), body)
             .await
         {
             let retry_after_ms = match (&err, self.hub.bus()) {
@@ -517,9 +681,7 @@ impl Session {
                 ..Refusal::from(err)
             });
         }
-        room.record_post(&user.id);
-        // The ack is sent by the store's writer once the message is durable.
-        Ok(None)
+        Ok(())
     }
 
     fn typing(&mut self, room: &str) -> Result<(), Refusal> {
@@ -527,8 +689,10 @@ impl Session {
         let conn = self.conn();
         let joined_room = self.joined(room)?.room.clone();
         let name = joined_room.name().as_str().to_owned();
-        self.authorize(&name, Action::Post)?;
-        self.check_moderation(&joined_room, &user.id, false)?;
+        if !self.allowed_in(&joined_room, Action::Post) {
+            return Err(forbidden(joined_room.name(), Action::Post));
+        }
+        self.check_moderation(&joined_room, &user.id, false, None)?;
         let joined = self.joined(room)?;
         let now = Instant::now();
         if joined
@@ -547,11 +711,14 @@ impl Session {
         &mut self,
         id: Option<u32>,
         room: &str,
-        before: Option<u64>,
-        after: Option<u64>,
-        limit: Option<u32>,
+        page: Page,
+        thread: Option<u64>,
     ) -> Result<Option<Bytes>, Refusal> {
-        let name = self.authorize(room, Action::Read)?;
+        let Page {
+            before,
+            after,
+            limit,
+        } = page;
         let page_max = self.hub.config.history_page_max;
         let limit = match limit {
             None => DEFAULT_HISTORY_PAGE.min(page_max),
@@ -563,12 +730,23 @@ impl Session {
             }
             Some(n) => (n as usize).min(page_max),
         };
-        let room = self.hub.room(&name).await?;
-        if room.is_banned(&self.user()?.id) && !self.is_moderator(&name) {
+        let (name, room) = self.open(room, Action::Read).await?;
+        if room.is_banned(&self.user()?.id) && !self.is_moderator(&room) {
+            self.release_unjoined(&room);
             return Err(Refusal::new(
                 ErrorCode::Banned,
                 format!("you are banned from {name}"),
             ));
+        }
+        if let Some(thread) = thread {
+            let page = Page {
+                before,
+                after,
+                limit: Some(limit as u32),
+            };
+            let reply = self.thread_history(id, &room, thread, page).await;
+            self.release_unjoined(&room);
+            return reply;
         }
         let (floor, head) = room.bounds();
         let store = self.hub.store.clone();
@@ -581,9 +759,7 @@ impl Session {
             None => store.read_before(&key, before.map_or(head + 1, |b| b.min(head + 1)), limit),
         })
         .await;
-        if !self.rooms.contains_key(name.as_str()) {
-            self.hub.release(&room);
-        }
+        self.release_unjoined(&room);
         let (events, more) = read.map_err(HubError::from)?.map_err(HubError::from)?;
         Ok(Some(protocol::ok_with_events(
             id,
@@ -596,371 +772,6 @@ impl Session {
             },
             &events,
         )))
-    }
-
-    /// A moderation action: checks, then appends to the class's audit log,
-    /// then posts the action as an event of the room (acked like a post).
-    async fn moderate(
-        &mut self,
-        id: Option<u32>,
-        room: &str,
-        action: ModAction,
-    ) -> Result<Option<Bytes>, Refusal> {
-        let name = RoomName::parse(room)
-            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))?;
-        let user = self.user()?.clone();
-        let moderator = self.is_moderator(&name);
-        let own_redaction = matches!(action, ModAction::Redact { .. })
-            && self
-                .auth
-                .as_ref()
-                .is_some_and(|a| policy::allowed(&a.claims, &name, Action::Post));
-        if !moderator && !own_redaction {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("not allowed to moderate {name}"),
-            ));
-        }
-        validate_action(&action)?;
-        let room = self.hub.room(&name).await?;
-        let now = (self.hub.clock)();
-        let mut until = None;
-        let mut target_from = None;
-        let mut target_ts = None;
-        match &action {
-            ModAction::Redact { offset, .. } => {
-                // Reserve first, then read: a redaction committed before the
-                // reservation has already written its tombstone.
-                if !room.reserve_redaction(*offset) {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownTarget,
-                        format!("message {offset} is already being redacted"),
-                    ));
-                }
-                let target = match self.read_message(&room, *offset).await {
-                    Ok(target) if moderator || target.from.id == user.id => target,
-                    Ok(_) => {
-                        room.release_redaction(*offset);
-                        return Err(Refusal::new(
-                            ErrorCode::Forbidden,
-                            "only moderators may redact others' messages",
-                        ));
-                    }
-                    Err(refusal) => {
-                        room.release_redaction(*offset);
-                        return Err(refusal);
-                    }
-                };
-                target_ts = Some(target.ts);
-                target_from = Some(target.from);
-            }
-            ModAction::Mute {
-                user: target,
-                seconds,
-                ..
-            } => {
-                self.known_user(&room, target).await?;
-                until = Some(now.saturating_add(seconds.saturating_mul(1000)));
-            }
-            ModAction::Kick { user: target, .. } | ModAction::Ban { user: target, .. } => {
-                self.known_user(&room, target).await?;
-            }
-            ModAction::Unmute { user: target } => {
-                if room.moderation().muted_until(target, now).is_none() {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownTarget,
-                        format!("{target} is not muted here"),
-                    ));
-                }
-            }
-            ModAction::Unban { user: target } => {
-                if !room.is_banned(target) {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownTarget,
-                        format!("{target} is not banned here"),
-                    ));
-                }
-            }
-            ModAction::Pin { offset } => {
-                self.read_message(&room, *offset).await?;
-            }
-            ModAction::Unpin { offset } => {
-                if !room.moderation().pinned.contains(offset) {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownTarget,
-                        format!("message {offset} is not pinned"),
-                    ));
-                }
-            }
-            ModAction::Resolve { report, .. } => {
-                let audit = self.hub.room(&name.audit_log()).await?;
-                let open = self.open_reports(&audit, &name).await?;
-                if !open.iter().any(|r| r.offset == *report) {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownTarget,
-                        format!("no open report {report} for {name}"),
-                    ));
-                }
-            }
-            ModAction::SlowMode { .. } | ModAction::ReadOnly { .. } => {}
-        }
-        let redacting = match &action {
-            ModAction::Redact { offset, .. } => Some(*offset),
-            _ => None,
-        };
-        let posted = self
-            .post_action(
-                id,
-                &name,
-                &room,
-                &user,
-                action,
-                until,
-                target_from,
-                target_ts,
-            )
-            .await;
-        if let (Err(_), Some(offset)) = (&posted, redacting) {
-            room.release_redaction(offset);
-        }
-        posted.map(|()| None)
-    }
-
-    /// Appends the audit entry (durable before the action takes effect),
-    /// then posts the action as an event of the room.
-    #[allow(clippy::too_many_arguments)]
-    async fn post_action(
-        &self,
-        id: Option<u32>,
-        name: &RoomName,
-        room: &Arc<Room>,
-        user: &UserInfo,
-        action: ModAction,
-        until: Option<u64>,
-        target_from: Option<UserInfo>,
-        target_ts: Option<u64>,
-    ) -> Result<(), Refusal> {
-        let audit = self.hub.room(&name.audit_log()).await?;
-        // A resolution concerns the audit log only: it is the action.
-        let audit_only = matches!(action, ModAction::Resolve { .. });
-        self.hub
-            .post(
-                &audit,
-                user,
-                audit_only.then_some((&self.out, id)),
-                Body::Audit {
-                    room: name.to_string(),
-                    action: action.clone(),
-                    until,
-                },
-            )
-            .await?;
-        if audit_only {
-            return Ok(());
-        }
-        tracing::info!(room = %name, action = action.name(), target = ?action.target_user(), "moderation");
-        self.hub
-            .post(
-                room,
-                user,
-                Some((&self.out, id)),
-                Body::Moderation {
-                    action,
-                    until,
-                    target_from,
-                    target_ts,
-                },
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Reports a message to the room's moderators: an entry in the class's
-    /// audit log, which moderators follow live. Any reader of the room may.
-    async fn report(
-        &mut self,
-        id: Option<u32>,
-        room: &str,
-        offset: u64,
-        reason: Option<String>,
-    ) -> Result<Option<Bytes>, Refusal> {
-        let name = self.authorize(room, Action::Read)?;
-        if name.kind() == crate::room::Kind::Audit {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "the audit log cannot be reported",
-            ));
-        }
-        if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
-            return Err(Refusal::new(
-                ErrorCode::InvalidField,
-                format!("reason is longer than {MAX_REASON_LEN} bytes"),
-            ));
-        }
-        let user = self.user()?.clone();
-        let room = self.hub.room(&name).await?;
-        self.read_message(&room, offset).await?;
-        let audit = self.hub.room(&name.audit_log()).await?;
-        self.hub
-            .post(
-                &audit,
-                &user,
-                Some((&self.out, id)),
-                Body::Report {
-                    room: name.to_string(),
-                    offset,
-                    reason,
-                },
-            )
-            .await?;
-        tracing::info!(room = %name, offset, "message reported");
-        Ok(None)
-    }
-
-    /// Reports of `room` in the audit log not resolved yet, oldest first
-    /// (among the log's last [`AUDIT_SCAN`] entries).
-    async fn open_reports(&self, audit: &Room, room: &RoomName) -> Result<Vec<Event>, Refusal> {
-        let store = self.hub.store.clone();
-        let key = audit.name().as_str().to_owned();
-        let head = audit.bounds().1;
-        let (frames, _) =
-            tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, AUDIT_SCAN))
-                .await
-                .map_err(HubError::from)?
-                .map_err(HubError::from)?;
-        let mut reports = Vec::new();
-        let mut resolved = std::collections::HashSet::new();
-        for frame in &frames {
-            let Ok(ServerFrame::Event(event)) = protocol::decode_server_frame(frame) else {
-                continue;
-            };
-            match &event.body {
-                Body::Report { room: r, .. } if r == room.as_str() => reports.push(event),
-                Body::Audit {
-                    room: r,
-                    action: ModAction::Resolve { report, .. },
-                    ..
-                } if r == room.as_str() => {
-                    resolved.insert(*report);
-                }
-                _ => {}
-            }
-        }
-        reports.retain(|r| !resolved.contains(&r.offset));
-        Ok(reports)
-    }
-
-    /// What a moderator's console shows of a room.
-    async fn room_view(&mut self, id: Option<u32>, room: &str) -> Result<Option<Bytes>, Refusal> {
-        let name = RoomName::parse(room)
-            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))?;
-        if !self.is_moderator(&name) {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("not allowed to moderate {name}"),
-            ));
-        }
-        let room = self.hub.room(&name).await?;
-        let audit = self.hub.room(&name.audit_log()).await?;
-        let open_reports = self.open_reports(&audit, &name).await?;
-        let now = (self.hub.clock)();
-        let moderation = room.moderation();
-        let store = self.hub.store.clone();
-        let key = name.as_str().to_owned();
-        let head = room.bounds().1;
-        let (recent, _) =
-            tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, RATE_SCAN))
-                .await
-                .map_err(HubError::from)?
-                .map_err(HubError::from)?;
-        let since = now.saturating_sub(RATE_WINDOW_MS);
-        let recent_messages = recent
-            .iter()
-            .filter_map(|f| match protocol::decode_server_frame(f) {
-                Ok(ServerFrame::Event(e)) if matches!(e.body, Body::Message { .. }) => Some(e.ts),
-                _ => None,
-            })
-            .filter(|ts| *ts >= since)
-            .count() as u64;
-        let members = room
-            .present_users()
-            .into_iter()
-            .map(|user| protocol::MemberState {
-                muted_until: moderation.muted_until(&user.id, now),
-                banned: moderation.banned.contains(&user.id),
-                user,
-            })
-            .collect();
-        let view = protocol::RoomView {
-            room: name.to_string(),
-            members,
-            muted: moderation
-                .muted
-                .iter()
-                .filter(|(_, until)| **until > now)
-                .map(|(user, until)| (user.clone(), *until))
-                .collect(),
-            banned: moderation.banned.iter().cloned().collect(),
-            slow_mode: moderation.slow_mode_secs,
-            read_only: moderation.read_only,
-            pinned: moderation.pinned.iter().copied().collect(),
-            recent_messages,
-            open_reports,
-        };
-        if !self.rooms.contains_key(name.as_str()) {
-            self.hub.release(&room);
-        }
-        Ok(Some(protocol::ok(id, &view)))
-    }
-
-    /// The stored message at `offset`, or `unknown_target`.
-    async fn read_message(&self, room: &Room, offset: u64) -> Result<Event, Refusal> {
-        let store = self.hub.store.clone();
-        let key = room.name().as_str().to_owned();
-        let raw = tokio::task::spawn_blocking(move || store.raw_event(&key, offset))
-            .await
-            .map_err(HubError::from)?
-            .map_err(HubError::from)?;
-        let unknown = || {
-            Refusal::new(
-                ErrorCode::UnknownTarget,
-                format!("no message at offset {offset}"),
-            )
-        };
-        let frame = raw.ok_or_else(unknown)?;
-        match protocol::decode_server_frame(&frame) {
-            Ok(ServerFrame::Event(event)) if matches!(event.body, Body::Message { .. }) => {
-                Ok(event)
-            }
-            _ => Err(unknown()),
-        }
-    }
-
-    /// `unknown_target` unless the room knows `user`: present now, muted or
-    /// banned here, or the author of one of its last messages.
-    async fn known_user(&self, room: &Room, user: &str) -> Result<(), Refusal> {
-        if room.knows_user(user) {
-            return Ok(());
-        }
-        let store = self.hub.store.clone();
-        let key = room.name().as_str().to_owned();
-        let head = room.bounds().1;
-        let recent =
-            tokio::task::spawn_blocking(move || store.read_before(&key, head + 1, KNOWN_USER_SCAN))
-                .await
-                .map_err(HubError::from)?
-                .map_err(HubError::from)?;
-        let authored = recent.0.iter().any(|frame| {
-            matches!(protocol::decode_server_frame(frame), Ok(ServerFrame::Event(e)) if e.from.id == user)
-        });
-        if authored {
-            Ok(())
-        } else {
-            Err(Refusal::new(
-                ErrorCode::UnknownTarget,
-                format!("no user {user:?} in this room"),
-            ))
-        }
     }
 
     /// Leaves every room; called when the connection ends (and again, as a
@@ -999,30 +810,22 @@ fn join_reply(
     )
 }
 
-/// Bounds of moderation requests, each an `invalid_field` refusal.
-fn validate_action(action: &ModAction) -> Result<(), Refusal> {
-    let invalid = |message: String| Err(Refusal::new(ErrorCode::InvalidField, message));
-    if action.reason().is_some_and(|r| r.len() > MAX_REASON_LEN) {
-        return invalid(format!("reason is longer than {MAX_REASON_LEN} bytes"));
-    }
-    if action
-        .target_user()
-        .is_some_and(|u| u.is_empty() || u.len() > 128)
-    {
-        return invalid("user must be 1 to 128 bytes".to_owned());
-    }
-    match action {
-        ModAction::Mute { seconds, .. } if *seconds == 0 || *seconds > MAX_MUTE_SECS => {
-            invalid(format!("seconds must be between 1 and {MAX_MUTE_SECS}"))
-        }
-        ModAction::SlowMode { seconds } if *seconds > MAX_SLOW_MODE_SECS => invalid(format!(
-            "seconds must be between 0 and {MAX_SLOW_MODE_SECS}"
-        )),
-        ModAction::Redact { offset: 0, .. }
-        | ModAction::Pin { offset: 0 }
-        | ModAction::Unpin { offset: 0 } => invalid("offset must be at least 1".to_owned()),
-        _ => Ok(()),
-    }
+/// A history page request: `before`/`after` bounds and a size.
+struct Page {
+    before: Option<u64>,
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+fn parse_room(room: &str) -> Result<RoomName, Refusal> {
+    RoomName::parse(room).map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))
+}
+
+fn forbidden(room: &RoomName, action: Action) -> Refusal {
+    Refusal::new(
+        ErrorCode::Forbidden,
+        format!("not allowed to {} in {room}", action_verb(action)),
+    )
 }
 
 fn action_verb(action: Action) -> &'static str {

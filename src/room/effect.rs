@@ -1,0 +1,143 @@
+//! What an event does to its room besides being delivered: moderation
+//! actions change the moderation state, a redaction rewrites the stored
+//! message, forum posts update the thread index, note updates change the
+//! document. Computed from the event alone (`Effect::of`), so every node
+//! derives the same effects in the same offset order.
+
+use bytes::Bytes;
+
+use crate::forum::Change;
+use crate::protocol::{self, Body, Event, ModAction, UserInfo};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Changes the moderation state (and, for kick and ban, removes the
+    /// user's connections).
+    Action {
+        action: ModAction,
+        until: Option<u64>,
+    },
+    /// Replaces the stored message at `target` with `tombstone` (and a
+    /// forum post's edits with tombstones of their own).
+    Redact {
+        target: u64,
+        tombstone: Bytes,
+        by: UserInfo,
+        reason: Option<String>,
+    },
+    /// Updates a forum's thread index.
+    Forum(Change),
+    /// Changes a shared note.
+    Note(NoteChange),
+}
+
+/// What a notes event does to the document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoteChange {
+    /// A Yjs v1 update, already checked by the node that accepted it.
+    Update(Vec<u8>),
+    /// The document as it is now becomes validated version `version`.
+    Version { version: u32 },
+}
+
+impl Effect {
+    /// The effect of `event`, if it has one.
+    pub fn of(event: &Event) -> Option<Effect> {
+        match &event.body {
+            Body::Moderation {
+                action,
+                until,
+                target_from,
+                target_ts,
+                target_thread,
+            } => Some(match action {
+                ModAction::Redact { offset, reason } => {
+                    let tombstone = Event {
+                        room: event.room.clone(),
+                        epoch: event.epoch.clone(),
+                        offset: *offset,
+                        ts: target_ts.unwrap_or(0),
+                        from: target_from.clone().unwrap_or_else(|| event.from.clone()),
+                        body: Body::Redacted {
+                            by: event.from.clone(),
+                            reason: reason.clone(),
+                            thread: *target_thread,
+                            edit_of: None,
+                        },
+                    };
+                    Effect::Redact {
+                        target: *offset,
+                        tombstone: protocol::event(&tombstone),
+                        by: event.from.clone(),
+                        reason: reason.clone(),
+                    }
+                }
+                other => Effect::Action {
+                    action: other.clone(),
+                    until: *until,
+                },
+            }),
+            Body::Message {
+                title,
+                thread,
+                reply_to,
+                ..
+            } if title.is_some() || thread.is_some() => Some(Effect::Forum(Change::Post {
+                from: event.from.clone(),
+                ts: event.ts,
+                title: title.clone(),
+                thread: *thread,
+                reply_to: *reply_to,
+            })),
+            Body::Edit { target, title, .. } => Some(Effect::Forum(Change::Edit {
+                target: *target,
+                title: title.clone(),
+            })),
+            Body::Answer { thread, offset } => Some(Effect::Forum(Change::Answer {
+                thread: *thread,
+                offset: *offset,
+            })),
+            Body::YjsUpdate { data } => Some(Effect::Note(NoteChange::Update(data.clone()))),
+            Body::NoteVersion { version, .. } => {
+                Some(Effect::Note(NoteChange::Version { version: *version }))
+            }
+            Body::Message { .. } | Body::Redacted { .. } | Body::Report { .. } | Body::Audit { .. } => {
+                None
+            }
+        }
+    }
+
+    /// Whether the effect changes the moderation state (to checkpoint).
+    pub fn is_moderation(&self) -> bool {
+        matches!(self, Effect::Action { .. } | Effect::Redact { .. })
+    }
+
+    /// The user whose connections leave the room (kick, ban).
+    pub fn removes(&self) -> Option<&str> {
+        match self {
+            Effect::Action {
+                action: ModAction::Kick { user, .. } | ModAction::Ban { user, .. },
+                ..
+            } => Some(user),
+            _ => None,
+        }
+    }
+}
+
+/// The tombstone of an edit event of a redacted forum post: the edit's
+/// envelope, its text gone.
+pub fn edit_tombstone(edit: &[u8], by: &UserInfo, reason: Option<&str>) -> Option<Bytes> {
+    let Ok(protocol::ServerFrame::Event(mut event)) = protocol::decode_server_frame(edit) else {
+        return None;
+    };
+    let Body::Edit { target, thread, .. } = event.body else {
+        return None;
+    };
+    event.body = Body::Redacted {
+        by: by.clone(),
+        reason: reason.map(str::to_owned),
+        thread: Some(thread),
+        edit_of: Some(target),
+    };
+    Some(protocol::event(&event))
+}
