@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use crate::moderation::Moderation;
-use crate::room::Effect;
 use crate::protocol::{Body, Event, ThreadInfo, UserInfo};
+use crate::room::Effect;
 
 /// Longest thread title, in bytes.
 pub const MAX_TITLE_LEN: usize = 200;
@@ -31,10 +31,7 @@ pub enum Change {
         reply_to: Option<u64>,
     },
     /// A new version of post `target`.
-    Edit {
-        target: u64,
-        title: Option<String>,
-    },
+    Edit { target: u64, title: Option<String> },
     /// `offset` answers `thread` (`None`: no answer).
     Answer { thread: u64, offset: Option<u64> },
 }
@@ -142,7 +139,10 @@ impl Forum {
                 }
                 self.push_event(thread, offset);
             }
-            Effect::Forum(Change::Answer { thread, offset: answer }) => {
+            Effect::Forum(Change::Answer {
+                thread,
+                offset: answer,
+            }) => {
                 if let Some(t) = self.threads.get_mut(thread) {
                     t.answer = *answer;
                 }
@@ -272,9 +272,8 @@ impl Forum {
         order.sort_unstable_by(|a, b| b.cmp(a));
         let mut page = Vec::new();
         let mut more = false;
-        let skipping = |(pinned, last, _): &(bool, u64, u64)| {
-            before.is_some_and(|b| *pinned || *last >= b)
-        };
+        let skipping =
+            |(pinned, last, _): &(bool, u64, u64)| before.is_some_and(|b| *pinned || *last >= b);
         for (pinned, _, id) in order.iter().filter(|o| !skipping(o)) {
             if page.len() == limit {
                 more = true;

@@ -12,13 +12,13 @@ use tokio::time::Instant;
 use crate::auth::{Claims, Keyring};
 use crate::bus::{BusError, Ordered, RedisBus};
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::forum::Forum;
+use crate::metrics::Metrics;
 use crate::moderation::Moderation;
-use crate::room::{edit_tombstone, Effect, Kind};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::ratelimit::TokenBucket;
+use crate::room::{edit_tombstone, Effect, Kind};
 use crate::room::{Accepted, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
 
@@ -805,7 +805,10 @@ fn load_moderation(
             reason,
         } = &effect
         {
-            let edits = forum.post(*target).map(|p| p.edits.clone()).unwrap_or_default();
+            let edits = forum
+                .post(*target)
+                .map(|p| p.edits.clone())
+                .unwrap_or_default();
             redact_stored(
                 store,
                 room,

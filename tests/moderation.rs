@@ -386,7 +386,15 @@ async fn matrix_row(row: &Row) -> (Vec<String>, Vec<String>) {
         &moderate(&mut actor, ROOM, ModAction::SlowMode { seconds: 5 }).await,
     ));
     got.push(outcome(
-        &moderate(&mut actor, ROOM, ModAction::ReadOnly { on: true, thread: None }).await,
+        &moderate(
+            &mut actor,
+            ROOM,
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
+        )
+        .await,
     ));
     let audit_history = within("history", actor.history(AUDIT, None, None, None)).await;
     got.push(outcome(&audit_history));
@@ -1090,11 +1098,25 @@ async fn read_only_room_takes_posts_from_moderators_only() {
     for c in [&mut ana, &mut bob, &mut prof, &mut boss] {
         join_ok(c, ROOM).await;
     }
-    let ack = moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: true, thread: None }).await;
+    let ack = moderate_ok(
+        &mut prof,
+        ROOM,
+        ModAction::ReadOnly {
+            on: true,
+            thread: None,
+        },
+    )
+    .await;
     let (event, action, _) = next_moderation(&mut bob, "bob: read-only event").await;
     assert_eq!(
         (event.offset, action),
-        (ack.offset, ModAction::ReadOnly { on: true, thread: None })
+        (
+            ack.offset,
+            ModAction::ReadOnly {
+                on: true,
+                thread: None
+            }
+        )
     );
     for (who, c) in [("ana", &mut ana), ("bob", &mut bob)] {
         refused(
@@ -1123,7 +1145,15 @@ async fn read_only_room_takes_posts_from_moderators_only() {
     .await;
     assert_eq!(seen.offset, closing.offset);
 
-    moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: false, thread: None }).await;
+    moderate_ok(
+        &mut prof,
+        ROOM,
+        ModAction::ReadOnly {
+            on: false,
+            thread: None,
+        },
+    )
+    .await;
     let reopened = post_ok(&mut ana, ROOM, "merci").await;
     assert_eq!(reopened.offset, by_staff.offset + 2);
     ok("pupil types", within("typing", bob.typing(ROOM)).await);
@@ -1181,8 +1211,20 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
         (ROOM, unban("bob")),
         (ROOM, ModAction::SlowMode { seconds: 2 }),
         (ROOM, ModAction::SlowMode { seconds: 0 }),
-        (ROOM, ModAction::ReadOnly { on: true, thread: None }),
-        (ROOM, ModAction::ReadOnly { on: false, thread: None }),
+        (
+            ROOM,
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
+        ),
+        (
+            ROOM,
+            ModAction::ReadOnly {
+                on: false,
+                thread: None,
+            },
+        ),
         (
             ROOM,
             ModAction::Redact {
@@ -1190,7 +1232,13 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
                 reason: Some("hors sujet".into()),
             },
         ),
-        ("3B/chat/autre", ModAction::ReadOnly { on: true, thread: None }),
+        (
+            "3B/chat/autre",
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
+        ),
     ];
     let mut expected = Vec::new();
     for (room, action) in &actions {
@@ -1225,7 +1273,10 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
     moderate_ok(
         &mut boss,
         "4A/chat/revision",
-        ModAction::ReadOnly { on: true, thread: None },
+        ModAction::ReadOnly {
+            on: true,
+            thread: None,
+        },
     )
     .await;
 
@@ -1267,7 +1318,10 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
         other_log[0].body,
         Body::Audit {
             room: "4A/chat/revision".into(),
-            action: ModAction::ReadOnly { on: true, thread: None },
+            action: ModAction::ReadOnly {
+                on: true,
+                thread: None
+            },
             until: None
         }
     );
@@ -1307,7 +1361,15 @@ async fn moderation_state_and_tombstone_survive_sigkill() {
         post_ok(&mut carl, ROOM, "trois").await;
         moderate_ok(&mut prof, ROOM, mute("ana", 3600)).await;
         moderate_ok(&mut prof, ROOM, ban("bob")).await;
-        moderate_ok(&mut prof, ROOM, ModAction::ReadOnly { on: true, thread: None }).await;
+        moderate_ok(
+            &mut prof,
+            ROOM,
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
+        )
+        .await;
         moderate_ok(
             &mut prof,
             ROOM,
@@ -1437,31 +1499,46 @@ async fn bad_moderation_requests_get_documented_errors() {
         (
             "unknown room shape",
             "nope",
-            ModAction::ReadOnly { on: true, thread: None },
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
             ErrorCode::InvalidRoom,
         ),
         (
             "unknown room kind",
             "3B/wiki/debat",
-            ModAction::ReadOnly { on: true, thread: None },
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
             ErrorCode::InvalidRoom,
         ),
         (
             "audit room with another name",
             "3B/audit/other",
-            ModAction::ReadOnly { on: true, thread: None },
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
             ErrorCode::InvalidRoom,
         ),
         (
             "room of another class",
             "4A/chat/revision",
-            ModAction::ReadOnly { on: true, thread: None },
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
             ErrorCode::Forbidden,
         ),
         (
             "the audit log itself",
             AUDIT,
-            ModAction::ReadOnly { on: true, thread: None },
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
             ErrorCode::Forbidden,
         ),
         (

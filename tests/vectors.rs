@@ -440,8 +440,7 @@ fn moderation_event(offset: u64) -> Event {
 /// The tombstone the server stores in place of the message a redaction
 /// event removes, built by the server's own code.
 fn tombstone(redaction: &Event) -> Event {
-    let Some(preau::room::Effect::Redact { tombstone, .. }) =
-        preau::room::Effect::of(redaction)
+    let Some(preau::room::Effect::Redact { tombstone, .. }) = preau::room::Effect::of(redaction)
     else {
         panic!("offset {} is not a redaction", redaction.offset)
     };
@@ -751,11 +750,23 @@ fn client_samples() -> Vec<(&'static str, Request)> {
         ),
         (
             "moderate.read_only",
-            moderate(20, ModAction::ReadOnly { on: true, thread: None }),
+            moderate(
+                20,
+                ModAction::ReadOnly {
+                    on: true,
+                    thread: None,
+                },
+            ),
         ),
         (
             "moderate.read_only.off",
-            moderate(21, ModAction::ReadOnly { on: false, thread: None }),
+            moderate(
+                21,
+                ModAction::ReadOnly {
+                    on: false,
+                    thread: None,
+                },
+            ),
         ),
         ("moderate.pin", moderate(22, ModAction::Pin { offset: 12 })),
         (
@@ -2473,8 +2484,17 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
     assert_eq!(next_non_presence(&mut ana).await.0, bytes);
 
     // Read-only: posts and typing refused, moderators exempt.
-    let (_, _, (bytes, _)) =
-        moderate_live(&mut prof, &moderate(20, ModAction::ReadOnly { on: true, thread: None })).await;
+    let (_, _, (bytes, _)) = moderate_live(
+        &mut prof,
+        &moderate(
+            20,
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
+        ),
+    )
+    .await;
     assert_eq!(next_non_presence(&mut ana).await.0, bytes);
     let reply = ask(&mut ana, &post(5, "fermé ?")).await;
     assert_eq!(reply.shape(), shape_of("error.read_only"), "{reply:?}");
@@ -2483,8 +2503,17 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
     assert!(is_ok(&ask(&mut prof, &post(32, "Je ferme.")).await));
     next_non_presence(&mut prof).await;
     next_non_presence(&mut ana).await;
-    let (_, _, (bytes, _)) =
-        moderate_live(&mut prof, &moderate(21, ModAction::ReadOnly { on: false, thread: None })).await;
+    let (_, _, (bytes, _)) = moderate_live(
+        &mut prof,
+        &moderate(
+            21,
+            ModAction::ReadOnly {
+                on: false,
+                thread: None,
+            },
+        ),
+    )
+    .await;
     assert_eq!(next_non_presence(&mut ana).await.0, bytes);
 
     // Ban: the event is the pupil's last frame of the room, the others see
@@ -2619,7 +2648,10 @@ async fn moderate_checks_are_as_documented() {
         },
         ModAction::Unban { user: "bob".into() },
         ModAction::SlowMode { seconds: 10 },
-        ModAction::ReadOnly { on: true, thread: None },
+        ModAction::ReadOnly {
+            on: true,
+            thread: None,
+        },
     ] {
         assert_eq!(
             refused(ana.moderate(ROOM, action.clone()).await),
@@ -2646,7 +2678,13 @@ async fn moderate_checks_are_as_documented() {
         assert_eq!(
             refused(
                 client
-                    .moderate("3B/audit/log", ModAction::ReadOnly { on: true, thread: None })
+                    .moderate(
+                        "3B/audit/log",
+                        ModAction::ReadOnly {
+                            on: true,
+                            thread: None
+                        }
+                    )
                     .await
             ),
             "forbidden"

@@ -653,10 +653,7 @@ pub enum Body {
         data: Vec<u8>,
     },
     /// Notes: a validated version (its content is kept apart).
-    NoteVersion {
-        version: u32,
-        label: String,
-    },
+    NoteVersion { version: u32, label: String },
     /// A moderation action, in the room it applies to (`from` is the
     /// moderator). `until` (ms) is set for `mute`; `target_from` and
     /// `target_ts` for `redact` (the redacted message's author and time).

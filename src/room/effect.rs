@@ -101,9 +101,10 @@ impl Effect {
             Body::NoteVersion { version, .. } => {
                 Some(Effect::Note(NoteChange::Version { version: *version }))
             }
-            Body::Message { .. } | Body::Redacted { .. } | Body::Report { .. } | Body::Audit { .. } => {
-                None
-            }
+            Body::Message { .. }
+            | Body::Redacted { .. }
+            | Body::Report { .. }
+            | Body::Audit { .. } => None,
         }
     }
 

@@ -71,12 +71,7 @@ fn class_room(user: &Claims, room: &RoomName, action: Action) -> bool {
 /// Forums: the class's own members as in chat rooms, plus the grants of
 /// an inter-class forum: pupils and teachers of its `classes` read and
 /// post, its `moderators` (teachers) moderate.
-fn forum(
-    user: &Claims,
-    room: &RoomName,
-    settings: Option<&ForumSettings>,
-    action: Action,
-) -> bool {
+fn forum(user: &Claims, room: &RoomName, settings: Option<&ForumSettings>, action: Action) -> bool {
     if class_room(user, room, action) {
         return true;
     }

@@ -62,7 +62,9 @@ impl Session {
             }
         }
         match (&post.title, post.thread) {
-            (Some(_), Some(_)) => Err(invalid("a post has a title (new thread) or a thread, not both")),
+            (Some(_), Some(_)) => Err(invalid(
+                "a post has a title (new thread) or a thread, not both",
+            )),
             (None, None) => Err(invalid(
                 "a forum post needs a title (new thread) or a thread (reply)",
             )),
@@ -131,12 +133,12 @@ impl Session {
         let now = (self.hub.clock)();
         let window = u64::try_from(self.hub.config.edit_window.as_millis()).unwrap_or(u64::MAX);
         let thread = room.with_forum_index(|forum, _| {
-            let post = forum
-                .post(offset)
-                .filter(|p| !p.deleted)
-                .ok_or_else(|| {
-                    Refusal::new(ErrorCode::UnknownTarget, format!("no post at offset {offset}"))
-                })?;
+            let post = forum.post(offset).filter(|p| !p.deleted).ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::UnknownTarget,
+                    format!("no post at offset {offset}"),
+                )
+            })?;
             if post.author != user.id {
                 return Err(Refusal::new(
                     ErrorCode::Forbidden,

@@ -213,8 +213,17 @@ impl Session {
                 thread,
                 ..
             } => {
-                self.history(id, &room, Page { before, after, limit }, thread)
-                    .await
+                self.history(
+                    id,
+                    &room,
+                    Page {
+                        before,
+                        after,
+                        limit,
+                    },
+                    thread,
+                )
+                .await
             }
             Request::Ping { .. } => Ok(Some(protocol::ok_empty(id))),
             Request::Moderate { room, action, .. } => self.moderate(id, &room, action).await,
@@ -254,7 +263,10 @@ impl Session {
             Request::Yjs { room, data, .. } => self.yjs(id, &room, data).await,
             Request::NoteValidate {
                 room, label, lock, ..
-            } => self.note_validate(id, &room, label, lock.unwrap_or(false)).await,
+            } => {
+                self.note_validate(id, &room, label, lock.unwrap_or(false))
+                    .await
+            }
             Request::NoteVersions { room, .. } => self.note_versions(id, &room).await,
             Request::NoteExport {
                 room,
@@ -665,11 +677,7 @@ impl Session {
         user: &UserInfo,
         body: Body,
     ) -> Result<(), Refusal> {
-        if let Err(err) = self
-            .hub
-            .post(room, user, Some((&self.out, id)), body)
-            .await
-        {
+        if let Err(err) = self.hub.post(room, user, Some((&self.out, id)), body).await {
             let retry_after_ms = match (&err, self.hub.bus()) {
                 (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
                     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)

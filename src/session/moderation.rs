@@ -5,14 +5,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{
-    forbidden, parse_room, Refusal, Session, AUDIT_SCAN, KNOWN_USER_SCAN, RATE_SCAN,
-    RATE_WINDOW_MS,
+    forbidden, parse_room, Refusal, Session, AUDIT_SCAN, KNOWN_USER_SCAN, RATE_SCAN, RATE_WINDOW_MS,
 };
 use crate::hub::HubError;
 use crate::moderation::{MAX_MUTE_SECS, MAX_REASON_LEN, MAX_SLOW_MODE_SECS};
 use crate::protocol::{self, Body, ErrorCode, Event, ModAction, ServerFrame, UserInfo};
-use crate::room::policy::{self, Action};
 use crate::room::name::valid_class;
+use crate::room::policy::{self, Action};
 use crate::room::{Kind, Room, RoomName};
 
 /// What a moderation event says of the message it redacts.
@@ -330,7 +329,11 @@ impl Session {
     }
 
     /// What a moderator's console shows of a room.
-    pub(super) async fn room_view(&mut self, id: Option<u32>, room: &str) -> Result<Option<Bytes>, Refusal> {
+    pub(super) async fn room_view(
+        &mut self,
+        id: Option<u32>,
+        room: &str,
+    ) -> Result<Option<Bytes>, Refusal> {
         let (name, room) = self.open(room, Action::Read).await?;
         if !self.is_moderator(&room) {
             self.release_unjoined(&room);
@@ -437,7 +440,6 @@ impl Session {
             ))
         }
     }
-
 }
 
 /// Bounds of moderation requests, each an `invalid_field` refusal.
@@ -486,4 +488,3 @@ fn validate_action(action: &ModAction) -> Result<(), Refusal> {
 
 /// The most classes, and the most moderators, one forum grants.
 const MAX_GRANTS: usize = 32;
-
