@@ -201,7 +201,9 @@ fn msgpack_to_json(value: &rmpv::Value) -> J {
                 })
                 .collect(),
         ),
-        M::Binary(_) | M::Ext(..) => panic!("protocol v1 has no binary or ext values"),
+        // `bin` (only Yjs payloads) reads as an array of byte values.
+        M::Binary(bytes) => J::Arr(bytes.iter().map(|b| J::Uint(u64::from(*b))).collect()),
+        M::Ext(..) => panic!("protocol v1 has no ext values"),
     }
 }
 
@@ -556,6 +558,89 @@ fn history_frame(id: Option<u32>, ok: &HistoryOk) -> Bytes {
     )
 }
 
+const FORUM_ROOM: &str = "3B/forum/debat-1789";
+const NOTES_ROOM: &str = "3B/notes/chapitre-3";
+/// A y-protocols update message: `0, 2, varbytes(update)`, the update
+/// inserting "Chapitre 3" at the start of the text `content` (client 7).
+const YJS_UPDATE: [u8; 26] = [
+    1, 1, 7, 0, 4, 1, 7, 99, 111, 110, 116, 101, 110, 116, 10, 67, 104, 97, 112, 105, 116, 114,
+    101, 32, 51, 0,
+];
+const YJS_UPDATE_MSG: [u8; 29] = [
+    0, 2, 26, 1, 1, 7, 0, 4, 1, 7, 99, 111, 110, 116, 101, 110, 116, 10, 67, 104, 97, 112, 105,
+    116, 114, 101, 32, 51, 0,
+];
+const YJS_STEP2_MSG: [u8; 29] = [
+    0, 1, 26, 1, 1, 7, 0, 4, 1, 7, 99, 111, 110, 116, 101, 110, 116, 10, 67, 104, 97, 112, 105,
+    116, 114, 101, 32, 51, 0,
+];
+
+fn forum_event(offset: u64) -> Event {
+    let body = match offset {
+        3 => Body::Message {
+            text: "Qu'est-ce qui change en 1789 ?".into(),
+            title: Some("La Révolution".into()),
+            thread: None,
+            reply_to: None,
+            quote: None,
+        },
+        5 => Body::Message {
+            text: "Pas d'accord : tout ne change pas.".into(),
+            title: None,
+            thread: Some(3),
+            reply_to: Some(4),
+            quote: Some("tout change".into()),
+        },
+        6 => Body::Edit {
+            target: 3,
+            thread: 3,
+            text: "Qu'est-ce qui change, et pour qui, en 1789 ?".into(),
+            title: Some("La Révolution française".into()),
+        },
+        7 => Body::Answer {
+            thread: 3,
+            offset: Some(5),
+        },
+        other => panic!("no forum event {other}"),
+    };
+    let from = if offset == 5 { ana() } else { prof() };
+    Event {
+        room: FORUM_ROOM.into(),
+        epoch: EPOCH.into(),
+        offset,
+        ts: T0 + offset * 60_000,
+        from,
+        body,
+    }
+}
+
+fn notes_event(offset: u64) -> Event {
+    let (from, body) = match offset {
+        8 => (
+            ana(),
+            Body::YjsUpdate {
+                data: YJS_UPDATE.to_vec(),
+            },
+        ),
+        9 => (
+            prof(),
+            Body::NoteVersion {
+                version: 1,
+                label: "Chapitre 3 — validé le 12/03".into(),
+            },
+        ),
+        other => panic!("no notes event {other}"),
+    };
+    Event {
+        room: NOTES_ROOM.into(),
+        epoch: EPOCH.into(),
+        offset,
+        ts: T0 + offset * 60_000,
+        from,
+        body,
+    }
+}
+
 fn client_samples() -> Vec<(&'static str, Request)> {
     let room = || ROOM.to_owned();
     vec![
@@ -808,6 +893,157 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 room: ROOM.into(),
             },
         ),
+        (
+            "post.forum.thread",
+            Request::Post {
+                id: Some(40),
+                room: FORUM_ROOM.into(),
+                text: "Qu'est-ce qui change en 1789 ?".into(),
+                title: Some("La Révolution".into()),
+                thread: None,
+                reply_to: None,
+                quote: None,
+            },
+        ),
+        (
+            "post.forum.reply",
+            Request::Post {
+                id: Some(41),
+                room: FORUM_ROOM.into(),
+                text: "Pas d'accord : tout ne change pas.".into(),
+                title: None,
+                thread: Some(3),
+                reply_to: Some(5),
+                quote: Some("tout change".into()),
+            },
+        ),
+        (
+            "history.thread",
+            Request::History {
+                id: Some(42),
+                room: FORUM_ROOM.into(),
+                before: None,
+                after: None,
+                limit: Some(50),
+                thread: Some(3),
+            },
+        ),
+        (
+            "edit",
+            Request::Edit {
+                id: Some(43),
+                room: FORUM_ROOM.into(),
+                offset: 3,
+                text: "Qu'est-ce qui change, et pour qui, en 1789 ?".into(),
+                title: Some("La Révolution française".into()),
+            },
+        ),
+        (
+            "answer",
+            Request::Answer {
+                id: Some(44),
+                room: FORUM_ROOM.into(),
+                thread: 3,
+                offset: Some(5),
+            },
+        ),
+        (
+            "answer.unmark",
+            Request::Answer {
+                id: Some(45),
+                room: FORUM_ROOM.into(),
+                thread: 3,
+                offset: None,
+            },
+        ),
+        (
+            "threads",
+            Request::Threads {
+                id: Some(46),
+                room: FORUM_ROOM.into(),
+                before: None,
+                limit: Some(30),
+            },
+        ),
+        (
+            "mark_read",
+            Request::MarkRead {
+                id: Some(47),
+                room: FORUM_ROOM.into(),
+                thread: 3,
+                offset: 6,
+            },
+        ),
+        (
+            "rooms",
+            Request::Rooms {
+                id: Some(48),
+                class: "3B".into(),
+                kind: "forum".into(),
+            },
+        ),
+        (
+            "moderate.configure",
+            moderate(
+                49,
+                ModAction::Configure {
+                    flavour: protocol::Flavour::Interclass,
+                    classes: vec!["5C".into()],
+                    moderators: vec!["prof-5c".into()],
+                },
+            ),
+        ),
+        (
+            "moderate.read_only.thread",
+            moderate(
+                50,
+                ModAction::ReadOnly {
+                    on: true,
+                    thread: Some(3),
+                },
+            ),
+        ),
+        (
+            "yjs.step1",
+            Request::Yjs {
+                id: Some(60),
+                room: NOTES_ROOM.into(),
+                data: vec![0, 0, 1, 0],
+            },
+        ),
+        (
+            "yjs.update",
+            Request::Yjs {
+                id: Some(61),
+                room: NOTES_ROOM.into(),
+                data: YJS_UPDATE_MSG.to_vec(),
+            },
+        ),
+        (
+            "note_validate",
+            Request::NoteValidate {
+                id: Some(62),
+                room: NOTES_ROOM.into(),
+                label: "Chapitre 3 — validé le 12/03".into(),
+                lock: Some(true),
+            },
+        ),
+        (
+            "note_versions",
+            Request::NoteVersions {
+                id: Some(63),
+                room: NOTES_ROOM.into(),
+            },
+        ),
+        (
+            "note_export",
+            Request::NoteExport {
+                id: Some(64),
+                room: NOTES_ROOM.into(),
+                version: Some(1),
+                format: protocol::ExportFormat::Markdown,
+            },
+        ),
         ("ping", Request::Ping { id: Some(300) }),
         ("ping.no_id", Request::Ping { id: None }),
         ("ping.max_id", Request::Ping { id: Some(u32::MAX) }),
@@ -1002,6 +1238,106 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
             }),
         ),
         ("event", protocol::event(&sample_event(44))),
+        ("event.forum.thread", protocol::event(&forum_event(3))),
+        ("event.forum.reply", protocol::event(&forum_event(5))),
+        ("event.forum.edit", protocol::event(&forum_event(6))),
+        ("event.forum.answer", protocol::event(&forum_event(7))),
+        ("event.yjs_update", protocol::event(&notes_event(8))),
+        ("event.note_version", protocol::event(&notes_event(9))),
+        (
+            "yjs.step2",
+            protocol::yjs(&protocol::YjsFrame {
+                room: NOTES_ROOM.into(),
+                data: YJS_STEP2_MSG.to_vec(),
+            }),
+        ),
+        (
+            "ok.threads",
+            protocol::ok(
+                Some(46),
+                &protocol::ThreadsOk {
+                    room: FORUM_ROOM.into(),
+                    settings: protocol::ForumSettings {
+                        flavour: protocol::Flavour::Help,
+                        classes: vec![],
+                        moderators: vec![],
+                    },
+                    threads: vec![protocol::ThreadInfo {
+                        thread: 3,
+                        title: Some("La Révolution".into()),
+                        from: prof(),
+                        ts: T0,
+                        last_offset: 5,
+                        last_ts: T0 + 60_000,
+                        replies: 1,
+                        unread: 1,
+                        answer: Some(5),
+                        locked: false,
+                        pinned: true,
+                        deleted: false,
+                    }],
+                    more: false,
+                },
+            ),
+        ),
+        (
+            "ok.rooms",
+            protocol::ok(
+                Some(48),
+                &protocol::RoomsOk {
+                    rooms: vec![FORUM_ROOM.into(), "3B/forum/aide-maths".into()],
+                },
+            ),
+        ),
+        (
+            "ok.note_versions",
+            protocol::ok(
+                Some(63),
+                &protocol::NoteVersions {
+                    versions: vec![protocol::NoteVersionInfo {
+                        version: 1,
+                        label: "Chapitre 3 — validé le 12/03".into(),
+                        by: prof(),
+                        ts: T0,
+                        offset: 9,
+                    }],
+                },
+            ),
+        ),
+        (
+            "ok.note_export",
+            protocol::ok(
+                Some(64),
+                &protocol::NoteExport {
+                    format: protocol::ExportFormat::Text,
+                    content: rmpv::Value::from("Chapitre 3"),
+                },
+            ),
+        ),
+        (
+            "error.unknown_room",
+            protocol::error(
+                Some(40),
+                ErrorCode::UnknownRoom,
+                "no forum 3B/forum/debat: a teacher of the class opens it first",
+            ),
+        ),
+        (
+            "error.not_editable",
+            protocol::error(
+                Some(43),
+                ErrorCode::NotEditable,
+                "someone replied to this post: it can no longer be edited",
+            ),
+        ),
+        (
+            "error.invalid_update",
+            protocol::error(
+                Some(61),
+                ErrorCode::InvalidUpdate,
+                "invalid yjs update: the note is unchanged",
+            ),
+        ),
         (
             "event.moderation.redact",
             protocol::event(&moderation_event(45)),
@@ -1295,6 +1631,7 @@ fn encode_server(v: &Vector) -> Bytes {
         Some("event") => protocol::event(&typed::<Event>(v, value)),
         Some("presence") => protocol::presence(&typed::<Presence>(v, value)),
         Some("typing") => protocol::typing(&typed::<Typing>(v, value)),
+        Some("yjs") => protocol::yjs(&typed::<protocol::YjsFrame>(v, value)),
         Some("error") => {
             let reply: ErrorReply = typed(v, value);
             let frame = protocol::error_reply(&reply);
@@ -1314,6 +1651,10 @@ fn encode_server(v: &Vector) -> Bytes {
                 "join" => join_frame(id, &typed::<JoinOk>(v, data)),
                 "history" => history_frame(id, &typed::<HistoryOk>(v, data)),
                 "room_view" => protocol::ok(id, &typed::<protocol::RoomView>(v, data)),
+                "threads" => protocol::ok(id, &typed::<protocol::ThreadsOk>(v, data)),
+                "rooms" => protocol::ok(id, &typed::<protocol::RoomsOk>(v, data)),
+                "note_versions" => protocol::ok(id, &typed::<protocol::NoteVersions>(v, data)),
+                "note_export" => protocol::ok(id, &typed::<protocol::NoteExport>(v, data)),
                 "leave" | "typing" | "ping" => {
                     assert!(data.is_null(), "{}: data must be nil", v.name);
                     let frame = protocol::ok_empty(id);
@@ -1351,6 +1692,21 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
             protocol::decode_ok_data::<protocol::RoomView>(bytes).expect("RoomView"),
             serde_json::from_value::<protocol::RoomView>(data).expect("RoomView json")
         ),
+        "threads" => assert_eq!(
+            protocol::decode_ok_data::<protocol::ThreadsOk>(bytes).expect("ThreadsOk"),
+            serde_json::from_value::<protocol::ThreadsOk>(data).expect("ThreadsOk json")
+        ),
+        "rooms" => assert_eq!(
+            protocol::decode_ok_data::<protocol::RoomsOk>(bytes).expect("RoomsOk"),
+            serde_json::from_value::<protocol::RoomsOk>(data).expect("RoomsOk json")
+        ),
+        "note_versions" => assert_eq!(
+            protocol::decode_ok_data::<protocol::NoteVersions>(bytes).expect("NoteVersions"),
+            serde_json::from_value::<protocol::NoteVersions>(data).expect("NoteVersions json")
+        ),
+        "note_export" => {
+            protocol::decode_ok_data::<protocol::NoteExport>(bytes).expect("NoteExport");
+        }
         _ => assert_eq!(
             protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
             rmpv::Value::Nil

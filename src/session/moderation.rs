@@ -67,9 +67,12 @@ impl Session {
         room: &str,
         action: ModAction,
     ) -> Result<Option<Bytes>, Refusal> {
-        validate_action(&action)?;
+        // Checked in the documented order: room name, permission, bounds,
+        // then the target.
         let (name, room) = self.open(room, Action::Read).await?;
-        let refused = self.check_moderator(&name, &room, &action);
+        let refused = self
+            .check_moderator(&name, &room, &action)
+            .and_then(|moderator| validate_action(&action).map(|()| moderator));
         if refused.is_err() {
             self.release_unjoined(&room);
         }
