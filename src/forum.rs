@@ -150,7 +150,7 @@ impl Forum {
             }
             Effect::Redact { target, .. } => self.mark_deleted(*target),
             Effect::Action { .. } => {}
-            Effect::Note(_) => {}
+            Effect::NoteUpdate(_) => {}
         }
     }
 

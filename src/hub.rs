@@ -18,7 +18,10 @@ use crate::moderation::Moderation;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::ratelimit::TokenBucket;
-use crate::room::{edit_tombstone, Effect, Kind};
+use crate::notes::NoteDoc;
+use crate::protocol::{ModAction, NoteVersionInfo};
+use crate::room::{edit_tombstone, Effect, Kind, NewVersion, NoteState};
+use crate::store::{NoteSnapshot, StoredVersion};
 use crate::room::{Accepted, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
 
@@ -86,6 +89,9 @@ pub struct Hub {
     waiters: Waiters,
     next_pid: AtomicU64,
     next_conn: AtomicU64,
+    /// Where note compactions run (blocking pool); `None` outside a
+    /// runtime, where they run inline.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Hub {
@@ -108,6 +114,7 @@ impl Hub {
             waiters: Arc::default(),
             next_pid: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -164,18 +171,23 @@ impl Hub {
         };
         let store = self.store.clone();
         let now = (self.clock)();
-        let forum_room = name.kind() == Kind::Forum;
-        let (meta, bounds, moderation, forum) = tokio::task::spawn_blocking(move || {
+        let kind = name.kind();
+        let (meta, bounds, moderation, forum, note) = tokio::task::spawn_blocking(move || {
             let meta = store.load_or_create_room(&key, now, epoch.as_deref())?;
             let bounds = store.bounds(&key)?;
             let last = bounds.map_or(0, |(_, last)| last);
-            let forum = if forum_room {
+            let forum = if kind == Kind::Forum {
                 rebuild_forum(&store, &key, last)?
             } else {
                 Forum::default()
             };
             let moderation = load_moderation(&store, &key, last, &forum)?;
-            Ok::<_, StoreError>((meta, bounds, moderation, forum))
+            let note = if kind == Kind::Notes {
+                Some(load_note(&store, &key, last)?)
+            } else {
+                None
+            };
+            Ok::<_, StoreError>((meta, bounds, moderation, forum, note))
         })
         .await??;
         let last = bounds.map_or(0, |(_, last)| last).max(meta.trimmed_through);
@@ -184,11 +196,15 @@ impl Hub {
             None => last,
         };
         self.metrics.rooms_loaded.increment(1.0);
-        Ok(Arc::new(
-            Room::new(name.clone(), meta.epoch, floor, last, moderation)
-                .with_forum(forum)
-                .with_presence_limit(self.config.presence_limit),
-        ))
+        let mut room = Room::new(name.clone(), meta.epoch, floor, last, moderation)
+            .with_forum(forum)
+            .with_presence_limit(self.config.presence_limit);
+        if let Some(note) = note {
+            self.metrics.notes_loaded.increment(1.0);
+            self.metrics.note_bytes.increment(note.doc.size_estimate() as f64);
+            room = room.with_note_state(note, self.config.note_compact_every);
+        }
+        Ok(Arc::new(room))
     }
 
     /// Whether the room is loaded or stored here (never creates it).
@@ -203,8 +219,24 @@ impl Hub {
             .is_some())
     }
 
-    /// Forgets a room that has no member and no write in flight.
-    pub fn release(&self, room: &Arc<Room>) {
+    /// Forgets a room that has no member and no write in flight. A note
+    /// with updates since its snapshot is compacted first (its last editor
+    /// left), then released again.
+    pub fn release(self: &Arc<Self>, room: &Arc<Room>) {
+        if room.member_count() == 0 && room.with_note(|n| n.since_snapshot > 0 && !n.compacting) == Some(true) {
+            let hub = self.clone();
+            let room = room.clone();
+            tokio::spawn(async move {
+                let (store, metrics, compacted) = (hub.store.clone(), hub.metrics.clone(), room.clone());
+                if let Err(err) = tokio::task::spawn_blocking(move || compact_note(&store, &metrics, &compacted)).await {
+                    tracing::error!(room = %room.name(), error = %err, "note compaction task failed");
+                }
+                if room.member_count() == 0 {
+                    hub.release(&room);
+                }
+            });
+            return;
+        }
         if !room.close_if_idle() {
             return;
         }
@@ -213,6 +245,10 @@ impl Hub {
         });
         if removed.is_some() {
             self.metrics.rooms_loaded.decrement(1.0);
+            if let Some(bytes) = room.with_note(|n| n.doc.size_estimate()) {
+                self.metrics.notes_loaded.decrement(1.0);
+                self.metrics.note_bytes.decrement(bytes as f64);
+            }
         }
     }
 
@@ -255,7 +291,7 @@ impl Hub {
     /// Forgets users with no connection and a full bucket, and unloads rooms
     /// left idle (e.g. the last member left while its own post was being
     /// written, so `release` could not unload it then).
-    pub fn sweep(&self) {
+    pub fn sweep(self: &Arc<Self>) {
         let now = Instant::now();
         self.users.retain(|_, entry| {
             entry.connections > 0 || !entry.bucket.is_full(now) || !entry.requests.is_full(now)
@@ -356,6 +392,7 @@ impl Hub {
         let done_room = room.clone();
         let metrics = self.metrics.clone();
         let store = self.store.clone();
+        let runtime = self.runtime.clone();
         let Queued { frame, effect, .. } = queued;
         let done_frame = frame.clone();
         self.store.submit(Job {
@@ -367,6 +404,7 @@ impl Hub {
                     room: &done_room,
                     store: &store,
                     metrics: &metrics,
+                    runtime: runtime.as_ref(),
                 };
                 done.deliver(waiter, offset, &done_frame, effect, result)
             }),
@@ -688,9 +726,10 @@ pub async fn sweep_loop(hub: Arc<Hub>, shutdown: tokio_util::sync::CancellationT
 
 /// What the store's writer thread needs once an event is durable (or not).
 struct Done<'a> {
-    room: &'a Room,
-    store: &'a Store,
-    metrics: &'a Metrics,
+    room: &'a Arc<Room>,
+    store: &'a Arc<Store>,
+    metrics: &'a Arc<Metrics>,
+    runtime: Option<&'a tokio::runtime::Handle>,
 }
 
 impl Done<'_> {
@@ -753,15 +792,27 @@ impl Done<'_> {
                 tracing::error!(room = %room.name(), error = %err, "cannot write a tombstone");
             }
         }
-        let (delivery, moderation) = room.commit(
+        let committed = room.commit(
             offset,
             frame,
             ack.as_ref().map(|(out, reply)| (out, reply.clone())),
             effect.as_ref(),
         );
         self.metrics.messages_stored.increment(1);
-        self.metrics.queue_drops.increment(delivery.refused);
-        if let Some(state) = moderation {
+        self.metrics.queue_drops.increment(committed.delivery.refused);
+        if let Some(version) = committed.version {
+            self.store_version(version);
+        }
+        if committed.compact {
+            let (store, metrics, room) = (self.store.clone(), self.metrics.clone(), room.clone());
+            let compact = move || compact_note(&store, &metrics, &room);
+            // Encoding a large document is kept off the writer thread.
+            match self.runtime {
+                Some(runtime) => drop(runtime.spawn_blocking(compact)),
+                None => compact(),
+            }
+        }
+        if let Some(state) = committed.moderation {
             if let Err(err) =
                 self.store
                     .save_moderation(room.name().as_str(), &state.encode(), None)
@@ -771,6 +822,99 @@ impl Done<'_> {
             }
         }
     }
+}
+
+impl Done<'_> {
+    fn store_version(&self, version: NewVersion) {
+        let stored = StoredVersion {
+            info: NoteVersionInfo {
+                version: version.version,
+                label: version.label,
+                by: version.by,
+                ts: version.ts,
+                offset: version.offset,
+            },
+            state: version.state,
+        };
+        if let Err(err) = self.store.save_version(self.room.name().as_str(), &stored) {
+            // Loading the note writes it again from the stored events.
+            tracing::error!(room = %self.room.name(), error = %err, "cannot store a note version");
+        }
+    }
+}
+
+/// Folds a note's updates into a snapshot and deletes the events it
+/// covers. Blocking: encodes the document (under the room's lock) and
+/// writes to sled.
+fn compact_note(store: &Store, metrics: &Metrics, room: &Arc<Room>) {
+    let Some((through, state, folded)) = room.start_compaction() else {
+        return;
+    };
+    let name = room.name().as_str();
+    let size = state.len();
+    let snapshot = NoteSnapshot { through, state };
+    let result = store.compact_note(name, &snapshot, |last| room.set_floor(last));
+    room.end_compaction(through, folded, result.is_ok());
+    match result {
+        Ok(()) => {
+            metrics.note_compactions.increment(1);
+            tracing::debug!(room = %name, through, folded, bytes = size, "note compacted");
+        }
+        Err(err) => tracing::error!(room = %name, error = %err, "note compaction failed"),
+    }
+}
+
+/// A note as stored: its snapshot, then the updates stored after it (and
+/// versions whose record a crash lost, written again). Blocking.
+fn load_note(store: &Store, room: &str, last: u64) -> Result<NoteState, StoreError> {
+    let snapshot = store.note_snapshot(room)?;
+    let through = snapshot.as_ref().map_or(0, |s| s.through);
+    let mut doc = match &snapshot {
+        Some(s) => NoteDoc::load(Some(&s.state), std::iter::empty::<&[u8]>()),
+        None => Ok(NoteDoc::new()),
+    }
+    .map_err(|e| StoreError::Corrupt {
+        room: room.to_owned(),
+        message: format!("note snapshot: {e}"),
+    })?;
+    let mut known = store.versions(room)?;
+    let (frames, _) = store.read_after(room, through, last, usize::MAX)?;
+    let mut updates = 0;
+    for frame in frames {
+        let Ok(crate::protocol::ServerFrame::Event(event)) = protocol::decode_server_frame(&frame)
+        else {
+            continue;
+        };
+        match &event.body {
+            Body::YjsUpdate { data } => {
+                if let Err(err) = doc.apply(data) {
+                    tracing::error!(room, offset = event.offset, error = %err, "stored note update skipped");
+                }
+                updates += 1;
+            }
+            Body::Moderation {
+                action: ModAction::Validate { label, .. },
+                ..
+            } if !known.iter().any(|v| v.offset == event.offset) => {
+                let version = known.iter().filter(|v| v.offset < event.offset).count() as u32 + 1;
+                let state = doc.snapshot().map_err(|e| StoreError::Corrupt {
+                    room: room.to_owned(),
+                    message: format!("note version: {e}"),
+                })?;
+                let info = NoteVersionInfo {
+                    version,
+                    label: label.clone(),
+                    by: event.from.clone(),
+                    ts: event.ts,
+                    offset: event.offset,
+                };
+                store.save_version(room, &StoredVersion { info: info.clone(), state })?;
+                known.push(info);
+            }
+            _ => {}
+        }
+    }
+    Ok(NoteState::new(doc, through, updates, known.len() as u32))
 }
 
 /// The room's moderation state: the checkpoint plus the effects of the

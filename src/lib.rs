@@ -13,6 +13,7 @@ mod gateway;
 pub mod hub;
 pub mod metrics;
 pub mod moderation;
+pub mod notes;
 pub mod outbound;
 pub mod protocol;
 pub mod ratelimit;

@@ -79,6 +79,11 @@ impl Moderation {
                         self.locked_threads.remove(thread);
                     }
                 }
+                ModAction::Validate { lock, .. } => {
+                    if *lock {
+                        self.read_only = true;
+                    }
+                }
                 ModAction::Configure {
                     flavour,
                     classes,

@@ -1,5 +1,6 @@
 //! Retention: events older than `retention` are removed, room by room,
-//! every `retention_check`. Minors' chats are not kept forever.
+//! every `retention_check`. Minors' chats are not kept forever. Notes are
+//! skipped (see below).
 
 use std::sync::Arc;
 
@@ -24,6 +25,14 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
             let store = &pass_hub.store;
             let mut trimmed = Vec::new();
             for room in store.rooms()? {
+                // A note's updates are folded into its snapshot, which
+                // holds them all: deleting old ones would lose the text.
+                // Notes are erased as a whole, not by age.
+                if crate::room::RoomName::parse(&room)
+                    .is_ok_and(|name| name.kind() == crate::room::Kind::Notes)
+                {
+                    continue;
+                }
                 let removed = store.trim_room(
                     &room,
                     |frame| protocol::event_ts(frame).is_some_and(|ts| ts < cutoff),

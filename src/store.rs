@@ -4,6 +4,9 @@
 //! - `rooms`: room name → [`RoomMeta`] (MessagePack), the room's epoch.
 //! - `events`: `room name ‖ 0x00 ‖ offset (u64 big-endian)` → the event frame
 //!   exactly as delivered on the wire, so history is served without re-encoding.
+//! - in `events`, beside a note's events: `room ‖ 0x02 note` → its snapshot
+//!   ([`NoteSnapshot`]), and `room ‖ 0x03 ‖ version (u32 big-endian)` → each
+//!   validated version ([`StoredVersion`]), immutable.
 //! - `reads`: `room name ‖ 0x00 ‖ user id ‖ 0x00 ‖ thread (u64 big-endian)` →
 //!   the last offset the user read in that forum thread (u64 big-endian).
 //!
@@ -51,6 +54,23 @@ pub struct RoomMeta {
     /// when every event of the room has expired.
     #[serde(default)]
     pub trimmed_through: u64,
+}
+
+/// A note's compacted state: every update through `through`, as one Yjs
+/// v1 update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteSnapshot {
+    pub through: u64,
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
+}
+
+/// A validated version of a note, never changed once written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVersion {
+    pub info: crate::protocol::NoteVersionInfo,
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
 }
 
 /// Called on the writer thread once the job's batch is durable (or failed).
@@ -305,6 +325,93 @@ impl Store {
             .collect()
     }
 
+    /// The note's snapshot, if it was ever compacted. Blocking.
+    pub fn note_snapshot(&self, room: &str) -> Result<Option<NoteSnapshot>, StoreError> {
+        let Some(bytes) = self.events.get(note_key(room))? else {
+            return Ok(None);
+        };
+        rmp_serde::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                room: room.to_owned(),
+                message: format!("note snapshot: {e}"),
+            })
+    }
+
+    /// Compacts a note: writes the snapshot (flushed), then deletes the
+    /// events it covers (through `trim_room`, so offsets are never reused
+    /// and `announce` learns the new floor first). A crash in between
+    /// leaves events the snapshot already holds: loading skips them.
+    /// Blocking.
+    pub fn compact_note(
+        &self,
+        room: &str,
+        snapshot: &NoteSnapshot,
+        announce: impl FnOnce(u64),
+    ) -> Result<(), StoreError> {
+        let bytes = rmp_serde::to_vec_named(snapshot).map_err(|e| StoreError::Corrupt {
+            room: room.to_owned(),
+            message: format!("note snapshot: {e}"),
+        })?;
+        self.events.insert(note_key(room), bytes)?;
+        self.db.flush()?;
+        let through = snapshot.through;
+        self.trim_room(
+            room,
+            |frame| crate::protocol::event_offset(frame).is_some_and(|o| o <= through),
+            announce,
+        )?;
+        Ok(())
+    }
+
+    /// Stores a validated version (not flushed: the event that made it is
+    /// durable, and loading the note writes a missing version again).
+    /// Blocking.
+    pub fn save_version(&self, room: &str, version: &StoredVersion) -> Result<(), StoreError> {
+        let bytes = rmp_serde::to_vec_named(version).map_err(|e| StoreError::Corrupt {
+            room: room.to_owned(),
+            message: format!("note version: {e}"),
+        })?;
+        self.events
+            .insert(version_key(room, version.info.version), bytes)?;
+        Ok(())
+    }
+
+    /// One validated version. Blocking.
+    pub fn version(&self, room: &str, version: u32) -> Result<Option<StoredVersion>, StoreError> {
+        let Some(bytes) = self.events.get(version_key(room, version))? else {
+            return Ok(None);
+        };
+        rmp_serde::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                room: room.to_owned(),
+                message: format!("note version: {e}"),
+            })
+    }
+
+    /// Every validated version's description, oldest first. Blocking.
+    pub fn versions(
+        &self,
+        room: &str,
+    ) -> Result<Vec<crate::protocol::NoteVersionInfo>, StoreError> {
+        let mut prefix = room.as_bytes().to_vec();
+        prefix.push(3);
+        self.events
+            .scan_prefix(prefix)
+            .values()
+            .map(|value| {
+                let value = value?;
+                rmp_serde::from_slice::<StoredVersion>(&value)
+                    .map(|v| v.info)
+                    .map_err(|e| StoreError::Corrupt {
+                        room: room.to_owned(),
+                        message: format!("note version: {e}"),
+                    })
+            })
+            .collect()
+    }
+
     /// The stored events at `offsets` (missing ones skipped). Blocking.
     pub fn read_offsets(&self, room: &str, offsets: &[u64]) -> Result<Vec<Bytes>, StoreError> {
         let mut frames = Vec::with_capacity(offsets.len());
@@ -446,6 +553,19 @@ fn room_prefix(room: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(room.len() + 1);
     key.extend_from_slice(room.as_bytes());
     key.push(0);
+    key
+}
+
+fn note_key(room: &str) -> Vec<u8> {
+    let mut key = room.as_bytes().to_vec();
+    key.extend_from_slice(b"\x02note");
+    key
+}
+
+fn version_key(room: &str, version: u32) -> Vec<u8> {
+    let mut key = room.as_bytes().to_vec();
+    key.push(3);
+    key.extend_from_slice(&version.to_be_bytes());
     key
 }
 

@@ -624,9 +624,15 @@ fn notes_event(offset: u64) -> Event {
         ),
         9 => (
             prof(),
-            Body::NoteVersion {
-                version: 1,
-                label: "Chapitre 3 — validé le 12/03".into(),
+            Body::Moderation {
+                action: ModAction::Validate {
+                    label: "Chapitre 3 — validé le 12/03".into(),
+                    lock: true,
+                },
+                until: None,
+                target_from: None,
+                target_ts: None,
+                target_thread: None,
             },
         ),
         other => panic!("no notes event {other}"),
@@ -1020,13 +1026,14 @@ fn client_samples() -> Vec<(&'static str, Request)> {
             },
         ),
         (
-            "note_validate",
-            Request::NoteValidate {
-                id: Some(62),
-                room: NOTES_ROOM.into(),
-                label: "Chapitre 3 — validé le 12/03".into(),
-                lock: Some(true),
-            },
+            "moderate.validate",
+            moderate(
+                62,
+                ModAction::Validate {
+                    label: "Chapitre 3 — validé le 12/03".into(),
+                    lock: true,
+                },
+            ),
         ),
         (
             "note_versions",
@@ -1243,7 +1250,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         ("event.forum.edit", protocol::event(&forum_event(6))),
         ("event.forum.answer", protocol::event(&forum_event(7))),
         ("event.yjs_update", protocol::event(&notes_event(8))),
-        ("event.note_version", protocol::event(&notes_event(9))),
+        ("event.moderation.validate", protocol::event(&notes_event(9))),
         (
             "yjs.step2",
             protocol::yjs(&protocol::YjsFrame {
@@ -1811,7 +1818,7 @@ fn vectors_match_the_encoders() {
 
 /// Every moderation action kind; `action_kind` fails to build when
 /// `ModAction` gains a variant, which then needs a vector and a line here.
-const ACTION_KINDS: [&str; 12] = [
+const ACTION_KINDS: [&str; 13] = [
     "redact",
     "mute",
     "unmute",
@@ -1824,6 +1831,7 @@ const ACTION_KINDS: [&str; 12] = [
     "unpin",
     "resolve",
     "configure",
+    "validate",
 ];
 
 fn action_kind(action: &ModAction) -> &'static str {
@@ -1840,13 +1848,14 @@ fn action_kind(action: &ModAction) -> &'static str {
         ModAction::Unpin { .. } => "unpin",
         ModAction::Resolve { .. } => "resolve",
         ModAction::Configure { .. } => "configure",
+        ModAction::Validate { .. } => "validate",
     };
     assert_eq!(kind, action.name());
     kind
 }
 
 /// Every event body kind (same rule as [`ACTION_KINDS`]).
-const BODY_KINDS: [&str; 9] = [
+const BODY_KINDS: [&str; 8] = [
     "message",
     "redacted",
     "moderation",
@@ -1855,7 +1864,6 @@ const BODY_KINDS: [&str; 9] = [
     "edit",
     "answer",
     "yjs_update",
-    "note_version",
 ];
 
 fn body_kind(body: &Body) -> &'static str {
@@ -1868,7 +1876,6 @@ fn body_kind(body: &Body) -> &'static str {
         Body::Edit { .. } => "edit",
         Body::Answer { .. } => "answer",
         Body::YjsUpdate { .. } => "yjs_update",
-        Body::NoteVersion { .. } => "note_version",
     }
 }
 

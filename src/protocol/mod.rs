@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub const SUBPROTOCOL: &str = "preau.v1";
 
 /// Request types of protocol v1, used to tell `unknown_type` from `invalid_field`.
-pub const REQUEST_TYPES: [&str; 19] = [
+pub const REQUEST_TYPES: [&str; 18] = [
     "hello",
     "join",
     "leave",
@@ -40,7 +40,6 @@ pub const REQUEST_TYPES: [&str; 19] = [
     "threads",
     "mark_read",
     "yjs",
-    "note_validate",
     "note_versions",
     "note_export",
     "rooms",
@@ -230,15 +229,6 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// Notes: a moderator validates the current state as a named version.
-    NoteValidate {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<u32>,
-        room: String,
-        label: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        lock: Option<bool>,
-    },
     /// Notes: the validated versions ([`NoteVersions`]).
     NoteVersions {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,6 +312,14 @@ pub enum ModAction {
         report: u64,
         dismissed: bool,
     },
+    /// Notes: the document as it is becomes validated version N (N - 1
+    /// validations came before in the room); with `lock`, the draft also
+    /// becomes read-only.
+    Validate {
+        label: String,
+        #[serde(default)]
+        lock: bool,
+    },
     /// Forums: opens the forum or changes its settings (moderators of its
     /// own class only).
     Configure {
@@ -350,6 +348,7 @@ impl ModAction {
             ModAction::Unpin { .. } => "unpin",
             ModAction::Resolve { .. } => "resolve",
             ModAction::Configure { .. } => "configure",
+            ModAction::Validate { .. } => "validate",
         }
     }
 
@@ -394,7 +393,6 @@ impl Request {
             | Request::Threads { id, .. }
             | Request::MarkRead { id, .. }
             | Request::Yjs { id, .. }
-            | Request::NoteValidate { id, .. }
             | Request::NoteVersions { id, .. }
             | Request::NoteExport { id, .. }
             | Request::Rooms { id, .. } => *id,
@@ -419,7 +417,6 @@ impl Request {
             | Request::Threads { id, .. }
             | Request::MarkRead { id, .. }
             | Request::Yjs { id, .. }
-            | Request::NoteValidate { id, .. }
             | Request::NoteVersions { id, .. }
             | Request::NoteExport { id, .. }
             | Request::Rooms { id, .. } => *id = Some(new),
@@ -443,7 +440,6 @@ impl Request {
             Request::Threads { .. } => "threads",
             Request::MarkRead { .. } => "mark_read",
             Request::Yjs { .. } => "yjs",
-            Request::NoteValidate { .. } => "note_validate",
             Request::NoteVersions { .. } => "note_versions",
             Request::NoteExport { .. } => "note_export",
             Request::Rooms { .. } => "rooms",
@@ -652,8 +648,6 @@ pub enum Body {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// Notes: a validated version (its content is kept apart).
-    NoteVersion { version: u32, label: String },
     /// A moderation action, in the room it applies to (`from` is the
     /// moderator). `until` (ms) is set for `mute`; `target_from` and
     /// `target_ts` for `redact` (the redacted message's author and time).
@@ -1015,6 +1009,15 @@ struct Stamp {
 /// The `ts` of a stored event frame, without keeping the rest.
 pub fn event_ts(frame: &[u8]) -> Option<u64> {
     from_slice_bounded::<Stamp>(frame).ok().map(|s| s.ts)
+}
+
+/// The `from` of a stored event frame.
+pub fn event_from(frame: &[u8]) -> Option<UserInfo> {
+    #[derive(Deserialize)]
+    struct From {
+        from: UserInfo,
+    }
+    from_slice_bounded::<From>(frame).ok().map(|f| f.from)
 }
 
 /// The `offset` of a stored event frame, without keeping the rest.

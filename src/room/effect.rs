@@ -27,17 +27,9 @@ pub enum Effect {
     },
     /// Updates a forum's thread index.
     Forum(Change),
-    /// Changes a shared note.
-    Note(NoteChange),
-}
-
-/// What a notes event does to the document.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NoteChange {
-    /// A Yjs v1 update, already checked by the node that accepted it.
-    Update(Vec<u8>),
-    /// The document as it is now becomes validated version `version`.
-    Version { version: u32 },
+    /// A Yjs v1 update of a note, already checked by the node that
+    /// accepted it.
+    NoteUpdate(Vec<u8>),
 }
 
 impl Effect {
@@ -97,10 +89,7 @@ impl Effect {
                 thread: *thread,
                 offset: *offset,
             })),
-            Body::YjsUpdate { data } => Some(Effect::Note(NoteChange::Update(data.clone()))),
-            Body::NoteVersion { version, .. } => {
-                Some(Effect::Note(NoteChange::Version { version: *version }))
-            }
+            Body::YjsUpdate { data } => Some(Effect::NoteUpdate(data.clone())),
             Body::Message { .. }
             | Body::Redacted { .. }
             | Body::Report { .. }

@@ -9,6 +9,7 @@
 //! room's offsets in increasing order: offset order is delivery order.
 
 mod effect;
+mod note;
 pub mod name;
 pub mod policy;
 
@@ -22,7 +23,8 @@ use crate::moderation::{Moderation, Refused};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
-pub use effect::{edit_tombstone, Effect, NoteChange};
+pub use effect::{edit_tombstone, Effect};
+pub use note::{NewVersion, NoteState};
 pub use name::{Kind, RoomName};
 
 /// Events buffered for a member whose join (with recovery) is in progress
@@ -76,6 +78,10 @@ struct State {
     moderation: Moderation,
     /// Forums: the thread index, as of the last committed event.
     forum: Forum,
+    /// Notes: the document and its awareness (`None` for other kinds).
+    note: Option<NoteState>,
+    /// Notes: compact after this many updates (`note_compact_every`).
+    compact_every: u64,
     /// When each user last posted here (slow mode; this node only).
     last_post: HashMap<String, tokio::time::Instant>,
     /// Offsets with a redaction accepted here but not yet committed, so a
@@ -175,6 +181,26 @@ pub struct Left {
 }
 
 /// Counts what fan-out did, for metrics.
+/// What [`Room::commit`] did and what is left to persist.
+#[derive(Default)]
+pub struct Committed {
+    pub delivery: Delivery,
+    /// The moderation state to checkpoint, if the event changed it.
+    pub moderation: Option<Moderation>,
+    /// A note version the event validated, to store.
+    pub version: Option<NewVersion>,
+    /// The note has enough updates since its snapshot to compact.
+    pub compact: bool,
+}
+
+fn unknown_user() -> UserInfo {
+    UserInfo {
+        id: String::new(),
+        name: String::new(),
+        role: crate::protocol::Role::Staff,
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Delivery {
     pub delivered: u64,
@@ -201,6 +227,8 @@ impl Room {
                 ahead: BTreeMap::new(),
                 moderation,
                 forum: Forum::default(),
+                note: None,
+                compact_every: u64::MAX,
                 last_post: HashMap::new(),
                 redacting: std::collections::HashSet::new(),
                 repairing: false,
@@ -217,6 +245,48 @@ impl Room {
     pub fn with_forum(self, forum: Forum) -> Room {
         self.state.lock().forum = forum;
         self
+    }
+
+    /// Sets a note's loaded state and how often it is compacted.
+    pub fn with_note_state(self, note: NoteState, compact_every: u64) -> Room {
+        {
+            let mut state = self.state.lock();
+            state.note = Some(note);
+            state.compact_every = compact_every.max(1);
+        }
+        self
+    }
+
+    /// Runs `f` on the note's state, if this room is a loaded note (under
+    /// the room's lock: no I/O, and nothing long).
+    pub fn with_note<T>(&self, f: impl FnOnce(&mut NoteState) -> T) -> Option<T> {
+        self.state.lock().note.as_mut().map(f)
+    }
+
+    /// Starts compacting the note: its state now, the offset it covers
+    /// (every committed update), and how many updates it folds. `None` if
+    /// not a note, nothing to fold, or a compaction already runs.
+    pub fn start_compaction(&self) -> Option<(u64, Vec<u8>, u64)> {
+        let mut state = self.state.lock();
+        let head = state.head;
+        let note = state.note.as_mut()?;
+        if note.compacting || note.since_snapshot == 0 {
+            return None;
+        }
+        let snapshot = note.doc.snapshot().ok()?;
+        note.compacting = true;
+        Some((head, snapshot, note.since_snapshot))
+    }
+
+    /// Ends a compaction started by [`Room::start_compaction`].
+    pub fn end_compaction(&self, through: u64, folded: u64, stored: bool) {
+        self.with_note(|note| {
+            note.compacting = false;
+            if stored {
+                note.snapshot_through = through;
+                note.since_snapshot = note.since_snapshot.saturating_sub(folded);
+            }
+        });
     }
 
     /// Sets the presence limit (see `Config::presence_limit`).
@@ -506,15 +576,16 @@ impl Room {
     }
 
     /// Delivers a durable event: `ack` to the poster first, then `frame` to
-    /// every member (the poster included); then applies its `effect`
-    /// (returning the new moderation state to checkpoint, if it changed).
+    /// every member (the poster included); then applies its `effect`. Says
+    /// what to persist besides the event: the new moderation state, a
+    /// validated version of a note, whether the note wants compacting.
     pub fn commit(
         &self,
         offset: u64,
         frame: &Bytes,
         ack: Option<(&Outbound, Bytes)>,
         effect: Option<&Effect>,
-    ) -> (Delivery, Option<Moderation>) {
+    ) -> Committed {
         let mut state = self.state.lock();
         debug_assert!(offset > state.head, "offsets are committed in order");
         state.head = offset;
@@ -530,8 +601,12 @@ impl Room {
                 delivery.refused += 1;
             }
         }
+        let mut committed = Committed {
+            delivery,
+            ..Committed::default()
+        };
         let Some(effect) = effect else {
-            return (delivery, None);
+            return committed;
         };
         if let Effect::Redact { target, .. } = effect {
             state.redacting.remove(target);
@@ -540,11 +615,45 @@ impl Room {
             remove_user(&mut state, &self.name, user);
         }
         state.forum.apply(offset, effect);
-        if !effect.is_moderation() {
-            return (delivery, None);
+        let compact_every = state.compact_every;
+        if let Some(note) = state.note.as_mut() {
+            match effect {
+                Effect::NoteUpdate(update) => {
+                    if let Err(err) = note.doc.apply(update) {
+                        tracing::error!(room = %self.name, offset, error = %err, "cannot apply a stored note update");
+                    }
+                    note.since_snapshot += 1;
+                    committed.compact = note.since_snapshot >= compact_every && !note.compacting;
+                }
+                Effect::Action {
+                    action: crate::protocol::ModAction::Validate { label, .. },
+                    ..
+                } => {
+                    note.versions += 1;
+                    match note.doc.snapshot() {
+                        Ok(state) => {
+                            committed.version = Some(NewVersion {
+                                version: note.versions,
+                                label: label.clone(),
+                                offset,
+                                ts: protocol::event_ts(frame).unwrap_or(0),
+                                by: protocol::event_from(frame).unwrap_or_else(unknown_user),
+                                state,
+                            })
+                        }
+                        Err(err) => {
+                            tracing::error!(room = %self.name, offset, error = %err, "cannot snapshot a validated note")
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
-        state.moderation.apply(offset, effect);
-        (delivery, Some(state.moderation.clone()))
+        if effect.is_moderation() {
+            state.moderation.apply(offset, effect);
+            committed.moderation = Some(state.moderation.clone());
+        }
+        committed
     }
 
     /// Refuses a post (or typing) by moderation: banned, muted, read-only,

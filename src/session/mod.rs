@@ -83,6 +83,8 @@ struct Authenticated {
 struct Joined {
     room: Arc<Room>,
     last_typing: Option<Instant>,
+    /// Notes: the awareness client ids this connection owns.
+    awareness: crate::notes::AwarenessGuard,
 }
 
 pub struct Session {
@@ -153,7 +155,6 @@ impl Session {
                 | Request::Threads { .. }
                 | Request::MarkRead { .. }
                 | Request::Rooms { .. }
-                | Request::NoteValidate { .. }
                 | Request::NoteVersions { .. }
                 | Request::NoteExport { .. }
         );
@@ -261,12 +262,6 @@ impl Session {
             } => self.mark_read(id, &room, thread, offset).await,
             Request::Rooms { class, kind, .. } => self.list_rooms(id, &class, &kind).await,
             Request::Yjs { room, data, .. } => self.yjs(id, &room, data).await,
-            Request::NoteValidate {
-                room, label, lock, ..
-            } => {
-                self.note_validate(id, &room, label, lock.unwrap_or(false))
-                    .await
-            }
             Request::NoteVersions { room, .. } => self.note_versions(id, &room).await,
             Request::NoteExport {
                 room,
@@ -512,6 +507,7 @@ impl Session {
             Joined {
                 room: room.clone(),
                 last_typing: None,
+                awareness: crate::notes::AwarenessGuard::new(),
             },
         );
         if joined.first_here {
@@ -601,6 +597,7 @@ impl Session {
             .rooms
             .remove(room)
             .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, format!("not in {room}")))?;
+        self.drop_awareness(&joined.room, self.conn(), &joined.awareness);
         let left = joined.room.leave(self.conn());
         if let Some(user) = &left.last_here {
             self.hub.announce_presence(joined.room.name(), user, false);

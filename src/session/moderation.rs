@@ -185,6 +185,14 @@ impl Session {
             }
             ModAction::SlowMode { .. } | ModAction::ReadOnly { thread: None, .. } => {}
             ModAction::Configure { .. } => {}
+            ModAction::Validate { .. } => {
+                if name.kind() != Kind::Notes {
+                    return Err(Refusal::new(
+                        ErrorCode::InvalidField,
+                        "validate is for notes rooms",
+                    ));
+                }
+            }
         }
         let redacting = match &action {
             ModAction::Redact { offset, .. } => Some(*offset),
@@ -467,6 +475,9 @@ fn validate_action(action: &ModAction) -> Result<(), Refusal> {
         ModAction::Redact { offset: 0, .. }
         | ModAction::Pin { offset: 0 }
         | ModAction::Unpin { offset: 0 } => invalid("offset must be at least 1".to_owned()),
+        ModAction::Validate { label, .. } if label.trim().is_empty() || label.len() > 200 => {
+            invalid("label must be 1 to 200 bytes".to_owned())
+        }
         ModAction::Configure {
             classes,
             moderators,

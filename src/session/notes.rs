@@ -1,45 +1,283 @@
-//! Shared-notes requests: Yjs sync and awareness, validation, export.
+//! Shared-notes requests: Yjs sync and awareness (`yjs`), the validated
+//! versions and exports. Validation itself is a moderation action
+//! (`validate`), so it is audited and replicated like the others.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Refusal, Session};
-use crate::protocol::{ErrorCode, ExportFormat};
+use super::{forbidden, Refusal, Session};
+use crate::hub::HubError;
+use crate::notes::{self, Incoming, NoteDoc, NoteError};
+use crate::outbound::ConnId;
+use crate::protocol::{self, Body, ErrorCode, ExportFormat, NoteExport, NoteVersions, YjsFrame};
+use crate::room::policy::Action;
+use crate::room::{Kind, Room};
+
+impl From<NoteError> for Refusal {
+    fn from(err: NoteError) -> Self {
+        let code = match err {
+            NoteError::InvalidMessage | NoteError::InvalidUpdate | NoteError::Poisoned => {
+                ErrorCode::InvalidUpdate
+            }
+            NoteError::UpdateTooLarge { .. } => ErrorCode::UpdateTooLarge,
+            NoteError::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
+            NoteError::ForeignClient { .. } | NoteError::TooManyClients { .. } => {
+                ErrorCode::Forbidden
+            }
+        };
+        Refusal::new(code, format!("{err}: the note is unchanged"))
+    }
+}
 
 impl Session {
+    /// One y-protocols message from a member of a note.
     pub(super) async fn yjs(
         &mut self,
-        _id: Option<u32>,
-        _room: &str,
-        _data: Vec<u8>,
+        id: Option<u32>,
+        room: &str,
+        data: Vec<u8>,
     ) -> Result<Option<Bytes>, Refusal> {
-        Err(Refusal::new(ErrorCode::InvalidRoom, "notes: not wired yet"))
+        let room = self.joined(room)?.room.clone();
+        if room.name().kind() != Kind::Notes {
+            return Err(Refusal::new(
+                ErrorCode::InvalidField,
+                format!("{} is not a notes room", room.name()),
+            ));
+        }
+        let name = room.name().to_string();
+        match notes::decode_message(&data)? {
+            Incoming::SyncStep1(remote) => {
+                let replies = room
+                    .with_note(|note| {
+                        let diff = note.doc.diff(&remote)?;
+                        Ok::<_, NoteError>((
+                            notes::encode_step2(&diff),
+                            notes::encode_step1(&note.doc.state_vector()),
+                        ))
+                    })
+                    .ok_or_else(not_loaded)??;
+                self.send_yjs(&name, replies.0);
+                self.send_yjs(&name, replies.1);
+                Ok(Some(protocol::ok_empty(id)))
+            }
+            Incoming::SyncStep2(update) | Incoming::Update(update) => {
+                self.note_update(id, &room, update).await
+            }
+            Incoming::Awareness(update) => {
+                self.may_write(&room)?;
+                let user = self.user()?.clone();
+                let user_json = serde_json::json!({
+                    "id": user.id,
+                    "name": user.name,
+                    "role": user.role.as_str(),
+                });
+                let conn = self.conn();
+                let joined = self.joined(&name)?;
+                let guard = &mut joined.awareness;
+                let message = room
+                    .with_note(|note| {
+                        let bound = guard.bind(&update, &user_json, |client| {
+                            note.owners.get(&client).is_some_and(|owner| *owner != conn)
+                        })?;
+                        for client in &bound.claimed {
+                            note.owners.insert(*client, conn);
+                        }
+                        note.awareness.apply(&bound.update);
+                        Ok::<_, NoteError>(notes::encode_awareness(&bound.update))
+                    })
+                    .ok_or_else(not_loaded)??;
+                let frame = protocol::yjs(&YjsFrame {
+                    room: name,
+                    data: message,
+                });
+                room.broadcast(&frame, conn);
+                Ok(Some(protocol::ok_empty(id)))
+            }
+            Incoming::QueryAwareness => {
+                let all = room
+                    .with_note(|note| note.awareness.encode_all())
+                    .ok_or_else(not_loaded)?;
+                self.send_yjs(&name, all);
+                Ok(Some(protocol::ok_empty(id)))
+            }
+        }
     }
 
-    pub(super) async fn note_validate(
+    /// An update (or a sync step 2) from a member: checked, then ordered,
+    /// stored and fanned out as a `yjs_update` event (acked once durable).
+    /// An update that adds nothing is acked at once and not stored.
+    async fn note_update(
         &mut self,
-        _id: Option<u32>,
-        _room: &str,
-        _label: String,
-        _lock: bool,
+        id: Option<u32>,
+        room: &Arc<Room>,
+        update: Vec<u8>,
     ) -> Result<Option<Bytes>, Refusal> {
-        Err(Refusal::new(ErrorCode::InvalidRoom, "notes: not wired yet"))
+        self.may_write(room)?;
+        let user = self.user()?.clone();
+        let limits = notes::Limits {
+            max_update_bytes: self.hub.config.note_max_update_bytes,
+            max_doc_bytes: self.hub.config.note_max_bytes,
+        };
+        let noop = room
+            .with_note(|note| {
+                note.doc.check(&update, &limits)?;
+                note.doc.is_noop(&update)
+            })
+            .ok_or_else(not_loaded)??;
+        if noop {
+            return Ok(Some(protocol::ok_empty(id)));
+        }
+        // Updates come at typing speed: they take from the request bucket,
+        // not the (much smaller) post bucket.
+        if let Err(wait) = self.hub.request_limit(&user.id) {
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            return Err(Refusal {
+                code: ErrorCode::RateLimited,
+                message: format!("too many updates, retry in {ms} ms"),
+                retry_after_ms: Some(ms),
+            });
+        }
+        self.send_post(id, room, &user, Body::YjsUpdate { data: update })
+            .await?;
+        Ok(None)
     }
 
+    /// Whether the user may change the note now: post permission, and not
+    /// banned, muted or locked out (moderators pass).
+    fn may_write(&self, room: &Room) -> Result<(), Refusal> {
+        if !self.allowed_in(room, Action::Post) {
+            return Err(forbidden(room.name(), Action::Post));
+        }
+        let user = self.user()?.id.clone();
+        self.check_moderation(room, &user, false, None)
+    }
+
+    fn send_yjs(&self, room: &str, data: Vec<u8>) {
+        self.out.send(protocol::yjs(&YjsFrame {
+            room: room.to_owned(),
+            data,
+        }));
+    }
+
+    /// The note's validated versions, oldest first.
     pub(super) async fn note_versions(
         &mut self,
-        _id: Option<u32>,
-        _room: &str,
+        id: Option<u32>,
+        room: &str,
     ) -> Result<Option<Bytes>, Refusal> {
-        Err(Refusal::new(ErrorCode::InvalidRoom, "notes: not wired yet"))
+        let (name, room) = self.open_note(room).await?;
+        let store = self.hub.store.clone();
+        let key = name.as_str().to_owned();
+        let versions = tokio::task::spawn_blocking(move || store.versions(&key)).await;
+        self.release_unjoined(&room);
+        let versions = versions.map_err(HubError::from)?.map_err(HubError::from)?;
+        Ok(Some(protocol::ok(id, &NoteVersions { versions })))
     }
 
+    /// The draft (no `version`) or a validated version, as text, Markdown
+    /// or one Yjs update.
     pub(super) async fn note_export(
         &mut self,
-        _id: Option<u32>,
-        _room: &str,
-        _version: Option<u32>,
-        _format: ExportFormat,
+        id: Option<u32>,
+        room: &str,
+        version: Option<u32>,
+        format: ExportFormat,
     ) -> Result<Option<Bytes>, Refusal> {
-        Err(Refusal::new(ErrorCode::InvalidRoom, "notes: not wired yet"))
+        let (name, room) = self.open_note(room).await?;
+        let content = match version {
+            None => {
+                let now = (self.hub.clock)();
+                // Encoding a large draft happens under the room's lock, once.
+                room.with_note(|note| render(&mut note.doc, format, "Brouillon", "", now))
+                    .ok_or_else(not_loaded)
+            }
+            Some(version) => {
+                let store = self.hub.store.clone();
+                let key = name.as_str().to_owned();
+                let stored = tokio::task::spawn_blocking(move || {
+                    let stored = store.version(&key, version)?;
+                    Ok::<_, crate::store::StoreError>(stored.map(|stored| {
+                        let info = stored.info;
+                        NoteDoc::load(Some(&stored.state), std::iter::empty::<&[u8]>()).map(
+                            |mut doc| render(&mut doc, format, &info.label, &info.by.name, info.ts),
+                        )
+                    }))
+                })
+                .await;
+                match stored {
+                    Ok(Ok(Some(Ok(content)))) => Ok(content),
+                    Ok(Ok(Some(Err(err)))) => Err(Refusal::new(
+                        ErrorCode::Internal,
+                        format!("stored version {version} does not load: {err}"),
+                    )),
+                    Ok(Ok(None)) => Err(Refusal::new(
+                        ErrorCode::UnknownTarget,
+                        format!("no version {version} of {name}"),
+                    )),
+                    Ok(Err(err)) => Err(HubError::from(err).into()),
+                    Err(err) => Err(HubError::from(err).into()),
+                }
+            }
+        };
+        self.release_unjoined(&room);
+        let content = content?;
+        Ok(Some(protocol::ok(id, &NoteExport { format, content })))
     }
+
+    async fn open_note(&self, room: &str) -> Result<(crate::room::RoomName, Arc<Room>), Refusal> {
+        let (name, room) = self.open(room, Action::Read).await?;
+        if name.kind() != Kind::Notes {
+            self.release_unjoined(&room);
+            return Err(Refusal::new(
+                ErrorCode::InvalidField,
+                format!("{name} is not a notes room"),
+            ));
+        }
+        if room.is_banned(&self.user()?.id) && !self.is_moderator(&room) {
+            self.release_unjoined(&room);
+            return Err(Refusal::new(
+                ErrorCode::Banned,
+                format!("you are banned from {name}"),
+            ));
+        }
+        Ok((name, room))
+    }
+
+    /// Tells the other members that this connection's awareness states
+    /// are gone (it left the note or closed).
+    pub(super) fn drop_awareness(&self, room: &Room, conn: ConnId, guard: &notes::AwarenessGuard) {
+        let Some(removal) = guard.removal() else {
+            return;
+        };
+        room.with_note(|note| {
+            note.awareness.apply(&removal);
+            let owned: Vec<u64> = guard.owned().collect();
+            for client in &owned {
+                note.owners.remove(client);
+            }
+            note.awareness.remove(owned);
+        });
+        let frame = protocol::yjs(&YjsFrame {
+            room: room.name().to_string(),
+            data: notes::encode_awareness(&removal),
+        });
+        room.broadcast(&frame, conn);
+    }
+}
+
+/// A note as `format`: text and Markdown as `str`, Yjs as `bin`.
+fn render(doc: &mut NoteDoc, format: ExportFormat, label: &str, by: &str, when: u64) -> rmpv::Value {
+    match format {
+        ExportFormat::Text => rmpv::Value::from(doc.text()),
+        ExportFormat::Markdown => rmpv::Value::from(doc.markdown(label, by, when)),
+        ExportFormat::Yjs => match doc.snapshot() {
+            Ok(state) => rmpv::Value::Binary(state),
+            Err(_) => rmpv::Value::Nil,
+        },
+    }
+}
+
+fn not_loaded() -> Refusal {
+    Refusal::new(ErrorCode::Internal, "the note is not loaded")
 }

@@ -1,0 +1,188 @@
+// Test harness: each test starts its own préau server (the real binary) on a
+// free port with a temporary data folder, and may put a TCP proxy in front
+// of it to cut the network under a client.
+
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import net from "node:net";
+import { promisify } from "node:util";
+import WebSocket from "ws";
+import { PreauClient, type WebSocketCtor } from "../src/client.js";
+
+const execFileP = promisify(execFile);
+
+// build/test/harness.js -> clients/
+export const CLIENTS_DIR = resolve(fileURLToPath(new URL("../../", import.meta.url)));
+/** PREAU_BIN, or ../target/debug/preau relative to clients/. */
+export const PREAU_BIN = process.env.PREAU_BIN
+  ? resolve(process.env.PREAU_BIN)
+  : resolve(CLIENTS_DIR, "../target/debug/preau");
+
+const SECRET = "k1:preau-tests-0123456789abcdef";
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export interface UserSpec {
+  user: string;
+  name: string;
+  role: "student" | "teacher" | "parent" | "staff";
+  classes?: string[];
+}
+
+export class TestServer {
+  proc!: ChildProcess;
+  port = 0;
+  dataDir = "";
+  log = "";
+  private tokens = new Map<string, string>();
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  static async start(extraArgs: string[] = []): Promise<TestServer> {
+    if (!existsSync(PREAU_BIN)) throw new Error(`préau binary not found at ${PREAU_BIN} (set PREAU_BIN)`);
+    const s = new TestServer();
+    s.dataDir = mkdtempSync(join(tmpdir(), "preau-client-test-"));
+    s.port = await freePort();
+    s.proc = spawn(
+      PREAU_BIN,
+      ["serve", "--listen", `127.0.0.1:${s.port}`, "--data", s.dataDir, "--secret", SECRET, ...extraArgs],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    s.proc.stdout!.on("data", (d) => (s.log += d));
+    s.proc.stderr!.on("data", (d) => (s.log += d));
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (s.proc.exitCode !== null) throw new Error(`préau exited early:\n${s.log}`);
+      try {
+        const r = await fetch(`${s.httpUrl}/healthz`);
+        if (r.ok) break;
+      } catch {
+        /* not listening yet */
+      }
+      if (Date.now() > deadline) throw new Error(`préau did not start:\n${s.log}`);
+      await sleep(50);
+    }
+    return s;
+  }
+
+  /** A token minted by `preau token` with the test secret. */
+  async token(u: UserSpec): Promise<string> {
+    const key = JSON.stringify(u);
+    const cached = this.tokens.get(key);
+    if (cached) return cached;
+    const args = ["token", "--secret", SECRET, "--user", u.user, "--name", u.name, "--role", u.role];
+    for (const c of u.classes ?? []) args.push("--class", c);
+    const { stdout } = await execFileP(PREAU_BIN, args);
+    const tok = stdout.trim();
+    this.tokens.set(key, tok);
+    return tok;
+  }
+
+  /** A connected client for `u` (through `url` if given, e.g. a proxy). */
+  async client(u: UserSpec, url = this.wsUrl): Promise<PreauClient> {
+    const token = await this.token(u);
+    const c = new PreauClient({
+      url,
+      token,
+      WebSocket: WebSocket as unknown as WebSocketCtor,
+      backoffMs: 50,
+      backoffMaxMs: 400,
+      requestTimeoutMs: 10_000,
+    });
+    await c.connect();
+    return c;
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode === null) {
+      const exited = new Promise((r) => this.proc.once("exit", r));
+      this.proc.kill("SIGTERM");
+      await Promise.race([exited, sleep(5_000)]);
+      if (this.proc.exitCode === null) this.proc.kill("SIGKILL");
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** A TCP proxy whose connections the test can cut, and which can refuse new ones. */
+export class CuttableProxy {
+  private server: net.Server;
+  private sockets = new Set<net.Socket>();
+  blocked = false;
+  port = 0;
+
+  private constructor(upstreamPort: number) {
+    this.server = net.createServer((down) => {
+      if (this.blocked) {
+        down.destroy();
+        return;
+      }
+      const up = net.connect(upstreamPort, "127.0.0.1");
+      for (const s of [down, up]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => {});
+      }
+      down.pipe(up);
+      up.pipe(down);
+      down.on("close", () => up.destroy());
+      up.on("close", () => down.destroy());
+    });
+  }
+
+  static async start(upstreamPort: number): Promise<CuttableProxy> {
+    const p = new CuttableProxy(upstreamPort);
+    await new Promise<void>((r) => p.server.listen(0, "127.0.0.1", () => r()));
+    p.port = (p.server.address() as net.AddressInfo).port;
+    return p;
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  /** Network loss: every connection dies at once, without a close frame. */
+  cut(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  close(): Promise<void> {
+    this.cut();
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `cond` until true, or fails with `what` after `ms`. */
+export async function waitFor(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+export const ALICE: UserSpec = { user: "alice", name: "Alice Martin", role: "student", classes: ["3B"] };
+export const BOB: UserSpec = { user: "bob", name: "Bob Leroy", role: "student", classes: ["3B"] };
+export const TEACHER: UserSpec = { user: "t-durand", name: "M. Durand", role: "teacher", classes: ["3B"] };

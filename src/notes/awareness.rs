@@ -1,0 +1,215 @@
+//! Awareness (cursors, names): ephemeral, never stored, bound to the
+//! authenticated user.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use yrs::sync::awareness::AwarenessUpdateEntry;
+use yrs::sync::AwarenessUpdate;
+
+use super::{encode_awareness, NoteError};
+
+/// Yjs client ids one connection may announce (a tab has one; a few more
+/// leave room for editors that create a document per pane).
+pub const MAX_AWARENESS_CLIENTS: usize = 4;
+
+/// How y-protocols writes a removed state (`JSON.stringify(null)`).
+const NULL_STATE: &str = "null";
+
+/// Which Yjs client ids one connection owns, and their last clocks (to
+/// remove them when it closes). A client id belongs to the first connection
+/// that announces a state for it, until that connection closes.
+#[derive(Debug, Default, Clone)]
+pub struct AwarenessGuard {
+    /// (client id, highest clock seen); at most [`MAX_AWARENESS_CLIENTS`].
+    owned: Vec<(u64, u32)>,
+}
+
+/// An awareness update accepted by [`AwarenessGuard::bind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// The update to apply and relay: every state's `user` set to the
+    /// sender. May be empty (nothing to relay).
+    pub update: AwarenessUpdate,
+    /// Client ids this update made the connection own: the caller records
+    /// them so that other connections' `owned_elsewhere` sees them.
+    pub claimed: Vec<u64>,
+}
+
+impl AwarenessGuard {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds a client's awareness update to its user. Each state's `user`
+    /// field becomes `user` (the sender's `UserInfo`); a state that is not
+    /// a JSON object becomes `{"user": user}`. Removals (`null`) of the
+    /// connection's own ids are kept; removals of ids nobody owns are
+    /// dropped (stock y-websocket clients send them for peers they timed
+    /// out, and the owner's connection already removes those). Refuses the
+    /// whole update if an id belongs to another connection or the
+    /// connection would own more than [`MAX_AWARENESS_CLIENTS`]; nothing is
+    /// claimed then.
+    pub fn bind(
+        &mut self,
+        update: &AwarenessUpdate,
+        user: &Value,
+        owned_elsewhere: impl Fn(u64) -> bool,
+    ) -> Result<Bound, NoteError> {
+        let mut claimed = Vec::new();
+        let mut clients = HashMap::with_capacity(update.clients.len());
+        for (&client_id, entry) in &update.clients {
+            let removal = entry.json.as_ref() == NULL_STATE;
+            if !self.owns(client_id) {
+                if owned_elsewhere(client_id) {
+                    return Err(NoteError::ForeignClient { client_id });
+                }
+                if removal {
+                    continue;
+                }
+                if self.owned.len() + claimed.len() >= MAX_AWARENESS_CLIENTS {
+                    return Err(NoteError::TooManyClients {
+                        max: MAX_AWARENESS_CLIENTS,
+                    });
+                }
+                // Keys of a map: each id is claimed once.
+                claimed.push(client_id);
+            }
+            let json = if removal {
+                entry.json.clone()
+            } else {
+                Arc::from(with_user(&entry.json, user)?)
+            };
+            clients.insert(
+                client_id,
+                AwarenessUpdateEntry {
+                    clock: entry.clock,
+                    json,
+                },
+            );
+        }
+        // Nothing failed: commit the claims and clocks.
+        self.owned.extend(claimed.iter().map(|&id| (id, 0)));
+        for (id, clock) in &mut self.owned {
+            if let Some(entry) = clients.get(id) {
+                *clock = (*clock).max(entry.clock);
+            }
+        }
+        Ok(Bound {
+            update: AwarenessUpdate { clients },
+            claimed,
+        })
+    }
+
+    /// Whether this connection owns `client_id`.
+    pub fn owns(&self, client_id: u64) -> bool {
+        self.owned.iter().any(|&(id, _)| id == client_id)
+    }
+
+    /// The client ids this connection owns (to release when it closes).
+    pub fn owned(&self) -> impl Iterator<Item = u64> + '_ {
+        self.owned.iter().map(|&(id, _)| id)
+    }
+
+    /// The update removing this connection's states for everyone when it
+    /// closes: each owned id with state `null` and its clock + 1, which
+    /// y-protocols peers apply (a newer clock). `None` if it owns none.
+    pub fn removal(&self) -> Option<AwarenessUpdate> {
+        if self.owned.is_empty() {
+            return None;
+        }
+        let clients = self
+            .owned
+            .iter()
+            .map(|&(id, clock)| {
+                let entry = AwarenessUpdateEntry {
+                    clock: clock.saturating_add(1),
+                    json: Arc::from(NULL_STATE),
+                };
+                (id, entry)
+            })
+            .collect();
+        Some(AwarenessUpdate { clients })
+    }
+}
+
+/// The state JSON with `user` forced to the authenticated user.
+fn with_user(json: &str, user: &Value) -> Result<String, NoteError> {
+    let state = match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(mut map)) => {
+            map.insert("user".to_owned(), user.clone());
+            Value::Object(map)
+        }
+        Ok(_) => serde_json::json!({ "user": user }),
+        Err(_) => return Err(NoteError::InvalidMessage),
+    };
+    serde_json::to_string(&state).map_err(|_| NoteError::InvalidMessage)
+}
+
+/// A room's awareness states, to answer query awareness: client id ->
+/// (clock, state JSON, `None` once removed). Applies updates with the
+/// y-protocols rule so it agrees with what clients hold.
+#[derive(Debug, Default, Clone)]
+pub struct AwarenessStates {
+    states: HashMap<u64, (u32, Option<Arc<str>>)>,
+}
+
+impl AwarenessStates {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies a (bound) update; returns whether any state changed, so the
+    /// caller may skip relaying pure echoes. As in y-protocols: a newer
+    /// clock wins; a removal with the same clock removes a present state.
+    /// Removals of unknown ids leave no trace (the map only grows with ids
+    /// some connection owns, and [`AwarenessStates::remove`] drops those).
+    pub fn apply(&mut self, update: &AwarenessUpdate) -> bool {
+        let mut changed = false;
+        for (&client_id, entry) in &update.clients {
+            let state = (entry.json.as_ref() != NULL_STATE).then(|| entry.json.clone());
+            let (clock, present) = match self.states.get(&client_id) {
+                Some((clock, state)) => (*clock, state.is_some()),
+                None if state.is_none() => continue,
+                None => (0, false),
+            };
+            if clock < entry.clock || (clock == entry.clock && state.is_none() && present) {
+                self.states.insert(client_id, (entry.clock, state));
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The awareness message (`1, varbytes(update)`) holding every present
+    /// state: the answer to query awareness, and what a joining member needs.
+    pub fn encode_all(&self) -> Vec<u8> {
+        let clients = self
+            .states
+            .iter()
+            .filter_map(|(&id, (clock, state))| {
+                let json = state.clone()?;
+                Some((id, AwarenessUpdateEntry { clock: *clock, json }))
+            })
+            .collect();
+        encode_awareness(&AwarenessUpdate { clients })
+    }
+
+    /// Forgets client ids entirely (a closed connection's, after its
+    /// [`AwarenessGuard::removal`] was applied and relayed).
+    pub fn remove(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            self.states.remove(&id);
+        }
+    }
+
+    /// Number of known client ids (present or removed).
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
