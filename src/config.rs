@@ -128,7 +128,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("./data"),
-            node_id: "local".to_owned(),
+            node_id: DEFAULT_NODE_ID.to_owned(),
             secret: None,
             max_connections: 10_000,
             max_frame_bytes: 64 * 1024,
@@ -255,6 +255,9 @@ pub struct ConfigArgs {
     pub demo: bool,
 }
 
+/// The node id of a single node; cluster nodes left on it get a random one.
+const DEFAULT_NODE_ID: &str = "local";
+
 impl Config {
     /// Defaults, then the file named by `args.config`, then `args`; validated.
     pub fn load(args: ConfigArgs) -> Result<Config, ConfigError> {
@@ -263,6 +266,11 @@ impl Config {
             None => Config::default(),
         };
         args.apply(&mut config);
+        // Nodes of one cluster tell their events and acks apart by node
+        // id: two nodes left on the default would take each other's acks.
+        if config.redis.is_some() && config.node_id == DEFAULT_NODE_ID {
+            config.node_id = format!("node-{}", crate::store::new_epoch());
+        }
         config.validate()?;
         Ok(config)
     }

@@ -15,15 +15,15 @@ use crate::config::Config;
 use crate::forum::Forum;
 use crate::metrics::Metrics;
 use crate::moderation::Moderation;
+use crate::notes::NoteDoc;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
-use crate::ratelimit::TokenBucket;
-use crate::notes::NoteDoc;
 use crate::protocol::{ModAction, NoteVersionInfo};
+use crate::ratelimit::TokenBucket;
 use crate::room::{edit_tombstone, Effect, Kind, NewVersion, NoteState};
-use crate::store::{NoteSnapshot, StoredVersion};
 use crate::room::{Accepted, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
+use crate::store::{NoteSnapshot, StoredVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -201,7 +201,9 @@ impl Hub {
             .with_presence_limit(self.config.presence_limit);
         if let Some(note) = note {
             self.metrics.notes_loaded.increment(1.0);
-            self.metrics.note_bytes.increment(note.doc.size_estimate() as f64);
+            self.metrics
+                .note_bytes
+                .increment(note.doc.size_estimate() as f64);
             room = room.with_note_state(note, self.config.note_compact_every);
         }
         Ok(Arc::new(room))
@@ -223,12 +225,18 @@ impl Hub {
     /// with updates since its snapshot is compacted first (its last editor
     /// left), then released again.
     pub fn release(self: &Arc<Self>, room: &Arc<Room>) {
-        if room.member_count() == 0 && room.with_note(|n| n.since_snapshot > 0 && !n.compacting) == Some(true) {
+        if room.member_count() == 0
+            && room.with_note(|n| n.since_snapshot > 0 && !n.compacting) == Some(true)
+        {
             let hub = self.clone();
             let room = room.clone();
             tokio::spawn(async move {
-                let (store, metrics, compacted) = (hub.store.clone(), hub.metrics.clone(), room.clone());
-                if let Err(err) = tokio::task::spawn_blocking(move || compact_note(&store, &metrics, &compacted)).await {
+                let (store, metrics, compacted) =
+                    (hub.store.clone(), hub.metrics.clone(), room.clone());
+                if let Err(err) =
+                    tokio::task::spawn_blocking(move || compact_note(&store, &metrics, &compacted))
+                        .await
+                {
                     tracing::error!(room = %room.name(), error = %err, "note compaction task failed");
                 }
                 if room.member_count() == 0 {
@@ -799,7 +807,9 @@ impl Done<'_> {
             effect.as_ref(),
         );
         self.metrics.messages_stored.increment(1);
-        self.metrics.queue_drops.increment(committed.delivery.refused);
+        self.metrics
+            .queue_drops
+            .increment(committed.delivery.refused);
         if let Some(version) = committed.version {
             self.store_version(version);
         }
@@ -908,7 +918,13 @@ fn load_note(store: &Store, room: &str, last: u64) -> Result<NoteState, StoreErr
                     ts: event.ts,
                     offset: event.offset,
                 };
-                store.save_version(room, &StoredVersion { info: info.clone(), state })?;
+                store.save_version(
+                    room,
+                    &StoredVersion {
+                        info: info.clone(),
+                        state,
+                    },
+                )?;
                 known.push(info);
             }
             _ => {}

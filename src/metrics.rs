@@ -71,7 +71,10 @@ impl Metrics {
                 "upgrades refused because max_connections was reached",
             ),
             rooms_loaded: gauge("preau_rooms", "rooms loaded in memory"),
-            notes_loaded: gauge("preau_notes_loaded", "notes (yjs documents) loaded in memory"),
+            notes_loaded: gauge(
+                "preau_notes_loaded",
+                "notes (yjs documents) loaded in memory",
+            ),
             note_bytes: gauge(
                 "preau_note_bytes",
                 "encoded size of the loaded notes, as of their load or last compaction",

@@ -1250,7 +1250,10 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         ("event.forum.edit", protocol::event(&forum_event(6))),
         ("event.forum.answer", protocol::event(&forum_event(7))),
         ("event.yjs_update", protocol::event(&notes_event(8))),
-        ("event.moderation.validate", protocol::event(&notes_event(9))),
+        (
+            "event.moderation.validate",
+            protocol::event(&notes_event(9)),
+        ),
         (
             "yjs.step2",
             protocol::yjs(&protocol::YjsFrame {

@@ -190,7 +190,13 @@ impl AwarenessStates {
             .iter()
             .filter_map(|(&id, (clock, state))| {
                 let json = state.clone()?;
-                Some((id, AwarenessUpdateEntry { clock: *clock, json }))
+                Some((
+                    id,
+                    AwarenessUpdateEntry {
+                        clock: *clock,
+                        json,
+                    },
+                ))
             })
             .collect();
         encode_awareness(&AwarenessUpdate { clients })

@@ -273,10 +273,12 @@ impl NoteDoc {
             // carry deletions and no new block (a reconnecting client's
             // step 2), not by live typing.
             let known = txn.snapshot().delete_set;
-            deletes.iter().all(|(client, ranges)| match known.range(client) {
-                Some(known) => ranges.subset_of(known),
-                None => ranges.iter().all(|range| range.is_empty()),
-            })
+            deletes
+                .iter()
+                .all(|(client, ranges)| match known.range(client) {
+                    Some(known) => ranges.subset_of(known),
+                    None => ranges.iter().all(|range| range.is_empty()),
+                })
         }))
         .map_err(|_| NoteError::InvalidUpdate)
     }

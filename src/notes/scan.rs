@@ -327,7 +327,10 @@ impl<'a> Reader<'a> {
     }
 
     fn skip(&mut self, len: usize) -> Scan {
-        self.cursor.read_exact(len).map(|_| ()).map_err(|_| Malformed)
+        self.cursor
+            .read_exact(len)
+            .map(|_| ())
+            .map_err(|_| Malformed)
     }
 
     /// A varuint read with at most `max_bytes` bytes. yrs's readers accept
@@ -367,7 +370,10 @@ impl<'a> Reader<'a> {
     }
 
     fn bounded(&self, len: usize, min_bytes: usize) -> Scan<usize> {
-        if len.checked_mul(min_bytes).is_some_and(|n| n <= self.remaining()) {
+        if len
+            .checked_mul(min_bytes)
+            .is_some_and(|n| n <= self.remaining())
+        {
             Ok(len)
         } else {
             Err(Malformed)

@@ -9,8 +9,8 @@
 //! room's offsets in increasing order: offset order is delivery order.
 
 mod effect;
-mod note;
 pub mod name;
+mod note;
 pub mod policy;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,8 +24,8 @@ use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
 pub use effect::{edit_tombstone, Effect};
-pub use note::{NewVersion, NoteState};
 pub use name::{Kind, RoomName};
+pub use note::{NewVersion, NoteState};
 
 /// Events buffered for a member whose join (with recovery) is in progress
 /// before it counts as a slow consumer.

@@ -267,7 +267,13 @@ impl Session {
 }
 
 /// A note as `format`: text and Markdown as `str`, Yjs as `bin`.
-fn render(doc: &mut NoteDoc, format: ExportFormat, label: &str, by: &str, when: u64) -> rmpv::Value {
+fn render(
+    doc: &mut NoteDoc,
+    format: ExportFormat,
+    label: &str,
+    by: &str,
+    when: u64,
+) -> rmpv::Value {
     match format {
         ExportFormat::Text => rmpv::Value::from(doc.text()),
         ExportFormat::Markdown => rmpv::Value::from(doc.markdown(label, by, when)),

@@ -1,0 +1,692 @@
+//! Shared notes (issue 5): independent yrs documents edit one note through
+//! préau over real sockets (the Yjs sync protocol inside préau frames) and
+//! end byte-identical, offline edits included; validation, read-only
+//! members, bad updates, compaction, restarts after SIGKILL, and two nodes
+//! through Redis. Real sled, real Redis.
+
+mod support;
+
+use std::future::Future;
+use std::time::Duration;
+
+use preau::client::{Client, ClientError};
+use preau::notes;
+use preau::protocol::{
+    Body, ExportFormat, ModAction, NoteExport, NoteVersions, PostOk, Request, ServerFrame,
+};
+use support::*;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact, Update};
+
+const NOTE: &str = "3B/notes/chapitre-3";
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
+}
+
+/// A Yjs editor: a yrs document synced through a préau connection, the
+/// way the JS provider does it.
+struct Editor {
+    client: Client,
+    doc: Doc,
+    room: String,
+}
+
+impl Editor {
+    fn new(client: Client, id: u64, room: &str) -> Editor {
+        Editor {
+            client,
+            doc: Doc::with_client_id(id),
+            room: room.to_owned(),
+        }
+    }
+
+    async fn join(&mut self) {
+        within("join", self.client.join(&self.room, None))
+            .await
+            .expect("join the note");
+    }
+
+    /// Sends one y-protocols message and collects what comes back until
+    /// the reply: `yjs` frames are handled (step 2 applied, step 1
+    /// answered with our step 2), events applied.
+    async fn send(&mut self, data: Vec<u8>) -> Result<rmpv::Value, ClientError> {
+        let request = Request::Yjs {
+            id: None,
+            room: self.room.clone(),
+            data,
+        };
+        let result = within("yjs", self.client.request::<rmpv::Value>(request)).await;
+        self.drain().await;
+        result
+    }
+
+    /// Sync step 1, then our step 2 in answer to the server's step 1.
+    async fn sync(&mut self) {
+        let sv = self.doc.transact().state_vector();
+        self.send(notes::encode_step1(&sv))
+            .await
+            .expect("step 1 accepted");
+    }
+
+    /// Applies every frame already received (events and `yjs` frames).
+    async fn drain(&mut self) {
+        while let Ok(Some(frame)) =
+            tokio::time::timeout(Duration::from_millis(30), self.client.next()).await
+        {
+            self.handle(frame).await;
+        }
+    }
+
+    async fn handle(&mut self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Event(event) => {
+                if let Body::YjsUpdate { data } = event.body {
+                    self.apply(&data);
+                }
+            }
+            ServerFrame::Yjs(frame) => match notes::decode_message(&frame.data) {
+                Ok(notes::Incoming::SyncStep2(update)) | Ok(notes::Incoming::Update(update)) => {
+                    self.apply(&update)
+                }
+                Ok(notes::Incoming::SyncStep1(remote)) => {
+                    let diff = self.doc.transact().encode_state_as_update_v1(&remote);
+                    let request = Request::Yjs {
+                        id: None,
+                        room: self.room.clone(),
+                        data: notes::encode_step2(&diff),
+                    };
+                    let reply = within("step 2", self.client.request::<rmpv::Value>(request)).await;
+                    reply.expect("our step 2 accepted");
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn apply(&mut self, update: &[u8]) {
+        let update = Update::decode_v1(update).expect("server sends valid updates");
+        self.doc
+            .transact_mut()
+            .apply_update(update)
+            .expect("update applies");
+    }
+
+    /// Inserts `text` at `index` locally and returns the v1 update.
+    fn insert_local(&mut self, index: u32, text: &str) -> Vec<u8> {
+        let content = self.doc.get_or_insert_text("content");
+        let mut txn = self.doc.transact_mut();
+        content.insert(&mut txn, index, text);
+        txn.encode_update_v1()
+    }
+
+    /// Inserts and sends; the reply is the durable ack.
+    async fn insert(&mut self, index: u32, text: &str) -> Result<rmpv::Value, ClientError> {
+        let update = self.insert_local(index, text);
+        self.send(notes::encode_update(&update)).await
+    }
+
+    fn text(&self) -> String {
+        let content = self.doc.get_or_insert_text("content");
+        content.get_string(&self.doc.transact())
+    }
+
+    fn state(&self) -> (Vec<u8>, Vec<u8>) {
+        let txn = self.doc.transact();
+        (
+            txn.state_vector().encode_v1(),
+            txn.encode_state_as_update_v1(&StateVector::default()),
+        )
+    }
+}
+
+async fn export(
+    client: &mut Client,
+    version: Option<u32>,
+    format: ExportFormat,
+) -> Result<NoteExport, ClientError> {
+    within(
+        "export",
+        client.request(Request::NoteExport {
+            id: None,
+            room: NOTE.into(),
+            version,
+            format,
+        }),
+    )
+    .await
+}
+
+fn text_of(export: &NoteExport) -> String {
+    export.content.as_str().unwrap_or_default().to_owned()
+}
+
+fn code<T: std::fmt::Debug>(result: &Result<T, ClientError>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(ClientError::Refused(r)) => r.code.as_str().into(),
+        Err(e) => format!("<{e}>"),
+    }
+}
+
+// ------------------------------------------------------------ converge
+
+#[tokio::test]
+async fn concurrent_and_offline_edits_converge_byte_identical() {
+    let server = TestServer::start().await;
+    let (ana_c, _) = server.connect(&student("ana", "3B")).await;
+    let (bob_c, _) = server.connect(&student("bob", "3B")).await;
+    let mut ana = Editor::new(ana_c, 1, NOTE);
+    let mut bob = Editor::new(bob_c, 2, NOTE);
+    ana.join().await;
+    bob.join().await;
+    ana.sync().await;
+    bob.sync().await;
+
+    // Concurrent: both type at the same position before hearing each other.
+    let a = ana.insert_local(0, "Les causes de la Révolution. ");
+    let b = bob.insert_local(0, "Chapitre 3 : ");
+    ana.send(notes::encode_update(&a))
+        .await
+        .expect("ana's update");
+    bob.send(notes::encode_update(&b))
+        .await
+        .expect("bob's update");
+    for _ in 0..3 {
+        ana.drain().await;
+        bob.drain().await;
+    }
+    assert_eq!(ana.text(), bob.text());
+    assert_eq!(
+        ana.state(),
+        bob.state(),
+        "state vectors and content identical"
+    );
+    assert!(ana.text().contains("Chapitre 3 : ") && ana.text().contains("Les causes"));
+
+    // Offline: bob's connection drops; both keep writing; bob comes back.
+    let bob_doc = bob.doc;
+    drop(bob.client);
+    for i in 0..5 {
+        ana.insert(0, &format!("[ana {i}] "))
+            .await
+            .expect("ana online");
+    }
+    let mut bob = Editor {
+        client: server.connect(&student("bob", "3B")).await.0,
+        doc: bob_doc,
+        room: NOTE.into(),
+    };
+    for i in 0..5 {
+        let len = bob.text().chars().count() as u32;
+        bob.insert_local(len, &format!(" [bob hors ligne {i}]"));
+    }
+    bob.join().await;
+    bob.sync().await; // step 1 fetches ana's edits; our step 2 sends bob's
+    for _ in 0..3 {
+        ana.drain().await;
+        bob.drain().await;
+    }
+    assert_eq!(ana.text(), bob.text());
+    assert_eq!(ana.state(), bob.state());
+    assert!(ana.text().contains("[bob hors ligne 4]") && bob.text().contains("[ana 4]"));
+
+    // A third, fresh document syncs to the same bytes, and so does the
+    // server's own copy (its export).
+    let (carl_c, _) = server.connect(&teacher("prof", "3B")).await;
+    let mut carl = Editor::new(carl_c, 3, NOTE);
+    carl.join().await;
+    carl.sync().await;
+    assert_eq!(carl.state(), ana.state());
+    let server_copy = export(&mut carl.client, None, ExportFormat::Yjs)
+        .await
+        .expect("export");
+    let rmpv::Value::Binary(state) = server_copy.content else {
+        panic!("yjs export is bin")
+    };
+    let fresh = Doc::new();
+    fresh
+        .transact_mut()
+        .apply_update(Update::decode_v1(&state).expect("decodes"))
+        .expect("applies");
+    assert_eq!(
+        fresh.transact().state_vector(),
+        ana.doc.transact().state_vector()
+    );
+}
+
+// ------------------------------------------------------------ validation
+
+#[tokio::test]
+async fn a_validated_version_stays_while_the_draft_changes_and_locking_refuses_pupils() {
+    let server = TestServer::start().await;
+    let (prof_c, _) = server.connect(&teacher("prof", "3B")).await;
+    let (ana_c, _) = server.connect(&student("ana", "3B")).await;
+    let mut prof = Editor::new(prof_c, 10, NOTE);
+    let mut ana = Editor::new(ana_c, 11, NOTE);
+    prof.join().await;
+    ana.join().await;
+    prof.sync().await;
+    ana.sync().await;
+    ana.insert(0, "La prise de la Bastille : 14 juillet 1789.")
+        .await
+        .expect("ana writes");
+    prof.drain().await;
+
+    let ack: PostOk = within(
+        "validate",
+        prof.client.moderate(
+            NOTE,
+            ModAction::Validate {
+                label: "Chapitre 3 — validé le 12/03".into(),
+                lock: false,
+            },
+        ),
+    )
+    .await
+    .expect("teacher validates");
+    // The draft goes on.
+    ana.drain().await;
+    let len = ana.text().chars().count() as u32;
+    ana.insert(len, " Puis la nuit du 4 août.")
+        .await
+        .expect("draft goes on");
+    let v1 = export(&mut ana.client, Some(1), ExportFormat::Text)
+        .await
+        .expect("pupils export versions");
+    assert_eq!(text_of(&v1), "La prise de la Bastille : 14 juillet 1789.");
+    let draft = export(&mut ana.client, None, ExportFormat::Text)
+        .await
+        .expect("draft");
+    assert!(text_of(&draft).ends_with("4 août."));
+    let md = export(&mut ana.client, Some(1), ExportFormat::Markdown)
+        .await
+        .expect("markdown");
+    assert!(
+        text_of(&md).contains("Chapitre 3 — validé le 12/03")
+            && text_of(&md).contains("14 juillet 1789"),
+        "{}",
+        text_of(&md)
+    );
+    let versions: NoteVersions = within(
+        "versions",
+        ana.client.request(Request::NoteVersions {
+            id: None,
+            room: NOTE.into(),
+        }),
+    )
+    .await
+    .expect("versions");
+    assert_eq!(versions.versions.len(), 1);
+    let v = &versions.versions[0];
+    assert_eq!(
+        (v.version, v.by.id.as_str(), v.offset),
+        (1, "prof", ack.offset)
+    );
+
+    // Pupils cannot validate.
+    let refused = within(
+        "pupil validates",
+        ana.client.moderate(
+            NOTE,
+            ModAction::Validate {
+                label: "moi".into(),
+                lock: false,
+            },
+        ),
+    )
+    .await;
+    assert_eq!(code(&refused), "forbidden");
+
+    // Validate and lock: a pupil's update is refused, the note unchanged.
+    within(
+        "validate and lock",
+        prof.client.moderate(
+            NOTE,
+            ModAction::Validate {
+                label: "Version finale".into(),
+                lock: true,
+            },
+        ),
+    )
+    .await
+    .expect("lock");
+    ana.drain().await;
+    let before = export(&mut ana.client, None, ExportFormat::Text)
+        .await
+        .expect("draft");
+    let refused = ana.insert(0, "GRAFFITI ").await;
+    assert_eq!(code(&refused), "read_only");
+    let after = export(&mut ana.client, None, ExportFormat::Text)
+        .await
+        .expect("draft");
+    assert_eq!(
+        text_of(&before),
+        text_of(&after),
+        "refused update not applied"
+    );
+    // The teacher still edits, and the pupil still receives.
+    prof.drain().await;
+    prof.insert(0, "Corrigé : ").await.expect("teacher edits");
+    ana.drain().await;
+    assert!(ana.text().starts_with("Corrigé : "), "{}", ana.text());
+    let v2 = export(&mut ana.client, Some(2), ExportFormat::Text)
+        .await
+        .expect("v2");
+    assert!(!text_of(&v2).contains("Corrigé"), "version 2 unchanged");
+    let missing = export(&mut ana.client, Some(9), ExportFormat::Text).await;
+    assert_eq!(code(&missing), "unknown_target");
+}
+
+// ------------------------------------------------------------ bad input
+
+#[tokio::test]
+async fn bad_updates_are_refused_and_the_note_stays_intact() {
+    let server = TestServer::start_with(|c| {
+        c.note_max_update_bytes = 2_000;
+        c.note_max_bytes = 6_000;
+    })
+    .await;
+    let (ana_c, _) = server.connect(&student("ana", "3B")).await;
+    let mut ana = Editor::new(ana_c, 21, NOTE);
+    ana.join().await;
+    ana.sync().await;
+    ana.insert(0, "Texte initial.").await.expect("first edit");
+    let baseline = export(&mut ana.client, None, ExportFormat::Yjs)
+        .await
+        .expect("export");
+
+    // A real update, corrupted and truncated in many ways.
+    let mut other = Editor::new(server.connect(&student("bob", "3B")).await.0, 22, NOTE);
+    let update = other.insert_local(0, "Une phrase de plus, avec des accents é à ü.");
+    let mut outcomes = std::collections::BTreeMap::new();
+    for cut in 1..update.len() {
+        let result = ana.send(notes::encode_update(&update[..cut])).await;
+        *outcomes.entry(code(&result)).or_insert(0) += 1;
+    }
+    for (i, flip) in [
+        (3usize, 0xffu8),
+        (5, 0x80),
+        (8, 0x7f),
+        (update.len() - 1, 0x55),
+    ] {
+        let mut bad = update.clone();
+        bad[i] ^= flip;
+        let result = ana.send(notes::encode_update(&bad)).await;
+        *outcomes.entry(code(&result)).or_insert(0) += 1;
+    }
+    for garbage in [
+        vec![],
+        vec![0],
+        vec![0, 9, 1, 2],
+        vec![2, 0],
+        vec![0, 2, 200, 1],
+    ] {
+        let result = ana.send(garbage).await;
+        *outcomes.entry(code(&result)).or_insert(0) += 1;
+    }
+    // Whatever was not refused (a prefix yrs reads as a smaller valid
+    // update) must still leave the server's note loadable and consistent.
+    assert!(
+        outcomes.keys().all(|k| k == "invalid_update" || k == "ok"),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.get("invalid_update").copied().unwrap_or(0) > 10,
+        "{outcomes:?}"
+    );
+    let after = export(&mut ana.client, None, ExportFormat::Text)
+        .await
+        .expect("still exports");
+    assert!(text_of(&after).contains("Texte initial."));
+    if !outcomes.contains_key("ok") {
+        let now = export(&mut ana.client, None, ExportFormat::Yjs)
+            .await
+            .expect("export");
+        assert_eq!(
+            now.content, baseline.content,
+            "byte-identical after refusals"
+        );
+    }
+
+    // Size limits.
+    let big = "x".repeat(3_000);
+    let result = ana.insert(0, &big).await;
+    assert_eq!(code(&result), "update_too_large");
+    // Ana's document now holds the refused insert, which the server never
+    // saw: her later updates would wait for it forever (a Yjs document
+    // cannot take a change back). The provider starts a fresh document
+    // then; so does this test.
+    let mut ana = Editor::new(server.connect(&student("ana", "3B")).await.0, 23, NOTE);
+    ana.join().await;
+    ana.sync().await;
+    let mut grew = 0;
+    let mut last = String::new();
+    for _ in 0..10 {
+        let result = ana.insert(0, &"y".repeat(1_500)).await;
+        last = code(&result);
+        if last != "ok" {
+            break;
+        }
+        grew += 1;
+    }
+    assert_eq!(last, "document_too_large", "after {grew} updates");
+    // The connection still works, and the note has what was accepted.
+    let text = text_of(
+        &export(&mut ana.client, None, ExportFormat::Text)
+            .await
+            .expect("export"),
+    );
+    assert_eq!(text.matches('y').count(), 1_500 * grew, "{outcomes:?} {text:?}");
+
+    // yjs outside notes rooms, and before joining.
+    let mut chat = server.connect(&student("ana", "3B")).await.0;
+    within("join chat", chat.join("3B/chat/r", None))
+        .await
+        .expect("join");
+    let result = within(
+        "yjs in chat",
+        chat.request::<rmpv::Value>(Request::Yjs {
+            id: None,
+            room: "3B/chat/r".into(),
+            data: vec![0, 0, 1, 0],
+        }),
+    )
+    .await;
+    assert_eq!(code(&result), "invalid_field");
+    let result = within(
+        "yjs before join",
+        chat.request::<rmpv::Value>(Request::Yjs {
+            id: None,
+            room: NOTE.into(),
+            data: vec![0, 0, 1, 0],
+        }),
+    )
+    .await;
+    assert_eq!(code(&result), "not_joined");
+}
+
+// ------------------------------------------------------------ awareness
+
+#[tokio::test]
+async fn awareness_is_bound_to_the_authenticated_user() {
+    let server = TestServer::start().await;
+    let (ana_c, _) = server.connect(&student("ana", "3B")).await;
+    let (bob_c, _) = server.connect(&student("bob", "3B")).await;
+    let mut ana = Editor::new(ana_c, 31, NOTE);
+    let mut bob = Editor::new(bob_c, 32, NOTE);
+    ana.join().await;
+    bob.join().await;
+    // Ana claims to be the teacher; the server rewrites `user`.
+    let awareness = |client: u64, clock: u32, json: &str| {
+        let mut clients = std::collections::HashMap::new();
+        clients.insert(
+            client,
+            yrs::sync::awareness::AwarenessUpdateEntry {
+                clock,
+                json: json.into(),
+            },
+        );
+        notes::encode_awareness(&notes::AwarenessUpdate { clients })
+    };
+    ana.send(awareness(
+        31,
+        1,
+        r#"{"user":{"id":"prof","name":"Mme Prof","role":"teacher"},"cursor":3}"#,
+    ))
+    .await
+    .expect("awareness accepted");
+    let relayed = loop {
+        let frame = within("awareness", bob.client.next()).await.expect("open");
+        if let ServerFrame::Yjs(frame) = frame {
+            break frame;
+        }
+    };
+    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&relayed.data) else {
+        panic!("an awareness message")
+    };
+    let state: serde_json::Value =
+        serde_json::from_str(&update.clients[&31].json).expect("json state");
+    assert_eq!(state["user"]["id"], "ana");
+    assert_eq!(state["user"]["role"], "student");
+    assert_eq!(state["cursor"], 3);
+    // Bob cannot speak for ana's client id.
+    let result = bob.send(awareness(31, 2, r#"{"cursor":9}"#)).await;
+    assert_eq!(code(&result), "forbidden");
+    // When ana leaves, her state is removed for bob.
+    within("leave", ana.client.leave(NOTE))
+        .await
+        .expect("leave");
+    let removal = loop {
+        let frame = within("removal", bob.client.next()).await.expect("open");
+        if let ServerFrame::Yjs(frame) = frame {
+            break frame;
+        }
+    };
+    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&removal.data) else {
+        panic!("an awareness message")
+    };
+    assert_eq!(&*update.clients[&31].json, "null");
+    // Parents never see notes.
+    let mut parent = server
+        .connect(&token("par", preau::protocol::Role::Parent, &["3B"]))
+        .await
+        .0;
+    let result = within("parent joins", parent.join(NOTE, None)).await;
+    assert_eq!(code(&result), "forbidden");
+}
+
+// ------------------------------------------------- compaction and restart
+
+#[tokio::test]
+async fn compaction_folds_updates_and_a_sigkill_loses_no_acknowledged_update() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let server = Proc::serve(dir.path(), port, &["--note-compact-every", "20"]).await;
+    let (client, _) = Client::connect(&server.url(), &student("ana", "3B"))
+        .await
+        .expect("connect");
+    let mut ana = Editor::new(client, 41, NOTE);
+    ana.join().await;
+    ana.sync().await;
+    for i in 0..55 {
+        let len = ana.text().chars().count() as u32;
+        ana.insert(len, &format!("mot{i} "))
+            .await
+            .unwrap_or_else(|e| panic!("update {i}: {e:?}"));
+    }
+    let want = ana.text();
+    // Every update above was acknowledged: durable. No graceful stop.
+    server.kill9().await;
+    let server = Proc::serve(dir.path(), port, &["--note-compact-every", "20"]).await;
+    let (client, _) = Client::connect(&server.url(), &teacher("prof", "3B"))
+        .await
+        .expect("reconnect");
+    let mut prof = Editor::new(client, 42, NOTE);
+    prof.join().await;
+    prof.sync().await;
+    assert_eq!(prof.text(), want);
+    // Compaction ran (every 20 updates): the oldest events are gone.
+    let joined = within("history", prof.client.history(NOTE, None, None, Some(1)))
+        .await
+        .expect("history");
+    assert!(joined.first > 20, "first retained offset {}", joined.first);
+    // The loaded note is counted in /metrics.
+    assert_eq!(metric(server.addr, "preau_notes_loaded").await, 1.0);
+    server.terminate().await;
+}
+
+// ------------------------------------------------------------ two nodes
+
+#[tokio::test]
+async fn editors_on_two_nodes_converge_and_both_nodes_store_the_same_note() {
+    let redis = support::redis::RedisServer::start().await;
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let url = redis.url();
+    let args = [
+        "--redis",
+        url.as_str(),
+        "--heartbeat",
+        "100ms",
+        "--node-timeout",
+        "1s",
+        "--resync-window",
+        "200ms",
+    ];
+    let node_a = Proc::serve(dir_a.path(), free_port(), &args).await;
+    let node_b = Proc::serve(dir_b.path(), free_port(), &args).await;
+    let connect = |url: String, token: String| async move {
+        Client::connect(&url, &token).await.expect("connect").0
+    };
+    // Nodes refuse writes for `resync_window` after reaching Redis.
+    for url in [node_a.url(), node_b.url()] {
+        let mut probe = connect(url, student("probe", "3B")).await;
+        within("probe join", probe.join("3B/chat/probe", None))
+            .await
+            .expect("probe joins");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while code(&within("probe", probe.post("3B/chat/probe", "p")).await) != "ok" {
+            assert!(tokio::time::Instant::now() < deadline, "node never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut ana = Editor::new(connect(node_a.url(), student("ana", "3B")).await, 51, NOTE);
+    let mut bob = Editor::new(connect(node_b.url(), student("bob", "3B")).await, 52, NOTE);
+    ana.join().await;
+    bob.join().await;
+    ana.sync().await;
+    bob.sync().await;
+    for i in 0..10 {
+        let a = ana.insert_local(0, &format!("a{i} "));
+        let b = bob.insert_local(0, &format!("b{i} "));
+        ana.send(notes::encode_update(&a)).await.expect("a");
+        bob.send(notes::encode_update(&b)).await.expect("b");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ana.state() != bob.state() && tokio::time::Instant::now() < deadline {
+        ana.drain().await;
+        bob.drain().await;
+    }
+    assert_eq!(ana.state(), bob.state(), "editors converge across nodes");
+    assert_eq!(ana.text().matches('a').count(), 10);
+    // Each node's own copy is the same document.
+    let mut exports = Vec::new();
+    for url in [node_a.url(), node_b.url()] {
+        let mut reader = connect(url, teacher("prof", "3B")).await;
+        exports.push(
+            export(&mut reader, None, ExportFormat::Text)
+                .await
+                .expect("export")
+                .content,
+        );
+    }
+    assert_eq!(exports[0], exports[1]);
+    assert_eq!(exports[0].as_str(), Some(ana.text().as_str()));
+}
