@@ -1,4 +1,6 @@
-//! HTTP side: the WebSocket upgrade at `/ws`, `/healthz` and `/metrics`.
+//! HTTP side: the WebSocket upgrade at `/ws`, `/healthz` and `/metrics`,
+//! the web app and teacher console (static files of `web_dir`) at `/`, and
+//! in demo mode `/dev/token`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,11 +38,71 @@ pub struct Gateway {
 }
 
 pub fn router(gateway: Gateway) -> Router {
-    Router::new()
+    let config = gateway.hub.config.clone();
+    let mut router = Router::new()
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(gateway)
+        .route("/metrics", get(metrics));
+    if config.demo {
+        tracing::warn!("demo mode: GET /dev/token mints tokens for anyone; never in production");
+        router = router.route("/dev/token", get(demo_token));
+    }
+    let router = router.with_state(gateway);
+    match &config.web_dir {
+        Some(dir) => router.fallback_service(
+            tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
+        ),
+        None => router,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DemoUser {
+    user: String,
+    name: Option<String>,
+    role: String,
+    #[serde(default)]
+    class: Option<String>,
+}
+
+/// Demo mode only: a token for whoever asks (`?user=ana&role=student&class=3B`),
+/// valid 8 hours, so the web app can be tried without an ENT.
+async fn demo_token(
+    State(gateway): State<Gateway>,
+    axum::extract::Query(who): axum::extract::Query<DemoUser>,
+) -> Response {
+    let Ok(role) = who.role.parse::<crate::protocol::Role>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "role: student, teacher, parent or staff\n",
+        )
+            .into_response();
+    };
+    let classes: Vec<String> = who.class.into_iter().collect();
+    if who.user.is_empty()
+        || who.user.len() > 128
+        || !classes.iter().all(|c| crate::room::name::valid_class(c))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "user: 1 to 128 bytes; class: a valid class\n",
+        )
+            .into_response();
+    }
+    let now = crate::auth::now_secs();
+    let claims = crate::auth::Claims {
+        name: who.name.unwrap_or_else(|| who.user.clone()),
+        sub: who.user,
+        role,
+        classes,
+        children: Vec::new(),
+        exp: now + 8 * 3600,
+        iat: now,
+    };
+    match gateway.hub.keyring.mint(&claims) {
+        Ok(token) => axum::Json(serde_json::json!({ "token": token })).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response(),
+    }
 }
 
 async fn upgrade(

@@ -442,3 +442,40 @@ async fn token_expiring_while_connected_closes_with_4002() {
     assert!(ping(&mut other).await.is_ok());
     wait_metric(server.addr(), "preau_connections", "1", |v| v == 1.0).await;
 }
+
+#[tokio::test]
+async fn web_dir_is_served_at_the_root_and_demo_tokens_only_in_demo_mode() {
+    let web = tempfile::tempdir().expect("web dir");
+    std::fs::create_dir(web.path().join("console")).expect("console dir");
+    std::fs::write(web.path().join("index.html"), "<h1>préau</h1>").expect("index");
+    std::fs::write(web.path().join("console/index.html"), "<h1>console</h1>").expect("console");
+    let dir = web.path().to_owned();
+    let server = TestServer::start_with(move |c| c.web_dir = Some(dir)).await;
+    let (status, body) = http_get(server.addr(), "/").await;
+    assert_eq!((status, body.contains("préau")), (200, true), "{body}");
+    let (status, body) = http_get(server.addr(), "/console/").await;
+    assert_eq!((status, body.contains("console")), (200, true), "{body}");
+    let (status, _) = http_get(server.addr(), "/../Cargo.toml").await;
+    assert_ne!(status, 200, "no escape from web_dir");
+    // The API routes still win over the files.
+    assert_eq!(http_get(server.addr(), "/healthz").await.0, 200);
+    let (status, _) = http_get(server.addr(), "/dev/token?user=ana&role=student&class=3B").await;
+    assert_eq!(status, 404, "no demo tokens unless demo mode");
+
+    let demo = TestServer::start_with(|c| c.demo = true).await;
+    let (status, body) = http_get(
+        demo.addr(),
+        "/dev/token?user=ana&name=Ana&role=student&class=3B",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let token = json["token"].as_str().expect("token");
+    let (_, hello) = demo.connect(token).await;
+    assert_eq!(
+        (hello.user.id.as_str(), hello.classes.clone()),
+        ("ana", vec!["3B".to_owned()])
+    );
+    let (status, _) = http_get(demo.addr(), "/dev/token?user=ana&role=pirate").await;
+    assert_eq!(status, 400);
+}

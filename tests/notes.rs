@@ -481,7 +481,11 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
             .await
             .expect("export"),
     );
-    assert_eq!(text.matches('y').count(), 1_500 * grew, "{outcomes:?} {text:?}");
+    assert_eq!(
+        text.matches('y').count(),
+        1_500 * grew,
+        "{outcomes:?} {text:?}"
+    );
 
     // yjs outside notes rooms, and before joining.
     let mut chat = server.connect(&student("ana", "3B")).await.0;

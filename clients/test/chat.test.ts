@@ -90,12 +90,12 @@ test("error replies reject with code and retryAfterMs", async () => {
 test("a bad token is fatal: connect() rejects and the client does not retry", async () => {
   const srv = await TestServer.start();
   try {
-    const c = new PreauClient({
+    const c = srv.track(new PreauClient({
       url: srv.wsUrl,
       token: "not.a.jwt",
       WebSocket: WebSocket as unknown as WebSocketCtor,
       backoffMs: 20,
-    });
+    }));
     let fatal: PreauError | undefined;
     c.on("fatal", (e) => (fatal = e));
     await assert.rejects(c.connect(), (e: PreauError) => e.code === "unauthorized");
@@ -226,22 +226,25 @@ test("join before the connection is up waits for it; leave stops re-joining", as
   const proxy = await CuttableProxy.start(srv.port);
   try {
     const token = await srv.token(ALICE);
-    const alice = new PreauClient({
-      url: proxy.wsUrl,
-      token,
-      WebSocket: WebSocket as unknown as WebSocketCtor,
-      backoffMs: 20,
-      backoffMaxMs: 100,
-    });
+    const alice = srv.track(
+      new PreauClient({
+        url: proxy.wsUrl,
+        token,
+        WebSocket: WebSocket as unknown as WebSocketCtor,
+        backoffMs: 20,
+        backoffMaxMs: 100,
+      }),
+    );
     const joined = alice.join(ROOM);
     await alice.connect();
     assert.equal((await joined).room, ROOM);
     await alice.leave(ROOM);
     const rejoins: string[] = [];
     alice.on("joined", (j) => rejoins.push(j.room));
+    let reopened = 0;
+    alice.on("open", () => reopened++);
     proxy.cut();
-    await waitFor(() => alice.state === "connecting", "the loss");
-    await waitFor(() => alice.state === "open", "the reconnection");
+    await waitFor(() => reopened === 1, "the reconnection");
     await alice.ping();
     assert.deepEqual(rejoins, []);
     alice.close();

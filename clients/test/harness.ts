@@ -48,6 +48,9 @@ export class TestServer {
   dataDir = "";
   log = "";
   private tokens = new Map<string, string>();
+  // Closed in stop(), so that a failed assertion does not leave a client
+  // reconnecting forever and the test process hanging.
+  private clients = new Set<PreauClient>();
 
   get httpUrl(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -107,15 +110,25 @@ export class TestServer {
       backoffMaxMs: 400,
       requestTimeoutMs: 10_000,
     });
+    this.clients.add(c);
     await c.connect();
     return c;
   }
 
+  /** Registers a client made by the test itself, to be closed by stop(). */
+  track<T extends PreauClient>(c: T): T {
+    this.clients.add(c);
+    return c;
+  }
+
   async stop(): Promise<void> {
+    for (const c of this.clients) c.close();
     if (this.proc.exitCode === null) {
       const exited = new Promise((r) => this.proc.once("exit", r));
       this.proc.kill("SIGTERM");
-      await Promise.race([exited, sleep(5_000)]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
+      clearTimeout(timer);
       if (this.proc.exitCode === null) this.proc.kill("SIGKILL");
     }
     rmSync(this.dataDir, { recursive: true, force: true });
