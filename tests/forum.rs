@@ -1321,3 +1321,137 @@ async fn bad_forum_requests_get_documented_errors() {
     .await;
     assert!(pong.is_ok());
 }
+
+// ------------------------------------------------------------ two nodes
+
+#[tokio::test]
+async fn a_forum_on_two_nodes_has_the_same_threads_edits_and_locks_everywhere() {
+    let redis = support::redis::RedisServer::start().await;
+    let url = redis.url();
+    let args = [
+        "--redis",
+        url.as_str(),
+        "--heartbeat",
+        "100ms",
+        "--node-timeout",
+        "1s",
+        "--resync-window",
+        "200ms",
+    ];
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let node_a = Proc::serve(dir_a.path(), free_port(), &args).await;
+    let node_b = Proc::serve(dir_b.path(), free_port(), &args).await;
+    let connect = |url: String, token: String| async move {
+        Client::connect(&url, &token).await.expect("connect").0
+    };
+    // Nodes refuse writes for `resync_window` after reaching Redis.
+    for url in [node_a.url(), node_b.url()] {
+        let mut probe = connect(url, teacher("probe", "3B")).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while outcome(&configure(&mut probe, "3B/forum/probe", Flavour::Help, &[], &[]).await)
+            != "ok"
+        {
+            assert!(tokio::time::Instant::now() < deadline, "node never ready");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let room = "3B/forum/entraide";
+    let mut prof = connect(node_a.url(), teacher("prof", "3B")).await;
+    ok(
+        "configure on A",
+        configure(&mut prof, room, Flavour::Help, &["5C"], &[]).await,
+    );
+    // A pupil of the granted class, on the other node, is let in: the
+    // grant reached node B.
+    let mut eve = connect(node_b.url(), student("eve", "5C")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while outcome(&within("join", eve.join(room, None)).await) != "ok" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "grant never reached B"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut ana = connect(node_a.url(), student("ana", "3B")).await;
+    join_ok(&mut ana, room).await;
+    let t = ok(
+        "eve asks on B",
+        new_thread(&mut eve, room, "Aide", "Question ?").await,
+    )
+    .offset;
+    ok(
+        "eve edits her question before any reply",
+        edit(&mut eve, room, t, "Question précise ?").await,
+    );
+    let r = loop {
+        let e = event(&mut ana).await;
+        if e.offset == t {
+            break ok(
+                "ana replies on A",
+                reply(&mut ana, room, t, "Réponse").await,
+            )
+            .offset;
+        }
+    };
+    ok(
+        "prof locks on A",
+        moderate(
+            &mut prof,
+            room,
+            ModAction::ReadOnly {
+                on: true,
+                thread: Some(t),
+            },
+        )
+        .await,
+    );
+    // Both nodes list the same thread, and B enforces the lock set on A.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (list_a, list_b) = loop {
+        let a = ok("threads on A", threads(&mut ana, room).await);
+        let b = ok("threads on B", threads(&mut eve, room).await);
+        if a.threads.first().is_some_and(|x| x.locked)
+            && b.threads.first().is_some_and(|x| x.locked)
+        {
+            break (a, b);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{a:?}\n{b:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let strip = |list: &ThreadsOk| {
+        list.threads
+            .iter()
+            .map(|x| {
+                (
+                    x.thread,
+                    x.title.clone(),
+                    x.last_offset,
+                    x.replies,
+                    x.locked,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&list_a), strip(&list_b));
+    assert_eq!(list_a.threads[0].last_offset, r);
+    refused(
+        "reply in the locked thread on B",
+        reply(&mut eve, room, t, "encore").await,
+        ErrorCode::ReadOnly,
+    );
+    let page_a = ok(
+        "history A",
+        thread_history(&mut ana, room, t, None, None, None).await,
+    );
+    let page_b = ok(
+        "history B",
+        thread_history(&mut eve, room, t, None, None, None).await,
+    );
+    assert_eq!(
+        page_a.events, page_b.events,
+        "same thread history on both nodes"
+    );
+}
