@@ -228,9 +228,15 @@ impl Hub {
         if room.member_count() == 0
             && room.with_note(|n| n.since_snapshot > 0 && !n.compacting) == Some(true)
         {
+            let Some(runtime) = self.runtime.clone() else {
+                compact_note(&self.store, &self.metrics, room);
+                return;
+            };
             let hub = self.clone();
             let room = room.clone();
-            tokio::spawn(async move {
+            // A handle, not `tokio::spawn`: this also runs from a session's
+            // `Drop`, possibly while the runtime shuts down.
+            runtime.spawn(async move {
                 let (store, metrics, compacted) =
                     (hub.store.clone(), hub.metrics.clone(), room.clone());
                 if let Err(err) =
@@ -239,7 +245,10 @@ impl Hub {
                 {
                     tracing::error!(room = %room.name(), error = %err, "note compaction task failed");
                 }
-                if room.member_count() == 0 {
+                // Released only once compacted: a failing compaction is
+                // retried by the next sweep, not in a loop here.
+                let folded = room.with_note(|n| n.since_snapshot == 0) == Some(true);
+                if folded && room.member_count() == 0 {
                     hub.release(&room);
                 }
             });
