@@ -130,7 +130,7 @@ fn fanout(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..n {
                     offset += 1;
-                    let (delivery, _) = room.commit(offset, black_box(&frame), None, None);
+                    let delivery = room.commit(offset, black_box(&frame), None, None).delivery;
                     debug_assert_eq!(delivery.delivered, MEMBERS as u64);
                 }
                 total += start.elapsed();

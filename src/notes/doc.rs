@@ -3,7 +3,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
 use yrs::{
     BranchID, DeleteSet, Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Transact,
     Update, ID,
@@ -101,16 +100,18 @@ fn new_doc() -> Doc {
     })
 }
 
-/// What an update could change besides the state vector and the delete
-/// set: the blocks and deletions yrs parks until their dependencies arrive.
-/// They are part of the snapshot, so an update that only adds to them must
-/// still be stored. Empty (and free) in the normal case.
-fn pending_fingerprint<T: ReadTxn>(txn: &T) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let store = txn.store();
-    (
-        store.pending_update().map(|p| p.update.encode_v1()),
-        store.pending_ds().map(|ds| ds.encode_v1()),
-    )
+/// Per client, the highest clock an update inserts or deletes up to.
+/// Whatever lies beyond the state vector after applying it was parked by
+/// yrs until its dependencies arrive: it still counts as a change (it is
+/// in the snapshot and in memory, so it must be stored and counted in the
+/// size), found without encoding the pending set on every update.
+fn reach(update: &Update) -> Vec<(u64, u32)> {
+    let inserted = DeleteSet::from(update.insertions(true));
+    inserted
+        .iter()
+        .chain(update.delete_set().iter())
+        .filter_map(|(&client, ranges)| Some((client, ranges.iter().map(|r| r.end).max()?)))
+        .collect()
 }
 
 impl NoteDoc {
@@ -158,12 +159,15 @@ impl NoteDoc {
         }
     }
 
-    /// Vets a client update without touching the document: size, decoding,
-    /// and a trial run on a fresh scratch document so that an update yrs
-    /// errors or panics on is refused here rather than half-applied to the
-    /// real one. The trial cannot see conflicts with the real state (blocks
-    /// whose dependencies are missing just wait in the scratch document), so
-    /// [`NoteDoc::apply`] stays guarded too.
+    /// Vets a client update without touching the document: size, the
+    /// bounds scan, decoding, parents that must be shared types, and a trial
+    /// run on a fresh scratch document (under `catch_unwind`) so that an
+    /// update yrs errors or panics on is refused here rather than
+    /// half-applied to the real one. The trial cannot see conflicts with the
+    /// real state (blocks whose dependencies are missing just wait in the
+    /// scratch document): the checks against the real state are the parent
+    /// check here and the reference rule of the scan, and
+    /// [`NoteDoc::apply`] stays guarded for whatever is left.
     pub fn check(&self, update: &[u8], limits: &Limits) -> Result<(), NoteError> {
         if update.len() > limits.max_update_bytes {
             return Err(NoteError::UpdateTooLarge {
@@ -204,14 +208,17 @@ impl NoteDoc {
     /// blocks parked until their dependencies arrive; the server stores and
     /// broadcasts only updates that did.
     ///
-    /// Why the document stays intact: decoding failures return before the
-    /// document is touched; everything yrs could trip over on its own
-    /// (hostile lengths, bad UTF-8, unknown content, clock overflow, and
+    /// Why the document stays intact: the scan, decoding and parent check
+    /// run again here (cheap) and refuse before the document is touched;
+    /// everything else yrs was seen to trip over (hostile lengths, bad
+    /// UTF-8, content JS cannot read, clock overflow, references to a
+    /// client's own future clocks, which panic in yrs's `find_pivot`, and
     /// whatever panicked in the trial run) was refused by `check`. What is
-    /// left, an error or panic while yrs integrates against the real state,
-    /// is caught here; since yrs may have merged part of the update by then,
-    /// the note then reports [`NoteError::Poisoned`] for good and the caller
-    /// must reload it from storage, which never saw this update.
+    /// left, an error or panic while yrs integrates against the real state
+    /// that no fuzz run has produced since, is caught here; since yrs may
+    /// have merged part of the update by then, the note then reports
+    /// [`NoteError::Poisoned`] for good and the caller must reload it from
+    /// storage, which never saw this update.
     pub fn apply(&mut self, update: &[u8]) -> Result<bool, NoteError> {
         if self.poisoned {
             return Err(NoteError::Poisoned);
@@ -222,14 +229,16 @@ impl NoteDoc {
         }
         let doc = &self.doc;
         let applied = catch_unwind(AssertUnwindSafe(|| {
+            let reach = reach(&decoded);
             let mut txn = doc.transact_mut();
-            let sv = txn.state_vector();
-            let pending = pending_fingerprint(&txn);
+            let before = txn.state_vector();
             txn.apply_update(decoded)?;
+            let after = txn.state_vector();
+            // Over-counts an update parked a second time: harmless (stored
+            // twice; the size estimate errs on the safe side).
+            let parked = reach.iter().any(|&(client, end)| end > after.get(&client));
             Ok::<_, yrs::error::UpdateError>(
-                txn.state_vector() != sv
-                    || !txn.delete_set().is_empty()
-                    || pending_fingerprint(&txn) != pending,
+                after != before || !txn.delete_set().is_empty() || parked,
             )
         }));
         match applied {

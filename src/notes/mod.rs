@@ -12,7 +12,7 @@
 //!   authenticated user; [`AwarenessStates`] keeps a room's states to answer
 //!   query awareness.
 //!
-//! Why a pre-scan exists ([`scan`]): yrs 0.25 trusts the counts and strings
+//! Why a pre-scan exists (`scan.rs`): yrs 0.25 trusts the counts and strings
 //! it decodes. A 6-byte sync step 1 announcing 2^32-1 clients makes its
 //! `StateVector` decoder allocate ~146 GB up front, an awareness update or an
 //! `Any` value announcing 2^40 entries does the same, and a delete set

@@ -144,7 +144,7 @@ pub(super) fn update(data: &[u8]) -> Scan<Refs> {
         seen.push(client);
         let mut clock = r.u32()?;
         for _ in 0..blocks {
-            let (len, kind) = block(&mut r, &mut refs)?;
+            let (len, kind) = block(&mut r, &mut refs, (client, clock))?;
             let end = clock.checked_add(len).ok_or(Malformed)?;
             if let Some(may_be_parent) = kind {
                 refs.blocks.push((client, clock, end, may_be_parent));
@@ -157,22 +157,20 @@ pub(super) fn update(data: &[u8]) -> Scan<Refs> {
     Ok(refs)
 }
 
-/// One block; returns how many clock ticks it covers (0 for items yrs drops
-/// because their content is empty) and, unless it is a skip, whether it may
-/// be a parent.
-fn block(r: &mut Reader, refs: &mut Refs) -> Scan<(u32, Option<bool>)> {
+/// One block with id `at`; returns how many clock ticks it covers (0 for
+/// items yrs drops because their content is empty) and, unless it is a
+/// skip, whether it may be a parent.
+fn block(r: &mut Reader, refs: &mut Refs, at: (u64, u32)) -> Scan<(u32, Option<bool>)> {
     let info = r.u8()?;
     match info {
         BLOCK_GC => Ok((nonzero(r.u32()?)?, Some(true))),
         BLOCK_SKIP => Ok((nonzero(r.u32()?)?, None)),
         _ => {
             if info & HAS_ORIGIN != 0 {
-                r.u32()?;
-                r.u32()?;
+                earlier(r.id()?, at)?;
             }
             if info & HAS_RIGHT_ORIGIN != 0 {
-                r.u32()?;
-                r.u32()?;
+                earlier(r.id()?, at)?;
             }
             if info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0 {
                 // No origin to copy the parent from: the parent is written.
@@ -180,9 +178,9 @@ fn block(r: &mut Reader, refs: &mut Refs) -> Scan<(u32, Option<bool>)> {
                     r.str()?; // a root type's name
                 } else {
                     // The id of the item holding the parent type.
-                    let client = u64::from(r.u32()?);
-                    let clock = r.u32()?;
-                    refs.parents.push((client, clock));
+                    let parent = r.id()?;
+                    earlier(parent, at)?;
+                    refs.parents.push(parent);
                 }
                 if info & HAS_PARENT_SUB != 0 {
                     r.str()?; // the map key
@@ -290,6 +288,19 @@ fn delete_set(r: &mut Reader) -> Scan {
     Ok(())
 }
 
+/// An item can only refer (origin, right origin, parent) to an item that
+/// existed when it was created: of its own client, an earlier clock. yrs
+/// checks that the referred item is present only for other clients, and
+/// panics (division by zero, index underflow in `find_pivot`) on a
+/// reference to its own client's future.
+fn earlier(id: (u64, u32), at: (u64, u32)) -> Scan {
+    if id.0 == at.0 && id.1 >= at.1 {
+        Err(Malformed)
+    } else {
+        Ok(())
+    }
+}
+
 fn nonzero(len: u32) -> Scan<u32> {
     if len == 0 {
         Err(Malformed)
@@ -343,6 +354,11 @@ impl<'a> Reader<'a> {
             return Err(Malformed);
         }
         Ok(value)
+    }
+
+    /// An item id in an update: (client, clock), both read as u32 by yrs.
+    fn id(&mut self) -> Scan<(u64, u32)> {
+        Ok((u64::from(self.u32()?), self.u32()?))
     }
 
     /// A field yrs reads as u32 (counts, client ids in updates, clocks).
