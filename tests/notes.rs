@@ -558,8 +558,34 @@ async fn awareness_is_bound_to_the_authenticated_user() {
     assert_eq!(state["user"]["id"], "ana");
     assert_eq!(state["user"]["role"], "student");
     assert_eq!(state["cursor"], 3);
-    // Bob cannot speak for ana's client id.
-    let result = bob.send(awareness(31, 2, r#"{"cursor":9}"#)).await;
+    // Bob cannot speak for ana's client id: his entry for it is dropped
+    // (y-protocols providers echo what they receive), his own is relayed.
+    bob.send(awareness(31, 2, r#"{"cursor":9}"#))
+        .await
+        .expect("echo accepted");
+    bob.send(awareness(32, 1, r#"{"cursor":1}"#))
+        .await
+        .expect("own state");
+    let relayed = loop {
+        let frame = within("bob's awareness", ana.client.next())
+            .await
+            .expect("open");
+        if let ServerFrame::Yjs(frame) = frame {
+            break frame;
+        }
+    };
+    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&relayed.data) else {
+        panic!("an awareness message")
+    };
+    assert!(
+        update.clients.contains_key(&32) && !update.clients.contains_key(&31),
+        "only bob's own state is relayed: {update:?}"
+    );
+    // A fifth client id on one connection is refused.
+    for id in 33..36 {
+        bob.send(awareness(id, 1, "{}")).await.expect("up to 4 ids");
+    }
+    let result = bob.send(awareness(36, 1, "{}")).await;
     assert_eq!(code(&result), "forbidden");
     // When ana leaves, her state is removed for bob.
     within("leave", ana.client.leave(NOTE))

@@ -47,10 +47,11 @@ impl AwarenessGuard {
     /// a JSON object becomes `{"user": user}`. Removals (`null`) of the
     /// connection's own ids are kept; removals of ids nobody owns are
     /// dropped (stock y-websocket clients send them for peers they timed
-    /// out, and the owner's connection already removes those). Refuses the
-    /// whole update if an id belongs to another connection or the
-    /// connection would own more than [`MAX_AWARENESS_CLIENTS`]; nothing is
-    /// claimed then.
+    /// out, and the owner's connection already removes those). Entries of
+    /// ids another connection owns are dropped: y-protocols providers
+    /// re-broadcast the states they receive. Refuses the whole update if
+    /// the connection would own more than [`MAX_AWARENESS_CLIENTS`];
+    /// nothing is claimed then.
     pub fn bind(
         &mut self,
         update: &AwarenessUpdate,
@@ -62,8 +63,11 @@ impl AwarenessGuard {
         for (&client_id, entry) in &update.clients {
             let removal = entry.json.as_ref() == NULL_STATE;
             if !self.owns(client_id) {
+                // Another connection's state: y-protocols providers
+                // re-broadcast the states they receive, so this is an echo
+                // (or an impersonation attempt): dropped, never relayed.
                 if owned_elsewhere(client_id) {
-                    return Err(NoteError::ForeignClient { client_id });
+                    continue;
                 }
                 if removal {
                     continue;

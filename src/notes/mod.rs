@@ -56,9 +56,6 @@ pub enum NoteError {
     /// Applying the update could grow the stored document over `note_max_bytes`.
     #[error("document too large: would be {would_be} bytes (max {max})")]
     DocumentTooLarge { would_be: usize, max: usize },
-    /// An awareness entry for a Yjs client id another connection owns.
-    #[error("awareness client {client_id} belongs to another connection")]
-    ForeignClient { client_id: u64 },
     /// A connection announcing more awareness client ids than allowed.
     #[error("too many awareness clients for one connection (max {max})")]
     TooManyClients { max: usize },

@@ -827,18 +827,20 @@ fn awareness_user_is_rewritten_and_ids_are_bound() {
     assert_eq!(claimed, [11, 12]);
     assert!(guard.owns(11) && guard.owns(12));
 
-    // Another connection owns 13: the whole update is refused, nothing claimed.
+    // Another connection owns 13: its entries are dropped (an echo, or
+    // someone speaking for it), the rest is bound.
     let owned_by_other = |id| id == 13;
-    assert_eq!(
-        guard.bind(&aw(&[(14, 1, "{}"), (13, 1, "{}")]), &user, owned_by_other),
-        Err(NoteError::ForeignClient { client_id: 13 })
-    );
-    assert!(!guard.owns(14));
+    let bound = guard
+        .bind(&aw(&[(14, 1, "{}"), (13, 1, "{}")]), &user, owned_by_other)
+        .expect("bound");
+    assert_eq!(bound.claimed, [14]);
+    assert!(bound.update.clients.contains_key(&14) && !bound.update.clients.contains_key(&13));
+    assert!(!guard.owns(13));
     // Even its removal.
-    assert_eq!(
-        guard.bind(&aw(&[(13, 2, "null")]), &user, owned_by_other),
-        Err(NoteError::ForeignClient { client_id: 13 })
-    );
+    let bound = guard
+        .bind(&aw(&[(13, 2, "null")]), &user, owned_by_other)
+        .expect("bound");
+    assert!(bound.update.clients.is_empty());
     // Removals of ids nobody owns are dropped; own removals are kept.
     let bound = guard
         .bind(&aw(&[(99, 7, "null"), (12, 5, "null")]), &user, nobody)
@@ -850,9 +852,9 @@ fn awareness_user_is_rewritten_and_ids_are_bound() {
         guard.bind(&aw(&[(11, 2, "{nope")]), &user, nobody),
         Err(NoteError::InvalidMessage)
     );
-    // At most 4 ids per connection.
+    // At most 4 ids per connection (11, 12 and 14 are owned).
     guard
-        .bind(&aw(&[(15, 1, "{}"), (16, 1, "{}")]), &user, nobody)
+        .bind(&aw(&[(15, 1, "{}")]), &user, nobody)
         .expect("4 ids");
     assert_eq!(
         guard.bind(&aw(&[(17, 1, "{}")]), &user, nobody),
@@ -860,7 +862,7 @@ fn awareness_user_is_rewritten_and_ids_are_bound() {
     );
     let mut owned: Vec<_> = guard.owned().collect();
     owned.sort_unstable();
-    assert_eq!(owned, [11, 12, 15, 16]);
+    assert_eq!(owned, [11, 12, 14, 15]);
 }
 
 #[test]

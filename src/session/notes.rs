@@ -22,9 +22,7 @@ impl From<NoteError> for Refusal {
             }
             NoteError::UpdateTooLarge { .. } => ErrorCode::UpdateTooLarge,
             NoteError::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
-            NoteError::ForeignClient { .. } | NoteError::TooManyClients { .. } => {
-                ErrorCode::Forbidden
-            }
+            NoteError::TooManyClients { .. } => ErrorCode::Forbidden,
         };
         Refusal::new(code, format!("{err}: the note is unchanged"))
     }
@@ -83,15 +81,18 @@ impl Session {
                         for client in &bound.claimed {
                             note.owners.insert(*client, conn);
                         }
-                        note.awareness.apply(&bound.update);
-                        Ok::<_, NoteError>(notes::encode_awareness(&bound.update))
+                        // Echoes and unchanged states are not relayed.
+                        let changed = note.awareness.apply(&bound.update);
+                        Ok::<_, NoteError>(changed.then(|| notes::encode_awareness(&bound.update)))
                     })
                     .ok_or_else(not_loaded)??;
-                let frame = protocol::yjs(&YjsFrame {
-                    room: name,
-                    data: message,
-                });
-                room.broadcast(&frame, conn);
+                if let Some(message) = message {
+                    let frame = protocol::yjs(&YjsFrame {
+                        room: name,
+                        data: message,
+                    });
+                    room.broadcast(&frame, conn);
+                }
                 Ok(Some(protocol::ok_empty(id)))
             }
             Incoming::QueryAwareness => {
