@@ -720,3 +720,111 @@ async fn editors_on_two_nodes_converge_and_both_nodes_store_the_same_note() {
     assert_eq!(exports[0], exports[1]);
     assert_eq!(exports[0].as_str(), Some(ana.text().as_str()));
 }
+
+// ------------------------------------------------------------ the matrix
+
+/// Who may do what in a note, cell by cell (the spec's "Kind `notes`").
+#[tokio::test]
+async fn authorization_matrix_for_notes() {
+    const COLS: [&str; 8] = [
+        "join",
+        "step 1",
+        "update",
+        "awareness",
+        "versions",
+        "export",
+        "validate",
+        "lock",
+    ];
+    const F: &str = "forbidden";
+    const NJ: &str = "not_joined";
+    const MEMBER: [&str; 8] = ["ok", "ok", "ok", "ok", "ok", "ok", F, F];
+    const MODERATOR: [&str; 8] = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok"];
+    const OUTSIDER: [&str; 8] = [F, NJ, NJ, NJ, F, F, F, F];
+    let parent = {
+        let mut c = claims("par3b", preau::protocol::Role::Parent, &["3B"]);
+        c.children = vec!["ana".into()];
+        keyring().mint(&c).expect("mint")
+    };
+    let rows: Vec<(&str, String, [&str; 8])> = vec![
+        ("student-3B", student("stu3b", "3B"), MEMBER),
+        ("student-4A", student("stu4a", "4A"), OUTSIDER),
+        ("teacher-3B", teacher("tea3b", "3B"), MODERATOR),
+        ("teacher-4A", teacher("tea4a", "4A"), OUTSIDER),
+        ("parent-3B", parent, OUTSIDER),
+        (
+            "staff",
+            token("staff1", preau::protocol::Role::Staff, &[]),
+            MODERATOR,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (label, token, want) in rows {
+        let server = TestServer::start().await;
+        let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
+        within("prof joins", prof.join(NOTE, None))
+            .await
+            .expect("join");
+        let (client, _) = server.connect(&token).await;
+        let mut actor = Editor::new(client, 7, NOTE);
+        let mut got = vec![code(&within("join", actor.client.join(NOTE, None)).await)];
+        let sv = actor.doc.transact().state_vector();
+        got.push(code(&actor.send(notes::encode_step1(&sv)).await));
+        got.push(code(&actor.insert(0, "x").await));
+        let mut clients = std::collections::HashMap::new();
+        clients.insert(
+            7,
+            yrs::sync::awareness::AwarenessUpdateEntry {
+                clock: 1,
+                json: "{}".into(),
+            },
+        );
+        let awareness = notes::encode_awareness(&notes::AwarenessUpdate { clients });
+        got.push(code(&actor.send(awareness).await));
+        got.push(code(
+            &within(
+                "versions",
+                actor.client.request::<NoteVersions>(Request::NoteVersions {
+                    id: None,
+                    room: NOTE.into(),
+                }),
+            )
+            .await,
+        ));
+        got.push(code(
+            &export(&mut actor.client, None, ExportFormat::Text).await,
+        ));
+        got.push(code(
+            &within(
+                "validate",
+                actor.client.moderate(
+                    NOTE,
+                    ModAction::Validate {
+                        label: "v".into(),
+                        lock: false,
+                    },
+                ),
+            )
+            .await,
+        ));
+        got.push(code(
+            &within(
+                "lock",
+                actor.client.moderate(
+                    NOTE,
+                    ModAction::ReadOnly {
+                        on: true,
+                        thread: None,
+                    },
+                ),
+            )
+            .await,
+        ));
+        for ((col, got), want) in COLS.iter().zip(&got).zip(want) {
+            if got != want {
+                wrong.push(format!("{label}/{col}: got {got}, want {want}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
