@@ -191,6 +191,20 @@ async fn server_with_clock(clock: preau::hub::Clock) -> TestServer {
     TestServer { server, dir }
 }
 
+/// Opens `room` as a help forum of 3B; returns its teacher and a pupil,
+/// both joined.
+async fn help_forum(server: &TestServer, room: &str) -> (Client, Client) {
+    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
+    ok(
+        "configure",
+        configure(&mut prof, room, Flavour::Help, &[], &[]).await,
+    );
+    join_ok(&mut prof, room).await;
+    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
+    join_ok(&mut ana, room).await;
+    (prof, ana)
+}
+
 // ------------------------------------------------------ 1. the matrix
 
 /// Columns of the forum matrix. A row's user acts in `3B/forum/inter`, an
@@ -715,14 +729,7 @@ async fn edits_keep_their_history_within_the_window_and_stop_after_a_reply() {
     let (now, clock) = manual_clock(start);
     let server = server_with_clock(clock).await;
     let room = "3B/forum/aide";
-    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
-    ok(
-        "configure",
-        configure(&mut prof, room, Flavour::Help, &[], &[]).await,
-    );
-    join_ok(&mut prof, room).await;
-    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
-    join_ok(&mut ana, room).await;
+    let (mut prof, mut ana) = help_forum(&server, room).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     join_ok(&mut bob, room).await;
 
@@ -863,14 +870,7 @@ async fn edits_keep_their_history_within_the_window_and_stop_after_a_reply() {
 async fn deleting_or_redacting_a_post_removes_it_and_its_edits_from_storage() {
     let server = TestServer::start().await;
     let room = "3B/forum/aide";
-    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
-    ok(
-        "configure",
-        configure(&mut prof, room, Flavour::Help, &[], &[]).await,
-    );
-    join_ok(&mut prof, room).await;
-    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
-    join_ok(&mut ana, room).await;
+    let (mut prof, mut ana) = help_forum(&server, room).await;
     let thread = ok(
         "ask",
         new_thread(&mut ana, room, "Sujet secret", "texte-original").await,
@@ -966,14 +966,7 @@ async fn deleting_or_redacting_a_post_removes_it_and_its_edits_from_storage() {
 async fn a_locked_thread_refuses_pupils_posts_but_not_other_threads() {
     let server = TestServer::start().await;
     let room = "3B/forum/aide";
-    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
-    ok(
-        "configure",
-        configure(&mut prof, room, Flavour::Help, &[], &[]).await,
-    );
-    join_ok(&mut prof, room).await;
-    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
-    join_ok(&mut ana, room).await;
+    let (mut prof, mut ana) = help_forum(&server, room).await;
     let locked = ok("t1", new_thread(&mut ana, room, "Un", "...").await).offset;
     let open = ok("t2", new_thread(&mut ana, room, "Deux", "...").await).offset;
     let lock = |on| ModAction::ReadOnly {
@@ -1328,36 +1321,15 @@ async fn bad_forum_requests_get_documented_errors() {
 async fn a_forum_on_two_nodes_has_the_same_threads_edits_and_locks_everywhere() {
     let redis = support::redis::RedisServer::start().await;
     let url = redis.url();
-    let args = [
-        "--redis",
-        url.as_str(),
-        "--heartbeat",
-        "100ms",
-        "--node-timeout",
-        "1s",
-        "--resync-window",
-        "200ms",
-    ];
     let (dir_a, dir_b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     );
-    let node_a = Proc::serve(dir_a.path(), free_port(), &args).await;
-    let node_b = Proc::serve(dir_b.path(), free_port(), &args).await;
+    let node_a = cluster_node(&url, dir_a.path()).await;
+    let node_b = cluster_node(&url, dir_b.path()).await;
     let connect = |url: String, token: String| async move {
         Client::connect(&url, &token).await.expect("connect").0
     };
-    // Nodes refuse writes for `resync_window` after reaching Redis.
-    for url in [node_a.url(), node_b.url()] {
-        let mut probe = connect(url, teacher("probe", "3B")).await;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while outcome(&configure(&mut probe, "3B/forum/probe", Flavour::Help, &[], &[]).await)
-            != "ok"
-        {
-            assert!(tokio::time::Instant::now() < deadline, "node never ready");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
     let room = "3B/forum/entraide";
     let mut prof = connect(node_a.url(), teacher("prof", "3B")).await;
     ok(

@@ -660,33 +660,11 @@ async fn editors_on_two_nodes_converge_and_both_nodes_store_the_same_note() {
         tempfile::tempdir().expect("b"),
     );
     let url = redis.url();
-    let args = [
-        "--redis",
-        url.as_str(),
-        "--heartbeat",
-        "100ms",
-        "--node-timeout",
-        "1s",
-        "--resync-window",
-        "200ms",
-    ];
-    let node_a = Proc::serve(dir_a.path(), free_port(), &args).await;
-    let node_b = Proc::serve(dir_b.path(), free_port(), &args).await;
+    let node_a = cluster_node(&url, dir_a.path()).await;
+    let node_b = cluster_node(&url, dir_b.path()).await;
     let connect = |url: String, token: String| async move {
         Client::connect(&url, &token).await.expect("connect").0
     };
-    // Nodes refuse writes for `resync_window` after reaching Redis.
-    for url in [node_a.url(), node_b.url()] {
-        let mut probe = connect(url, student("probe", "3B")).await;
-        within("probe join", probe.join("3B/chat/probe", None))
-            .await
-            .expect("probe joins");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while code(&within("probe", probe.post("3B/chat/probe", "p")).await) != "ok" {
-            assert!(tokio::time::Instant::now() < deadline, "node never ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
     let mut ana = Editor::new(connect(node_a.url(), student("ana", "3B")).await, 51, NOTE);
     let mut bob = Editor::new(connect(node_b.url(), student("bob", "3B")).await, 52, NOTE);
     ana.join().await;

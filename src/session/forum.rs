@@ -306,13 +306,7 @@ impl Session {
             self.release_unjoined(&room);
             return Err(not_forum(&name));
         }
-        if room.is_banned(&self.user()?.id) && !self.is_moderator(&room) {
-            self.release_unjoined(&room);
-            return Err(Refusal::new(
-                ErrorCode::Banned,
-                format!("you are banned from {name}"),
-            ));
-        }
+        self.refuse_banned(&room)?;
         Ok((name, room))
     }
 

@@ -385,6 +385,19 @@ impl Session {
         }
     }
 
+    /// `banned` (releasing the room if this connection did not join it)
+    /// for a banned user who does not moderate it.
+    fn refuse_banned(&self, room: &Arc<Room>) -> Result<(), Refusal> {
+        if room.is_banned(&self.user()?.id) && !self.is_moderator(room) {
+            self.release_unjoined(room);
+            return Err(Refusal::new(
+                ErrorCode::Banned,
+                format!("you are banned from {}", room.name()),
+            ));
+        }
+        Ok(())
+    }
+
     fn authenticated(&self) -> Result<&Authenticated, Refusal> {
         self.auth
             .as_ref()
@@ -736,13 +749,7 @@ impl Session {
             Some(n) => (n as usize).min(page_max),
         };
         let (name, room) = self.open(room, Action::Read).await?;
-        if room.is_banned(&self.user()?.id) && !self.is_moderator(&room) {
-            self.release_unjoined(&room);
-            return Err(Refusal::new(
-                ErrorCode::Banned,
-                format!("you are banned from {name}"),
-            ));
-        }
+        self.refuse_banned(&room)?;
         if let Some(thread) = thread {
             let page = Page {
                 before,

@@ -235,13 +235,7 @@ impl Session {
                 format!("{name} is not a notes room"),
             ));
         }
-        if room.is_banned(&self.user()?.id) && !self.is_moderator(&room) {
-            self.release_unjoined(&room);
-            return Err(Refusal::new(
-                ErrorCode::Banned,
-                format!("you are banned from {name}"),
-            ));
-        }
+        self.refuse_banned(&room)?;
         Ok((name, room))
     }
 

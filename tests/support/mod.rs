@@ -331,3 +331,40 @@ impl Proc {
             .expect("wait")
     }
 }
+
+/// Starts `preau serve` in cluster mode on `dir` (heartbeats fast enough
+/// for tests) and waits until it takes posts: a node refuses them for
+/// `resync_window` after reaching Redis.
+pub async fn cluster_node(redis_url: &str, dir: &Path) -> Proc {
+    let args = [
+        "--redis",
+        redis_url,
+        "--heartbeat",
+        "100ms",
+        "--node-timeout",
+        "1s",
+        "--resync-window",
+        "200ms",
+    ];
+    let node = Proc::serve(dir, free_port(), &args).await;
+    let (mut probe, _) = Client::connect(&node.url(), &student("probe", "3B"))
+        .await
+        .expect("probe connects");
+    tokio::time::timeout(WAIT, probe.join("3B/chat/probe", None))
+        .await
+        .expect("probe join answered")
+        .expect("probe joins");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::timeout(WAIT, probe.post("3B/chat/probe", "probe"))
+        .await
+        .expect("probe post answered")
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node never took posts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node
+}
