@@ -361,6 +361,22 @@ async fn a_validated_version_stays_while_the_draft_changes_and_locking_refuses_p
         .expect("draft");
     let refused = ana.insert(0, "GRAFFITI ").await;
     assert_eq!(code(&refused), "read_only");
+    // Reconnecting readers still sync: an empty step 2 changes nothing and
+    // is acked; awareness is not an edit.
+    ana.send(notes::encode_step2(&[0, 0]))
+        .await
+        .expect("empty step 2 in a locked note");
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(
+        11,
+        yrs::sync::awareness::AwarenessUpdateEntry {
+            clock: 1,
+            json: "{}".into(),
+        },
+    );
+    ana.send(notes::encode_awareness(&notes::AwarenessUpdate { clients }))
+        .await
+        .expect("awareness in a locked note");
     let after = export(&mut ana.client, None, ExportFormat::Text)
         .await
         .expect("draft");
@@ -587,6 +603,33 @@ async fn awareness_is_bound_to_the_authenticated_user() {
     }
     let result = bob.send(awareness(36, 1, "{}")).await;
     assert_eq!(code(&result), "forbidden");
+    // Ana's second connection (a reconnect before the first one timed
+    // out) takes her client id over: relayed, with her name.
+    let mut ana2 = Editor::new(server.connect(&student("ana", "3B")).await.0, 31, NOTE);
+    ana2.join().await;
+    ana2.send(awareness(31, 5, r#"{"cursor":4}"#))
+        .await
+        .expect("takeover");
+    let relayed = loop {
+        let frame = within("takeover relayed", bob.client.next())
+            .await
+            .expect("open");
+        if let ServerFrame::Yjs(frame) = frame {
+            break frame;
+        }
+    };
+    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&relayed.data) else {
+        panic!("an awareness message")
+    };
+    let state: serde_json::Value =
+        serde_json::from_str(&update.clients[&31].json).expect("json state");
+    assert_eq!(
+        (state["user"]["id"].clone(), state["cursor"].clone()),
+        ("ana".into(), 4.into())
+    );
+    within("leave", ana2.client.leave(NOTE))
+        .await
+        .expect("leave");
     // When ana leaves, her state is removed for bob.
     within("leave", ana.client.leave(NOTE))
         .await

@@ -113,7 +113,9 @@ export type ModerationAction =
   | { kind: "read_only"; on: boolean }
   | { kind: "pin"; offset: number }
   | { kind: "unpin"; offset: number }
-  | { kind: "resolve"; report: number; dismissed: boolean };
+  | { kind: "resolve"; report: number; dismissed: boolean }
+  // notes: validate the current state as a named version (and lock the draft)
+  | { kind: "validate"; label: string; lock?: boolean };
 
 export interface NoteVersion {
   version: number;
@@ -248,7 +250,7 @@ export class PreauClient {
   private ws: WebSocketLike | null = null;
   private nextId = 1;
   private pending = new Map<number, Pending>();
-  private rooms = new Map<string, RoomState>();
+  private wanted = new Map<string, RoomState>();
   private listeners = new Map<keyof ClientEvents, Set<Listener<any>>>();
   private attempt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -305,17 +307,17 @@ export class PreauClient {
   /** Stops for good: closes the socket, rejects what is pending, forgets the rooms. */
   close(): void {
     this.stop(new PreauError("closed", "client closed"));
-    this.rooms.clear();
+    this.wanted.clear();
   }
 
   /** True while the room is wanted (joined, or to be re-joined after a reconnection). */
   isJoined(room: string): boolean {
-    return this.rooms.get(room)?.joined ?? false;
+    return this.wanted.get(room)?.joined ?? false;
   }
 
   /** The position a `join` with `since` would resume from. */
   position(room: string): Since | undefined {
-    const st = this.rooms.get(room);
+    const st = this.wanted.get(room);
     return st?.epoch && st.known ? { epoch: st.epoch, offset: st.offset } : undefined;
   }
 
@@ -388,7 +390,7 @@ export class PreauClient {
     this.setState("open");
     this.startHeartbeat(hello.limits?.ping_interval_ms ?? 25_000);
     // Re-join before telling the app, so its requests queue behind the joins.
-    for (const room of this.rooms.keys()) this.sendJoin(room, true);
+    for (const [room, st] of this.wanted) this.sendJoin(room, st.known);
     this.emit("open", hello);
     this.firstOpen?.resolve(hello);
     this.firstOpen = null;
@@ -426,7 +428,7 @@ export class PreauClient {
     }
     this.stopHeartbeat();
     this.failPending(new PreauError("disconnected", `connection lost (${code})`));
-    for (const st of this.rooms.values()) st.held = null;
+    for (const st of this.wanted.values()) st.held = null;
     if (this.state === "closed") return;
     const expiredWithStaticToken = code === 4002 && typeof this.tokenSource === "string";
     if (FATAL_CLOSES.has(code) || expiredWithStaticToken) {
@@ -470,7 +472,7 @@ export class PreauClient {
       }
     }
     this.failPending(err);
-    for (const st of this.rooms.values()) {
+    for (const st of this.wanted.values()) {
       for (const w of st.waiters.splice(0)) w.reject(err);
     }
     this.firstOpen?.reject(err);
@@ -557,10 +559,10 @@ export class PreauClient {
         if (isEvent(frame)) this.deliver(frame, true);
         break;
       case "presence":
-        if (this.rooms.has(frame.room)) this.emit("presence", frame as PresenceFrame);
+        if (this.wanted.has(frame.room)) this.emit("presence", frame as PresenceFrame);
         break;
       case "typing":
-        if (this.rooms.has(frame.room)) this.emit("typing", frame as TypingFrame);
+        if (this.wanted.has(frame.room)) this.emit("typing", frame as TypingFrame);
         break;
       case "yjs":
         if (frame.data instanceof Uint8Array) this.emit("yjs", frame as YjsFrame);
@@ -586,7 +588,7 @@ export class PreauClient {
 
   /** Hands a durable event to the app once: offsets at or below the last seen are duplicates. */
   private deliver(ev: EventFrame, live: boolean): void {
-    const st = this.rooms.get(ev.room);
+    const st = this.wanted.get(ev.room);
     if (!st) return; // left meanwhile
     if (live && st.held) {
       st.held.push(ev);
@@ -606,7 +608,7 @@ export class PreauClient {
     const action = ev.body.action as { kind?: string; user?: string } | undefined;
     if (!action || action.user !== this.user?.id) return;
     if (action.kind !== "kick" && action.kind !== "ban") return;
-    this.rooms.delete(ev.room);
+    this.wanted.delete(ev.room);
     this.emit("removed", { room: ev.room, reason: action.kind, event: ev });
   }
 
@@ -617,7 +619,7 @@ export class PreauClient {
    * connection is up, resolves once it is (the join waits).
    */
   join(room: string, since?: Since): Promise<JoinOk> {
-    if (this.rooms.has(room)) {
+    if (this.wanted.has(room)) {
       return Promise.reject(new PreauError("already_joined", `${room} is already joined`));
     }
     const st: RoomState = {
@@ -628,24 +630,28 @@ export class PreauClient {
       waiters: [],
       held: null,
     };
-    this.rooms.set(room, st);
+    this.wanted.set(room, st);
     const p = new Promise<JoinOk>((resolve, reject) => st.waiters.push({ resolve, reject }));
     if (this.state === "open") this.sendJoin(room, false);
     return p;
   }
 
   private sendJoin(room: string, rejoin: boolean): void {
-    const st = this.rooms.get(room);
+    const st = this.wanted.get(room);
     if (!st) return;
     st.joined = false;
-    const since = st.epoch && st.known ? { epoch: st.epoch, offset: st.offset } : undefined;
+    // A note is re-synced by its provider's step 1/step 2 exchange, which
+    // sends exactly what is missing; replaying its updates too would only
+    // double the transfer (and compaction often makes it fail anyway).
+    const isNote = room.split("/")[1] === "notes";
+    const since = st.epoch && st.known && !isNote ? { epoch: st.epoch, offset: st.offset } : undefined;
     const id = this.allocId();
     this.send({ type: "join", id, room, since }, (frame) => {
-      if (this.rooms.get(room) !== st) return; // left while joining
+      if (this.wanted.get(room) !== st) return; // left while joining
       if (frame.type === "ok") this.joined(room, st, frame.data as JoinOk, since, rejoin);
       else {
         const err = new PreauError(String(frame.code), String(frame.message), frame.retry_after_ms);
-        this.rooms.delete(room);
+        this.wanted.delete(room);
         for (const w of st.waiters.splice(0)) w.reject(err);
         if (rejoin) this.emit("removed", { room, reason: "rejoin_failed", error: err });
       }
@@ -697,7 +703,7 @@ export class PreauClient {
       // Disconnected: the next re-join resumes from what was delivered
       // (`lost` already dropped the held events). Anything else (retention
       // caught up with us): the app must reload.
-      if (this.rooms.get(room) !== st || st.held === null) return;
+      if (this.wanted.get(room) !== st || st.held === null) return;
       if (err instanceof PreauError && err.code === "disconnected") return;
       const held = st.held;
       st.held = null;
@@ -707,7 +713,7 @@ export class PreauClient {
       for (const ev of held ?? []) this.deliver(ev, false);
       return;
     }
-    if (this.rooms.get(room) !== st) return;
+    if (this.wanted.get(room) !== st) return;
     st.offset = Math.max(st.offset, head);
     const held = st.held ?? [];
     st.held = null;
@@ -717,8 +723,8 @@ export class PreauClient {
 
   /** Leaves a room (and stops re-joining it). */
   async leave(room: string): Promise<void> {
-    const st = this.rooms.get(room);
-    this.rooms.delete(room);
+    const st = this.wanted.get(room);
+    this.wanted.delete(room);
     for (const w of st?.waiters.splice(0) ?? []) w.reject(new PreauError("not_joined", "left"));
     if (this.state !== "open") return;
     try {
@@ -764,8 +770,14 @@ export class PreauClient {
     return this.request<PostOk | null>("yjs", { room, data });
   }
 
-  noteValidate(room: string, label: string, lock?: boolean): Promise<NoteVersion> {
-    return this.request<NoteVersion>("note_validate", { room, label, lock });
+  /** Lists the existing rooms of one kind in a class (`{rooms}`). */
+  rooms(cls: string, kind: string): Promise<{ rooms: string[] }> {
+    return this.request("rooms", { class: cls, kind });
+  }
+
+  /** Validates a note's current state as a version (the `validate` moderation action). */
+  noteValidate(room: string, label: string, lock?: boolean): Promise<PostOk> {
+    return this.moderate(room, { kind: "validate", label, lock });
   }
 
   noteVersions(room: string): Promise<{ versions: NoteVersion[] }> {

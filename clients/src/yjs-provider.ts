@@ -43,9 +43,10 @@ export class PreauProvider {
   private unsubscribe: Array<() => void> = [];
   private ownsJoin = false;
   private destroyed = false;
-  // Awareness refused (a reader, or our clientID still owned by a dead
-  // connection the server has not noticed yet). Awareness renews itself
-  // every 15 s, so it is retried anyway; this only avoids repeating the error.
+  // Awareness refused (a locked note, a muted pupil, or our clientID still
+  // owned by a dead connection the server has not noticed yet). Awareness
+  // renews itself every 15 s, so it is retried anyway; this flag only
+  // avoids reporting the same refusal every time.
   private awarenessRefused = false;
   private ownsAwareness: boolean;
 
@@ -82,7 +83,11 @@ export class PreauProvider {
     } else {
       this.ownsJoin = true;
       client.join(room).catch((err: PreauError) => {
-        if (err.code === "already_joined") return; // joining; the `joined` event will start sync
+        if (err.code === "already_joined") {
+          // The app is joining it already: the `joined` event starts sync, and the room is the app's to leave.
+          this.ownsJoin = false;
+          return;
+        }
         if (!this.destroyed) this.emit("error", err);
       });
     }
@@ -229,7 +234,7 @@ export class PreauProvider {
         if (isUpdate) this.bumpPending(-1);
         // A lost connection is not an error: re-sync redoes the exchange.
         if (err.code === "disconnected" || err.code === "not_connected" || this.destroyed) return;
-        if (!isUpdate && err.code === "forbidden") {
+        if (!isUpdate) {
           if (this.awarenessRefused) return;
           this.awarenessRefused = true;
         }

@@ -17,8 +17,9 @@ pub struct NoteState {
     /// A compaction is running (at most one per note).
     pub compacting: bool,
     pub awareness: AwarenessStates,
-    /// Awareness client id → the connection that owns it on this node.
-    pub owners: HashMap<u64, ConnId>,
+    /// Awareness client id → the connection (and its user) that owns it
+    /// on this node.
+    pub owners: HashMap<u64, (ConnId, String)>,
 }
 
 impl NoteState {

@@ -63,7 +63,11 @@ impl Session {
                 self.note_update(id, &room, update).await
             }
             Incoming::Awareness(update) => {
-                self.may_write(&room)?;
+                // Cursors and names are not edits: a locked or muted
+                // member still shows up, but only members who may post do.
+                if !self.allowed_in(&room, Action::Post) {
+                    return Err(forbidden(room.name(), Action::Post));
+                }
                 let user = self.user()?.clone();
                 let user_json = serde_json::json!({
                     "id": user.id,
@@ -75,11 +79,16 @@ impl Session {
                 let guard = &mut joined.awareness;
                 let message = room
                     .with_note(|note| {
+                        // A client id stays with its connection, except that
+                        // the same user's new connection takes it over (a
+                        // reconnect before the old one timed out).
                         let bound = guard.bind(&update, &user_json, |client| {
-                            note.owners.get(&client).is_some_and(|owner| *owner != conn)
+                            note.owners
+                                .get(&client)
+                                .is_some_and(|(owner, who)| *owner != conn && *who != user.id)
                         })?;
-                        for client in &bound.claimed {
-                            note.owners.insert(*client, conn);
+                        for client in bound.update.clients.keys() {
+                            note.owners.insert(*client, (conn, user.id.clone()));
                         }
                         // Echoes and unchanged states are not relayed.
                         let changed = note.awareness.apply(&bound.update);
@@ -114,7 +123,9 @@ impl Session {
         room: &Arc<Room>,
         update: Vec<u8>,
     ) -> Result<Option<Bytes>, Refusal> {
-        self.may_write(room)?;
+        if !self.allowed_in(room, Action::Post) {
+            return Err(forbidden(room.name(), Action::Post));
+        }
         let user = self.user()?.clone();
         let limits = notes::Limits {
             max_update_bytes: self.hub.config.note_max_update_bytes,
@@ -126,9 +137,12 @@ impl Session {
                 note.doc.is_noop(&update)
             })
             .ok_or_else(not_loaded)??;
+        // A step 2 that adds nothing (a reconnecting reader's) changes
+        // nothing: acked even in a locked note.
         if noop {
             return Ok(Some(protocol::ok_empty(id)));
         }
+        self.check_moderation(room, &user.id, false, None)?;
         // Updates come at typing speed: they take from the request bucket,
         // not the (much smaller) post bucket.
         if let Err(wait) = self.hub.request_limit(&user.id) {
@@ -142,16 +156,6 @@ impl Session {
         self.send_post(id, room, &user, Body::YjsUpdate { data: update })
             .await?;
         Ok(None)
-    }
-
-    /// Whether the user may change the note now: post permission, and not
-    /// banned, muted or locked out (moderators pass).
-    fn may_write(&self, room: &Room) -> Result<(), Refusal> {
-        if !self.allowed_in(room, Action::Post) {
-            return Err(forbidden(room.name(), Action::Post));
-        }
-        let user = self.user()?.id.clone();
-        self.check_moderation(room, &user, false, None)
     }
 
     fn send_yjs(&self, room: &str, data: Vec<u8>) {
@@ -242,17 +246,26 @@ impl Session {
     /// Tells the other members that this connection's awareness states
     /// are gone (it left the note or closed).
     pub(super) fn drop_awareness(&self, room: &Room, conn: ConnId, guard: &notes::AwarenessGuard) {
-        let Some(removal) = guard.removal() else {
+        let Some(mut removal) = guard.removal() else {
             return;
         };
         room.with_note(|note| {
+            // Ids a newer connection of the same user took over stay.
+            removal.clients.retain(|client, _| {
+                note.owners
+                    .get(client)
+                    .is_some_and(|(owner, _)| *owner == conn)
+            });
             note.awareness.apply(&removal);
-            let owned: Vec<u64> = guard.owned().collect();
-            for client in &owned {
+            let gone: Vec<u64> = removal.clients.keys().copied().collect();
+            for client in &gone {
                 note.owners.remove(client);
             }
-            note.awareness.remove(owned);
+            note.awareness.remove(gone);
         });
+        if removal.clients.is_empty() {
+            return;
+        }
         let frame = protocol::yjs(&YjsFrame {
             room: room.name().to_string(),
             data: notes::encode_awareness(&removal),

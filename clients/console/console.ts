@@ -1,0 +1,288 @@
+// Teacher console: one room's live room_view (members, mutes, bans, message
+// rate, open reports), one-click moderation, and the class's audit log.
+
+import type { EventFrame, ModerationAction, PreauClient, RoomView, UserInfo } from "../src/client.js";
+import { connectionBadge, el, errorText, formatDuration, formatTime, moderationText, signIn, signOut, toast, userLabel } from "../web/common.js";
+
+const ROOM_RE = /^([A-Za-z0-9_-]{1,32})\/(chat|notes|forum)\/[A-Za-z0-9_.-]{1,64}$/;
+
+class Console {
+  private room?: string;
+  private audit?: string;
+  private view?: RoomView;
+  private messages = new Map<number, EventFrame>();
+  private auditEntries = new Map<number, EventFrame>();
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+
+  private grid = el("div", { className: "console" });
+  private stats = el("div", { className: "stats" });
+  private membersBody = el("tbody");
+  private reportsBody = el("tbody");
+  private messagesBody = el("tbody");
+  private auditList = el("ol", { className: "audit" });
+  private title = el("h2", { textContent: "" });
+
+  constructor(
+    private client: PreauClient,
+    private root: HTMLElement,
+  ) {}
+
+  start(): void {
+    const me = this.client.user!;
+    const logout = el("button", { className: "secondary", textContent: "Se déconnecter" });
+    logout.addEventListener("click", () => signOut(this.client));
+    const header = el(
+      "header",
+      {},
+      el("h1", { textContent: "préau · console enseignant" }),
+      el("span", { className: "me", textContent: userLabel(me) }),
+      connectionBadge(this.client),
+      logout,
+    );
+    if (me.role !== "teacher" && me.role !== "staff") {
+      this.root.replaceChildren(header, el("p", { className: "empty", textContent: "La console est réservée aux enseignants et au personnel." }));
+      return;
+    }
+
+    const input = el("input", { id: "console-room", placeholder: "3B/chat/general", autocomplete: "off" });
+    input.value = new URLSearchParams(location.search).get("room") ?? localStorage.getItem("preau.console.room") ?? "";
+    const form = el("form", { className: "console-bar" }, el("label", { htmlFor: "console-room", textContent: "Salon :" }), input, el("button", { type: "submit", textContent: "Ouvrir" }));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      void this.open(input.value.trim());
+    });
+
+    const table = (head: string[], body: HTMLElement) =>
+      el("table", {}, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { textContent: h })))), body);
+    this.grid.append(
+      el("section", { className: "card wide" }, this.title, this.stats),
+      el("section", { className: "card" }, el("h3", { textContent: "Membres" }), table(["Élève / membre", "Actions"], this.membersBody)),
+      el("section", { className: "card" }, el("h3", { textContent: "Signalements ouverts" }), table(["Message signalé", "Actions"], this.reportsBody)),
+      el("section", { className: "card" }, el("h3", { textContent: "Derniers messages" }), table(["Message", "Actions"], this.messagesBody)),
+      el("section", { className: "card" }, el("h3", { textContent: "Journal de la classe" }), this.auditList),
+    );
+    this.grid.hidden = true;
+    this.root.replaceChildren(header, form, this.grid);
+
+    this.client.on("event", (ev) => {
+      if (ev.room === this.room) {
+        this.onRoomEvent(ev);
+        this.scheduleRefresh();
+      } else if (ev.room === this.audit) {
+        this.auditEntries.set(ev.offset, ev);
+        this.renderAudit();
+        this.scheduleRefresh();
+      }
+    });
+    this.client.on("presence", (p) => {
+      if (p.room === this.room) this.scheduleRefresh();
+    });
+    this.client.on("open", () => this.scheduleRefresh());
+    // Mutes end by themselves: refresh now and then.
+    setInterval(() => this.scheduleRefresh(), 15_000);
+    if (input.value) void this.open(input.value);
+  }
+
+  private async open(room: string): Promise<void> {
+    const m = ROOM_RE.exec(room);
+    if (!m) return toast("Nom de salon : classe/type/nom, ex. 3B/chat/general", "error");
+    localStorage.setItem("preau.console.room", room);
+    const audit = `${m[1]}/audit/log`;
+    if (this.room && this.room !== room) await this.client.leave(this.room).catch(() => {});
+    if (this.audit && this.audit !== audit) await this.client.leave(this.audit).catch(() => {});
+    this.room = room;
+    this.messages.clear();
+    this.title.textContent = room;
+    try {
+      // Joining gives live messages, moderation events and presence.
+      if (!this.client.isJoined(room)) await this.client.join(room);
+      const page = await this.client.history(room, { limit: 30 });
+      for (const ev of page.events) this.onRoomEvent(ev);
+      if (this.audit !== audit) {
+        this.audit = audit;
+        this.auditEntries.clear();
+        if (!this.client.isJoined(audit)) await this.client.join(audit);
+        const log = await this.client.history(audit, { limit: 100 });
+        for (const ev of log.events) this.auditEntries.set(ev.offset, ev);
+        this.renderAudit();
+      }
+      await this.refresh();
+      this.grid.hidden = false;
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  private onRoomEvent(ev: EventFrame): void {
+    knownNames.set(ev.from.id, ev.from.name);
+    if (ev.body.kind === "message" || ev.body.kind === "redacted") this.messages.set(ev.offset, ev);
+    if (ev.body.kind === "moderation") {
+      const a = ev.body.action as { kind: string; offset?: number };
+      const target = a.offset !== undefined ? this.messages.get(a.offset) : undefined;
+      if (a.kind === "redact" && target) {
+        this.messages.set(target.offset, { ...target, body: { kind: "redacted", by: ev.from } });
+      }
+    }
+    // Keep the last 30.
+    const keys = [...this.messages.keys()].sort((x, y) => x - y);
+    for (const k of keys.slice(0, Math.max(0, keys.length - 30))) this.messages.delete(k);
+    this.renderMessages();
+  }
+
+  // Several events in a burst make one room_view request.
+  private scheduleRefresh(): void {
+    if (!this.room || this.refreshTimer) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      void this.refresh().catch(() => {});
+    }, 300);
+  }
+
+  private async refresh(): Promise<void> {
+    if (!this.room || this.client.state !== "open") return;
+    this.view = await this.client.roomView(this.room);
+    for (const m of this.view.members) knownNames.set(m.user.id, m.user.name);
+    this.renderStats();
+    this.renderMembers();
+    this.renderReports();
+    this.renderMessages();
+  }
+
+  private act(action: ModerationAction, confirmText?: string): void {
+    if (!this.room) return;
+    if (confirmText && !confirm(confirmText)) return;
+    this.client.moderate(this.room, action).then(
+      () => this.scheduleRefresh(),
+      (err) => toast(errorText(err), "error"),
+    );
+  }
+
+  private button(label: string, action: ModerationAction, opts: { danger?: boolean; confirm?: string } = {}): HTMLButtonElement {
+    const b = el("button", { type: "button", textContent: label, className: opts.danger ? "danger" : "secondary" });
+    b.addEventListener("click", () => this.act(action, opts.confirm));
+    return b;
+  }
+
+  private renderStats(): void {
+    const v = this.view!;
+    const slow = el("select", { id: "slow-mode", title: "Mode lent" });
+    for (const [s, label] of [[0, "désactivé"], [10, "10 s"], [30, "30 s"], [60, "1 min"], [300, "5 min"]] as const) {
+      slow.append(el("option", { value: String(s), textContent: label, selected: v.slow_mode === s }));
+    }
+    if (![0, 10, 30, 60, 300].includes(v.slow_mode)) slow.append(el("option", { value: String(v.slow_mode), textContent: `${v.slow_mode} s`, selected: true }));
+    slow.addEventListener("change", () => this.act({ kind: "slow_mode", seconds: Number(slow.value) }));
+    const ro = this.button(v.read_only ? "Rouvrir le salon" : "Lecture seule", { kind: "read_only", on: !v.read_only }, { danger: !v.read_only });
+    this.stats.replaceChildren(
+      stat(String(v.members.length), "présents"),
+      stat(String(v.recent_messages), "messages (5 dernières min)"),
+      stat(String(v.open_reports.length), "signalements ouverts"),
+      stat(v.read_only ? "oui" : "non", "lecture seule"),
+      el("label", {}, "Mode lent : ", slow),
+      ro,
+    );
+  }
+
+  private renderMembers(): void {
+    const v = this.view!;
+    const now = Date.now();
+    const rows: HTMLElement[] = [];
+    const present = new Set(v.members.map((m) => m.user.id));
+    for (const m of v.members) rows.push(this.memberRow(m.user, m.muted_until, m.banned, now));
+    // Banned or muted users who are not here right now still need their buttons.
+    for (const id of v.banned) if (!present.has(id)) rows.push(this.memberRow({ id, name: id, role: "" }, v.muted[id], true, now));
+    for (const [id, until] of Object.entries(v.muted)) {
+      if (!present.has(id) && !v.banned.includes(id)) rows.push(this.memberRow({ id, name: id, role: "" }, until, false, now));
+    }
+    this.membersBody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colSpan: 2, textContent: "Personne dans le salon." }))]));
+  }
+
+  private memberRow(user: UserInfo, mutedUntil: number | undefined, banned: boolean, now: number): HTMLElement {
+    const who = el("td", { "data-user": user.id }, user.role ? userLabel(user) : user.id);
+    const muted = mutedUntil !== undefined && mutedUntil > now;
+    if (muted) who.append(el("span", { className: "tag muted", textContent: `muet jusqu'à ${formatTime(mutedUntil!)} (${formatDuration(mutedUntil! - now)})` }));
+    if (banned) who.append(el("span", { className: "tag banned", textContent: "exclu" }));
+    const actions = el("td", { className: "actions" });
+    const isModerator = user.role === "teacher" || user.role === "staff";
+    if (!isModerator) {
+      actions.append(this.button("Muet 10 min", { kind: "mute", user: user.id, seconds: 600 }), this.button("Muet 1 h", { kind: "mute", user: user.id, seconds: 3600 }));
+      if (muted) actions.append(this.button("Rendre la parole", { kind: "unmute", user: user.id }));
+      if (!banned) {
+        actions.append(
+          this.button("Retirer", { kind: "kick", user: user.id }),
+          this.button("Exclure", { kind: "ban", user: user.id }, { danger: true, confirm: `Exclure ${user.name} de ce salon ?` }),
+        );
+      }
+    }
+    if (banned) actions.append(this.button("Lever l'exclusion", { kind: "unban", user: user.id }));
+    return el("tr", {}, who, actions);
+  }
+
+  private renderReports(): void {
+    const v = this.view!;
+    const rows = v.open_reports.map((r) => {
+      const offset = Number(r.body.offset);
+      const msg = this.messages.get(offset);
+      const text = msg?.body.kind === "message" ? `« ${String(msg.body.text)} » — ${msg.from.name}` : `message n° ${offset}`;
+      const reason = r.body.reason ? ` Motif : ${String(r.body.reason)}.` : "";
+      const cell = el("td", {}, el("div", { textContent: text }), el("small", { textContent: `Signalé par ${r.from.name} à ${formatTime(r.ts)}.${reason}` }));
+      const actions = el(
+        "td",
+        { className: "actions" },
+        this.button("Supprimer le message", { kind: "redact", offset, reason: "Signalement" }, { danger: true }),
+        this.button("Traité", { kind: "resolve", report: r.offset, dismissed: false }),
+        this.button("Rejeter", { kind: "resolve", report: r.offset, dismissed: true }),
+      );
+      return el("tr", {}, cell, actions);
+    });
+    this.reportsBody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colSpan: 2, textContent: "Aucun signalement ouvert." }))]));
+  }
+
+  private renderMessages(): void {
+    const pinned = new Set(this.view?.pinned ?? []);
+    const rows = [...this.messages.values()]
+      .sort((a, b) => b.offset - a.offset)
+      .map((ev) => {
+        const redacted = ev.body.kind === "redacted";
+        const cell = el("td", {}, el("small", { textContent: `${ev.from.name} · ${formatTime(ev.ts)}` }), el("div", { textContent: redacted ? "(supprimé)" : String(ev.body.text) }));
+        const actions = el("td", { className: "actions" });
+        if (!redacted) {
+          actions.append(
+            this.button("Supprimer", { kind: "redact", offset: ev.offset }, { danger: true }),
+            pinned.has(ev.offset) ? this.button("Désépingler", { kind: "unpin", offset: ev.offset }) : this.button("Épingler", { kind: "pin", offset: ev.offset }),
+          );
+        }
+        return el("tr", { "data-offset": ev.offset }, cell, actions);
+      });
+    this.messagesBody.replaceChildren(...rows);
+  }
+
+  private renderAudit(): void {
+    const items = [...this.auditEntries.values()]
+      .sort((a, b) => b.offset - a.offset)
+      .map((ev) => el("li", {}, el("small", { textContent: `${formatTime(ev.ts)} · ${String(ev.body.room ?? "")}` }), el("div", { textContent: auditText(ev) })));
+    this.auditList.replaceChildren(...items);
+  }
+}
+
+// Display names seen in room views and events: audit entries name their target by id.
+const knownNames = new Map<string, string>();
+
+function stat(value: string, label: string): HTMLElement {
+  return el("div", { className: "stat" }, el("b", { textContent: value }), label);
+}
+
+function auditText(ev: EventFrame): string {
+  if (ev.body.kind === "report") {
+    const reason = ev.body.reason ? ` (${String(ev.body.reason)})` : "";
+    return `${ev.from.name} a signalé le message n° ${String(ev.body.offset)}${reason}.`;
+  }
+  if (ev.body.kind === "audit" && ev.body.action) return moderationText(ev, (id) => knownNames.get(id));
+  return `${ev.from.name} : ${ev.body.kind}`;
+}
+
+const root = document.getElementById("app")!;
+void signIn(root, (u) => u.role === "teacher").then((client) => {
+  const c = new Console(client, root);
+  c.start();
+  (window as any).preau = { client, console: c };
+});

@@ -1,0 +1,453 @@
+// préau web app: sign in, pick rooms, chat and shared notes. Vanilla DOM.
+
+import * as Y from "yjs";
+import { Awareness } from "y-protocols/awareness";
+import type { EventFrame, PreauClient, UserInfo } from "../src/client.js";
+import { PreauProvider } from "../src/yjs-provider.js";
+import { bindTextarea } from "./textarea-binding.js";
+import { connectionBadge, el, errorText, formatDuration, formatTime, moderationText, signIn, signOut, toast, userLabel } from "./common.js";
+
+const ROOM_RE = /^[A-Za-z0-9_-]{1,32}\/[a-z]+\/[A-Za-z0-9_.-]{1,64}$/;
+
+interface View {
+  root: HTMLElement;
+  show(): void;
+}
+
+class App {
+  private views = new Map<string, View>();
+  private roomList = el("ul", { className: "rooms" });
+  private main = el("main", { className: "room" });
+  private current?: string;
+
+  constructor(
+    private client: PreauClient,
+    private root: HTMLElement,
+  ) {}
+
+  private get storeKey(): string {
+    return `preau.rooms.${this.client.user?.id}`;
+  }
+
+  start(): void {
+    const me = this.client.user!;
+    const logout = el("button", { className: "secondary", textContent: "Se déconnecter" });
+    logout.addEventListener("click", () => signOut(this.client));
+    const header = el(
+      "header",
+      {},
+      el("h1", { textContent: "préau" }),
+      el("span", { className: "me", textContent: userLabel(me) }),
+      connectionBadge(this.client),
+      logout,
+    );
+
+    const input = el("input", { id: "room-name", placeholder: "3B/chat/general", autocomplete: "off" });
+    const join = el("form", { className: "join" }, input, el("button", { type: "submit", textContent: "Rejoindre" }));
+    join.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const name = input.value.trim();
+      if (!ROOM_RE.test(name)) return toast("Nom de salon : classe/type/nom, ex. 3B/chat/general", "error");
+      input.value = "";
+      this.open(name);
+    });
+    const aside = el("aside", {}, el("h2", { textContent: "Salons" }), join, this.roomList);
+    this.main.append(el("p", { className: "empty", textContent: "Choisissez ou rejoignez un salon." }));
+    this.root.replaceChildren(header, el("div", { className: "layout" }, aside, this.main));
+
+    this.client.on("removed", ({ room, reason }) => {
+      const why: Record<string, string> = { kick: "Vous avez été retiré", ban: "Vous avez été exclu" };
+      toast(`${why[reason] ?? "Vous n'êtes plus membre"} de ${room}`, "error");
+    });
+
+    // Rooms remembered from earlier visits, then the class's existing rooms.
+    for (const r of this.remembered()) this.addToList(r);
+    void this.discover();
+  }
+
+  private remembered(): string[] {
+    try {
+      return JSON.parse(localStorage.getItem(this.storeKey) ?? "[]");
+    } catch {
+      return [];
+    }
+  }
+
+  private remember(room: string): void {
+    const all = new Set(this.remembered());
+    all.add(room);
+    localStorage.setItem(this.storeKey, JSON.stringify([...all]));
+  }
+
+  // `rooms` is newer than the first servers: ignore a refusal.
+  private async discover(): Promise<void> {
+    for (const cls of this.client.hello?.classes ?? []) {
+      for (const kind of ["chat", "notes"]) {
+        try {
+          const { rooms } = await this.client.rooms(cls, kind);
+          for (const r of rooms) this.addToList(r);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  private addToList(room: string): void {
+    if (this.roomList.querySelector(`[data-room="${CSS.escape(room)}"]`)) return;
+    const kind = room.split("/")[1];
+    const kinds: Record<string, string> = { chat: "discussion", notes: "note", audit: "journal", forum: "forum" };
+    const b = el("button", { className: "link" }, el("span", { className: "kind", textContent: kinds[kind] ?? kind }), room);
+    b.addEventListener("click", () => this.open(room));
+    this.roomList.append(el("li", { "data-room": room }, b));
+  }
+
+  open(room: string): void {
+    this.addToList(room);
+    this.remember(room);
+    let view = this.views.get(room);
+    if (!view) {
+      const kind = room.split("/")[1];
+      view = kind === "notes" ? new NotesView(this.client, room) : new ChatView(this.client, room);
+      this.views.set(room, view);
+    }
+    this.current = room;
+    for (const li of this.roomList.children) li.classList.toggle("active", (li as HTMLElement).dataset.room === room);
+    this.main.replaceChildren(view.root);
+    view.show();
+  }
+}
+
+// ---- chat -------------------------------------------------------------------
+
+class ChatView implements View {
+  root = el("section", { className: "chat" });
+  private list = el("ol", { className: "messages" });
+  private older = el("button", { className: "secondary older", textContent: "Messages plus anciens", hidden: true });
+  private typingLine = el("p", { className: "typing" });
+  private membersLine = el("p", { className: "members" });
+  private notice = el("p", { className: "notice", hidden: true });
+  private input = el("input", { className: "composer-input", placeholder: "Écrire un message…", maxLength: 4000 });
+  private send = el("button", { type: "submit", textContent: "Envoyer" });
+  private items = new Map<number, HTMLElement>();
+  private oldest = Infinity;
+  private members = new Map<string, UserInfo>();
+  // Display names of users met in this room: moderation events name their target by id.
+  private names = new Map<string, string>();
+  private typers = new Map<string, { name: string; until: number }>();
+  private lastTyping = 0;
+  private mutedUntil = 0;
+  private started = false;
+
+  constructor(
+    private client: PreauClient,
+    private room: string,
+  ) {
+    const composer = el("form", { className: "composer" }, this.input, this.send);
+    composer.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      void this.post();
+    });
+    this.input.addEventListener("input", () => this.typing());
+    this.older.addEventListener("click", () => void this.loadOlder());
+    this.root.append(
+      el("h2", { textContent: room }),
+      this.membersLine,
+      el("div", { className: "scroller" }, this.older, this.list),
+      this.typingLine,
+      this.notice,
+      composer,
+    );
+    setInterval(() => this.renderTyping(), 1000);
+  }
+
+  show(): void {
+    if (!this.started) {
+      this.started = true;
+      this.wire();
+      void this.join();
+    }
+    this.input.focus();
+  }
+
+  private wire(): void {
+    const c = this.client;
+    c.on("event", (ev) => {
+      if (ev.room !== this.room) return;
+      this.add(ev);
+      this.typers.delete(ev.from.id);
+      this.scrollToEnd();
+    });
+    c.on("presence", (p) => {
+      if (p.room !== this.room) return;
+      this.names.set(p.user.id, p.user.name);
+      if (p.action === "join") this.members.set(p.user.id, p.user);
+      else this.members.delete(p.user.id);
+      this.renderMembers();
+    });
+    c.on("typing", (t) => {
+      if (t.room !== this.room) return;
+      this.typers.set(t.user.id, { name: t.user.name, until: Date.now() + 5000 });
+      this.renderTyping();
+    });
+    c.on("joined", ({ room, data }) => {
+      if (room !== this.room) return;
+      this.members = new Map(data.members.map((m) => [m.id, m]));
+      for (const m of data.members) this.names.set(m.id, m.name);
+      this.renderMembers();
+    });
+    // The timeline could not be recovered after a long disconnection: reload it.
+    c.on("reset", ({ room, head }) => {
+      if (room !== this.room) return;
+      this.items.clear();
+      this.list.replaceChildren();
+      this.oldest = Infinity;
+      void this.loadPage(head + 1);
+    });
+  }
+
+  private async join(): Promise<void> {
+    try {
+      const data = await this.client.join(this.room);
+      await this.loadPage(data.head + 1);
+    } catch (err) {
+      if ((err as { code?: string }).code === "already_joined") return;
+      this.setNotice(errorText(err));
+    }
+  }
+
+  private async loadPage(before: number): Promise<void> {
+    const page = await this.client.history(this.room, { before, limit: 50 });
+    const atEnd = this.list.childElementCount === 0;
+    for (const ev of page.events) this.add(ev);
+    this.older.hidden = !page.more;
+    if (atEnd) this.scrollToEnd();
+  }
+
+  private async loadOlder(): Promise<void> {
+    const scroller = this.list.parentElement!;
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    try {
+      await this.loadPage(this.oldest);
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+    scroller.scrollTop = scroller.scrollHeight - fromBottom; // keep the reader's place
+  }
+
+  /** Inserts or replaces the item at `ev.offset`, in offset order. */
+  private add(ev: EventFrame): void {
+    const item = this.render(ev);
+    if (!item) return;
+    const existing = this.items.get(ev.offset);
+    if (existing) existing.replaceWith(item);
+    else {
+      const next = [...this.items.keys()].filter((o) => o > ev.offset).sort((a, b) => a - b)[0];
+      if (next === undefined) this.list.append(item);
+      else this.list.insertBefore(item, this.items.get(next)!);
+    }
+    this.items.set(ev.offset, item);
+    this.oldest = Math.min(this.oldest, ev.offset);
+  }
+
+  private render(ev: EventFrame): HTMLElement | null {
+    this.names.set(ev.from.id, ev.from.name);
+    const meta = el("span", { className: "meta" }, el("b", { textContent: ev.from.name }), ` ${formatTime(ev.ts)}`);
+    const b = ev.body;
+    switch (b.kind) {
+      case "message": {
+        const li = el("li", { className: "message", "data-offset": ev.offset }, meta, el("p", { className: "text", textContent: String(b.text) }));
+        if (ev.from.id !== this.client.user?.id) {
+          const report = el("button", { className: "link report", textContent: "Signaler", title: "Signaler ce message à l'enseignant" });
+          report.addEventListener("click", () => void this.report(ev));
+          li.append(report);
+        }
+        return li;
+      }
+      case "redacted": {
+        const by = (b.by as UserInfo | undefined)?.name ?? "un modérateur";
+        const why = b.reason ? ` (${String(b.reason)})` : "";
+        return el("li", { className: "message redacted", "data-offset": ev.offset }, meta, el("p", { textContent: `Message supprimé par ${by}${why}` }));
+      }
+      case "moderation":
+        this.applyModeration(ev);
+        return el("li", { className: "system", "data-offset": ev.offset, textContent: moderationText(ev, (id) => this.names.get(id)) });
+      default:
+        return null; // unknown kinds are shown as nothing (the spec's rule)
+    }
+  }
+
+  private applyModeration(ev: EventFrame): void {
+    const action = ev.body.action as { kind: string; user?: string; offset?: number; reason?: string };
+    const me = this.client.user?.id;
+    if (action.kind === "redact" && action.offset !== undefined) {
+      const target = this.items.get(action.offset);
+      if (target) {
+        // Same place, now a tombstone, as the server stores it.
+        this.add({ ...ev, offset: action.offset, from: (ev.body.target_from as UserInfo) ?? ev.from, ts: (ev.body.target_ts as number) ?? ev.ts, body: { kind: "redacted", by: ev.from, reason: action.reason } });
+      }
+    }
+    if (action.user === me && action.kind === "mute") {
+      this.mutedUntil = Number(ev.body.until ?? 0);
+      this.updateComposer();
+    }
+    if (action.user === me && action.kind === "unmute") {
+      this.mutedUntil = 0;
+      this.updateComposer();
+    }
+  }
+
+  private updateComposer(): void {
+    const left = this.mutedUntil - Date.now();
+    const muted = left > 0;
+    this.input.disabled = this.send.disabled = muted;
+    this.setNotice(muted ? `Vous êtes en sourdine (encore ${formatDuration(left)}).` : "");
+    if (muted) setTimeout(() => this.updateComposer(), Math.min(left + 50, 60_000));
+  }
+
+  private setNotice(text: string): void {
+    this.notice.textContent = text;
+    this.notice.hidden = !text;
+  }
+
+  private async post(): Promise<void> {
+    const text = this.input.value.trim();
+    if (!text) return;
+    this.send.disabled = true;
+    try {
+      await this.client.post(this.room, text);
+      this.input.value = "";
+    } catch (err) {
+      toast(errorText(err), "error");
+    } finally {
+      this.send.disabled = this.mutedUntil > Date.now();
+      this.input.focus();
+    }
+  }
+
+  // At most one typing request per 2 s: the server forwards one per second anyway.
+  private typing(): void {
+    const now = Date.now();
+    if (now - this.lastTyping < 2000 || !this.input.value) return;
+    this.lastTyping = now;
+    this.client.typing(this.room).catch(() => {});
+  }
+
+  private async report(ev: EventFrame): Promise<void> {
+    const reason = prompt("Pourquoi signalez-vous ce message ? (facultatif)");
+    if (reason === null) return;
+    try {
+      await this.client.report(this.room, ev.offset, reason.trim() || undefined);
+      toast("Signalement envoyé à l'enseignant.");
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  private renderMembers(): void {
+    const names = [...this.members.values()].map((m) => m.name).sort((a, b) => a.localeCompare(b, "fr"));
+    this.membersLine.textContent = names.length ? `En ligne : ${names.join(", ")}` : "";
+  }
+
+  private renderTyping(): void {
+    const now = Date.now();
+    for (const [id, t] of this.typers) if (t.until < now) this.typers.delete(id);
+    const names = [...this.typers.values()].map((t) => t.name);
+    this.typingLine.textContent =
+      names.length === 0 ? "" : names.length === 1 ? `${names[0]} écrit…` : `${names.join(", ")} écrivent…`;
+  }
+
+  private scrollToEnd(): void {
+    const s = this.list.parentElement!;
+    s.scrollTop = s.scrollHeight;
+  }
+}
+
+// ---- notes ------------------------------------------------------------------
+
+class NotesView implements View {
+  root = el("section", { className: "notes" });
+  private area = el("textarea", { className: "note", id: "note-content", spellcheck: true, placeholder: "Écrivez la note ici (Markdown)…" });
+  private status = el("p", { className: "status" });
+  private people = el("p", { className: "members" });
+  private notice = el("p", { className: "notice", hidden: true });
+  private started = false;
+
+  constructor(
+    private client: PreauClient,
+    private room: string,
+  ) {
+    this.root.append(el("h2", { textContent: room }), this.people, this.notice, this.area, this.status);
+  }
+
+  show(): void {
+    if (this.started) return;
+    this.started = true;
+    const doc = new Y.Doc();
+    const awareness = new Awareness(doc);
+    const me = this.client.user!;
+    // The server overwrites `user` with the real identity; set it for our own display.
+    awareness.setLocalStateField("user", { id: me.id, name: me.name, role: me.role });
+    const provider = new PreauProvider(this.client, this.room, doc, { awareness });
+    bindTextarea(doc.getText("content"), this.area);
+
+    const renderStatus = () => {
+      this.status.textContent = !provider.synced
+        ? "Synchronisation…"
+        : provider.pending > 0
+          ? `${provider.pending} modification(s) en cours d'envoi…`
+          : "Enregistré";
+    };
+    provider.on("synced", renderStatus);
+    provider.on("pending", renderStatus);
+    renderStatus();
+
+    const renderPeople = () => {
+      const names = new Set<string>();
+      for (const [id, s] of awareness.getStates()) {
+        if (id !== doc.clientID && s.user?.name) names.add(String(s.user.name));
+      }
+      this.people.textContent = names.size ? `Avec vous : ${[...names].join(", ")}` : "Personne d'autre sur cette note.";
+    };
+    awareness.on("change", renderPeople);
+    renderPeople();
+
+    provider.on("error", (err) => {
+      if (err.code === "read_only") {
+        this.notice.textContent = "Cette note est verrouillée : vos modifications ne sont pas enregistrées.";
+        this.area.readOnly = true;
+      } else if (err.code === "forbidden") {
+        this.notice.textContent = "Vous pouvez lire cette note, pas la modifier.";
+        this.area.readOnly = true;
+      } else {
+        this.notice.textContent = errorText(err);
+      }
+      this.notice.hidden = false;
+    });
+    this.client.on("event", (ev) => {
+      if (ev.room !== this.room || ev.body.kind !== "moderation") return;
+      const a = ev.body.action as { kind: string; on?: boolean; lock?: boolean };
+      toast(moderationText(ev));
+      const locked = (a.kind === "read_only" && a.on) || (a.kind === "validate" && a.lock);
+      const unlocked = a.kind === "read_only" && a.on === false;
+      const moderator = this.client.user?.role === "teacher" || this.client.user?.role === "staff";
+      if (locked && !moderator) {
+        this.area.readOnly = true;
+        this.notice.textContent = "Cette note est verrouillée par l'enseignant.";
+        this.notice.hidden = false;
+      } else if (unlocked) {
+        this.area.readOnly = false;
+        this.notice.hidden = true;
+      }
+    });
+  }
+}
+
+// ---- start ------------------------------------------------------------------
+
+const root = document.getElementById("app")!;
+void signIn(root).then((client) => {
+  const app = new App(client, root);
+  app.start();
+  (window as any).preau = { client, app }; // for debugging from the console
+});

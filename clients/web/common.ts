@@ -1,0 +1,248 @@
+// Shared by the web app and the teacher console: sign-in (pasted token or
+// demo users), the client, and small DOM helpers.
+
+import { PreauClient, PreauError, type EventFrame, type UserInfo } from "../src/client.js";
+
+/** Same-origin `/ws`, unless `?ws=` says otherwise (serving the files from elsewhere while developing). */
+export function wsUrl(): string {
+  const override = new URLSearchParams(location.search).get("ws");
+  if (override) return override;
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+}
+
+export interface DemoUser {
+  label: string;
+  user: string;
+  name: string;
+  role: string;
+  class: string;
+}
+
+export const DEMO_USERS: DemoUser[] = [
+  { label: "Élève (Ana, 3B)", user: "ana", name: "Ana Martin", role: "student", class: "3B" },
+  { label: "Élève (Bilal, 3B)", user: "bilal", name: "Bilal Haddad", role: "student", class: "3B" },
+  { label: "Enseignant (M. Durand, 3B)", user: "t-durand", name: "M. Durand", role: "teacher", class: "3B" },
+  { label: "Parent (Mme Martin)", user: "p-martin", name: "Mme Martin", role: "parent", class: "3B" },
+];
+
+/** A token from the server's demo mode (`preau serve --demo`), or null when it is off. */
+export async function demoToken(u: Pick<DemoUser, "user" | "name" | "role" | "class">): Promise<string | null> {
+  const q = new URLSearchParams({ user: u.user, name: u.name, role: u.role, class: u.class });
+  try {
+    const r = await fetch(`/dev/token?${q}`);
+    if (r.status !== 200) return null;
+    const body = (await r.json()) as { token?: unknown };
+    return typeof body.token === "string" ? body.token : null;
+  } catch {
+    return null;
+  }
+}
+
+const TOKEN_KEY = "preau.token";
+
+/**
+ * Shows the sign-in form in `root` until a token authenticates, then
+ * resolves with the connected client. The token stays in sessionStorage so
+ * a reload does not sign out (and closing the tab does).
+ */
+export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean = () => true): Promise<PreauClient> {
+  return new Promise((resolve) => {
+    root.replaceChildren();
+    const form = el("form", { className: "signin" });
+    const label = el("label", { htmlFor: "token", textContent: "Jeton de connexion (fourni par l'ENT)" });
+    const area = el("textarea", { id: "token", rows: 4, placeholder: "eyJ…", spellcheck: false });
+    const submit = el("button", { type: "submit", textContent: "Se connecter" });
+    const error = el("p", { className: "error", role: "alert" });
+    const demo = el("div", { className: "demo", hidden: true });
+    form.append(el("h2", { textContent: "Connexion" }), label, area, submit, error, demo);
+    root.append(form);
+
+    const attempt = async (token: string) => {
+      error.textContent = "";
+      submit.disabled = true;
+      const client = new PreauClient({ url: wsUrl(), token });
+      try {
+        await client.connect();
+        sessionStorage.setItem(TOKEN_KEY, token);
+        root.replaceChildren();
+        resolve(client);
+      } catch (err) {
+        client.close();
+        sessionStorage.removeItem(TOKEN_KEY);
+        error.textContent = signInError(err);
+      } finally {
+        submit.disabled = false;
+      }
+    };
+
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const token = area.value.trim();
+      if (token) void attempt(token);
+    });
+
+    // Demo buttons only when the server's demo mode answers.
+    const users = DEMO_USERS.filter(demoFilter);
+    void demoToken(users[0]).then((probe) => {
+      if (probe === null) return;
+      demo.hidden = false;
+      demo.append(el("p", { textContent: "Mode démonstration :" }));
+      for (const u of users) {
+        const b = el("button", { type: "button", textContent: u.label, className: "secondary" });
+        b.addEventListener("click", async () => {
+          const t = await demoToken(u);
+          if (t) void attempt(t);
+        });
+        demo.append(b);
+      }
+    });
+
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) void attempt(saved);
+  });
+}
+
+export function signOut(client: PreauClient): void {
+  client.close();
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.reload();
+}
+
+function signInError(err: unknown): string {
+  const code = err instanceof PreauError ? err.code : "";
+  switch (code) {
+    case "unauthorized":
+      return "Jeton refusé : demandez-en un nouveau à l'ENT.";
+    case "token_expired":
+      return "Ce jeton a expiré : reconnectez-vous à l'ENT.";
+    default:
+      return "Connexion impossible au serveur.";
+  }
+}
+
+/** French labels for the error codes a user can meet. */
+export function errorText(err: unknown): string {
+  if (!(err instanceof PreauError)) return String(err);
+  const wait = err.retryAfterMs ? ` (encore ${formatDuration(err.retryAfterMs)})` : "";
+  const texts: Record<string, string> = {
+    muted: "Vous êtes en sourdine dans ce salon",
+    banned: "Vous êtes exclu de ce salon",
+    read_only: "Ce salon est en lecture seule",
+    slow_mode: "Mode lent : patientez avant de réécrire",
+    rate_limited: "Trop de messages, ralentissez",
+    forbidden: "Action non autorisée",
+    invalid_room: "Nom de salon invalide (classe/type/nom, ex. 3B/chat/general)",
+    unknown_room: "Ce forum n'existe pas encore",
+    not_joined: "Rejoignez d'abord le salon",
+    message_too_long: "Message trop long",
+    not_connected: "Hors ligne : reconnexion en cours",
+    disconnected: "Connexion perdue : le message n'a peut-être pas été envoyé",
+    unknown_target: "Cible introuvable",
+    too_many_rooms: "Trop de salons ouverts",
+  };
+  return (texts[err.code] ?? `Erreur : ${err.message}`) + wait;
+}
+
+export function formatDuration(ms: number): string {
+  const s = Math.ceil(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.ceil(s / 60);
+  if (m < 60) return `${m} min`;
+  return `${Math.floor(m / 60)} h ${m % 60 ? `${m % 60} min` : ""}`.trim();
+}
+
+const timeFmt = new Intl.DateTimeFormat("fr-FR", { hour: "2-digit", minute: "2-digit" });
+const dateTimeFmt = new Intl.DateTimeFormat("fr-FR", { dateStyle: "short", timeStyle: "short" });
+
+export function formatTime(ts: number): string {
+  const d = new Date(ts);
+  return Date.now() - ts < 20 * 3600_000 ? timeFmt.format(d) : dateTimeFmt.format(d);
+}
+
+export const ROLE_LABELS: Record<string, string> = {
+  student: "élève",
+  teacher: "enseignant",
+  parent: "parent",
+  staff: "personnel",
+};
+
+export function userLabel(u: UserInfo): string {
+  return `${u.name} (${ROLE_LABELS[u.role] ?? u.role})`;
+}
+
+/** `document.createElement` with properties, typed. */
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<Record<string, unknown>> = {},
+  ...children: Array<Node | string>
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k.startsWith("data-")) node.setAttribute(k, String(v));
+    else if (k === "role") node.setAttribute("role", String(v));
+    else (node as any)[k] = v;
+  }
+  node.append(...children);
+  return node;
+}
+
+/** A status line that says whether the connection is up. */
+export function connectionBadge(client: PreauClient): HTMLElement {
+  const badge = el("span", { className: "badge" });
+  const show = () => {
+    const labels: Record<string, string> = {
+      open: "En ligne",
+      connecting: "Reconnexion…",
+      closed: "Déconnecté",
+      idle: "…",
+    };
+    badge.textContent = labels[client.state];
+    badge.dataset.state = client.state;
+  };
+  client.on("state", show);
+  show();
+  return badge;
+}
+
+/** A short message at the bottom of the screen. */
+export function toast(text: string, kind: "info" | "error" = "info"): void {
+  const t = el("div", { className: `toast ${kind}`, textContent: text, role: "status" });
+  document.body.append(t);
+  setTimeout(() => t.remove(), 4000);
+}
+
+/** A moderation event (or an audit entry's action) in French. */
+export function moderationText(ev: EventFrame, nameOf: (id: string) => string | undefined = () => undefined): string {
+  const a = ev.body.action as Record<string, unknown>;
+  const who = ev.from.name;
+  const user = typeof a.user === "string" ? (nameOf(a.user) ?? a.user) : "";
+  const reason = a.reason ? ` (${String(a.reason)})` : "";
+  switch (a.kind) {
+    case "redact":
+      return `${who} a supprimé un message${reason}.`;
+    case "mute":
+      return `${who} a mis ${user} en sourdine pour ${formatDuration(Number(a.seconds) * 1000)}${reason}.`;
+    case "unmute":
+      return `${who} a rendu la parole à ${user}.`;
+    case "kick":
+      return `${who} a retiré ${user} du salon${reason}.`;
+    case "ban":
+      return `${who} a exclu ${user}${reason}.`;
+    case "unban":
+      return `${who} a levé l'exclusion de ${user}.`;
+    case "slow_mode":
+      return Number(a.seconds) > 0 ? `${who} a activé le mode lent (${String(a.seconds)} s).` : `${who} a désactivé le mode lent.`;
+    case "read_only":
+      return a.on ? `${who} a passé le salon en lecture seule.` : `${who} a rouvert le salon.`;
+    case "pin":
+      return `${who} a épinglé un message.`;
+    case "unpin":
+      return `${who} a désépinglé un message.`;
+    case "validate":
+      return `${who} a validé la version « ${String(a.label)} »${a.lock ? " et verrouillé la note" : ""}.`;
+    case "resolve":
+      return `${who} a ${a.dismissed ? "rejeté" : "traité"} le signalement n° ${String(a.report)}.`;
+    default:
+      return `${who} : action de modération (${String(a.kind)}).`;
+  }
+}
