@@ -1,10 +1,4 @@
 // Shared notes (Yjs) through PreauProvider against the real server.
-//
-// These need a server that knows the `notes` room kind. A server that
-// answers `invalid_room` for it (every build before notes landed) turns
-// them into TODO tests: they still run, and their failures are reported as
-// "# TODO" without failing the run. Set PREAU_REQUIRE_NOTES=1 to make them
-// count whatever the server says (CI should, once notes are merged).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,26 +10,7 @@ import { ALICE, BOB, CuttableProxy, TEACHER, TestServer, waitFor } from "./harne
 
 const NOTE = "3B/notes/expose-volcans";
 
-async function probeNotes(): Promise<boolean> {
-  const srv = await TestServer.start();
-  try {
-    const c = await srv.client(TEACHER);
-    await c.join(NOTE);
-    return true;
-  } catch (err) {
-    if (err instanceof PreauError && err.code === "invalid_room") return false;
-    throw err;
-  } finally {
-    await srv.stop();
-  }
-}
-
-const required = process.env.PREAU_REQUIRE_NOTES === "1";
-const supported = required || (await probeNotes());
-const opts = supported
-  ? { timeout: 60_000 }
-  : { timeout: 60_000, todo: "the server does not know the notes room kind yet (invalid_room)" };
-if (!supported) console.log("# notes tests are TODO: the server answers invalid_room for notes rooms");
+const opts = { timeout: 60_000 };
 
 interface Peer {
   client: PreauClient;
