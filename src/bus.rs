@@ -488,7 +488,7 @@ impl RedisBus {
     async fn resync(&self, hub: &Arc<Hub>) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
         let proposed = crate::store::new_epoch();
-        let _: Option<String> = redis::cmd("SET")
+        let created: Option<String> = redis::cmd("SET")
             .arg(INSTANCE_KEY)
             .arg(&proposed)
             .arg("NX")
@@ -498,16 +498,26 @@ impl RedisBus {
             .arg(INSTANCE_KEY)
             .query_async(&mut conn)
             .await?;
-        let changed = {
+        let (changed, first) = {
             let mut known = self.instance.lock();
             let changed = known.as_ref() != current.as_ref();
+            let first = known.is_none();
             known.clone_from(&current);
-            changed
+            (changed, first)
         };
         if changed {
-            // Every node re-seeds within the window; until it ends nobody
-            // publishes, so no offset below any node's head is handed out.
-            let until = Instant::now() + self.config.resync_window;
+            // A Redis that lost its data: every node re-seeds within the
+            // window, and until it ends nobody publishes, so no offset below
+            // any node's head is handed out. A node that starts and finds
+            // the cluster's instance already there joins a running cluster
+            // (whose nodes hold the same rooms): it seeds without a window.
+            let fresh = created.is_some() || !first;
+            let until = Instant::now()
+                + if fresh {
+                    self.config.resync_window
+                } else {
+                    Duration::ZERO
+                };
             *self.ready_at.lock() = Some(until);
             let seeded = self.seed_all(hub).await?;
             tracing::info!(
