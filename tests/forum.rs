@@ -1227,6 +1227,16 @@ async fn bad_forum_requests_get_documented_errors() {
             ErrorCode::UnknownTarget,
         ),
         (
+            "mark_read past the head",
+            Request::MarkRead {
+                id: None,
+                room: FORUM.into(),
+                thread,
+                offset: 1_000_000,
+            },
+            ErrorCode::InvalidField,
+        ),
+        (
             "history of an unknown thread",
             Request::History {
                 id: None,

@@ -366,12 +366,16 @@ const REDACT_REASON: &str = "Propos déplacés";
 /// The mute of the samples: 600 s from the moderation event at offset 46.
 const MUTE_SECS: u64 = 600;
 
-fn moderate(id: u32, action: ModAction) -> Request {
+fn moderate_in(room: &str, id: u32, action: ModAction) -> Request {
     Request::Moderate {
         id: Some(id),
-        room: ROOM.into(),
+        room: room.into(),
         action,
     }
+}
+
+fn moderate(id: u32, action: ModAction) -> Request {
+    moderate_in(ROOM, id, action)
 }
 
 /// The moderation events of the samples, after the messages 41..=44.
@@ -990,7 +994,8 @@ fn client_samples() -> Vec<(&'static str, Request)> {
         ),
         (
             "moderate.configure",
-            moderate(
+            moderate_in(
+                FORUM_ROOM,
                 49,
                 ModAction::Configure {
                     flavour: protocol::Flavour::Interclass,
@@ -1001,7 +1006,8 @@ fn client_samples() -> Vec<(&'static str, Request)> {
         ),
         (
             "moderate.read_only.thread",
-            moderate(
+            moderate_in(
+                FORUM_ROOM,
                 50,
                 ModAction::ReadOnly {
                     on: true,
@@ -1027,7 +1033,8 @@ fn client_samples() -> Vec<(&'static str, Request)> {
         ),
         (
             "moderate.validate",
-            moderate(
+            moderate_in(
+                NOTES_ROOM,
                 62,
                 ModAction::Validate {
                     label: "Chapitre 3 — validé le 12/03".into(),

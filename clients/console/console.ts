@@ -1,8 +1,11 @@
 // Teacher console: one room's live room_view (members, mutes, bans, message
-// rate, open reports), one-click moderation, and the class's audit log.
+// rate, open reports), one-click moderation, and the class's audit log. For
+// a forum: opening it and its settings (`configure`), and its threads with
+// lock, pin and delete.
 
-import type { EventFrame, ModerationAction, PreauClient, RoomView, UserInfo } from "../src/client.js";
-import { connectionBadge, el, errorText, formatDuration, formatTime, moderationText, signIn, signOut, toast, userLabel } from "../web/common.js";
+import type { EventFrame, Flavour, ModerationAction, PreauClient, RoomView, UserInfo } from "../src/client.js";
+import { ThreadList } from "../src/forum.js";
+import { FLAVOUR_LABELS, connectionBadge, el, errorText, formatDuration, formatTime, moderationText, signIn, signOut, toast, userLabel } from "../web/common.js";
 
 const ROOM_RE = /^([A-Za-z0-9_-]{1,32})\/(chat|notes|forum)\/[A-Za-z0-9_.-]{1,64}$/;
 
@@ -21,6 +24,20 @@ class Console {
   private messagesBody = el("tbody");
   private auditList = el("ol", { className: "audit" });
   private title = el("h2", { textContent: "" });
+
+  // Forum rooms only.
+  private forum?: { room: string; opened: boolean; list: ThreadList };
+  private forumCard = el("section", { className: "card wide forum-card", hidden: true });
+  private forumStatus = el("p", { className: "forum-status" });
+  private flavourSelect = el("select", { id: "forum-flavour" });
+  private classesInput = el("input", { id: "forum-classes", placeholder: "ex. 5C, 4A", autocomplete: "off" });
+  private moderatorsInput = el("input", { id: "forum-moderators", placeholder: "identifiants, ex. t-martin", autocomplete: "off" });
+  private forumSave = el("button", { type: "submit", id: "forum-save", textContent: "Ouvrir le forum" });
+  private threadsBody = el("tbody");
+  private threadsTable = el("table", {}, el("thead", {}, el("tr", {}, el("th", { textContent: "Sujet" }), el("th", { textContent: "Actions" }))), this.threadsBody);
+  private moreThreads = el("button", { type: "button", className: "secondary", textContent: "Plus de sujets", hidden: true });
+  // The cards about a room's members and messages: hidden while a forum is not opened.
+  private roomCards: HTMLElement[] = [];
 
   constructor(
     private client: PreauClient,
@@ -44,7 +61,7 @@ class Console {
       return;
     }
 
-    const input = el("input", { id: "console-room", placeholder: "3B/chat/general", autocomplete: "off" });
+    const input = el("input", { id: "console-room", placeholder: "3B/chat/general ou 3B/forum/aide", autocomplete: "off" });
     input.value = new URLSearchParams(location.search).get("room") ?? localStorage.getItem("preau.console.room") ?? "";
     const form = el("form", { className: "console-bar" }, el("label", { htmlFor: "console-room", textContent: "Salon :" }), input, el("button", { type: "submit", textContent: "Ouvrir" }));
     form.addEventListener("submit", (ev) => {
@@ -54,11 +71,16 @@ class Console {
 
     const table = (head: string[], body: HTMLElement) =>
       el("table", {}, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { textContent: h })))), body);
-    this.grid.append(
-      el("section", { className: "card wide" }, this.title, this.stats),
+    this.roomCards = [
       el("section", { className: "card" }, el("h3", { textContent: "Membres" }), table(["Élève / membre", "Actions"], this.membersBody)),
       el("section", { className: "card" }, el("h3", { textContent: "Signalements ouverts" }), table(["Message signalé", "Actions"], this.reportsBody)),
       el("section", { className: "card" }, el("h3", { textContent: "Derniers messages" }), table(["Message", "Actions"], this.messagesBody)),
+    ];
+    this.buildForumCard();
+    this.grid.append(
+      el("section", { className: "card wide" }, this.title, this.stats),
+      this.forumCard,
+      ...this.roomCards,
       el("section", { className: "card" }, el("h3", { textContent: "Journal de la classe" }), this.auditList),
     );
     this.grid.hidden = true;
@@ -67,6 +89,7 @@ class Console {
     this.client.on("event", (ev) => {
       if (ev.room === this.room) {
         this.onRoomEvent(ev);
+        this.onForumEvent(ev);
         this.scheduleRefresh();
       } else if (ev.room === this.audit) {
         this.auditEntries.set(ev.offset, ev);
@@ -90,9 +113,20 @@ class Console {
     const audit = `${m[1]}/audit/log`;
     if (this.room && this.room !== room) await this.client.leave(this.room).catch(() => {});
     if (this.audit && this.audit !== audit) await this.client.leave(this.audit).catch(() => {});
-    this.room = room;
+    this.room = undefined;
+    this.forum = undefined;
     this.messages.clear();
     this.title.textContent = room;
+    this.forumCard.hidden = m[2] !== "forum";
+    for (const card of this.roomCards) card.hidden = false;
+    // A teacher of the class creates a forum just by joining it (as an
+    // unconfigured debate): ask first whether it exists, and open it with
+    // its settings when it does not.
+    if (m[2] === "forum" && !(await this.forumExists(m[1], room))) {
+      this.showUnopenedForum(room);
+      return;
+    }
+    this.room = room;
     try {
       // Joining gives live messages, moderation events and presence.
       if (!this.client.isJoined(room)) await this.client.join(room);
@@ -107,15 +141,168 @@ class Console {
         this.renderAudit();
       }
       await this.refresh();
+      if (m[2] === "forum") await this.loadForum(room);
       this.grid.hidden = false;
     } catch (err) {
       toast(errorText(err), "error");
     }
   }
 
+  // ---- forums ---------------------------------------------------------------
+
+  private buildForumCard(): void {
+    for (const f of ["debate", "help", "interclass"] as const) {
+      const hint: Record<string, string> = {
+        debate: "seuls les enseignants ouvrent un sujet",
+        help: "les élèves posent des questions, une réponse est retenue",
+        interclass: "plusieurs classes, plusieurs enseignants",
+      };
+      this.flavourSelect.append(el("option", { value: f, textContent: `${FLAVOUR_LABELS[f]} (${hint[f]})` }));
+    }
+    const form = el(
+      "form",
+      { className: "forum-settings" },
+      el("label", { htmlFor: "forum-flavour" }, "Type de forum", this.flavourSelect),
+      el("label", { htmlFor: "forum-classes" }, "Classes invitées", this.classesInput),
+      el("label", { htmlFor: "forum-moderators" }, "Enseignants modérateurs invités", this.moderatorsInput),
+      this.forumSave,
+    );
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      void this.saveForum();
+    });
+    this.moreThreads.addEventListener("click", () => void this.loadMoreThreads());
+    this.forumCard.append(el("h3", { textContent: "Forum" }), this.forumStatus, form, this.threadsTable, this.moreThreads);
+  }
+
+  private async forumExists(cls: string, room: string): Promise<boolean> {
+    try {
+      return (await this.client.rooms(cls, "forum")).rooms.includes(room);
+    } catch {
+      // Not a moderator of the class (a granted one): it cannot open it
+      // anyway; if it exists, the join below says so.
+      return true;
+    }
+  }
+
+  private showUnopenedForum(room: string): void {
+    this.forum = { room, opened: false, list: new ThreadList(this.client.user?.id ?? "") };
+    this.stats.replaceChildren(el("p", { textContent: "Ce forum n'est pas encore ouvert : choisissez son type et qui y participe, puis « Ouvrir le forum »." }));
+    for (const card of this.roomCards) card.hidden = true;
+    this.forumStatus.textContent = "Pas encore ouvert.";
+    this.flavourSelect.value = "help";
+    this.classesInput.value = this.moderatorsInput.value = "";
+    this.forumSave.textContent = "Ouvrir le forum";
+    this.forumSave.disabled = false;
+    this.threadsTable.hidden = true;
+    this.moreThreads.hidden = true;
+    this.grid.hidden = false;
+  }
+
+  private async loadForum(room: string): Promise<void> {
+    const list = new ThreadList(this.client.user?.id ?? "");
+    list.load(await this.client.threads(room));
+    this.forum = { room, opened: true, list };
+    this.fillSettings();
+    this.forumSave.textContent = "Enregistrer les réglages";
+    this.threadsTable.hidden = false;
+    this.renderThreads();
+  }
+
+  private async loadMoreThreads(): Promise<void> {
+    const f = this.forum;
+    if (!f) return;
+    try {
+      f.list.load(await this.client.threads(f.room, { before: f.list.nextBefore() }), true);
+      this.renderThreads();
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  private fillSettings(): void {
+    const f = this.forum;
+    if (!f) return;
+    const s = f.list.settings;
+    this.flavourSelect.value = s.flavour;
+    this.classesInput.value = s.classes.join(", ");
+    this.moderatorsInput.value = s.moderators.join(", ");
+    // Only the class's own teachers (and staff) change the settings.
+    const me = this.client.user;
+    const cls = f.room.split("/")[0];
+    const home = me?.role === "staff" || (me?.role === "teacher" && (this.client.hello?.classes ?? []).includes(cls));
+    this.forumSave.disabled = !home;
+    this.forumStatus.textContent =
+      `Forum ${FLAVOUR_LABELS[s.flavour] ?? s.flavour}` +
+      (s.classes.length ? ` · classes invitées : ${s.classes.join(", ")}` : "") +
+      (s.moderators.length ? ` · modérateurs invités : ${s.moderators.join(", ")}` : "") +
+      (home ? "" : " · seuls les enseignants de la classe changent ces réglages");
+  }
+
+  private async saveForum(): Promise<void> {
+    const f = this.forum;
+    if (!f) return;
+    const split = (v: string) => v.split(/[\s,;]+/).filter(Boolean);
+    const settings = { flavour: this.flavourSelect.value as Flavour, classes: split(this.classesInput.value), moderators: split(this.moderatorsInput.value) };
+    try {
+      await this.client.configureForum(f.room, settings);
+      toast(f.opened ? "Réglages du forum enregistrés." : "Forum ouvert.");
+      if (!f.opened) await this.open(f.room);
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  private onForumEvent(ev: EventFrame): void {
+    const f = this.forum;
+    if (!f?.opened) return;
+    const r = f.list.apply(ev);
+    if (r === "unknown_thread") {
+      void this.loadForum(f.room).catch(() => {});
+      return;
+    }
+    if (ev.body.kind === "moderation" && (ev.body.action as { kind?: string })?.kind === "configure") this.fillSettings();
+    this.renderThreads();
+  }
+
+  private renderThreads(): void {
+    const f = this.forum;
+    if (!f) return;
+    const rows = f.list.list().map((t) => {
+      const title = t.deleted ? "(sujet supprimé)" : (t.title ?? "(sans titre)");
+      const replies = t.replies === 1 ? "1 réponse" : `${t.replies} réponses`;
+      const cell = el("td", {}, el("div", { textContent: title }), el("small", { textContent: `${t.from.name} · ${replies} · dernière activité ${formatTime(t.last_ts)}` }));
+      if (t.pinned) cell.append(el("span", { className: "tag pinned", textContent: "📌 épinglé" }));
+      if (t.locked) cell.append(el("span", { className: "tag locked", textContent: "🔒 verrouillé" }));
+      if (t.answer !== undefined) cell.append(el("span", { className: "tag answered", textContent: "✓ réponse" }));
+      const actions = el(
+        "td",
+        { className: "actions" },
+        t.locked ? this.button("Déverrouiller", { kind: "read_only", on: false, thread: t.thread }) : this.button("Verrouiller", { kind: "read_only", on: true, thread: t.thread }),
+      );
+      if (!t.deleted) {
+        actions.append(
+          t.pinned ? this.button("Désépingler", { kind: "unpin", offset: t.thread }) : this.button("Épingler", { kind: "pin", offset: t.thread }),
+          this.button("Supprimer le sujet", { kind: "redact", offset: t.thread }, { danger: true, confirm: `Supprimer le premier message de « ${title} » ?` }),
+        );
+      }
+      actions.append(el("a", { href: `../?room=${encodeURIComponent(f.room)}`, target: "_blank", textContent: "Voir" }));
+      return el("tr", { "data-thread": t.thread }, cell, actions);
+    });
+    this.threadsBody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colSpan: 2, textContent: "Aucun sujet pour l'instant." }))]));
+    this.moreThreads.hidden = !f.list.more;
+  }
+
   private onRoomEvent(ev: EventFrame): void {
     knownNames.set(ev.from.id, ev.from.name);
     if (ev.body.kind === "message" || ev.body.kind === "redacted") this.messages.set(ev.offset, ev);
+    if (ev.body.kind === "edit") {
+      // A forum post's new version replaces the text shown.
+      const target = this.messages.get(Number(ev.body.target));
+      if (target?.body.kind === "message") {
+        this.messages.set(target.offset, { ...target, body: { ...target.body, text: ev.body.text, title: ev.body.title ?? target.body.title, edited: true } });
+      }
+    }
     if (ev.body.kind === "moderation") {
       const a = ev.body.action as { kind: string; offset?: number };
       const target = a.offset !== undefined ? this.messages.get(a.offset) : undefined;
@@ -243,7 +430,9 @@ class Console {
       .sort((a, b) => b.offset - a.offset)
       .map((ev) => {
         const redacted = ev.body.kind === "redacted";
-        const cell = el("td", {}, el("small", { textContent: `${ev.from.name} · ${formatTime(ev.ts)}` }), el("div", { textContent: redacted ? "(supprimé)" : String(ev.body.text) }));
+        const title = typeof ev.body.title === "string" ? `[${ev.body.title}] ` : "";
+        const edited = ev.body.edited ? " (modifié)" : "";
+        const cell = el("td", {}, el("small", { textContent: `${ev.from.name} · ${formatTime(ev.ts)}${edited}` }), el("div", { textContent: redacted ? "(supprimé)" : `${title}${String(ev.body.text)}` }));
         const actions = el("td", { className: "actions" });
         if (!redacted) {
           actions.append(

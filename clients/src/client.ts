@@ -110,12 +110,56 @@ export type ModerationAction =
   | { kind: "ban"; user: string; reason?: string }
   | { kind: "unban"; user: string }
   | { kind: "slow_mode"; seconds: number }
-  | { kind: "read_only"; on: boolean }
+  // forums: with `thread`, locks (or unlocks) that thread only
+  | { kind: "read_only"; on: boolean; thread?: number }
   | { kind: "pin"; offset: number }
   | { kind: "unpin"; offset: number }
   | { kind: "resolve"; report: number; dismissed: boolean }
   // notes: validate the current state as a named version (and lock the draft)
-  | { kind: "validate"; label: string; lock?: boolean };
+  | { kind: "validate"; label: string; lock?: boolean }
+  // forums: opens the forum or replaces its settings (the class's own moderators only)
+  | { kind: "configure"; flavour: Flavour; classes: string[]; moderators: string[] };
+
+/** What a forum is for: `debate` (only moderators open threads), `help` (answers are marked), `interclass`. */
+export type Flavour = "debate" | "help" | "interclass" | (string & {});
+
+export interface ForumSettings {
+  flavour: Flavour;
+  /** Other classes whose pupils and teachers read and post. */
+  classes: string[];
+  /** Teachers (user ids) who moderate besides the class's own. */
+  moderators: string[];
+}
+
+/** One thread of a forum's thread list. */
+export interface ThreadInfo {
+  /** The offset of the thread's first post: the thread's id. */
+  thread: number;
+  /** Absent once the first post was deleted. */
+  title?: string;
+  from: UserInfo;
+  ts: number;
+  /** Offset and time of the thread's last post (its last activity). */
+  last_offset: number;
+  last_ts: number;
+  /** Posts after the first one (deleted ones included). */
+  replies: number;
+  /** Posts after the user's read mark, not counting their own. */
+  unread: number;
+  /** The post marked as the answer (help forums). */
+  answer?: number;
+  locked: boolean;
+  pinned: boolean;
+  deleted: boolean;
+}
+
+export interface ThreadsOk {
+  room: string;
+  settings: ForumSettings;
+  /** Pinned threads first, then by last activity, newest first. */
+  threads: ThreadInfo[];
+  more: boolean;
+}
 
 export interface NoteVersion {
   version: number;
@@ -553,7 +597,7 @@ export class PreauClient {
     switch (frame.type) {
       case "ok":
       case "error":
-        this.reply(frame);
+        this.settle(frame);
         break;
       case "event":
         if (isEvent(frame)) this.deliver(frame, true);
@@ -572,7 +616,7 @@ export class PreauClient {
     }
   }
 
-  private reply(frame: Record<string, any>): void {
+  private settle(frame: Record<string, any>): void {
     if (typeof frame.id !== "number") return; // reply to a request sent without id
     const p = this.pending.get(frame.id);
     if (!p) return;
@@ -771,8 +815,71 @@ export class PreauClient {
   }
 
   /** Lists the existing rooms of one kind in a class (`{rooms}`). */
-  rooms(cls: string, kind: string): Promise<{ rooms: string[] }> {
-    return this.request("rooms", { class: cls, kind });
+  async rooms(cls: string, kind: string): Promise<{ rooms: string[] }> {
+    const data = await this.request<any>("rooms", { class: cls, kind });
+    const rooms = Array.isArray(data?.rooms) ? data.rooms.filter((r: unknown): r is string => typeof r === "string") : [];
+    return { rooms };
+  }
+
+  // ---- forums -------------------------------------------------------------
+
+  /** Opens a thread in a forum: its first post, whose offset is the thread's id. */
+  newThread(room: string, title: string, text: string): Promise<PostOk> {
+    return this.request<PostOk>("post", { room, text, title });
+  }
+
+  /**
+   * Replies in `thread`, optionally answering one of its posts (`replyTo`)
+   * and quoting it (`quote`, at most 500 bytes, needs `replyTo`).
+   */
+  reply(room: string, thread: number, text: string, opts: { replyTo?: number; quote?: string } = {}): Promise<PostOk> {
+    return this.request<PostOk>("post", { room, text, thread, reply_to: opts.replyTo, quote: opts.quote });
+  }
+
+  /** A new version of one's own post (`title` only for a thread's first post). */
+  edit(room: string, offset: number, text: string, title?: string): Promise<PostOk> {
+    return this.request<PostOk>("edit", { room, offset, text, title });
+  }
+
+  /** Marks `offset` as the answer of a help thread; `null` removes the mark. */
+  answer(room: string, thread: number, offset: number | null): Promise<PostOk> {
+    // `offset` is required on the wire: nil (not absent) unmarks.
+    return this.request<PostOk>("answer", { room, thread, offset });
+  }
+
+  /** A page of the thread list (read permission; joining is not needed). */
+  async threads(room: string, page: { before?: number; limit?: number } = {}): Promise<ThreadsOk> {
+    return decodeThreadsOk(await this.request<unknown>("threads", { room, ...page }), room);
+  }
+
+  /** Moves the user's read mark of `thread` forward to `offset` (never back). */
+  async markRead(room: string, thread: number, offset: number): Promise<void> {
+    await this.request("mark_read", { room, thread, offset });
+  }
+
+  /** A page of one thread's events (posts, edits, answers), paged like `history`. */
+  threadHistory(room: string, thread: number, page: { before?: number; after?: number; limit?: number } = {}): Promise<HistoryOk> {
+    return this.request<HistoryOk>("history", { room, ...page, thread });
+  }
+
+  /** Opens a forum, or replaces its settings (`configure`). */
+  configureForum(room: string, settings: { flavour: Flavour; classes?: string[]; moderators?: string[] }): Promise<PostOk> {
+    return this.moderate(room, {
+      kind: "configure",
+      flavour: settings.flavour,
+      classes: settings.classes ?? [],
+      moderators: settings.moderators ?? [],
+    });
+  }
+
+  /** Locks one thread (pupils' posts, edits and answers there get `read_only`), or unlocks it. */
+  lockThread(room: string, thread: number, on = true): Promise<PostOk> {
+    return this.moderate(room, { kind: "read_only", on, thread });
+  }
+
+  /** Pins a thread (listed first) by pinning its first post, or unpins it. */
+  pinThread(room: string, thread: number, on = true): Promise<PostOk> {
+    return this.moderate(room, on ? { kind: "pin", offset: thread } : { kind: "unpin", offset: thread });
   }
 
   /** Validates a note's current state as a version (the `validate` moderation action). */
@@ -787,6 +894,57 @@ export class PreauClient {
   noteExport(room: string, format: "text" | "markdown" | "yjs", version?: number): Promise<{ format: string; content: string | Uint8Array }> {
     return this.request("note_export", { room, format, version });
   }
+}
+
+const num = (v: unknown, dflt = 0): number => (typeof v === "number" ? v : dflt);
+const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+
+function decodeUser(v: any): UserInfo {
+  return {
+    id: typeof v?.id === "string" ? v.id : "",
+    name: typeof v?.name === "string" ? v.name : typeof v?.id === "string" ? v.id : "?",
+    role: typeof v?.role === "string" ? v.role : "",
+  };
+}
+
+/** Forum settings from any map: missing keys take their defaults (a never-configured forum is a debate). */
+export function decodeForumSettings(v: any): ForumSettings {
+  return {
+    flavour: typeof v?.flavour === "string" ? v.flavour : "debate",
+    classes: strs(v?.classes),
+    moderators: strs(v?.moderators),
+  };
+}
+
+/** A thread list entry, leniently: unknown keys ignored, missing ones defaulted; null if it has no thread id. */
+export function decodeThreadInfo(v: any): ThreadInfo | null {
+  if (!v || typeof v !== "object" || typeof v.thread !== "number") return null;
+  const t: ThreadInfo = {
+    thread: v.thread,
+    from: decodeUser(v.from),
+    ts: num(v.ts),
+    last_offset: num(v.last_offset, v.thread),
+    last_ts: num(v.last_ts, num(v.ts)),
+    replies: num(v.replies),
+    unread: num(v.unread),
+    locked: v.locked === true,
+    pinned: v.pinned === true,
+    deleted: v.deleted === true,
+  };
+  // Optional keys stay absent (not undefined), as on the wire.
+  if (typeof v.title === "string") t.title = v.title;
+  if (typeof v.answer === "number") t.answer = v.answer;
+  return t;
+}
+
+export function decodeThreadsOk(v: any, room = ""): ThreadsOk {
+  const threads = Array.isArray(v?.threads) ? v.threads.map(decodeThreadInfo).filter((t: ThreadInfo | null): t is ThreadInfo => t !== null) : [];
+  return {
+    room: typeof v?.room === "string" ? v.room : room,
+    settings: decodeForumSettings(v?.settings),
+    threads,
+    more: v?.more === true,
+  };
 }
 
 function isEvent(f: any): f is EventFrame {

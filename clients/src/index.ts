@@ -1,2 +1,3 @@
 export * from "./client.js";
 export * from "./yjs-provider.js";
+export * from "./forum.js";

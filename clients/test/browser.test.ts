@@ -1,6 +1,8 @@
 // Browser smoke test: Debian's Chromium (driven by playwright-core) opens
 // the bundled web app and console (dist/), signs in with tokens, chats,
-// reports, mutes, and edits a note. Screenshots go to test-artifacts/.
+// reports, mutes, edits a note, and runs a help forum (console opens it,
+// a pupil asks, a reply is marked as the answer). Screenshots go to
+// test-artifacts/.
 //
 // The files are served by the préau server itself when it has `--web-dir`;
 // with an older binary, by a small static server of this test that also
@@ -221,6 +223,164 @@ test("web app: a note typed in the browser reaches a Node Y.Doc", { skip, timeou
       provider.destroy();
       awareness.destroy();
     }
+  } finally {
+    await env.close();
+  }
+});
+
+test("forum: the console opens a help forum, a pupil asks in the app, a reply arrives live and becomes the answer", { skip, timeout: 120_000 }, async () => {
+  const env = await setup();
+  try {
+    const { srv, web, browser } = env;
+    const FORUM = "3B/forum/aide-maths";
+    const pageErrors: string[] = [];
+
+    // The teacher opens the forum from the console, as a help forum.
+    const teacher = await (await browser.newContext({ viewport: { width: 1200, height: 800 } })).newPage();
+    teacher.on("pageerror", (e) => pageErrors.push(String(e)));
+    teacher.on("dialog", (d) => void d.accept());
+    await teacher.goto(`${web.url}/console/?room=${encodeURIComponent(FORUM)}`);
+    if (serverHasDemo) {
+      await teacher.click("button:has-text('Enseignant (M. Durand, 3B)')");
+    } else {
+      await teacher.fill("#token", await srv.token(TEACHER));
+      await teacher.click("text=Se connecter");
+    }
+    await teacher.waitForSelector("text=Ce forum n'est pas encore ouvert");
+    await teacher.selectOption("#forum-flavour", "help");
+    await teacher.click("#forum-save");
+    await teacher.waitForSelector("#forum-save:has-text('Enregistrer les réglages')");
+    await teacher.waitForSelector(".forum-card td:has-text(\"Aucun sujet pour l'instant.\")");
+    const bob = await srv.client(BOB);
+    assert.equal((await bob.threads(FORUM)).settings.flavour, "help", "the server has the settings");
+    const bobSeen: EventFrame[] = [];
+    bob.on("event", (e) => bobSeen.push(e));
+    await bob.join(FORUM);
+
+    // Alice finds it in the sidebar (rooms) and asks a question.
+    const alice = await (await browser.newContext({ viewport: { width: 1200, height: 760 } })).newPage();
+    alice.on("pageerror", (e) => pageErrors.push(String(e)));
+    alice.on("dialog", (d) => void d.accept());
+    await alice.goto(`${web.url}/`);
+    await alice.fill("#token", await srv.token(ALICE));
+    await alice.click("text=Se connecter");
+    await alice.click(`.rooms li[data-room='${FORUM}'] button`);
+    await alice.waitForSelector("section.forum h2 .flavour:has-text('entraide')");
+    await alice.click("button:has-text('Poser une question')");
+    await alice.fill("#forum-title", "Exercice 4 : factoriser");
+    await alice.fill("#forum-text", "Je ne comprends pas la question b.");
+    await alice.click(".new-thread-form button:has-text('Publier')");
+    await alice.waitForSelector(".thread-view h3:has-text('Exercice 4 : factoriser')");
+    await waitFor(() => bobSeen.some((e) => e.body.title === "Exercice 4 : factoriser"), "the new thread at bob");
+    const thread = bobSeen.find((e) => e.body.title === "Exercice 4 : factoriser")!.offset;
+    await teacher.waitForSelector(`tr[data-thread='${thread}'] :text('Exercice 4 : factoriser')`);
+
+    // She rewrites it before anyone answered: "modifié", the earlier version one click away.
+    const question = alice.locator(`.post[data-offset='${thread}']`);
+    await question.locator("button.edit").click();
+    await alice.fill(".edit-form .edit-text", "Question b : comment factoriser x² − 9 ?");
+    await alice.click(".edit-form button:has-text('Enregistrer')");
+    await question.locator(".text:has-text('comment factoriser x² − 9 ?')").waitFor();
+    await question.locator("details.edited summary:has-text('modifié')").click();
+    await question.locator(".versions li:has-text('Je ne comprends pas la question b.')").waitFor();
+
+    // Bob replies (another client), answering and quoting her question: it shows up live.
+    const r = await bob.reply(FORUM, thread, "C'est une identité remarquable : (x − 3)(x + 3).", { replyTo: thread, quote: "x² − 9" });
+    const answer = alice.locator(`.post[data-offset='${r.offset}']`);
+    await answer.locator(".text:has-text('identité remarquable')").waitFor();
+    await answer.locator("blockquote:has-text('x² − 9')").waitFor();
+    await answer.locator(".reply-to:has-text('en réponse à Alice Martin')").waitFor();
+    await teacher.waitForSelector(`tr[data-thread='${thread}'] small:has-text('1 réponse')`);
+    // The live re-render kept the unfolded earlier versions open.
+    assert.equal(await question.locator(".versions li:has-text('Je ne comprends pas la question b.')").isVisible(), true);
+
+    // Now her question has a reply: editing it is refused, in French.
+    await question.locator("button.edit").click();
+    await alice.fill(".edit-form .edit-text", "Autre chose");
+    await alice.click(".edit-form button:has-text('Enregistrer')");
+    await alice.waitForSelector(".edit-form .error:has-text('ne peut plus être modifié')");
+    await alice.click(".edit-form button:has-text('Annuler')");
+
+    // She marks Bob's reply as the answer: everyone sees it.
+    await answer.locator("button:has-text('Marquer comme réponse')").click();
+    await alice.waitForSelector(`.post.answer[data-offset='${r.offset}'] .answer-badge`);
+    await alice.waitForSelector(`.thread-list li[data-thread='${thread}'] .answered`);
+    await waitFor(() => bobSeen.some((e) => e.body.kind === "answer" && e.body.offset === r.offset), "the answer event at bob");
+    assert.equal((await bob.threads(FORUM)).threads[0].answer, r.offset);
+    await teacher.waitForSelector(`tr[data-thread='${thread}'] .tag.answered`);
+
+    // Viewing the thread marked it read on the server (mark_read).
+    const aliceNode = await srv.client(ALICE);
+    let unread = -1;
+    for (let i = 0; i < 50 && unread !== 0; i++) {
+      unread = (await aliceNode.threads(FORUM)).threads.find((t) => t.thread === thread)!.unread;
+      if (unread !== 0) await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(unread, 0, "alice read bob's reply in the app");
+
+    // "Citer" with a selected excerpt: reply_to + quote of just that excerpt.
+    await alice.evaluate((offset) => {
+      const p = document.querySelector(`.post[data-offset='${offset}'] .text`)!;
+      const node = p.firstChild!;
+      const text = node.textContent!;
+      const range = document.createRange();
+      range.setStart(node, text.indexOf("(x − 3)"));
+      range.setEnd(node, text.indexOf("(x + 3)") + "(x + 3)".length);
+      const sel = getSelection()!;
+      sel.removeAllRanges();
+      sel.addRange(range);
+    }, r.offset);
+    await answer.locator("button.quote").click();
+    await alice.waitForSelector(".replying blockquote:text-is('(x − 3)(x + 3)')");
+    await alice.fill("#reply-text", "Merci, j'avais oublié !");
+    await alice.click(".reply-form button[type='submit']");
+    await waitFor(() => bobSeen.some((e) => e.body.text === "Merci, j'avais oublié !"), "alice's reply at bob");
+    const thanks = bobSeen.find((e) => e.body.text === "Merci, j'avais oublié !")!;
+    assert.deepEqual([thanks.body.thread, thanks.body.reply_to, thanks.body.quote], [thread, r.offset, "(x − 3)(x + 3)"]);
+    await alice.waitForSelector(`.post[data-offset='${thanks.offset}'] blockquote:text-is('(x − 3)(x + 3)')`);
+
+    // She deletes that reply of hers (moderate redact): a tombstone for everyone.
+    await alice.locator(`.post[data-offset='${thanks.offset}'] button.delete`).click();
+    await alice.waitForSelector(`.post.deleted[data-offset='${thanks.offset}']:has-text('Message supprimé par son auteur')`);
+    const page = await bob.threadHistory(FORUM, thread);
+    assert.equal(page.events.find((e) => e.offset === thanks.offset)?.body.kind, "redacted");
+
+    // The teacher locks and pins the thread from the console: the app follows live.
+    await teacher.locator(`tr[data-thread='${thread}'] button:has-text('Verrouiller')`).click();
+    await alice.waitForSelector(`.thread-list li[data-thread='${thread}'] .locked`);
+    await alice.waitForSelector(".thread-view .notice:has-text('Sujet verrouillé')");
+    assert.equal(await alice.isDisabled("#reply-text"), true);
+    await assert.rejects(bob.reply(FORUM, thread, "encore"), (e: PreauError) => e.code === "read_only");
+    await teacher.locator(`tr[data-thread='${thread}'] button:has-text('Épingler')`).click();
+    await alice.waitForSelector(`.thread-list li[data-thread='${thread}'] .pinned`);
+    await teacher.waitForSelector(`tr[data-thread='${thread}'] .tag.pinned`);
+
+    // A new thread by Bob appears in Alice's list with its unread badge.
+    const t2 = await bob.newThread(FORUM, "Exercice 5", "Et la question c) ?");
+    await alice.waitForSelector(`.thread-list li[data-thread='${t2.offset}'] .unread:text-is('1')`);
+    // Pinned first, then the newest activity.
+    const order = await alice.locator(".thread-list li[data-thread]").evaluateAll((lis) => lis.map((li) => Number((li as HTMLElement).dataset.thread)));
+    assert.deepEqual(order, [thread, t2.offset]);
+    await alice.screenshot({ path: join(ARTIFACTS, "forum.png") });
+    await teacher.screenshot({ path: join(ARTIFACTS, "console-forum.png") });
+
+    // The console's settings form grants another class (configure).
+    await teacher.fill("#forum-classes", "5C, 4A");
+    await teacher.click("#forum-save");
+    await waitFor(() => bobSeen.some((e) => (e.body.action as { kind?: string } | undefined)?.kind === "configure"), "the new settings at bob");
+    assert.deepEqual((await bob.threads(FORUM)).settings, { flavour: "help", classes: ["5C", "4A"], moderators: [] });
+    await teacher.waitForSelector(".forum-status:has-text('classes invitées : 5C, 4A')");
+
+    // In a debate forum, a pupil gets no "Nouveau sujet" button.
+    const DEBATE = "3B/forum/debat";
+    const prof = await srv.client(TEACHER);
+    await prof.configureForum(DEBATE, { flavour: "debate" });
+    await alice.fill("#room-name", DEBATE);
+    await alice.press("#room-name", "Enter");
+    await alice.waitForSelector("section.forum h2 .flavour:has-text('débat')");
+    await alice.waitForSelector("section.forum:has-text(\"Aucun sujet pour l'instant.\")");
+    assert.equal(await alice.locator("section.forum:has-text('3B/forum/debat') button.new-thread").isVisible(), false);
+    assert.deepEqual(pageErrors, []);
   } finally {
     await env.close();
   }

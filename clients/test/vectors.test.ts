@@ -50,3 +50,90 @@ test("server vectors decode to their JSON, u64 timestamps as exact numbers", () 
   assert.equal(typeof ev.ts, "number");
   assert.ok(Number.isSafeInteger(ev.ts));
 });
+
+/** A socket that authenticates any hello and records what the client sends. */
+class RecordingSocket {
+  static last: RecordingSocket | null = null;
+  binaryType = "arraybuffer";
+  readyState = 0;
+  sent: Array<Record<string, unknown>> = [];
+  onopen: ((ev: any) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: any) => void) | null = null;
+  constructor() {
+    RecordingSocket.last = this;
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen?.({});
+    }, 0);
+  }
+  send(data: Uint8Array): void {
+    const frame = decode(data) as Record<string, unknown>;
+    this.sent.push(frame);
+    if (frame.type === "hello") {
+      const hello = { user: { id: "ana", name: "Ana", role: "student" }, classes: ["3B"], node: "t", version: "0", limits: { max_frame_bytes: 65536, max_message_len: 4000, max_rooms: 32, history_page_max: 200, ping_interval_ms: 25000 } };
+      this.reply({ type: "ok", id: frame.id, data: hello });
+    }
+  }
+  reply(frame: unknown): void {
+    setTimeout(() => this.onmessage?.({ data: encode(frame) }), 0);
+  }
+  close(): void {
+    this.readyState = 3;
+  }
+}
+
+test("forum vectors: the typed helpers send exactly the documented frames; replies and events decode", async () => {
+  const { PreauClient, decodeThreadsOk } = await import("../src/client.js");
+  const { forumItem } = await import("../src/forum.js");
+  const client = new PreauClient({ url: "ws://test/ws", token: "t", WebSocket: RecordingSocket as any, requestTimeoutMs: 200 });
+  await client.connect();
+  const sock = RecordingSocket.last!;
+  const byName = (n: string) => vectors.find((v) => v.name === n)!;
+  const room = "3B/forum/debat-1789";
+  // Each helper's frame (ids aside, which the vectors fix) must be the vector's bytes, keys in the same order.
+  const cases: Array<[string, () => Promise<unknown>]> = [
+    ["post.forum.reply", () => client.reply(room, 3, "Pas d'accord : tout ne change pas.", { replyTo: 5, quote: "tout change" })],
+    ["history.thread", () => client.threadHistory(room, 3, { limit: 50 })],
+    ["edit", () => client.edit(room, 3, "Qu'est-ce qui change, et pour qui, en 1789 ?", "La Révolution française")],
+    ["answer", () => client.answer(room, 3, 5)],
+    ["answer.unmark", () => client.answer(room, 3, null)],
+    ["threads", () => client.threads(room, { limit: 30 })],
+    ["mark_read", () => client.markRead(room, 3, 6)],
+    ["rooms", () => client.rooms("3B", "forum")],
+    ["moderate.configure", () => client.configureForum(room, { flavour: "interclass", classes: ["5C"], moderators: ["prof-5c"] })],
+    ["moderate.read_only.thread", () => client.lockThread(room, 3)],
+  ];
+  try {
+    for (const [name, send] of cases) {
+      const v = byName(name);
+      const before = sock.sent.length;
+      void send().catch(() => {}); // no reply comes: only the frame matters here
+      const frame = sock.sent[before];
+      assert.ok(frame, `${name}: a frame was sent`);
+      frame.id = (v.json as { id: number }).id;
+      assert.equal(Buffer.from(encode(frame)).toString("hex"), v.hex, name);
+    }
+  } finally {
+    // A failed assertion must not leave the client reconnecting forever
+    // (the test process would never exit).
+    client.close();
+  }
+
+  const threads = decodeThreadsOk((decode(Buffer.from(byName("ok.threads").hex, "hex")) as { data: unknown }).data);
+  assert.equal(threads.settings.flavour, "help");
+  assert.equal(threads.threads[0].thread, 3);
+  assert.equal(threads.threads[0].answer, 5);
+  assert.equal(threads.threads[0].pinned, true);
+  // Lenient: unknown keys ignored, missing ones defaulted, entries without a thread id dropped.
+  const odd = decodeThreadsOk({ threads: [{ thread: 9, future: 1 }, { title: "no id" }], extra: true }, "3B/forum/x");
+  assert.deepEqual(odd.settings, { flavour: "debate", classes: [], moderators: [] });
+  assert.equal(odd.room, "3B/forum/x");
+  assert.deepEqual(odd.threads.map((t) => [t.thread, t.last_offset, t.locked]), [[9, 9, false]]);
+
+  const ev = (n: string) => forumItem(decode(Buffer.from(byName(n).hex, "hex")) as any);
+  assert.deepEqual(ev("event.forum.reply"), { kind: "post", offset: 5, thread: 3, first: false, title: undefined, text: "Pas d'accord : tout ne change pas.", replyTo: 4, quote: "tout change" });
+  assert.deepEqual(ev("event.forum.edit"), { kind: "edit", offset: 6, target: 3, thread: 3, text: "Qu'est-ce qui change, et pour qui, en 1789 ?", title: "La Révolution française" });
+  assert.deepEqual(ev("event.forum.answer"), { kind: "answer", offset: 7, thread: 3, answer: 5 });
+});

@@ -5,6 +5,7 @@ import { Awareness } from "y-protocols/awareness";
 import type { EventFrame, PreauClient, UserInfo } from "../src/client.js";
 import { PreauProvider } from "../src/yjs-provider.js";
 import { bindTextarea } from "./textarea-binding.js";
+import { ForumView } from "./forum.js";
 import { connectionBadge, el, errorText, formatDuration, formatTime, moderationText, signIn, signOut, toast, userLabel } from "./common.js";
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,32}\/[a-z]+\/[A-Za-z0-9_.-]{1,64}$/;
@@ -12,7 +13,11 @@ const ROOM_RE = /^[A-Za-z0-9_-]{1,32}\/[a-z]+\/[A-Za-z0-9_.-]{1,64}$/;
 interface View {
   root: HTMLElement;
   show(): void;
+  /** Another room is shown instead (a forum stops marking what arrives as read). */
+  hide?(): void;
 }
+
+const KIND_ORDER = ["chat", "forum", "notes", "audit"];
 
 class App {
   private views = new Map<string, View>();
@@ -63,6 +68,9 @@ class App {
     // Rooms remembered from earlier visits, then the class's existing rooms.
     for (const r of this.remembered()) this.addToList(r);
     void this.discover();
+    // A link may name the room to open (`?room=3B/forum/aide`, as the console's).
+    const wanted = new URLSearchParams(location.search).get("room");
+    if (wanted && ROOM_RE.test(wanted)) this.open(wanted);
   }
 
   private remembered(): string[] {
@@ -82,7 +90,7 @@ class App {
   // `rooms` is newer than the first servers: ignore a refusal.
   private async discover(): Promise<void> {
     for (const cls of this.client.hello?.classes ?? []) {
-      for (const kind of ["chat", "notes"]) {
+      for (const kind of ["chat", "forum", "notes"]) {
         try {
           const { rooms } = await this.client.rooms(cls, kind);
           for (const r of rooms) this.addToList(r);
@@ -99,7 +107,14 @@ class App {
     const kinds: Record<string, string> = { chat: "discussion", notes: "note", audit: "journal", forum: "forum" };
     const b = el("button", { className: "link" }, el("span", { className: "kind", textContent: kinds[kind] ?? kind }), room);
     b.addEventListener("click", () => this.open(room));
-    this.roomList.append(el("li", { "data-room": room }, b));
+    const li = el("li", { "data-room": room, "data-kind": kind }, b);
+    // Grouped by kind (discussions, forums, notes), then by name.
+    const rank = (r: string) => {
+      const k = KIND_ORDER.indexOf(r.split("/")[1]);
+      return `${k < 0 ? 9 : k}:${r}`;
+    };
+    const next = [...this.roomList.children].find((x) => rank((x as HTMLElement).dataset.room ?? "") > rank(room));
+    this.roomList.insertBefore(li, next ?? null);
   }
 
   open(room: string): void {
@@ -108,9 +123,10 @@ class App {
     let view = this.views.get(room);
     if (!view) {
       const kind = room.split("/")[1];
-      view = kind === "notes" ? new NotesView(this.client, room) : new ChatView(this.client, room);
+      view = kind === "notes" ? new NotesView(this.client, room) : kind === "forum" ? new ForumView(this.client, room) : new ChatView(this.client, room);
       this.views.set(room, view);
     }
+    if (this.current && this.current !== room) this.views.get(this.current)?.hide?.();
     this.current = room;
     for (const li of this.roomList.children) li.classList.toggle("active", (li as HTMLElement).dataset.room === room);
     this.main.replaceChildren(view.root);

@@ -132,7 +132,12 @@ export function errorText(err: unknown): string {
     rate_limited: "Trop de messages, ralentissez",
     forbidden: "Action non autorisée",
     invalid_room: "Nom de salon invalide (classe/type/nom, ex. 3B/chat/general)",
-    unknown_room: "Ce forum n'existe pas encore",
+    unknown_room: "Ce forum n'a pas encore été ouvert par un enseignant",
+    not_editable: "Ce message ne peut plus être modifié : quelqu'un y a répondu, ou le délai de modification est passé",
+    invalid_field: "Contenu refusé (champ vide ou trop long)",
+    storage_error: "Le serveur n'a pas pu enregistrer : réessayez",
+    overloaded: "Serveur surchargé : réessayez dans un instant",
+    unavailable: "Serveur momentanément indisponible : réessayez",
     not_joined: "Rejoignez d'abord le salon",
     message_too_long: "Message trop long",
     not_connected: "Hors ligne : reconnexion en cours",
@@ -158,6 +163,12 @@ export function formatTime(ts: number): string {
   const d = new Date(ts);
   return Date.now() - ts < 20 * 3600_000 ? timeFmt.format(d) : dateTimeFmt.format(d);
 }
+
+export const FLAVOUR_LABELS: Record<string, string> = {
+  debate: "débat",
+  help: "entraide",
+  interclass: "interclasses",
+};
 
 export const ROLE_LABELS: Record<string, string> = {
   student: "élève",
@@ -233,7 +244,13 @@ export function moderationText(ev: EventFrame, nameOf: (id: string) => string | 
     case "slow_mode":
       return Number(a.seconds) > 0 ? `${who} a activé le mode lent (${String(a.seconds)} s).` : `${who} a désactivé le mode lent.`;
     case "read_only":
+      if (typeof a.thread === "number") return a.on ? `${who} a verrouillé le sujet n° ${a.thread}.` : `${who} a déverrouillé le sujet n° ${a.thread}.`;
       return a.on ? `${who} a passé le salon en lecture seule.` : `${who} a rouvert le salon.`;
+    case "configure": {
+      const classes = Array.isArray(a.classes) && a.classes.length ? `, classes invitées : ${a.classes.join(", ")}` : "";
+      const mods = Array.isArray(a.moderators) && a.moderators.length ? `, modérateurs invités : ${a.moderators.join(", ")}` : "";
+      return `${who} a réglé le forum (${FLAVOUR_LABELS[String(a.flavour)] ?? String(a.flavour)}${classes}${mods}).`;
+    }
     case "pin":
       return `${who} a épinglé un message.`;
     case "unpin":

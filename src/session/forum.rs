@@ -282,12 +282,20 @@ impl Session {
     ) -> Result<Option<Bytes>, Refusal> {
         let (name, room) = self.open_forum(room).await?;
         let known = room.with_forum_index(|forum, _| forum.has_thread(thread));
+        let head = room.bounds().1;
         self.release_unjoined(&room);
         if !known {
             return Err(Refusal::new(
                 ErrorCode::UnknownTarget,
                 format!("no thread {thread}"),
             ));
+        }
+        // A mark never moves back: one past the head would hide every
+        // later post from this user for good.
+        if offset > head {
+            return Err(invalid(format!(
+                "offset {offset} is past the room's head {head}"
+            )));
         }
         let user = self.user()?.id.clone();
         let store = self.hub.store.clone();
