@@ -6,7 +6,9 @@
 //!   cargo bench --bench loadgen -- report <scenario> --out DIR --to FILE
 //!
 //! Scenarios: `idle`, `revision` (with `--sweep`), `announce`,
-//! `reconnect-storm`. See `benches/README.md` for what each measures.
+//! `reconnect-storm`, `cluster` (`revision` over several nodes: `--url`
+//! lists them) and `notes` (Yjs editors in one note, against préau or a
+//! Hocuspocus server). See `benches/README.md` for what each measures.
 //!
 //! Every connection is one task (plus the two tasks of `preau::client::Client`
 //! or of the Socket.IO client below). Posted texts start with the send time
@@ -40,19 +42,30 @@ use tokio_tungstenite::tungstenite::Message;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadgen", about = "préau load generator")]
 struct Args {
-    /// idle | revision | announce | reconnect-storm | report
+    /// idle | revision | announce | reconnect-storm | cluster | notes | report
     scenario: String,
     /// For `report`: the scenario whose results to compare.
     of: Option<String>,
-    /// preau | bare | socketio
+    /// preau | bare | socketio | hocuspocus (notes only)
     #[arg(long, default_value = "preau")]
     target: String,
-    /// WebSocket URL (default: per target, on 127.0.0.1).
+    /// WebSocket URL (default: per target, on 127.0.0.1). `cluster`: one
+    /// URL per node, comma-separated; member i connects to node i mod N.
     #[arg(long)]
     url: Option<String>,
-    /// Server process to sample; default: the process listening on the URL's port.
+    /// Server processes to sample (comma-separated, one per node); default:
+    /// the process listening on each URL's port. CPU and RSS are summed.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Option<String>,
+    /// cluster: the Redis server's process, sampled on its own.
+    #[arg(long)]
+    redis_pid: Option<u32>,
+    /// notes: editors in the one note.
+    #[arg(long, default_value_t = 30)]
+    editors: usize,
+    /// notes: updates (one typed character each) per second per editor.
+    #[arg(long, default_value_t = 5.0)]
+    typing_rate: f64,
     /// idle: connections (rooms of --room-size).
     #[arg(long, default_value_t = 2000)]
     connections: usize,
@@ -119,6 +132,7 @@ enum Target {
     Preau,
     Bare,
     SocketIo,
+    Hocuspocus,
 }
 
 impl Target {
@@ -127,7 +141,8 @@ impl Target {
             "preau" => Target::Preau,
             "bare" => Target::Bare,
             "socketio" => Target::SocketIo,
-            other => bail!("unknown target {other:?} (preau, bare, socketio)"),
+            "hocuspocus" => Target::Hocuspocus,
+            other => bail!("unknown target {other:?} (preau, bare, socketio, hocuspocus)"),
         })
     }
 
@@ -136,6 +151,7 @@ impl Target {
             Target::Preau => "preau",
             Target::Bare => "bare",
             Target::SocketIo => "socketio",
+            Target::Hocuspocus => "hocuspocus",
         }
     }
 
@@ -144,6 +160,7 @@ impl Target {
             Target::Preau => "ws://127.0.0.1:8080/ws",
             Target::Bare => "ws://127.0.0.1:9002/ws",
             Target::SocketIo => "ws://127.0.0.1:9003/socket.io/?EIO=4&transport=websocket",
+            Target::Hocuspocus => "ws://127.0.0.1:9004/",
         }
     }
 }
@@ -158,21 +175,23 @@ fn now_ns() -> u64 {
     ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// `"<send ns> <seq> xxxx…"`, `size` bytes long (at least the two numbers).
-fn make_text(seq: u64, size: usize) -> String {
-    let mut text = format!("{} {} ", now_ns(), seq);
+/// `"<send ns> <seq> <node> xxxx…"`, `size` bytes long (at least the three
+/// numbers); `node` is the poster's node (cluster), 0 otherwise.
+fn make_text(seq: u64, node: usize, size: usize) -> String {
+    let mut text = format!("{} {} {} ", now_ns(), seq, node);
     while text.len() < size {
         text.push('x');
     }
     text
 }
 
-/// The send time and sequence number at the start of a text.
-fn parse_text(text: &str) -> Option<(u64, u64)> {
-    let mut parts = text.splitn(3, ' ');
+/// The send time, sequence number and poster's node at the start of a text.
+fn parse_text(text: &str) -> Option<(u64, u64, usize)> {
+    let mut parts = text.splitn(4, ' ');
     let sent = parts.next()?.parse().ok()?;
     let seq = parts.next()?.parse().ok()?;
-    Some((sent, seq))
+    let node = parts.next()?.parse().ok()?;
+    Some((sent, seq, node))
 }
 
 // ---------------------------------------------------------------- connections
@@ -205,7 +224,8 @@ enum Conn {
 
 struct Endpoint {
     target: Target,
-    url: String,
+    /// One URL per node (one unless `cluster`).
+    urls: Vec<String>,
     keyring: Option<Keyring>,
 }
 
@@ -226,14 +246,21 @@ impl Endpoint {
         })?)
     }
 
-    async fn connect(&self, user: &str) -> anyhow::Result<Conn> {
+    /// The URL of `node` (members are spread over the nodes by index).
+    fn url(&self, node: usize) -> &str {
+        &self.urls[node % self.urls.len().max(1)]
+    }
+
+    async fn connect(&self, user: &str, node: usize) -> anyhow::Result<Conn> {
+        let url = self.url(node);
         match self.target {
             Target::Preau | Target::Bare => {
                 let token = self.token(user)?;
-                let (client, _) = Client::connect(&self.url, &token).await?;
+                let (client, _) = Client::connect(url, &token).await?;
                 Ok(Conn::Preau(client))
             }
-            Target::SocketIo => Ok(Conn::Sio(SioClient::connect(&self.url).await?)),
+            Target::SocketIo => Ok(Conn::Sio(SioClient::connect(url).await?)),
+            Target::Hocuspocus => bail!("the hocuspocus target only runs the notes scenario"),
         }
     }
 }
@@ -524,6 +551,20 @@ fn proc_sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// One sample of several processes (the nodes of a cluster), summed: CPU,
+/// RSS and run-queue wait. `None` if there is none or one is gone.
+fn proc_sample_sum(pids: &[u32]) -> Option<ProcSample> {
+    let mut samples = pids.iter().map(|&pid| proc_sample(pid));
+    let mut total = samples.next()??;
+    for sample in samples {
+        let sample = sample?;
+        total.cpu_ticks += sample.cpu_ticks;
+        total.rss_kib += sample.rss_kib;
+        total.wait_ns += sample.wait_ns;
+    }
+    Some(total)
+}
+
 /// Run-queue wait between two samples, in milliseconds.
 fn wait_ms(a: &ProcSample, b: &ProcSample) -> f64 {
     b.wait_ns.saturating_sub(a.wait_ns) as f64 / 1e6
@@ -641,6 +682,15 @@ struct Stats {
     latency: Mutex<Histogram<u64>>,
     /// Setup time (µs) of each connection (connect + hello + join).
     setup: Mutex<Histogram<u64>>,
+    /// cluster: the same deliveries split by whether the poster was on
+    /// another node than the receiver.
+    latency_cross: Mutex<Histogram<u64>>,
+    latency_local: Mutex<Histogram<u64>>,
+    window_cross_deliveries: AtomicU64,
+    /// notes: per update, time until every other editor had it (µs).
+    propagation: Mutex<Histogram<u64>>,
+    /// notes: an editor's own update coming back to it (not a delivery).
+    echoes: AtomicU64,
     window_open: AtomicBool,
     deliveries: AtomicU64,
     window_deliveries: AtomicU64,
@@ -670,6 +720,11 @@ impl Stats {
         Stats {
             latency: Mutex::new(hist()),
             setup: Mutex::new(hist()),
+            latency_cross: Mutex::new(hist()),
+            latency_local: Mutex::new(hist()),
+            window_cross_deliveries: AtomicU64::new(0),
+            propagation: Mutex::new(hist()),
+            echoes: AtomicU64::new(0),
             window_open: AtomicBool::new(false),
             deliveries: AtomicU64::new(0),
             window_deliveries: AtomicU64::new(0),
@@ -709,8 +764,38 @@ impl Stats {
         }
     }
 
+    /// cluster: files a delivery already counted by [`Stats::delivered`]
+    /// as cross-node or same-node.
+    fn delivered_across(&self, sent_ns: u64, cross: bool) {
+        if !self.window_open.load(Ordering::Relaxed) {
+            return;
+        }
+        let latency = now_ns().saturating_sub(sent_ns);
+        let hist = if cross {
+            self.window_cross_deliveries.fetch_add(1, Ordering::Relaxed);
+            &self.latency_cross
+        } else {
+            &self.latency_local
+        };
+        hist.lock().saturating_record((latency / 1000).max(1));
+    }
+
+    /// notes: the last other editor just received an update sent at `sent_ns`.
+    fn propagated(&self, sent_ns: u64) {
+        if self.window_open.load(Ordering::Relaxed) {
+            let latency = now_ns().saturating_sub(sent_ns);
+            self.propagation
+                .lock()
+                .saturating_record((latency / 1000).max(1));
+        }
+    }
+
     fn open_window(&self) {
         self.latency.lock().reset();
+        self.latency_cross.lock().reset();
+        self.latency_local.lock().reset();
+        self.propagation.lock().reset();
+        self.window_cross_deliveries.store(0, Ordering::Relaxed);
         self.window_deliveries.store(0, Ordering::Relaxed);
         self.window_posts.store(0, Ordering::Relaxed);
         self.max_latency_ns.store(0, Ordering::Relaxed);
@@ -791,9 +876,9 @@ impl Position_ {
     }
 }
 
-async fn setup(ctx: &Ctx, user: &str, room: &str) -> anyhow::Result<(Conn, JoinInfo)> {
+async fn setup(ctx: &Ctx, user: &str, room: &str, node: usize) -> anyhow::Result<(Conn, JoinInfo)> {
     let started = now_ns();
-    let mut conn = ctx.endpoint.connect(user).await?;
+    let mut conn = ctx.endpoint.connect(user, node).await?;
     let joined = conn.join(room, None).await?;
     ctx.stats
         .setup
@@ -802,16 +887,17 @@ async fn setup(ctx: &Ctx, user: &str, room: &str) -> anyhow::Result<(Conn, JoinI
     Ok((conn, joined))
 }
 
-/// One member: connects, joins, then receives (recording every delivery),
-/// posts at the current rate and obeys commands until closed.
+/// One member: connects to `node`, joins, then receives (recording every
+/// delivery), posts at the current rate and obeys commands until closed.
 async fn member(
     ctx: Arc<Ctx>,
     user: String,
     room: String,
+    node: usize,
     mut commands: mpsc::UnboundedReceiver<Cmd>,
 ) {
     let slot = ctx.connect_slots.acquire().await;
-    let setup = setup(&ctx, &user, &room).await;
+    let setup = setup(&ctx, &user, &room, node).await;
     drop(slot);
     let (mut conn, joined) = match setup {
         Ok(ok) => ok,
@@ -837,7 +923,12 @@ async fn member(
                 Some(Incoming::Event { offset, text }) => {
                     position.see(offset, &ctx.stats);
                     match parse_text(&text) {
-                        Some((sent, _)) => ctx.stats.delivered(sent),
+                        Some((sent, _, from)) => {
+                            ctx.stats.delivered(sent);
+                            if ctx.endpoint.urls.len() > 1 {
+                                ctx.stats.delivered_across(sent, from != node);
+                            }
+                        }
                         None => ctx.stats.error("unparsable event text"),
                     }
                 }
@@ -860,7 +951,7 @@ async fn member(
             },
             _ = ticker.tick(), if alive && rate > 0.0 => {
                 seq += 1;
-                if conn.post(&room, make_text(seq, ctx.size)).is_ok() {
+                if conn.post(&room, make_text(seq, node, ctx.size)).is_ok() {
                     ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
                     ctx.stats.window_posts.fetch_add(1, Ordering::Relaxed);
                 }
@@ -877,13 +968,13 @@ async fn member(
             }
             command = commands.recv() => match command {
                 Some(Cmd::Post(seq)) => {
-                    if conn.post(&room, make_text(seq, ctx.size)).is_ok() {
+                    if conn.post(&room, make_text(seq, node, ctx.size)).is_ok() {
                         ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Some(Cmd::Reconnect) => {
                     conn.close();
-                    match reconnect(&ctx, &user, &room, &mut position).await {
+                    match reconnect(&ctx, &user, &room, node, &mut position).await {
                         Some(new) => {
                             conn = new;
                             alive = true;
@@ -920,14 +1011,20 @@ fn post_ticker(rate: f64) -> tokio::time::Interval {
 }
 
 /// Connects again and joins with `since` = what the member saw last.
-async fn reconnect(ctx: &Ctx, user: &str, room: &str, position: &mut Position_) -> Option<Conn> {
+async fn reconnect(
+    ctx: &Ctx,
+    user: &str,
+    room: &str,
+    node: usize,
+    position: &mut Position_,
+) -> Option<Conn> {
     let _slot = ctx.storm_slots.acquire().await;
     for attempt in 0..20 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
         }
         let since = (position.epoch.clone(), position.last);
-        let mut conn = match ctx.endpoint.connect(user).await {
+        let mut conn = match ctx.endpoint.connect(user, node).await {
             Ok(conn) => conn,
             Err(err) => {
                 ctx.stats.error(format!("reconnect: {err}"));
@@ -1026,19 +1123,19 @@ impl Progress {
 fn spawn_progress(
     ctx: Arc<Ctx>,
     progress: Arc<Progress>,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     phase: Arc<Mutex<String>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let me = std::process::id();
-        let mut last_server = server_pid.and_then(proc_sample);
+        let mut last_server = proc_sample_sum(&server_pids);
         let mut last_me = proc_sample(me);
         let mut last_deliveries = ctx.stats.deliveries.load(Ordering::Relaxed);
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let server = server_pid.and_then(proc_sample);
+            let server = proc_sample_sum(&server_pids);
             let mine = proc_sample(me);
             let deliveries = ctx.stats.deliveries.load(Ordering::Relaxed);
             let pct = |a: &Option<ProcSample>, b: &Option<ProcSample>| match (a, b) {
@@ -1078,7 +1175,9 @@ struct Run {
     target: Target,
     ctx: Arc<Ctx>,
     rate_tx: watch::Sender<f64>,
-    server_pid: Option<u32>,
+    /// Every server process (one per node); sampled as one.
+    server_pids: Vec<u32>,
+    redis_pid: Option<u32>,
     progress: Arc<Progress>,
     phase: Arc<Mutex<String>>,
     /// A unique prefix for room names, so reruns against one server never
@@ -1095,7 +1194,11 @@ impl Run {
     }
 
     fn sample_server(&self) -> Option<ProcSample> {
-        self.server_pid.and_then(proc_sample)
+        proc_sample_sum(&self.server_pids)
+    }
+
+    fn sample_redis(&self) -> Option<ProcSample> {
+        self.redis_pid.and_then(proc_sample)
     }
 
     /// Starts `count` members over rooms of `room_size`, `room_of(i)`
@@ -1109,7 +1212,8 @@ impl Run {
             let (tx, rx) = mpsc::unbounded_channel();
             self.members.push(tx);
             let user = format!("{}-m{i}", self.run_id);
-            tokio::spawn(member(self.ctx.clone(), user, room_of(i), rx));
+            let node = i % self.ctx.endpoint.urls.len().max(1);
+            tokio::spawn(member(self.ctx.clone(), user, room_of(i), node, rx));
         }
         loop {
             let done = self.ctx.stats.connected.load(Ordering::Relaxed)
@@ -1168,6 +1272,7 @@ impl Run {
         let stats = &self.ctx.stats;
         let me = std::process::id();
         let server_before = self.sample_server();
+        let redis_before = self.sample_redis();
         let me_before = proc_sample(me);
         let delivered_before = stats.deliveries.load(Ordering::Relaxed);
         let posts_before = stats.posts.load(Ordering::Relaxed);
@@ -1178,6 +1283,7 @@ impl Run {
         stats.close_window();
         let secs = started.elapsed().as_secs_f64();
         let server_after = self.sample_server();
+        let redis_after = self.sample_redis();
         let me_after = proc_sample(me);
         let delivered = stats.deliveries.load(Ordering::Relaxed) - delivered_before;
         let posts = stats.posts.load(Ordering::Relaxed) - posts_before;
@@ -1190,7 +1296,12 @@ impl Run {
             (Some(a), Some(b)) => Some(cpu_secs(a, b)),
             _ => None,
         };
-        json!({
+        let redis_cpu = match (&redis_before, &redis_after) {
+            (Some(a), Some(b)) => Some(cpu_secs(a, b)),
+            _ => None,
+        };
+        let cross = stats.window_cross_deliveries.load(Ordering::Relaxed);
+        let mut window = json!({
             "seconds": round3(secs),
             "posts_per_s": round1(posts as f64 / secs),
             "acks_per_s": round1(acks as f64 / secs),
@@ -1213,7 +1324,35 @@ impl Run {
             "generator_cpu_us_per_delivery": gen_cpu
                 .filter(|_| delivered > 0)
                 .map(|c| round3(c * 1e6 / delivered as f64)),
-        })
+            "server_cpu_us_per_post": server_cpu
+                .filter(|_| posts > 0)
+                .map(|c| round3(c * 1e6 / posts as f64)),
+        });
+        if self.server_pids.len() > 1 {
+            window["server_processes"] = json!(self.server_pids.len());
+            window["server_rss_mib_per_process"] = json!(self
+                .server_pids
+                .iter()
+                .map(|&pid| proc_sample(pid).map(|s| round1(s.rss_kib as f64 / 1024.0)))
+                .collect::<Vec<_>>());
+        }
+        if self.ctx.endpoint.urls.len() > 1 {
+            window["cross_node_deliveries_per_s"] = json!(round1(cross as f64 / secs));
+            window["latency_cross_node"] = hist_json(&stats.latency_cross.lock());
+            window["latency_same_node"] = hist_json(&stats.latency_local.lock());
+        }
+        if let Some(redis) = redis_cpu {
+            window["redis_cpu_percent"] = json!(round1(redis / secs * 100.0));
+            window["redis_rss_mib"] = json!(redis_after.map(|s| round1(s.rss_kib as f64 / 1024.0)));
+            if let Some(server) = server_cpu.filter(|_| delivered > 0) {
+                window["server_and_redis_cpu_us_per_delivery"] =
+                    json!(round3((server + redis) * 1e6 / delivered as f64));
+            }
+        }
+        if self.args.scenario == "notes" {
+            window["propagation_to_all_others"] = hist_json(&stats.propagation.lock());
+        }
+        window
     }
 
     /// Closes every member; returns what each saw last, by room.
@@ -1463,7 +1602,7 @@ async fn writer(
     stop: watch::Receiver<bool>,
     head: Arc<AtomicU64>,
 ) {
-    let Ok((mut conn, _)) = setup(&ctx, &user, &room).await else {
+    let Ok((mut conn, _)) = setup(&ctx, &user, &room, 0).await else {
         ctx.stats.error("writer setup failed");
         return;
     };
@@ -1477,7 +1616,7 @@ async fn writer(
         // Drain its own events (it is a member too).
         while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, conn.next()).await {}
         seq += 1;
-        match conn.post_acked(&room, &make_text(seq, ctx.size)).await {
+        match conn.post_acked(&room, &make_text(seq, 0, ctx.size)).await {
             Ok(offset) => {
                 head.fetch_max(offset, Ordering::Relaxed);
                 ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
@@ -1587,6 +1726,675 @@ async fn reconnect_storm(run: &mut Run) -> anyhow::Result<Value> {
     }))
 }
 
+/// `revision` over several nodes (`--url A,B`, one URL per node): member i
+/// connects to node i mod N, so a room of 30 has 15 members on each of two
+/// nodes and most deliveries cross nodes. The window also splits latency
+/// into cross-node and same-node deliveries (the poster's node travels in
+/// the text), and samples the Redis process when `--redis-pid` is given.
+async fn cluster(run: &mut Run) -> anyhow::Result<Value> {
+    let nodes = run.ctx.endpoint.urls.len();
+    if nodes < 2 {
+        bail!("cluster needs one URL per node in --url (comma-separated), at least two");
+    }
+    if run.target == Target::Hocuspocus {
+        bail!("cluster runs against preau, bare or socketio");
+    }
+    let mut result = revision(run).await?;
+    result["nodes"] = json!(nodes);
+    result["urls"] = json!(run.ctx.endpoint.urls);
+    Ok(result)
+}
+
+// ---------------------------------------------------------------- notes
+
+/// lib0 `varUint` (7 bits per byte, little end first), as y-protocols and
+/// Hocuspocus write lengths and message types.
+fn write_var_uint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn read_var_uint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = *data.get(*pos)?;
+        *pos += 1;
+        if shift >= 64 {
+            return None;
+        }
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(n);
+        }
+        shift += 7;
+    }
+}
+
+/// lib0 `varUint8Array`: a length, then that many bytes.
+fn read_var_bytes<'a>(data: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let len = usize::try_from(read_var_uint(data, pos)?).ok()?;
+    let end = pos.checked_add(len)?;
+    let bytes = data.get(*pos..end)?;
+    *pos = end;
+    Some(bytes)
+}
+
+/// What a note editor receives, whatever the server.
+enum NoteIn {
+    /// A Yjs v1 update to apply: a `yjs_update` event (préau) or a sync
+    /// update message (Hocuspocus).
+    Update(Vec<u8>),
+    /// The server's sync step 1: answer with what it lacks.
+    Step1(yrs::StateVector),
+    /// The server's sync step 2: what this editor lacked.
+    Step2(Vec<u8>),
+    /// The reply to one of our messages (préau `ok`, Hocuspocus SyncStatus).
+    Ack,
+    Error(String),
+    Other,
+}
+
+/// Hocuspocus's protocol over WebSocket: every message, both ways, is
+/// `varString(documentName)` followed by a y-protocols message (types 0 sync,
+/// 1 awareness, 2 auth, 3 query awareness, 4 sync reply, 8 sync status).
+/// A document starts with an auth message (`2, 0, varString(token)`); the
+/// server queues everything else for that document until its hooks ran and
+/// it answered `2, 2, varString(scope)` (or `2, 1, reason`). Built like
+/// `preau::client::Client`: a writer task, a reader task, unbounded channels.
+struct HocusClient {
+    outgoing: mpsc::UnboundedSender<Message>,
+    incoming: mpsc::UnboundedReceiver<NoteIn>,
+    /// `varString(documentName)`.
+    prefix: Vec<u8>,
+}
+
+impl HocusClient {
+    async fn connect(url: &str, document: &str) -> anyhow::Result<HocusClient> {
+        // The same small buffers as préau's client.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        let mut prefix = Vec::with_capacity(document.len() + 2);
+        write_var_uint(&mut prefix, document.len() as u64);
+        prefix.extend_from_slice(document.as_bytes());
+        // No onAuthenticate hook on the server: any token passes.
+        let mut auth = prefix.clone();
+        auth.extend_from_slice(&[2, 0]);
+        write_var_uint(&mut auth, 7);
+        auth.extend_from_slice(b"no-auth");
+        ws.send(Message::binary(auth)).await?;
+        loop {
+            let message = ws.next().await.context("hocuspocus closed during auth")??;
+            let Message::Binary(data) = message else {
+                continue;
+            };
+            if !data.starts_with(&prefix) {
+                continue;
+            }
+            let mut pos = prefix.len();
+            match (
+                read_var_uint(&data, &mut pos),
+                read_var_uint(&data, &mut pos),
+            ) {
+                (Some(2), Some(2)) => break,
+                (Some(2), Some(1)) => bail!("hocuspocus refused the document: permission denied"),
+                _ => {}
+            }
+        }
+        let (mut sink, mut stream) = ws.split();
+        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(message) = outgoing_rx.recv().await {
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let reader_out = outgoing.clone();
+        let reader_prefix = prefix.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                match message {
+                    // Messages of other documents cannot come: one per connection.
+                    Message::Binary(data) if data.starts_with(&reader_prefix) => {
+                        let _ = incoming_tx.send(parse_hocus(&data, reader_prefix.len()));
+                    }
+                    Message::Close(_) => {
+                        let _ = reader_out.send(Message::Close(None));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(HocusClient {
+            outgoing,
+            incoming,
+            prefix,
+        })
+    }
+
+    /// Sends one y-protocols message for the document.
+    fn send(&self, message: &[u8]) -> anyhow::Result<()> {
+        let mut frame = Vec::with_capacity(self.prefix.len() + message.len());
+        frame.extend_from_slice(&self.prefix);
+        frame.extend_from_slice(message);
+        self.outgoing
+            .send(Message::binary(frame))
+            .map_err(|_| anyhow::anyhow!("hocuspocus connection closed"))
+    }
+
+    fn close(&self) {
+        let _ = self.outgoing.send(Message::Close(None));
+    }
+}
+
+/// One message from Hocuspocus, after the document name.
+fn parse_hocus(data: &[u8], mut pos: usize) -> NoteIn {
+    use yrs::updates::decoder::Decode;
+    match read_var_uint(data, &mut pos) {
+        // Sync, or SyncReply (a sync message that asks for no step 1 back).
+        Some(0) | Some(4) => {
+            let sub = read_var_uint(data, &mut pos);
+            let Some(payload) = read_var_bytes(data, &mut pos) else {
+                return NoteIn::Other;
+            };
+            match sub {
+                Some(0) => match yrs::StateVector::decode_v1(payload) {
+                    Ok(sv) => NoteIn::Step1(sv),
+                    Err(_) => NoteIn::Error("bad state vector from hocuspocus".to_owned()),
+                },
+                Some(1) => NoteIn::Step2(payload.to_vec()),
+                Some(2) => NoteIn::Update(payload.to_vec()),
+                _ => NoteIn::Other,
+            }
+        }
+        Some(8) => NoteIn::Ack,
+        _ => NoteIn::Other,
+    }
+}
+
+/// One editor's connection: préau (`yjs` requests, `yjs` frames and
+/// `yjs_update` events) or Hocuspocus.
+enum NoteConn {
+    Preau { client: Client, room: String },
+    Hocus(HocusClient),
+}
+
+impl NoteConn {
+    async fn connect(endpoint: &Endpoint, user: &str, note: &str) -> anyhow::Result<NoteConn> {
+        match endpoint.target {
+            Target::Preau => {
+                let token = endpoint.token(user)?;
+                let (mut client, _) = Client::connect(endpoint.url(0), &token).await?;
+                client.join(note, None).await?;
+                Ok(NoteConn::Preau {
+                    client,
+                    room: note.to_owned(),
+                })
+            }
+            Target::Hocuspocus => Ok(NoteConn::Hocus(
+                HocusClient::connect(endpoint.url(0), note).await?,
+            )),
+            other => bail!(
+                "notes runs against preau or hocuspocus, not {}",
+                other.name()
+            ),
+        }
+    }
+
+    /// Sends one y-protocols message (no request id on préau: the reply
+    /// arrives as [`NoteIn::Ack`]).
+    fn send(&self, message: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            NoteConn::Preau { client, room } => {
+                let frame = protocol::encode_request(&Request::Yjs {
+                    id: None,
+                    room: room.clone(),
+                    data: message,
+                })?;
+                client.send_raw(frame)?;
+                Ok(())
+            }
+            NoteConn::Hocus(client) => client.send(&message),
+        }
+    }
+
+    async fn next(&mut self) -> Option<NoteIn> {
+        match self {
+            NoteConn::Preau { client, .. } => Some(match client.next().await? {
+                ServerFrame::Event(event) => match event.body {
+                    Body::YjsUpdate { data } => NoteIn::Update(data),
+                    _ => NoteIn::Other,
+                },
+                ServerFrame::Yjs(frame) => match preau::notes::decode_message(&frame.data) {
+                    Ok(preau::notes::Incoming::SyncStep1(sv)) => NoteIn::Step1(sv),
+                    Ok(preau::notes::Incoming::SyncStep2(update)) => NoteIn::Step2(update),
+                    Ok(preau::notes::Incoming::Update(update)) => NoteIn::Update(update),
+                    Ok(_) => NoteIn::Other,
+                    Err(_) => NoteIn::Error("bad yjs frame from préau".to_owned()),
+                },
+                ServerFrame::Ok { id: None, .. } => NoteIn::Ack,
+                ServerFrame::Error(reply) => NoteIn::Error(reply.code.to_string()),
+                _ => NoteIn::Other,
+            }),
+            NoteConn::Hocus(client) => client.incoming.recv().await,
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            NoteConn::Preau { client, .. } => client.close(),
+            NoteConn::Hocus(client) => client.close(),
+        }
+    }
+}
+
+/// Characters typed, in turn.
+const TYPED: &[&str] = &["a", "b", "c", "d", "e", " ", "f", "g", "h", "i", "j", "\n"];
+
+/// One editor's yrs document and cursor. The cursor is a sticky index
+/// bound to the character just typed, so the editor keeps typing after its
+/// own text whatever the others insert before it (as a person does).
+struct Typist {
+    doc: yrs::Doc,
+    text: yrs::TextRef,
+    client_id: u64,
+    cursor: Option<yrs::StickyIndex>,
+    typed: usize,
+}
+
+impl Typist {
+    fn new(client_id: u64) -> Typist {
+        let doc = yrs::Doc::with_client_id(client_id);
+        let text = doc.get_or_insert_text("content");
+        Typist {
+            doc,
+            text,
+            client_id,
+            cursor: None,
+            typed: 0,
+        }
+    }
+
+    /// Types one character at the cursor: the v1 update and the clock of
+    /// the new character (its id is `(client_id, clock)`).
+    fn type_one(&mut self) -> (Vec<u8>, u32) {
+        use yrs::{IndexedSequence, ReadTxn, Text, Transact};
+        let mut txn = self.doc.transact_mut();
+        let clock = txn.state_vector().get(&self.client_id);
+        let len = self.text.len(&txn);
+        let index = self
+            .cursor
+            .as_ref()
+            .and_then(|cursor| cursor.get_offset(&txn))
+            .map_or(len, |offset| offset.index.min(len));
+        self.text
+            .insert(&mut txn, index, TYPED[self.typed % TYPED.len()]);
+        self.typed += 1;
+        self.cursor = self.text.sticky_index(&txn, index + 1, yrs::Assoc::Before);
+        (txn.encode_update_v1(), clock)
+    }
+
+    /// Applies an update; the id of its first new item, `(client, clock)`.
+    fn apply(&mut self, data: &[u8]) -> Result<Option<(u64, u32)>, String> {
+        use yrs::updates::decoder::Decode;
+        use yrs::Transact;
+        let update =
+            yrs::Update::decode_v1(data).map_err(|e| format!("undecodable update: {e}"))?;
+        let first = update
+            .state_vector_lower()
+            .iter()
+            .next()
+            .map(|(&client, &clock)| (client, clock));
+        self.doc
+            .transact_mut()
+            .apply_update(update)
+            .map_err(|e| format!("update does not apply: {e}"))?;
+        Ok(first)
+    }
+
+    /// Sync step 2 in answer to the server's step 1.
+    fn diff(&self, remote: &yrs::StateVector) -> Vec<u8> {
+        use yrs::{ReadTxn, Transact};
+        preau::notes::encode_step2(&self.doc.transact().encode_state_as_update_v1(remote))
+    }
+
+    fn text(&self) -> String {
+        use yrs::{GetString, Transact};
+        self.text.get_string(&self.doc.transact())
+    }
+}
+
+/// Updates sent and not yet received by every other editor, by the id of
+/// their character: (send time, editors still to receive it).
+#[derive(Default)]
+struct NoteTrack {
+    pending: Mutex<HashMap<(u64, u32), (u64, u64)>>,
+    /// Editors minus one, set before typing starts.
+    others: AtomicU64,
+    /// Updates received that no editor of this run sent (or received twice).
+    unknown: AtomicU64,
+}
+
+impl NoteTrack {
+    fn sent(&self, id: (u64, u32), at_ns: u64) {
+        let others = self.others.load(Ordering::Relaxed);
+        if others > 0 {
+            self.pending.lock().insert(id, (at_ns, others));
+        }
+    }
+
+    /// Another editor received `id`: one delivery (its latency), and when it
+    /// was the last one, the update's propagation time.
+    fn received(&self, id: (u64, u32), stats: &Stats) {
+        let mut pending = self.pending.lock();
+        let Some(entry) = pending.get_mut(&id) else {
+            self.unknown.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        stats.delivered(entry.0);
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            let sent = entry.0;
+            pending.remove(&id);
+            stats.propagated(sent);
+        }
+    }
+}
+
+enum EditorCmd {
+    /// Close; the reply carries the editor's final text.
+    Finish(oneshot::Sender<String>),
+}
+
+/// Handles one incoming message; true when it was the server's step 2
+/// (the editor is in sync).
+fn editor_handle(
+    message: NoteIn,
+    typist: &mut Typist,
+    conn: &NoteConn,
+    ctx: &Ctx,
+    track: &NoteTrack,
+) -> bool {
+    let stats = &ctx.stats;
+    match message {
+        NoteIn::Update(data) => match typist.apply(&data) {
+            Ok(Some((client, _))) if client == typist.client_id => {
+                stats.echoes.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(id)) => track.received(id, stats),
+            Ok(None) => stats.error("update without new items"),
+            Err(err) => stats.error(err),
+        },
+        NoteIn::Step2(data) => {
+            if let Err(err) = typist.apply(&data) {
+                stats.error(err);
+            }
+            return true;
+        }
+        NoteIn::Step1(remote) => {
+            if let Err(err) = conn.send(typist.diff(&remote)) {
+                stats.error(format!("step 2: {err}"));
+            }
+        }
+        NoteIn::Ack => {
+            stats.acks.fetch_add(1, Ordering::Relaxed);
+        }
+        NoteIn::Error(code) => stats.error(code),
+        NoteIn::Other => {
+            stats.others.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    false
+}
+
+/// Connects, syncs (step 1, the server's step 2 and step 1, our step 2).
+async fn editor_setup(
+    ctx: &Ctx,
+    track: &NoteTrack,
+    user: &str,
+    note: &str,
+    typist: &mut Typist,
+) -> anyhow::Result<NoteConn> {
+    let started = now_ns();
+    let mut conn = NoteConn::connect(&ctx.endpoint, user, note).await?;
+    let sv = {
+        use yrs::{ReadTxn, Transact};
+        typist.doc.transact().state_vector()
+    };
+    conn.send(preau::notes::encode_step1(&sv))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let message = tokio::time::timeout_at(deadline, conn.next())
+            .await
+            .context("no sync step 2 within 30 s")?
+            .context("closed during sync")?;
+        if editor_handle(message, typist, &conn, ctx, track) {
+            break;
+        }
+    }
+    ctx.stats
+        .setup
+        .lock()
+        .saturating_record(((now_ns() - started) / 1000).max(1));
+    Ok(conn)
+}
+
+/// One editor: connects and syncs, then types at the current rate (one
+/// character, one update each), applies every update it receives, and
+/// reports its text when finished.
+async fn editor(
+    ctx: Arc<Ctx>,
+    track: Arc<NoteTrack>,
+    client_id: u64,
+    user: String,
+    note: String,
+    mut commands: mpsc::UnboundedReceiver<EditorCmd>,
+) {
+    let mut typist = Typist::new(client_id);
+    let slot = ctx.connect_slots.acquire().await;
+    let setup = editor_setup(&ctx, &track, &user, &note, &mut typist).await;
+    drop(slot);
+    let mut conn = match setup {
+        Ok(conn) => conn,
+        Err(err) => {
+            ctx.stats.setup_failed.fetch_add(1, Ordering::Relaxed);
+            ctx.stats.error(format!("setup: {err}"));
+            return;
+        }
+    };
+    ctx.stats.connected.fetch_add(1, Ordering::Relaxed);
+    let mut rate_rx = ctx.rate.clone();
+    let mut rate = *rate_rx.borrow_and_update();
+    let mut ticker = post_ticker(rate);
+    let mut alive = true;
+    loop {
+        tokio::select! {
+            incoming = conn.next(), if alive => match incoming {
+                Some(message) => {
+                    editor_handle(message, &mut typist, &conn, &ctx, &track);
+                }
+                None => {
+                    ctx.stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                    if let NoteConn::Preau { client, .. } = &conn {
+                        if let Some((code, reason)) = client.close_frame() {
+                            ctx.stats.error(format!("closed by server: {code} {reason}"));
+                        }
+                    }
+                    alive = false;
+                }
+            },
+            _ = ticker.tick(), if alive && rate > 0.0 => {
+                let (update, clock) = typist.type_one();
+                let message = preau::notes::encode_update(&update);
+                track.sent((client_id, clock), now_ns());
+                if conn.send(message).is_ok() {
+                    ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
+                    ctx.stats.window_posts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            changed = rate_rx.changed() => {
+                if changed.is_err() {
+                    rate = 0.0;
+                    rate_rx = watch::channel(0.0).1;
+                } else {
+                    rate = *rate_rx.borrow_and_update();
+                    ticker = post_ticker(rate);
+                }
+            }
+            command = commands.recv() => {
+                let text = typist.text();
+                conn.close();
+                if let Some(EditorCmd::Finish(reply)) = command {
+                    let _ = reply.send(text);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// `notes`: `--editors` in one note, each typing `--typing-rate` characters
+/// per second (one Yjs update each). One window: per-delivery latency,
+/// propagation (until every other editor has the update), server CPU per
+/// delivered update, RSS. Then: every update reached every other editor,
+/// and every editor ends with the same text.
+async fn notes(run: &mut Run) -> anyhow::Result<Value> {
+    let n = run.args.editors;
+    if n < 2 {
+        bail!("notes needs 2 editors or more");
+    }
+    let note = match run.target {
+        Target::Preau => format!("3B/notes/{}-n", run.run_id),
+        Target::Hocuspocus => format!("{}-note", run.run_id),
+        other => bail!(
+            "notes runs against preau or hocuspocus, not {}",
+            other.name()
+        ),
+    };
+    let track = Arc::new(NoteTrack::default());
+    run.set_phase(format!("connecting {n} editors"));
+    let started = Instant::now();
+    let mut editors = Vec::new();
+    for i in 0..n {
+        let (tx, rx) = mpsc::unbounded_channel();
+        editors.push(tx);
+        // Yjs client ids are random 53-bit numbers; any distinct ones do.
+        let client_id = 1_000 + i as u64;
+        tokio::spawn(editor(
+            run.ctx.clone(),
+            track.clone(),
+            client_id,
+            format!("{}-e{i}", run.run_id),
+            note.clone(),
+            rx,
+        ));
+    }
+    let stats = &run.ctx.stats;
+    while stats.connected.load(Ordering::Relaxed) + stats.setup_failed.load(Ordering::Relaxed)
+        < n as u64
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let connected = stats.connected.load(Ordering::Relaxed);
+    let failed = stats.setup_failed.load(Ordering::Relaxed);
+    run.progress.println(format!(
+        "   {connected} editors in sync, {failed} failed in {secs:.2} s"
+    ));
+    let setup = json!({
+        "connections": n,
+        "connected": connected,
+        "failed": failed,
+        "seconds": round3(secs),
+        "per_second": round1(n as f64 / secs),
+        "concurrency": run.args.connect_concurrency,
+        "setup_latency": hist_json(&stats.setup.lock()),
+    });
+    if connected < 2 {
+        bail!(
+            "fewer than 2 editors in sync ({connected}); errors: {}",
+            stats.errors_json()
+        );
+    }
+    track.others.store(connected - 1, Ordering::Relaxed);
+    let rate = run.args.typing_rate;
+    run.set_phase(format!(
+        "{connected} editors typing {rate} characters/s each, ~{:.0} deliveries/s to other editors",
+        rate * connected as f64 * (connected - 1) as f64
+    ));
+    let acks_from = stats.acks.load(Ordering::Relaxed);
+    run.rate_tx.send_replace(rate);
+    let mut window = run.window(run.args.warmup, run.args.duration).await;
+    window["rate_per_editor"] = json!(rate);
+    run.progress.println(format!(
+        "   {:.0} updates/s, {:.0} deliveries/s, propagation p50 {} ms p99 {} ms, per delivery p99 {} ms, server {} µs/delivery, server cpu {}%, rss {} MiB, generator cpu {}%, run-queue wait server {} ms generator {} ms",
+        window["posts_per_s"].as_f64().unwrap_or(0.0),
+        window["deliveries_per_s"].as_f64().unwrap_or(0.0),
+        window["propagation_to_all_others"]["p50_ms"],
+        window["propagation_to_all_others"]["p99_ms"],
+        window["latency"]["p99_ms"],
+        window["server_cpu_us_per_delivery"],
+        window["server_cpu_percent"],
+        window["server_rss_mib"],
+        window["generator_cpu_percent"],
+        window["server_runqueue_wait_ms"],
+        window["generator_runqueue_wait_ms"],
+    ));
+    run.rate_tx.send_replace(0.0);
+    run.set_phase("draining");
+    run.settle(Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    let not_everywhere = track.pending.lock().len();
+    let mut replies = Vec::new();
+    for tx in editors.drain(..) {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if tx.send(EditorCmd::Finish(reply_tx)).is_ok() {
+            replies.push(reply_rx);
+        }
+    }
+    let mut texts = Vec::new();
+    for reply in replies {
+        if let Ok(Ok(text)) = tokio::time::timeout(Duration::from_secs(10), reply).await {
+            texts.push(text);
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = texts.iter().collect();
+    let typed = stats.posts.load(Ordering::Relaxed);
+    let converged = distinct.len() == 1
+        && texts.len() as u64 == connected
+        && texts.first().is_some_and(|t| t.len() as u64 == typed);
+    run.progress.println(format!(
+        "   {typed} updates typed; {not_everywhere} not received by every other editor; {} distinct final texts over {} editors ({} characters)",
+        distinct.len(),
+        texts.len(),
+        texts.first().map_or(0, |t| t.len())
+    ));
+    Ok(json!({
+        "setup": setup,
+        "editors": connected,
+        "typing_rate": rate,
+        "note": note,
+        "steps": [window],
+        "updates_sent": typed,
+        "replies_received": stats.acks.load(Ordering::Relaxed) - acks_from,
+        "updates_not_received_by_every_other_editor": not_everywhere,
+        "unknown_updates": track.unknown.load(Ordering::Relaxed),
+        "own_updates_echoed": stats.echoes.load(Ordering::Relaxed),
+        "final_texts_distinct": distinct.len(),
+        "final_text_chars": texts.first().map(|t| t.len()),
+        "converged": converged,
+    }))
+}
+
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
@@ -1655,7 +2463,10 @@ fn headline(scenario: &str, result: &Value) -> Vec<(String, Value, Option<bool>)
                 None,
             );
         }
-        "revision" => {
+        "revision" | "cluster" => {
+            if scenario == "cluster" {
+                push("nodes", &r["nodes"], None);
+            }
             let steps = r["steps"].as_array().cloned().unwrap_or_default();
             for step in &steps {
                 let label = format!("@ {} posts/s/member", fmt(&step["rate_per_member"]));
@@ -1679,6 +2490,33 @@ fn headline(scenario: &str, result: &Value) -> Vec<(String, Value, Option<bool>)
                     &step["latency"]["max_ms"],
                     Some(true),
                 );
+                if step.get("latency_cross_node").is_some() {
+                    push(
+                        &format!("{label}: cross-node deliveries/s"),
+                        &step["cross_node_deliveries_per_s"],
+                        Some(false),
+                    );
+                    push(
+                        &format!("{label}: cross-node latency p50 (ms)"),
+                        &step["latency_cross_node"]["p50_ms"],
+                        Some(true),
+                    );
+                    push(
+                        &format!("{label}: cross-node latency p99 (ms)"),
+                        &step["latency_cross_node"]["p99_ms"],
+                        Some(true),
+                    );
+                    push(
+                        &format!("{label}: same-node latency p50 (ms)"),
+                        &step["latency_same_node"]["p50_ms"],
+                        Some(true),
+                    );
+                    push(
+                        &format!("{label}: same-node latency p99 (ms)"),
+                        &step["latency_same_node"]["p99_ms"],
+                        Some(true),
+                    );
+                }
                 push(
                     &format!("{label}: server CPU µs per delivery"),
                     &step["server_cpu_us_per_delivery"],
@@ -1694,6 +2532,18 @@ fn headline(scenario: &str, result: &Value) -> Vec<(String, Value, Option<bool>)
                     &step["server_rss_mib"],
                     Some(true),
                 );
+                if step.get("redis_cpu_percent").is_some() {
+                    push(
+                        &format!("{label}: Redis CPU (%)"),
+                        &step["redis_cpu_percent"],
+                        Some(true),
+                    );
+                    push(
+                        &format!("{label}: servers + Redis CPU µs per delivery"),
+                        &step["server_and_redis_cpu_us_per_delivery"],
+                        Some(true),
+                    );
+                }
                 push(
                     &format!("{label}: generator CPU (%)"),
                     &step["generator_cpu_percent"],
@@ -1724,6 +2574,77 @@ fn headline(scenario: &str, result: &Value) -> Vec<(String, Value, Option<bool>)
                 None,
             );
             push("deliveries received", &r["deliveries"], None);
+        }
+        "notes" => {
+            push("editors", &r["editors"], None);
+            let w = &r["steps"][0];
+            push("updates sent /s", &w["posts_per_s"], None);
+            push(
+                "deliveries to other editors /s",
+                &w["deliveries_per_s"],
+                Some(false),
+            );
+            push(
+                "propagation to every other editor p50 (ms)",
+                &w["propagation_to_all_others"]["p50_ms"],
+                Some(true),
+            );
+            push(
+                "propagation to every other editor p99 (ms)",
+                &w["propagation_to_all_others"]["p99_ms"],
+                Some(true),
+            );
+            push(
+                "propagation to every other editor max (ms)",
+                &w["propagation_to_all_others"]["max_ms"],
+                Some(true),
+            );
+            push(
+                "per-delivery latency p50 (ms)",
+                &w["latency"]["p50_ms"],
+                Some(true),
+            );
+            push(
+                "per-delivery latency p99 (ms)",
+                &w["latency"]["p99_ms"],
+                Some(true),
+            );
+            push(
+                "server CPU µs per delivered update",
+                &w["server_cpu_us_per_delivery"],
+                Some(true),
+            );
+            push(
+                "server CPU µs per update sent",
+                &w["server_cpu_us_per_post"],
+                Some(true),
+            );
+            push("server CPU (%)", &w["server_cpu_percent"], Some(true));
+            push("server RSS (MiB)", &w["server_rss_mib"], Some(true));
+            push("generator CPU (%)", &w["generator_cpu_percent"], None);
+            push(
+                "server run-queue wait (ms)",
+                &w["server_runqueue_wait_ms"],
+                None,
+            );
+            push(
+                "generator run-queue wait (ms)",
+                &w["generator_runqueue_wait_ms"],
+                None,
+            );
+            push("updates sent in all", &r["updates_sent"], None);
+            push(
+                "updates not received by every other editor",
+                &r["updates_not_received_by_every_other_editor"],
+                Some(true),
+            );
+            push(
+                "unknown updates received",
+                &r["unknown_updates"],
+                Some(true),
+            );
+            push("distinct final texts", &r["final_texts_distinct"], None);
+            push("converged", &r["converged"], None);
         }
         "announce" => {
             push("members", &r["members"], None);
@@ -1842,7 +2763,8 @@ fn report(args: &Args) -> anyhow::Result<()> {
         Some("preau") => 0,
         Some("bare") => 1,
         Some("socketio") => 2,
-        _ => 3,
+        Some("hocuspocus") => 3,
+        _ => 4,
     };
     docs.sort_by_key(order);
     let preau = docs.iter().position(|d| d["target"] == "preau");
@@ -1866,13 +2788,23 @@ fn report(args: &Args) -> anyhow::Result<()> {
         "| run | server process | CPUs allowed (server) | generator CPUs |\n|---|---|---|---|\n",
     );
     for d in &docs {
-        md.push_str(&format!(
-            "| {} | `{}` | {} | {} |\n",
-            d["label"].as_str().unwrap_or("?"),
-            d["server"]["cmdline"].as_str().unwrap_or("?"),
-            d["server"]["cpus_allowed"].as_str().unwrap_or("?"),
-            d["generator"]["cpus_allowed"].as_str().unwrap_or("?"),
-        ));
+        // Every node of a cluster, then its Redis.
+        let mut processes: Vec<&Value> = match d["servers"].as_array() {
+            Some(all) if !all.is_empty() => all.iter().collect(),
+            _ => vec![&d["server"]],
+        };
+        if !d["redis"].is_null() {
+            processes.push(&d["redis"]);
+        }
+        for process in processes {
+            md.push_str(&format!(
+                "| {} | `{}` | {} | {} |\n",
+                d["label"].as_str().unwrap_or("?"),
+                process["cmdline"].as_str().unwrap_or("?"),
+                process["cpus_allowed"].as_str().unwrap_or("?"),
+                d["generator"]["cpus_allowed"].as_str().unwrap_or("?"),
+            ));
+        }
     }
     md.push_str(&format!(
         "\nParameters ({}): `{}`\n\n",
@@ -2014,17 +2946,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let server_pid = args
-        .server_pid
-        .or_else(|| port_of(&url).and_then(pid_listening_on));
-    if server_pid.is_none() {
+    let urls: Vec<String> = url
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        bail!("--url is empty");
+    }
+    let server_pids: Vec<u32> = match &args.server_pid {
+        Some(list) => list
+            .split(',')
+            .map(|p| p.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("--server-pid {list:?}: comma-separated pids"))?,
+        None => urls
+            .iter()
+            .filter_map(|u| port_of(u).and_then(pid_listening_on))
+            .collect(),
+    };
+    if server_pids.is_empty() {
         eprintln!("loadgen: server process not found: CPU and memory will not be sampled");
     }
     let (rate_tx, rate_rx) = watch::channel(0.0);
     let ctx = Arc::new(Ctx {
         endpoint: Endpoint {
             target,
-            url: url.clone(),
+            urls,
             keyring,
         },
         stats: Stats::new(),
@@ -2036,7 +2984,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     let progress = Arc::new(Progress::new());
     let phase = Arc::new(Mutex::new("starting".to_owned()));
-    let ticker = spawn_progress(ctx.clone(), progress.clone(), server_pid, phase.clone());
+    let ticker = spawn_progress(
+        ctx.clone(),
+        progress.clone(),
+        server_pids.clone(),
+        phase.clone(),
+    );
     let run_id = format!(
         "b{}",
         std::time::SystemTime::now()
@@ -2049,7 +3002,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         target,
         ctx: ctx.clone(),
         rate_tx,
-        server_pid,
+        server_pids: server_pids.clone(),
+        redis_pid: args.redis_pid,
         progress: progress.clone(),
         phase,
         run_id,
@@ -2062,8 +3016,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "revision" => revision(&mut run).await?,
         "announce" => announce(&mut run).await?,
         "reconnect-storm" => reconnect_storm(&mut run).await?,
+        "cluster" => cluster(&mut run).await?,
+        "notes" => notes(&mut run).await?,
         other => {
-            bail!("unknown scenario {other:?} (idle, revision, announce, reconnect-storm, report)")
+            bail!(
+                "unknown scenario {other:?} \
+                 (idle, revision, announce, reconnect-storm, cluster, notes, report)"
+            )
         }
     };
     result["common"] = run.common();
@@ -2095,9 +3054,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "connect_concurrency": args.connect_concurrency,
             "storm_concurrency": args.storm_concurrency,
             "threads": args.threads,
+            "editors": args.editors,
+            "typing_rate": args.typing_rate,
         },
         "machine": machine(),
-        "server": server_pid.map(describe_process),
+        "server": server_pids.first().map(|&pid| describe_process(pid)),
+        "servers": server_pids.iter().map(|&pid| describe_process(pid)).collect::<Vec<_>>(),
+        "redis": args.redis_pid.map(describe_process),
         "generator": describe_process(std::process::id()),
         "result": result,
     });

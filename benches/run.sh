@@ -3,12 +3,15 @@
 # where the scenario applies, and writes benches/results/<scenario>.md with
 # the figures and the préau/peer ratios (raw results: benches/results/raw/).
 #
-#   benches/run.sh <idle|revision|announce|reconnect-storm> [loadgen options…]
+#   benches/run.sh <idle|revision|announce|reconnect-storm|cluster|notes> [loadgen options…]
 #
 # Environment:
-#   TARGETS="preau bare socketio"   which servers to run (default: all that apply)
+#   TARGETS="preau bare socketio"   which servers to run (default: all that apply;
+#                                    cluster: preau socketio; notes: preau hocuspocus)
 #   SERVER_CPU=0 GENERATOR_CPU=1     cores for taskset
-#   PREAU_PORT=18080 BARE_PORT=19002 SIO_PORT=19003
+#   PREAU_PORT=18080 BARE_PORT=19002 SIO_PORT=19003 HOCUS_PORT=19004
+#   PREAU_PORT2=18081 SIO_PORT2=19013 cluster: the second node's port
+#   REDIS_PORT=16379                 cluster: first port tried for the run's own redis-server
 #   PREAU_SECRET                     token secret (a fixed bench secret if unset)
 #   RESULTS=benches/results          where the report goes (raw results in $RESULTS/raw)
 #   LOGS=target/bench-logs           where the servers' logs go
@@ -18,17 +21,25 @@
 # temporary folder, with the per-user post rate limit raised (the scenarios
 # post faster than the classroom default of 2/s) and max_connections raised
 # to 20,000; every other setting is the default (logs at info, to $LOGS).
+# `cluster` starts a redis-server of its own (no persistence) on the first
+# free port from REDIS_PORT, then two nodes of the target; the nodes and
+# Redis all share SERVER_CPU (this machine has two cores: one for the
+# servers, one for the generator).
 set -euo pipefail
 
-scenario="${1:?usage: benches/run.sh <idle|revision|announce|reconnect-storm> [loadgen options...]}"
+scenario="${1:?usage: benches/run.sh <idle|revision|announce|reconnect-storm|cluster|notes> [loadgen options...]}"
 shift
 cd "$(dirname "$0")/.."
 
 SERVER_CPU="${SERVER_CPU:-0}"
 GENERATOR_CPU="${GENERATOR_CPU:-1}"
 PREAU_PORT="${PREAU_PORT:-18080}"
+PREAU_PORT2="${PREAU_PORT2:-18081}"
 BARE_PORT="${BARE_PORT:-19002}"
 SIO_PORT="${SIO_PORT:-19003}"
+SIO_PORT2="${SIO_PORT2:-19013}"
+HOCUS_PORT="${HOCUS_PORT:-19004}"
+REDIS_PORT="${REDIS_PORT:-16379}"
 RESULTS="${RESULTS:-benches/results}"
 RAW="$RESULTS/raw"
 LOGS="${LOGS:-target/bench-logs}"   # server logs (not results: one line per join)
@@ -37,6 +48,8 @@ export PREAU_SECRET="${PREAU_SECRET:-bench:preau-bench-secret-0123456789abcdef}"
 case "$scenario" in
   reconnect-storm) default_targets="preau" ;;
   idle|revision|announce) default_targets="preau bare socketio" ;;
+  cluster) default_targets="preau socketio" ;;
+  notes) default_targets="preau hocuspocus" ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 TARGETS="${TARGETS:-$default_targets}"
@@ -57,64 +70,169 @@ PREAU="target/release/preau"
 [ -x "$LOADGEN" ] && [ -x "$BARE" ] && [ -x "$PREAU" ] || { echo "build failed" >&2; exit 1; }
 
 if [[ " $TARGETS " == *" socketio "* ]]; then
-  if [ ! -d benches/peers/socketio/node_modules/socket.io ]; then
+  if [ ! -d benches/peers/socketio/node_modules/socket.io ] \
+    || { [ "$scenario" = cluster ] && [ ! -d benches/peers/socketio/node_modules/@socket.io/redis-adapter ]; }; then
     benches/peers/socketio/setup.sh >&2
   fi
 fi
-
-server_pid=""
-data_dir=""
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server_pid" 2>/dev/null || true
+if [[ " $TARGETS " == *" hocuspocus "* ]]; then
+  if [ ! -d benches/peers/hocuspocus/node_modules/@hocuspocus/server ]; then
+    benches/peers/hocuspocus/setup.sh >&2
   fi
-  server_pid=""
-  if [ -n "$data_dir" ]; then rm -rf "$data_dir"; data_dir=""; fi
+fi
+if [ "$scenario" = cluster ]; then
+  command -v redis-server >/dev/null || { echo "cluster needs redis-server (apt-get install redis-server)" >&2; exit 1; }
+fi
+
+# Every process of the current target (one or two nodes, then Redis) and
+# their data folders.
+server_pids=()
+redis_pid=""
+data_dirs=()
+stop_server() {
+  local pid
+  for pid in "${server_pids[@]}" $redis_pid; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${server_pids[@]}" $redis_pid; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  server_pids=()
+  redis_pid=""
+  local dir
+  for dir in "${data_dirs[@]}"; do rm -rf "$dir"; done
+  data_dirs=()
 }
 trap stop_server EXIT
 
 wait_port() {
+  local pid
   for _ in $(seq 200); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$server_pid" 2>/dev/null || { echo "server died" >&2; return 1; }
+    for pid in "${server_pids[@]}" $redis_pid; do
+      kill -0 "$pid" 2>/dev/null || { echo "server $pid died" >&2; return 1; }
+    done
     sleep 0.05
   done
   echo "server not listening on $1" >&2
   return 1
 }
 
+# The first port from $1 on which nothing listens.
+free_port() {
+  local port="$1"
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+
+# cluster: a redis-server of this run's own, no persistence, pinned with the servers.
+start_redis() {
+  local port dir
+  port="$(free_port "$REDIS_PORT")"
+  dir="$(mktemp -d)"
+  data_dirs+=("$dir")
+  taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$dir" --daemonize no >"$LOGS/$scenario-$1.redis.log" 2>&1 &
+  redis_pid=$!
+  wait_port "$port"
+  redis_url="redis://127.0.0.1:$port"
+}
+
+# The log of the next server process: one per node in a cluster.
+node_log() {
+  if [ "$scenario" = cluster ]; then
+    echo "$LOGS/$scenario-$target-node$((${#server_pids[@]} + 1)).server.log"
+  else
+    echo "$log"
+  fi
+}
+
+start_preau() { # port [extra flags…]
+  local port="$1" dir node_log
+  node_log="$(node_log)"
+  shift
+  dir="$(mktemp -d)"
+  data_dirs+=("$dir")
+  taskset -c "$SERVER_CPU" "$PREAU" serve --listen "127.0.0.1:$port" --data "$dir" \
+    --rate-per-sec 1000 --rate-burst 1000 --max-connections 20000 "$@" >"$node_log" 2>&1 &
+  server_pids+=($!)
+}
+
+start_socketio() { # port [extra flags…]
+  local port="$1" node_log
+  node_log="$(node_log)"
+  shift
+  (cd benches/peers/socketio && exec taskset -c "$SERVER_CPU" node server.js --port "$port" "$@") >"$node_log" 2>&1 &
+  server_pids+=($!)
+}
+
 for target in $TARGETS; do
   log="$LOGS/$scenario-$target.server.log"
-  case "$target" in
-    preau)
-      data_dir="$(mktemp -d)"
-      taskset -c "$SERVER_CPU" "$PREAU" serve --listen "127.0.0.1:$PREAU_PORT" --data "$data_dir" \
-        --rate-per-sec 1000 --rate-burst 1000 --max-connections 20000 >"$log" 2>&1 &
-      server_pid=$!
-      port=$PREAU_PORT
-      url="ws://127.0.0.1:$PREAU_PORT/ws"
+  ports=()
+  urls=()
+  case "$scenario:$target" in
+    cluster:preau)
+      start_redis "$target"
+      start_preau "$PREAU_PORT" --redis "$redis_url" --node-id bench-a
+      start_preau "$PREAU_PORT2" --redis "$redis_url" --node-id bench-b
+      ports=("$PREAU_PORT" "$PREAU_PORT2")
+      urls=("ws://127.0.0.1:$PREAU_PORT/ws" "ws://127.0.0.1:$PREAU_PORT2/ws")
       ;;
-    bare)
+    cluster:socketio)
+      start_redis "$target"
+      export REDIS_URL="$redis_url"
+      start_socketio "$SIO_PORT" --redis-adapter
+      start_socketio "$SIO_PORT2" --redis-adapter
+      unset REDIS_URL
+      ports=("$SIO_PORT" "$SIO_PORT2")
+      urls=("ws://127.0.0.1:$SIO_PORT/socket.io/?EIO=4&transport=websocket"
+            "ws://127.0.0.1:$SIO_PORT2/socket.io/?EIO=4&transport=websocket")
+      ;;
+    cluster:*)
+      echo "cluster runs against preau and socketio, not $target" >&2; exit 2 ;;
+    notes:preau|*:preau)
+      start_preau "$PREAU_PORT"
+      ports=("$PREAU_PORT")
+      urls=("ws://127.0.0.1:$PREAU_PORT/ws")
+      ;;
+    notes:hocuspocus)
+      (cd benches/peers/hocuspocus && exec taskset -c "$SERVER_CPU" node server.js --port "$HOCUS_PORT") >"$log" 2>&1 &
+      server_pids+=($!)
+      ports=("$HOCUS_PORT")
+      urls=("ws://127.0.0.1:$HOCUS_PORT/")
+      ;;
+    notes:*)
+      echo "notes runs against preau and hocuspocus, not $target" >&2; exit 2 ;;
+    *:bare)
       taskset -c "$SERVER_CPU" "$BARE" --listen "127.0.0.1:$BARE_PORT" >"$log" 2>&1 &
-      server_pid=$!
-      port=$BARE_PORT
-      url="ws://127.0.0.1:$BARE_PORT/ws"
+      server_pids+=($!)
+      ports=("$BARE_PORT")
+      urls=("ws://127.0.0.1:$BARE_PORT/ws")
       ;;
-    socketio)
-      (cd benches/peers/socketio && exec taskset -c "$SERVER_CPU" node server.js --port "$SIO_PORT") >"$log" 2>&1 &
-      server_pid=$!
-      port=$SIO_PORT
-      url="ws://127.0.0.1:$SIO_PORT/socket.io/?EIO=4&transport=websocket"
+    *:socketio)
+      start_socketio "$SIO_PORT"
+      ports=("$SIO_PORT")
+      urls=("ws://127.0.0.1:$SIO_PORT/socket.io/?EIO=4&transport=websocket")
       ;;
     *) echo "unknown target $target" >&2; exit 2 ;;
   esac
-  wait_port "$port"
-  echo "== $scenario against $target (server pid $server_pid on cpu $SERVER_CPU, generator on cpu $GENERATOR_CPU)" >&2
+  for port in "${ports[@]}"; do wait_port "$port"; done
+  if [ "$scenario" = cluster ]; then
+    # A préau node that meets a Redis instance it has not seen (here: a new
+    # one) refuses posts with `unavailable` for resync_window (2 s) while
+    # counters are re-seeded; wait it out so the warm-up is not refused.
+    # The same pause for every target.
+    sleep 3
+  fi
+  url_list="$(IFS=,; echo "${urls[*]}")"
+  pid_list="$(IFS=,; echo "${server_pids[*]}")"
+  redis_args=()
+  [ -n "$redis_pid" ] && redis_args=(--redis-pid "$redis_pid")
+  echo "== $scenario against $target (server pids $pid_list${redis_pid:+, redis $redis_pid} on cpu $SERVER_CPU, generator on cpu $GENERATOR_CPU)" >&2
   status=0
-  taskset -c "$GENERATOR_CPU" "$LOADGEN" "$scenario" --target "$target" --url "$url" \
-    --server-pid "$server_pid" --label "$target" --out "$RAW" "$@" >/dev/null || status=$?
+  taskset -c "$GENERATOR_CPU" "$LOADGEN" "$scenario" --target "$target" --url "$url_list" \
+    --server-pid "$pid_list" "${redis_args[@]}" --label "$target" --out "$RAW" "$@" >/dev/null || status=$?
   stop_server
   if [ "$status" -ne 0 ]; then
     echo "loadgen failed against $target (exit $status); see above" >&2

@@ -61,13 +61,7 @@ fn main() {
     let decoded = start.elapsed();
     let forum = Forum::rebuild(&events);
     let total = start.elapsed();
-    let (list, _) = forum.list(
-        &Default::default(),
-        &Default::default(),
-        "u1",
-        None,
-        30,
-    );
+    let (list, _) = forum.list(&Default::default(), &Default::default(), "u1", None, 30);
     println!(
         "{n} events: decode {:.1} ms, rebuild {:.1} ms, total {:.1} ms ({} threads listed)",
         decoded.as_secs_f64() * 1e3,
