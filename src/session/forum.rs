@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::{forbidden, Page, Refusal, Session};
 use crate::forum::{MAX_QUOTE_LEN, MAX_TITLE_LEN};
 use crate::hub::HubError;
-use crate::protocol::{self, Body, ErrorCode, Flavour, RoomsOk, ThreadsOk, UserInfo};
+use crate::protocol::{self, Body, ErrorCode, Flavour, RoomsOk, ThreadsOk};
 use crate::room::policy::{self, Action};
 use crate::room::{Kind, Room, RoomName};
 
@@ -38,7 +38,6 @@ impl Session {
     pub(super) fn check_forum_post(
         &self,
         room: &Room,
-        user: &UserInfo,
         post: &NewPost,
     ) -> Result<Option<u64>, Refusal> {
         let forum_fields = post.title.is_some()
@@ -82,7 +81,6 @@ impl Session {
                         "in a debate forum only moderators open threads",
                     ));
                 }
-                let _ = user;
                 Ok(None)
             }
             (None, Some(thread)) => {

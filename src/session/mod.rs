@@ -635,7 +635,7 @@ impl Session {
         }
         self.check_text(&text)?;
         let user = self.user()?.clone();
-        let thread = self.check_forum_post(&room, &user, &forum)?;
+        let thread = self.check_forum_post(&room, &forum)?;
         self.check_moderation(&room, &user.id, true, thread)?;
         self.take_post_token(&user.id)?;
         let body = Body::Message {
