@@ -42,7 +42,7 @@ use tokio_tungstenite::tungstenite::Message;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadgen", about = "préau load generator")]
 struct Args {
-    /// idle | revision | announce | reconnect-storm | cluster | notes | report
+    /// idle | revision | announce | reconnect-storm | cluster | notes | report | compare
     scenario: String,
     /// For `report`: the scenario whose results to compare.
     of: Option<String>,
@@ -1386,6 +1386,10 @@ impl Run {
 
 async fn idle(run: &mut Run) -> anyhow::Result<Value> {
     let baseline = run.sample_server();
+    // The generator's own run-queue wait over the whole run (setup to end
+    // of hold): idle has no measured window, and a starved generator
+    // inflates setup and settling, so `compare` can flag a noisy run.
+    let me_before = proc_sample(std::process::id());
     let n = run.args.connections;
     let size = run.args.room_size;
     let id = run.run_id.clone();
@@ -1423,9 +1427,18 @@ async fn idle(run: &mut Run) -> anyhow::Result<Value> {
         _ => None,
     };
     let me = proc_sample(std::process::id());
+    let (gen_wait, gen_wait_secs) = match (&me_before, &me) {
+        (Some(a), Some(b)) => (
+            Some(round1(wait_ms(a, b))),
+            Some(round3(b.at.duration_since(a.at).as_secs_f64())),
+        ),
+        _ => (None, None),
+    };
     let result = json!({
         "setup": setup,
         "settle_seconds": round3(settle),
+        "generator_runqueue_wait_ms": gen_wait,
+        "generator_runqueue_wait_over_seconds": gen_wait_secs,
         "rooms": n.div_ceil(size),
         "server_rss_baseline_mib": baseline.map(|s| round1(s.rss_kib as f64 / 1024.0)),
         "server_rss_mib": rss.map(|r| round1(r as f64 / 1024.0)),
@@ -2889,6 +2902,374 @@ fn report(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The figures `compare` puts side by side: (scenario, figure, JSON
+/// pointer into a result, peers). All are "lower is better".
+const COMPARED: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "idle",
+        "server RSS per idle connection (KiB)",
+        "/result/server_rss_kib_per_connection",
+        &["bare", "socketio"],
+    ),
+    (
+        "revision",
+        "server CPU per delivery (µs)",
+        "/result/steps/0/server_cpu_us_per_delivery",
+        &["bare", "socketio"],
+    ),
+    (
+        "revision",
+        "delivery latency p99 (ms)",
+        "/result/steps/0/latency/p99_ms",
+        &["bare", "socketio"],
+    ),
+    (
+        "revision",
+        "server RSS under load (MiB)",
+        "/result/steps/0/server_rss_mib",
+        &["bare", "socketio"],
+    ),
+    (
+        "notes",
+        "server CPU per delivered update (µs)",
+        "/result/steps/0/server_cpu_us_per_delivery",
+        &["hocuspocus"],
+    ),
+    (
+        "notes",
+        "propagation to all editors p99 (ms)",
+        "/result/steps/0/propagation_to_all_others/p99_ms",
+        &["hocuspocus"],
+    ),
+    (
+        "notes",
+        "server RSS (MiB)",
+        "/result/steps/0/server_rss_mib",
+        &["hocuspocus"],
+    ),
+    (
+        "cluster",
+        "CPU per delivery, 2 nodes + Redis (µs)",
+        "/result/steps/0/server_and_redis_cpu_us_per_delivery",
+        &["socketio"],
+    ),
+    (
+        "cluster",
+        "cross-node latency p99 (ms)",
+        "/result/steps/0/latency_cross_node/p99_ms",
+        &["socketio"],
+    ),
+    (
+        "cluster",
+        "server RSS, both nodes (MiB)",
+        "/result/steps/0/server_rss_mib",
+        &["socketio"],
+    ),
+];
+
+/// A ratio that moved more than this between runs is flagged (the issue's
+/// ±15%).
+const DRIFT_LIMIT: f64 = 0.15;
+
+/// A run whose generator waited for its core more than this share of the
+/// measured time is flagged as noisy (quiet runs: about 1%).
+const NOISY_WAIT: f64 = 0.10;
+
+/// One repeat's results, by (scenario, target).
+type RunDocs = HashMap<(String, String), Value>;
+
+/// `compare`: reads `<out>/run1/raw/*.json`, `<out>/run2/raw/*.json`, … (one
+/// folder per repeat, as `run.sh compare` writes them) and writes one table
+/// of préau/peer ratios per run, the drift of each ratio between runs and
+/// each run's generator run-queue wait.
+fn compare(args: &Args) -> anyhow::Result<()> {
+    let mut runs: Vec<(u32, RunDocs)> = Vec::new();
+    for entry in std::fs::read_dir(&args.out)
+        .with_context(|| format!("cannot read {}", args.out.display()))?
+    {
+        let path = entry?.path();
+        let Some(n) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("run"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let mut docs = HashMap::new();
+        let Ok(files) = std::fs::read_dir(path.join("raw")) else {
+            continue;
+        };
+        for file in files {
+            let file = file?.path();
+            if file.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
+                .with_context(|| format!("cannot parse {}", file.display()))?;
+            let key = (
+                doc["scenario"].as_str().unwrap_or("?").to_owned(),
+                doc["target"].as_str().unwrap_or("?").to_owned(),
+            );
+            docs.insert(key, doc);
+        }
+        runs.push((n, docs));
+    }
+    if runs.is_empty() {
+        bail!("no run*/raw/*.json under {}", args.out.display());
+    }
+    runs.sort_by_key(|(n, _)| *n);
+    let get = |run: usize, scenario: &str, target: &str, pointer: &str| -> Option<f64> {
+        runs[run]
+            .1
+            .get(&(scenario.to_owned(), target.to_owned()))
+            .and_then(|d| d.pointer(pointer))
+            .and_then(Value::as_f64)
+    };
+    let mut md = String::from("# préau against its peers: one-command comparison\n\n");
+    // Machine and pinning, from the results themselves.
+    let any = runs.iter().flat_map(|(_, d)| d.values()).next();
+    if let Some(d) = any {
+        md.push_str(&format!(
+            "Machine: {} · {} cores online · {} GiB · Linux {}.\n\n",
+            d["machine"]["cpu"].as_str().unwrap_or("?"),
+            d["machine"]["cores_online"],
+            d["machine"]["memory_gib"],
+            d["machine"]["kernel"].as_str().unwrap_or("?"),
+        ));
+    }
+    let mut server_cpus: Vec<String> = Vec::new();
+    let mut generator_cpus: Vec<String> = Vec::new();
+    for doc in runs.iter().flat_map(|(_, d)| d.values()) {
+        let mut processes: Vec<&Value> = match doc["servers"].as_array() {
+            Some(all) if !all.is_empty() => all.iter().collect(),
+            _ => vec![&doc["server"]],
+        };
+        if !doc["redis"].is_null() {
+            processes.push(&doc["redis"]);
+        }
+        for p in processes {
+            let cpus = p["cpus_allowed"].as_str().unwrap_or("?").to_owned();
+            if !server_cpus.contains(&cpus) {
+                server_cpus.push(cpus);
+            }
+        }
+        let cpus = doc["generator"]["cpus_allowed"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        if !generator_cpus.contains(&cpus) {
+            generator_cpus.push(cpus);
+        }
+    }
+    md.push_str(&format!(
+        "Pinning (read back from `/proc/<pid>/status` `Cpus_allowed_list` of every process \
+         measured): server processes (every node, and Redis in `cluster`) on CPU {}, \
+         load generator on CPU {}, set with `taskset -c` by `benches/run.sh`. One server at a \
+         time.\n\n",
+        server_cpus.join(", "),
+        generator_cpus.join(", ")
+    ));
+    let mut header = String::from("| scenario | figure | préau (run 1) | peer (run 1) | peer |");
+    let mut rule = String::from("|---|---|---:|---:|---|");
+    for (n, _) in &runs {
+        header.push_str(&format!(" préau/peer run {n} |"));
+        rule.push_str("---:|");
+    }
+    if runs.len() > 1 {
+        header.push_str(" drift |");
+        rule.push_str("---:|");
+    }
+    md.push_str(&format!("{header}\n{rule}\n"));
+    let (mut compared, mut drifted, mut missing) = (0, Vec::new(), 0);
+    for (scenario, figure, pointer, peers) in COMPARED {
+        for peer in *peers {
+            let ratios: Vec<Option<f64>> = (0..runs.len())
+                .map(|i| {
+                    match (
+                        get(i, scenario, "preau", pointer),
+                        get(i, scenario, peer, pointer),
+                    ) {
+                        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                        _ => None,
+                    }
+                })
+                .collect();
+            let cell = |v: Option<f64>| v.map_or("–".to_owned(), |x| fmt(&json!(x)));
+            let mut row = format!(
+                "| {scenario} | {figure} | {} | {} | {peer} |",
+                cell(get(0, scenario, "preau", pointer)),
+                cell(get(0, scenario, peer, pointer)),
+            );
+            for r in &ratios {
+                row.push_str(&format!(
+                    " {} |",
+                    r.map_or("–".to_owned(), |x| format!("{x:.2}"))
+                ));
+            }
+            if runs.len() > 1 {
+                // Drift: the largest move of a later run's ratio from run 1's.
+                let drift = match ratios.first().copied().flatten() {
+                    Some(first) if ratios.iter().all(Option::is_some) => ratios
+                        .iter()
+                        .flatten()
+                        .map(|r| (r / first - 1.0).abs())
+                        .fold(0.0, f64::max)
+                        .into(),
+                    _ => None,
+                };
+                match drift {
+                    Some(d) => {
+                        compared += 1;
+                        let flag = if d > DRIFT_LIMIT {
+                            drifted.push(format!("{scenario} {figure} vs {peer}"));
+                            " **⚠ >15%**"
+                        } else {
+                            ""
+                        };
+                        row.push_str(&format!(" {:.0}%{flag} |", d * 100.0));
+                    }
+                    None => {
+                        missing += 1;
+                        row.push_str(" – |");
+                    }
+                }
+            }
+            md.push_str(&format!("{row}\n"));
+        }
+    }
+    md.push_str(
+        "\nRatios: préau's figure ÷ the peer's; every figure here is lower-is-better, so \
+         above 1 means préau costs more. Drift: the largest |ratio in run k ÷ ratio in run 1 \
+         − 1| over the runs.\n",
+    );
+    let verdict = if runs.len() < 2 {
+        "one run only: no drift measured (use --repeat 2)".to_owned()
+    } else if drifted.is_empty() && missing == 0 {
+        format!(
+            "PASS: all {compared} ratios within ±15% across {} runs",
+            runs.len()
+        )
+    } else {
+        format!(
+            "FAIL: {} of {} ratios moved more than 15% across {} runs{}{}",
+            drifted.len(),
+            compared + missing,
+            runs.len(),
+            if drifted.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", drifted.join("; "))
+            },
+            if missing > 0 {
+                format!(", {missing} missing in a run")
+            } else {
+                String::new()
+            }
+        )
+    };
+    md.push_str(&format!("\n**Verdict: {verdict}.**\n"));
+    // Noise: the generator's run-queue wait, per run and target.
+    md.push_str(
+        "\n## Generator run-queue wait (noise)\n\nTime the load generator's threads were \
+         runnable but waiting for their core (`/proc/<pid>/task/*/schedstat`), in ms, over \
+         the measured window (idle: over the whole run), with the window's length. Above \
+         10% of the window (**noisy**), other work shared the generator's core and latencies \
+         from that run mean little.\n\n",
+    );
+    let mut header = String::from("| scenario | target |");
+    let mut rule = String::from("|---|---|");
+    for (n, _) in &runs {
+        header.push_str(&format!(" run {n} |"));
+        rule.push_str("---:|");
+    }
+    md.push_str(&format!("{header}\n{rule}\n"));
+    let mut noisy = Vec::new();
+    for scenario in ["idle", "revision", "notes", "cluster"] {
+        for target in ["preau", "bare", "socketio", "hocuspocus"] {
+            if !runs
+                .iter()
+                .any(|(_, d)| d.contains_key(&(scenario.to_owned(), target.to_owned())))
+            {
+                continue;
+            }
+            let mut row = format!("| {scenario} | {target} |");
+            for (i, (n, _)) in runs.iter().enumerate() {
+                let (wait, secs) = if scenario == "idle" {
+                    (
+                        get(i, scenario, target, "/result/generator_runqueue_wait_ms"),
+                        get(
+                            i,
+                            scenario,
+                            target,
+                            "/result/generator_runqueue_wait_over_seconds",
+                        ),
+                    )
+                } else {
+                    (
+                        get(
+                            i,
+                            scenario,
+                            target,
+                            "/result/steps/0/generator_runqueue_wait_ms",
+                        ),
+                        get(i, scenario, target, "/result/steps/0/seconds"),
+                    )
+                };
+                match (wait, secs) {
+                    (Some(w), Some(s)) if s > 0.0 => {
+                        let share = w / (s * 1000.0);
+                        let flag = if share > NOISY_WAIT {
+                            noisy.push(format!("run {n} {scenario} {target}"));
+                            " **noisy**"
+                        } else {
+                            ""
+                        };
+                        row.push_str(&format!(" {w:.0} ms / {s:.1} s{flag} |"));
+                    }
+                    _ => row.push_str(" – |"),
+                }
+            }
+            md.push_str(&format!("{row}\n"));
+        }
+    }
+    if !noisy.is_empty() {
+        md.push_str(&format!("\nNoisy: {}.\n", noisy.join(", ")));
+    }
+    // Loss checks: every scenario must deliver everything, whatever the speed.
+    let mut lost = Vec::new();
+    for (n, docs) in &runs {
+        for ((scenario, target), d) in docs {
+            let c = &d["result"]["common"];
+            let bad = ["gaps", "duplicates", "dropped_connections"]
+                .iter()
+                .any(|k| c[k].as_u64().unwrap_or(0) > 0)
+                || d["result"]["deliveries"] != d["result"]["deliveries_expected_from_acks"]
+                || d["result"]["updates_not_received_by_every_other_editor"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    > 0;
+            if bad {
+                lost.push(format!("run {n} {scenario} {target}"));
+            }
+        }
+    }
+    lost.sort();
+    md.push_str(&if lost.is_empty() {
+        "\nNo gap, duplicate, dropped connection or missing delivery in any run.\n".to_owned()
+    } else {
+        format!("\nLoss or disorder seen in: {}.\n", lost.join(", "))
+    });
+    let to = args
+        .to
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("benches/results/comparison.md"));
+    std::fs::write(&to, md).with_context(|| format!("cannot write {}", to.display()))?;
+    println!("{verdict}");
+    eprintln!("wrote {}", to.display());
+    Ok(())
+}
+
 fn write_outputs(out: &Path, doc: &Value) -> anyhow::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let stem = format!(
@@ -2910,6 +3291,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.scenario == "report" {
         return report(&args);
+    }
+    if args.scenario == "compare" {
+        return compare(&args);
     }
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -4,6 +4,10 @@
 # the figures and the préau/peer ratios (raw results: benches/results/raw/).
 #
 #   benches/run.sh <idle|revision|announce|reconnect-storm|cluster|notes> [loadgen options…]
+#   benches/run.sh compare [--repeat N]   idle, revision, notes and cluster at modest
+#                                         sizes, N times (REPEAT=N works too), then
+#                                         $RESULTS/comparison.md with préau/peer ratios
+#                                         and their run-to-run drift
 #
 # Environment:
 #   TARGETS="preau bare socketio"   which servers to run (default: all that apply;
@@ -27,7 +31,7 @@
 # servers, one for the generator).
 set -euo pipefail
 
-scenario="${1:?usage: benches/run.sh <idle|revision|announce|reconnect-storm|cluster|notes> [loadgen options...]}"
+scenario="${1:?usage: benches/run.sh <idle|revision|announce|reconnect-storm|cluster|notes|compare> [loadgen options...]}"
 shift
 cd "$(dirname "$0")/.."
 
@@ -44,6 +48,45 @@ RESULTS="${RESULTS:-benches/results}"
 RAW="$RESULTS/raw"
 LOGS="${LOGS:-target/bench-logs}"   # server logs (not results: one line per join)
 export PREAU_SECRET="${PREAU_SECRET:-bench:preau-bench-secret-0123456789abcdef}"
+
+# The one-command comparison: every scenario that has a peer, at sizes that
+# keep two repeats near 10 minutes on this machine, each repeat in its own
+# folder ($RESULTS/compare/runN), then one report over all of them. The
+# sizes can be changed through the environment (COMPARE_*), e.g. to shrink
+# them when the machine is busy.
+if [ "$scenario" = compare ]; then
+  repeat="${REPEAT:-1}"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --repeat) repeat="${2:?--repeat needs a number}"; shift 2 ;;
+      --repeat=*) repeat="${1#--repeat=}"; shift ;;
+      *) echo "compare takes only --repeat N (sizes: COMPARE_* variables)" >&2; exit 2 ;;
+    esac
+  done
+  base="${RESULTS:-benches/results}"
+  rm -rf "$base/compare"
+  self="benches/run.sh"
+  started=$SECONDS
+  for n in $(seq "$repeat"); do
+    out="$base/compare/run$n"
+    echo "==== compare: run $n of $repeat -> $out" >&2
+    # TARGETS is the scenario's default in each child (all peers that apply).
+    RESULTS="$out" TARGETS= "$self" idle --connections "${COMPARE_IDLE_CONNECTIONS:-2000}" \
+      --hold "${COMPARE_HOLD:-5}" >/dev/null
+    RESULTS="$out" TARGETS= "$self" revision --rooms "${COMPARE_ROOMS:-100}" \
+      --rate "${COMPARE_RATE:-0.2}" --warmup "${COMPARE_WARMUP:-3}" \
+      --duration "${COMPARE_DURATION:-10}" >/dev/null
+    RESULTS="$out" TARGETS= "$self" notes --editors "${COMPARE_EDITORS:-30}" \
+      --typing-rate 5 --warmup "${COMPARE_WARMUP:-3}" --duration "${COMPARE_DURATION:-10}" >/dev/null
+    RESULTS="$out" TARGETS= "$self" cluster --rooms "${COMPARE_CLUSTER_ROOMS:-40}" \
+      --rate 0.3 --warmup "${COMPARE_WARMUP:-3}" --duration "${COMPARE_DURATION:-10}" >/dev/null
+  done
+  loadgen="$(nice -n 10 cargo bench --no-run --bench loadgen --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*loadgen-[^"]*"' | sed 's/"executable":"//; s/"$//' | head -n1)"
+  "$loadgen" compare --out "$base/compare" --to "$base/comparison.md"
+  echo "compare: $repeat run(s) in $((SECONDS - started)) s; report: $base/comparison.md" >&2
+  exit 0
+fi
 
 case "$scenario" in
   reconnect-storm) default_targets="preau" ;;
