@@ -532,6 +532,19 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
 
 // ------------------------------------------------------------ awareness
 
+/// The next awareness message `client` receives (other frames skipped).
+async fn next_awareness(client: &mut Client, what: &str) -> notes::AwarenessUpdate {
+    loop {
+        let frame = within(what, client.next()).await.expect("open");
+        if let ServerFrame::Yjs(frame) = frame {
+            match notes::decode_message(&frame.data) {
+                Ok(notes::Incoming::Awareness(update)) => return update,
+                other => panic!("{what}: not an awareness message: {other:?}"),
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn awareness_is_bound_to_the_authenticated_user() {
     let server = TestServer::start().await;
@@ -560,15 +573,7 @@ async fn awareness_is_bound_to_the_authenticated_user() {
     ))
     .await
     .expect("awareness accepted");
-    let relayed = loop {
-        let frame = within("awareness", bob.client.next()).await.expect("open");
-        if let ServerFrame::Yjs(frame) = frame {
-            break frame;
-        }
-    };
-    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&relayed.data) else {
-        panic!("an awareness message")
-    };
+    let update = next_awareness(&mut bob.client, "awareness").await;
     let state: serde_json::Value =
         serde_json::from_str(&update.clients[&31].json).expect("json state");
     assert_eq!(state["user"]["id"], "ana");
@@ -582,17 +587,7 @@ async fn awareness_is_bound_to_the_authenticated_user() {
     bob.send(awareness(32, 1, r#"{"cursor":1}"#))
         .await
         .expect("own state");
-    let relayed = loop {
-        let frame = within("bob's awareness", ana.client.next())
-            .await
-            .expect("open");
-        if let ServerFrame::Yjs(frame) = frame {
-            break frame;
-        }
-    };
-    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&relayed.data) else {
-        panic!("an awareness message")
-    };
+    let update = next_awareness(&mut ana.client, "bob's awareness").await;
     assert!(
         update.clients.contains_key(&32) && !update.clients.contains_key(&31),
         "only bob's own state is relayed: {update:?}"
@@ -610,17 +605,7 @@ async fn awareness_is_bound_to_the_authenticated_user() {
     ana2.send(awareness(31, 5, r#"{"cursor":4}"#))
         .await
         .expect("takeover");
-    let relayed = loop {
-        let frame = within("takeover relayed", bob.client.next())
-            .await
-            .expect("open");
-        if let ServerFrame::Yjs(frame) = frame {
-            break frame;
-        }
-    };
-    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&relayed.data) else {
-        panic!("an awareness message")
-    };
+    let update = next_awareness(&mut bob.client, "takeover relayed").await;
     let state: serde_json::Value =
         serde_json::from_str(&update.clients[&31].json).expect("json state");
     assert_eq!(
@@ -634,15 +619,7 @@ async fn awareness_is_bound_to_the_authenticated_user() {
     within("leave", ana.client.leave(NOTE))
         .await
         .expect("leave");
-    let removal = loop {
-        let frame = within("removal", bob.client.next()).await.expect("open");
-        if let ServerFrame::Yjs(frame) = frame {
-            break frame;
-        }
-    };
-    let Ok(notes::Incoming::Awareness(update)) = notes::decode_message(&removal.data) else {
-        panic!("an awareness message")
-    };
+    let update = next_awareness(&mut bob.client, "removal").await;
     assert_eq!(&*update.clients[&31].json, "null");
     // Parents never see notes.
     let mut parent = server
