@@ -66,8 +66,13 @@ struct Args {
     /// notes: updates (one typed character each) per second per editor.
     #[arg(long, default_value_t = 5.0)]
     typing_rate: f64,
+    /// notes: no awareness update (cursor and name) after each typed
+    /// character; by default every keystroke also moves the cursor, as in
+    /// an editor bound to Yjs (y-codemirror, y-prosemirror).
+    #[arg(long)]
+    no_awareness: bool,
     /// idle: connections (rooms of --room-size).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 10000)]
     connections: usize,
     #[arg(long, default_value_t = 30)]
     room_size: usize,
@@ -90,7 +95,7 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     size: usize,
     /// announce / reconnect-storm: members.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 5000)]
     members: usize,
     /// announce: messages sent (one at a time).
     #[arg(long, default_value_t = 5)]
@@ -691,7 +696,16 @@ struct Stats {
     propagation: Mutex<Histogram<u64>>,
     /// notes: an editor's own update coming back to it (not a delivery).
     echoes: AtomicU64,
+    /// notes: awareness messages sent, and the delivery latency (µs) of
+    /// other editors' awareness states (also counted as deliveries).
+    awareness_sent: AtomicU64,
+    awareness: Mutex<Histogram<u64>>,
     window_open: AtomicBool,
+    /// When the window opened (`now_ns`), for [`Stats::timeline`].
+    window_started_ns: AtomicU64,
+    /// Per second of the window (by receive time): deliveries and their
+    /// latency, to tell a steady tail from a few stalls.
+    timeline: Mutex<Vec<Histogram<u64>>>,
     deliveries: AtomicU64,
     window_deliveries: AtomicU64,
     window_posts: AtomicU64,
@@ -725,7 +739,11 @@ impl Stats {
             window_cross_deliveries: AtomicU64::new(0),
             propagation: Mutex::new(hist()),
             echoes: AtomicU64::new(0),
+            awareness_sent: AtomicU64::new(0),
+            awareness: Mutex::new(hist()),
             window_open: AtomicBool::new(false),
+            window_started_ns: AtomicU64::new(0),
+            timeline: Mutex::new(Vec::new()),
             deliveries: AtomicU64::new(0),
             window_deliveries: AtomicU64::new(0),
             window_posts: AtomicU64::new(0),
@@ -761,7 +779,32 @@ impl Stats {
             self.latency
                 .lock()
                 .saturating_record((latency / 1000).max(1));
+            self.record_second(now, latency);
         }
+    }
+
+    fn record_second(&self, now: u64, latency_ns: u64) {
+        let second = (now.saturating_sub(self.window_started_ns.load(Ordering::Relaxed))
+            / 1_000_000_000) as usize;
+        let mut timeline = self.timeline.lock();
+        while timeline.len() <= second.min(3600) {
+            timeline.push(Histogram::new_with_bounds(1, 600_000_000, 2).expect("histogram bounds"));
+        }
+        if let Some(h) = timeline.get_mut(second) {
+            h.saturating_record((latency_ns / 1000).max(1));
+        }
+    }
+
+    /// One entry per second of the window: deliveries, p99 and max (ms).
+    fn timeline_json(&self) -> Value {
+        let ms = |us: u64| (us as f64 / 1000.0 * 100.0).round() / 100.0;
+        Value::Array(
+            self.timeline
+                .lock()
+                .iter()
+                .map(|h| json!([h.len(), ms(h.value_at_quantile(0.99)), ms(h.max())]))
+                .collect(),
+        )
     }
 
     /// cluster: files a delivery already counted by [`Stats::delivered`]
@@ -780,6 +823,16 @@ impl Stats {
         hist.lock().saturating_record((latency / 1000).max(1));
     }
 
+    /// notes: another editor's awareness state sent at `sent_ns` arrived.
+    fn awareness_delivered(&self, sent_ns: u64) {
+        if self.window_open.load(Ordering::Relaxed) {
+            let latency = now_ns().saturating_sub(sent_ns);
+            self.awareness
+                .lock()
+                .saturating_record((latency / 1000).max(1));
+        }
+    }
+
     /// notes: the last other editor just received an update sent at `sent_ns`.
     fn propagated(&self, sent_ns: u64) {
         if self.window_open.load(Ordering::Relaxed) {
@@ -795,10 +848,13 @@ impl Stats {
         self.latency_cross.lock().reset();
         self.latency_local.lock().reset();
         self.propagation.lock().reset();
+        self.awareness.lock().reset();
         self.window_cross_deliveries.store(0, Ordering::Relaxed);
         self.window_deliveries.store(0, Ordering::Relaxed);
         self.window_posts.store(0, Ordering::Relaxed);
         self.max_latency_ns.store(0, Ordering::Relaxed);
+        self.timeline.lock().clear();
+        self.window_started_ns.store(now_ns(), Ordering::Relaxed);
         self.window_open.store(true, Ordering::Relaxed);
     }
 
@@ -1307,6 +1363,7 @@ impl Run {
             "acks_per_s": round1(acks as f64 / secs),
             "deliveries_per_s": round1(delivered as f64 / secs),
             "latency": stats.latency_json(),
+            "timeline": stats.timeline_json(),
             "server_cpu_percent": server_cpu.map(|c| round1(c / secs * 100.0)),
             "server_cpu_us_per_delivery": server_cpu
                 .filter(|_| delivered > 0)
@@ -1351,6 +1408,7 @@ impl Run {
         }
         if self.args.scenario == "notes" {
             window["propagation_to_all_others"] = hist_json(&stats.propagation.lock());
+            window["awareness_latency"] = hist_json(&stats.awareness.lock());
         }
         window
     }
@@ -1805,6 +1863,8 @@ enum NoteIn {
     Step1(yrs::StateVector),
     /// The server's sync step 2: what this editor lacked.
     Step2(Vec<u8>),
+    /// Awareness states (cursors) of other editors.
+    Awareness(yrs::sync::AwarenessUpdate),
     /// The reply to one of our messages (préau `ok`, Hocuspocus SyncStatus).
     Ack,
     Error(String),
@@ -1912,6 +1972,7 @@ impl HocusClient {
 /// One message from Hocuspocus, after the document name.
 fn parse_hocus(data: &[u8], mut pos: usize) -> NoteIn {
     use yrs::updates::decoder::Decode;
+    let start = pos;
     match read_var_uint(data, &mut pos) {
         // Sync, or SyncReply (a sync message that asks for no step 1 back).
         Some(0) | Some(4) => {
@@ -1929,6 +1990,11 @@ fn parse_hocus(data: &[u8], mut pos: usize) -> NoteIn {
                 _ => NoteIn::Other,
             }
         }
+        // Awareness: the same y-protocols message as préau relays.
+        Some(1) => match preau::notes::decode_message(&data[start..]) {
+            Ok(preau::notes::Incoming::Awareness(update)) => NoteIn::Awareness(update),
+            _ => NoteIn::Error("bad awareness message from hocuspocus".to_owned()),
+        },
         Some(8) => NoteIn::Ack,
         _ => NoteIn::Other,
     }
@@ -1991,6 +2057,7 @@ impl NoteConn {
                     Ok(preau::notes::Incoming::SyncStep1(sv)) => NoteIn::Step1(sv),
                     Ok(preau::notes::Incoming::SyncStep2(update)) => NoteIn::Step2(update),
                     Ok(preau::notes::Incoming::Update(update)) => NoteIn::Update(update),
+                    Ok(preau::notes::Incoming::Awareness(update)) => NoteIn::Awareness(update),
                     Ok(_) => NoteIn::Other,
                     Err(_) => NoteIn::Error("bad yjs frame from préau".to_owned()),
                 },
@@ -2022,6 +2089,8 @@ struct Typist {
     client_id: u64,
     cursor: Option<yrs::StickyIndex>,
     typed: usize,
+    /// Clock of this editor's awareness state (each change increments it).
+    awareness_clock: u32,
 }
 
 impl Typist {
@@ -2034,7 +2103,27 @@ impl Typist {
             client_id,
             cursor: None,
             typed: 0,
+            awareness_clock: 0,
         }
+    }
+
+    /// The awareness message an editor sends when its cursor moves: its
+    /// name, colour and cursor, as y-codemirror and y-prosemirror set them,
+    /// plus the send time (`t`, ns) to measure the delivery.
+    fn awareness(&mut self, sent_ns: u64) -> Vec<u8> {
+        self.awareness_clock += 1;
+        let state = json!({
+            "user": {"name": format!("editor {}", self.client_id), "color": "#30bced"},
+            "cursor": {"anchor": self.typed, "head": self.typed},
+            "t": sent_ns,
+        });
+        let entry = yrs::sync::awareness::AwarenessUpdateEntry {
+            clock: self.awareness_clock,
+            json: Arc::from(state.to_string()),
+        };
+        preau::notes::encode_awareness(&yrs::sync::AwarenessUpdate {
+            clients: HashMap::from([(self.client_id, entry)]),
+        })
     }
 
     /// Types one character at the cursor: the v1 update and the clock of
@@ -2158,6 +2247,22 @@ fn editor_handle(
                 stats.error(format!("step 2: {err}"));
             }
         }
+        NoteIn::Awareness(update) => {
+            for (client, entry) in &update.clients {
+                if *client == typist.client_id {
+                    continue;
+                }
+                // States without a send time (a removal, the states a
+                // server sends on connect) are not deliveries to time.
+                let sent = serde_json::from_str::<Value>(&entry.json)
+                    .ok()
+                    .and_then(|state| state["t"].as_u64());
+                if let Some(sent) = sent {
+                    stats.delivered(sent);
+                    stats.awareness_delivered(sent);
+                }
+            }
+        }
         NoteIn::Ack => {
             stats.acks.fetch_add(1, Ordering::Relaxed);
         }
@@ -2210,6 +2315,7 @@ async fn editor(
     client_id: u64,
     user: String,
     note: String,
+    awareness: bool,
     mut commands: mpsc::UnboundedReceiver<EditorCmd>,
 ) {
     let mut typist = Typist::new(client_id);
@@ -2248,10 +2354,14 @@ async fn editor(
             _ = ticker.tick(), if alive && rate > 0.0 => {
                 let (update, clock) = typist.type_one();
                 let message = preau::notes::encode_update(&update);
-                track.sent((client_id, clock), now_ns());
+                let sent = now_ns();
+                track.sent((client_id, clock), sent);
                 if conn.send(message).is_ok() {
                     ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
                     ctx.stats.window_posts.fetch_add(1, Ordering::Relaxed);
+                }
+                if awareness && conn.send(typist.awareness(sent)).is_ok() {
+                    ctx.stats.awareness_sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
             changed = rate_rx.changed() => {
@@ -2308,6 +2418,7 @@ async fn notes(run: &mut Run) -> anyhow::Result<Value> {
             client_id,
             format!("{}-e{i}", run.run_id),
             note.clone(),
+            !run.args.no_awareness,
             rx,
         ));
     }
@@ -2398,6 +2509,8 @@ async fn notes(run: &mut Run) -> anyhow::Result<Value> {
         "note": note,
         "steps": [window],
         "updates_sent": typed,
+        "awareness": !run.args.no_awareness,
+        "awareness_sent": stats.awareness_sent.load(Ordering::Relaxed),
         "replies_received": stats.acks.load(Ordering::Relaxed) - acks_from,
         "updates_not_received_by_every_other_editor": not_everywhere,
         "unknown_updates": track.unknown.load(Ordering::Relaxed),
@@ -2592,10 +2705,16 @@ fn headline(scenario: &str, result: &Value) -> Vec<(String, Value, Option<bool>)
             push("editors", &r["editors"], None);
             let w = &r["steps"][0];
             push("updates sent /s", &w["posts_per_s"], None);
+            push("awareness updates sent in all", &r["awareness_sent"], None);
             push(
-                "deliveries to other editors /s",
+                "deliveries to other editors /s (updates + awareness)",
                 &w["deliveries_per_s"],
                 Some(false),
+            );
+            push(
+                "awareness delivery p99 (ms)",
+                &w["awareness_latency"]["p99_ms"],
+                Some(true),
             );
             push(
                 "propagation to every other editor p50 (ms)",
@@ -2623,7 +2742,7 @@ fn headline(scenario: &str, result: &Value) -> Vec<(String, Value, Option<bool>)
                 Some(true),
             );
             push(
-                "server CPU µs per delivered update",
+                "server CPU µs per delivered message",
                 &w["server_cpu_us_per_delivery"],
                 Some(true),
             );
@@ -2931,7 +3050,7 @@ const COMPARED: &[(&str, &str, &str, &[&str])] = &[
     ),
     (
         "notes",
-        "server CPU per delivered update (µs)",
+        "server CPU per delivered message, updates + awareness (µs)",
         "/result/steps/0/server_cpu_us_per_delivery",
         &["hocuspocus"],
     ),
@@ -2975,61 +3094,153 @@ const DRIFT_LIMIT: f64 = 0.15;
 /// measured time is flagged as noisy (quiet runs: about 1%).
 const NOISY_WAIT: f64 = 0.10;
 
-/// One repeat's results, by (scenario, target).
-type RunDocs = HashMap<(String, String), Value>;
+/// One round's results, by (scenario, target).
+type RoundDocs = HashMap<(String, String), Value>;
 
-/// `compare`: reads `<out>/run1/raw/*.json`, `<out>/run2/raw/*.json`, … (one
-/// folder per repeat, as `run.sh compare` writes them) and writes one table
-/// of préau/peer ratios per run, the drift of each ratio between runs and
-/// each run's generator run-queue wait.
+/// One repeat of `run.sh compare`: its number and its rounds (`raw/` of the
+/// run folder, then each `round<K>/raw/`).
+struct RunRounds {
+    n: u32,
+    rounds: Vec<RoundDocs>,
+}
+
+impl RunRounds {
+    /// The docs of `scenario` for `target`, one per round that has it.
+    fn docs<'a>(&'a self, scenario: &'a str, target: &'a str) -> impl Iterator<Item = &'a Value> {
+        let key = (scenario.to_owned(), target.to_owned());
+        self.rounds.iter().filter_map(move |round| round.get(&key))
+    }
+
+    fn has(&self, scenario: &str, target: &str) -> bool {
+        self.docs(scenario, target).next().is_some()
+    }
+
+    /// The median over rounds of `pointer` for `target`.
+    fn median(&self, scenario: &str, target: &str, pointer: &str) -> Option<f64> {
+        median(
+            self.docs(scenario, target)
+                .filter_map(|d| d.pointer(pointer).and_then(Value::as_f64))
+                .collect(),
+        )
+    }
+
+    /// The median over rounds of préau's figure ÷ the peer's figure in the
+    /// same round (rounds where either is missing are skipped).
+    fn ratio(&self, scenario: &str, peer: &str, pointer: &str) -> Option<f64> {
+        let key = |target: &str| (scenario.to_owned(), target.to_owned());
+        let ratios = self
+            .rounds
+            .iter()
+            .filter_map(|round| {
+                let a = round.get(&key("preau"))?.pointer(pointer)?.as_f64()?;
+                let b = round.get(&key(peer))?.pointer(pointer)?.as_f64()?;
+                (b > 0.0).then(|| a / b)
+            })
+            .collect();
+        median(ratios)
+    }
+
+    /// Rounds in which both préau and `peer` ran `scenario`.
+    fn paired_rounds(&self, scenario: &str, peer: &str) -> usize {
+        let key = |target: &str| (scenario.to_owned(), target.to_owned());
+        self.rounds
+            .iter()
+            .filter(|round| round.contains_key(&key("preau")) && round.contains_key(&key(peer)))
+            .count()
+    }
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+/// Every `*.json` result in `raw`, by (scenario, target); None when the
+/// folder does not exist.
+fn read_round(raw: &Path) -> anyhow::Result<Option<RoundDocs>> {
+    let Ok(files) = std::fs::read_dir(raw) else {
+        return Ok(None);
+    };
+    let mut docs = HashMap::new();
+    for file in files {
+        let file = file?.path();
+        if file.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
+            .with_context(|| format!("cannot parse {}", file.display()))?;
+        let key = (
+            doc["scenario"].as_str().unwrap_or("?").to_owned(),
+            doc["target"].as_str().unwrap_or("?").to_owned(),
+        );
+        docs.insert(key, doc);
+    }
+    Ok(Some(docs))
+}
+
+/// `compare`: reads `<out>/run<N>/raw/*.json` and `<out>/run<N>/round<K>/raw/*.json`
+/// (one folder per repeat and per round, as `run.sh compare` writes them)
+/// and writes one table of préau/peer ratios per run (each the median over
+/// the run's rounds of the same-round ratio), the drift of each ratio
+/// between runs, each run's generator run-queue wait and stalls.
 fn compare(args: &Args) -> anyhow::Result<()> {
-    let mut runs: Vec<(u32, RunDocs)> = Vec::new();
+    let numbered = |path: &Path, prefix: &str| -> Option<u32> {
+        path.file_name()?
+            .to_str()?
+            .strip_prefix(prefix)?
+            .parse::<u32>()
+            .ok()
+    };
+    let mut runs: Vec<RunRounds> = Vec::new();
     for entry in std::fs::read_dir(&args.out)
         .with_context(|| format!("cannot read {}", args.out.display()))?
     {
         let path = entry?.path();
-        let Some(n) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("run"))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+        let Some(n) = numbered(&path, "run") else {
             continue;
         };
-        let mut docs = HashMap::new();
-        let Ok(files) = std::fs::read_dir(path.join("raw")) else {
-            continue;
-        };
-        for file in files {
-            let file = file?.path();
-            if file.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
-                .with_context(|| format!("cannot parse {}", file.display()))?;
-            let key = (
-                doc["scenario"].as_str().unwrap_or("?").to_owned(),
-                doc["target"].as_str().unwrap_or("?").to_owned(),
-            );
-            docs.insert(key, doc);
+        let mut rounds = Vec::new();
+        if let Some(docs) = read_round(&path.join("raw"))? {
+            rounds.push((0, docs));
         }
-        runs.push((n, docs));
+        for sub in std::fs::read_dir(&path)? {
+            let sub = sub?.path();
+            if let Some(k) = numbered(&sub, "round") {
+                if let Some(docs) = read_round(&sub.join("raw"))? {
+                    rounds.push((k, docs));
+                }
+            }
+        }
+        rounds.sort_by_key(|(k, _)| *k);
+        runs.push(RunRounds {
+            n,
+            rounds: rounds.into_iter().map(|(_, docs)| docs).collect(),
+        });
     }
-    if runs.is_empty() {
-        bail!("no run*/raw/*.json under {}", args.out.display());
+    if runs.iter().all(|run| run.rounds.is_empty()) {
+        bail!(
+            "no run*/raw/*.json nor run*/round*/raw/*.json under {}",
+            args.out.display()
+        );
     }
-    runs.sort_by_key(|(n, _)| *n);
-    let get = |run: usize, scenario: &str, target: &str, pointer: &str| -> Option<f64> {
-        runs[run]
-            .1
-            .get(&(scenario.to_owned(), target.to_owned()))
-            .and_then(|d| d.pointer(pointer))
-            .and_then(Value::as_f64)
-    };
+    runs.sort_by_key(|run| run.n);
     let mut md = String::from("# préau against its peers: one-command comparison\n\n");
     // Machine and pinning, from the results themselves.
-    let any = runs.iter().flat_map(|(_, d)| d.values()).next();
-    if let Some(d) = any {
+    let all_docs = || {
+        runs.iter()
+            .flat_map(|run| run.rounds.iter())
+            .flat_map(|round| round.values())
+    };
+    if let Some(d) = all_docs().next() {
         md.push_str(&format!(
             "Machine: {} · {} cores online · {} GiB · Linux {}.\n\n",
             d["machine"]["cpu"].as_str().unwrap_or("?"),
@@ -3040,7 +3251,7 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     }
     let mut server_cpus: Vec<String> = Vec::new();
     let mut generator_cpus: Vec<String> = Vec::new();
-    for doc in runs.iter().flat_map(|(_, d)| d.values()) {
+    for doc in all_docs() {
         let mut processes: Vec<&Value> = match doc["servers"].as_array() {
             Some(all) if !all.is_empty() => all.iter().collect(),
             _ => vec![&doc["server"]],
@@ -3070,10 +3281,11 @@ fn compare(args: &Args) -> anyhow::Result<()> {
         server_cpus.join(", "),
         generator_cpus.join(", ")
     ));
-    let mut header = String::from("| scenario | figure | préau (run 1) | peer (run 1) | peer |");
-    let mut rule = String::from("|---|---|---:|---:|---|");
-    for (n, _) in &runs {
-        header.push_str(&format!(" préau/peer run {n} |"));
+    let mut header =
+        String::from("| scenario | figure | préau (run 1) | peer (run 1) | peer | rounds |");
+    let mut rule = String::from("|---|---|---:|---:|---|---:|");
+    for run in &runs {
+        header.push_str(&format!(" préau/peer run {} |", run.n));
         rule.push_str("---:|");
     }
     if runs.len() > 1 {
@@ -3084,22 +3296,20 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     let (mut compared, mut drifted, mut missing) = (0, Vec::new(), 0);
     for (scenario, figure, pointer, peers) in COMPARED {
         for peer in *peers {
-            let ratios: Vec<Option<f64>> = (0..runs.len())
-                .map(|i| {
-                    match (
-                        get(i, scenario, "preau", pointer),
-                        get(i, scenario, peer, pointer),
-                    ) {
-                        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-                        _ => None,
-                    }
-                })
+            let ratios: Vec<Option<f64>> = runs
+                .iter()
+                .map(|run| run.ratio(scenario, peer, pointer))
                 .collect();
             let cell = |v: Option<f64>| v.map_or("–".to_owned(), |x| fmt(&json!(x)));
+            let rounds: Vec<String> = runs
+                .iter()
+                .map(|run| run.paired_rounds(scenario, peer).to_string())
+                .collect();
             let mut row = format!(
-                "| {scenario} | {figure} | {} | {} | {peer} |",
-                cell(get(0, scenario, "preau", pointer)),
-                cell(get(0, scenario, peer, pointer)),
+                "| {scenario} | {figure} | {} | {} | {peer} | {} |",
+                cell(runs[0].median(scenario, "preau", pointer)),
+                cell(runs[0].median(scenario, peer, pointer)),
+                rounds.join(", "),
             );
             for r in &ratios {
                 row.push_str(&format!(
@@ -3140,8 +3350,10 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     }
     md.push_str(
         "\nRatios: préau's figure ÷ the peer's; every figure here is lower-is-better, so \
-         above 1 means préau costs more. Drift: the largest |ratio in run k ÷ ratio in run 1 \
-         − 1| over the runs.\n",
+         above 1 means préau costs more. A run's ratio is the median, over its rounds, of \
+         the ratio of préau's and the peer's figures in the same round; `rounds` says how \
+         many rounds paired them in each run; the figures of run 1 are medians over its \
+         rounds. Drift: the largest |ratio in run k ÷ ratio in run 1 − 1| over the runs.\n",
     );
     let verdict = if runs.len() < 2 {
         "one run only: no drift measured (use --repeat 2)".to_owned()
@@ -3169,94 +3381,32 @@ fn compare(args: &Args) -> anyhow::Result<()> {
         )
     };
     md.push_str(&format!("\n**Verdict: {verdict}.**\n"));
-    // Noise: the generator's run-queue wait, per run and target.
-    md.push_str(
-        "\n## Generator run-queue wait (noise)\n\nTime the load generator's threads were \
-         runnable but waiting for their core (`/proc/<pid>/task/*/schedstat`), in ms, over \
-         the measured window (idle: over the whole run), with the window's length. Above \
-         10% of the window (**noisy**), other work shared the generator's core and latencies \
-         from that run mean little.\n\n",
-    );
-    let mut header = String::from("| scenario | target |");
-    let mut rule = String::from("|---|---|");
-    for (n, _) in &runs {
-        header.push_str(&format!(" run {n} |"));
-        rule.push_str("---:|");
-    }
-    md.push_str(&format!("{header}\n{rule}\n"));
-    let mut noisy = Vec::new();
-    for scenario in ["idle", "revision", "notes", "cluster"] {
-        for target in ["preau", "bare", "socketio", "hocuspocus"] {
-            if !runs
-                .iter()
-                .any(|(_, d)| d.contains_key(&(scenario.to_owned(), target.to_owned())))
-            {
-                continue;
-            }
-            let mut row = format!("| {scenario} | {target} |");
-            for (i, (n, _)) in runs.iter().enumerate() {
-                let (wait, secs) = if scenario == "idle" {
-                    (
-                        get(i, scenario, target, "/result/generator_runqueue_wait_ms"),
-                        get(
-                            i,
-                            scenario,
-                            target,
-                            "/result/generator_runqueue_wait_over_seconds",
-                        ),
-                    )
-                } else {
-                    (
-                        get(
-                            i,
-                            scenario,
-                            target,
-                            "/result/steps/0/generator_runqueue_wait_ms",
-                        ),
-                        get(i, scenario, target, "/result/steps/0/seconds"),
-                    )
-                };
-                match (wait, secs) {
-                    (Some(w), Some(s)) if s > 0.0 => {
-                        let share = w / (s * 1000.0);
-                        let flag = if share > NOISY_WAIT {
-                            noisy.push(format!("run {n} {scenario} {target}"));
-                            " **noisy**"
-                        } else {
-                            ""
-                        };
-                        row.push_str(&format!(" {w:.0} ms / {s:.1} s{flag} |"));
-                    }
-                    _ => row.push_str(" – |"),
-                }
-            }
-            md.push_str(&format!("{row}\n"));
-        }
-    }
-    if !noisy.is_empty() {
-        md.push_str(&format!("\nNoisy: {}.\n", noisy.join(", ")));
-    }
+    md.push_str(&noise_table(&runs));
+    md.push_str(&stall_table(&runs));
     // Loss checks: every scenario must deliver everything, whatever the speed.
     let mut lost = Vec::new();
-    for (n, docs) in &runs {
-        for ((scenario, target), d) in docs {
-            let c = &d["result"]["common"];
-            let bad = ["gaps", "duplicates", "dropped_connections"]
-                .iter()
-                .any(|k| c[k].as_u64().unwrap_or(0) > 0)
-                || d["result"]["deliveries"] != d["result"]["deliveries_expected_from_acks"]
-                || d["result"]["updates_not_received_by_every_other_editor"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    > 0;
-            if bad {
-                lost.push(format!("run {n} {scenario} {target}"));
+    for run in &runs {
+        for (k, round) in run.rounds.iter().enumerate() {
+            for ((scenario, target), d) in round {
+                let c = &d["result"]["common"];
+                let bad = ["gaps", "duplicates", "dropped_connections"]
+                    .iter()
+                    .any(|key| c[key].as_u64().unwrap_or(0) > 0)
+                    || d["result"]["deliveries"] != d["result"]["deliveries_expected_from_acks"]
+                    || d["result"]["updates_not_received_by_every_other_editor"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        > 0;
+                if bad {
+                    lost.push(format!("run {} folder {k} {scenario} {target}", run.n));
+                }
             }
         }
     }
     lost.sort();
     md.push_str(&if lost.is_empty() {
-        "\nNo gap, duplicate, dropped connection or missing delivery in any run.\n".to_owned()
+        "\nNo gap, duplicate, dropped connection or missing delivery in any run or round.\n"
+            .to_owned()
     } else {
         format!("\nLoss or disorder seen in: {}.\n", lost.join(", "))
     });
@@ -3268,6 +3418,136 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     println!("{verdict}");
     eprintln!("wrote {}", to.display());
     Ok(())
+}
+
+/// `compare`: the generator's run-queue wait per run, scenario and target,
+/// summed over the rounds.
+fn noise_table(runs: &[RunRounds]) -> String {
+    let mut md = String::from(
+        "\n## Generator run-queue wait (noise)\n\nTime the load generator's threads were \
+         runnable but waiting for their core (`/proc/<pid>/task/*/schedstat`), in ms, over \
+         the measured windows of all rounds (idle: over the whole run), with the windows' \
+         total length. Above 10% of the windows (**noisy**), other work shared the \
+         generator's core and latencies from that run mean little.\n\n",
+    );
+    let mut header = String::from("| scenario | target |");
+    let mut rule = String::from("|---|---|");
+    for run in runs {
+        header.push_str(&format!(" run {} |", run.n));
+        rule.push_str("---:|");
+    }
+    md.push_str(&format!("{header}\n{rule}\n"));
+    let mut noisy = Vec::new();
+    for scenario in ["idle", "revision", "notes", "cluster"] {
+        for target in ["preau", "bare", "socketio", "hocuspocus"] {
+            if !runs.iter().any(|run| run.has(scenario, target)) {
+                continue;
+            }
+            let (wait_ptr, secs_ptr) = if scenario == "idle" {
+                (
+                    "/result/generator_runqueue_wait_ms",
+                    "/result/generator_runqueue_wait_over_seconds",
+                )
+            } else {
+                (
+                    "/result/steps/0/generator_runqueue_wait_ms",
+                    "/result/steps/0/seconds",
+                )
+            };
+            let mut row = format!("| {scenario} | {target} |");
+            for run in runs {
+                let (mut wait, mut secs) = (0.0, 0.0);
+                for doc in run.docs(scenario, target) {
+                    if let (Some(w), Some(s)) = (
+                        doc.pointer(wait_ptr).and_then(Value::as_f64),
+                        doc.pointer(secs_ptr).and_then(Value::as_f64),
+                    ) {
+                        wait += w;
+                        secs += s;
+                    }
+                }
+                if secs > 0.0 {
+                    let flag = if wait / (secs * 1000.0) > NOISY_WAIT {
+                        noisy.push(format!("run {} {scenario} {target}", run.n));
+                        " **noisy**"
+                    } else {
+                        ""
+                    };
+                    row.push_str(&format!(" {wait:.0} ms / {secs:.1} s{flag} |"));
+                } else {
+                    row.push_str(" – |");
+                }
+            }
+            md.push_str(&format!("{row}\n"));
+        }
+    }
+    if !noisy.is_empty() {
+        md.push_str(&format!("\nNoisy: {}.\n", noisy.join(", ")));
+    }
+    md
+}
+
+/// A second of the window whose slowest delivery took longer than this is
+/// a stall: every delivery in it waited on one pause (GC, a descheduled
+/// thread, a slow flush), not on steady load.
+const STALL_MS: f64 = 50.0;
+
+/// `compare`: per scenario, target and run, over all rounds, the seconds
+/// of the measured windows that held a stall, the worst one, and the
+/// median of the per-second p99s (the steady tail, which stalls do not
+/// move).
+fn stall_table(runs: &[RunRounds]) -> String {
+    let mut md = format!(
+        "\n## Stalls and steady tail\n\nPer second of the measured windows (by receive \
+         time, all rounds): seconds whose slowest delivery took over {STALL_MS:.0} ms / \
+         seconds in all / the worst such delivery (ms) / the median of the seconds' p99 \
+         (ms). A p99 over one window moves with the number of stalls that happen to fall \
+         in it; the median of the per-second p99s does not.\n\n"
+    );
+    let mut header = String::from("| scenario | target |");
+    let mut rule = String::from("|---|---|");
+    for run in runs {
+        header.push_str(&format!(" run {} |", run.n));
+        rule.push_str("---|");
+    }
+    md.push_str(&format!("{header}\n{rule}\n"));
+    for scenario in ["revision", "notes", "cluster"] {
+        for target in ["preau", "bare", "socketio", "hocuspocus"] {
+            if !runs.iter().any(|run| run.has(scenario, target)) {
+                continue;
+            }
+            let mut row = format!("| {scenario} | {target} |");
+            for run in runs {
+                let seconds: Vec<(f64, f64)> = run
+                    .docs(scenario, target)
+                    .filter_map(|d| d.pointer("/result/steps/0/timeline")?.as_array())
+                    .flatten()
+                    .filter_map(|s| Some((s.get(1)?.as_f64()?, s.get(2)?.as_f64()?)))
+                    .collect();
+                let Some(steady) = median(seconds.iter().map(|(p99, _)| *p99).collect()) else {
+                    row.push_str(" – |");
+                    continue;
+                };
+                let stalls: Vec<f64> = seconds
+                    .iter()
+                    .map(|(_, max)| *max)
+                    .filter(|max| *max > STALL_MS)
+                    .collect();
+                let worst = if stalls.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.0}", stalls.iter().copied().fold(0.0, f64::max))
+                };
+                row.push_str(&format!(
+                    " {} / {} / {worst} / {steady:.1} |",
+                    stalls.len(),
+                    seconds.len()
+                ));
+            }
+            md.push_str(&format!("{row}\n"));
+        }
+    }
+    md
 }
 
 fn write_outputs(out: &Path, doc: &Value) -> anyhow::Result<(PathBuf, PathBuf)> {

@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench plot [-- RESULTS_DIR]` (default `benches/results`)
 //! reads every `*.json` under `RESULTS_DIR` (recursively: `raw/`,
-//! `10k/raw/`, `rerun/raw/`, `sweep/raw/`…) and writes into `RESULTS_DIR`:
+//! `10k/raw/`, `rerun/raw/`, `sweep/raw/`…, but not `compare*/`) and writes
+//! into `RESULTS_DIR`:
 //!
 //! - `revision-latency.png`: p50 and p99 latency (ms, log scale) versus
 //!   delivered events per second, one line per target and run (every step
@@ -85,10 +86,15 @@ fn load_font() -> bool {
     false
 }
 
+/// Skips the `compare*` folders: dozens of single-load rounds that would
+/// bury the sweeps' lines.
 fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Res<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_dir() {
+        let compare = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("compare"));
+        if path.is_dir() && !compare {
             collect_json(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "json") {
             out.push(path);

@@ -5,7 +5,8 @@
 #
 #   benches/run.sh <idle|revision|announce|reconnect-storm|cluster|notes> [loadgen options…]
 #   benches/run.sh compare [--repeat N]   idle, revision, notes and cluster at modest
-#                                         sizes, N times (REPEAT=N works too), then
+#                                         sizes (the last three in ROUNDS rounds),
+#                                         N times (REPEAT=N works too), then
 #                                         $RESULTS/comparison.md with préau/peer ratios
 #                                         and their run-to-run drift
 #
@@ -49,37 +50,59 @@ RAW="$RESULTS/raw"
 LOGS="${LOGS:-target/bench-logs}"   # server logs (not results: one line per join)
 export PREAU_SECRET="${PREAU_SECRET:-bench:preau-bench-secret-0123456789abcdef}"
 
-# The one-command comparison: every scenario that has a peer, at sizes that
-# keep two repeats near 10 minutes on this machine, each repeat in its own
-# folder ($RESULTS/compare/runN), then one report over all of them. The
-# sizes can be changed through the environment (COMPARE_*), e.g. to shrink
-# them when the machine is busy.
+# The one-command comparison: every scenario that has a peer, N times
+# (--repeat), each repeat in its own folder ($RESULTS/compare/runN), then
+# one report over all of them. Inside a repeat, the latency scenarios run
+# in ROUNDS rounds (default 4) of short windows, the targets one after the
+# other within a round and in reverse order every other round
+# (préau, peer, peer, préau, …): a slow spell of this shared machine then
+# hits every target alike, and `loadgen compare` takes, per figure, the
+# median over the rounds of the préau/peer ratio of the same round, so
+# one stall (a GC pause, a descheduled thread) in one round does not set
+# the figure. `idle` runs once per repeat (memory does not drift). About
+# 14 minutes per repeat on this machine; sizes can be changed through the
+# environment (COMPARE_*, ROUNDS, NOTES_ROUNDS).
 if [ "$scenario" = compare ]; then
   repeat="${REPEAT:-1}"
+  rounds="${ROUNDS:-4}"
   while [ $# -gt 0 ]; do
     case "$1" in
       --repeat) repeat="${2:?--repeat needs a number}"; shift 2 ;;
       --repeat=*) repeat="${1#--repeat=}"; shift ;;
-      *) echo "compare takes only --repeat N (sizes: COMPARE_* variables)" >&2; exit 2 ;;
+      *) echo "compare takes only --repeat N (sizes: COMPARE_* and ROUNDS variables)" >&2; exit 2 ;;
     esac
   done
   base="${RESULTS:-benches/results}"
   rm -rf "$base/compare"
   self="benches/run.sh"
   started=$SECONDS
+  warmup="${COMPARE_WARMUP:-3}"
+  duration="${COMPARE_DURATION:-15}"
+  # in_rounds ROUNDS SCENARIO "TARGET…" [loadgen options…]
+  in_rounds() {
+    local count="$1" scenario="$2" targets="$3" k order
+    shift 3
+    for k in $(seq "$count"); do
+      order="$targets"
+      if [ $((k % 2)) -eq 0 ]; then
+        order="$(tr ' ' '\n' <<<"$targets" | tac | tr '\n' ' ')"
+      fi
+      RESULTS="$out/round$k" TARGETS="$order" "$self" "$scenario" "$@" >/dev/null
+    done
+  }
   for n in $(seq "$repeat"); do
     out="$base/compare/run$n"
     echo "==== compare: run $n of $repeat -> $out" >&2
-    # TARGETS is the scenario's default in each child (all peers that apply).
     RESULTS="$out" TARGETS= "$self" idle --connections "${COMPARE_IDLE_CONNECTIONS:-2000}" \
       --hold "${COMPARE_HOLD:-5}" >/dev/null
-    RESULTS="$out" TARGETS= "$self" revision --rooms "${COMPARE_ROOMS:-100}" \
-      --rate "${COMPARE_RATE:-0.2}" --warmup "${COMPARE_WARMUP:-3}" \
-      --duration "${COMPARE_DURATION:-10}" >/dev/null
-    RESULTS="$out" TARGETS= "$self" notes --editors "${COMPARE_EDITORS:-30}" \
-      --typing-rate 5 --warmup "${COMPARE_WARMUP:-3}" --duration "${COMPARE_DURATION:-10}" >/dev/null
-    RESULTS="$out" TARGETS= "$self" cluster --rooms "${COMPARE_CLUSTER_ROOMS:-40}" \
-      --rate 0.3 --warmup "${COMPARE_WARMUP:-3}" --duration "${COMPARE_DURATION:-10}" >/dev/null
+    in_rounds "$rounds" revision "preau bare socketio" --rooms "${COMPARE_ROOMS:-100}" \
+      --rate "${COMPARE_RATE:-0.2}" --warmup "$warmup" --duration "$duration"
+    # notes: a propagation p99 is one of 150 updates/s, not of thousands of
+    # deliveries, so its rounds are longer and more.
+    in_rounds "${NOTES_ROUNDS:-6}" notes "preau hocuspocus" --editors "${COMPARE_EDITORS:-30}" \
+      --typing-rate 5 --warmup "$warmup" --duration "${COMPARE_NOTES_DURATION:-30}"
+    in_rounds "$rounds" cluster "preau socketio" --rooms "${COMPARE_CLUSTER_ROOMS:-40}" \
+      --rate 0.3 --warmup "$warmup" --duration "$duration"
   done
   loadgen="$(nice -n 10 cargo bench --no-run --bench loadgen --message-format=json 2>/dev/null \
     | grep -o '"executable":"[^"]*loadgen-[^"]*"' | sed 's/"executable":"//; s/"$//' | head -n1)"
