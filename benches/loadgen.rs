@@ -2920,15 +2920,7 @@ fn report(args: &Args) -> anyhow::Result<()> {
         "| run | server process | CPUs allowed (server) | generator CPUs |\n|---|---|---|---|\n",
     );
     for d in &docs {
-        // Every node of a cluster, then its Redis.
-        let mut processes: Vec<&Value> = match d["servers"].as_array() {
-            Some(all) if !all.is_empty() => all.iter().collect(),
-            _ => vec![&d["server"]],
-        };
-        if !d["redis"].is_null() {
-            processes.push(&d["redis"]);
-        }
-        for process in processes {
+        for process in measured_processes(d) {
             md.push_str(&format!(
                 "| {} | `{}` | {} | {} |\n",
                 d["label"].as_str().unwrap_or("?"),
@@ -3019,6 +3011,19 @@ fn report(args: &Args) -> anyhow::Result<()> {
     std::fs::write(&to, md).with_context(|| format!("cannot write {}", to.display()))?;
     eprintln!("wrote {}", to.display());
     Ok(())
+}
+
+/// The server processes a result measured: every node of a cluster, then
+/// its Redis.
+fn measured_processes(doc: &Value) -> Vec<&Value> {
+    let mut processes: Vec<&Value> = match doc["servers"].as_array() {
+        Some(all) if !all.is_empty() => all.iter().collect(),
+        _ => vec![&doc["server"]],
+    };
+    if !doc["redis"].is_null() {
+        processes.push(&doc["redis"]);
+    }
+    processes
 }
 
 /// The figures `compare` puts side by side: (scenario, figure, JSON
@@ -3252,14 +3257,7 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     let mut server_cpus: Vec<String> = Vec::new();
     let mut generator_cpus: Vec<String> = Vec::new();
     for doc in all_docs() {
-        let mut processes: Vec<&Value> = match doc["servers"].as_array() {
-            Some(all) if !all.is_empty() => all.iter().collect(),
-            _ => vec![&doc["server"]],
-        };
-        if !doc["redis"].is_null() {
-            processes.push(&doc["redis"]);
-        }
-        for p in processes {
+        for p in measured_processes(doc) {
             let cpus = p["cpus_allowed"].as_str().unwrap_or("?").to_owned();
             if !server_cpus.contains(&cpus) {
                 server_cpus.push(cpus);
