@@ -3474,8 +3474,9 @@ fn compare(args: &Args) -> anyhow::Result<()> {
          meets in an ordinary second, and the verdict holds it. The p99 over each whole \
          window is shown for information and left out of the verdict: in a 15 to 30 s \
          window it is set by whether one stall (a pause of tens of ms: Socket.IO's garbage \
-         collector, préau's store path) falls in it, so it moves by a fifth to a half \
-         between runs; the stalls are counted on their own below.\n",
+         collector, préau's slow disk flushes) falls in it, so it can move by a fifth to \
+         a half between runs (it did at 18,000 deliveries/s); the stalls are counted on \
+         their own below.\n",
     );
     let verdict = if runs.len() < 2 {
         "one run only: no drift measured (use --repeat 2)".to_owned()

@@ -103,6 +103,10 @@ pub struct Config {
     pub web_dir: Option<PathBuf>,
     /// Demo mode: `GET /dev/token` mints tokens for anyone. Never in production.
     pub demo: bool,
+    /// Key of the `/admin/` HTTP endpoints (a user's data export and
+    /// erasure), sent as `Authorization: Bearer KEY`; at least 32 bytes.
+    /// Unset: those endpoints answer 404.
+    pub admin_key: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -112,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("data", &self.data)
             .field("node_id", &self.node_id)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
             .field("max_connections", &self.max_connections)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_message_len", &self.max_message_len)
@@ -162,6 +167,7 @@ impl Default for Config {
             note_compact_every: 500,
             web_dir: None,
             demo: false,
+            admin_key: None,
             log_format: LogFormat::Text,
         }
     }
@@ -185,6 +191,9 @@ pub struct ConfigArgs {
     pub node_id: Option<String>,
     #[arg(long, env = "PREAU_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// Key of the `/admin/` endpoints (export and erasure of a user's data).
+    #[arg(long, env = "PREAU_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
     #[arg(long, env = "PREAU_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     #[arg(long, env = "PREAU_MAX_FRAME_BYTES")]
@@ -311,6 +320,11 @@ impl Config {
             self.max_connections >= 1,
             "max_connections",
             "must be at least 1",
+        )?;
+        check(
+            self.admin_key.as_ref().is_none_or(|key| key.len() >= 32),
+            "admin_key",
+            "must be at least 32 bytes (it guards every user's data)",
         )?;
         check(
             (1024..=16 * 1024 * 1024).contains(&self.max_frame_bytes),
@@ -471,6 +485,9 @@ impl ConfigArgs {
         if self.secret.is_some() {
             config.secret = self.secret;
         }
+        if self.admin_key.is_some() {
+            config.admin_key = self.admin_key;
+        }
         if self.redis.is_some() {
             config.redis = self.redis;
         }
@@ -515,5 +532,16 @@ mod tests {
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("ping_interval"), "{err}");
+        let config = Config {
+            admin_key: Some("too-short".to_owned()),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("admin_key"), "{err}");
+        let config = Config {
+            admin_key: Some("k".repeat(32)),
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
     }
 }

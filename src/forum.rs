@@ -106,7 +106,7 @@ impl Forum {
                         (!start).then_some(*thread),
                         None,
                     );
-                    self.mark_deleted(event.offset);
+                    self.mark_deleted(event.offset, None);
                 }
             }
             return;
@@ -148,7 +148,7 @@ impl Forum {
                 }
                 self.push_event(*thread, offset);
             }
-            Effect::Redact { target, .. } => self.mark_deleted(*target),
+            Effect::Redact { target, author, .. } => self.mark_deleted(*target, Some(author)),
             Effect::Action { .. } => {}
             Effect::NoteUpdate(_) => {}
         }
@@ -218,7 +218,9 @@ impl Forum {
         }
     }
 
-    fn mark_deleted(&mut self, offset: u64) {
+    /// Marks a post deleted; `author` is who its tombstone names (a thread
+    /// whose first post an erasure redacted no longer names its author).
+    fn mark_deleted(&mut self, offset: u64, author: Option<&UserInfo>) {
         let Some(post) = self.posts.get_mut(&offset) else {
             return;
         };
@@ -228,6 +230,9 @@ impl Forum {
             if thread == offset {
                 t.deleted = true;
                 t.title = None;
+                if let Some(author) = author {
+                    t.from = author.clone();
+                }
             }
             if t.answer == Some(offset) {
                 t.answer = None;

@@ -1,6 +1,7 @@
 //! HTTP side: the WebSocket upgrade at `/ws`, `/healthz` and `/metrics`,
-//! the web app and teacher console (static files of `web_dir`) at `/`, and
-//! in demo mode `/dev/token`.
+//! the web app and teacher console (static files of `web_dir`) at `/`,
+//! `/admin/` when an admin key is set (`admin.rs`), and in demo mode
+//! `/dev/token`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,9 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics));
+    if config.admin_key.is_some() {
+        router = router.merge(crate::admin::routes());
+    }
     if config.demo {
         tracing::warn!("demo mode: GET /dev/token mints tokens for anyone; never in production");
         router = router.route("/dev/token", get(demo_token));

@@ -795,6 +795,7 @@ impl Done<'_> {
             tombstone,
             by,
             reason,
+            ..
         }) = &effect
         {
             let edits = room.post_edits(*target);
@@ -972,6 +973,7 @@ fn load_moderation(
             tombstone,
             by,
             reason,
+            ..
         } = &effect
         {
             let edits = forum

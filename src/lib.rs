@@ -3,6 +3,7 @@
 // Server paths never unwrap: a panic on client input is a bug.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin;
 pub mod auth;
 pub mod bus;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod notes;
 pub mod outbound;
+pub mod privacy;
 pub mod protocol;
 pub mod ratelimit;
 mod retention;

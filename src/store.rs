@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 /// Jobs written together at most (one sled batch, one flush).
 const MAX_BATCH: usize = 4096;
+/// A group commit slower than this is logged: every post waiting on it is
+/// that late for everyone (a classroom notices a quarter of a second).
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -504,6 +507,76 @@ impl Store {
         Ok(())
     }
 
+    /// Like [`Store::read_after`], each event with its offset (for scans
+    /// that must move on past an event they cannot read). Blocking.
+    pub fn read_page(
+        &self,
+        room: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<(u64, Bytes)>, bool), StoreError> {
+        let range = event_key(room, after.saturating_add(1))..=event_key(room, u64::MAX);
+        let mut out = Vec::new();
+        for entry in self.events.range(range) {
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let (key, value) = entry?;
+            out.push((offset_of(&key), Bytes::copy_from_slice(&value)));
+        }
+        Ok((out, false))
+    }
+
+    /// Overwrites one stored event if it still holds `old` (so an event
+    /// deleted or rewritten meanwhile, by retention, a note's compaction or
+    /// a redaction, is left alone); whether it did. Not flushed:
+    /// [`Store::flush`]. Blocking.
+    pub fn replace_event(
+        &self,
+        room: &str,
+        offset: u64,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .events
+            .compare_and_swap(event_key(room, offset), Some(old), Some(new))?
+            .is_ok())
+    }
+
+    /// Every forum read mark of `user`: `(room, thread, last offset read)`.
+    /// Scans all read marks. Blocking.
+    pub fn read_marks_of(&self, user: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let mut marks = Vec::new();
+        for entry in self.reads.iter() {
+            let (key, value) = entry?;
+            if let Some(room) = reads_key_room(&key, user) {
+                marks.push((room, offset_of(&key), offset_of(&value)));
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Deletes every forum read mark of `user`; how many. Not flushed:
+    /// [`Store::flush`]. Blocking.
+    pub fn delete_read_marks_of(&self, user: &str) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for entry in self.reads.iter() {
+            let (key, _) = entry?;
+            if reads_key_room(&key, user).is_some() {
+                self.reads.remove(&key)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Makes every write so far durable. Blocking.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// The raw stored bytes of one event, for tests that inspect storage. Blocking.
     pub fn raw_event(&self, room: &str, offset: u64) -> Result<Option<Bytes>, StoreError> {
         Ok(self
@@ -539,9 +612,18 @@ fn write_loop(
         if let Err(err) = &result {
             tracing::error!(error = %err, jobs = jobs.len(), "group commit failed");
         }
+        let elapsed = started.elapsed();
+        if elapsed >= SLOW_COMMIT {
+            // Every room's acks and deliveries waited on this one.
+            tracing::warn!(
+                ms = elapsed.as_millis() as u64,
+                jobs = jobs.len(),
+                "slow group commit: the disk took this long to flush"
+            );
+        }
         on_commit(CommitStats {
             jobs: jobs.len(),
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: elapsed.as_secs_f64(),
         });
         for job in jobs {
             (job.done)(result.clone());
@@ -574,6 +656,16 @@ fn reads_prefix(room: &str, user: &str) -> Vec<u8> {
     key.extend_from_slice(user.as_bytes());
     key.push(0);
     key
+}
+
+/// The room of a `reads` key if the key is one of `user`'s read marks
+/// (`room ‖ 0x00 ‖ user ‖ 0x00 ‖ thread`; a room name holds no 0x00).
+fn reads_key_room(key: &[u8], user: &str) -> Option<String> {
+    let head = key.len().checked_sub(8)?;
+    let head = key[..head].strip_suffix(&[0])?;
+    let split = head.iter().position(|b| *b == 0)?;
+    (&head[split + 1..] == user.as_bytes())
+        .then(|| String::from_utf8_lossy(&head[..split]).into_owned())
 }
 
 /// Beside the room's events (`room ‖ 0x00 ‖ …`), never inside their range.
@@ -666,5 +758,53 @@ mod tests {
             }),
             Err(StoreError::Closed)
         ));
+    }
+    #[test]
+    fn read_marks_of_one_user_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 16, |_| {}).unwrap();
+        store.mark_read("3B/forum/aide", "ana", 1, 7).unwrap();
+        store.mark_read("3B/forum/aide", "ana", 4, 9).unwrap();
+        store.mark_read("4A/forum/debat", "ana", 2, 3).unwrap();
+        // Same prefix, other users: never ana's.
+        store.mark_read("3B/forum/aide", "anabel", 1, 8).unwrap();
+        store.mark_read("3B/forum/aide", "an", 1, 8).unwrap();
+        let mut marks = store.read_marks_of("ana").unwrap();
+        marks.sort();
+        assert_eq!(
+            marks,
+            [
+                ("3B/forum/aide".to_owned(), 1, 7),
+                ("3B/forum/aide".to_owned(), 4, 9),
+                ("4A/forum/debat".to_owned(), 2, 3),
+            ]
+        );
+        assert_eq!(store.delete_read_marks_of("ana").unwrap(), 3);
+        assert!(store.read_marks_of("ana").unwrap().is_empty());
+        assert_eq!(
+            store.read_marks("3B/forum/aide", "anabel").unwrap().len(),
+            1
+        );
+        assert_eq!(store.read_marks("3B/forum/aide", "an").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn replace_event_only_over_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 16, |_| {}).unwrap();
+        store.rewrite_event("3B/chat/a", 1, b"old").unwrap();
+        assert!(!store
+            .replace_event("3B/chat/a", 1, b"other", b"new")
+            .unwrap());
+        assert!(store.replace_event("3B/chat/a", 1, b"old", b"new").unwrap());
+        assert_eq!(
+            store.raw_event("3B/chat/a", 1).unwrap().unwrap(),
+            &b"new"[..]
+        );
+        // Deleted meanwhile (retention, compaction): not written back.
+        assert!(!store.replace_event("3B/chat/a", 2, b"old", b"new").unwrap());
+        assert_eq!(store.raw_event("3B/chat/a", 2).unwrap(), None);
+        let (page, more) = store.read_page("3B/chat/a", 0, 10).unwrap();
+        assert_eq!((page.len(), page[0].0, more), (1, 1, false));
     }
 }

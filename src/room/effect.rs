@@ -24,6 +24,9 @@ pub enum Effect {
         tombstone: Bytes,
         by: UserInfo,
         reason: Option<String>,
+        /// Who the tombstone says wrote the message: its author, or
+        /// `erased` when the redaction is an erasure (`privacy.rs`).
+        author: UserInfo,
     },
     /// Updates a forum's thread index.
     Forum(Change),
@@ -44,12 +47,13 @@ impl Effect {
                 target_thread,
             } => Some(match action {
                 ModAction::Redact { offset, reason } => {
+                    let author = target_from.clone().unwrap_or_else(|| event.from.clone());
                     let tombstone = Event {
                         room: event.room.clone(),
                         epoch: event.epoch.clone(),
                         offset: *offset,
                         ts: target_ts.unwrap_or(0),
-                        from: target_from.clone().unwrap_or_else(|| event.from.clone()),
+                        from: author.clone(),
                         body: Body::Redacted {
                             by: event.from.clone(),
                             reason: reason.clone(),
@@ -62,6 +66,7 @@ impl Effect {
                         tombstone: protocol::event(&tombstone),
                         by: event.from.clone(),
                         reason: reason.clone(),
+                        author,
                     }
                 }
                 other => Effect::Action {

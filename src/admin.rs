@@ -1,0 +1,101 @@
+//! The `/admin/` HTTP endpoints, for a school's IT team answering a
+//! data-protection request (see `privacy.rs`):
+//!
+//! - `GET /admin/users/{id}/export`: everything this node stores that the
+//!   user wrote or that concerns them, as JSON ([`privacy::Export`]).
+//! - `POST /admin/users/{id}/erase`: erases it ([`privacy::Erasure`]).
+//!
+//! Only with `admin_key` set (404 otherwise), and only with
+//! `Authorization: Bearer <admin_key>` (401 otherwise). A key, not a user's
+//! token: no ENT role (staff included) may read every pupil's messages.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+
+use crate::gateway::Gateway;
+use crate::privacy;
+
+/// A user id is what tokens carry in `sub`: 1 to this many bytes.
+const MAX_USER_ID: usize = 128;
+
+pub fn routes() -> Router<Gateway> {
+    Router::new()
+        .route("/admin/users/{id}/export", get(export))
+        .route("/admin/users/{id}/erase", post(erase))
+}
+
+async fn export(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Response {
+    match refusal(&gateway, &headers, &user) {
+        Some(refused) => refused,
+        None => answer("export", privacy::export(&gateway.hub, &user).await),
+    }
+}
+
+async fn erase(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Response {
+    match refusal(&gateway, &headers, &user) {
+        Some(refused) => refused,
+        None => answer("erasure", privacy::erase(&gateway.hub, &user).await),
+    }
+}
+
+/// The response that refuses the request, unless its key and user id
+/// are right.
+fn refusal(gateway: &Gateway, headers: &HeaderMap, user: &str) -> Option<Response> {
+    let Some(key) = gateway.hub.config.admin_key.as_deref() else {
+        return Some(StatusCode::NOT_FOUND.into_response());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant time: the key guards every pupil's messages.
+    if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+        let mut refused = (
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <admin_key>\n",
+        )
+            .into_response();
+        refused
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Some(refused);
+    }
+    if user.is_empty() || user.len() > MAX_USER_ID {
+        return Some(
+            (
+                StatusCode::BAD_REQUEST,
+                format!("user id: 1 to {MAX_USER_ID} bytes\n"),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// 200 with the result as JSON, or 500 with the error.
+fn answer<T: serde::Serialize>(what: &str, result: Result<T, privacy::PrivacyError>) -> Response {
+    match result {
+        Ok(result) => Json(result).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "{what} failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "error": format!("{what} failed: {err}") })),
+            )
+                .into_response()
+        }
+    }
+}
