@@ -3559,13 +3559,7 @@ fn noise_table(runs: &[RunRounds]) -> String {
          total length. Above 10% of the windows (**noisy**), other work shared the \
          generator's core and latencies from that run mean little.\n\n",
     );
-    let mut header = String::from("| scenario | target |");
-    let mut rule = String::from("|---|---|");
-    for run in runs {
-        header.push_str(&format!(" run {} |", run.n));
-        rule.push_str("---:|");
-    }
-    md.push_str(&format!("{header}\n{rule}\n"));
+    md.push_str(&per_run_header(runs, "---:"));
     let mut noisy = Vec::new();
     for scenario in ["idle", "revision", "notes", "cluster"] {
         for target in ["preau", "bare", "socketio", "hocuspocus"] {
@@ -3629,17 +3623,11 @@ fn stall_table(runs: &[RunRounds]) -> String {
     let mut md = format!(
         "\n## Stalls and steady tail\n\nPer second of the measured windows (by receive \
          time, all rounds): seconds whose slowest delivery took over {STALL_MS:.0} ms / \
-         seconds in all / the worst such delivery (ms) / the median of the seconds' p99 \
-         (ms). A p99 over one window moves with the number of stalls that happen to fall \
+         seconds in all / the worst such delivery (ms) / the steady p99 over all rounds \
+         (ms: the median of the seconds' p99s). A p99 over one window moves with the number of stalls that happen to fall \
          in it; the median of the per-second p99s does not.\n\n"
     );
-    let mut header = String::from("| scenario | target |");
-    let mut rule = String::from("|---|---|");
-    for run in runs {
-        header.push_str(&format!(" run {} |", run.n));
-        rule.push_str("---|");
-    }
-    md.push_str(&format!("{header}\n{rule}\n"));
+    md.push_str(&per_run_header(runs, "---"));
     for scenario in ["revision", "notes", "cluster"] {
         for target in ["preau", "bare", "socketio", "hocuspocus"] {
             if !runs.iter().any(|run| run.has(scenario, target)) {
@@ -3647,19 +3635,27 @@ fn stall_table(runs: &[RunRounds]) -> String {
             }
             let mut row = format!("| {scenario} | {target} |");
             for run in runs {
-                let seconds: Vec<(f64, f64)> = run
+                // (samples, p99, max) per second.
+                let seconds: Vec<(u64, f64, f64)> = run
                     .docs(scenario, target)
                     .filter_map(|d| d.pointer("/result/steps/0/timeline")?.as_array())
                     .flatten()
-                    .filter_map(|s| Some((s.get(1)?.as_f64()?, s.get(2)?.as_f64()?)))
+                    .filter_map(|s| {
+                        Some((
+                            s.get(0)?.as_u64()?,
+                            s.get(1)?.as_f64()?,
+                            s.get(2)?.as_f64()?,
+                        ))
+                    })
                     .collect();
-                let Some(steady) = median(seconds.iter().map(|(p99, _)| *p99).collect()) else {
+                let p99s: Vec<(u64, f64)> = seconds.iter().map(|(n, p99, _)| (*n, *p99)).collect();
+                let Some(steady) = steady_p99_ms(&p99s) else {
                     row.push_str(" – |");
                     continue;
                 };
                 let stalls: Vec<f64> = seconds
                     .iter()
-                    .map(|(_, max)| *max)
+                    .map(|(_, _, max)| *max)
                     .filter(|max| *max > STALL_MS)
                     .collect();
                 let worst = if stalls.is_empty() {
@@ -3677,6 +3673,18 @@ fn stall_table(runs: &[RunRounds]) -> String {
         }
     }
     md
+}
+
+/// The header of a table with one column per run (`rule`: each run
+/// column's alignment, `---` or `---:`).
+fn per_run_header(runs: &[RunRounds], rule: &str) -> String {
+    let mut header = String::from("| scenario | target |");
+    let mut rules = String::from("|---|---|");
+    for run in runs {
+        header.push_str(&format!(" run {} |", run.n));
+        rules.push_str(&format!("{rule}|"));
+    }
+    format!("{header}\n{rules}\n")
 }
 
 fn write_outputs(out: &Path, doc: &Value) -> anyhow::Result<(PathBuf, PathBuf)> {
