@@ -16,6 +16,11 @@
 //! delivery's latency is measured on one clock. Latencies go to one HDR
 //! histogram (microseconds). The server's CPU time and resident memory are
 //! read from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+//!
+//! With `--interleave K/N --start-at T`, N generators (one per server, all
+//! servers up) take turns of `--slot-ms` from T, so that every server meets
+//! the same minutes of a shared machine (but each resumes after a pause:
+//! `benches/README.md` says what that does to Node servers).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -106,6 +111,24 @@ struct Args {
     /// Seconds of each measured window.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// revision, cluster, notes: take turns with other generators, as
+    /// `K/N`: this generator's load is on only in slots K, K+N, K+2N… of
+    /// `--slot-ms` counted from `--start-at`, so N servers measured at once
+    /// are loaded one after the other, a slot each, through the same window
+    /// (`run.sh` with `INTERLEAVE=1`; `compare` does not use it: servers
+    /// resuming after a pause are not at their steady cost, see
+    /// `benches/README.md`). `--warmup` and `--duration` must then be whole
+    /// cycles of N slots.
+    #[arg(long)]
+    interleave: Option<String>,
+    /// With --interleave: the length of one slot, whole seconds in ms.
+    #[arg(long, default_value_t = 2000)]
+    slot_ms: u64,
+    /// With --interleave: when the schedule starts (the warm-up), Unix time
+    /// in ms, the same for every generator taking turns; setup must be over
+    /// by then.
+    #[arg(long)]
+    start_at: Option<u64>,
     /// idle: seconds to hold the connections while sampling memory.
     #[arg(long, default_value_t = 5.0)]
     hold: f64,
@@ -182,6 +205,114 @@ fn now_ns() -> u64 {
 
 /// `"<send ns> <seq> <node> xxxx…"`, `size` bytes long (at least the three
 /// numbers); `node` is the poster's node (cluster), 0 otherwise.
+/// Sleeps until `at` on the [`now_ns`] clock.
+async fn sleep_until_ns(at: u64) {
+    tokio::time::sleep(Duration::from_nanos(at.saturating_sub(now_ns()))).await;
+}
+
+/// `--interleave K/N`: when this generator's load is on, on the [`now_ns`]
+/// clock. Slots are whole seconds and the window starts on a cycle, so each
+/// second of the window belongs to exactly one generator.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    /// `--start-at` on this process's clock.
+    origin_ns: u64,
+    slot_ns: u64,
+    index: u64,
+    count: u64,
+    /// The measured window, from `origin_ns`: after the warm-up, for
+    /// `--duration`.
+    window_from_ns: u64,
+    window_to_ns: u64,
+}
+
+impl Schedule {
+    fn from_args(args: &Args) -> anyhow::Result<Option<Schedule>> {
+        let Some(spec) = &args.interleave else {
+            return Ok(None);
+        };
+        let parsed = spec
+            .split_once('/')
+            .and_then(|(k, n)| Some((k.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
+        let Some((index, count)) = parsed.filter(|(k, n)| k < n) else {
+            bail!("--interleave {spec:?}: K/N with K < N, e.g. 0/2");
+        };
+        let start_at = args
+            .start_at
+            .context("--interleave needs --start-at (Unix time in ms)")?;
+        if args.slot_ms == 0 || args.slot_ms % 1000 != 0 {
+            bail!("--slot-ms must be whole seconds (1000, 2000…)");
+        }
+        if args.sweep {
+            bail!("--interleave measures one window: no --sweep");
+        }
+        let cycle_ms = args.slot_ms * count;
+        let whole_cycles = |secs: f64| {
+            let ms = (secs * 1000.0).round() as u64;
+            (ms > 0 && ms % cycle_ms == 0).then_some(ms)
+        };
+        let (Some(warmup_ms), Some(duration_ms)) =
+            (whole_cycles(args.warmup), whole_cycles(args.duration))
+        else {
+            bail!(
+                "with --interleave {spec}, --warmup and --duration must be whole cycles of {} s",
+                cycle_ms / 1000
+            );
+        };
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if start_at <= unix_ms {
+            bail!("--start-at is {} ms in the past", unix_ms - start_at);
+        }
+        Ok(Some(Schedule {
+            origin_ns: now_ns() + (start_at - unix_ms) * 1_000_000,
+            slot_ns: args.slot_ms * 1_000_000,
+            index,
+            count,
+            window_from_ns: warmup_ms * 1_000_000,
+            window_to_ns: (warmup_ms + duration_ms) * 1_000_000,
+        }))
+    }
+
+    /// Whether this generator posts at `t`.
+    fn active(&self, t: u64) -> bool {
+        t.checked_sub(self.origin_ns).is_some_and(|since| {
+            since < self.window_to_ns && (since / self.slot_ns) % self.count == self.index
+        })
+    }
+
+    fn window_start(&self) -> u64 {
+        self.origin_ns + self.window_from_ns
+    }
+
+    fn window_end(&self) -> u64 {
+        self.origin_ns + self.window_to_ns
+    }
+
+    /// Whether second `i` of the window is one of this generator's.
+    fn second_active(&self, i: usize) -> bool {
+        self.active(self.window_start() + i as u64 * 1_000_000_000)
+    }
+
+    /// This generator's slots inside the window, as (start, end).
+    fn own_slots(&self) -> Vec<(u64, u64)> {
+        (self.window_from_ns / self.slot_ns..self.window_to_ns / self.slot_ns)
+            .filter(|slot| slot % self.count == self.index)
+            .map(|slot| {
+                let start = self.origin_ns + slot * self.slot_ns;
+                (start, start + self.slot_ns)
+            })
+            .collect()
+    }
+}
+
+/// With --interleave, a slot's server CPU is read until this long after
+/// the slot ends, so that the work on deliveries still in flight counts for
+/// the server that does it.
+const SLOT_DRAIN_NS: u64 = 300_000_000;
+
 fn make_text(seq: u64, node: usize, size: usize) -> String {
     let mut text = format!("{} {} {} ", now_ns(), seq, node);
     while text.len() < size {
@@ -726,10 +857,12 @@ struct Stats {
     replayed: AtomicU64,
     storm_done: AtomicU64,
     last_recovered_ns: AtomicU64,
+    /// `--interleave`: which deliveries and seconds are this generator's.
+    schedule: Option<Schedule>,
 }
 
 impl Stats {
-    fn new() -> Stats {
+    fn new(schedule: Option<Schedule>) -> Stats {
         let hist = || Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
         Stats {
             latency: Mutex::new(hist()),
@@ -762,6 +895,7 @@ impl Stats {
             replayed: AtomicU64::new(0),
             storm_done: AtomicU64::new(0),
             last_recovered_ns: AtomicU64::new(0),
+            schedule,
         }
     }
 
@@ -769,17 +903,34 @@ impl Stats {
         *self.errors.lock().entry(what.into()).or_insert(0) += 1;
     }
 
+    /// When a message sent at `sent_ns` and received `now` counts in the
+    /// window, the time its second is filed under: its receive time; or,
+    /// with `--interleave`, its send time if it was sent inside the window,
+    /// so that a slot's deliveries still in flight when the next
+    /// generator's slot starts stay in the seconds of this one.
+    fn filed_at(&self, sent_ns: u64, now: u64) -> Option<u64> {
+        if !self.window_open.load(Ordering::Relaxed) {
+            return None;
+        }
+        match &self.schedule {
+            None => Some(now),
+            Some(s) => (s.window_start()..s.window_end())
+                .contains(&sent_ns)
+                .then_some(sent_ns),
+        }
+    }
+
     fn delivered(&self, sent_ns: u64) {
         let now = now_ns();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
-        if self.window_open.load(Ordering::Relaxed) {
+        if let Some(at) = self.filed_at(sent_ns, now) {
             let latency = now.saturating_sub(sent_ns);
             self.window_deliveries.fetch_add(1, Ordering::Relaxed);
             self.max_latency_ns.fetch_max(latency, Ordering::Relaxed);
             self.latency
                 .lock()
                 .saturating_record((latency / 1000).max(1));
-            self.record_second(Series::Delivery, now, latency);
+            self.record_second(Series::Delivery, at, latency);
         }
     }
 
@@ -796,13 +947,24 @@ impl Stats {
         }
     }
 
+    /// The window's seconds of `series` (with `--interleave`, only those
+    /// of this generator's slots): samples, p99 and max, in µs.
+    fn seconds(&self, series: Series) -> Vec<(u64, u64, u64)> {
+        self.timelines.lock()[series as usize]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.schedule.as_ref().is_none_or(|s| s.second_active(*i)))
+            .map(|(_, h)| (h.len(), h.value_at_quantile(0.99), h.max()))
+            .collect()
+    }
+
     /// One entry per second of the window: samples, p99 and max (ms).
     fn timeline_json(&self, series: Series) -> Value {
         let ms = |us: u64| (us as f64 / 1000.0 * 100.0).round() / 100.0;
         Value::Array(
-            self.timelines.lock()[series as usize]
-                .iter()
-                .map(|h| json!([h.len(), ms(h.value_at_quantile(0.99)), ms(h.max())]))
+            self.seconds(series)
+                .into_iter()
+                .map(|(samples, p99, max)| json!([samples, ms(p99), ms(max)]))
                 .collect(),
         )
     }
@@ -810,9 +972,10 @@ impl Stats {
     /// The steady tail of `series`: the median of the p99s of the window's
     /// seconds (see [`steady_p99_ms`]).
     fn steady_p99_ms(&self, series: Series) -> Option<f64> {
-        let seconds: Vec<(u64, f64)> = self.timelines.lock()[series as usize]
-            .iter()
-            .map(|h| (h.len(), h.value_at_quantile(0.99) as f64 / 1000.0))
+        let seconds: Vec<(u64, f64)> = self
+            .seconds(series)
+            .into_iter()
+            .map(|(samples, p99, _)| (samples, p99 as f64 / 1000.0))
             .collect();
         steady_p99_ms(&seconds).map(|v| (v * 1000.0).round() / 1000.0)
     }
@@ -820,13 +983,14 @@ impl Stats {
     /// cluster: files a delivery already counted by [`Stats::delivered`]
     /// as cross-node or same-node.
     fn delivered_across(&self, sent_ns: u64, cross: bool) {
-        if !self.window_open.load(Ordering::Relaxed) {
+        let now = now_ns();
+        let Some(at) = self.filed_at(sent_ns, now) else {
             return;
-        }
-        let latency = now_ns().saturating_sub(sent_ns);
+        };
+        let latency = now.saturating_sub(sent_ns);
         let hist = if cross {
             self.window_cross_deliveries.fetch_add(1, Ordering::Relaxed);
-            self.record_second(Series::CrossNode, now_ns(), latency);
+            self.record_second(Series::CrossNode, at, latency);
             &self.latency_cross
         } else {
             &self.latency_local
@@ -836,8 +1000,9 @@ impl Stats {
 
     /// notes: another editor's awareness state sent at `sent_ns` arrived.
     fn awareness_delivered(&self, sent_ns: u64) {
-        if self.window_open.load(Ordering::Relaxed) {
-            let latency = now_ns().saturating_sub(sent_ns);
+        let now = now_ns();
+        if self.filed_at(sent_ns, now).is_some() {
+            let latency = now.saturating_sub(sent_ns);
             self.awareness
                 .lock()
                 .saturating_record((latency / 1000).max(1));
@@ -846,13 +1011,13 @@ impl Stats {
 
     /// notes: the last other editor just received an update sent at `sent_ns`.
     fn propagated(&self, sent_ns: u64) {
-        if self.window_open.load(Ordering::Relaxed) {
-            let now = now_ns();
+        let now = now_ns();
+        if let Some(at) = self.filed_at(sent_ns, now) {
             let latency = now.saturating_sub(sent_ns);
             self.propagation
                 .lock()
                 .saturating_record((latency / 1000).max(1));
-            self.record_second(Series::Propagation, now, latency);
+            self.record_second(Series::Propagation, at, latency);
         }
     }
 
@@ -867,7 +1032,8 @@ impl Stats {
         self.window_posts.store(0, Ordering::Relaxed);
         self.max_latency_ns.store(0, Ordering::Relaxed);
         self.timelines.lock().iter_mut().for_each(Vec::clear);
-        self.window_started_ns.store(now_ns(), Ordering::Relaxed);
+        let start = self.schedule.map_or_else(now_ns, |s| s.window_start());
+        self.window_started_ns.store(start, Ordering::Relaxed);
         self.window_open.store(true, Ordering::Relaxed);
     }
 
@@ -951,6 +1117,18 @@ struct Ctx {
     connect_slots: Semaphore,
     storm_slots: Semaphore,
     storm_started_ns: AtomicU64,
+}
+
+impl Ctx {
+    /// Whether members post now: always, or with `--interleave` only in
+    /// this generator's slots (a tick outside them is skipped, so the rate
+    /// inside them is the rate asked for).
+    fn posting_now(&self) -> bool {
+        self.stats
+            .schedule
+            .as_ref()
+            .is_none_or(|s| s.active(now_ns()))
+    }
 }
 
 /// Tracks a member's position in its room: gaps and duplicates.
@@ -1050,6 +1228,9 @@ async fn member(
                 }
             },
             _ = ticker.tick(), if alive && rate > 0.0 => {
+                if !ctx.posting_now() {
+                    continue;
+                }
                 seq += 1;
                 if conn.post(&room, make_text(seq, node, ctx.size)).is_ok() {
                     ctx.stats.posts.fetch_add(1, Ordering::Relaxed);
@@ -1270,6 +1451,44 @@ fn spawn_progress(
 
 // ---------------------------------------------------------------- running
 
+/// CPU time (s) and run-queue wait (ms) of a process over a window.
+#[derive(Clone, Copy, Default)]
+struct Use {
+    cpu: f64,
+    wait_ms: f64,
+}
+
+/// What one measured window saw.
+struct Measured {
+    /// Seconds the load was on (with `--interleave`: this generator's slots).
+    secs: f64,
+    /// Seconds the processes were sampled over (the slots and their drains).
+    sampled_secs: f64,
+    posts: u64,
+    acks: u64,
+    delivered: u64,
+    /// The server (all nodes), this generator and Redis; None where `/proc`
+    /// could not be read (or, for Redis, there is none).
+    use_of: [Option<Use>; 3],
+    server_after: Option<ProcSample>,
+    redis_after: Option<ProcSample>,
+}
+
+impl Measured {
+    /// Adds the CPU and wait between two [`Run::sample_all`]s.
+    fn add(&mut self, before: &[Option<ProcSample>; 3], after: &[Option<ProcSample>; 3]) {
+        for (i, total) in self.use_of.iter_mut().enumerate() {
+            *total = match (*total, &before[i], &after[i]) {
+                (Some(t), Some(a), Some(b)) => Some(Use {
+                    cpu: t.cpu + cpu_secs(a, b),
+                    wait_ms: t.wait_ms + wait_ms(a, b),
+                }),
+                _ => None,
+            };
+        }
+    }
+}
+
 struct Run {
     args: Args,
     target: Target,
@@ -1291,6 +1510,21 @@ impl Run {
         let phase = phase.into();
         self.progress.println(format!("-- {phase}"));
         *self.phase.lock() = phase;
+    }
+
+    /// With `--interleave`: fails when setup ran past `--start-at` (the
+    /// generators taking turns would no longer share the schedule's start).
+    fn check_schedule(&self) -> anyhow::Result<()> {
+        if let Some(s) = &self.ctx.stats.schedule {
+            let late = now_ns().saturating_sub(s.origin_ns);
+            if late > 0 {
+                bail!(
+                    "setup ended {:.1} s after --start-at: start the schedule later",
+                    late as f64 / 1e9
+                );
+            }
+        }
+        Ok(())
     }
 
     fn sample_server(&self) -> Option<ProcSample> {
@@ -1366,14 +1600,22 @@ impl Run {
         started.elapsed().as_secs_f64()
     }
 
-    /// Measures one window of `duration` after `warmup` at the current rate.
+    /// Measures one window of `duration` after `warmup` at the current rate
+    /// (with `--interleave`: the schedule's window, over this generator's
+    /// slots).
     async fn window(&self, warmup: f64, duration: f64) -> Value {
+        let m = match self.ctx.stats.schedule {
+            Some(schedule) => self.measure_slots(&schedule).await,
+            None => self.measure(warmup, duration).await,
+        };
+        self.window_json(&m)
+    }
+
+    /// One window of `duration` after `warmup`, CPU sampled at both ends.
+    async fn measure(&self, warmup: f64, duration: f64) -> Measured {
         tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
         let stats = &self.ctx.stats;
-        let me = std::process::id();
-        let server_before = self.sample_server();
-        let redis_before = self.sample_redis();
-        let me_before = proc_sample(me);
+        let before = self.sample_all();
         let delivered_before = stats.deliveries.load(Ordering::Relaxed);
         let posts_before = stats.posts.load(Ordering::Relaxed);
         let acks_before = stats.acks.load(Ordering::Relaxed);
@@ -1382,54 +1624,103 @@ impl Run {
         tokio::time::sleep(Duration::from_secs_f64(duration)).await;
         stats.close_window();
         let secs = started.elapsed().as_secs_f64();
-        let server_after = self.sample_server();
-        let redis_after = self.sample_redis();
-        let me_after = proc_sample(me);
-        let delivered = stats.deliveries.load(Ordering::Relaxed) - delivered_before;
-        let posts = stats.posts.load(Ordering::Relaxed) - posts_before;
-        let acks = stats.acks.load(Ordering::Relaxed) - acks_before;
-        let server_cpu = match (&server_before, &server_after) {
-            (Some(a), Some(b)) => Some(cpu_secs(a, b)),
-            _ => None,
+        let after = self.sample_all();
+        let mut m = Measured {
+            secs,
+            sampled_secs: secs,
+            posts: stats.posts.load(Ordering::Relaxed) - posts_before,
+            acks: stats.acks.load(Ordering::Relaxed) - acks_before,
+            delivered: stats.deliveries.load(Ordering::Relaxed) - delivered_before,
+            use_of: [Some(Use::default()); 3],
+            server_after: after[0],
+            redis_after: after[2],
         };
-        let gen_cpu = match (&me_before, &me_after) {
-            (Some(a), Some(b)) => Some(cpu_secs(a, b)),
-            _ => None,
+        m.add(&before, &after);
+        m
+    }
+
+    /// `--interleave`: the schedule's window; CPU and run-queue wait summed
+    /// over this generator's slots, each read until [`SLOT_DRAIN_NS`] after
+    /// it ends; the deliveries of what was sent in them.
+    async fn measure_slots(&self, schedule: &Schedule) -> Measured {
+        let stats = &self.ctx.stats;
+        sleep_until_ns(schedule.window_start()).await;
+        let acks_before = stats.acks.load(Ordering::Relaxed);
+        stats.open_window();
+        let mut m = Measured {
+            secs: 0.0,
+            sampled_secs: 0.0,
+            posts: 0,
+            acks: 0,
+            delivered: 0,
+            use_of: [Some(Use::default()); 3],
+            server_after: None,
+            redis_after: None,
         };
-        let redis_cpu = match (&redis_before, &redis_after) {
-            (Some(a), Some(b)) => Some(cpu_secs(a, b)),
-            _ => None,
-        };
+        for (start, end) in schedule.own_slots() {
+            sleep_until_ns(start).await;
+            let before = self.sample_all();
+            sleep_until_ns(end + SLOT_DRAIN_NS).await;
+            let after = self.sample_all();
+            m.add(&before, &after);
+            m.secs += (end - start) as f64 / 1e9;
+            m.sampled_secs += (end + SLOT_DRAIN_NS - start) as f64 / 1e9;
+        }
+        // What the last slots sent is still arriving.
+        sleep_until_ns(schedule.window_end() + 1_000_000_000).await;
+        stats.close_window();
+        let after = self.sample_all();
+        m.server_after = after[0];
+        m.redis_after = after[2];
+        m.posts = stats.window_posts.load(Ordering::Relaxed);
+        m.acks = stats.acks.load(Ordering::Relaxed) - acks_before;
+        m.delivered = stats.window_deliveries.load(Ordering::Relaxed);
+        m
+    }
+
+    /// The server (all nodes), this generator and Redis, in [`Measured`]'s order.
+    fn sample_all(&self) -> [Option<ProcSample>; 3] {
+        [
+            self.sample_server(),
+            proc_sample(std::process::id()),
+            self.sample_redis(),
+        ]
+    }
+
+    fn window_json(&self, m: &Measured) -> Value {
+        let stats = &self.ctx.stats;
+        let [server, generator, redis] = m.use_of;
+        let secs = m.secs;
+        let delivered = m.delivered;
+        let percent = |u: Option<Use>| u.map(|u| round1(u.cpu / m.sampled_secs * 100.0));
+        let per =
+            |u: Option<Use>, n: u64| u.filter(|_| n > 0).map(|u| round3(u.cpu * 1e6 / n as f64));
         let cross = stats.window_cross_deliveries.load(Ordering::Relaxed);
         let mut window = json!({
             "seconds": round3(secs),
-            "posts_per_s": round1(posts as f64 / secs),
-            "acks_per_s": round1(acks as f64 / secs),
+            "posts_per_s": round1(m.posts as f64 / secs),
+            "acks_per_s": round1(m.acks as f64 / secs),
             "deliveries_per_s": round1(delivered as f64 / secs),
             "latency": stats.latency_json(),
             "timeline": stats.timeline_json(Series::Delivery),
-            "server_cpu_percent": server_cpu.map(|c| round1(c / secs * 100.0)),
-            "server_cpu_us_per_delivery": server_cpu
-                .filter(|_| delivered > 0)
-                .map(|c| round3(c * 1e6 / delivered as f64)),
-            "server_rss_mib": server_after.map(|s| round1(s.rss_kib as f64 / 1024.0)),
-            "generator_cpu_percent": gen_cpu.map(|c| round1(c / secs * 100.0)),
-            "server_runqueue_wait_ms": match (&server_before, &server_after) {
-                (Some(a), Some(b)) => Some(round1(wait_ms(a, b))),
-                _ => None,
-            },
-            "generator_runqueue_wait_ms": match (&me_before, &me_after) {
-                (Some(a), Some(b)) => Some(round1(wait_ms(a, b))),
-                _ => None,
-            },
-            "generator_cpu_us_per_delivery": gen_cpu
-                .filter(|_| delivered > 0)
-                .map(|c| round3(c * 1e6 / delivered as f64)),
-            "server_cpu_us_per_post": server_cpu
-                .filter(|_| posts > 0)
-                .map(|c| round3(c * 1e6 / posts as f64)),
+            "server_cpu_percent": percent(server),
+            "server_cpu_us_per_delivery": per(server, delivered),
+            "server_rss_mib": m.server_after.map(|s| round1(s.rss_kib as f64 / 1024.0)),
+            "generator_cpu_percent": percent(generator),
+            "server_runqueue_wait_ms": server.map(|u| round1(u.wait_ms)),
+            "generator_runqueue_wait_ms": generator.map(|u| round1(u.wait_ms)),
+            "generator_cpu_us_per_delivery": per(generator, delivered),
+            "server_cpu_us_per_post": per(server, m.posts),
         });
         window["latency"]["steady_p99_ms"] = json!(stats.steady_p99_ms(Series::Delivery));
+        if let Some(s) = &stats.schedule {
+            window["interleave"] = json!({
+                "slot": s.index,
+                "of": s.count,
+                "slot_seconds": s.slot_ns as f64 / 1e9,
+                "cpu_sampled_seconds": round3(m.sampled_secs),
+            });
+        }
         if self.server_pids.len() > 1 {
             window["server_processes"] = json!(self.server_pids.len());
             window["server_rss_mib_per_process"] = json!(self
@@ -1446,12 +1737,15 @@ impl Run {
             window["timeline_cross_node"] = stats.timeline_json(Series::CrossNode);
             window["latency_same_node"] = hist_json(&stats.latency_local.lock());
         }
-        if let Some(redis) = redis_cpu {
-            window["redis_cpu_percent"] = json!(round1(redis / secs * 100.0));
-            window["redis_rss_mib"] = json!(redis_after.map(|s| round1(s.rss_kib as f64 / 1024.0)));
-            if let Some(server) = server_cpu.filter(|_| delivered > 0) {
-                window["server_and_redis_cpu_us_per_delivery"] =
-                    json!(round3((server + redis) * 1e6 / delivered as f64));
+        if self.redis_pid.is_some() {
+            window["redis_cpu_percent"] = json!(percent(redis));
+            window["redis_rss_mib"] =
+                json!(m.redis_after.map(|s| round1(s.rss_kib as f64 / 1024.0)));
+            if let (Some(server), Some(redis)) = (server, redis) {
+                if delivered > 0 {
+                    window["server_and_redis_cpu_us_per_delivery"] =
+                        json!(round3((server.cpu + redis.cpu) * 1e6 / delivered as f64));
+                }
             }
         }
         if self.args.scenario == "notes" {
@@ -1571,6 +1865,7 @@ async fn revision(run: &mut Run) -> anyhow::Result<Value> {
     run.set_phase("settling");
     run.settle(Duration::from_secs(1), Duration::from_secs(30))
         .await;
+    run.check_schedule()?;
     let posting_from = run.ctx.stats.deliveries.load(Ordering::Relaxed);
     let acks_from = run.ctx.stats.acks.load(Ordering::Relaxed);
     let mut steps = Vec::new();
@@ -2403,6 +2698,9 @@ async fn editor(
                 }
             },
             _ = ticker.tick(), if alive && rate > 0.0 => {
+                if !ctx.posting_now() {
+                    continue;
+                }
                 let (update, clock) = typist.type_one();
                 let message = preau::notes::encode_update(&update);
                 let sent = now_ns();
@@ -2501,6 +2799,7 @@ async fn notes(run: &mut Run) -> anyhow::Result<Value> {
         );
     }
     track.others.store(connected - 1, Ordering::Relaxed);
+    run.check_schedule()?;
     let rate = run.args.typing_rate;
     run.set_phase(format!(
         "{connected} editors typing {rate} characters/s each, ~{:.0} deliveries/s to other editors",
@@ -2957,15 +3256,19 @@ fn report(args: &Args) -> anyhow::Result<()> {
     if docs.is_empty() {
         bail!("no {scenario}-*.json in {}", args.out.display());
     }
-    let order = |d: &Value| match d["target"].as_str() {
-        Some("preau") => 0,
-        Some("bare") => 1,
-        Some("socketio") => 2,
-        Some("hocuspocus") => 3,
-        _ => 4,
+    let order = |d: &Value| {
+        let label = d["label"].as_str().unwrap_or("?");
+        LABELS
+            .iter()
+            .position(|l| *l == label)
+            .unwrap_or(LABELS.len())
     };
     docs.sort_by_key(order);
-    let preau = docs.iter().position(|d| d["target"] == "preau");
+    // préau as the run labelled so, else the first run of préau.
+    let preau = docs
+        .iter()
+        .position(|d| d["label"] == "preau")
+        .or_else(|| docs.iter().position(|d| d["target"] == "preau"));
     let labels: Vec<String> = docs
         .iter()
         .map(|d| d["label"].as_str().unwrap_or("?").to_owned())
@@ -3142,6 +3445,23 @@ const COMPARED: &[ComparedFigure] = &[
         &["bare", "socketio"],
         true,
     ),
+    // préau's data on tmpfs ÷ on the VM's disk, in the same round: what
+    // durable writes cost on this disk, that minute (out of the verdict:
+    // it measures the disk's other tenants as much as préau).
+    (
+        "revision",
+        "durability: server CPU per delivery, préau on tmpfs vs on disk (µs)",
+        "/result/steps/0/server_cpu_us_per_delivery",
+        &["preau-disk"],
+        false,
+    ),
+    (
+        "revision",
+        "durability: steady p99, préau on tmpfs vs on disk (ms)",
+        "/result/steps/0/latency/steady_p99_ms",
+        &["preau-disk"],
+        false,
+    ),
     (
         "notes",
         "server CPU per delivered message, updates + awareness (µs)",
@@ -3208,7 +3528,12 @@ const DRIFT_LIMIT: f64 = 0.15;
 /// measured time is flagged as noisy (quiet runs: about 1%).
 const NOISY_WAIT: f64 = 0.10;
 
-/// One round's results, by (scenario, target).
+/// The runs `run.sh` labels, in the order reports show them: the target's
+/// name, or `preau-disk` for préau with its data folder on the disk where
+/// `preau` has it on tmpfs (`run.sh compare`).
+const LABELS: [&str; 5] = ["preau", "preau-disk", "bare", "socketio", "hocuspocus"];
+
+/// One round's results, by (scenario, label).
 type RoundDocs = HashMap<(String, String), Value>;
 
 /// One repeat of `run.sh compare`: its number and its rounds (`raw/` of the
@@ -3294,7 +3619,11 @@ fn read_round(raw: &Path) -> anyhow::Result<Option<RoundDocs>> {
             .with_context(|| format!("cannot parse {}", file.display()))?;
         let key = (
             doc["scenario"].as_str().unwrap_or("?").to_owned(),
-            doc["target"].as_str().unwrap_or("?").to_owned(),
+            doc["label"]
+                .as_str()
+                .or(doc["target"].as_str())
+                .unwrap_or("?")
+                .to_owned(),
         );
         docs.insert(key, doc);
     }
@@ -3380,11 +3709,41 @@ fn compare(args: &Args) -> anyhow::Result<()> {
             generator_cpus.push(cpus);
         }
     }
+    let mut slot_ms: BTreeMap<String, u64> = BTreeMap::new();
+    for d in all_docs() {
+        if let (Some(scenario), Some(ms)) =
+            (d["scenario"].as_str(), d["parameters"]["slot_ms"].as_u64())
+        {
+            slot_ms.insert(scenario.to_owned(), ms);
+        }
+    }
+    let turns = if slot_ms.is_empty() {
+        "One server at a time.".to_owned()
+    } else {
+        format!(
+            "In each round of {}, every target of the scenario is up at once, each with its \
+             own generator, and the targets take turns ({}) through one window \
+             (`--interleave`), in reverse order every other round: one target is loaded at a \
+             time, and every target meets the same minutes of this shared machine. A \
+             target's figures are over its own turns (CPU read until {} s after each turn \
+             ends; latencies filed by send time). Other scenarios: one server at a time.",
+            slot_ms
+                .keys()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            slot_ms
+                .iter()
+                .map(|(s, ms)| format!("{} s in `{s}`", *ms as f64 / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            SLOT_DRAIN_NS as f64 / 1e9
+        )
+    };
     md.push_str(&format!(
         "Pinning (read back from `/proc/<pid>/status` `Cpus_allowed_list` of every process \
          measured): server processes (every node, and Redis in `cluster`) on CPU {}, \
-         load generator on CPU {}, set with `taskset -c` by `benches/run.sh`. One server at a \
-         time.\n\n",
+         load generator on CPU {}, set with `taskset -c` by `benches/run.sh`. {turns}\n\n",
         server_cpus.join(", "),
         generator_cpus.join(", ")
     ));
@@ -3478,6 +3837,29 @@ fn compare(args: &Args) -> anyhow::Result<()> {
          a half between runs (it did at 18,000 deliveries/s); the stalls are counted on \
          their own below.\n",
     );
+    let data_folder = |label: &str| {
+        runs.iter()
+            .flat_map(|run| run.rounds.iter())
+            .flat_map(|round| round.values())
+            .filter(|d| d["label"] == label && d["scenario"] != "idle")
+            .find_map(|d| {
+                let cmdline = d["server"]["cmdline"].as_str()?;
+                let (_, rest) = cmdline.split_once("--data ")?;
+                rest.split_whitespace().next().map(str::to_owned)
+            })
+    };
+    if let (Some(tmpfs), Some(disk)) = (data_folder("preau"), data_folder("preau-disk")) {
+        md.push_str(&format!(
+            "\npréau's data: the peers keep nothing, and préau flushes every event to its \
+             sled folder before delivering it. In the runs labelled `preau`, that folder is \
+             on tmpfs (`{tmpfs}`), so the ratios compare the servers' own work; `preau-disk` \
+             is the same préau with its folder on this VM's disk (`{disk}`), run in the same \
+             rounds of `revision`, and its rows (préau on tmpfs ÷ préau on disk, out of the \
+             verdict) show what durable writes cost on this disk. That disk is shared: how \
+             long a flush takes depends on the other tenants' writes that minute, which is \
+             why the verdict leaves it out.\n"
+        ));
+    }
     let verdict = if runs.len() < 2 {
         "one run only: no drift measured (use --repeat 2)".to_owned()
     } else if drifted.is_empty() && missing == 0 {
@@ -3506,7 +3888,7 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     md.push_str(&format!("\n**Verdict: {verdict}.**\n"));
     if !informational.is_empty() {
         md.push_str(&format!(
-            "\nOut of the verdict, drift of the window p99s: {}.\n",
+            "\nOut of the verdict, drift of the figures shown for information: {}.\n",
             informational.join("; ")
         ));
     }
@@ -3562,7 +3944,7 @@ fn noise_table(runs: &[RunRounds]) -> String {
     md.push_str(&per_run_header(runs, "---:"));
     let mut noisy = Vec::new();
     for scenario in ["idle", "revision", "notes", "cluster"] {
-        for target in ["preau", "bare", "socketio", "hocuspocus"] {
+        for target in LABELS {
             if !runs.iter().any(|run| run.has(scenario, target)) {
                 continue;
             }
@@ -3629,7 +4011,7 @@ fn stall_table(runs: &[RunRounds]) -> String {
     );
     md.push_str(&per_run_header(runs, "---"));
     for scenario in ["revision", "notes", "cluster"] {
-        for target in ["preau", "bare", "socketio", "hocuspocus"] {
+        for target in LABELS {
             if !runs.iter().any(|run| run.has(scenario, target)) {
                 continue;
             }
@@ -3776,7 +4158,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             urls,
             keyring,
         },
-        stats: Stats::new(),
+        stats: Stats::new(Schedule::from_args(&args)?),
         size: args.size,
         rate: rate_rx,
         connect_slots: Semaphore::new(args.connect_concurrency.max(1)),
@@ -3857,6 +4239,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "threads": args.threads,
             "editors": args.editors,
             "typing_rate": args.typing_rate,
+            "interleave": args.interleave,
+            "slot_ms": args.interleave.as_ref().map(|_| args.slot_ms),
+            "start_at": args.start_at,
         },
         "machine": machine(),
         "server": server_pids.first().map(|&pid| describe_process(pid)),

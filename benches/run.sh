@@ -20,8 +20,15 @@
 #   PREAU_SECRET                     token secret (a fixed bench secret if unset)
 #   RESULTS=benches/results          where the report goes (raw results in $RESULTS/raw)
 #   LOGS=target/bench-logs           where the servers' logs go
+#   PREAU_DATA_DIR=$TMPDIR|/tmp      where préau's data folders are made (compare: /dev/shm)
+#   PREAU_DISK_DIR=/var/tmp          the same for the target `preau-disk` (préau, data on disk)
+#   INTERLEAVE=1                     revision, cluster, notes: all targets up at
+#                                    once, taking turns of SLOT_MS (2000) through one
+#                                    window; the schedule starts INTERLEAVE_SETUP (15)
+#                                    seconds after the servers listen
 #
-# Each server runs alone, pinned to SERVER_CPU; the generator is pinned to
+# Each server runs alone (with INTERLEAVE: each loaded alone), pinned to
+# SERVER_CPU; the generator (one per target with INTERLEAVE) is pinned to
 # GENERATOR_CPU. préau runs from a release build with its data in a fresh
 # temporary folder, with the per-user post rate limit raised (the scenarios
 # post faster than the classroom default of 2/s) and max_connections raised
@@ -52,21 +59,25 @@ export PREAU_SECRET="${PREAU_SECRET:-bench:preau-bench-secret-0123456789abcdef}"
 
 # The one-command comparison: every scenario that has a peer, N times
 # (--repeat), each repeat in its own folder ($RESULTS/compare/runN), then
-# one report over all of them. Inside a repeat, the latency scenarios run
-# in ROUNDS rounds (default 6) of short windows, the targets one after the
-# other within a round and in reverse order every other round
-# (préau, peer, peer, préau, …): a slow spell of this shared machine then
-# hits every target alike, and `loadgen compare` takes, per figure, the
-# median over the rounds of the préau/peer ratio of the same round, so
-# one stall (a GC pause, a descheduled thread) in one round does not set
-# the figure. `idle` runs once per repeat (memory does not drift).
-# `revision` and `cluster` run at a classroom load: 100 rooms of 30, each
-# member posting every 15 s (0.067/s), about 6,000 deliveries/s; there the
-# servers' tails are their own, where at 18,000/s they were mostly
-# queueing on a core whose speed this shared machine changes from one
-# minute to the next (the sweep covers the high end). About 23 minutes per
-# repeat on this machine; sizes can be changed through the environment
-# (COMPARE_*, ROUNDS, NOTES_ROUNDS).
+# one report over all of them. `idle` runs once per repeat (memory does not
+# drift). The latency scenarios run in ROUNDS rounds (default 6) of short
+# windows, the targets one after the other within a round and in reverse
+# order every other round (préau, peer, peer, préau, …): a slow spell of
+# this shared machine then hits every target alike, and `loadgen compare`
+# takes, per figure, the median over the rounds of the préau/peer ratio of
+# the same round. `revision` and `cluster` run at a classroom load: 100
+# rooms of 30, each member posting every 15 s (0.067/s), about 6,000
+# deliveries/s; there the servers' tails are their own, where at 18,000/s
+# they were mostly queueing (the sweep covers the high end).
+# préau's data folder is on tmpfs (PREAU_DATA_DIR=/dev/shm): the peers keep
+# nothing, so the main ratios compare like with like, and a flush to this
+# VM's shared disk takes as long as the other tenants' writes make it.
+# `revision` also runs `preau-disk`, préau with its folder on the disk, in
+# the same rounds: the report says what durability costs here, apart.
+# Turns (INTERLEAVE=1) are not used: Node servers resuming after a pause
+# of 1–2 s were measured well above their steady cost (benches/README.md).
+# About 22 minutes per repeat on this machine; sizes can be changed through
+# the environment (COMPARE_*, ROUNDS, NOTES_ROUNDS).
 if [ "$scenario" = compare ]; then
   repeat="${REPEAT:-1}"
   rounds="${ROUNDS:-6}"
@@ -83,6 +94,9 @@ if [ "$scenario" = compare ]; then
   started=$SECONDS
   warmup="${COMPARE_WARMUP:-3}"
   duration="${COMPARE_DURATION:-15}"
+  # The peers keep nothing; préau's sled folder goes to tmpfs, and
+  # `revision` also runs préau with it on the disk (preau-disk).
+  export PREAU_DATA_DIR="${PREAU_DATA_DIR:-/dev/shm}"
   # in_rounds ROUNDS SCENARIO "TARGET…" [loadgen options…]
   in_rounds() {
     local count="$1" scenario="$2" targets="$3" k order
@@ -100,10 +114,10 @@ if [ "$scenario" = compare ]; then
     echo "==== compare: run $n of $repeat -> $out" >&2
     RESULTS="$out" TARGETS= "$self" idle --connections "${COMPARE_IDLE_CONNECTIONS:-2000}" \
       --hold "${COMPARE_HOLD:-5}" >/dev/null
-    in_rounds "$rounds" revision "preau bare socketio" --rooms "${COMPARE_ROOMS:-100}" \
+    in_rounds "$rounds" revision "preau preau-disk bare socketio" --rooms "${COMPARE_ROOMS:-100}" \
       --rate "${COMPARE_RATE:-0.067}" --warmup "$warmup" --duration "$duration"
     # notes: a propagation p99 is one of 150 updates/s, not of thousands of
-    # deliveries, so its rounds are longer and more.
+    # deliveries, so its rounds are longer.
     in_rounds "${NOTES_ROUNDS:-6}" notes "preau hocuspocus" --editors "${COMPARE_EDITORS:-30}" \
       --typing-rate 5 --warmup "$warmup" --duration "${COMPARE_NOTES_DURATION:-30}"
     in_rounds "$rounds" cluster "preau socketio" --rooms "${COMPARE_CLUSTER_ROOMS:-100}" \
@@ -158,19 +172,19 @@ fi
 # Every process of the current target (one or two nodes, then Redis) and
 # their data folders.
 server_pids=()
-redis_pid=""
+redis_pids=()
 data_dirs=()
 stop_server() {
   local pid
-  for pid in "${server_pids[@]}" $redis_pid; do
+  for pid in "${server_pids[@]}" "${redis_pids[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in "${server_pids[@]}" $redis_pid; do
+  for pid in "${server_pids[@]}" "${redis_pids[@]}"; do
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
   server_pids=()
-  redis_pid=""
+  redis_pids=()
   local dir
   for dir in "${data_dirs[@]}"; do rm -rf "$dir"; done
   data_dirs=()
@@ -181,7 +195,7 @@ wait_port() {
   local pid
   for _ in $(seq 200); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    for pid in "${server_pids[@]}" $redis_pid; do
+    for pid in "${server_pids[@]}" "${redis_pids[@]}"; do
       kill -0 "$pid" 2>/dev/null || { echo "server $pid died" >&2; return 1; }
     done
     sleep 0.05
@@ -206,6 +220,7 @@ start_redis() {
   taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$dir" --daemonize no >"$LOGS/$scenario-$1.redis.log" 2>&1 &
   redis_pid=$!
+  redis_pids+=("$redis_pid")
   wait_port "$port"
   redis_url="redis://127.0.0.1:$port"
 }
@@ -213,17 +228,18 @@ start_redis() {
 # The log of the next server process: one per node in a cluster.
 node_log() {
   if [ "$scenario" = cluster ]; then
-    echo "$LOGS/$scenario-$target-node$((${#server_pids[@]} + 1)).server.log"
+    echo "$LOGS/$scenario-$target-node$((${#server_pids[@]} - first_pid + 1)).server.log"
   else
     echo "$log"
   fi
 }
 
 start_preau() { # port [extra flags…]
-  local port="$1" dir node_log
+  local port="$1" dir node_log parent="${PREAU_DATA_DIR:-${TMPDIR:-/tmp}}"
   node_log="$(node_log)"
   shift
-  dir="$(mktemp -d)"
+  if [ "$target" = preau-disk ]; then parent="${PREAU_DISK_DIR:-/var/tmp}"; fi
+  dir="$(mktemp -d -p "$parent")"
   data_dirs+=("$dir")
   taskset -c "$SERVER_CPU" "$PREAU" serve --listen "127.0.0.1:$port" --data "$dir" \
     --rate-per-sec 1000 --rate-burst 1000 --max-connections 20000 "$@" >"$node_log" 2>&1 &
@@ -238,8 +254,14 @@ start_socketio() { # port [extra flags…]
   server_pids+=($!)
 }
 
-for target in $TARGETS; do
+# start_target TARGET: starts its processes (one or two nodes, Redis for
+# cluster) and waits until they listen; sets urls, pids and redis_pid for
+# the target's loadgen options.
+start_target() {
+  target="$1"
   log="$LOGS/$scenario-$target.server.log"
+  first_pid=${#server_pids[@]}
+  redis_pid=""
   ports=()
   urls=()
   case "$scenario:$target" in
@@ -262,7 +284,7 @@ for target in $TARGETS; do
       ;;
     cluster:*)
       echo "cluster runs against preau and socketio, not $target" >&2; exit 2 ;;
-    notes:preau|*:preau)
+    notes:preau|*:preau|*:preau-disk)
       start_preau "$PREAU_PORT"
       ports=("$PREAU_PORT")
       urls=("ws://127.0.0.1:$PREAU_PORT/ws")
@@ -289,27 +311,78 @@ for target in $TARGETS; do
     *) echo "unknown target $target" >&2; exit 2 ;;
   esac
   for port in "${ports[@]}"; do wait_port "$port"; done
-  if [ "$scenario" = cluster ]; then
-    # A préau node that meets a Redis instance it has not seen (here: a new
-    # one) refuses posts with `unavailable` for resync_window (2 s) while
-    # counters are re-seeded; wait it out so the warm-up is not refused.
-    # The same pause for every target.
-    sleep 3
-  fi
-  url_list="$(IFS=,; echo "${urls[*]}")"
-  pid_list="$(IFS=,; echo "${server_pids[*]}")"
-  redis_args=()
-  [ -n "$redis_pid" ] && redis_args=(--redis-pid "$redis_pid")
-  echo "== $scenario against $target (server pids $pid_list${redis_pid:+, redis $redis_pid} on cpu $SERVER_CPU, generator on cpu $GENERATOR_CPU)" >&2
-  status=0
-  taskset -c "$GENERATOR_CPU" "$LOADGEN" "$scenario" --target "$target" --url "$url_list" \
-    --server-pid "$pid_list" "${redis_args[@]}" --label "$target" --out "$RAW" "$@" >/dev/null || status=$?
+  local pids=("${server_pids[@]:$first_pid}")
+  url_of[$target]="$(IFS=,; echo "${urls[*]}")"
+  pids_of[$target]="$(IFS=,; echo "${pids[*]}")"
+  redis_of[$target]="$redis_pid"
+}
+declare -A url_of=() pids_of=() redis_of=()
+
+# generator_args TARGET: sets gen_args, the loadgen options naming its servers.
+generator_args() {
+  gen_args=(--target "${1%-disk}" --url "${url_of[$1]}" --server-pid "${pids_of[$1]}" --label "$1")
+  if [ -n "${redis_of[$1]}" ]; then gen_args+=(--redis-pid "${redis_of[$1]}"); fi
+}
+
+# A préau node that meets a Redis instance it has not seen (here: a new
+# one) refuses posts with `unavailable` for resync_window (2 s) while
+# counters are re-seeded; cluster waits it out so the warm-up is not
+# refused. The same pause for every target.
+resync_pause() {
+  if [ "$scenario" = cluster ]; then sleep 3; fi
+}
+
+if [ -n "${INTERLEAVE:-}" ]; then
+  # Every target up at once, each with its own generator; the generators
+  # take turns (--interleave K/N), SLOT_MS each, from one shared start, so
+  # that every target meets this shared machine's good and bad spells
+  # alike within one window. Warm-up and window: whole cycles.
+  case "$scenario" in
+    revision|cluster|notes) ;;
+    *) echo "INTERLEAVE applies to revision, cluster and notes, not $scenario" >&2; exit 2 ;;
+  esac
+  count=$(wc -w <<<"$TARGETS")
+  target_list=()
+  for t in $TARGETS; do
+    start_target "$t"
+    target_list+=("$t")
+  done
+  resync_pause
+  start_at=$(( $(date +%s%3N) + ${INTERLEAVE_SETUP:-15} * 1000 ))
+  echo "== $scenario against ${target_list[*]}, taking turns of ${SLOT_MS:-2000} ms (servers on cpu $SERVER_CPU, generators on cpu $GENERATOR_CPU)" >&2
+  generators=()
+  for k in "${!target_list[@]}"; do
+    generator_args "${target_list[$k]}"
+    taskset -c "$GENERATOR_CPU" "$LOADGEN" "$scenario" "${gen_args[@]}" --out "$RAW" \
+      --interleave "$k/$count" --slot-ms "${SLOT_MS:-2000}" --start-at "$start_at" "$@" >/dev/null &
+    generators+=($!)
+  done
+  failed=0
+  for k in "${!generators[@]}"; do
+    if ! wait "${generators[$k]}"; then
+      target="${target_list[$k]}"
+      echo "loadgen failed against $target; see above" >&2
+      rm -f "$RAW/$scenario-$target.json" "$RAW/$scenario-$target.md"
+      failed=1
+    fi
+  done
   stop_server
-  if [ "$status" -ne 0 ]; then
-    echo "loadgen failed against $target (exit $status); see above" >&2
-    rm -f "$RAW/$scenario-$target.json" "$RAW/$scenario-$target.md"
-  fi
-done
+  [ "$failed" -eq 0 ] || exit 1
+else
+  for t in $TARGETS; do
+    start_target "$t"
+    resync_pause
+    echo "== $scenario against $target (server pids ${pids_of[$t]}${redis_pid:+, redis $redis_pid} on cpu $SERVER_CPU, generator on cpu $GENERATOR_CPU)" >&2
+    generator_args "$t"
+    status=0
+    taskset -c "$GENERATOR_CPU" "$LOADGEN" "$scenario" "${gen_args[@]}" --out "$RAW" "$@" >/dev/null || status=$?
+    stop_server
+    if [ "$status" -ne 0 ]; then
+      echo "loadgen failed against $target (exit $status); see above" >&2
+      rm -f "$RAW/$scenario-$target.json" "$RAW/$scenario-$target.md"
+    fi
+  done
+fi
 
 "$LOADGEN" report "$scenario" --out "$RAW" --to "$RESULTS/$scenario.md"
 cat "$RESULTS/$scenario.md"
