@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use preau::outbound::{self, OutboundRx};
 use preau::protocol::{self, Body, Event, Request, Role, UserInfo};
 use preau::room::{Room, RoomName};
-use preau::store::{Job, Store};
+use preau::store::{Job, Store, StoreOptions};
 
 const ROOM: &str = "3B/chat/revision-bac";
 const EPOCH: &str = "bench-epoch";
@@ -155,7 +155,7 @@ fn store(c: &mut Criterion) {
     let commits = Arc::new(AtomicU64::new(0));
     let jobs_committed = Arc::new(AtomicU64::new(0));
     let (c2, j2) = (commits.clone(), jobs_committed.clone());
-    let store = Store::open(dir.path(), 65_536, move |stats| {
+    let store = Store::open(dir.path(), StoreOptions::default(), move |stats| {
         c2.fetch_add(1, Ordering::Relaxed);
         j2.fetch_add(stats.jobs as u64, Ordering::Relaxed);
     })
@@ -180,6 +180,7 @@ fn store(c: &mut Criterion) {
                             room: ROOM.to_owned(),
                             offset,
                             frame: frame.clone(),
+                            idempotency: None,
                             done: Box::new(move |result| {
                                 let _ = tx.send(result.is_ok());
                             }),

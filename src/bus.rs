@@ -310,6 +310,25 @@ impl RedisBus {
         Ok(events)
     }
 
+    /// Deletes events from the room's stream (a redacted message, an
+    /// erased user's rewritten events): the stream holds the original
+    /// envelopes, and a node that still misses them repairs from a peer,
+    /// which holds the tombstones. `XDEL` leaves Redis's memory to reclaim
+    /// the entries' bytes; nothing can read them back.
+    pub async fn forget(&self, room: &str, offsets: &[u64]) -> Result<(), BusError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(key(room, "s"));
+        for offset in offsets {
+            cmd.arg(format!("{offset}-1"));
+        }
+        let _: i64 = cmd.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// The room's offset in Redis, if Redis knows the room.
     pub async fn room_offset(&self, room: &str) -> Result<Option<u64>, BusError> {
         let mut conn = self.conn.clone();

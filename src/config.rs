@@ -72,6 +72,13 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub retention_check: Duration,
     pub write_queue: usize,
+    /// sled's page cache in bytes: the store's memory, whatever the size of
+    /// the history on disk.
+    pub cache_capacity: u64,
+    /// How long a post's idempotency `key` is remembered: a retry with the
+    /// same key within this window gets the first post's ack.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Cluster mode: the Redis URL. Unset: a single node, no Redis.
@@ -154,6 +161,8 @@ impl Default for Config {
             retention: Duration::from_secs(365 * 24 * 3600),
             retention_check: Duration::from_secs(3600),
             write_queue: 65_536,
+            cache_capacity: 64 << 20,
+            idempotency_window: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(5),
             redis: None,
             advertise: None,
@@ -232,6 +241,10 @@ pub struct ConfigArgs {
     pub retention_check: Option<Duration>,
     #[arg(long, env = "PREAU_WRITE_QUEUE")]
     pub write_queue: Option<usize>,
+    #[arg(long, env = "PREAU_CACHE_CAPACITY")]
+    pub cache_capacity: Option<u64>,
+    #[arg(long, env = "PREAU_IDEMPOTENCY_WINDOW", value_parser = duration)]
+    pub idempotency_window: Option<Duration>,
     #[arg(long, env = "PREAU_SHUTDOWN_GRACE", value_parser = duration)]
     pub shutdown_grace: Option<Duration>,
     #[arg(long, env = "PREAU_LOG_FORMAT", value_enum)]
@@ -413,6 +426,17 @@ impl Config {
             "must be above zero",
         )?;
         check(self.write_queue >= 1, "write_queue", "must be at least 1")?;
+        check(
+            self.cache_capacity >= 1 << 20,
+            "cache_capacity",
+            "must be at least 1048576 (1 MiB)",
+        )?;
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600))
+                .contains(&self.idempotency_window),
+            "idempotency_window",
+            "must be between 1s and 7days",
+        )?;
         if let Some(url) = &self.redis {
             check(
                 url.starts_with("redis://") || url.starts_with("rediss://"),
@@ -465,6 +489,8 @@ impl ConfigArgs {
             retention,
             retention_check,
             write_queue,
+            cache_capacity,
+            idempotency_window,
             shutdown_grace,
             log_format,
             stream_max,

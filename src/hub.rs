@@ -383,12 +383,30 @@ impl Hub {
             self.waiters.insert(pid, waiter);
         }
         let head = room.next_offset().saturating_sub(1);
+        let redacted = match &body {
+            Body::Moderation {
+                action: ModAction::Redact { offset, .. },
+                ..
+            } => Some(*offset),
+            _ => None,
+        };
         match bus
             .publish(room.name(), room.epoch(), head, from, body, pid)
             .await
         {
             Ok(event) => {
                 self.accept_reloading(room, event, Some(pid)).await;
+                if let Some(target) = redacted {
+                    // The stream still holds the message as posted.
+                    let mut offsets = vec![target];
+                    offsets.extend(room.post_edits(target));
+                    let (bus, name) = (bus.clone(), room.name().to_string());
+                    tokio::spawn(async move {
+                        if let Err(err) = bus.forget(&name, &offsets).await {
+                            tracing::warn!(room = %name, error = %err, "cannot delete a redacted message from the stream");
+                        }
+                    });
+                }
                 Ok(())
             }
             Err(err) => {
@@ -416,6 +434,7 @@ impl Hub {
             room: room.name().to_string(),
             offset,
             frame,
+            idempotency: None,
             done: Box::new(move |result| {
                 let done = Done {
                     room: &done_room,
@@ -833,9 +852,9 @@ impl Done<'_> {
             }
         }
         if let Some(state) = committed.moderation {
-            if let Err(err) =
-                self.store
-                    .save_moderation(room.name().as_str(), &state.encode(), None)
+            if let Err(err) = self
+                .store
+                .save_moderation(room.name().as_str(), &state.encode())
             {
                 // The event is durable; loading the room replays it.
                 tracing::error!(room = %room.name(), error = %err, "cannot checkpoint moderation");
@@ -992,7 +1011,7 @@ fn load_moderation(
         state.apply(event.offset, &effect);
     }
     state.through = last;
-    store.save_moderation(room, &state.encode(), None)?;
+    store.save_moderation(room, &state.encode())?;
     Ok(state)
 }
 

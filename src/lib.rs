@@ -105,7 +105,11 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         let metrics = metrics.clone();
         tokio::task::spawn_blocking(move || {
             let keyring = Keyring::load(&config.data, config.secret.as_deref())?;
-            let store = Store::open(&config.data, config.write_queue, move |stats| {
+            let options = crate::store::StoreOptions {
+                queue: config.write_queue,
+                cache_capacity: config.cache_capacity,
+            };
+            let store = Store::open(&config.data, options, move |stats| {
                 metrics.commit_seconds.record(stats.seconds);
                 metrics.commit_batch.record(stats.jobs as f64);
             })?;

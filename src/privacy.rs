@@ -24,6 +24,7 @@
 //! user (mute, kick, ban) and what the user did as a moderator, with their
 //! audit-log entries: the school's record of how order was kept.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ const REDACT_BATCH: usize = 256;
 const ACK_BUDGET: usize = 1 << 20;
 /// How long one redaction may take to become durable.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The user id erased authors show.
+pub const ERASED_ID: &str = "erased";
 /// The reason every erasure tombstone gives.
 pub const ERASURE_REASON: &str = "data erasure";
 
@@ -57,6 +60,8 @@ pub enum PrivacyError {
     Hub(#[from] HubError),
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("cannot delete from the redis stream: {0}")]
+    Stream(String),
     #[error("redaction of {room} offset {offset} failed: {message}")]
     NotRedacted {
         room: String,
@@ -124,8 +129,8 @@ fn eraser() -> UserInfo {
 /// pupil's deleted message still reads as a pupil's).
 pub fn erased(role: Role) -> UserInfo {
     UserInfo {
-        id: "erased".to_owned(),
-        name: "erased".to_owned(),
+        id: ERASED_ID.to_owned(),
+        name: ERASED_ID.to_owned(),
         role,
     }
 }
@@ -228,29 +233,61 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
     // 1. Their messages, redacted through their rooms.
     let store = hub.store.clone();
     let id = user.to_owned();
-    let messages = tokio::task::spawn_blocking(move || {
+    let (messages, quoted) = tokio::task::spawn_blocking(move || {
         let mut messages = Vec::new();
+        // Their posts others may have quoted: messages, and tombstones of
+        // earlier redactions (the quote outlives the post).
+        let mut quoted = HashSet::new();
         scan(&store, |room, _, event| {
-            if event.from.id == id && matches!(event.body, Body::Message { .. }) {
-                messages.push((room.to_owned(), event));
+            match event.body {
+                Body::Message { .. } if event.from.id == id => {
+                    quoted.insert((room.to_owned(), event.offset));
+                    messages.push((room.to_owned(), event));
+                }
+                // Already erased (by another node's erasure, whose
+                // redactions reached this one, or earlier): nobody quotes
+                // an erased post.
+                Body::Redacted { .. } if event.from.id == id || event.from.id == ERASED_ID => {
+                    quoted.insert((room.to_owned(), event.offset));
+                }
+                _ => {}
             }
         })?;
-        Ok::<_, StoreError>(messages)
+        Ok::<_, StoreError>((messages, quoted))
     })
     .await??;
     for batch in messages.chunks(REDACT_BATCH) {
         erasure.redacted += redact_batch(hub, batch).await?;
     }
-    // 2. and 3. What else names them, rewritten; their read marks.
+    // 2. and 3. What else names them or quotes them, rewritten; their
+    // read marks. Then every key that sealed their words is destroyed
+    // before this returns (`Store::settle`).
     let store = hub.store.clone();
     let id = user.to_owned();
-    let (anonymized, kept, marks) = tokio::task::spawn_blocking(move || {
-        let (anonymized, kept) = anonymize(&store, &id)?;
+    let (anonymized, kept, marks, rewritten) = tokio::task::spawn_blocking(move || {
+        let (anonymized, kept, rewritten) = anonymize(&store, &id, &quoted)?;
         let marks = store.delete_read_marks_of(&id)?;
         store.flush()?;
-        Ok::<_, StoreError>((anonymized, kept, marks))
+        store.settle()?;
+        Ok::<_, StoreError>((anonymized, kept, marks, rewritten))
     })
     .await??;
+    // With several nodes, Redis's stream of each room still holds the
+    // original events: their redacted messages and what was rewritten.
+    if let Some(bus) = hub.bus() {
+        let mut by_room: HashMap<String, Vec<u64>> = HashMap::new();
+        for (room, event) in &messages {
+            by_room.entry(room.clone()).or_default().push(event.offset);
+        }
+        for (room, offset) in rewritten {
+            by_room.entry(room).or_default().push(offset);
+        }
+        for (room, offsets) in by_room {
+            bus.forget(&room, &offsets)
+                .await
+                .map_err(|e| PrivacyError::Stream(e.to_string()))?;
+        }
+    }
     erasure.anonymized = anonymized;
     erasure.kept = kept;
     erasure.read_marks_deleted = marks;
@@ -350,14 +387,31 @@ async fn redact_batch(hub: &Arc<Hub>, messages: &[(String, Event)]) -> Result<u6
     Ok(redacted)
 }
 
+/// A stored event's place: room and offset.
+type EventAt = (String, u64);
+
 /// Rewrites the stored events that name `user` as their author, or their
-/// redacted message's, without their words; `(rewritten, kept)`. Blocking.
-fn anonymize(store: &Store, user: &str) -> Result<(u64, u64), StoreError> {
+/// redacted message's, without their words, and replies that quote one of
+/// `quoted` without the quote; `(rewritten, kept, the events rewritten)`.
+/// Blocking.
+fn anonymize(
+    store: &Store,
+    user: &str,
+    quoted: &HashSet<(String, u64)>,
+) -> Result<(u64, u64, Vec<EventAt>), StoreError> {
     let mut rewrites = Vec::new();
     let mut kept = 0;
     scan(store, |room, frame, mut event| {
         let own = event.from.id == user;
         let rewritten = match &mut event.body {
+            Body::Message {
+                reply_to: Some(target),
+                quote: quote @ Some(_),
+                ..
+            } if !own && quoted.contains(&(room.to_owned(), *target)) => {
+                *quote = None;
+                true
+            }
             Body::Redacted { .. }
             | Body::YjsUpdate { .. }
             | Body::Answer { .. }
@@ -401,10 +455,12 @@ fn anonymize(store: &Store, user: &str) -> Result<(u64, u64), StoreError> {
         }
     })?;
     let mut anonymized = 0;
+    let mut rewritten = Vec::new();
     for (room, offset, old, new) in rewrites {
         if store.replace_event(&room, offset, &old, &new)? {
             anonymized += 1;
+            rewritten.push((room, offset));
         }
     }
-    Ok((anonymized, kept))
+    Ok((anonymized, kept, rewritten))
 }

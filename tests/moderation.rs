@@ -1460,7 +1460,9 @@ async fn moderation_state_and_tombstone_survive_sigkill() {
     let status = proc.terminate().await;
     assert!(status.success(), "{status:?}");
 
-    let store = preau::store::Store::open(dir.path(), 16, |_| {}).expect("open the store");
+    let store =
+        preau::store::Store::open(dir.path(), preau::store::StoreOptions::default(), |_| {})
+            .expect("open the store");
     for offset in 1..=8 {
         let raw = store.raw_event(ROOM, offset).unwrap().expect("stored");
         assert!(

@@ -354,7 +354,12 @@ impl Proc {
 /// for tests) and waits until it takes posts: a node refuses them for
 /// `resync_window` after reaching Redis.
 pub async fn cluster_node(redis_url: &str, dir: &Path) -> Proc {
-    let args = [
+    cluster_node_with(redis_url, dir, &[]).await
+}
+
+/// [`cluster_node`] with more arguments.
+pub async fn cluster_node_with(redis_url: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![
         "--redis",
         redis_url,
         "--heartbeat",
@@ -364,6 +369,7 @@ pub async fn cluster_node(redis_url: &str, dir: &Path) -> Proc {
         "--resync-window",
         "200ms",
     ];
+    args.extend_from_slice(extra);
     let node = Proc::serve(dir, free_port(), &args).await;
     let (mut probe, _) = Client::connect(&node.url(), &student("probe", "3B"))
         .await

@@ -1,0 +1,156 @@
+//! The shredder: destroys the keys of overwritten and deleted events.
+//!
+//! For each room bucket with dirty keys (recorded with the overwrite or
+//! deletion, see `mod.rs`):
+//! 1. the dirty keys stop being the bucket's current key (`Vault::retire`,
+//!    behind the fence, so every value sealed with them is in sled);
+//! 2. every event of the bucket still sealed with one of them is opened and
+//!    sealed again under the bucket's current key (a fresh one), by
+//!    compare-and-swap so a concurrent rewrite is never undone;
+//! 3. sled is flushed: the re-sealed copies are durable;
+//! 4. the dirty keys' slots are overwritten in the key file and synced;
+//! 5. the dirty records go.
+//!
+//! A crash anywhere leaves the dirty records (removed last), so the next
+//! start does it again; every step is idempotent. Until step 4 the old
+//! bytes can still be opened: the window is the time from the overwrite to
+//! here, milliseconds when the thread is idle (it is woken by each
+//! overwrite), bounded by [`Store::settle`](super::Store::settle) for
+//! erasure.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use super::keys::KeyRef;
+use super::seal::{self, BUCKET};
+use super::{event_key, offset_of, parse_dirty_key, Disk, StoreError};
+
+/// How often the thread looks anyway (and retries a failing disk).
+const TICK: Duration = Duration::from_secs(1);
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Shredded {
+    pub buckets: usize,
+    pub resealed: usize,
+    pub destroyed: usize,
+}
+
+/// The shredder thread: runs a pass when woken, and every [`TICK`], until
+/// its wake-up line is dropped (shutdown), after a last pass.
+pub(crate) fn run(disk: &Disk, wake: &Receiver<()>) {
+    loop {
+        let stop = match wake.recv_timeout(TICK) {
+            Ok(()) => false,
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        disk.recover_if_failing();
+        match shred_pending(disk) {
+            Ok(done) if done.buckets > 0 => tracing::debug!(
+                buckets = done.buckets,
+                resealed = done.resealed,
+                destroyed = done.destroyed,
+                "keys of overwritten events destroyed"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "shredding failed; retrying"),
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+/// One pass over every dirty record. Blocking.
+pub(crate) fn shred_pending(disk: &Disk) -> Result<Shredded, StoreError> {
+    let _one = disk.shred_lock.lock();
+    // (room, bucket) → its dirty records and their keys.
+    type Work = BTreeMap<(String, u64), Vec<(Vec<u8>, KeyRef)>>;
+    let mut work = Work::new();
+    {
+        let trees = disk.trees()?;
+        for entry in trees.dirty.iter() {
+            let (record, _) = entry?;
+            match parse_dirty_key(&record) {
+                Some((room, bucket, key)) => work
+                    .entry((room, bucket))
+                    .or_default()
+                    .push((record.to_vec(), key)),
+                None => {
+                    trees.dirty.remove(&record)?;
+                }
+            }
+        }
+    }
+    let mut done = Shredded::default();
+    if work.is_empty() {
+        return Ok(done);
+    }
+    let mut doomed_all = Vec::new();
+    let mut records = Vec::new();
+    for ((room, bucket), entries) in work {
+        let doomed: Vec<KeyRef> = entries.iter().map(|(_, k)| *k).collect();
+        disk.vault.retire(&room, bucket, &doomed);
+        done.resealed += reseal(disk, &room, bucket, &doomed)?;
+        done.buckets += 1;
+        doomed_all.extend(doomed);
+        records.extend(entries.into_iter().map(|(r, _)| r));
+    }
+    let trees = disk.trees()?;
+    trees.db.flush()?;
+    doomed_all.sort_unstable();
+    doomed_all.dedup();
+    done.destroyed = disk.vault.destroy(&doomed_all)?;
+    for record in records {
+        trees.dirty.remove(record)?;
+    }
+    Ok(done)
+}
+
+/// Seals again, under the bucket's current key, every event of the bucket
+/// sealed with one of `doomed`; how many. Blocking.
+fn reseal(disk: &Disk, room: &str, bucket: u64, doomed: &[KeyRef]) -> Result<usize, StoreError> {
+    let trees = disk.trees()?;
+    let first = bucket.saturating_mul(BUCKET);
+    let range = event_key(room, first)..event_key(room, first.saturating_add(BUCKET));
+    let mut resealed = 0;
+    for entry in trees.events.range(range) {
+        let (key, value) = entry?;
+        let offset = offset_of(&key);
+        let mut current = value;
+        loop {
+            if !seal::key_of(&current).is_some_and(|k| doomed.contains(&k)) {
+                break;
+            }
+            let Some(plain) = disk.vault.open(&current) else {
+                tracing::error!(
+                    room,
+                    offset,
+                    "an event under a dirty key cannot be opened; it goes with the key"
+                );
+                break;
+            };
+            let swapped = {
+                let _sealing = disk.vault.sealing();
+                let fresh = disk.vault.seal(room, offset, &plain)?;
+                trees
+                    .events
+                    .compare_and_swap(&key, Some(&current), Some(fresh))?
+            };
+            match swapped {
+                Ok(()) => {
+                    resealed += 1;
+                    break;
+                }
+                // Rewritten or deleted meanwhile: look at what is there now.
+                Err(cas) => match cas.current {
+                    Some(now) => current = now,
+                    None => break,
+                },
+            }
+        }
+    }
+    Ok(resealed)
+}
