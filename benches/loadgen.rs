@@ -440,6 +440,7 @@ impl Conn {
                     thread: None,
                     reply_to: None,
                     quote: None,
+                    key: None,
                 })?;
                 client.send_raw(frame)?;
                 Ok(())

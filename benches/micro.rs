@@ -61,6 +61,7 @@ fn codec(c: &mut Criterion) {
         thread: None,
         reply_to: None,
         quote: None,
+        key: None,
     })
     .expect("encode post");
     // Make sure the benchmark decodes what it means to.

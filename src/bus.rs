@@ -39,18 +39,28 @@ use crate::room::RoomName;
 pub const EVENTS_CHANNEL: &str = "preau:events";
 /// Heartbeats and presence.
 pub const NODES_CHANNEL: &str = "preau:nodes";
+/// Presence changes queued for Redis at most (one join or leave each).
+const PRESENCE_QUEUE: usize = 10_000;
 /// Changes whenever Redis starts empty.
 const INSTANCE_KEY: &str = "preau:instance";
 
 const PUBLISH_LUA: &str = r#"
--- KEYS[1] room meta hash, KEYS[2] room stream
--- ARGV: room, draft, node, pid, stream cap, node's epoch, node's head, channel
+-- KEYS[1] room meta hash, KEYS[2] room stream, KEYS[3] (optional) the
+-- post's idempotency key
+-- ARGV: room, draft, node, pid, stream cap, node's epoch, node's head,
+-- channel, node's run, idempotency window (seconds)
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
   redis.call('HSET', KEYS[1], 'e', ARGV[6], 'o', ARGV[7])
   epoch = ARGV[6]
 elseif epoch ~= ARGV[6] then
   return redis.error_reply('PREAU_EPOCH room epoch is ' .. epoch)
+end
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then
+    return 'PREAU_KNOWN:' .. seen
+  end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local known = tonumber(ARGV[7])
@@ -64,8 +74,11 @@ local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
 if ts < last then ts = last end
 redis.call('HSET', KEYS[1], 't', ts)
+if KEYS[3] then
+  redis.call('SET', KEYS[3], offset, 'EX', ARGV[10])
+end
 local env = cmsgpack.pack({room = ARGV[1], epoch = epoch, offset = offset, ts = ts,
-  node = ARGV[3], pid = tonumber(ARGV[4]), p = ARGV[2]})
+  node = ARGV[3], run = ARGV[9], pid = tonumber(ARGV[4]), p = ARGV[2]})
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], offset .. '-1', 'e', env)
 redis.call('PUBLISH', ARGV[8], env)
 return env
@@ -127,6 +140,11 @@ struct Envelope {
     offset: u64,
     ts: u64,
     node: String,
+    /// The posting node's run (random per process start): post ids restart
+    /// at 1 in every run, so `(node, run, pid)` names a post, not
+    /// `(node, pid)`. Absent from envelopes of older versions.
+    #[serde(default)]
+    run: String,
     pid: u64,
     #[serde(with = "serde_bytes")]
     p: Vec<u8>,
@@ -161,7 +179,17 @@ enum Control {
 pub struct Ordered {
     pub event: Event,
     pub node: String,
+    pub run: String,
     pub pid: u64,
+}
+
+/// What ordering a post did.
+pub enum Published {
+    /// Ordered now: the event.
+    New(Box<Event>),
+    /// A post with the same idempotency key was ordered before, at this
+    /// offset: nothing new was ordered.
+    Known(u64),
 }
 
 struct Peer {
@@ -172,6 +200,8 @@ struct Peer {
 pub struct BusConfig {
     pub url: String,
     pub node: String,
+    /// How long Redis remembers a post's idempotency key.
+    pub idempotency_window: Duration,
     pub advertise: String,
     pub stream_max: usize,
     pub heartbeat: Duration,
@@ -181,6 +211,9 @@ pub struct BusConfig {
 
 pub struct RedisBus {
     config: BusConfig,
+    /// This process's run: random, so acks never match a post of an
+    /// earlier run of the same node id (see `Envelope::run`).
+    run: String,
     client: redis::Client,
     conn: ConnectionManager,
     publish: redis::Script,
@@ -193,8 +226,11 @@ pub struct RedisBus {
     peers: DashMap<String, Peer>,
     /// Presence changes go out through one task, in the order they happened
     /// (one spawned task each could publish a leave before its join).
-    presence_tx: tokio::sync::mpsc::UnboundedSender<Control>,
-    presence_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Control>>>,
+    presence_tx: tokio::sync::mpsc::Sender<Control>,
+    presence_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Control>>>,
+    /// Presence changes dropped because the queue was full (Redis slow or
+    /// away); the next snapshot repairs what they would have said.
+    presence_dropped: std::sync::atomic::AtomicU64,
 }
 
 /// `preau:{class}/kind/name:SUFFIX`.
@@ -214,10 +250,12 @@ impl RedisBus {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
-        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(PRESENCE_QUEUE);
         Ok(Arc::new(RedisBus {
+            run: crate::store::new_epoch(),
             presence_tx,
             presence_rx: Mutex::new(Some(presence_rx)),
+            presence_dropped: std::sync::atomic::AtomicU64::new(0),
             config,
             client,
             conn,
@@ -235,8 +273,21 @@ impl RedisBus {
         &self.config.node
     }
 
+    /// Whether an ordered event was posted by this very process (so its
+    /// post id is one of ours).
+    pub fn is_mine(&self, ordered: &Ordered) -> bool {
+        ordered.node == self.config.node && ordered.run == self.run
+    }
+
     /// Orders a post. Returns the ordered event; the caller stores it and
-    /// acks (the same event also arrives on the channel: it is deduplicated).
+    /// acks (the same event also arrives on the channel: it is
+    /// deduplicated). With an idempotency key (`user`, `key`) already used
+    /// in the room within `idempotency_window`, nothing is ordered and the
+    /// first post's offset is returned.
+    ///
+    /// An error does not always mean nothing was ordered: a reply that
+    /// timed out may come from a script Redis ran. Hence the key.
+    #[allow(clippy::too_many_arguments)]
     pub async fn publish(
         &self,
         room: &RoomName,
@@ -245,17 +296,22 @@ impl RedisBus {
         from: &UserInfo,
         body: Body,
         pid: u64,
-    ) -> Result<Event, BusError> {
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<Published, BusError> {
         self.check_ready()?;
         let draft = rmp_serde::to_vec_named(&Draft {
             from: from.clone(),
             body,
         })?;
         let mut conn = self.conn.clone();
-        let reply: Result<Vec<u8>, redis::RedisError> = self
-            .publish
+        let mut invocation = self.publish.prepare_invoke();
+        invocation
             .key(key(room.as_str(), "m"))
-            .key(key(room.as_str(), "s"))
+            .key(key(room.as_str(), "s"));
+        if let Some((user, post_key)) = idempotency {
+            invocation.key(idempotency_key(room.as_str(), user, post_key));
+        }
+        invocation
             .arg(room.as_str())
             .arg(draft)
             .arg(&self.config.node)
@@ -264,10 +320,34 @@ impl RedisBus {
             .arg(epoch)
             .arg(head)
             .arg(EVENTS_CHANNEL)
-            .invoke_async(&mut conn)
-            .await;
+            .arg(&self.run)
+            .arg(self.config.idempotency_window.as_secs().max(1));
+        let reply: Result<Vec<u8>, redis::RedisError> = invocation.invoke_async(&mut conn).await;
         let bytes = reply.map_err(classify)?;
-        Ok(decode_envelope(&bytes)?.event)
+        if let Some(known) = bytes.strip_prefix(b"PREAU_KNOWN:") {
+            let offset = std::str::from_utf8(known)
+                .ok()
+                .and_then(|o| o.parse().ok())
+                .ok_or_else(|| BusError::Decode("bad idempotency record".to_owned()))?;
+            return Ok(Published::Known(offset));
+        }
+        Ok(Published::New(Box::new(decode_envelope(&bytes)?.event)))
+    }
+
+    /// The offset of the post `user` ordered in `room` with idempotency
+    /// key `key` within the window, if any.
+    pub async fn known_post(
+        &self,
+        room: &str,
+        user: &str,
+        post_key: &str,
+    ) -> Result<Option<u64>, BusError> {
+        let mut conn = self.conn.clone();
+        let offset: Option<u64> = redis::cmd("GET")
+            .arg(idempotency_key(room, user, post_key))
+            .query_async(&mut conn)
+            .await?;
+        Ok(offset)
     }
 
     /// The room's epoch and offset in Redis, creating the room with
@@ -371,7 +451,18 @@ impl RedisBus {
             user: user.clone(),
             present,
         };
-        let _ = self.presence_tx.send(message);
+        if self.presence_tx.try_send(message).is_err() {
+            // Bounded: a Redis that stalls must not grow this node's memory
+            // with every join and leave. Peers ask for snapshots when they
+            // reconnect, and every node's snapshot answers them.
+            let dropped = self.presence_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    "presence queue full; changes dropped until redis keeps up"
+                );
+            }
+        }
     }
 
     /// Live peers (heard from within `node_timeout`), with their URLs.
@@ -427,9 +518,18 @@ impl RedisBus {
         let heartbeat = tokio::spawn(self.clone().heartbeat(hub.clone(), shutdown.clone()));
         let presence = self.presence_rx.lock().take().map(|mut rx| {
             let bus = self.clone();
+            let hub = hub.clone();
             tokio::spawn(async move {
+                let mut repaired = 0;
                 while let Some(message) = rx.recv().await {
                     bus.send_control(&message).await;
+                    // Changes were dropped while the queue was full: once
+                    // it drained, a snapshot says what they would have.
+                    let dropped = bus.presence_dropped.load(Ordering::Relaxed);
+                    if dropped != repaired && rx.is_empty() {
+                        bus.send_control(&bus.snapshot(&hub)).await;
+                        repaired = dropped;
+                    }
                 }
             })
         });
@@ -689,6 +789,12 @@ fn classify(err: redis::RedisError) -> BusError {
     }
 }
 
+/// `preau:{C}/kind/name:k:LEN:USERKEY`: the user's length first, so no
+/// two (user, key) pairs share a name.
+fn idempotency_key(room: &str, user: &str, post_key: &str) -> String {
+    key(room, &format!("k:{}:{user}{post_key}", user.len()))
+}
+
 fn room_of_key(key: &str) -> Option<String> {
     let inner = key.strip_prefix("preau:{")?.strip_suffix(":m")?;
     let (class, rest) = inner.split_once('}')?;
@@ -715,6 +821,7 @@ fn decode_envelope(bytes: &[u8]) -> Result<Ordered, BusError> {
             body: draft.body,
         },
         node: envelope.node,
+        run: envelope.run,
         pid: envelope.pid,
     })
 }

@@ -34,6 +34,27 @@ pub enum ClientError {
     Encode(#[from] rmp_serde::encode::Error),
 }
 
+impl ClientError {
+    /// Whether sending the same request again may succeed: the connection
+    /// failed, or the server said "later" (`unavailable`, `overloaded`,
+    /// `storage_error`, `rate_limited`). A post retried so must carry an
+    /// idempotency key: the first may have been stored.
+    pub fn is_retryable(&self) -> bool {
+        use crate::protocol::ErrorCode;
+        match self {
+            ClientError::WebSocket(_) | ClientError::Closed(_) => true,
+            ClientError::Refused(reply) => matches!(
+                reply.code,
+                ErrorCode::Unavailable
+                    | ErrorCode::Overloaded
+                    | ErrorCode::StorageError
+                    | ErrorCode::RateLimited
+            ),
+            ClientError::Decode(_) | ClientError::Encode(_) => false,
+        }
+    }
+}
+
 fn close_text(close: &Option<(u16, String)>) -> String {
     match close {
         Some((code, reason)) => format!(" with {code} ({reason})"),
@@ -182,6 +203,18 @@ impl Client {
 
     /// Posts and waits for the durable ack.
     pub async fn post(&mut self, room: &str, text: &str) -> Result<PostOk, ClientError> {
+        self.post_keyed(room, text, None).await
+    }
+
+    /// Posts with an idempotency key: sent again with the same key (after
+    /// an error or a lost connection), the post is stored once and the
+    /// retry gets the first post's ack.
+    pub async fn post_keyed(
+        &mut self,
+        room: &str,
+        text: &str,
+        key: Option<&str>,
+    ) -> Result<PostOk, ClientError> {
         self.request(Request::Post {
             id: None,
             room: room.to_owned(),
@@ -190,6 +223,7 @@ impl Client {
             thread: None,
             reply_to: None,
             quote: None,
+            key: key.map(str::to_owned),
         })
         .await
     }

@@ -164,6 +164,10 @@ fn unavailable(message: &'static str) -> Response {
 async fn healthz(State(gateway): State<Gateway>) -> Response {
     if gateway.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if !gateway.hub.store.healthy() {
+        // Posts get `storage_error` until a write succeeds again (the store
+        // reopens itself): a load balancer should send users elsewhere.
+        (StatusCode::SERVICE_UNAVAILABLE, "storage failing\n").into_response()
     } else {
         "ok\n".into_response()
     }

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::auth::{Claims, Keyring};
-use crate::bus::{BusError, Ordered, RedisBus};
+use crate::bus::{BusError, Ordered, Published, RedisBus};
 use crate::config::Config;
 use crate::forum::Forum;
 use crate::metrics::Metrics;
@@ -21,7 +21,7 @@ use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::protocol::{ModAction, NoteVersionInfo};
 use crate::ratelimit::TokenBucket;
 use crate::room::{edit_tombstone, Effect, Kind, NewVersion, NoteState};
-use crate::room::{Accepted, Queued, Room, RoomName};
+use crate::room::{Accepted, Keyed, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
 use crate::store::{NoteSnapshot, StoredVersion};
 
@@ -72,6 +72,23 @@ struct UserEntry {
 struct Waiter {
     out: Outbound,
     id: Option<u32>,
+    /// When the post was sent (stale waiters are answered by the sweep).
+    since: Instant,
+}
+
+impl Waiter {
+    /// The post's ack, for an event already stored.
+    fn ack(&self, room: &Room, offset: u64, ts: u64) {
+        self.out.send(protocol::ok(
+            self.id,
+            &PostOk {
+                room: room.name().to_string(),
+                epoch: room.epoch().to_owned(),
+                offset,
+                ts,
+            },
+        ));
+    }
 }
 
 type Waiters = Arc<DashMap<u64, Waiter>>;
@@ -142,13 +159,22 @@ impl Hub {
             .value()
             .clone();
         let mut fresh = false;
-        let room = cell
+        let loaded = cell
             .get_or_try_init(|| async {
                 fresh = true;
                 self.load_room(name).await
             })
-            .await?
-            .clone();
+            .await;
+        let room = match loaded {
+            Ok(room) => room.clone(),
+            Err(err) => {
+                // No empty cell is left behind: the next caller tries again.
+                self.rooms.remove_if(name.as_str(), |_, c| {
+                    Arc::ptr_eq(c, &cell) && c.get().is_none()
+                });
+                return Err(err);
+            }
+        };
         if fresh && self.bus().is_some() {
             let hub = self.clone();
             let room = room.clone();
@@ -310,6 +336,17 @@ impl Hub {
     /// written, so `release` could not unload it then).
     pub fn sweep(self: &Arc<Self>) {
         let now = Instant::now();
+        self.waiters.retain(|_, waiter| {
+            if now.duration_since(waiter.since) < WAITER_TIMEOUT {
+                return true;
+            }
+            waiter.out.send(protocol::error(
+                waiter.id,
+                ErrorCode::Unavailable,
+                "not stored on this node in time: check the room's history before posting again (or retry with the same key)",
+            ));
+            false
+        });
         self.users.retain(|_, entry| {
             entry.connections > 0 || !entry.bucket.is_full(now) || !entry.requests.is_full(now)
         });
@@ -339,8 +376,9 @@ impl Hub {
 
     /// Orders a message (here, or through the bus in cluster mode), stores
     /// it and, once durable, acks it to `out` (request `id`) and fans it out.
-    /// An error means nothing was ordered; storage errors after ordering
-    /// reach `out` as an error reply.
+    /// An error means nothing was ordered, except `Bus` errors, which may
+    /// come after Redis ordered it (a reply that timed out); storage errors
+    /// after ordering reach `out` as an error reply.
     pub async fn post(
         self: &Arc<Self>,
         room: &Arc<Room>,
@@ -348,15 +386,50 @@ impl Hub {
         ack_to: Option<(&Outbound, Option<u32>)>,
         body: Body,
     ) -> Result<(), HubError> {
+        self.post_keyed(room, from, ack_to, body, None).await
+    }
+
+    /// [`Hub::post`] with the client's idempotency key: a post already
+    /// ordered with the same key by the same user in the room within
+    /// `idempotency_window` is not ordered again; `out` gets its ack
+    /// (once it is durable here).
+    pub async fn post_keyed(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        from: &UserInfo,
+        ack_to: Option<(&Outbound, Option<u32>)>,
+        body: Body,
+        key: Option<&str>,
+    ) -> Result<(), HubError> {
         let waiter = ack_to.map(|(out, id)| Waiter {
             out: out.clone(),
             id,
+            since: Instant::now(),
         });
+        let window_ms =
+            u64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(u64::MAX);
         let Some(bus) = self.bus().cloned() else {
+            if let Some(key) = key {
+                // Stored before this room was loaded (or before a restart).
+                let store = self.store.clone();
+                let (name, user, post_key) =
+                    (room.name().to_string(), from.id.clone(), key.to_owned());
+                let since = (self.clock)().saturating_sub(window_ms);
+                let known = tokio::task::spawn_blocking(move || {
+                    store.find_post(&name, &user, &post_key, since)
+                })
+                .await??;
+                if let Some(known) = known {
+                    if let Some(waiter) = waiter {
+                        waiter.ack(room, known.offset, known.ts);
+                    }
+                    return Ok(());
+                }
+            }
             // A room unloaded between our lookup and now is loaded again.
             let mut room = room.clone();
             loop {
-                let sequenced = room.sequence((self.clock)(), |offset, ts| {
+                let queue = |offset, ts| {
                     let event = Event {
                         room: room.name().to_string(),
                         epoch: room.epoch().to_owned(),
@@ -370,16 +443,30 @@ impl Hub {
                         pid: None,
                         effect: Effect::of(&event),
                     };
-                    self.submit(&room, offset, queued, waiter.clone())
-                })?;
-                if sequenced.is_some() {
-                    return Ok(());
+                    let idempotency = key.map(|k| (from.id.clone(), k.to_owned()));
+                    self.submit(&room, offset, queued, waiter.clone(), idempotency)
+                };
+                let now = (self.clock)();
+                let sequenced = match key {
+                    None => room.sequence(now, queue)?.map(Keyed::New),
+                    Some(key) => room.sequence_keyed(now, window_ms, (&from.id, key), queue)?,
+                };
+                match sequenced {
+                    Some(Keyed::New(_)) => return Ok(()),
+                    Some(Keyed::Known { offset, ts }) => {
+                        if let Some(waiter) = waiter {
+                            if !room.wait_ack(offset, &waiter.out, waiter.id) {
+                                waiter.ack(&room, offset, ts);
+                            }
+                        }
+                        return Ok(());
+                    }
+                    None => room = self.room(room.name()).await?,
                 }
-                room = self.room(room.name()).await?;
             }
         };
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
-        if let Some(waiter) = waiter {
+        if let Some(waiter) = waiter.clone() {
             self.waiters.insert(pid, waiter);
         }
         let head = room.next_offset().saturating_sub(1);
@@ -390,12 +477,21 @@ impl Hub {
             } => Some(*offset),
             _ => None,
         };
+        let idempotency = key.map(|k| (from.id.as_str(), k));
         match bus
-            .publish(room.name(), room.epoch(), head, from, body, pid)
+            .publish(
+                room.name(),
+                room.epoch(),
+                head,
+                from,
+                body,
+                pid,
+                idempotency,
+            )
             .await
         {
-            Ok(event) => {
-                self.accept_reloading(room, event, Some(pid)).await;
+            Ok(Published::New(event)) => {
+                self.accept_reloading(room, *event, Some(pid)).await;
                 if let Some(target) = redacted {
                     // The stream still holds the message as posted.
                     let mut offsets = vec![target];
@@ -409,9 +505,83 @@ impl Hub {
                 }
                 Ok(())
             }
+            Ok(Published::Known(offset)) => {
+                self.waiters.remove(&pid);
+                if let Some(waiter) = waiter {
+                    self.ack_when_stored(room, offset, waiter).await;
+                }
+                // It may not have reached this node yet.
+                self.catch_up_room(room.clone()).await;
+                Ok(())
+            }
             Err(err) => {
                 self.waiters.remove(&pid);
                 Err(err.into())
+            }
+        }
+    }
+
+    /// If `from` already posted to `room` with idempotency key `key` (within
+    /// the window), has `out` get that post's ack (request `id`) and
+    /// returns true.
+    pub async fn ack_known(
+        &self,
+        room: &Arc<Room>,
+        from: &UserInfo,
+        key: &str,
+        out: &Outbound,
+        id: Option<u32>,
+    ) -> Result<bool, HubError> {
+        let waiter = Waiter {
+            out: out.clone(),
+            id,
+            since: Instant::now(),
+        };
+        let offset = match self.bus() {
+            Some(bus) => bus.known_post(room.name().as_str(), &from.id, key).await?,
+            None => match room.known_key(&from.id, key) {
+                Some((offset, _)) => Some(offset),
+                None => {
+                    let store = self.store.clone();
+                    let (name, user, post_key) =
+                        (room.name().to_string(), from.id.clone(), key.to_owned());
+                    let window = u64::try_from(self.config.idempotency_window.as_millis())
+                        .unwrap_or(u64::MAX);
+                    let since = (self.clock)().saturating_sub(window);
+                    tokio::task::spawn_blocking(move || {
+                        store.find_post(&name, &user, &post_key, since)
+                    })
+                    .await??
+                    .map(|known| known.offset)
+                }
+            },
+        };
+        let Some(offset) = offset else {
+            return Ok(false);
+        };
+        self.ack_when_stored(room, offset, waiter).await;
+        Ok(true)
+    }
+
+    /// Acks `offset` of `room` to `waiter` once stored here (now, if it
+    /// already is).
+    async fn ack_when_stored(&self, room: &Arc<Room>, offset: u64, waiter: Waiter) {
+        if room.wait_ack(offset, &waiter.out, waiter.id) {
+            return;
+        }
+        let store = self.store.clone();
+        let name = room.name().to_string();
+        let stored = tokio::task::spawn_blocking(move || store.raw_event(&name, offset)).await;
+        match stored {
+            Ok(Ok(Some(frame))) => {
+                waiter.ack(room, offset, protocol::event_ts(&frame).unwrap_or(0));
+            }
+            _ => {
+                waiter.out.send(protocol::error(
+                    waiter.id,
+                    ErrorCode::StorageError,
+                    format!("offset {offset} is not stored on this node"),
+                ));
             }
         }
     }
@@ -423,6 +593,7 @@ impl Hub {
         offset: u64,
         queued: Queued,
         waiter: Option<Waiter>,
+        idempotency: Option<(String, String)>,
     ) -> Result<(), StoreError> {
         let done_room = room.clone();
         let metrics = self.metrics.clone();
@@ -434,7 +605,7 @@ impl Hub {
             room: room.name().to_string(),
             offset,
             frame,
-            idempotency: None,
+            idempotency,
             done: Box::new(move |result| {
                 let done = Done {
                     room: &done_room,
@@ -459,7 +630,7 @@ impl Hub {
         let accepted = room.accept(event.offset, queued, |offset, queued| {
             let pid = queued.pid;
             let waiter = pid.and_then(|pid| waiters.remove(&pid)).map(|(_, w)| w);
-            self.submit(room, offset, queued, waiter.clone())
+            self.submit(room, offset, queued, waiter.clone(), None)
                 .inspect_err(|_| {
                     // Not queued: put the waiter back for the retry.
                     if let (Some(pid), Some(waiter)) = (pid, waiter) {
@@ -495,7 +666,7 @@ impl Hub {
             tracing::error!(room = %name, ours = room.epoch(), theirs = %ordered.event.epoch, "epoch mismatch; event ignored");
             return;
         }
-        let mine = self.bus().is_some_and(|bus| bus.node() == ordered.node);
+        let mine = self.bus().is_some_and(|bus| bus.is_mine(&ordered));
         let pid = mine.then_some(ordered.pid);
         self.accept_reloading(&room, ordered.event, pid).await;
     }
@@ -514,7 +685,16 @@ impl Hub {
                     }
                 },
                 Accepted::Gap { from, to } => return self.spawn_repair(room, from, to),
-                Accepted::Queued | Accepted::Duplicate => return,
+                Accepted::Duplicate => {
+                    // Stored through another path first (a peer's history
+                    // carries no post id): the poster still gets its ack.
+                    let waiter = pid.and_then(|pid| self.waiters.remove(&pid));
+                    if let Some((_, waiter)) = waiter {
+                        self.ack_when_stored(&room, event.offset, waiter).await;
+                    }
+                    return;
+                }
+                Accepted::Queued => return,
             }
         }
     }
@@ -541,6 +721,15 @@ impl Hub {
             room.end_repair();
             if room.next_offset() <= to {
                 tracing::error!(room = %room.name(), missing_from = room.next_offset(), to, "gap not repaired; the next event or reconnect retries");
+                // Posters waiting for those offsets are told rather than
+                // kept waiting: their posts were ordered by the cluster.
+                room.drop_waiters_through(to, |id| {
+                    protocol::error(
+                        id,
+                        ErrorCode::Unavailable,
+                        "ordered by the cluster but not stored on this node yet: it will appear in the room's history",
+                    )
+                });
             }
         });
     }
@@ -557,7 +746,7 @@ impl Hub {
                 for ordered in events {
                     if ordered.event.epoch == room.epoch() {
                         // The stream copy acks this node's own posts too.
-                        let pid = (ordered.node == bus.node()).then_some(ordered.pid);
+                        let pid = bus.is_mine(&ordered).then_some(ordered.pid);
                         self.accept(room, ordered.event, pid);
                     }
                 }
@@ -602,13 +791,22 @@ impl Hub {
                 iat: now,
             })
             .map_err(|e| crate::client::ClientError::Decode(e.to_string()))?;
-        let (mut client, _) = crate::client::Client::connect(url, &token).await?;
+        let timed_out = || crate::client::ClientError::Decode("peer timed out".to_owned());
+        let (mut client, _) =
+            tokio::time::timeout(PEER_TIMEOUT, crate::client::Client::connect(url, &token))
+                .await
+                .map_err(|_| timed_out())??;
         let limit = u32::try_from(self.config.history_page_max).unwrap_or(200);
         while room.next_offset() <= to {
             let after = room.next_offset() - 1;
-            let page = client
-                .history(room.name().as_str(), None, Some(after), Some(limit))
-                .await?;
+            // A half-open peer would otherwise hold the repair (and the
+            // room, which cannot unload while repairing) forever.
+            let page = tokio::time::timeout(
+                PEER_TIMEOUT,
+                client.history(room.name().as_str(), None, Some(after), Some(limit)),
+            )
+            .await
+            .map_err(|_| timed_out())??;
             if page.epoch != room.epoch() || page.events.is_empty() {
                 break;
             }
@@ -746,6 +944,12 @@ const REPAIR_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis
 const REPAIR_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 const REPAIR_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a peer may take to connect or answer one history page.
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A post waiting for its ack longer than this (in cluster mode: ordered,
+/// but not stored here) is answered `unavailable` by the sweep.
+const WAITER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// How often [`Hub::sweep`] runs.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -782,16 +986,10 @@ impl Done<'_> {
         let room = self.room;
         if let Err(err) = result {
             self.metrics.error(ErrorCode::StorageError);
-            let error = waiter.map(|w| {
-                (
-                    w.out,
-                    protocol::error(w.id, ErrorCode::StorageError, format!("not stored: {err}")),
-                )
+            let message = format!("not stored: {err}");
+            room.skip(offset, waiter.as_ref().map(|w| (&w.out, w.id)), |id| {
+                protocol::error(id, ErrorCode::StorageError, message.clone())
             });
-            match error {
-                Some((out, reply)) => room.skip(Some(&out), reply),
-                None => room.skip(None, Bytes::new()),
-            }
             return;
         }
         let ack = waiter.map(|w| {

@@ -151,6 +151,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
             let bus = bus::RedisBus::new(bus::BusConfig {
                 url: url.clone(),
                 node: config.node_id.clone(),
+                idempotency_window: config.idempotency_window,
                 advertise: config
                     .advertise
                     .clone()

@@ -70,6 +70,11 @@ struct SendArgs {
     room: String,
     #[arg(long)]
     text: String,
+    /// Retries after a lost connection or a "later" error (`unavailable`,
+    /// `overloaded`, `storage_error`, `rate_limited`), with the same
+    /// idempotency key: the message is stored once.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
 }
 
 #[derive(clap::Args)]
@@ -172,12 +177,32 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 }
 
 async fn send(args: SendArgs) -> anyhow::Result<()> {
-    let (mut client, _) = Client::connect(&args.url, &args.token).await?;
-    client.join(&args.room, None).await?;
-    let ack = client.post(&args.room, &args.text).await?;
-    println!("{}", serde_json::to_string(&ack)?);
-    client.close();
-    Ok(())
+    // One key for every attempt: a retry after an outcome the server could
+    // not know (a Redis reply that timed out) is not stored twice.
+    let key = preau::store::new_epoch();
+    let mut attempt = 0;
+    loop {
+        let sent = async {
+            let (mut client, _) = Client::connect(&args.url, &args.token).await?;
+            client.join(&args.room, None).await?;
+            let ack = client.post_keyed(&args.room, &args.text, Some(&key)).await;
+            client.close();
+            ack
+        }
+        .await;
+        match sent {
+            Ok(ack) => {
+                println!("{}", serde_json::to_string(&ack)?);
+                return Ok(());
+            }
+            Err(err) if attempt < args.retries && err.is_retryable() => {
+                attempt += 1;
+                eprintln!("{err}; retry {attempt} of {}", args.retries);
+                tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 async fn listen(args: ListenArgs) -> anyhow::Result<()> {

@@ -117,6 +117,7 @@ async fn post_pipelined(
                 thread: None,
                 reply_to: None,
                 quote: None,
+                key: None,
             })
             .expect("encode post");
             client.send_raw(frame).expect("poster connection open");

@@ -50,6 +50,7 @@ async fn post_pipelined(
                 thread: None,
                 reply_to: None,
                 quote: None,
+                key: None,
             })
             .expect("encode post");
             client.send_raw(frame).map_err(|e| e.to_string())?;

@@ -70,6 +70,7 @@ fn forum_post(text: &str, title: Option<&str>, thread: Option<u64>) -> Request {
         thread,
         reply_to: None,
         quote: None,
+        key: None,
     }
 }
 
@@ -135,6 +136,7 @@ async fn classroom(url: &str) -> (Vec<&'static str>, Vec<&'static str>) {
             thread: Some(thread.offset),
             reply_to: Some(thread.offset),
             quote: Some("ANA-THREAD-3333".to_owned()),
+            key: None,
         },
     )
     .await;

@@ -91,6 +91,7 @@ fn post_req(room: &str, text: &str, title: Option<&str>, thread: Option<u64>) ->
         thread,
         reply_to: None,
         quote: None,
+        key: None,
     }
 }
 
@@ -554,6 +555,7 @@ async fn threads_and_replies_arrive_live_and_bump_the_list() {
                 thread: Some(first.offset),
                 reply_to: Some(r2.offset),
                 quote: Some("continuité".into()),
+                key: None,
             },
         )
         .await,
@@ -822,6 +824,7 @@ async fn edits_keep_their_history_within_the_window_and_stop_after_a_reply() {
                 thread: Some(thread),
                 reply_to: Some(bob2),
                 quote: None,
+                key: None,
             },
         )
         .await,
@@ -1151,6 +1154,7 @@ async fn bad_forum_requests_get_documented_errors() {
                 thread: Some(thread),
                 reply_to: Some(other),
                 quote: None,
+                key: None,
             },
             ErrorCode::UnknownTarget,
         ),
@@ -1164,6 +1168,7 @@ async fn bad_forum_requests_get_documented_errors() {
                 thread: Some(thread),
                 reply_to: None,
                 quote: Some("q".into()),
+                key: None,
             },
             ErrorCode::InvalidField,
         ),
@@ -1177,6 +1182,7 @@ async fn bad_forum_requests_get_documented_errors() {
                 thread: Some(thread),
                 reply_to: Some(thread),
                 quote: Some("q".repeat(501)),
+                key: None,
             },
             ErrorCode::InvalidField,
         ),

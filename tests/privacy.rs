@@ -251,6 +251,7 @@ async fn erasing_a_forum_author_deletes_their_thread_edits_and_read_marks() {
         thread,
         reply_to: None,
         quote: None,
+        key: None,
     };
     let thread = ana
         .request::<PostOk>(post(

@@ -606,6 +606,7 @@ async fn recovering_join_reply_precedes_presence_on_the_wire() {
             thread: None,
             reply_to: None,
             quote: None,
+            key: None,
         })
         .unwrap();
         bob.send_raw(frame).unwrap();

@@ -704,6 +704,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 thread: None,
                 reply_to: None,
                 quote: None,
+                key: None,
             },
         ),
         (
@@ -716,6 +717,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 thread: None,
                 reply_to: None,
                 quote: None,
+                key: None,
             },
         ),
         (
@@ -913,6 +915,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 thread: None,
                 reply_to: None,
                 quote: None,
+                key: None,
             },
         ),
         (
@@ -925,6 +928,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 thread: Some(3),
                 reply_to: Some(5),
                 quote: Some("tout change".into()),
+                key: None,
             },
         ),
         (
@@ -2393,6 +2397,7 @@ async fn live_frames_have_the_shape_of_the_vectors() {
         thread: None,
         reply_to: None,
         quote: None,
+        key: None,
     };
     let (_, ack) = exchange(&mut ana, request_bytes(&post(5, "un"))).await;
     assert_eq!(ack.shape(), shape_of("ok.post"), "{ack:?}");
@@ -2475,6 +2480,7 @@ async fn live_frames_have_the_shape_of_the_vectors() {
             thread: None,
             reply_to: None,
             quote: None,
+            key: None,
         }),
     )
     .await;
@@ -2627,6 +2633,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
         thread: None,
         reply_to: None,
         quote: None,
+        key: None,
     };
     let typing = Request::Typing {
         id: Some(6),
@@ -2656,6 +2663,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
             thread: None,
             reply_to: None,
             quote: None,
+            key: None,
         },
     )
     .await;
@@ -3180,6 +3188,7 @@ async fn history_after_a_redaction_event_has_the_tombstone() {
             thread: None,
             reply_to: None,
             quote: None,
+            key: None,
         };
         let ack = ask(&mut ana, &post).await;
         let Some(J::Uint(offset)) = ack.get("data").and_then(|d| d.get("offset")).cloned() else {

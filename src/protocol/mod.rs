@@ -136,6 +136,11 @@ pub enum Request {
         /// Forums: the excerpt of `reply_to` it quotes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quote: Option<String>,
+        /// Idempotency key chosen by the client: a retry with the same key
+        /// (same user and room, within `idempotency_window`) gets the first
+        /// post's ack instead of a second post.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     Typing {
         #[serde(default, skip_serializing_if = "Option::is_none")]

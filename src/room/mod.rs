@@ -99,6 +99,15 @@ struct State {
     presence_limit: usize,
     /// Set when the hub unloads the room; a closed room takes no one.
     closed: bool,
+    /// Posts sent with an idempotency key since the room loaded (single
+    /// node; the store answers for earlier ones): (user, key) → offset
+    /// and ts, oldest first in `keys_order` for expiry.
+    keys: HashMap<(String, String), (u64, u64)>,
+    keys_order: std::collections::VecDeque<(u64, (String, String))>,
+    /// Connections waiting for the ack of an offset besides its poster's
+    /// (a retry of an in-flight keyed post; in cluster mode, a post stored
+    /// here through another path than the one that carried its waiter).
+    ack_waiting: HashMap<u64, Vec<(Outbound, Option<u32>)>>,
 }
 
 impl State {
@@ -137,6 +146,15 @@ pub struct Queued {
     pub frame: Bytes,
     pub pid: Option<u64>,
     pub effect: Option<Effect>,
+}
+
+/// What [`Room::sequence_keyed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyed {
+    /// Sequenced at this offset.
+    New(u64),
+    /// Already sequenced (stored, or still being written).
+    Known { offset: u64, ts: u64 },
 }
 
 /// What [`Room::accept`] did with an event.
@@ -237,6 +255,9 @@ impl Room {
                 remote: HashMap::new(),
                 presence_limit: usize::MAX,
                 closed: false,
+                keys: HashMap::new(),
+                keys_order: std::collections::VecDeque::new(),
+                ack_waiting: HashMap::new(),
             }),
         }
     }
@@ -501,6 +522,89 @@ impl Room {
         Ok(Some(offset))
     }
 
+    /// [`Room::sequence`] for a post with an idempotency key (`user`,
+    /// `key`): if the room already sequenced that post within `window_ms`,
+    /// nothing is queued and its `(offset, ts)` is returned as
+    /// `Keyed::Known`. Entries older than the window are forgotten.
+    pub fn sequence_keyed<E>(
+        &self,
+        now_ms: u64,
+        window_ms: u64,
+        idempotency: (&str, &str),
+        queue: impl FnOnce(u64, u64) -> Result<(), E>,
+    ) -> Result<Option<Keyed>, E> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Ok(None);
+        }
+        let cutoff = now_ms.saturating_sub(window_ms);
+        while let Some((ts, _)) = state.keys_order.front() {
+            if *ts >= cutoff {
+                break;
+            }
+            if let Some((_, id)) = state.keys_order.pop_front() {
+                state.keys.remove(&id);
+            }
+        }
+        let id = (idempotency.0.to_owned(), idempotency.1.to_owned());
+        if let Some(&(offset, ts)) = state.keys.get(&id) {
+            return Ok(Some(Keyed::Known { offset, ts }));
+        }
+        let offset = state.next_offset;
+        let ts = now_ms.max(state.last_ts);
+        queue(offset, ts)?;
+        state.next_offset = offset + 1;
+        state.last_ts = ts;
+        state.in_flight += 1;
+        state.keys.insert(id.clone(), (offset, ts));
+        state.keys_order.push_back((ts, id));
+        Ok(Some(Keyed::New(offset)))
+    }
+
+    /// The `(offset, ts)` of the post `user` sequenced here with
+    /// idempotency key `key` since the room loaded, if any.
+    pub fn known_key(&self, user: &str, key: &str) -> Option<(u64, u64)> {
+        self.state
+            .lock()
+            .keys
+            .get(&(user.to_owned(), key.to_owned()))
+            .copied()
+    }
+
+    /// Has `out` acked (request `id`) when `offset` is delivered here, as
+    /// well as its poster. False if it already was (or is given up): the
+    /// caller acks from storage.
+    pub fn wait_ack(&self, offset: u64, out: &Outbound, id: Option<u32>) -> bool {
+        let mut state = self.state.lock();
+        if offset <= state.head {
+            return false;
+        }
+        state
+            .ack_waiting
+            .entry(offset)
+            .or_default()
+            .push((out.clone(), id));
+        true
+    }
+
+    /// Answers `reply(id)` to the waiters of offsets at or below `offset`
+    /// (a gap the repair gave up on: the events may come later, but their
+    /// waiters are not kept waiting).
+    pub fn drop_waiters_through(&self, offset: u64, reply: impl Fn(Option<u32>) -> Bytes) {
+        let mut state = self.state.lock();
+        let gone: Vec<u64> = state
+            .ack_waiting
+            .keys()
+            .copied()
+            .filter(|o| *o <= offset)
+            .collect();
+        for o in gone {
+            for (out, id) in state.ack_waiting.remove(&o).unwrap_or_default() {
+                out.send(reply(id));
+            }
+        }
+    }
+
     /// Takes an event ordered elsewhere (the cluster bus). The next
     /// expected offset is queued with `queue` at once, then any buffered
     /// successors; a later one is buffered and the gap reported; an earlier
@@ -592,6 +696,20 @@ impl Room {
         state.in_flight = state.in_flight.saturating_sub(1);
         if let Some((out, reply)) = ack {
             out.send(reply);
+        }
+        if let Some(waiting) = state.ack_waiting.remove(&offset) {
+            let ts = protocol::event_ts(frame).unwrap_or(0);
+            for (out, id) in waiting {
+                out.send(protocol::ok(
+                    id,
+                    &protocol::PostOk {
+                        room: self.name.to_string(),
+                        epoch: self.epoch.clone(),
+                        offset,
+                        ts,
+                    },
+                ));
+            }
         }
         let mut delivery = Delivery::default();
         for member in state.members.values_mut() {
@@ -764,12 +882,23 @@ impl Room {
     /// poster gets `error`. `head` stays where it is, so no client ever
     /// holds this offset as a position; if it was the last one before a
     /// restart, it is handed out again then, which is safe for that reason.
-    pub fn skip(&self, poster: Option<&Outbound>, error: Bytes) {
+    pub fn skip(
+        &self,
+        offset: u64,
+        poster: Option<(&Outbound, Option<u32>)>,
+        error: impl Fn(Option<u32>) -> Bytes,
+    ) {
         let mut state = self.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
-        if let Some(poster) = poster {
-            poster.send(error);
+        if let Some((poster, id)) = poster {
+            poster.send(error(id));
         }
+        // A retry of this post waited for it: it gets the same error, and
+        // the key is free for the next retry.
+        for (out, id) in state.ack_waiting.remove(&offset).unwrap_or_default() {
+            out.send(error(id));
+        }
+        state.keys.retain(|_, (o, _)| *o != offset);
     }
 
     /// Sends an ephemeral frame (typing) to every member but `except`.

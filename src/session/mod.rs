@@ -27,6 +27,8 @@ mod notes;
 /// this often; the rest are coalesced (clients expire them after 5 s).
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HISTORY_PAGE: usize = 50;
+/// Longest idempotency key of a `post`, in bytes.
+const MAX_KEY_LEN: usize = 64;
 /// User ids of the tokens nodes mint for catching up from each other.
 pub const NODE_USER_PREFIX: &str = "node:";
 /// How many recent messages `known_user` looks through for an author.
@@ -193,6 +195,7 @@ impl Session {
                 thread,
                 reply_to,
                 quote,
+                key,
                 ..
             } => {
                 let forum = forum::NewPost {
@@ -201,7 +204,7 @@ impl Session {
                     reply_to,
                     quote,
                 };
-                self.post(id, &room, text, forum).await
+                self.post(id, &room, text, forum, key).await
             }
             Request::Typing { room, .. } => {
                 self.typing(&room).map(|()| Some(protocol::ok_empty(id)))
@@ -628,16 +631,43 @@ impl Session {
         room: &str,
         text: String,
         forum: forum::NewPost,
+        key: Option<String>,
     ) -> Result<Option<Bytes>, Refusal> {
         let room = self.joined(room)?.room.clone();
         if !self.allowed_in(&room, Action::Post) {
             return Err(forbidden(room.name(), Action::Post));
         }
         self.check_text(&text)?;
+        if key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_LEN)
+        {
+            return Err(Refusal::new(
+                ErrorCode::InvalidField,
+                format!("key must be 1 to {MAX_KEY_LEN} bytes"),
+            ));
+        }
         let user = self.user()?.clone();
         let thread = self.check_forum_post(&room, &forum)?;
-        self.check_moderation(&room, &user.id, true, thread)?;
-        self.take_post_token(&user.id)?;
+        let checked = self
+            .check_moderation(&room, &user.id, true, thread)
+            .and_then(|()| self.take_post_token(&user.id));
+        if let Err(refusal) = checked {
+            // A retry of a post that went through (slow mode or the rate
+            // limit would now refuse it, or a mute came since): its ack,
+            // not a refusal.
+            if let Some(key) = key.as_deref() {
+                if self
+                    .hub
+                    .ack_known(&room, &user, key, &self.out, id)
+                    .await
+                    .map_err(Refusal::from)?
+                {
+                    return Ok(None);
+                }
+            }
+            return Err(refusal);
+        }
         let body = Body::Message {
             text,
             title: forum.title,
@@ -645,7 +675,8 @@ impl Session {
             reply_to: forum.reply_to,
             quote: forum.quote,
         };
-        self.send_post(id, &room, &user, body).await?;
+        self.send_post_keyed(id, &room, &user, body, key.as_deref())
+            .await?;
         room.record_post(&user.id);
         // The ack is sent by the store's writer once the message is durable.
         Ok(None)
@@ -687,7 +718,23 @@ impl Session {
         user: &UserInfo,
         body: Body,
     ) -> Result<(), Refusal> {
-        if let Err(err) = self.hub.post(room, user, Some((&self.out, id)), body).await {
+        self.send_post_keyed(id, room, user, body, None).await
+    }
+
+    /// [`Session::send_post`] with the client's idempotency key.
+    async fn send_post_keyed(
+        &self,
+        id: Option<u32>,
+        room: &Arc<Room>,
+        user: &UserInfo,
+        body: Body,
+        key: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let posted = self
+            .hub
+            .post_keyed(room, user, Some((&self.out, id)), body, key)
+            .await;
+        if let Err(err) = posted {
             let retry_after_ms = match (&err, self.hub.bus()) {
                 (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
                     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)

@@ -217,6 +217,24 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server's process: a
+    /// stopped Redis keeps its connections open and answers nothing, as a
+    /// frozen or overloaded one would. Panics on the shared server.
+    pub async fn signal(&self, signal: &str) {
+        let owned = self.owned_or_panic("signal");
+        let child = owned.child.lock().await;
+        let pid = child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("redis-server is running");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Kills the server (SIGKILL, no shutdown) and waits for it to be gone:
     /// after this, connections to its port are refused. A no-op if it is
     /// already stopped. Panics on the shared server.
