@@ -351,6 +351,30 @@ struct JoinInfo {
     replay: Vec<(u64, String)>,
 }
 
+/// Rooms one staff user opens in [`Endpoint::open_rooms`]: a join and a
+/// leave each, within préau's default request burst (200).
+const OPENER_ROOMS: usize = 50;
+
+/// Sends `request` (a join or a leave), and sends it again while préau
+/// answers `rate_limited`, after the `retry_after_ms` it gives.
+async fn request_until_not_rate_limited(
+    client: &mut Client,
+    request: Request,
+) -> anyhow::Result<()> {
+    loop {
+        match client.request::<rmpv::Value>(request.clone()).await {
+            Err(ClientError::Refused(reply)) if reply.code == protocol::ErrorCode::RateLimited => {
+                let wait = reply.retry_after_ms.unwrap_or(100).max(1);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            other => {
+                other?;
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// One client connection: préau's own client (préau and the bare peer) or
 /// the Socket.IO client below.
 enum Conn {
@@ -366,7 +390,12 @@ struct Endpoint {
 }
 
 impl Endpoint {
+    /// A pupil's token: every member of every scenario is a pupil of 3B.
     fn token(&self, user: &str) -> anyhow::Result<String> {
+        self.mint(user, Role::Student, &["3B"])
+    }
+
+    fn mint(&self, user: &str, role: Role, classes: &[&str]) -> anyhow::Result<String> {
         let Some(keyring) = &self.keyring else {
             return Ok("no-auth".to_owned());
         };
@@ -374,12 +403,57 @@ impl Endpoint {
         Ok(keyring.mint(&Claims {
             sub: user.to_owned(),
             name: user.to_owned(),
-            role: Role::Student,
-            classes: vec!["3B".to_owned()],
+            role,
+            classes: classes.iter().map(|c| (*c).to_owned()).collect(),
             children: vec![],
             exp: now + 4 * 3600,
             iat: now,
         })?)
+    }
+
+    /// Opens `rooms` on préau before any member joins them: a room exists
+    /// once a teacher of its class or staff joins it, and a pupil's join of
+    /// a room nobody opened is refused (`unknown_room`). Staff users join
+    /// and leave [`OPENER_ROOMS`] rooms each, all at once: each user's
+    /// requests have their own bucket (`request_rate_per_sec`,
+    /// `request_burst`), and a `rate_limited` join or leave waits and is
+    /// sent again. On a cluster the rooms are opened on the first node
+    /// (Redis makes them known to the others). Other targets have no such
+    /// rule: nothing to do.
+    async fn open_rooms(&self, run_id: &str, rooms: &[String]) -> anyhow::Result<()> {
+        if self.target != Target::Preau {
+            return Ok(());
+        }
+        let openers = rooms
+            .chunks(OPENER_ROOMS)
+            .enumerate()
+            .map(|(k, chunk)| async move {
+                let token = self.mint(&format!("{run_id}-opener{k}"), Role::Staff, &[])?;
+                let (mut client, _) = Client::connect(self.url(0), &token)
+                    .await
+                    .context("opener connects")?;
+                for room in chunk {
+                    let join = Request::Join {
+                        id: None,
+                        room: room.clone(),
+                        since: None,
+                    };
+                    request_until_not_rate_limited(&mut client, join)
+                        .await
+                        .with_context(|| format!("opening {room}"))?;
+                    let leave = Request::Leave {
+                        id: None,
+                        room: room.clone(),
+                    };
+                    request_until_not_rate_limited(&mut client, leave)
+                        .await
+                        .with_context(|| format!("leaving {room} after opening it"))?;
+                }
+                client.close();
+                anyhow::Ok(())
+            });
+        futures_util::future::try_join_all(openers).await?;
+        Ok(())
     }
 
     /// The URL of `node` (members are spread over the nodes by index).
@@ -1539,6 +1613,19 @@ impl Run {
     /// Starts `count` members over rooms of `room_size`, `room_of(i)`
     /// naming member i's room; waits until every setup finished.
     async fn connect_members(&mut self, count: usize, room_of: impl Fn(usize) -> String) -> Value {
+        let rooms: Vec<String> = (0..count)
+            .map(&room_of)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if self.target == Target::Preau {
+            self.set_phase(format!("opening {} rooms", rooms.len()));
+            if let Err(err) = self.ctx.endpoint.open_rooms(&self.run_id, &rooms).await {
+                // The members' joins then fail with `unknown_room`, counted
+                // as setup failures.
+                self.ctx.stats.error(format!("opening rooms: {err:#}"));
+            }
+        }
         self.set_phase(format!("connecting {count}"));
         let started = Instant::now();
         let before = (self.ctx.stats.connected.load(Ordering::Relaxed))
@@ -2754,6 +2841,13 @@ async fn notes(run: &mut Run) -> anyhow::Result<Value> {
         ),
     };
     let track = Arc::new(NoteTrack::default());
+    if run.target == Target::Preau {
+        run.set_phase("opening the note");
+        run.ctx
+            .endpoint
+            .open_rooms(&run.run_id, std::slice::from_ref(&note))
+            .await?;
+    }
     run.set_phase(format!("connecting {n} editors"));
     let started = Instant::now();
     let mut editors = Vec::new();

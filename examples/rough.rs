@@ -11,6 +11,11 @@
 //! `latency URL2 N`: posts N messages one at a time on the first URL and
 //! prints how long each took to reach a reader on URL2 (another node), and
 //! how long the poster waited for its ack.
+//! `fill MB`: stores about MB megabytes of 4,000-byte messages in 8 rooms
+//! (to read the server's RSS as its history grows).
+//!
+//! Rooms exist once a teacher or staff opens them: each mode opens its
+//! rooms first with a staff token.
 
 use std::time::{Duration, Instant};
 
@@ -19,18 +24,34 @@ use preau::client::Client;
 use preau::protocol::{Role, ServerFrame};
 
 fn token(keyring: &Keyring, user: &str) -> String {
+    token_as(keyring, user, Role::Student)
+}
+
+fn token_as(keyring: &Keyring, user: &str, role: Role) -> String {
     let now = preau::auth::now_secs();
     keyring
         .mint(&Claims {
             sub: user.to_owned(),
             name: user.to_owned(),
-            role: Role::Student,
+            role,
             classes: vec!["3B".to_owned()],
             children: vec![],
             exp: now + 3600,
             iat: now,
         })
         .expect("mint")
+}
+
+/// Opens rooms the way a school does: staff joins them.
+async fn open(url: &str, keyring: &Keyring, rooms: &[String]) {
+    let (mut staff, _) = Client::connect(url, &token_as(keyring, "opener", Role::Staff))
+        .await
+        .expect("connect staff");
+    for room in rooms {
+        staff.join(room, None).await.expect("open room");
+        staff.leave(room).await.expect("leave room");
+    }
+    staff.close();
 }
 
 #[tokio::main]
@@ -42,6 +63,10 @@ async fn main() {
     match args[0].as_str() {
         "idle" => {
             let n: usize = args[2].parse().expect("N");
+            let rooms: Vec<String> = (0..n.div_ceil(30))
+                .map(|r| format!("3B/chat/room{r}"))
+                .collect();
+            open(&url, &keyring, &rooms).await;
             let started = Instant::now();
             let mut clients = Vec::with_capacity(n);
             for i in 0..n {
@@ -66,6 +91,7 @@ async fn main() {
             let posters: usize = args[3].parse().expect("P");
             let per_poster: usize = args[4].parse().expect("K");
             let room = format!("3B/chat/bench{}", std::process::id());
+            open(&url, &keyring, std::slice::from_ref(&room)).await;
             let mut readers = Vec::new();
             let mut poster_clients = Vec::new();
             for i in 0..members {
@@ -131,6 +157,7 @@ async fn main() {
             let other_url = args[2].clone();
             let n: usize = args[3].parse().expect("N");
             let room = format!("3B/chat/latency{}", std::process::id());
+            open(&url, &keyring, std::slice::from_ref(&room)).await;
             let (mut poster, _) = Client::connect(&url, &token(&keyring, "poster"))
                 .await
                 .expect("connect poster");
@@ -186,6 +213,40 @@ async fn main() {
                 pct(&mut cross, 1.0),
                 pct(&mut acks, 0.5),
                 pct(&mut acks, 0.99)
+            );
+        }
+        "fill" => {
+            let megabytes: usize = args[2].parse().expect("MB");
+            let rooms: Vec<String> = (0..8).map(|r| format!("3B/chat/fill{r}")).collect();
+            open(&url, &keyring, &rooms).await;
+            let per_room = megabytes * 1_000_000 / 4_000 / rooms.len();
+            let started = Instant::now();
+            let tasks: Vec<_> = rooms
+                .iter()
+                .enumerate()
+                .map(|(i, room)| {
+                    let (url, room) = (url.clone(), room.clone());
+                    let token = token(&keyring, &format!("filler{i}"));
+                    tokio::spawn(async move {
+                        let (mut client, _) = Client::connect(&url, &token).await.expect("connect");
+                        client.join(&room, None).await.expect("join");
+                        let text = "x".repeat(3_990);
+                        for k in 0..per_room {
+                            client
+                                .post(&room, &format!("{k:09} {text}"))
+                                .await
+                                .expect("post");
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("filler");
+            }
+            println!(
+                "{} messages of 4,000 bytes in {:.1?}",
+                per_room * rooms.len(),
+                started.elapsed()
             );
         }
         other => panic!("unknown mode {other}"),

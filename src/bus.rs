@@ -422,6 +422,18 @@ impl RedisBus {
 
     /// Every room Redis knows, by scanning the meta keys.
     async fn known_rooms(&self) -> Result<Vec<String>, BusError> {
+        self.scan_rooms("preau:{*:m").await
+    }
+
+    /// The rooms of one kind of a class that Redis knows (created on any
+    /// node).
+    pub async fn rooms_of(&self, class: &str, kind: &str) -> Result<Vec<String>, BusError> {
+        // Class and kind names hold no glob character.
+        self.scan_rooms(&format!("preau:{{{class}}}/{kind}/*:m"))
+            .await
+    }
+
+    async fn scan_rooms(&self, pattern: &str) -> Result<Vec<String>, BusError> {
         let mut conn = self.conn.clone();
         let mut cursor: u64 = 0;
         let mut rooms = Vec::new();
@@ -429,7 +441,7 @@ impl RedisBus {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg("preau:{*:m")
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut conn)

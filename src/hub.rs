@@ -235,16 +235,24 @@ impl Hub {
         Ok(Arc::new(room))
     }
 
-    /// Whether the room is loaded or stored here (never creates it).
+    /// Whether the room is loaded or stored here, or (cluster mode) known
+    /// to Redis, i.e. created on another node. Never creates it.
     pub async fn room_exists(&self, name: &RoomName) -> Result<bool, HubError> {
         if self.loaded_room(name.as_str()).is_some() {
             return Ok(true);
         }
         let store = self.store.clone();
         let key = name.as_str().to_owned();
-        Ok(tokio::task::spawn_blocking(move || store.room_meta(&key))
+        if tokio::task::spawn_blocking(move || store.room_meta(&key))
             .await??
-            .is_some())
+            .is_some()
+        {
+            return Ok(true);
+        }
+        match self.bus() {
+            Some(bus) => Ok(bus.room_offset(name.as_str()).await?.is_some()),
+            None => Ok(false),
+        }
     }
 
     /// Forgets a room that has no member and no write in flight. A note

@@ -32,6 +32,20 @@ enum Command {
     Send(SendArgs),
     /// Join a room and print its events as JSON lines.
     Listen(ListenArgs),
+    /// Look for words in a data folder as someone holding a copy of it
+    /// would (in clear, and inside every value a key still in it opens):
+    /// checks that a redaction or an erasure left nothing readable. Prints
+    /// what it finds; exits 1 if anything. Safe while the server runs.
+    FindText(FindTextArgs),
+}
+
+#[derive(clap::Args)]
+struct FindTextArgs {
+    #[arg(long, env = "PREAU_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// The words to look for (exact bytes, case-sensitive).
+    #[arg(required = true)]
+    words: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -111,6 +125,25 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(preau::run(config, shutdown_signal()))?;
         }
         Command::Token(args) => token(args)?,
+        Command::FindText(args) => {
+            let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+            let found = preau::store::find_in_data(&args.data, &words)
+                .with_context(|| format!("cannot scan {}", args.data.display()))?;
+            for finding in &found {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": finding.file.display().to_string(),
+                        "at": finding.at,
+                        "word": finding.word,
+                        "sealed": finding.sealed,
+                    })
+                );
+            }
+            if !found.is_empty() {
+                std::process::exit(1);
+            }
+        }
         Command::Send(args) => {
             init_logs(LogFormat::Text);
             runtime.block_on(send(args))?;

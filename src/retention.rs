@@ -1,6 +1,7 @@
 //! Retention: events older than `retention` are removed, room by room,
 //! every `retention_check`. Minors' chats are not kept forever. Notes are
-//! skipped (see below).
+//! skipped (see below). The same pass forgets posts' idempotency records
+//! older than `idempotency_window` (one per post sent with a `key`).
 
 use std::sync::Arc;
 
@@ -10,21 +11,25 @@ use crate::hub::Hub;
 use crate::protocol;
 
 pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
-    if hub.config.retention.is_zero() {
-        return;
-    }
     let mut tick = tokio::time::interval(hub.config.retention_check);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let cutoff = (hub.clock)().saturating_sub(hub.config.retention.as_millis() as u64);
+        let now = (hub.clock)();
+        let keep_all = hub.config.retention.is_zero();
+        let cutoff = now.saturating_sub(hub.config.retention.as_millis() as u64);
+        let keys_before = now.saturating_sub(hub.config.idempotency_window.as_millis() as u64);
         let pass_hub = hub.clone();
         let trimmed = tokio::task::spawn_blocking(move || {
             let store = &pass_hub.store;
             let mut trimmed = Vec::new();
             for room in store.rooms()? {
+                store.prune_posts(&room, keys_before)?;
+                if keep_all {
+                    continue;
+                }
                 // A note's updates are folded into its snapshot, which
                 // holds them all: deleting old ones would lose the text.
                 // Notes are erased as a whole, not by age.

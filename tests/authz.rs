@@ -414,6 +414,7 @@ async fn malformed_room_names_are_invalid_room_for_join_and_history() {
 #[tokio::test]
 async fn join_twice_is_already_joined() {
     let server = TestServer::start().await;
+    server.open(&[ROOM_3B]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let first = ana.join(ROOM_3B, None).await.unwrap();
     assert_eq!(first.room, ROOM_3B);
@@ -434,6 +435,7 @@ async fn join_twice_is_already_joined() {
 #[tokio::test]
 async fn post_typing_leave_without_join_are_not_joined() {
     let server = TestServer::start().await;
+    server.open(&[ROOM_3B, ROOM_4A]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut staff, _) = server.connect(&token("staff1", Role::Staff, &[])).await;
     // In a room they may join, and in a room they may not, and for staff.
@@ -472,6 +474,14 @@ async fn post_typing_leave_without_join_are_not_joined() {
 #[tokio::test]
 async fn more_rooms_than_allowed_is_too_many_rooms() {
     let server = TestServer::start_with(|c| c.max_rooms_per_connection = 2).await;
+    server
+        .open(&[
+            "3B/chat/one",
+            "3B/chat/two",
+            "3B/chat/three",
+            "3B/chat/four",
+        ])
+        .await;
     let (mut ana, hello) = server.connect(&student("ana", "3B")).await;
     assert_eq!(hello.limits.max_rooms, 2);
     ana.join("3B/chat/one", None).await.unwrap();
@@ -543,4 +553,127 @@ async fn token_with_an_invalid_class_is_refused_at_hello() {
     // A valid token still works on the same server.
     let (_, hello) = server.connect(&student("ana", "3B")).await;
     assert_eq!(hello.classes, vec!["3B".to_owned()]);
+}
+
+/// `rooms {class, kind}` as `client` sees it.
+async fn listed(client: &mut Client, class: &str, kind: &str) -> Vec<String> {
+    client
+        .request::<preau::protocol::RoomsOk>(Request::Rooms {
+            id: None,
+            class: class.to_owned(),
+            kind: kind.to_owned(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("rooms {class}/{kind}: {e}"))
+        .rooms
+}
+
+/// A room exists only once a teacher of its class (or staff) opens it by
+/// joining it: a pupil naming a new room learns that it does not exist
+/// (`unknown_room`), users who could not read it anyway are `forbidden`,
+/// and neither they nor a read (`history`) create it.
+#[tokio::test]
+async fn rooms_exist_once_a_teacher_opens_them() {
+    let server = TestServer::start().await;
+    let store = server.server.hub().store.clone();
+    let exists = |room: &str| store.room_meta(room).expect("room meta").is_some();
+    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
+    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
+    let (mut other, _) = server.connect(&teacher("tea4a", "4A")).await;
+    let (mut parent, _) = server
+        .connect(&parent_token("par3b", &["3B"], &["s1"]))
+        .await;
+
+    for (room, kind) in [
+        ("3B/chat/ouverture", "chat"),
+        ("3B/notes/ouverture", "notes"),
+    ] {
+        // A pupil of the class: the room does not exist yet.
+        assert_eq!(
+            outcome(&ana.join(room, None).await),
+            "unknown_room",
+            "pupil joins unopened {room}"
+        );
+        assert_eq!(
+            outcome(&ana.post(room, "hi").await),
+            "not_joined",
+            "the refused join made no member of {room}"
+        );
+        // Those who could not read it anyway are not told whether it exists.
+        assert_eq!(
+            outcome(&other.join(room, None).await),
+            "forbidden",
+            "teacher of another class joins {room}"
+        );
+        assert_eq!(
+            outcome(&parent.join(room, None).await),
+            "forbidden",
+            "parent joins {room}"
+        );
+        assert!(!exists(room), "{room} created by a refused join");
+        assert!(
+            !listed(&mut ana, "3B", kind)
+                .await
+                .contains(&room.to_owned()),
+            "{room} listed before anyone opened it"
+        );
+
+        // A teacher of the class opens it by joining it.
+        let opened = prof.join(room, None).await.expect("teacher opens");
+        assert_eq!((opened.room.as_str(), opened.head), (room, 0));
+        assert!(exists(room), "{room} created by the teacher's join");
+
+        // Now the pupil joins, and the room is listed for everyone who reads it.
+        let joined = ana.join(room, None).await.expect("pupil joins opened room");
+        assert_eq!((joined.room.as_str(), joined.head), (room, 0));
+        for (who, client) in [("pupil", &mut ana), ("teacher", &mut prof)] {
+            assert!(
+                listed(client, "3B", kind).await.contains(&room.to_owned()),
+                "{who}: rooms 3B/{kind} lists {room}"
+            );
+        }
+        // Other classes' users still may not join.
+        assert_eq!(outcome(&other.join(room, None).await), "forbidden");
+        assert_eq!(outcome(&parent.join(room, None).await), "forbidden");
+    }
+    // Opening stored nothing: the pupil's first post is offset 1.
+    let ack = ana.post("3B/chat/ouverture", "bonjour").await.unwrap();
+    assert_eq!(ack.offset, 1);
+
+    // A read never creates a room, even a teacher's.
+    let unopened = "3B/chat/jamais";
+    assert_eq!(
+        outcome(&prof.history(unopened, None, None, None).await),
+        "unknown_room",
+        "teacher's history of an unopened room"
+    );
+    assert_eq!(
+        outcome(&ana.history(unopened, None, None, None).await),
+        "unknown_room",
+        "pupil's history of an unopened room"
+    );
+    assert_eq!(
+        outcome(&other.history(unopened, None, None, None).await),
+        "forbidden",
+        "history of an unopened room by a teacher of another class"
+    );
+    assert!(!exists(unopened), "history created {unopened}");
+    assert!(
+        !listed(&mut prof, "3B", "chat")
+            .await
+            .contains(&unopened.to_owned()),
+        "{unopened} listed after a history"
+    );
+
+    // The class's audit log can be joined by a teacher of the class.
+    let audit = prof
+        .join("3B/audit/log", None)
+        .await
+        .expect("teacher of 3B joins the audit log");
+    assert_eq!(audit.room, "3B/audit/log");
+
+    // Refusals never end the connections.
+    for client in [&mut ana, &mut prof, &mut other, &mut parent] {
+        assert!(ping(client).await.is_ok());
+    }
 }

@@ -274,6 +274,8 @@ async fn stalled_reader_is_closed_others_get_everything_then_it_recovers() {
         c.recovery_max = 10_000;
     })
     .await;
+    // Staff opens the room: pupils join only rooms that exist.
+    server.open(&[ROOM]).await;
     let url = server.url();
 
     // The first reader joins, then the stalled socket; the reader sees its
@@ -497,6 +499,7 @@ async fn a_post_flood_is_rate_limited_per_user() {
         c.rate_burst = 5;
     })
     .await;
+    server.open(&[ROOM]).await;
     let (mut flooder, _) = server.connect(&student("flooder", "3B")).await;
     flooder.join(ROOM, None).await.expect("join");
     let (mut other, _) = server.connect(&student("other", "3B")).await;

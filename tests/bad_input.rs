@@ -31,7 +31,10 @@ impl Bystanders {
         Bystanders::before_at(&server.url()).await
     }
 
+    /// Staff opens [`BY_ROOM`] and [`OFF_ROOM`] first: pupils join only
+    /// rooms that exist.
     async fn before_at(url: &str) -> Bystanders {
+        open_rooms(url, &[BY_ROOM, OFF_ROOM]).await;
         let connect = |user: &'static str| async move {
             Client::connect(url, &student(user, "3B"))
                 .await

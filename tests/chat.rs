@@ -77,6 +77,7 @@ async fn history(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_members_see_the_same_hundred_events_in_offset_order() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let mut people: Vec<(String, String)> = (0..28)
         .map(|i| {
             let id = format!("s{i:02}");
@@ -180,6 +181,7 @@ async fn thirty_members_see_the_same_hundred_events_in_offset_order() {
 #[tokio::test]
 async fn presence_counts_users_not_connections() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let joined = timed("join", ana.join(ROOM, None)).await.unwrap();
     assert_eq!(joined.members, vec![info("ana", Role::Student)]);
@@ -283,6 +285,7 @@ async fn presence_counts_users_not_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_is_ephemeral_and_coalesced() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     timed("join", ana.join(ROOM, None)).await.unwrap();
@@ -374,6 +377,7 @@ async fn typing_is_ephemeral_and_coalesced() {
 #[tokio::test]
 async fn history_pages_in_both_directions() {
     let server = TestServer::start_with(|c: &mut Config| c.history_page_max = 12).await;
+    server.open(&[ROOM]).await;
     let (mut ana, hello) = server.connect(&student("ana", "3B")).await;
     assert_eq!(hello.limits.history_page_max, 12);
     timed("join", ana.join(ROOM, None)).await.unwrap();
@@ -442,6 +446,7 @@ async fn rate_limit_is_per_user_across_connections() {
         c.rate_burst = 3;
     })
     .await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut ana2, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
@@ -499,6 +504,7 @@ async fn rate_limit_survives_reconnecting() {
         c.rate_burst = 2;
     })
     .await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     timed("join", ana.join(ROOM, None)).await.unwrap();
     post(&mut ana, "m1").await;
@@ -524,6 +530,7 @@ async fn rate_limit_survives_reconnecting() {
 #[tokio::test]
 async fn presence_stops_past_the_presence_limit() {
     let server = TestServer::start_with(|c: &mut Config| c.presence_limit = 3).await;
+    server.open(&[ROOM]).await;
     let mut clients = Vec::new();
     for (i, user) in ["u1", "u2", "u3", "u4"].into_iter().enumerate() {
         let (mut client, _) = server.connect(&student(user, "3B")).await;
@@ -550,7 +557,8 @@ async fn presence_stops_past_the_presence_limit() {
 }
 
 /// Joins, history reads and the like have their own per-user bucket, so a
-/// script cannot create rooms or scan history without bound.
+/// script cannot probe rooms or scan history without bound. The rooms are
+/// opened first (by other users) so that only the limit can refuse.
 #[tokio::test]
 async fn room_requests_are_rate_limited_per_user() {
     let server = TestServer::start_with(|c: &mut Config| {
@@ -558,6 +566,10 @@ async fn room_requests_are_rate_limited_per_user() {
         c.request_burst = 3;
     })
     .await;
+    // One opener per room: each opener's joins count in its own bucket.
+    for room in [ROOM, "3B/chat/r0", "3B/chat/r1", "3B/chat/r2", "3B/chat/r9"] {
+        open_rooms_as(&server.url(), &staff(&format!("opener {room}")), &[room]).await;
+    }
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     for i in 0..3 {
         timed(
@@ -589,6 +601,7 @@ async fn room_requests_are_rate_limited_per_user() {
 #[tokio::test]
 async fn restart_keeps_history_epoch_and_offsets() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     timed("join", ana.join(ROOM, None)).await.unwrap();
     let mut acks = Vec::new();

@@ -199,6 +199,8 @@ async fn serve_send_and_listen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Proc::serve(dir.path(), free_port(), &[]).await;
     let url = server.url();
+    // Staff opens the room: pupils join only rooms that exist.
+    open_rooms(&url, &[ROOM]).await;
 
     // An observer sees the listener join, so the sends come after it.
     let (mut observer, _) = Client::connect(&url, &student("obs", "3B"))

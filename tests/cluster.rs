@@ -5,7 +5,9 @@
 //! subscribe to one global channel, so tests sharing a Redis would see each
 //! other's rooms. Nodes run with short timings (heartbeat 200 ms, node
 //! timeout 800 ms, resync window 600 ms) and each node is probed (a post in a
-//! separate room, retried while `unavailable`) before a test starts.
+//! separate room, retried while `unavailable`) before a test starts. Staff
+//! opens the rooms on the first node (rooms exist once a teacher or staff
+//! opens them; Redis makes them known to every node) before pupils join.
 
 mod support;
 
@@ -81,6 +83,8 @@ async fn start_node(redis: &RedisServer, id: &str, dir: &Path, extra: &[&str]) -
 /// Posts in [`PROBE_ROOM`] until the node accepts (it refuses posts with
 /// `unavailable` for `resync_window` after connecting to Redis).
 async fn wait_ready(url: &str, id: &str) {
+    // The probe is a pupil: staff opens its room first (a no-op once open).
+    open_rooms(url, &[PROBE_ROOM]).await;
     let mut probe = connect(url, &student(&format!("probe-{id}"), "3B")).await;
     timed("probe join", probe.join(PROBE_ROOM, None))
         .await
@@ -278,6 +282,7 @@ async fn same_order_and_offsets_on_every_node() {
     for (id, dir) in ids.iter().zip(&dirs) {
         nodes.push(start_node(&redis, id, dir.path(), &[]).await);
     }
+    open_rooms(&nodes[0].url(), &[ROOM]).await;
 
     // Two readers per node, joined before anything is posted.
     let mut readers = Vec::new();
@@ -435,6 +440,7 @@ async fn cross_node_delivery_latency() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let b = start_node(&redis, "b", dir_b.path(), &[]).await;
+    open_rooms(&a.url(), &[ROOM]).await;
     let (mut reader, _) = joined(&b.url(), "reader").await;
     let (mut poster, _) = joined(&a.url(), "poster").await;
     let mut latencies = Vec::new();
@@ -471,6 +477,7 @@ async fn killed_node_clients_recover_on_another_node() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let b = start_node(&redis, "b", dir_b.path(), &[]).await;
+    open_rooms(&a.url(), &[ROOM]).await;
 
     let (mut c, reply) = joined(&a.url(), "cleo").await;
     assert_eq!(reply.head, 0);
@@ -630,6 +637,7 @@ async fn redis_restart_mid_burst_loses_nothing_acked() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let b = start_node(&redis, "b", dir_b.path(), &[]).await;
+    open_rooms(&a.url(), &[ROOM]).await;
     let (_watcher, reply) = joined(&a.url(), "watcher").await;
     let epoch = reply.epoch.clone();
 
@@ -766,6 +774,7 @@ async fn redis_down_posts_fail_fast_and_reads_keep_working() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let b = start_node(&redis, "b", dir_b.path(), &[]).await;
+    open_rooms(&a.url(), &[ROOM]).await;
     let (mut pa, reply) = joined(&a.url(), "pa").await;
     let epoch = reply.epoch.clone();
     let (mut pb, _) = joined(&b.url(), "pb").await;
@@ -882,6 +891,7 @@ async fn presence_spans_nodes_and_a_killed_nodes_members_vanish() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let b = start_node(&redis, "b", dir_b.path(), &[]).await;
+    open_rooms(&a.url(), &[ROOM]).await;
 
     let (mut x, x_reply) = joined(&a.url(), "xavier").await;
     assert!(x_reply.members.iter().any(|m| m.id == "xavier"));
@@ -928,6 +938,7 @@ async fn malformed_bus_messages_are_skipped() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let mut b = start_node(&redis, "b", dir_b.path(), &[]).await;
+    open_rooms(&a.url(), &[ROOM]).await;
     let (mut reader, reply) = joined(&b.url(), "rita").await;
     let epoch = reply.epoch.clone();
     let (mut poster, _) = joined(&a.url(), "paul").await;
@@ -1034,6 +1045,7 @@ async fn gap_is_repaired_from_the_stream() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_node(&redis, "a", dir_a.path(), &[]).await;
     let b = start_node(&redis, "b", dir_b.path(), &[]).await;
+    open_rooms(&a.url(), &[ROOM]).await;
     let (mut poster, _) = joined(&a.url(), "paul").await;
     for i in 1..=5 {
         assert_eq!(post(&mut poster, &format!("m{i}")).await.offset, i);
@@ -1061,6 +1073,7 @@ async fn gap_beyond_the_stream_is_repaired_from_a_peer() {
     let small = ["--stream-max", "100"];
     let a = start_node(&redis, "a", dir_a.path(), &small).await;
     let b = start_node(&redis, "b", dir_b.path(), &small).await;
+    open_rooms(&a.url(), &[ROOM]).await;
     let (mut poster, _) = joined(&a.url(), "paul").await;
     for i in 1..=5 {
         assert_eq!(post(&mut poster, &format!("m{i}")).await.offset, i);

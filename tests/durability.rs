@@ -137,6 +137,8 @@ async fn sigkill_right_after_acks_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Proc::serve(dir.path(), free_port(), &[]).await;
     let url = server.url();
+    // Staff opens the room: pupils join only rooms that exist.
+    open_rooms(&url, &[ROOM]).await;
 
     // 3 clients post 200 messages in total, concurrently, 4 in flight each.
     let mut tasks = Vec::new();
@@ -219,6 +221,8 @@ async fn sigkill_mid_burst_keeps_every_acked_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Proc::serve(dir.path(), free_port(), &[]).await;
     let url = server.url();
+    // Staff opens the room: pupils join only rooms that exist.
+    open_rooms(&url, &[ROOM]).await;
     let acked: Arc<Mutex<Vec<(String, PostOk)>>> = Arc::default();
 
     let mut tasks = Vec::new();
@@ -311,6 +315,8 @@ async fn sigterm_closes_with_1001_exits_0_and_keeps_everything() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Proc::serve(dir.path(), free_port(), &[]).await;
     let url = server.url();
+    // Staff opens the room: pupils join only rooms that exist.
+    open_rooms(&url, &[ROOM]).await;
 
     let mut clients = Vec::new();
     let mut acked: Vec<(String, PostOk)> = Vec::new();
@@ -375,6 +381,7 @@ async fn sigterm_closes_with_1001_exits_0_and_keeps_everything() {
 async fn second_server_on_same_data_folder_refuses_to_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let first = Proc::serve(dir.path(), free_port(), &[]).await;
+    open_rooms(&first.url(), &[ROOM]).await;
     let (mut client, _) = connect_joined(&first.url(), "ana").await;
     assert_eq!(client.post(ROOM, "before").await.expect("post").offset, 1);
 

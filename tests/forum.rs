@@ -854,7 +854,8 @@ async fn edits_keep_their_history_within_the_window_and_stop_after_a_reply() {
         "moderator edits late",
         edit(&mut prof, room, prof_post, "Attention au signe").await,
     );
-    // Editing is for forums.
+    // Editing is for forums (in a chat room staff opened).
+    server.open(&["3B/chat/r"]).await;
     let (mut chat, _) = server.connect(&student("ana", "3B")).await;
     join_ok(&mut chat, "3B/chat/r").await;
     let msg = ok(

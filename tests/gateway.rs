@@ -147,6 +147,8 @@ fn parse_frames(bytes: &[u8]) -> (Vec<(u8, Vec<u8>)>, usize) {
 async fn healthz_and_metrics_reflect_traffic() {
     let server = TestServer::start().await;
     let addr = server.addr();
+    // Staff opens the room and leaves it: nothing stays connected or loaded.
+    server.open(&[ROOM]).await;
     let (status, body) = http_get(addr, "/healthz").await;
     assert_eq!((status, body.trim()), (200, "ok"));
     let (status, body) = http_get(addr, "/metrics").await;
@@ -264,6 +266,7 @@ async fn upgrade_without_the_subprotocol_is_400() {
 #[tokio::test]
 async fn max_connections_refuses_with_503_and_retry_after() {
     let server = TestServer::start_with(|c| c.max_connections = 2).await;
+    server.open(&[ROOM]).await;
     let addr = server.addr();
     let (mut a, _) = server.connect(&student("a", "3B")).await;
     let (mut b, _) = server.connect(&student("b", "3B")).await;
@@ -328,6 +331,7 @@ async fn silent_peer_is_closed_with_4005_and_live_clients_stay() {
         c.auth_timeout = Duration::from_secs(60);
     })
     .await;
+    server.open(&[ROOM]).await;
     let (mut live, _) = server.connect(&student("live", "3B")).await;
     live.join(ROOM, None).await.unwrap();
     let started = tokio::time::Instant::now();
@@ -376,6 +380,8 @@ async fn silent_peer_is_closed_with_4005_and_live_clients_stay() {
 async fn graceful_shutdown_closes_with_1001_and_keeps_acked_messages() {
     let TestServer { server, dir } = TestServer::start().await;
     let url = format!("ws://{}/ws", server.local_addr());
+    // Staff opens the room: pupils join only rooms that exist.
+    open_rooms(&url, &[ROOM]).await;
     let (mut a, _) = Client::connect(&url, &student("a", "3B")).await.unwrap();
     let (mut b, _) = Client::connect(&url, &teacher("prof", "3B")).await.unwrap();
     let joined = a.join(ROOM, None).await.unwrap();
@@ -427,6 +433,7 @@ async fn graceful_shutdown_closes_with_1001_and_keeps_acked_messages() {
 #[tokio::test]
 async fn token_expiring_while_connected_closes_with_4002() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut other, _) = server.connect(&student("other", "3B")).await;
     let mut short = claims("short", Role::Student, &["3B"]);
     short.exp = preau::auth::now_secs() + 2;

@@ -483,6 +483,7 @@ async fn authorization_matrix_for_moderation() {
 #[tokio::test]
 async fn muted_pupil_is_refused_while_others_post_until_unmuted_or_expired() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
@@ -597,6 +598,7 @@ async fn muted_pupil_is_refused_while_others_post_until_unmuted_or_expired() {
 #[tokio::test]
 async fn redaction_leaves_a_tombstone_and_removes_the_text_from_storage() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let store = server.server.hub().store.clone();
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
@@ -781,6 +783,7 @@ async fn redaction_leaves_a_tombstone_and_removes_the_text_from_storage() {
 #[tokio::test]
 async fn the_same_message_is_redacted_once_even_by_concurrent_requests() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
     let (mut boss, _) = server.connect(&staff("boss")).await;
@@ -864,6 +867,7 @@ fn presence_of(frame: &ServerFrame, user: &str) -> Option<PresenceAction> {
 #[tokio::test]
 async fn kick_removes_now_and_ban_refuses_later_until_unban() {
     let server = TestServer::start().await;
+    server.open(&[ROOM, "3B/chat/autre"]).await;
     // ana has two tabs open.
     let (mut ana1, _) = server.connect(&student("ana", "3B")).await;
     let (mut ana2, _) = server.connect(&student("ana", "3B")).await;
@@ -1024,6 +1028,7 @@ async fn kick_removes_now_and_ban_refuses_later_until_unban() {
 #[tokio::test]
 async fn slow_mode_spaces_a_pupils_posts_but_not_a_teachers() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
@@ -1091,6 +1096,7 @@ async fn slow_mode_spaces_a_pupils_posts_but_not_a_teachers() {
 #[tokio::test]
 async fn read_only_room_takes_posts_from_moderators_only() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
@@ -1165,6 +1171,7 @@ async fn read_only_room_takes_posts_from_moderators_only() {
 #[tokio::test]
 async fn every_action_is_appended_to_the_class_audit_log_in_order() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
@@ -1352,7 +1359,8 @@ async fn moderation_state_and_tombstone_survive_sigkill() {
         let mut bob = connect(student("bob", "3B")).await;
         let mut carl = connect(student("carl", "3B")).await;
         let mut prof = connect(teacher("prof", "3B")).await;
-        for c in [&mut ana, &mut bob, &mut carl, &mut prof] {
+        // The teacher opens the room: pupils join only rooms that exist.
+        for c in [&mut prof, &mut ana, &mut bob, &mut carl] {
             join_ok(c, ROOM).await;
         }
         let target = post_ok(&mut ana, ROOM, secret).await;
@@ -1490,6 +1498,7 @@ async fn raw_moderate(client: &mut Client, id: u32, frame: serde_json::Value) ->
 #[tokio::test]
 async fn bad_moderation_requests_get_documented_errors() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     join_ok(&mut ana, ROOM).await;
@@ -1731,6 +1740,7 @@ async fn bad_moderation_requests_get_documented_errors() {
 #[tokio::test]
 async fn pinned_messages_are_listed_on_join_and_survive_a_restart() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
     join_ok(&mut ana, ROOM).await;
@@ -1807,6 +1817,7 @@ async fn pinned_messages_are_listed_on_join_and_survive_a_restart() {
 #[tokio::test]
 async fn reports_reach_moderators_and_the_room_view_until_resolved() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;

@@ -178,6 +178,8 @@ fn code<T: std::fmt::Debug>(result: &Result<T, ClientError>) -> String {
 #[tokio::test]
 async fn concurrent_and_offline_edits_converge_byte_identical() {
     let server = TestServer::start().await;
+    // Staff opens the note: pupils join only rooms that exist.
+    server.open(&[NOTE]).await;
     let (ana_c, _) = server.connect(&student("ana", "3B")).await;
     let (bob_c, _) = server.connect(&student("bob", "3B")).await;
     let mut ana = Editor::new(ana_c, 1, NOTE);
@@ -407,6 +409,7 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
         c.note_max_bytes = 6_000;
     })
     .await;
+    server.open(&[NOTE, "3B/chat/r"]).await;
     let (ana_c, _) = server.connect(&student("ana", "3B")).await;
     let mut ana = Editor::new(ana_c, 21, NOTE);
     ana.join().await;
@@ -548,6 +551,7 @@ async fn next_awareness(client: &mut Client, what: &str) -> notes::AwarenessUpda
 #[tokio::test]
 async fn awareness_is_bound_to_the_authenticated_user() {
     let server = TestServer::start().await;
+    server.open(&[NOTE]).await;
     let (ana_c, _) = server.connect(&student("ana", "3B")).await;
     let (bob_c, _) = server.connect(&student("bob", "3B")).await;
     let mut ana = Editor::new(ana_c, 31, NOTE);
@@ -637,6 +641,7 @@ async fn compaction_folds_updates_and_a_sigkill_loses_no_acknowledged_update() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let server = Proc::serve(dir.path(), port, &["--note-compact-every", "20"]).await;
+    open_rooms(&server.url(), &[NOTE]).await;
     let (client, _) = Client::connect(&server.url(), &student("ana", "3B"))
         .await
         .expect("connect");
@@ -682,6 +687,8 @@ async fn editors_on_two_nodes_converge_and_both_nodes_store_the_same_note() {
     let url = redis.url();
     let node_a = cluster_node(&url, dir_a.path()).await;
     let node_b = cluster_node(&url, dir_b.path()).await;
+    // Staff opens the note on A; Redis makes it known to B.
+    open_rooms(&node_a.url(), &[NOTE]).await;
     let connect = |url: String, token: String| async move {
         Client::connect(&url, &token).await.expect("connect").0
     };

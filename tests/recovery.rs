@@ -146,6 +146,7 @@ impl Seen {
 async fn recovery_seams_have_no_gap_and_no_duplicate() {
     const N: u64 = 300;
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let ana_token = student("ana", "3B");
     let (mut ana, _) = server.connect(&ana_token).await;
     let joined = join(&mut ana, None).await;
@@ -249,6 +250,7 @@ async fn recovery_seams_have_no_gap_and_no_duplicate() {
 async fn recovering_join_reply_precedes_live_events_on_the_wire() {
     const N: u64 = 200;
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let epoch = join(&mut bob, None).await.epoch;
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
@@ -326,6 +328,7 @@ async fn recovering_join_reply_precedes_live_events_on_the_wire() {
 #[tokio::test]
 async fn recovery_with_nothing_missed_is_empty_and_successful() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let epoch = join(&mut ana, None).await.epoch;
@@ -347,6 +350,7 @@ async fn recovery_with_nothing_missed_is_empty_and_successful() {
 #[tokio::test]
 async fn recovery_under_another_epoch_fails_with_epoch_mismatch() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let epoch = join(&mut bob, None).await.epoch;
     post_through(&mut bob, 1, 3).await;
@@ -378,6 +382,7 @@ async fn recovery_under_another_epoch_fails_with_epoch_mismatch() {
 #[tokio::test]
 async fn recovery_past_the_head_fails_with_offset_ahead() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let epoch = join(&mut bob, None).await.epoch;
     post_through(&mut bob, 1, 3).await;
@@ -395,6 +400,7 @@ async fn recovery_past_the_head_fails_with_offset_ahead() {
 #[tokio::test]
 async fn recovery_beyond_recovery_max_fails_and_history_fills_the_gap() {
     let server = TestServer::start_with(|c: &mut Config| c.recovery_max = 5).await;
+    server.open(&[ROOM]).await;
     let ana_token = student("ana", "3B");
     let (mut ana, _) = server.connect(&ana_token).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
@@ -452,6 +458,7 @@ async fn recovery_of_expired_events_fails_and_offsets_are_not_reused() {
         c.retention_check = Duration::from_millis(100);
     };
     let server = TestServer::start_with(tweak).await;
+    server.open(&[ROOM]).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let epoch = join(&mut bob, None).await.epoch;
     post_through(&mut bob, 1, 5).await;
@@ -507,6 +514,7 @@ async fn recovery_of_expired_events_fails_and_offsets_are_not_reused() {
 #[tokio::test]
 async fn resume_from_an_ack_yields_events_with_the_ack_offsets() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     join(&mut bob, None).await;
     let mut acks = Vec::new();
@@ -550,6 +558,7 @@ async fn recovery_never_claims_success_over_a_retention_gap() {
         c.retention_check = Duration::from_millis(20);
     })
     .await;
+    server.open(&[ROOM]).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let epoch = join(&mut bob, None).await.epoch;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
@@ -595,6 +604,7 @@ async fn recovery_never_claims_success_over_a_retention_gap() {
 async fn recovering_join_reply_precedes_presence_on_the_wire() {
     const EVENTS: u64 = 400;
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
     let epoch = join(&mut bob, None).await.epoch;
     for i in 1..EVENTS {

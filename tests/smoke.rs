@@ -10,9 +10,10 @@ async fn post_is_acked_and_delivered_to_members() {
     let (mut ana, hello) = server.connect(&student("ana", "3B")).await;
     assert_eq!(hello.user.role, Role::Student);
     let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
+    // The teacher opens the room; then the pupil joins it.
+    prof.join(room, None).await.unwrap();
     let joined = ana.join(room, None).await.unwrap();
     assert_eq!(joined.head, 0);
-    prof.join(room, None).await.unwrap();
     let ack = ana.post(room, "bonjour").await.unwrap();
     assert_eq!(ack.offset, 1);
     let event = next_event(&mut prof).await;

@@ -1440,7 +1440,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
                     read_only: false,
                     pinned: vec![12],
                     recent_messages: 14,
-                    open_reports: vec![report_event(9)],
+                    open_reports: vec![preau::protocol::EventFrame(report_event(9))],
                 },
             ),
         ),
@@ -2356,6 +2356,8 @@ async fn live_frames_have_the_shape_of_the_vectors() {
         c.rate_burst = 3;
     })
     .await;
+    // Staff opens the room: pupils join only rooms that exist.
+    server.open(&[ROOM]).await;
     let vectors = load_vectors();
     let shape_of = |name: &str| {
         vectors
@@ -2974,6 +2976,7 @@ fn refused<T: fmt::Debug>(result: Result<T, preau::client::ClientError>) -> Stri
 #[tokio::test]
 async fn moderate_checks_are_as_documented() {
     let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
     let (mut prof, _) = server.connect(&teacher("t-durand", "3B")).await;
     let (mut ana, _) = server.connect(&student("ana", "3B")).await;
     let (mut bob, _) = server.connect(&student("bob", "3B")).await;
@@ -3165,6 +3168,7 @@ async fn history_after_a_redaction_event_has_the_tombstone() {
         c.rate_burst = 1000;
     })
     .await;
+    server.open(&[ROOM]).await;
     let mut prof = raw_ws(server.addr()).await;
     raw_hello(&mut prof, &teacher("t-durand", "3B")).await;
     let mut ana = raw_ws(server.addr()).await;

@@ -5,7 +5,24 @@
 
 import type { EventFrame, Flavour, ModerationAction, PreauClient, RoomView, UserInfo } from "../src/client.js";
 import { ThreadList } from "../src/forum.js";
-import { FLAVOUR_LABELS, connectionBadge, el, errorText, formatDuration, formatTime, moderationText, signIn, signOut, toast, userLabel } from "../web/common.js";
+import {
+  FLAVOUR_LABELS,
+  connectionBadge,
+  el,
+  errorText,
+  formatDuration,
+  formatTime,
+  isUnknownRoom,
+  moderationText,
+  signIn,
+  signOut,
+  toast,
+  userLabel,
+} from "../web/common.js";
+
+const ROOM_KEY = "preau.console.room";
+/** A join refused with `unknown_room`: only a teacher of the room's class (or staff) opens a room. */
+const UNKNOWN_ROOM_CONSOLE = "Ce salon n'existe pas encore : seul un enseignant de la classe (ou le personnel) peut l'ouvrir.";
 
 const ROOM_RE = /^([A-Za-z0-9_-]{1,32})\/(chat|notes|forum)\/[A-Za-z0-9_.-]{1,64}$/;
 
@@ -62,7 +79,7 @@ class Console {
     }
 
     const input = el("input", { id: "console-room", placeholder: "3B/chat/general ou 3B/forum/aide", autocomplete: "off" });
-    input.value = new URLSearchParams(location.search).get("room") ?? localStorage.getItem("preau.console.room") ?? "";
+    input.value = new URLSearchParams(location.search).get("room") ?? localStorage.getItem(ROOM_KEY) ?? "";
     const form = el("form", { className: "console-bar" }, el("label", { htmlFor: "console-room", textContent: "Salon :" }), input, el("button", { type: "submit", textContent: "Ouvrir" }));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -109,7 +126,6 @@ class Console {
   private async open(room: string): Promise<void> {
     const m = ROOM_RE.exec(room);
     if (!m) return toast("Nom de salon : classe/type/nom, ex. 3B/chat/general", "error");
-    localStorage.setItem("preau.console.room", room);
     const audit = `${m[1]}/audit/log`;
     if (this.room && this.room !== room) await this.client.leave(this.room).catch(() => {});
     if (this.audit && this.audit !== audit) await this.client.leave(this.audit).catch(() => {});
@@ -123,13 +139,17 @@ class Console {
     // unconfigured debate): ask first whether it exists, and open it with
     // its settings when it does not.
     if (m[2] === "forum" && !(await this.forumExists(m[1], room))) {
+      localStorage.setItem(ROOM_KEY, room);
       this.showUnopenedForum(room);
       return;
     }
     this.room = room;
     try {
-      // Joining gives live messages, moderation events and presence.
+      // Joining gives live messages, moderation events and presence; a
+      // teacher of the class (or staff) opens the room by joining it. The
+      // room is remembered only once joined.
       if (!this.client.isJoined(room)) await this.client.join(room);
+      localStorage.setItem(ROOM_KEY, room);
       const page = await this.client.history(room, { limit: 30 });
       for (const ev of page.events) this.onRoomEvent(ev);
       if (this.audit !== audit) {
@@ -144,8 +164,20 @@ class Console {
       if (m[2] === "forum") await this.loadForum(room);
       this.grid.hidden = false;
     } catch (err) {
+      if (this.room === room && isUnknownRoom(err)) return this.showUnknownRoom(room);
       toast(errorText(err), "error");
     }
+  }
+
+  /** The server does not know `room` and this user may not open it: say so, and forget it. */
+  private showUnknownRoom(room: string): void {
+    this.room = undefined;
+    if (localStorage.getItem(ROOM_KEY) === room) localStorage.removeItem(ROOM_KEY);
+    this.title.textContent = room;
+    this.stats.replaceChildren(el("p", { className: "notice", role: "alert", textContent: UNKNOWN_ROOM_CONSOLE }));
+    for (const card of this.roomCards) card.hidden = true;
+    this.forumCard.hidden = true;
+    this.grid.hidden = false;
   }
 
   // ---- forums ---------------------------------------------------------------

@@ -279,6 +279,16 @@ interface RoomState {
   held: EventFrame[] | null;
 }
 
+/** Errors after which the same post, sent again with the same key, may succeed. */
+const RETRYABLE = new Set(["disconnected", "not_connected", "timeout", "unavailable", "overloaded", "storage_error"]);
+
+/** A post's idempotency key: 16 random bytes, hex. */
+function newKey(): string {
+  const bytes = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 // Close codes after which reconnecting with the same token cannot help.
 const FATAL_CLOSES = new Set([1003, 4000, 4001]);
 
@@ -781,8 +791,44 @@ export class PreauClient {
 
   // ---- requests -------------------------------------------------------------
 
-  post(room: string, text: string): Promise<PostOk> {
-    return this.request<PostOk>("post", { room, text });
+  /**
+   * Posts a message and waits for its durable ack. The post carries an
+   * idempotency `key`, and a post that fails for a reason that may pass
+   * (connection lost, `unavailable`, `overloaded`, `storage_error`,
+   * `timeout`) is sent again with the same key once reconnected, up to
+   * `retries` times: the server stores it once even if the first attempt
+   * was stored after all (a Redis reply that timed out). `rate_limited`
+   * is the pupil's own pace: it is not retried, the app says so.
+   */
+  async post(room: string, text: string, opts: { key?: string; retries?: number } = {}): Promise<PostOk> {
+    const key = opts.key ?? newKey();
+    const retries = opts.retries ?? 5;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.request<PostOk>("post", { room, text, key });
+      } catch (err) {
+        if (!(err instanceof PreauError) || !RETRYABLE.has(err.code) || attempt >= retries) throw err;
+        const wait = err.retryAfterMs ?? Math.min(250 * 2 ** attempt, 5_000);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        await this.whenOpen(30_000);
+      }
+    }
+  }
+
+  /** Resolves once the connection is open (authenticated), or after `maxMs`. */
+  private whenOpen(maxMs: number): Promise<void> {
+    if (this.state === "open") return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        off();
+        resolve();
+      }, maxMs);
+      const off = this.on("open", () => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      });
+    });
   }
 
   history(room: string, page: { before?: number; after?: number; limit?: number } = {}): Promise<HistoryOk> {

@@ -111,7 +111,9 @@ test("web app and console: sign in, chat, report, mute", { skip, timeout: 90_000
     const { srv, web, browser } = env;
     console.log(`# serving dist/ from ${serverHasWebDir ? "préau --web-dir" : "the test's static server"}`);
 
-    // Bob, through the Node client, fills the room before Alice comes.
+    // Staff opens the room (pupils join only rooms that exist); Bob, through
+    // the Node client, fills it before Alice comes.
+    await srv.open(ROOM);
     const bob = await srv.client(BOB);
     const bobSeen: EventFrame[] = [];
     bob.on("event", (e) => bobSeen.push(e));
@@ -126,6 +128,15 @@ test("web app and console: sign in, chat, report, mute", { skip, timeout: 90_000
     await alice.fill("#token", await srv.token(ALICE));
     await alice.click("text=Se connecter");
     await alice.waitForSelector("header .me:has-text('Alice Martin')");
+
+    // A room no teacher opened: the app says why, and neither lists nor remembers it.
+    const UNOPENED = "3B/chat/pas-encore";
+    await alice.fill("#room-name", UNOPENED);
+    await alice.press("#room-name", "Enter");
+    await alice.waitForSelector(`.unknown-room .notice:text-is("Ce salon n'existe pas encore : votre enseignant doit l'ouvrir.")`);
+    assert.equal(await alice.locator(`.rooms li[data-room='${UNOPENED}']`).count(), 0);
+    assert.equal(await alice.evaluate(() => localStorage.getItem("preau.rooms.alice") ?? "[]"), "[]");
+
     await alice.fill("#room-name", ROOM);
     await alice.press("#room-name", "Enter");
     await alice.waitForSelector(`section.chat h2:has-text('${ROOM}')`);
@@ -193,6 +204,7 @@ test("web app: a note typed in the browser reaches a Node Y.Doc", { skip, timeou
   try {
     const { srv, web, browser } = env;
     const NOTE = "3B/notes/revisions";
+    await srv.open(NOTE);
     const bob = await srv.client(BOB);
     await bob.join(NOTE);
     await bob.leave(NOTE);

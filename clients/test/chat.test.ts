@@ -28,6 +28,7 @@ function range(from: number, to: number): number[] {
 test("hello, join, post: both members receive the message", async () => {
   const srv = await TestServer.start(FAST);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE);
     const bob = await srv.client(BOB);
     assert.equal(alice.user?.id, "alice");
@@ -68,10 +69,13 @@ test("hello, join, post: both members receive the message", async () => {
 test("error replies reject with code and retryAfterMs", async () => {
   const srv = await TestServer.start(["--rate-per-sec", "1", "--rate-burst", "2"]);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE);
     await assert.rejects(alice.post(ROOM, "x"), (e: PreauError) => e instanceof PreauError && e.code === "not_joined");
     await assert.rejects(alice.join("3B/nope/x"), (e: PreauError) => e.code === "invalid_room");
     await assert.rejects(alice.join("4C/chat/x"), (e: PreauError) => e.code === "forbidden");
+    // A room nobody opened does not exist for a pupil (a teacher of the class or staff opens it).
+    await assert.rejects(alice.join("3B/chat/jamais"), (e: PreauError) => e.code === "unknown_room");
     await alice.join(ROOM);
     await assert.rejects(alice.join(ROOM), (e: PreauError) => e.code === "already_joined");
     await alice.post(ROOM, "un");
@@ -109,6 +113,7 @@ test("a bad token is fatal: connect() rejects and the client does not retry", as
 test("history pages backwards and forwards without gaps", async () => {
   const srv = await TestServer.start(FAST);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE);
     await alice.join(ROOM);
     for (let i = 1; i <= 25; i++) await alice.post(ROOM, `message ${i}`);
@@ -148,6 +153,7 @@ async function cutAndRecover(extraArgs: string[], offline: number) {
   const srv = await TestServer.start([...FAST, ...extraArgs]);
   const proxy = await CuttableProxy.start(srv.port);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE, proxy.wsUrl);
     const bob = await srv.client(BOB);
     const seen = collect(alice);
@@ -197,6 +203,7 @@ test("network loss past recovery_max: too_far_behind is filled from history, no 
 test("an unrecoverable position surfaces as reset (offset_ahead, epoch_mismatch)", async () => {
   const srv = await TestServer.start(FAST);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE);
     const j = await alice.join(ROOM);
     await alice.post(ROOM, "un");
@@ -225,6 +232,7 @@ test("join before the connection is up waits for it; leave stops re-joining", as
   const srv = await TestServer.start(FAST);
   const proxy = await CuttableProxy.start(srv.port);
   try {
+    await srv.open(ROOM);
     const token = await srv.token(ALICE);
     const alice = srv.track(
       new PreauClient({

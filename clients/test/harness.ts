@@ -115,6 +115,25 @@ export class TestServer {
     return c;
   }
 
+  /**
+   * Opens `rooms` the way a school does: a room exists only once a teacher
+   * of its class or staff joins it (or acts in it), and a pupil naming a
+   * room nobody opened gets `unknown_room`. A staff user ({@link OPENER})
+   * joins each room, leaves it and disconnects, so it is no member of any.
+   */
+  async open(...rooms: string[]): Promise<void> {
+    const opener = await this.client(OPENER);
+    try {
+      for (const room of rooms) {
+        await opener.join(room);
+        await opener.leave(room);
+      }
+    } finally {
+      opener.close();
+      this.clients.delete(opener);
+    }
+  }
+
   /** Registers a client made by the test itself, to be closed by stop(). */
   track<T extends PreauClient>(c: T): T {
     this.clients.add(c);
@@ -199,3 +218,5 @@ export async function waitFor(cond: () => boolean, what: string, ms = 5_000): Pr
 export const ALICE: UserSpec = { user: "alice", name: "Alice Martin", role: "student", classes: ["3B"] };
 export const BOB: UserSpec = { user: "bob", name: "Bob Leroy", role: "student", classes: ["3B"] };
 export const TEACHER: UserSpec = { user: "t-durand", name: "M. Durand", role: "teacher", classes: ["3B"] };
+/** The staff user who opens rooms before pupils use them ({@link TestServer.open}). */
+export const OPENER: UserSpec = { user: "opener", name: "Ouverture des salons", role: "staff" };

@@ -12,6 +12,7 @@ const AUDIT = "3B/audit/log";
 test("mute: the pupil's post is refused with muted and retryAfterMs; room_view shows it", async () => {
   const srv = await TestServer.start(FAST);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE);
     const teacher = await srv.client(TEACHER);
     const aliceSeen: EventFrame[] = [];
@@ -54,6 +55,7 @@ test("mute: the pupil's post is refused with muted and retryAfterMs; room_view s
 test("report reaches the audit log live and room_view; resolve closes it", async () => {
   const srv = await TestServer.start(FAST);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE);
     const bob = await srv.client(BOB);
     const teacher = await srv.client(TEACHER);
@@ -102,6 +104,7 @@ test("report reaches the audit log live and room_view; resolve closes it", async
 test("kick and ban: the client drops the room and does not re-join it", async () => {
   const srv = await TestServer.start(FAST);
   try {
+    await srv.open(ROOM);
     const alice = await srv.client(ALICE);
     const teacher = await srv.client(TEACHER);
     const removed: string[] = [];
@@ -132,8 +135,8 @@ test("slow mode and read-only refuse pupils, not the teacher", async () => {
   try {
     const alice = await srv.client(ALICE);
     const teacher = await srv.client(TEACHER);
+    await teacher.join(ROOM); // the teacher opens the room
     await alice.join(ROOM);
-    await teacher.join(ROOM);
     await teacher.moderate(ROOM, { kind: "slow_mode", seconds: 30 });
     await alice.post(ROOM, "un");
     await assert.rejects(alice.post(ROOM, "deux"), (e: PreauError) => e.code === "slow_mode" && e.retryAfterMs! > 0);

@@ -63,6 +63,7 @@ function sameState(a: Peer, b: Peer): boolean {
 test("two providers edit concurrently and converge", opts, async () => {
   const srv = await TestServer.start();
   try {
+    await srv.open(NOTE);
     const a = peer(await srv.client(ALICE));
     const b = peer(await srv.client(BOB));
     try {
@@ -106,6 +107,7 @@ test("offline edits on both sides merge after reconnection", opts, async () => {
   const srv = await TestServer.start();
   const proxy = await CuttableProxy.start(srv.port);
   try {
+    await srv.open(NOTE);
     const a = peer(await srv.client(ALICE, proxy.wsUrl));
     const b = peer(await srv.client(BOB));
     try {

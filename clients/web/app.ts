@@ -6,7 +6,20 @@ import type { EventFrame, PreauClient, UserInfo } from "../src/client.js";
 import { PreauProvider } from "../src/yjs-provider.js";
 import { bindTextarea } from "./textarea-binding.js";
 import { ForumView } from "./forum.js";
-import { connectionBadge, el, errorText, formatDuration, formatTime, moderationText, signIn, signOut, toast, userLabel } from "./common.js";
+import {
+  UNKNOWN_ROOM_TEXT,
+  connectionBadge,
+  el,
+  errorText,
+  formatDuration,
+  formatTime,
+  isUnknownRoom,
+  moderationText,
+  signIn,
+  signOut,
+  toast,
+  userLabel,
+} from "./common.js";
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,32}\/[a-z]+\/[A-Za-z0-9_.-]{1,64}$/;
 
@@ -15,6 +28,17 @@ interface View {
   show(): void;
   /** Another room is shown instead (a forum stops marking what arrives as read). */
   hide?(): void;
+  /** The view is dropped: it stops listening to the client. */
+  dispose(): void;
+}
+
+/**
+ * What a view tells the app about its room. A room exists only once a
+ * teacher of the class (or staff) opened it; a pupil's join of any other is
+ * refused with `unknown_room`, and the app then forgets the room.
+ */
+interface RoomHooks {
+  unknown(): void;
 }
 
 const KIND_ORDER = ["chat", "forum", "notes", "audit"];
@@ -60,6 +84,14 @@ class App {
     this.main.append(el("p", { className: "empty", textContent: "Choisissez ou rejoignez un salon." }));
     this.root.replaceChildren(header, el("div", { className: "layout" }, aside, this.main));
 
+    // A room goes into the sidebar (and is remembered) once joined: a room
+    // the server does not know is never listed.
+    this.client.on("joined", ({ room }) => {
+      if (!this.views.has(room)) return;
+      this.addToList(room);
+      this.remember(room);
+      this.markActive();
+    });
     this.client.on("removed", ({ room, reason }) => {
       const why: Record<string, string> = { kick: "Vous avez été retiré", ban: "Vous avez été exclu" };
       toast(`${why[reason] ?? "Vous n'êtes plus membre"} de ${room}`, "error");
@@ -85,6 +117,11 @@ class App {
     const all = new Set(this.remembered());
     all.add(room);
     localStorage.setItem(this.storeKey, JSON.stringify([...all]));
+  }
+
+  private forget(room: string): void {
+    const all = this.remembered().filter((r) => r !== room);
+    localStorage.setItem(this.storeKey, JSON.stringify(all));
   }
 
   // `rooms` is newer than the first servers: ignore a refusal.
@@ -117,20 +154,49 @@ class App {
     this.roomList.insertBefore(li, next ?? null);
   }
 
+  /** Shows `room`, joining it the first time (it is listed once joined). */
   open(room: string): void {
-    this.addToList(room);
-    this.remember(room);
     let view = this.views.get(room);
     if (!view) {
       const kind = room.split("/")[1];
-      view = kind === "notes" ? new NotesView(this.client, room) : kind === "forum" ? new ForumView(this.client, room) : new ChatView(this.client, room);
+      const hooks: RoomHooks = { unknown: () => this.unknown(room) };
+      view =
+        kind === "notes"
+          ? new NotesView(this.client, room, hooks)
+          : kind === "forum"
+            ? new ForumView(this.client, room, hooks)
+            : new ChatView(this.client, room, hooks);
       this.views.set(room, view);
     }
     if (this.current && this.current !== room) this.views.get(this.current)?.hide?.();
     this.current = room;
-    for (const li of this.roomList.children) li.classList.toggle("active", (li as HTMLElement).dataset.room === room);
+    this.markActive();
     this.main.replaceChildren(view.root);
     view.show();
+  }
+
+  private markActive(): void {
+    for (const li of this.roomList.children) li.classList.toggle("active", (li as HTMLElement).dataset.room === this.current);
+  }
+
+  /**
+   * The server does not know `room` (no teacher opened it): it leaves the
+   * sidebar and the remembered rooms, and the pupil is told why. Opening it
+   * again later tries again (the teacher may have opened it meanwhile).
+   */
+  private unknown(room: string): void {
+    this.views.get(room)?.dispose();
+    this.views.delete(room);
+    this.forget(room);
+    this.roomList.querySelector(`[data-room="${CSS.escape(room)}"]`)?.remove();
+    if (this.current !== room) {
+      toast(`${room} : ${UNKNOWN_ROOM_TEXT}`, "error");
+      return;
+    }
+    this.current = undefined;
+    this.main.replaceChildren(
+      el("section", { className: "unknown-room" }, el("h2", { textContent: room }), el("p", { className: "notice", role: "alert", textContent: UNKNOWN_ROOM_TEXT })),
+    );
   }
 }
 
@@ -154,10 +220,13 @@ class ChatView implements View {
   private lastTyping = 0;
   private mutedUntil = 0;
   private started = false;
+  private unsubscribe: Array<() => void> = [];
+  private typingTimer: ReturnType<typeof setInterval>;
 
   constructor(
     private client: PreauClient,
     private room: string,
+    private hooks: RoomHooks,
   ) {
     const composer = el("form", { className: "composer" }, this.input, this.send);
     composer.addEventListener("submit", (ev) => {
@@ -174,7 +243,12 @@ class ChatView implements View {
       this.notice,
       composer,
     );
-    setInterval(() => this.renderTyping(), 1000);
+    this.typingTimer = setInterval(() => this.renderTyping(), 1000);
+  }
+
+  dispose(): void {
+    clearInterval(this.typingTimer);
+    for (const off of this.unsubscribe.splice(0)) off();
   }
 
   show(): void {
@@ -188,32 +262,37 @@ class ChatView implements View {
 
   private wire(): void {
     const c = this.client;
-    c.on("event", (ev) => {
+    const on: PreauClient["on"] = (type, fn) => {
+      const off = c.on(type, fn);
+      this.unsubscribe.push(off);
+      return off;
+    };
+    on("event", (ev) => {
       if (ev.room !== this.room) return;
       this.add(ev);
       this.typers.delete(ev.from.id);
       this.scrollToEnd();
     });
-    c.on("presence", (p) => {
+    on("presence", (p) => {
       if (p.room !== this.room) return;
       this.names.set(p.user.id, p.user.name);
       if (p.action === "join") this.members.set(p.user.id, p.user);
       else this.members.delete(p.user.id);
       this.renderMembers();
     });
-    c.on("typing", (t) => {
+    on("typing", (t) => {
       if (t.room !== this.room) return;
       this.typers.set(t.user.id, { name: t.user.name, until: Date.now() + 5000 });
       this.renderTyping();
     });
-    c.on("joined", ({ room, data }) => {
+    on("joined", ({ room, data }) => {
       if (room !== this.room) return;
       this.members = new Map(data.members.map((m) => [m.id, m]));
       for (const m of data.members) this.names.set(m.id, m.name);
       this.renderMembers();
     });
     // The timeline could not be recovered after a long disconnection: reload it.
-    c.on("reset", ({ room, head }) => {
+    on("reset", ({ room, head }) => {
       if (room !== this.room) return;
       this.items.clear();
       this.list.replaceChildren();
@@ -228,6 +307,7 @@ class ChatView implements View {
       await this.loadPage(data.head + 1);
     } catch (err) {
       if ((err as { code?: string }).code === "already_joined") return;
+      if (isUnknownRoom(err)) return this.hooks.unknown();
       this.setNotice(errorText(err));
     }
   }
@@ -388,12 +468,18 @@ class NotesView implements View {
   private people = el("p", { className: "members" });
   private notice = el("p", { className: "notice", hidden: true });
   private started = false;
+  private teardown: Array<() => void> = [];
 
   constructor(
     private client: PreauClient,
     private room: string,
+    private hooks: RoomHooks,
   ) {
     this.root.append(el("h2", { textContent: room }), this.people, this.notice, this.area, this.status);
+  }
+
+  dispose(): void {
+    for (const off of this.teardown.splice(0)) off();
   }
 
   show(): void {
@@ -405,6 +491,10 @@ class NotesView implements View {
     // The server overwrites `user` with the real identity; set it for our own display.
     awareness.setLocalStateField("user", { id: me.id, name: me.name, role: me.role });
     const provider = new PreauProvider(this.client, this.room, doc, { awareness });
+    this.teardown.push(() => {
+      provider.destroy();
+      awareness.destroy();
+    });
     bindTextarea(doc.getText("content"), this.area);
 
     const renderStatus = () => {
@@ -429,6 +519,8 @@ class NotesView implements View {
     renderPeople();
 
     provider.on("error", (err) => {
+      // The join was refused: nobody opened this note yet.
+      if (isUnknownRoom(err)) return this.hooks.unknown();
       if (err.code === "read_only") {
         this.notice.textContent = "Cette note est verrouillée : vos modifications ne sont pas enregistrées.";
         this.area.readOnly = true;
@@ -440,7 +532,7 @@ class NotesView implements View {
       }
       this.notice.hidden = false;
     });
-    this.client.on("event", (ev) => {
+    const offEvent = this.client.on("event", (ev) => {
       if (ev.room !== this.room || ev.body.kind !== "moderation") return;
       const a = ev.body.action as { kind: string; on?: boolean; lock?: boolean };
       toast(moderationText(ev));
@@ -456,6 +548,7 @@ class NotesView implements View {
         this.notice.hidden = true;
       }
     });
+    this.teardown.push(offEvent);
   }
 }
 

@@ -120,6 +120,17 @@ function signInError(err: unknown): string {
   }
 }
 
+/**
+ * Why a pupil cannot enter a room: rooms exist once a teacher of the class
+ * (or staff) opens them, and the server answers `unknown_room` before that.
+ */
+export const UNKNOWN_ROOM_TEXT = "Ce salon n'existe pas encore : votre enseignant doit l'ouvrir.";
+
+/** Whether `err` says the room does not exist (nobody opened it yet). */
+export function isUnknownRoom(err: unknown): boolean {
+  return err instanceof PreauError && err.code === "unknown_room";
+}
+
 /** French labels for the error codes a user can meet. */
 export function errorText(err: unknown): string {
   if (!(err instanceof PreauError)) return String(err);
@@ -132,7 +143,7 @@ export function errorText(err: unknown): string {
     rate_limited: "Trop de messages, ralentissez",
     forbidden: "Action non autorisée",
     invalid_room: "Nom de salon invalide (classe/type/nom, ex. 3B/chat/general)",
-    unknown_room: "Ce forum n'a pas encore été ouvert par un enseignant",
+    unknown_room: UNKNOWN_ROOM_TEXT,
     not_editable: "Ce message ne peut plus être modifié : quelqu'un y a répondu, ou le délai de modification est passé",
     invalid_field: "Contenu refusé (champ vide ou trop long)",
     storage_error: "Le serveur n'a pas pu enregistrer : réessayez",

@@ -94,10 +94,16 @@ export class ForumView {
   private started = false;
   private visible = false;
   private joined = false;
+  private unsubscribe: Array<() => void> = [];
 
+  /**
+   * `hooks.unknown` is called when the join is refused with `unknown_room`
+   * (no teacher opened the forum yet): the app then drops this view.
+   */
   constructor(
     private client: PreauClient,
     private room: string,
+    private hooks?: { unknown(): void },
   ) {
     this.list = new ThreadList(client.user?.id ?? "");
     this.newForm.append(
@@ -148,6 +154,14 @@ export class ForumView {
     this.visible = false;
   }
 
+  /** Stops listening to the client (the app dropped this view). */
+  dispose(): void {
+    this.visible = false;
+    if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    this.reloadTimer = null;
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
   private get me(): UserInfo | undefined {
     return this.client.user;
   }
@@ -157,20 +171,22 @@ export class ForumView {
   }
 
   private wire(): void {
-    this.client.on("event", (ev) => {
-      if (ev.room !== this.room) return;
-      if (this.loading) this.buffered.push(ev);
-      else this.apply(ev);
-    });
-    // A recovery that failed: what we hold may be stale. Reload everything.
-    this.client.on("reset", ({ room }) => {
-      if (room === this.room) void this.reload();
-    });
-    this.client.on("removed", ({ room }) => {
-      if (room !== this.room) return;
-      this.joined = false;
-      this.setNotice(this.notice, "Vous n'êtes plus membre de ce forum.");
-    });
+    this.unsubscribe.push(
+      this.client.on("event", (ev) => {
+        if (ev.room !== this.room) return;
+        if (this.loading) this.buffered.push(ev);
+        else this.apply(ev);
+      }),
+      // A recovery that failed: what we hold may be stale. Reload everything.
+      this.client.on("reset", ({ room }) => {
+        if (room === this.room) void this.reload();
+      }),
+      this.client.on("removed", ({ room }) => {
+        if (room !== this.room) return;
+        this.joined = false;
+        this.setNotice(this.notice, "Vous n'êtes plus membre de ce forum.");
+      }),
+    );
   }
 
   private async start(): Promise<void> {
@@ -180,6 +196,9 @@ export class ForumView {
     } catch (err) {
       if (err instanceof PreauError && err.code === "already_joined") {
         this.joined = true;
+      } else if (err instanceof PreauError && err.code === "unknown_room" && this.hooks) {
+        this.hooks.unknown();
+        return;
       } else {
         this.failed(err);
         return;

@@ -147,6 +147,187 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// Codes any request may get, whatever its type: decoding errors
+/// (`malformed_frame`, `unknown_type`, `invalid_field`) and `internal` (a
+/// server fault). Before a successful `hello`, any request other than
+/// `hello` gets `unauthorized`.
+pub const ANY_REQUEST: [ErrorCode; 4] = [
+    ErrorCode::MalformedFrame,
+    ErrorCode::UnknownType,
+    ErrorCode::InvalidField,
+    ErrorCode::Internal,
+];
+
+/// The error codes a request of type `request` may get besides
+/// [`ANY_REQUEST`]: the "error codes" column of the Requests table of
+/// `protocol/README.md`, and the "Returned by" column of its error table
+/// read the other way. `tests/spec.rs` checks both tables against this,
+/// and debug builds check every refusal the server sends against it.
+pub fn returned_by(request: &str) -> &'static [ErrorCode] {
+    use ErrorCode::*;
+    match request {
+        "hello" => &[Unauthorized, TokenExpired, AlreadyAuthenticated, Overloaded],
+        "join" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            AlreadyJoined,
+            TooManyRooms,
+            Banned,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        "leave" => &[NotJoined],
+        "post" => &[
+            NotJoined,
+            Forbidden,
+            MessageTooLong,
+            UnknownTarget,
+            Banned,
+            Muted,
+            ReadOnly,
+            SlowMode,
+            RateLimited,
+            Overloaded,
+            StorageError,
+            Unavailable,
+        ],
+        "typing" => &[NotJoined, Forbidden, Banned, Muted, ReadOnly],
+        "history" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            UnknownTarget,
+            Banned,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        "moderate" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            UnknownTarget,
+            RateLimited,
+            Overloaded,
+            StorageError,
+            Unavailable,
+        ],
+        "report" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            UnknownTarget,
+            Banned,
+            RateLimited,
+            Overloaded,
+            StorageError,
+            Unavailable,
+        ],
+        "room_view" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        "edit" => &[
+            NotJoined,
+            Forbidden,
+            MessageTooLong,
+            UnknownTarget,
+            NotEditable,
+            Banned,
+            Muted,
+            ReadOnly,
+            SlowMode,
+            RateLimited,
+            Overloaded,
+            StorageError,
+            Unavailable,
+        ],
+        "answer" => &[
+            NotJoined,
+            Forbidden,
+            UnknownTarget,
+            Banned,
+            Muted,
+            ReadOnly,
+            Overloaded,
+            StorageError,
+            Unavailable,
+        ],
+        "threads" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            Banned,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        "mark_read" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            UnknownTarget,
+            Banned,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        "rooms" => &[
+            InvalidRoom,
+            Forbidden,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        "yjs" => &[
+            NotJoined,
+            Forbidden,
+            InvalidUpdate,
+            UpdateTooLarge,
+            DocumentTooLarge,
+            Banned,
+            Muted,
+            ReadOnly,
+            RateLimited,
+            Overloaded,
+            StorageError,
+            Unavailable,
+        ],
+        "note_versions" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            Banned,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        "note_export" => &[
+            InvalidRoom,
+            UnknownRoom,
+            Forbidden,
+            UnknownTarget,
+            Banned,
+            RateLimited,
+            StorageError,
+            Unavailable,
+        ],
+        _ => &[],
+    }
+}
+
+/// Whether a request of type `request` may be refused with `code`, per
+/// [`returned_by`] and [`ANY_REQUEST`].
+pub fn may_return(request: &str, code: ErrorCode) -> bool {
+    ANY_REQUEST.contains(&code) || returned_by(request).contains(&code)
+}
+
 /// WebSocket close codes the server uses. 1000–1011 are RFC 6455 codes;
 /// 4000–4999 are préau's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

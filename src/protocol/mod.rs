@@ -11,7 +11,7 @@ mod codes;
 mod forum;
 mod notes;
 
-pub use codes::{CloseCode, ErrorCode};
+pub use codes::{may_return, returned_by, CloseCode, ErrorCode, ANY_REQUEST};
 pub use forum::{Flavour, ForumSettings, RoomsOk, ThreadInfo, ThreadsOk};
 pub use notes::{ExportFormat, NoteExport, NoteVersionInfo, NoteVersions, YjsFrame};
 
@@ -566,8 +566,41 @@ pub struct RoomView {
     pub pinned: Vec<u64>,
     /// Messages posted in the last 5 minutes.
     pub recent_messages: u64,
-    /// Reports of this room not resolved yet (events of the audit log).
-    pub open_reports: Vec<Event>,
+    /// Reports of this room not resolved yet (events of the audit log, as
+    /// complete `event` frames).
+    pub open_reports: Vec<EventFrame>,
+}
+
+/// An event as a complete `event` frame (`type: "event"` first) inside
+/// another reply, exactly as `history` would return it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventFrame(pub Event);
+
+impl std::ops::Deref for EventFrame {
+    type Target = Event;
+    fn deref(&self) -> &Event {
+        &self.0
+    }
+}
+
+impl Serialize for EventFrame {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Frame<'a> {
+            Event(&'a Event),
+        }
+        Frame::Event(&self.0).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventFrame {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match ServerFrame::deserialize(deserializer)? {
+            ServerFrame::Event(event) => Ok(EventFrame(event)),
+            _ => Err(serde::de::Error::custom("not an event frame")),
+        }
+    }
 }
 
 /// Data of the `ok` reply to `post`: the message is durable.

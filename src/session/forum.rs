@@ -389,10 +389,17 @@ impl Session {
         }
         let store = self.hub.store.clone();
         let prefix = format!("{class}/{kind}/");
-        let rooms = tokio::task::spawn_blocking(move || store.rooms_with_prefix(&prefix))
+        let mut rooms = tokio::task::spawn_blocking(move || store.rooms_with_prefix(&prefix))
             .await
             .map_err(HubError::from)?
             .map_err(HubError::from)?;
+        // Rooms opened on another node and not stored here yet.
+        if let Some(bus) = self.hub.bus() {
+            let known = bus.rooms_of(class, kind).await.map_err(HubError::from)?;
+            rooms.extend(known);
+            rooms.sort();
+            rooms.dedup();
+        }
         Ok(Some(protocol::ok(id, &RoomsOk { rooms })))
     }
 }

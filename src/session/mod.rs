@@ -331,27 +331,46 @@ impl Session {
         Flow::Continue
     }
 
-    /// Checks `action` in `room` and loads the room. A forum's grants live
-    /// in the room, so a forum is loaded before the check; a forum nobody
-    /// has opened exists only for its own class's moderators (who create it
-    /// by using it): anyone else allowed there gets `unknown_room`, and
-    /// nobody else loads or creates it.
+    /// Checks `action` in `room` and loads the room, which must exist:
+    /// anyone allowed there but not allowed to create it gets
+    /// `unknown_room`, and nothing is loaded or created (see
+    /// [`Session::open_or_create`]). A forum's grants live in the room, so
+    /// a forum is loaded before the check.
     async fn open(&self, room: &str, action: Action) -> Result<(RoomName, Arc<Room>), Refusal> {
+        self.open_as(room, action, false).await
+    }
+
+    /// [`Session::open`] that creates the room if it does not exist yet and
+    /// the user moderates its class (a teacher of the class, staff): rooms
+    /// exist once such a user joins them or acts in them (`join`,
+    /// `moderate`), never by a pupil naming them nor by a read.
+    async fn open_or_create(
+        &self,
+        room: &str,
+        action: Action,
+    ) -> Result<(RoomName, Arc<Room>), Refusal> {
+        self.open_as(room, action, true).await
+    }
+
+    async fn open_as(
+        &self,
+        room: &str,
+        action: Action,
+        create: bool,
+    ) -> Result<(RoomName, Arc<Room>), Refusal> {
         let name = parse_room(room)?;
         let claims = &self.authenticated()?.claims;
         let home = policy::allowed(claims, &name, None, action);
-        if name.kind() != Kind::Forum {
-            if !home {
-                return Err(forbidden(&name, action));
-            }
-            let room = self.hub.room(&name).await?;
-            return Ok((name, room));
+        let may_create = create && policy::home_moderator(claims, &name);
+        if name.kind() != Kind::Forum && !home {
+            return Err(forbidden(&name, action));
         }
-        if !self.hub.room_exists(&name).await? && !policy::home_moderator(claims, &name) {
+        if !may_create && !self.hub.room_exists(&name).await? {
+            // Only those who may see the room learn that it does not exist.
             return Err(if home {
                 Refusal::new(
                     ErrorCode::UnknownRoom,
-                    format!("no forum {name}: a teacher of the class opens it first"),
+                    format!("no room {name}: a teacher of the class opens it first"),
                 )
             } else {
                 forbidden(&name, action)
@@ -470,7 +489,7 @@ impl Session {
         room: &str,
         since: Option<Position>,
     ) -> Result<Option<Bytes>, Refusal> {
-        let (name, opened) = self.open(room, Action::Read).await?;
+        let (name, opened) = self.open_or_create(room, Action::Read).await?;
         // Entries of rooms a moderator removed this connection from go.
         let conn = self.conn();
         self.rooms.retain(|_, joined| joined.room.is_member(conn));

@@ -69,7 +69,7 @@ impl Session {
     ) -> Result<Option<Bytes>, Refusal> {
         // Checked in the documented order: room name, permission, bounds,
         // then the target.
-        let (name, room) = self.open(room, Action::Read).await?;
+        let (name, room) = self.open_or_create(room, Action::Read).await?;
         let refused = self
             .check_moderator(&name, &room, &action)
             .and_then(|moderator| validate_action(&action).map(|()| moderator));
@@ -287,6 +287,8 @@ impl Session {
             ));
         }
         let (name, room) = self.open(room, Action::Read).await?;
+        // Who may not read the room may not report in it either.
+        self.refuse_banned(&room)?;
         let user = self.user()?.clone();
         self.read_message(&room, offset).await?;
         let audit = self.hub.room(&name.audit_log()).await?;
@@ -394,7 +396,7 @@ impl Session {
             read_only: moderation.read_only,
             pinned: moderation.pinned.iter().copied().collect(),
             recent_messages,
-            open_reports,
+            open_reports: open_reports.into_iter().map(protocol::EventFrame).collect(),
         };
         if !self.rooms.contains_key(name.as_str()) {
             self.hub.release(&room);

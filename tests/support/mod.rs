@@ -80,6 +80,62 @@ impl TestServer {
     pub async fn metric(&self, name: &str) -> f64 {
         metric(self.addr(), name).await
     }
+
+    /// Opens `rooms` as staff before a test's pupils use them (see
+    /// [`open_rooms`]), and returns once the `preau_connections` gauge no
+    /// longer counts the opener: tests of connection counts and of
+    /// `max_connections` start from what they expect.
+    pub async fn open(&self, rooms: &[&str]) {
+        let before = self.metric("preau_connections").await;
+        open_rooms(&self.url(), rooms).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.metric("preau_connections").await > before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the opener's connection still counted after {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The token of the staff user who opens rooms in tests ([`open_rooms`]).
+pub fn opener() -> String {
+    token("opener", Role::Staff, &[])
+}
+
+/// Opens `rooms` on the server at `url` the way a school does: a room
+/// exists only once a teacher of its class or staff joins it (or acts in
+/// it), and a pupil naming a room nobody opened gets `unknown_room`. A staff
+/// user joins each room (creating it, with no event in it), leaves it, and
+/// disconnects; this returns once the server closed that connection, so it
+/// counts in no connection, presence or membership the test then checks.
+/// In cluster mode opening on one node opens the room on every node.
+pub async fn open_rooms(url: &str, rooms: &[&str]) {
+    open_rooms_as(url, &opener(), rooms).await
+}
+
+/// [`open_rooms`] as the user of `token` (a teacher of the rooms' class or
+/// staff), e.g. one opener per room where the request rate is tight.
+pub async fn open_rooms_as(url: &str, token: &str, rooms: &[&str]) {
+    let (mut client, _) = Client::connect(url, token).await.expect("opener connects");
+    for room in rooms {
+        tokio::time::timeout(WAIT, client.join(room, None))
+            .await
+            .unwrap_or_else(|_| panic!("opener's join of {room} answered"))
+            .unwrap_or_else(|e| panic!("opener opens {room}: {e}"));
+        tokio::time::timeout(WAIT, client.leave(room))
+            .await
+            .unwrap_or_else(|_| panic!("opener's leave of {room} answered"))
+            .unwrap_or_else(|e| panic!("opener leaves {room}: {e}"));
+    }
+    client.close();
+    // The reader ends (and `next` gives `None`) at the server's close frame.
+    while tokio::time::timeout(WAIT, client.next())
+        .await
+        .expect("opener's connection closes within WAIT")
+        .is_some()
+    {}
 }
 
 pub fn claims(user: &str, role: Role, classes: &[&str]) -> Claims {
@@ -371,6 +427,10 @@ pub async fn cluster_node_with(redis_url: &str, dir: &Path, extra: &[&str]) -> P
     ];
     args.extend_from_slice(extra);
     let node = Proc::serve(dir, free_port(), &args).await;
+    // The probe is a pupil: staff opens its room first (a pupil's join of a
+    // room nobody opened is `unknown_room`). The room is in Redis, so this
+    // is a no-op on every node after the first.
+    open_rooms(&node.url(), &["3B/chat/probe"]).await;
     let (mut probe, _) = Client::connect(&node.url(), &student("probe", "3B"))
         .await
         .expect("probe connects");
