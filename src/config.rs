@@ -264,6 +264,11 @@ pub struct ConfigArgs {
     pub demo: bool,
 }
 
+/// Bounds of `rate_per_sec` and `request_rate_per_sec`: below, a refill
+/// takes longer than any timer holds; above, it is no limit at all.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1_000_000.0;
+
 /// The node id of a single node; cluster nodes left on it get a random one.
 const DEFAULT_NODE_ID: &str = "local";
 
@@ -362,15 +367,15 @@ impl Config {
             "must be at least twice max_frame_bytes",
         )?;
         check(
-            self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0,
+            (MIN_RATE..=MAX_RATE).contains(&self.rate_per_sec),
             "rate_per_sec",
-            "must be a number above zero",
+            "must be a number from 0.001 to 1000000",
         )?;
         check(self.rate_burst >= 1, "rate_burst", "must be at least 1")?;
         check(
-            self.request_rate_per_sec.is_finite() && self.request_rate_per_sec > 0.0,
+            (MIN_RATE..=MAX_RATE).contains(&self.request_rate_per_sec),
             "request_rate_per_sec",
-            "must be a number above zero",
+            "must be a number from 0.001 to 1000000",
         )?;
         check(
             self.request_burst >= 1,
