@@ -36,13 +36,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthError, Keyring};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::hub::{Clock, Hub};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -95,9 +97,10 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     start_with_clock(config, hub::system_clock()).await
 }
 
-/// Starts a server: loads the secret, opens the store, binds, and serves in
-/// the background.
+/// Starts a server: checks the configuration, loads the secret, opens the
+/// store, binds, and serves in the background.
 pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, ServerError> {
+    config.validate()?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let (keyring, store) = {
