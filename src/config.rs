@@ -107,6 +107,18 @@ pub struct Config {
     /// erasure), sent as `Authorization: Bearer KEY`; at least 32 bytes.
     /// Unset: those endpoints answer 404.
     pub admin_key: Option<String>,
+    // Connections and listeners (gateway, listener, admission).
+    /// Connections without a session (HTTP, WebSockets before `hello`);
+    /// when full, a newcomer evicts the oldest of the busiest address.
+    pub max_unauthenticated: usize,
+    /// Of those, per client address (IPv6: per /64).
+    pub max_unauthenticated_per_address: usize,
+    /// Close an HTTP connection that sends no complete request head this
+    /// long after connecting or after its previous response.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Where `/metrics` is served; unset: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -169,6 +181,10 @@ impl Default for Config {
             demo: false,
             admin_key: None,
             log_format: LogFormat::Text,
+            max_unauthenticated: 1_024,
+            max_unauthenticated_per_address: 512,
+            header_timeout: Duration::from_secs(10),
+            metrics_listen: None,
         }
     }
 }
@@ -262,6 +278,15 @@ pub struct ConfigArgs {
     /// Demo mode: `GET /dev/token` mints tokens for anyone.
     #[arg(long, env = "PREAU_DEMO")]
     pub demo: bool,
+    #[arg(long, env = "PREAU_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
+    #[arg(long, env = "PREAU_MAX_UNAUTHENTICATED_PER_ADDRESS")]
+    pub max_unauthenticated_per_address: Option<usize>,
+    #[arg(long, env = "PREAU_HEADER_TIMEOUT", value_parser = duration)]
+    pub header_timeout: Option<Duration>,
+    /// Serve Prometheus `/metrics` on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "PREAU_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Bounds of `rate_per_sec` and `request_rate_per_sec`: below, a refill
@@ -436,6 +461,31 @@ impl Config {
             "resync_window",
             "must be at least one heartbeat",
         )?;
+        check(
+            self.max_unauthenticated >= 1,
+            "max_unauthenticated",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=self.max_unauthenticated).contains(&self.max_unauthenticated_per_address),
+            "max_unauthenticated_per_address",
+            "must be between 1 and max_unauthenticated",
+        )?;
+        check(
+            !self.header_timeout.is_zero(),
+            "header_timeout",
+            "must be above zero",
+        )?;
+        check(
+            self.metrics_listen.is_none_or(|m| {
+                let l = self.listen;
+                m.port() == 0
+                    || m.port() != l.port()
+                    || (m.ip() != l.ip() && !m.ip().is_unspecified() && !l.ip().is_unspecified())
+            }),
+            "metrics_listen",
+            "must not be the address of listen",
+        )?;
         Ok(())
     }
 }
@@ -499,6 +549,14 @@ impl ConfigArgs {
         if self.advertise.is_some() {
             config.advertise = self.advertise;
         }
+        set!(
+            max_unauthenticated,
+            max_unauthenticated_per_address,
+            header_timeout
+        );
+        if self.metrics_listen.is_some() {
+            config.metrics_listen = self.metrics_listen;
+        }
     }
 }
 
@@ -548,5 +606,49 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn connection_settings_are_checked_and_named() {
+        let named = |config: Config, setting: &str| {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(setting), "{setting}: {err}");
+        };
+        named(
+            Config {
+                rate_per_sec: 1e-300,
+                ..Config::default()
+            },
+            "rate_per_sec",
+        );
+        named(
+            Config {
+                request_rate_per_sec: f64::INFINITY,
+                ..Config::default()
+            },
+            "request_rate_per_sec",
+        );
+        named(
+            Config {
+                max_unauthenticated: 8,
+                max_unauthenticated_per_address: 9,
+                ..Config::default()
+            },
+            "max_unauthenticated_per_address",
+        );
+        let listen = Config::default().listen;
+        named(
+            Config {
+                metrics_listen: Some(listen),
+                ..Config::default()
+            },
+            "metrics_listen",
+        );
+        let config = Config::load(ConfigArgs {
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.metrics_listen.map(|m| m.port()), Some(9464));
     }
 }
