@@ -117,6 +117,8 @@ pub struct Config {
     /// long after connecting or after its previous response.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// Origins allowed to open WebSockets besides the server's own; `*`: any.
+    pub allowed_origins: Vec<String>,
     /// Where `/metrics` is served; unset: nowhere.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -184,6 +186,7 @@ impl Default for Config {
             max_unauthenticated: 1_024,
             max_unauthenticated_per_address: 512,
             header_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
             metrics_listen: None,
         }
     }
@@ -284,6 +287,10 @@ pub struct ConfigArgs {
     pub max_unauthenticated_per_address: Option<usize>,
     #[arg(long, env = "PREAU_HEADER_TIMEOUT", value_parser = duration)]
     pub header_timeout: Option<Duration>,
+    /// Origins allowed to open WebSockets besides the server's own
+    /// (comma-separated, e.g. https://ent.example; `*` for any).
+    #[arg(long, env = "PREAU_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
     /// Serve Prometheus `/metrics` on this address (e.g. 127.0.0.1:9464).
     #[arg(long, env = "PREAU_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -476,6 +483,18 @@ impl Config {
             "header_timeout",
             "must be above zero",
         )?;
+        if let Some(bad) = self
+            .allowed_origins
+            .iter()
+            .find(|o| !crate::origin::valid_entry(o))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "allowed_origins",
+                message: format!(
+                    "{bad:?} is not an origin: scheme://host[:port] (http or https), or *"
+                ),
+            });
+        }
         check(
             self.metrics_listen.is_none_or(|m| {
                 let l = self.listen;
@@ -552,7 +571,8 @@ impl ConfigArgs {
         set!(
             max_unauthenticated,
             max_unauthenticated_per_address,
-            header_timeout
+            header_timeout,
+            allowed_origins
         );
         if self.metrics_listen.is_some() {
             config.metrics_listen = self.metrics_listen;
@@ -636,6 +656,13 @@ mod tests {
             },
             "max_unauthenticated_per_address",
         );
+        named(
+            Config {
+                allowed_origins: vec!["https://ent.example/app".to_owned()],
+                ..Config::default()
+            },
+            "allowed_origins",
+        );
         let listen = Config::default().listen;
         named(
             Config {
@@ -645,10 +672,12 @@ mod tests {
             "metrics_listen",
         );
         let config = Config::load(ConfigArgs {
+            allowed_origins: Some(vec!["https://ent.example".to_owned(), "*".to_owned()]),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             ..ConfigArgs::default()
         })
         .unwrap();
+        assert_eq!(config.allowed_origins.len(), 2);
         assert_eq!(config.metrics_listen.map(|m| m.port()), Some(9464));
     }
 }

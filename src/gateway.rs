@@ -23,6 +23,7 @@ use crate::connection;
 use crate::hub::Hub;
 use crate::listener::ConnSlot;
 use crate::metrics::Refused;
+use crate::origin::OriginPolicy;
 use crate::protocol::SUBPROTOCOL;
 
 /// Read buffer per connection: small, since most connections are idle and
@@ -39,6 +40,7 @@ const WRITE_BUFFER: usize = 0;
 pub struct Gateway {
     pub hub: Arc<Hub>,
     pub admission: Arc<Admission>,
+    pub origins: Arc<OriginPolicy>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -116,8 +118,8 @@ async fn demo_token(
 /// The WebSocket handshake, done here rather than by axum's extractor so
 /// the connection task owns the raw socket (`connection.rs` drains it after
 /// a 1009) and the connection's admission slot. Checks, in order: the
-/// handshake headers (400), the subprotocol (400), shutdown (503), free
-/// session slots (503).
+/// handshake headers (400), `Origin` (403), the subprotocol (400),
+/// shutdown (503), free session slots (503).
 async fn upgrade(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -129,6 +131,18 @@ async fn upgrade(
         Ok(key) => derive_accept_key(key.as_bytes()),
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
+    if let Some(origin) = refused_origin(&gateway.origins, headers) {
+        gateway.admission.refused(Refused::Origin);
+        tracing::info!(%peer, origin, "upgrade refused: origin not allowed");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin {origin} may not open websockets here: only this server's own origin \
+                 and those of the setting allowed_origins\n"
+            ),
+        )
+            .into_response();
+    }
     if !offers_subprotocol(headers) {
         return (
             StatusCode::BAD_REQUEST,
@@ -224,6 +238,22 @@ fn offers_subprotocol(headers: &HeaderMap) -> bool {
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .any(|p| p.trim_ascii() == SUBPROTOCOL.as_bytes())
+}
+
+/// The `Origin` of an upgrade the policy refuses, for the 403.
+fn refused_origin(policy: &OriginPolicy, headers: &HeaderMap) -> Option<String> {
+    let origin = headers.get(header::ORIGIN)?;
+    let Ok(text) = origin.to_str() else {
+        return Some(String::from_utf8_lossy(origin.as_bytes()).into_owned());
+    };
+    // Host, and the Host a proxy in front was sent (browsers cannot set
+    // X-Forwarded-Host on a WebSocket).
+    let hosts: Vec<&str> = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name)?.to_str().ok())
+        .flat_map(|value| value.split(',').next())
+        .collect();
+    (!policy.allows(Some(text), &hosts)).then(|| text.to_owned())
 }
 
 /// 503 with `Retry-After: 5`: clients back off, then try (another node).

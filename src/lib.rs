@@ -17,6 +17,7 @@ mod listener;
 pub mod metrics;
 pub mod moderation;
 pub mod notes;
+mod origin;
 pub mod outbound;
 pub mod privacy;
 pub mod protocol;
@@ -161,6 +162,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     let gateway = gateway::Gateway {
         hub: hub.clone(),
         admission: admission.clone(),
+        origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     };

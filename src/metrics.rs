@@ -16,15 +16,18 @@ pub enum Refused {
     SessionsFull,
     /// Too many evicted connections still closing: the socket is dropped.
     Saturated,
+    /// The upgrade's `Origin` is not allowed: 403.
+    Origin,
 }
 
 impl Refused {
-    const ALL: [Refused; 2] = [Refused::SessionsFull, Refused::Saturated];
+    const ALL: [Refused; 3] = [Refused::SessionsFull, Refused::Saturated, Refused::Origin];
 
     fn label(self) -> &'static str {
         match self {
             Refused::SessionsFull => "sessions_full",
             Refused::Saturated => "saturated",
+            Refused::Origin => "origin",
         }
     }
 }

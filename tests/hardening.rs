@@ -1,6 +1,6 @@
 //! What an outside attacker found with clients written from the spec alone,
 //! one test per finding: oversized frames get their 1009 (not a reset),
-//! `/metrics` is not on the app listener,
+//! cross-site upgrades are refused, `/metrics` is not on the app listener,
 //! an invalid configuration is refused at start, idle TCP connections are
 //! closed and cannot exhaust file descriptors, and connections that never
 //! authenticate cannot lock token holders out.
@@ -213,6 +213,81 @@ async fn huge_frames_get_close_1009_not_a_reset() {
     assert_eq!(client.post(ROOM, "still here").await.unwrap().offset, 1);
 }
 
+/// Finding 2: an upgrade from `https://evil.example` was accepted.
+#[tokio::test]
+async fn upgrades_from_other_origins_are_403() {
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    let upgrade = |extra: String| async move {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (_, status, head, _) = handshake(tcp, &extra).await;
+        (status, head)
+    };
+    let (status, head) = upgrade("Origin: https://evil.example\r\n".into()).await;
+    assert_eq!(status, 403, "{head}");
+    let (status, body) = http_request(
+        addr,
+        "GET",
+        "/ws",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Protocol", "preau.v1"),
+            ("Origin", "https://evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("https://evil.example") && body.contains("allowed_origins"),
+        "the 403 says why: {body}"
+    );
+    for origin in ["null", "http://127.0.0.1:1", "https://evil.example"] {
+        let (status, head) = upgrade(format!("Origin: {origin}\r\n")).await;
+        assert_eq!(status, 403, "{origin}: {head}");
+    }
+    // The server's own origin (the web app it serves), and clients that
+    // send no Origin at all (not browsers).
+    let (status, head) = upgrade(format!("Origin: http://{addr}\r\n")).await;
+    assert_eq!(status, 101, "same origin: {head}");
+    let (status, head) = upgrade(String::new()).await;
+    assert_eq!(status, 101, "no origin: {head}");
+    assert!(
+        metric(addr, "preau_connections_refused_total").await >= 5.0,
+        "refusals are counted"
+    );
+
+    // A configured list is honoured, on top of the server's own origin.
+    let server = TestServer::start_with(|c| {
+        c.allowed_origins = vec!["https://ent.example".into(), "http://localhost:5173".into()];
+    })
+    .await;
+    let addr = server.addr();
+    for (origin, want) in [
+        ("https://ent.example", 101),
+        ("http://localhost:5173", 101),
+        ("https://ent.example:8443", 403),
+        ("http://ent.example", 403),
+        ("https://evil.example", 403),
+    ] {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (_, status, head) = {
+            let (s, status, head, _) = handshake(tcp, &format!("Origin: {origin}\r\n")).await;
+            (s, status, head)
+        };
+        assert_eq!(status, want, "{origin}: {head}");
+    }
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (_, status, _, _) = handshake(tcp, &format!("Origin: http://{addr}\r\n")).await;
+    assert_eq!(status, 101, "same origin still allowed");
+    let any = TestServer::start_with(|c| c.allowed_origins = vec!["*".into()]).await;
+    let tcp = TcpStream::connect(any.addr()).await.unwrap();
+    let (_, status, _, _) = handshake(tcp, "Origin: https://evil.example\r\n").await;
+    assert_eq!(status, 101, "* allows any origin");
+}
+
 /// Finding 3: `/metrics` was public on the app's listener.
 #[tokio::test]
 async fn metrics_are_served_only_on_metrics_listen() {
@@ -258,6 +333,10 @@ async fn start_refuses_an_invalid_configuration_naming_the_setting() {
         (
             "header_timeout",
             Box::new(|c| c.header_timeout = Duration::ZERO),
+        ),
+        (
+            "allowed_origins",
+            Box::new(|c| c.allowed_origins = vec!["evil.example".into()]),
         ),
     ];
     for (setting, tweak) in cases {
