@@ -114,6 +114,20 @@ pub struct Config {
     /// erasure), sent as `Authorization: Bearer KEY`; at least 32 bytes.
     /// Unset: those endpoints answer 404.
     pub admin_key: Option<String>,
+    // Connections and listeners (gateway, listener, admission).
+    /// Connections without a session (HTTP, WebSockets before `hello`);
+    /// when full, a newcomer evicts the oldest of the busiest address.
+    pub max_unauthenticated: usize,
+    /// Of those, per client address (IPv6: per /64).
+    pub max_unauthenticated_per_address: usize,
+    /// Close an HTTP connection that sends no complete request head this
+    /// long after connecting or after its previous response.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Origins allowed to open WebSockets besides the server's own; `*`: any.
+    pub allowed_origins: Vec<String>,
+    /// Where `/metrics` is served; unset: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -178,6 +192,11 @@ impl Default for Config {
             demo: false,
             admin_key: None,
             log_format: LogFormat::Text,
+            max_unauthenticated: 1_024,
+            max_unauthenticated_per_address: 512,
+            header_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -275,7 +294,25 @@ pub struct ConfigArgs {
     /// Demo mode: `GET /dev/token` mints tokens for anyone.
     #[arg(long, env = "PREAU_DEMO")]
     pub demo: bool,
+    #[arg(long, env = "PREAU_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
+    #[arg(long, env = "PREAU_MAX_UNAUTHENTICATED_PER_ADDRESS")]
+    pub max_unauthenticated_per_address: Option<usize>,
+    #[arg(long, env = "PREAU_HEADER_TIMEOUT", value_parser = duration)]
+    pub header_timeout: Option<Duration>,
+    /// Origins allowed to open WebSockets besides the server's own
+    /// (comma-separated, e.g. https://ent.example; `*` for any).
+    #[arg(long, env = "PREAU_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Serve Prometheus `/metrics` on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "PREAU_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
+
+/// Bounds of `rate_per_sec` and `request_rate_per_sec`: below, a refill
+/// takes longer than any timer holds; above, it is no limit at all.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1_000_000.0;
 
 /// The node id of a single node; cluster nodes left on it get a random one.
 const DEFAULT_NODE_ID: &str = "local";
@@ -375,15 +412,15 @@ impl Config {
             "must be at least twice max_frame_bytes",
         )?;
         check(
-            self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0,
+            (MIN_RATE..=MAX_RATE).contains(&self.rate_per_sec),
             "rate_per_sec",
-            "must be a number above zero",
+            "must be a number from 0.001 to 1000000",
         )?;
         check(self.rate_burst >= 1, "rate_burst", "must be at least 1")?;
         check(
-            self.request_rate_per_sec.is_finite() && self.request_rate_per_sec > 0.0,
+            (MIN_RATE..=MAX_RATE).contains(&self.request_rate_per_sec),
             "request_rate_per_sec",
-            "must be a number above zero",
+            "must be a number from 0.001 to 1000000",
         )?;
         check(
             self.request_burst >= 1,
@@ -455,6 +492,43 @@ impl Config {
             "resync_window",
             "must be at least one heartbeat",
         )?;
+        check(
+            self.max_unauthenticated >= 1,
+            "max_unauthenticated",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=self.max_unauthenticated).contains(&self.max_unauthenticated_per_address),
+            "max_unauthenticated_per_address",
+            "must be between 1 and max_unauthenticated",
+        )?;
+        check(
+            !self.header_timeout.is_zero(),
+            "header_timeout",
+            "must be above zero",
+        )?;
+        if let Some(bad) = self
+            .allowed_origins
+            .iter()
+            .find(|o| !crate::origin::valid_entry(o))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "allowed_origins",
+                message: format!(
+                    "{bad:?} is not an origin: scheme://host[:port] (http or https), or *"
+                ),
+            });
+        }
+        check(
+            self.metrics_listen.is_none_or(|m| {
+                let l = self.listen;
+                m.port() == 0
+                    || m.port() != l.port()
+                    || (m.ip() != l.ip() && !m.ip().is_unspecified() && !l.ip().is_unspecified())
+            }),
+            "metrics_listen",
+            "must not be the address of listen",
+        )?;
         Ok(())
     }
 }
@@ -520,6 +594,15 @@ impl ConfigArgs {
         if self.advertise.is_some() {
             config.advertise = self.advertise;
         }
+        set!(
+            max_unauthenticated,
+            max_unauthenticated_per_address,
+            header_timeout,
+            allowed_origins
+        );
+        if self.metrics_listen.is_some() {
+            config.metrics_listen = self.metrics_listen;
+        }
     }
 }
 
@@ -569,5 +652,58 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn connection_settings_are_checked_and_named() {
+        let named = |config: Config, setting: &str| {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(setting), "{setting}: {err}");
+        };
+        named(
+            Config {
+                rate_per_sec: 1e-300,
+                ..Config::default()
+            },
+            "rate_per_sec",
+        );
+        named(
+            Config {
+                request_rate_per_sec: f64::INFINITY,
+                ..Config::default()
+            },
+            "request_rate_per_sec",
+        );
+        named(
+            Config {
+                max_unauthenticated: 8,
+                max_unauthenticated_per_address: 9,
+                ..Config::default()
+            },
+            "max_unauthenticated_per_address",
+        );
+        named(
+            Config {
+                allowed_origins: vec!["https://ent.example/app".to_owned()],
+                ..Config::default()
+            },
+            "allowed_origins",
+        );
+        let listen = Config::default().listen;
+        named(
+            Config {
+                metrics_listen: Some(listen),
+                ..Config::default()
+            },
+            "metrics_listen",
+        );
+        let config = Config::load(ConfigArgs {
+            allowed_origins: Some(vec!["https://ent.example".to_owned(), "*".to_owned()]),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.allowed_origins.len(), 2);
+        assert_eq!(config.metrics_listen.map(|m| m.port()), Some(9464));
     }
 }

@@ -4,47 +4,68 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::admission::Slot;
 use crate::hub::Hub;
 use crate::outbound::{self, OutboundRx};
 use crate::protocol::CloseCode;
 use crate::session::{Flow, Session};
 
+/// The upgraded socket; raw access to it lets a 1009 close drain the rest
+/// of the oversized frame.
+pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
 /// Frames written per flush: batching writes saves syscalls under load.
 const WRITE_BATCH: usize = 64;
 /// How long a close handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a 1009 the client may still be sending its frame: closing with
+/// unread bytes would reset the connection and lose the close frame, so
+/// that much is read and discarded first, for that long at most.
+const DRAIN_MAX_BYTES: usize = 32 * 1024 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the loop ended.
 enum End {
     /// Close with this code.
     Close(CloseCode),
+    /// Evicted before `hello` to make room for a newer connection: close
+    /// (1013) without waiting for the peer.
+    Evicted,
     /// The peer closed or the socket failed: nothing more to say.
     Gone,
 }
 
 pub async fn serve(
     hub: Arc<Hub>,
-    ws: WebSocket,
+    ws: Socket,
     shutdown: CancellationToken,
     peer: std::net::SocketAddr,
+    slot: Slot,
 ) {
     let conn = hub.next_conn_id();
     let span = tracing::info_span!("conn", conn, %peer, user = tracing::field::Empty);
     hub.metrics.connections_accepted.increment(1);
-    run(hub, ws, shutdown, conn).instrument(span).await;
+    run(hub, ws, shutdown, conn, slot).instrument(span).await;
 }
 
-async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn: u64) {
+async fn run(hub: Arc<Hub>, mut ws: Socket, shutdown: CancellationToken, conn: u64, slot: Slot) {
     let config = hub.config.clone();
     let (out, mut rx) = outbound::channel(conn, config.outbound_budget_bytes);
     let slow = rx.slow();
-    let mut session = Session::new(hub.clone(), out);
+    let evicted = slot.evicted().cancelled_owned();
+    tokio::pin!(evicted);
+    let mut session = Session::new(hub.clone(), out, slot);
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     let mut last_seen = Instant::now();
@@ -66,6 +87,7 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
         tokio::select! {
             () = &mut going_away => break End::Close(CloseCode::GoingAway),
             () = &mut too_slow => break End::Close(CloseCode::SlowConsumer),
+            () = &mut evicted, if !authenticated => break End::Evicted,
             Some(frame) = rx.recv() => {
                 let written = tokio::select! {
                     // A peer gone without a FIN leaves writes pending
@@ -102,10 +124,10 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
                         }
                     }
                     Some(Ok(Message::Text(_))) => break End::Close(CloseCode::UnsupportedData),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break End::Gone,
                     Some(Err(err)) => {
-                        if is_too_big(&err) {
+                        if matches!(err, tungstenite::Error::Capacity(_)) {
                             break End::Close(CloseCode::MessageTooBig);
                         }
                         tracing::debug!(error = %err, "read failed");
@@ -117,7 +139,7 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
                 if last_seen.elapsed() >= config.idle_timeout {
                     break End::Close(CloseCode::IdleTimeout);
                 }
-                let ping = tokio::time::timeout(config.idle_timeout, ws.send(Message::Ping(Default::default())));
+                let ping = tokio::time::timeout(config.idle_timeout, ws.send(Message::Ping(Bytes::new())));
                 if !matches!(ping.await, Ok(Ok(()))) {
                     break End::Gone;
                 }
@@ -129,25 +151,34 @@ async fn run(hub: Arc<Hub>, mut ws: WebSocket, shutdown: CancellationToken, conn
     };
 
     session.close();
-    if let End::Close(code) = end {
-        if code == CloseCode::SlowConsumer {
-            hub.metrics.slow_consumers.increment(1);
+    match end {
+        End::Close(CloseCode::MessageTooBig) => {
+            let code = CloseCode::MessageTooBig;
+            tracing::info!(code = code.code(), reason = code.reason(), "closing");
+            // Boxed: rarely used, and kept out of every connection's task.
+            Box::pin(close_and_drain(&mut ws, &mut rx, code)).await;
         }
-        tracing::info!(code = code.code(), reason = code.reason(), "closing");
-        let flush_first = code != CloseCode::SlowConsumer;
-        let _ =
-            tokio::time::timeout(CLOSE_TIMEOUT, close(&mut ws, &mut rx, code, flush_first)).await;
-    } else {
-        tracing::debug!("disconnected");
+        End::Close(code) => {
+            if code == CloseCode::SlowConsumer {
+                hub.metrics.slow_consumers.increment(1);
+            }
+            tracing::info!(code = code.code(), reason = code.reason(), "closing");
+            let flush_first = code != CloseCode::SlowConsumer;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, close(&mut ws, &mut rx, code, flush_first))
+                .await;
+        }
+        End::Evicted => {
+            let code = CloseCode::TryAgainLater;
+            tracing::debug!(code = code.code(), "evicted before hello");
+            // Its slot is already counted as closing: no close handshake.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.send(close_message(code))).await;
+        }
+        End::Gone => tracing::debug!("disconnected"),
     }
 }
 
 /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
-async fn write_batch(
-    ws: &mut WebSocket,
-    rx: &mut OutboundRx,
-    first: bytes::Bytes,
-) -> Result<u64, ()> {
+async fn write_batch(ws: &mut Socket, rx: &mut OutboundRx, first: bytes::Bytes) -> Result<u64, ()> {
     ws.feed(Message::Binary(first)).await.map_err(|_| ())?;
     let mut count = 1;
     while count < WRITE_BATCH as u64 {
@@ -161,7 +192,7 @@ async fn write_batch(
 
 /// Sends what is still queued (replies such as the error that explains the
 /// close), then the close frame.
-async fn close(ws: &mut WebSocket, rx: &mut OutboundRx, code: CloseCode, flush_first: bool) {
+async fn close(ws: &mut Socket, rx: &mut OutboundRx, code: CloseCode, flush_first: bool) {
     if flush_first {
         while let Some(frame) = rx.try_recv() {
             if ws.feed(Message::Binary(frame)).await.is_err() {
@@ -169,11 +200,7 @@ async fn close(ws: &mut WebSocket, rx: &mut OutboundRx, code: CloseCode, flush_f
             }
         }
     }
-    let frame = CloseFrame {
-        code: code.code(),
-        reason: code.reason().into(),
-    };
-    let _ = ws.send(Message::Close(Some(frame))).await;
+    let _ = ws.send(close_message(code)).await;
     // Wait briefly for the peer's close so the socket ends cleanly.
     while let Some(Ok(message)) = ws.next().await {
         if matches!(message, Message::Close(_)) {
@@ -182,19 +209,43 @@ async fn close(ws: &mut WebSocket, rx: &mut OutboundRx, code: CloseCode, flush_f
     }
 }
 
-fn is_too_big(err: &axum::Error) -> bool {
-    use std::error::Error;
-    let mut source: Option<&(dyn Error + 'static)> = err.source();
-    while let Some(inner) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = inner.downcast_ref::<tungstenite::Error>() {
-            return true;
+/// After an oversized frame: queued replies and the close frame, then our
+/// half of the TCP connection shut, then the peer's remaining bytes read
+/// and dropped (bounded) until it closes, so it receives the close frame
+/// instead of a reset. The frame parser is lost in the middle of the big
+/// frame, hence raw reads.
+async fn close_and_drain(ws: &mut Socket, rx: &mut OutboundRx, code: CloseCode) {
+    let sent = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(frame) = rx.try_recv() {
+            ws.feed(Message::Binary(frame)).await?;
         }
-        source = inner.source();
+        ws.send(close_message(code)).await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
     }
-    false
+    let io = ws.get_mut();
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let _ = io.shutdown().await;
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut left = DRAIN_MAX_BYTES;
+        while left > 0 {
+            match io.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
-use tokio_tungstenite::tungstenite;
+fn close_message(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.code().into(),
+        reason: code.reason().into(),
+    }))
+}
 
 /// When a token expiring at `exp_secs` runs out, at most a year away (a
 /// signed token with an absurd `exp` must not overflow the clock).

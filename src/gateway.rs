@@ -1,23 +1,29 @@
-//! HTTP side: the WebSocket upgrade at `/ws`, `/healthz` and `/metrics`,
-//! the web app and teacher console (static files of `web_dir`) at `/`,
-//! `/admin/` when an admin key is set (`admin.rs`), and in demo mode
-//! `/dev/token`.
+//! HTTP side: the WebSocket upgrade at `/ws`, `/healthz`, the web app and
+//! teacher console (static files of `web_dir`) at `/`, `/admin/` when an
+//! admin key is set (`admin.rs`), and in demo mode `/dev/token`. `/metrics`
+//! has its own router, served only on `metrics_listen`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
-use tokio::sync::Semaphore;
+use axum::{Extension, Router};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::connection;
 use crate::hub::Hub;
+use crate::listener::ConnSlot;
+use crate::metrics::Refused;
+use crate::origin::OriginPolicy;
 use crate::protocol::SUBPROTOCOL;
 
 /// Read buffer per connection: small, since most connections are idle and
@@ -33,7 +39,8 @@ const WRITE_BUFFER: usize = 0;
 #[derive(Clone)]
 pub struct Gateway {
     pub hub: Arc<Hub>,
-    pub slots: Arc<Semaphore>,
+    pub admission: Arc<Admission>,
+    pub origins: Arc<OriginPolicy>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -42,8 +49,7 @@ pub fn router(gateway: Gateway) -> Router {
     let config = gateway.hub.config.clone();
     let mut router = Router::new()
         .route("/ws", get(upgrade))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route("/healthz", get(healthz));
     if config.admin_key.is_some() {
         router = router.merge(crate::admin::routes());
     }
@@ -109,15 +115,35 @@ async fn demo_token(
     }
 }
 
+/// The WebSocket handshake, done here rather than by axum's extractor so
+/// the connection task owns the raw socket (`connection.rs` drains it after
+/// a 1009) and the connection's admission slot. Checks, in order: the
+/// handshake headers (400), `Origin` (403), the subprotocol (400),
+/// shutdown (503), free session slots (503).
 async fn upgrade(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ws: WebSocketUpgrade,
+    Extension(cell): Extension<ConnSlot>,
+    mut request: Request,
 ) -> Response {
-    if !ws
-        .requested_protocols()
-        .any(|p| p.as_bytes() == SUBPROTOCOL.as_bytes())
-    {
+    let headers = request.headers();
+    let accept = match handshake_key(request.method(), headers) {
+        Ok(key) => derive_accept_key(key.as_bytes()),
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    if let Some(origin) = refused_origin(&gateway.origins, headers) {
+        gateway.admission.refused(Refused::Origin);
+        tracing::info!(%peer, origin, "upgrade refused: origin not allowed");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin {origin} may not open websockets here: only this server's own origin \
+                 and those of the setting allowed_origins\n"
+            ),
+        )
+            .into_response();
+    }
+    if !offers_subprotocol(headers) {
         return (
             StatusCode::BAD_REQUEST,
             format!("offer the websocket subprotocol {SUBPROTOCOL}\n"),
@@ -127,29 +153,107 @@ async fn upgrade(
     if gateway.shutdown.is_cancelled() {
         return unavailable("server shutting down\n");
     }
-    let Ok(slot) = gateway.slots.clone().try_acquire_owned() else {
-        gateway.hub.metrics.connections_refused.increment(1);
+    // Early and cheap; `hello` checks again when it takes the slot.
+    if gateway.admission.sessions_full() {
+        gateway.admission.refused(Refused::SessionsFull);
         return unavailable("server full, retry later\n");
+    }
+    let Some(slot) = cell.take() else {
+        // A second upgrade on one connection: hyper never gets here.
+        return (StatusCode::BAD_REQUEST, "one upgrade per connection\n").into_response();
     };
-    let max = gateway.hub.config.max_frame_bytes;
+    let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = gateway.hub.clone();
     let shutdown = gateway.shutdown.clone();
-    let tracker = gateway.tracker.clone();
-    ws.protocols([SUBPROTOCOL])
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                let metrics = hub.metrics.clone();
-                metrics.connections.increment(1.0);
-                connection::serve(hub, socket, shutdown, peer).await;
-                // Free the slot before the gauge says so.
-                drop(slot);
-                metrics.connections.decrement(1.0);
-            })
-        })
+    gateway.tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "upgrade failed");
+                return;
+            }
+        };
+        let max = hub.config.max_frame_bytes;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        let metrics = hub.metrics.clone();
+        metrics.connections.increment(1.0);
+        // The slot is freed (with the session) before the gauge says so.
+        connection::serve(hub, socket, shutdown, peer, slot).await;
+        metrics.connections.decrement(1.0);
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let out = response.headers_mut();
+    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    out.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    response
+}
+
+/// The RFC 6455 request checks; the `Sec-WebSocket-Key` to answer.
+fn handshake_key<'a>(
+    method: &Method,
+    headers: &'a HeaderMap,
+) -> Result<&'a HeaderValue, &'static str> {
+    if method != Method::GET {
+        return Err("websocket upgrades use GET\n");
+    }
+    let connection_upgrade = headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    });
+    let upgrade_websocket = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !connection_upgrade || !upgrade_websocket {
+        return Err("expected a websocket upgrade (Connection: upgrade, Upgrade: websocket)\n");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err("Sec-WebSocket-Version must be 13\n");
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("Sec-WebSocket-Key missing\n")
+}
+
+fn offers_subprotocol(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|p| p.trim_ascii() == SUBPROTOCOL.as_bytes())
+}
+
+/// The `Origin` of an upgrade the policy refuses, for the 403.
+fn refused_origin(policy: &OriginPolicy, headers: &HeaderMap) -> Option<String> {
+    let origin = headers.get(header::ORIGIN)?;
+    let Ok(text) = origin.to_str() else {
+        return Some(String::from_utf8_lossy(origin.as_bytes()).into_owned());
+    };
+    // Host, and the Host a proxy in front was sent (browsers cannot set
+    // X-Forwarded-Host on a WebSocket).
+    let hosts: Vec<&str> = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name)?.to_str().ok())
+        .flat_map(|value| value.split(',').next())
+        .collect();
+    (!policy.allows(Some(text), &hosts)).then(|| text.to_owned())
 }
 
 /// 503 with `Retry-After: 5`: clients back off, then try (another node).
@@ -173,13 +277,21 @@ async fn healthz(State(gateway): State<Gateway>) -> Response {
     }
 }
 
-async fn metrics(State(gateway): State<Gateway>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        gateway.hub.metrics.render(),
+/// The router of `metrics_listen`: Prometheus text at `/metrics`.
+pub fn metrics_router(hub: Arc<Hub>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let hub = hub.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4"),
+                    )],
+                    hub.metrics.render(),
+                )
+            }
+        }),
     )
-        .into_response()
 }

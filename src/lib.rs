@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod admin;
+mod admission;
 pub mod auth;
 pub mod bus;
 pub mod client;
@@ -12,9 +13,11 @@ mod connection;
 pub mod forum;
 mod gateway;
 pub mod hub;
+mod listener;
 pub mod metrics;
 pub mod moderation;
 pub mod notes;
+mod origin;
 pub mod outbound;
 pub mod privacy;
 pub mod protocol;
@@ -28,21 +31,22 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, Limits};
 use crate::auth::{AuthError, Keyring};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::hub::{Clock, Hub};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -63,6 +67,7 @@ pub enum ServerError {
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     hub: Arc<Hub>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -71,6 +76,11 @@ pub struct Server {
 impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served (`metrics_listen`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The hub, for tests that inspect state (e.g. stored bytes).
@@ -95,9 +105,11 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     start_with_clock(config, hub::system_clock()).await
 }
 
-/// Starts a server: loads the secret, opens the store, binds, and serves in
-/// the background.
+/// Starts a server: checks the configuration, loads the secret, opens the
+/// store, binds, and serves in the background.
 pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, ServerError> {
+    config.validate()?;
+    raise_file_limit(&config);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let (keyring, store) = {
@@ -130,22 +142,55 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         source,
     })?;
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
-    // Small frames must leave at once: Nagle's algorithm plus delayed ACKs
-    // would add ~40 ms to every reply and event.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
+    let metrics_listener = match config.metrics_listen {
+        Some(metrics_addr) => Some(bind(metrics_addr).map_err(|source| ServerError::Bind {
+            addr: metrics_addr,
+            source,
+        })?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr().map_err(ServerError::Serve)?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let admission = Arc::new(Admission::new(
+        Limits {
+            sessions: config.max_connections,
+            unauthenticated: config.max_unauthenticated,
+            per_address: config.max_unauthenticated_per_address,
+        },
+        Some(hub.metrics.clone()),
+    ));
     let gateway = gateway::Gateway {
         hub: hub.clone(),
-        slots: Arc::new(Semaphore::new(config.max_connections)),
+        admission: admission.clone(),
+        origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     };
-    let app = gateway::router(gateway).into_make_service_with_connect_info::<SocketAddr>();
+    let app = gateway::router(gateway);
+    if let Some(listener) = metrics_listener {
+        // A scraper or two: a small budget of its own, no sessions.
+        let admission = Arc::new(Admission::new(
+            Limits {
+                sessions: 0,
+                unauthenticated: METRICS_CONNECTIONS,
+                per_address: METRICS_CONNECTIONS,
+            },
+            None,
+        ));
+        tokio::spawn(listener::run(listener::Serve {
+            listener,
+            app: gateway::metrics_router(hub.clone()),
+            admission,
+            header_timeout: config.header_timeout,
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            metrics: None,
+        }));
+    }
     let bus_task = match &config.redis {
         Some(url) => {
             let bus = bus::RedisBus::new(bus::BusConfig {
@@ -168,14 +213,22 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     };
     tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
     tokio::spawn(hub::sweep_loop(hub.clone(), shutdown.clone()));
-    tracing::info!(%addr, node = %config.node_id, data = %config.data.display(), "listening");
+    tracing::info!(%addr, metrics = ?metrics_addr, node = %config.node_id, data = %config.data.display(), "listening");
     let task = {
         let shutdown = shutdown.clone();
+        let hub_metrics = hub.metrics.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await;
-            // Also reached if serving failed: make every connection close.
+            listener::run(listener::Serve {
+                listener,
+                app,
+                admission,
+                header_timeout: config.header_timeout,
+                shutdown: shutdown.clone(),
+                tracker: tracker.clone(),
+                metrics: Some(hub_metrics),
+            })
+            .await;
+            // Stopped accepting; every connection task now closes.
             shutdown.cancel();
             tracker.close();
             if tokio::time::timeout(config.shutdown_grace, tracker.wait())
@@ -189,15 +242,42 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
             }
             tokio::task::spawn_blocking(move || store.shutdown()).await??;
             tracing::info!("stopped; storage flushed");
-            served.map_err(ServerError::Serve)
+            Ok(())
         })
     };
     Ok(Server {
         addr,
+        metrics_addr,
         shutdown,
         hub,
         task,
     })
+}
+
+/// Connections the metrics listener holds at once.
+const METRICS_CONNECTIONS: usize = 16;
+/// File descriptors besides connections: the store's files, listeners,
+/// Redis, logs.
+const OTHER_FILES: u64 = 256;
+
+/// Raises the soft limit on open files to what the budgets can use (the
+/// usual soft limit, 1024, is far below `max_connections`), or says that
+/// the hard limit is too low: past it, `accept` fails for everyone.
+fn raise_file_limit(config: &Config) {
+    let need = (config.max_connections as u64)
+        .saturating_add(2 * config.max_unauthenticated as u64)
+        .saturating_add(2 * METRICS_CONNECTIONS as u64)
+        .saturating_add(OTHER_FILES);
+    match rlimit::increase_nofile_limit(need) {
+        Ok(limit) if limit < need => tracing::warn!(
+            limit,
+            need,
+            "the open file limit is below max_connections + 2 x max_unauthenticated: \
+             raise it (LimitNOFILE=) or lower those settings"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot read or raise the open file limit"),
+    }
 }
 
 /// Pending connections the kernel queues for us. tokio's `bind` uses 128,

@@ -9,12 +9,62 @@ use crate::protocol::ErrorCode;
 
 static METADATA: Metadata<'static> = Metadata::new("preau", Level::INFO, Some(module_path!()));
 
+/// Why a connection or upgrade was refused (`preau_connections_refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every session slot taken: 503 at the upgrade, 1013 at `hello`.
+    SessionsFull,
+    /// Too many evicted connections still closing: the socket is dropped.
+    Saturated,
+    /// The upgrade's `Origin` is not allowed: 403.
+    Origin,
+}
+
+impl Refused {
+    const ALL: [Refused; 3] = [Refused::SessionsFull, Refused::Saturated, Refused::Origin];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refused::SessionsFull => "sessions_full",
+            Refused::Saturated => "saturated",
+            Refused::Origin => "origin",
+        }
+    }
+}
+
+/// Why an unauthenticated connection was evicted (`preau_connections_evicted_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evicted {
+    /// Its address reached `max_unauthenticated_per_address`.
+    PerAddress,
+    /// `max_unauthenticated` was reached.
+    Budget,
+}
+
+impl Evicted {
+    const ALL: [Evicted; 2] = [Evicted::PerAddress, Evicted::Budget];
+
+    fn label(self) -> &'static str {
+        match self {
+            Evicted::PerAddress => "per_address",
+            Evicted::Budget => "budget",
+        }
+    }
+}
+
 pub struct Metrics {
     _recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     pub connections: Gauge,
     pub connections_accepted: Counter,
-    pub connections_refused: Counter,
+    /// Authenticated sessions (what `max_connections` bounds).
+    pub sessions: Gauge,
+    /// Connections without a session: HTTP, and WebSockets before `hello`.
+    pub unauthenticated: Gauge,
+    /// HTTP connections closed for not sending a request head in time.
+    pub header_timeouts: Counter,
+    refused: Vec<Counter>,
+    evicted: Vec<Counter>,
     pub rooms_loaded: Gauge,
     pub notes_loaded: Gauge,
     pub note_bytes: Gauge,
@@ -50,6 +100,29 @@ impl Metrics {
             None,
             "error replies sent, by code".into(),
         );
+        let labeled =
+            |name: &'static str, help: &'static str, key: &'static str, values: &[&'static str]| {
+                recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
+                values
+                    .iter()
+                    .map(|value| {
+                        let key = Key::from_parts(name, vec![Label::new(key, *value)]);
+                        recorder.register_counter(&key, &METADATA)
+                    })
+                    .collect::<Vec<_>>()
+            };
+        let refused = labeled(
+            "preau_connections_refused_total",
+            "connections and upgrades refused, by reason",
+            "reason",
+            &Refused::ALL.map(Refused::label),
+        );
+        let evicted = labeled(
+            "preau_connections_evicted_total",
+            "unauthenticated connections closed to make room for a newer one, by reason",
+            "reason",
+            &Evicted::ALL.map(Evicted::label),
+        );
         let errors = ErrorCode::ALL
             .iter()
             .map(|code| {
@@ -66,10 +139,20 @@ impl Metrics {
                 "preau_connections_accepted_total",
                 "websocket connections accepted",
             ),
-            connections_refused: counter(
-                "preau_connections_refused_total",
-                "upgrades refused because max_connections was reached",
+            sessions: gauge(
+                "preau_sessions",
+                "authenticated connections (bounded by max_connections)",
             ),
+            unauthenticated: gauge(
+                "preau_unauthenticated_connections",
+                "connections without a session: HTTP, and websockets before hello",
+            ),
+            header_timeouts: counter(
+                "preau_http_header_timeouts_total",
+                "HTTP connections closed for not sending a request head within header_timeout",
+            ),
+            refused,
+            evicted,
             rooms_loaded: gauge("preau_rooms", "rooms loaded in memory"),
             notes_loaded: gauge(
                 "preau_notes_loaded",
@@ -108,6 +191,20 @@ impl Metrics {
 
     pub fn error(&self, code: ErrorCode) {
         if let Some(counter) = self.errors.get(code.index()) {
+            counter.increment(1);
+        }
+    }
+
+    pub fn refused(&self, reason: Refused) {
+        let at = Refused::ALL.iter().position(|r| *r == reason);
+        if let Some(counter) = at.and_then(|i| self.refused.get(i)) {
+            counter.increment(1);
+        }
+    }
+
+    pub fn evicted(&self, reason: Evicted) {
+        let at = Evicted::ALL.iter().position(|r| *r == reason);
+        if let Some(counter) = at.and_then(|i| self.evicted.get(i)) {
             counter.increment(1);
         }
     }

@@ -1,8 +1,16 @@
 //! A token bucket: `burst` tokens, refilled at `rate` per second.
+//!
+//! Never panics, whatever the rate: `Config::validate` bounds the rates,
+//! and the arithmetic here is checked anyway (a NaN, zero or tiny rate
+//! only means the longest wait).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// The longest wait `take` reports: longer ones mean "not in any useful
+/// time" to a client.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -38,7 +46,8 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            let wait = Duration::try_from_secs_f64((1.0 - self.tokens) / self.rate);
+            Err(wait.map_or(MAX_WAIT, |wait| wait.min(MAX_WAIT)))
         }
     }
 }
@@ -67,5 +76,29 @@ mod tests {
             );
         }
         assert!(bucket.take(Instant::now()).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_rates_do_not_panic() {
+        for rate in [
+            1e-300,
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::MIN_POSITIVE,
+            1e300,
+        ] {
+            let mut bucket = TokenBucket::new(rate, 1, Instant::now());
+            let _ = bucket.take(Instant::now());
+            for _ in 0..3 {
+                match bucket.take(Instant::now()) {
+                    Ok(()) => {}
+                    Err(wait) => assert!(wait <= MAX_WAIT, "rate {rate}: {wait:?}"),
+                }
+                tokio::time::advance(Duration::from_secs(3600)).await;
+            }
+            let _ = bucket.is_full(Instant::now());
+        }
     }
 }

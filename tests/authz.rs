@@ -332,7 +332,7 @@ async fn forbidden_counts_in_metrics_and_error_has_the_request_id() {
 }
 
 async fn forbidden_count(server: &TestServer) -> f64 {
-    let (_, body) = http_get(server.addr(), "/metrics").await;
+    let (_, body) = http_get(server.metrics_addr(), "/metrics").await;
     body.lines()
         .filter(|l| l.starts_with("preau_errors_total{") && l.contains("code=\"forbidden\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

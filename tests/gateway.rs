@@ -1,4 +1,5 @@
-//! The HTTP side and connection lifecycle: /healthz, /metrics, the upgrade
+//! The HTTP side and connection lifecycle: /healthz, /metrics (on
+//! `metrics_listen`), the upgrade
 //! checks (subprotocol, max_connections), idle timeout, graceful shutdown
 //! and token expiry while connected.
 
@@ -32,7 +33,7 @@ async fn closed_with(client: &mut Client) -> Option<u16> {
 
 /// Sum of a metric's values whose labels contain `label` (e.g. `code="forbidden"`).
 async fn labeled(addr: SocketAddr, name: &str, label: &str) -> f64 {
-    let (_, body) = http_get(addr, "/metrics").await;
+    let (_, body) = http_get(metrics_addr(addr), "/metrics").await;
     body.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -151,7 +152,7 @@ async fn healthz_and_metrics_reflect_traffic() {
     server.open(&[ROOM]).await;
     let (status, body) = http_get(addr, "/healthz").await;
     assert_eq!((status, body.trim()), (200, "ok"));
-    let (status, body) = http_get(addr, "/metrics").await;
+    let (status, body) = http_get(server.metrics_addr(), "/metrics").await;
     assert_eq!(status, 200);
     for name in [
         "preau_connections",

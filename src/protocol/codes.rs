@@ -340,6 +340,9 @@ pub enum CloseCode {
     MessageTooBig,
     /// An unexpected server fault.
     InternalError,
+    /// Every session slot was taken at `hello`, or the connection was
+    /// evicted before `hello` to make room: reconnect after a backoff.
+    TryAgainLater,
     /// A request came before a successful `hello`.
     ProtocolViolation,
     /// The token in `hello` is missing, malformed, forged or has bad claims.
@@ -355,11 +358,12 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 10] = [
+    pub const ALL: [CloseCode; 11] = [
         CloseCode::GoingAway,
         CloseCode::UnsupportedData,
         CloseCode::MessageTooBig,
         CloseCode::InternalError,
+        CloseCode::TryAgainLater,
         CloseCode::ProtocolViolation,
         CloseCode::Unauthorized,
         CloseCode::TokenExpired,
@@ -374,6 +378,7 @@ impl CloseCode {
             CloseCode::UnsupportedData => 1003,
             CloseCode::MessageTooBig => 1009,
             CloseCode::InternalError => 1011,
+            CloseCode::TryAgainLater => 1013,
             CloseCode::ProtocolViolation => 4000,
             CloseCode::Unauthorized => 4001,
             CloseCode::TokenExpired => 4002,
@@ -390,6 +395,7 @@ impl CloseCode {
             CloseCode::UnsupportedData => "text frames are not supported, send binary msgpack",
             CloseCode::MessageTooBig => "frame too large",
             CloseCode::InternalError => "internal error",
+            CloseCode::TryAgainLater => "server busy, try again later",
             CloseCode::ProtocolViolation => "protocol violation: hello first",
             CloseCode::Unauthorized => "unauthorized",
             CloseCode::TokenExpired => "token expired",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::admission::Slot;
 use crate::auth::{AuthError, Claims};
 use crate::hub::{Hub, HubError};
 use crate::moderation::Refused;
@@ -94,15 +95,23 @@ pub struct Session {
     out: Outbound,
     auth: Option<Authenticated>,
     rooms: HashMap<String, Joined>,
+    /// The connection's admission slot: unauthenticated until `hello`
+    /// moves it to a session slot; freed with the session.
+    slot: Slot,
 }
 
+/// `retry_after_ms` of a `hello` refused because the server is full (the
+/// `Retry-After: 5` of a refused upgrade).
+const FULL_RETRY_AFTER_MS: u64 = 5_000;
+
 impl Session {
-    pub fn new(hub: Arc<Hub>, out: Outbound) -> Session {
+    pub fn new(hub: Arc<Hub>, out: Outbound, slot: Slot) -> Session {
         Session {
             hub,
             out,
             auth: None,
             rooms: HashMap::new(),
+            slot,
         }
     }
 
@@ -307,6 +316,21 @@ impl Session {
                 return Flow::Close(close);
             }
         };
+        if let Err(err) = self.slot.promote() {
+            self.hub
+                .metrics
+                .refused(crate::metrics::Refused::SessionsFull);
+            tracing::warn!(error = %err, "hello refused: server full");
+            self.refuse(
+                id,
+                Refusal {
+                    code: ErrorCode::Overloaded,
+                    message: "server full (max_connections), retry later".to_owned(),
+                    retry_after_ms: Some(FULL_RETRY_AFTER_MS),
+                },
+            );
+            return Flow::Close(CloseCode::TryAgainLater);
+        }
         let user = claims.user_info();
         tracing::Span::current().record("user", user.id.as_str());
         self.hub.user_connected(&user.id);

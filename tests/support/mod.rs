@@ -29,11 +29,12 @@ pub fn keyring() -> Keyring {
     Keyring::parse(SECRET).expect("test secret parses")
 }
 
-/// A config for tests: port 0, data in `dir`, the test secret, generous
-/// rate limits (tests of the limit set their own).
+/// A config for tests: port 0, metrics on another port 0, data in `dir`,
+/// the test secret, generous rate limits (tests of the limit set their own).
 pub fn config(dir: &Path) -> Config {
     Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         data: dir.to_owned(),
         secret: Some(SECRET.to_owned()),
         rate_per_sec: 10_000.0,
@@ -60,11 +61,19 @@ impl TestServer {
         let mut config = config(dir.path());
         tweak(&mut config);
         let server = preau::start(config).await.expect("server starts");
+        if let Some(metrics) = server.metrics_addr() {
+            register_metrics_addr(server.local_addr(), metrics);
+        }
         TestServer { server, dir }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where this server serves `/metrics` (`metrics_listen`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        metrics_addr(self.addr())
     }
 
     pub fn url(&self) -> String {
@@ -297,9 +306,30 @@ pub async fn http_request(
     (status, body)
 }
 
-/// A metric's value from `/metrics` (sum over its label sets), 0 if absent.
+/// The metrics address of each server started here, by app address.
+static METRICS_ADDRS: std::sync::Mutex<Vec<(SocketAddr, SocketAddr)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn register_metrics_addr(app: SocketAddr, metrics: SocketAddr) {
+    let mut addrs = METRICS_ADDRS.lock().unwrap_or_else(|e| e.into_inner());
+    addrs.retain(|(a, _)| *a != app);
+    addrs.push((app, metrics));
+}
+
+/// Where the server listening at `app` serves `/metrics` (`app` itself if
+/// it was not started by this harness).
+pub fn metrics_addr(app: SocketAddr) -> SocketAddr {
+    let addrs = METRICS_ADDRS.lock().unwrap_or_else(|e| e.into_inner());
+    addrs
+        .iter()
+        .find(|(a, _)| *a == app)
+        .map_or(app, |(_, m)| *m)
+}
+
+/// A metric's value from the `/metrics` of the server listening at `addr`
+/// (sum over its label sets), 0 if absent.
 pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
-    let (_, body) = http_get(addr, "/metrics").await;
+    let (_, body) = http_get(metrics_addr(addr), "/metrics").await;
     body.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split([' ', '{']).next() == Some(name))
@@ -336,6 +366,8 @@ pub fn free_port() -> u16 {
 pub struct Proc {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
+    /// Its `--metrics-listen` address.
+    pub metrics_addr: SocketAddr,
 }
 
 pub fn bin() -> PathBuf {
@@ -343,16 +375,21 @@ pub fn bin() -> PathBuf {
 }
 
 impl Proc {
-    /// `preau serve --data DIR --listen 127.0.0.1:PORT` plus `args`, with the
-    /// test secret; waits until `/healthz` answers.
+    /// `preau serve --data DIR --listen 127.0.0.1:PORT --metrics-listen
+    /// 127.0.0.1:OTHER` plus `args`, with the test secret; waits until
+    /// `/healthz` answers.
     pub async fn serve(data: &Path, port: u16, args: &[&str]) -> Proc {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        register_metrics_addr(addr, metrics_addr);
         let child = tokio::process::Command::new(bin())
             .arg("serve")
             .arg("--data")
             .arg(data)
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--metrics-listen")
+            .arg(metrics_addr.to_string())
             .args(args)
             .env("PREAU_SECRET", SECRET)
             .env("PREAU_RATE_PER_SEC", "10000")
@@ -379,7 +416,11 @@ impl Proc {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Proc { child, addr }
+        Proc {
+            child,
+            addr,
+            metrics_addr,
+        }
     }
 
     pub fn url(&self) -> String {
