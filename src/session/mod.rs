@@ -98,6 +98,9 @@ pub struct Session {
     /// The connection's admission slot: unauthenticated until `hello`
     /// moves it to a session slot; freed with the session.
     slot: Slot,
+    /// The type of the request being handled, for the debug check that
+    /// every refusal is one the spec lists (`protocol::returned_by`).
+    handling: Option<&'static str>,
 }
 
 /// `retry_after_ms` of a `hello` refused because the server is full (the
@@ -112,6 +115,7 @@ impl Session {
             auth: None,
             rooms: HashMap::new(),
             slot,
+            handling: None,
         }
     }
 
@@ -127,6 +131,7 @@ impl Session {
     /// Handles one binary frame.
     pub async fn handle(&mut self, frame: &[u8]) -> Flow {
         self.hub.metrics.frames_in.increment(1);
+        self.handling = None;
         let request = match protocol::decode_request(frame) {
             Ok(request) => request,
             Err(err) => {
@@ -139,6 +144,7 @@ impl Session {
             }
         };
         let id = request.id();
+        self.handling = Some(request.type_name());
         if self.auth.is_none() {
             return match request {
                 Request::Hello { token, .. } => self.hello(id, &token),
@@ -293,6 +299,19 @@ impl Session {
     }
 
     fn refuse(&self, id: Option<u32>, refusal: Refusal) {
+        // The spec's tables list every code a request can get; a client
+        // written from them alone cannot handle another. The whole test
+        // suite runs debug builds, so it checks every refusal it causes.
+        #[cfg(debug_assertions)]
+        if let Some(request) = self.handling {
+            let before_hello = self.auth.is_none() && refusal.code == ErrorCode::Unauthorized;
+            assert!(
+                before_hello || protocol::may_return(request, refusal.code),
+                "`{request}` refused with `{}`, which protocol::returned_by does not list ({})",
+                refusal.code,
+                refusal.message
+            );
+        }
         self.hub.metrics.error(refusal.code);
         tracing::debug!(id, code = %refusal.code, message = %refusal.message, "request refused");
         self.out.send(protocol::error_reply(&ErrorReply {
