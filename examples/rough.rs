@@ -11,6 +11,9 @@
 //! `latency URL2 N`: posts N messages one at a time on the first URL and
 //! prints how long each took to reach a reader on URL2 (another node), and
 //! how long the poster waited for its ack.
+//! `redact N`: a teacher posts N messages in a fresh room, then redacts
+//! the first (run the server with `PREAU_LOG=preau::store=debug` to read
+//! the shredding pass's time in its log).
 //! `fill MB`: stores about MB megabytes of 4,000-byte messages in 8 rooms
 //! (to read the server's RSS as its history grows).
 //!
@@ -214,6 +217,30 @@ async fn main() {
                 pct(&mut acks, 0.5),
                 pct(&mut acks, 0.99)
             );
+        }
+        "redact" => {
+            let n: usize = args[2].parse().expect("N");
+            let room = format!("3B/chat/redact{}", std::process::id());
+            let (mut prof, _) = Client::connect(&url, &token_as(&keyring, "prof", Role::Teacher))
+                .await
+                .expect("connect");
+            prof.join(&room, None).await.expect("join");
+            for k in 0..n {
+                prof.post(&room, &format!("message {k} {}", "x".repeat(280)))
+                    .await
+                    .expect("post");
+            }
+            let started = Instant::now();
+            prof.moderate(
+                &room,
+                preau::protocol::ModAction::Redact {
+                    offset: 1,
+                    reason: None,
+                },
+            )
+            .await
+            .expect("redact");
+            println!("redaction acked in {:.2?}", started.elapsed());
         }
         "fill" => {
             let megabytes: usize = args[2].parse().expect("MB");

@@ -47,15 +47,8 @@ pub(crate) fn run(disk: &Disk, wake: &Receiver<()>) {
             Err(RecvTimeoutError::Disconnected) => true,
         };
         disk.recover_if_failing();
-        match shred_pending(disk) {
-            Ok(done) if done.buckets > 0 => tracing::debug!(
-                buckets = done.buckets,
-                resealed = done.resealed,
-                destroyed = done.destroyed,
-                "keys of overwritten events destroyed"
-            ),
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "shredding failed; retrying"),
+        if let Err(err) = shred_pending(disk) {
+            tracing::warn!(error = %err, "shredding failed; retrying");
         }
         if stop {
             return;
@@ -66,6 +59,7 @@ pub(crate) fn run(disk: &Disk, wake: &Receiver<()>) {
 /// One pass over every dirty record. Blocking.
 pub(crate) fn shred_pending(disk: &Disk) -> Result<Shredded, StoreError> {
     let _one = disk.shred_lock.lock();
+    let started = std::time::Instant::now();
     // (room, bucket) → its dirty records and their keys.
     type Work = BTreeMap<(String, u64), Vec<(Vec<u8>, KeyRef)>>;
     let mut work = Work::new();
@@ -106,6 +100,13 @@ pub(crate) fn shred_pending(disk: &Disk) -> Result<Shredded, StoreError> {
     for record in records {
         trees.dirty.remove(record)?;
     }
+    tracing::debug!(
+        buckets = done.buckets,
+        resealed = done.resealed,
+        destroyed = done.destroyed,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "shredding pass"
+    );
     Ok(done)
 }
 
