@@ -79,15 +79,9 @@ fn forum_post(text: &str, title: Option<&str>, thread: Option<u64>) -> Request {
 /// Returns ana's words (every one must go with her erasure) and the words
 /// of the others (every one must stay).
 async fn classroom(url: &str) -> (Vec<&'static str>, Vec<&'static str>) {
-    let (mut prof, _) = Client::connect(url, &teacher("prof", "3B"))
-        .await
-        .expect("prof");
-    let (mut ana, _) = Client::connect(url, &student("ana", "3B"))
-        .await
-        .expect("ana");
-    let (mut bob, _) = Client::connect(url, &student("bob", "3B"))
-        .await
-        .expect("bob");
+    let mut prof = client(url, &teacher("prof", "3B")).await;
+    let mut ana = client(url, &student("ana", "3B")).await;
+    let mut bob = client(url, &student("bob", "3B")).await;
     prof.join(ROOM, None).await.expect("prof joins");
     prof.moderate(
         FORUM,
@@ -182,12 +176,8 @@ async fn a_redacted_message_is_unreadable_on_disk_within_seconds_and_after_resta
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let node = Proc::serve(dir.path(), port, &[]).await;
-    let (mut prof, _) = Client::connect(&node.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
-    let (mut ana, _) = Client::connect(&node.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
+    let mut prof = client(&node.url(), &teacher("prof", "3B")).await;
+    let mut ana = client(&node.url(), &student("ana", "3B")).await;
     prof.join(ROOM, None).await.expect("prof joins");
     ana.join(ROOM, None).await.expect("ana joins");
     let secret = ana.post(ROOM, "hello TOPSECRET-1234").await.expect("post");
@@ -214,9 +204,7 @@ async fn a_redacted_message_is_unreadable_on_disk_within_seconds_and_after_resta
     assert!(status.success(), "{status:?}");
     assert_eq!(scan(dir.path(), &["TOPSECRET-1234"]), []);
     let node = Proc::serve(dir.path(), port, &[]).await;
-    let (mut carl, _) = Client::connect(&node.url(), &student("carl", "3B"))
-        .await
-        .expect("carl");
+    let mut carl = client(&node.url(), &student("carl", "3B")).await;
     let page = carl
         .history(ROOM, None, Some(0), Some(10))
         .await
@@ -266,15 +254,9 @@ async fn a_crash_during_erasure_loses_nothing_else() {
     let port = free_port();
     let node = Proc::serve(dir.path(), port, &["--admin-key", KEY]).await;
     let rooms: Vec<String> = (0..6).map(|i| format!("3B/chat/r{i}")).collect();
-    let (mut prof, _) = Client::connect(&node.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
-    let (mut ana, _) = Client::connect(&node.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
-    let (mut bob, _) = Client::connect(&node.url(), &student("bob", "3B"))
-        .await
-        .expect("bob");
+    let mut prof = client(&node.url(), &teacher("prof", "3B")).await;
+    let mut ana = client(&node.url(), &student("ana", "3B")).await;
+    let mut bob = client(&node.url(), &student("bob", "3B")).await;
     let mut kept = Vec::new();
     for room in &rooms {
         prof.join(room, None).await.expect("prof joins");
@@ -309,9 +291,7 @@ async fn a_crash_during_erasure_loses_nothing_else() {
         node = Proc::serve(dir.path(), port, &["--admin-key", KEY]).await;
     }
     erase(node.addr, "ana").await;
-    let (mut carl, _) = Client::connect(&node.url(), &teacher("carl", "3B"))
-        .await
-        .expect("carl");
+    let mut carl = client(&node.url(), &teacher("carl", "3B")).await;
     for room in &rooms {
         let page = carl
             .history(room, None, Some(0), Some(200))
@@ -362,12 +342,8 @@ async fn cluster_redaction_and_erasure_reach_every_node_and_the_redis_streams() 
     );
     let a = cluster_node_with(&redis.url(), dir_a.path(), &["--admin-key", KEY]).await;
     let b = cluster_node_with(&redis.url(), dir_b.path(), &["--admin-key", KEY]).await;
-    let (mut prof, _) = Client::connect(&a.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
-    let (mut ana, _) = Client::connect(&b.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
+    let mut prof = client(&a.url(), &teacher("prof", "3B")).await;
+    let mut ana = client(&b.url(), &student("ana", "3B")).await;
     prof.join(ROOM, None).await.expect("join");
     ana.join(ROOM, None).await.expect("join");
     let secret = ana.post(ROOM, "hello TOPSECRET-1234").await.expect("post");

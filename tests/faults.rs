@@ -58,15 +58,9 @@ async fn a_post_retried_with_its_key_is_stored_once_even_after_a_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let node = Proc::serve(dir.path(), port, &[]).await;
-    let (mut prof, _) = Client::connect(&node.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
-    let (mut ana, _) = Client::connect(&node.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
-    let (mut bob, _) = Client::connect(&node.url(), &student("bob", "3B"))
-        .await
-        .expect("bob");
+    let mut prof = client(&node.url(), &teacher("prof", "3B")).await;
+    let mut ana = client(&node.url(), &student("ana", "3B")).await;
+    let mut bob = client(&node.url(), &student("bob", "3B")).await;
     prof.join(ROOM, None).await.expect("join");
     ana.join(ROOM, None).await.expect("join");
     bob.join(ROOM, None).await.expect("join");
@@ -89,9 +83,7 @@ async fn a_post_retried_with_its_key_is_stored_once_even_after_a_restart() {
     prof.moderate(ROOM, ModAction::SlowMode { seconds: 600 })
         .await
         .expect("slow mode");
-    let (mut carl, _) = Client::connect(&node.url(), &student("carl", "3B"))
-        .await
-        .expect("carl");
+    let mut carl = client(&node.url(), &student("carl", "3B")).await;
     carl.join(ROOM, None).await.expect("join");
     let slow = carl
         .post_keyed(ROOM, "lent", Some("k-2"))
@@ -115,9 +107,7 @@ async fn a_post_retried_with_its_key_is_stored_once_even_after_a_restart() {
     node.terminate().await;
     // After a restart the room loads anew: the store remembers the key.
     let node = Proc::serve(dir.path(), port, &[]).await;
-    let (mut ana, _) = Client::connect(&node.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
+    let mut ana = client(&node.url(), &student("ana", "3B")).await;
     ana.join(ROOM, None).await.expect("join");
     let after_restart = ana
         .post_keyed(ROOM, "une fois", Some("k-1"))
@@ -151,13 +141,9 @@ async fn a_post_answered_unavailable_while_redis_is_frozen_is_stored_once_when_r
     );
     let a = cluster_node(&redis.url(), dir_a.path()).await;
     let b = cluster_node(&redis.url(), dir_b.path()).await;
-    let (mut prof, _) = Client::connect(&b.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
+    let mut prof = client(&b.url(), &teacher("prof", "3B")).await;
     prof.join(ROOM, None).await.expect("join");
-    let (mut ana, _) = Client::connect(&a.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
+    let mut ana = client(&a.url(), &student("ana", "3B")).await;
     ana.join(ROOM, None).await.expect("join");
     ana.post(ROOM, "avant").await.expect("post");
     for attempt in 0..4 {
@@ -168,9 +154,7 @@ async fn a_post_answered_unavailable_while_redis_is_frozen_is_stored_once_when_r
             let (text, key) = (text.clone(), key.clone());
             let url = a.url();
             tokio::spawn(async move {
-                let (mut c, _) = Client::connect(&url, &student("ana", "3B"))
-                    .await
-                    .expect("ana");
+                let mut c = client(&url, &student("ana", "3B")).await;
                 c.join(ROOM, None).await.expect("join");
                 c.post_keyed(ROOM, &text, Some(&key)).await
             })
@@ -236,9 +220,7 @@ async fn a_node_restarted_with_the_same_id_never_acks_with_another_posts_offset(
         &["--node-id", "b", "--stream-max", "100"],
     )
     .await;
-    let (mut prof, _) = Client::connect(&b.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
+    let mut prof = client(&b.url(), &teacher("prof", "3B")).await;
     prof.join(ROOM, None).await.expect("join");
     // Enough history before that the new a must page it from b.
     let mut writers = Vec::new();
@@ -257,9 +239,7 @@ async fn a_node_restarted_with_the_same_id_never_acks_with_another_posts_offset(
     for w in writers {
         w.await.expect("writer");
     }
-    let (mut ana, _) = Client::connect(&a.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
+    let mut ana = client(&a.url(), &student("ana", "3B")).await;
     ana.join(ROOM, None).await.expect("join");
     for i in 0..100 {
         ana.post(ROOM, &format!("old-{i}")).await.expect("post");
@@ -353,12 +333,8 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     let data = mount.path().join("data");
     std::fs::create_dir(&data).expect("data dir");
     let node = Proc::serve(&data, free_port(), &[]).await;
-    let (mut ana, _) = Client::connect(&node.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
-    let (mut prof, _) = Client::connect(&node.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
+    let mut ana = client(&node.url(), &student("ana", "3B")).await;
+    let mut prof = client(&node.url(), &teacher("prof", "3B")).await;
     prof.join(ROOM, None).await.expect("join");
     ana.join(ROOM, None).await.expect("join");
     // Fill the disk but a few hundred KiB.
@@ -452,9 +428,7 @@ async fn a_peer_that_never_answers_does_not_hold_a_catch_up_forever() {
         tempfile::tempdir().expect("dir"),
     );
     let b = cluster_node_with(&redis.url(), dir_b.path(), &["--stream-max", "100"]).await;
-    let (mut prof, _) = Client::connect(&b.url(), &teacher("prof", "3B"))
-        .await
-        .expect("prof");
+    let mut prof = client(&b.url(), &teacher("prof", "3B")).await;
     prof.join(ROOM, None).await.expect("join");
     for i in 0..400 {
         prof.post(ROOM, &format!("m{i}")).await.expect("post");
@@ -499,9 +473,7 @@ async fn a_peer_that_never_answers_does_not_hold_a_catch_up_forever() {
         })
     };
     let a = cluster_node(&redis.url(), dir_a.path()).await;
-    let (mut ana, _) = Client::connect(&a.url(), &student("ana", "3B"))
-        .await
-        .expect("ana");
+    let mut ana = client(&a.url(), &student("ana", "3B")).await;
     ana.join(ROOM, None).await.expect("join");
     // The catch-up is stuck on the silent peer now; b comes back.
     tokio::time::sleep(Duration::from_millis(500)).await;

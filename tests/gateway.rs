@@ -11,7 +11,7 @@ use std::time::Duration;
 use preau::client::{Client, ClientError};
 use preau::protocol::{Body, ErrorCode, Request, Role};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -75,42 +75,15 @@ async fn upgrade(
     }
 }
 
-/// A WebSocket handshake written by hand; returns the stream, the status,
-/// the response head and any bytes read past it.
+/// A WebSocket handshake written by hand, offering `protocol` (or no
+/// subprotocol); returns the stream, the status, the response head and any
+/// bytes read past it.
 async fn hand_handshake(
     addr: SocketAddr,
     protocol: Option<&str>,
 ) -> (TcpStream, u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
-    let protocol_line = protocol
-        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         {protocol_line}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        let mut chunk = [0u8; 1024];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("response within WAIT")
-            .expect("read");
-        assert!(n > 0, "connection closed before the response head");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (stream, status, head, buf[end..].to_vec())
+    let stream = TcpStream::connect(addr).await.expect("tcp connect");
+    ws_handshake_offering(stream, protocol, "").await
 }
 
 /// Server-to-client frames parsed from raw bytes: (opcode, payload).

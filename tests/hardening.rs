@@ -38,39 +38,6 @@ async fn tcp_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.expect("tcp connect")
 }
 
-/// A WebSocket handshake written by hand on `stream`, with extra header
-/// lines; returns the stream, the status, the response head and the bytes
-/// read past it.
-async fn handshake(mut stream: TcpStream, extra: &str) -> (TcpStream, u16, String, Vec<u8>) {
-    let host = stream.peer_addr().expect("peer addr");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: preau.v1\r\n{extra}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        let mut chunk = [0u8; 1024];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("response within WAIT")
-            .expect("read");
-        assert!(n > 0, "connection closed before the response head");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (stream, status, head, buf[end..].to_vec())
-}
-
 /// Reads raw server frames until a close frame; its code, or `None` if the
 /// connection ended (or was reset) without one.
 async fn raw_close(stream: &mut TcpStream, mut bytes: Vec<u8>) -> Option<u16> {
@@ -192,7 +159,7 @@ async fn huge_frames_get_close_1009_not_a_reset() {
     let server = TestServer::start().await;
     for size in [4usize << 20, 16 << 20] {
         let tcp = TcpStream::connect(server.addr()).await.unwrap();
-        let (mut stream, status, head, rest) = handshake(tcp, "").await;
+        let (mut stream, status, head, rest) = ws_handshake(tcp, "").await;
         assert_eq!(status, 101, "{head}");
         // A masked binary frame with a 64-bit length, then its payload.
         let mut frame = vec![0x82, 0x80 | 127];
@@ -222,7 +189,7 @@ async fn upgrades_from_other_origins_are_403() {
     let addr = server.addr();
     let upgrade = |extra: String| async move {
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let (_, status, head, _) = handshake(tcp, &extra).await;
+        let (_, status, head, _) = ws_handshake(tcp, &extra).await;
         (status, head)
     };
     let (status, head) = upgrade("Origin: https://evil.example\r\n".into()).await;
@@ -276,17 +243,17 @@ async fn upgrades_from_other_origins_are_403() {
     ] {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (_, status, head) = {
-            let (s, status, head, _) = handshake(tcp, &format!("Origin: {origin}\r\n")).await;
+            let (s, status, head, _) = ws_handshake(tcp, &format!("Origin: {origin}\r\n")).await;
             (s, status, head)
         };
         assert_eq!(status, want, "{origin}: {head}");
     }
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (_, status, _, _) = handshake(tcp, &format!("Origin: http://{addr}\r\n")).await;
+    let (_, status, _, _) = ws_handshake(tcp, &format!("Origin: http://{addr}\r\n")).await;
     assert_eq!(status, 101, "same origin still allowed");
     let any = TestServer::start_with(|c| c.allowed_origins = vec!["*".into()]).await;
     let tcp = TcpStream::connect(any.addr()).await.unwrap();
-    let (_, status, _, _) = handshake(tcp, "Origin: https://evil.example\r\n").await;
+    let (_, status, _, _) = ws_handshake(tcp, "Origin: https://evil.example\r\n").await;
     assert_eq!(status, 101, "* allows any origin");
 }
 
@@ -664,7 +631,7 @@ async fn hello_when_sessions_are_full_is_overloaded_then_1013() {
     assert_eq!(ws_close_code(&mut waiting).await, Some(1013));
     // Upgrades are refused early while full.
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (_, status, head, _) = handshake(tcp, "").await;
+    let (_, status, head, _) = ws_handshake(tcp, "").await;
     assert_eq!(status, 503, "{head}");
     assert!(metric(addr, "preau_connections_refused_total").await >= 2.0);
     // The session is unaffected; when it ends, its slot is free again.

@@ -513,13 +513,7 @@ impl Room {
         if state.closed {
             return Ok(None);
         }
-        let offset = state.next_offset;
-        let ts = now_ms.max(state.last_ts);
-        queue(offset, ts)?;
-        state.next_offset = offset + 1;
-        state.last_ts = ts;
-        state.in_flight += 1;
-        Ok(Some(offset))
+        next_sequenced(&mut state, now_ms, queue).map(|(offset, _)| Some(offset))
     }
 
     /// [`Room::sequence`] for a post with an idempotency key (`user`,
@@ -550,12 +544,7 @@ impl Room {
         if let Some(&(offset, ts)) = state.keys.get(&id) {
             return Ok(Some(Keyed::Known { offset, ts }));
         }
-        let offset = state.next_offset;
-        let ts = now_ms.max(state.last_ts);
-        queue(offset, ts)?;
-        state.next_offset = offset + 1;
-        state.last_ts = ts;
-        state.in_flight += 1;
+        let (offset, ts) = next_sequenced(&mut state, now_ms, queue)?;
         state.keys.insert(id.clone(), (offset, ts));
         state.keys_order.push_back((ts, id));
         Ok(Some(Keyed::New(offset)))
@@ -932,6 +921,22 @@ impl Room {
     pub fn member_count(&self) -> usize {
         self.state.lock().members.len()
     }
+}
+
+/// Assigns the next offset and a timestamp (never below the room's last)
+/// and runs `queue` with them; the offset is used only if `queue` succeeds.
+fn next_sequenced<E>(
+    state: &mut State,
+    now_ms: u64,
+    queue: impl FnOnce(u64, u64) -> Result<(), E>,
+) -> Result<(u64, u64), E> {
+    let offset = state.next_offset;
+    let ts = now_ms.max(state.last_ts);
+    queue(offset, ts)?;
+    state.next_offset = offset + 1;
+    state.last_ts = ts;
+    state.in_flight += 1;
+    Ok((offset, ts))
 }
 
 /// Removes every local connection of `user` (kick, ban) and forgets them

@@ -172,6 +172,63 @@ pub fn teacher(user: &str, class: &str) -> String {
     token(user, Role::Teacher, &[class])
 }
 
+/// A client authenticated with `token` on the server at `url` (a real
+/// socket), or a panic that says so.
+pub async fn client(url: &str, token: &str) -> Client {
+    let (client, _) = tokio::time::timeout(WAIT, Client::connect(url, token))
+        .await
+        .expect("connects within WAIT")
+        .expect("client connects");
+    client
+}
+
+/// A WebSocket handshake written by hand on `stream` (offering the
+/// preau.v1 subprotocol), with `extra` header lines (each ending in
+/// `\r\n`); returns the stream, the status, the response head and the
+/// bytes read past it.
+pub async fn ws_handshake(stream: TcpStream, extra: &str) -> (TcpStream, u16, String, Vec<u8>) {
+    ws_handshake_offering(stream, Some(preau::protocol::SUBPROTOCOL), extra).await
+}
+
+/// [`ws_handshake`] offering `protocol` as `Sec-WebSocket-Protocol` (none
+/// if `None`).
+pub async fn ws_handshake_offering(
+    mut stream: TcpStream,
+    protocol: Option<&str>,
+    extra: &str,
+) -> (TcpStream, u16, String, Vec<u8>) {
+    let host = stream.peer_addr().expect("peer addr");
+    let protocol_line = protocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         {protocol_line}{extra}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("response within WAIT")
+            .expect("read");
+        assert!(n > 0, "connection closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (stream, status, head, buf[end..].to_vec())
+}
+
 /// A raw WebSocket with the preau.v1 subprotocol, for bad-input tests.
 pub type RawWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
