@@ -826,3 +826,29 @@ async fn authorization_matrix_for_notes() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+// ------------------------------------------------------------ export
+
+/// A teacher joins first (only a class's teacher creates a room), and
+/// syncs; `id` is their Yjs client id.
+async fn teacher_editor(server: &TestServer, id: u64) -> Editor {
+    let mut prof = Editor::new(server.connect(&teacher("prof", "3B")).await.0, id, NOTE);
+    prof.join().await;
+    prof.sync().await;
+    prof
+}
+
+#[tokio::test]
+async fn the_drafts_markdown_does_not_claim_a_validation() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 180).await;
+    prof.insert(0, "# Chapitre 3").await.expect("write");
+    let md = text_of(
+        &export(&mut prof.client, None, ExportFormat::Markdown)
+            .await
+            .expect("draft markdown"),
+    );
+    assert!(!md.contains("Validated"), "{md}");
+    assert!(md.starts_with("# Brouillon\n"), "{md}");
+    assert!(md.ends_with("# Chapitre 3"), "{md}");
+}

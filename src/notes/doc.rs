@@ -361,16 +361,17 @@ impl NoteDoc {
         }
     }
 
-    /// The Markdown export of a validated version: a short header (label,
-    /// who validated, the UTC date), then the note's own Markdown source.
-    pub fn markdown(&self, label: &str, by_name: &str, when_ms: u64) -> String {
-        format!(
-            "# {}\n\n*Validated by {} on {}*\n\n---\n\n{}",
-            one_line(label),
-            one_line(by_name),
-            utc_date(when_ms),
-            self.text()
-        )
+    /// The Markdown export: a short header, then the note's own Markdown
+    /// source. The header of a validated version (`validated_by` is who
+    /// validated it, `when_ms` when) says so; the draft's (`None`, `when_ms`
+    /// the export time) says it is not validated, so that a copy of the
+    /// draft cannot pass for a validated version.
+    pub fn markdown(&self, label: &str, validated_by: Option<&str>, when_ms: u64) -> String {
+        let line = match validated_by {
+            Some(name) => format!("Validated by {} on {}", one_line(name), utc_date(when_ms)),
+            None => format!("Draft, not validated, exported on {}", utc_date(when_ms)),
+        };
+        format!("# {}\n\n*{line}*\n\n---\n\n{}", one_line(label), self.text())
     }
 }
 

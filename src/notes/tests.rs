@@ -930,8 +930,13 @@ fn markdown_export_has_a_header() {
         &insert(&a, 0, "## Plan\n\n- lire\n")
     ));
     assert_eq!(
-        server.markdown("Version\nfinale", " Mme  Durand ", 1_735_689_599_999),
+        server.markdown("Version\nfinale", Some(" Mme  Durand "), 1_735_689_599_999),
         "# Version finale\n\n*Validated by Mme Durand on 2024-12-31*\n\n---\n\n## Plan\n\n- lire\n"
+    );
+    // The draft's header claims no validation.
+    assert_eq!(
+        server.markdown("Brouillon", None, 1_735_689_600_000),
+        "# Brouillon\n\n*Draft, not validated, exported on 2025-01-01*\n\n---\n\n## Plan\n\n- lire\n"
     );
     assert_eq!(utc_date(0), "1970-01-01");
     assert_eq!(utc_date(951_782_400_000), "2000-02-29");

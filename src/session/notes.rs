@@ -194,7 +194,7 @@ impl Session {
             None => {
                 let now = (self.hub.clock)();
                 // Encoding a large draft happens under the room's lock, once.
-                room.with_note(|note| render(&mut note.doc, format, "Brouillon", "", now))
+                room.with_note(|note| render(&mut note.doc, format, "Brouillon", None, now))
                     .ok_or_else(not_loaded)
             }
             Some(version) => {
@@ -205,7 +205,9 @@ impl Session {
                     Ok::<_, crate::store::StoreError>(stored.map(|stored| {
                         let info = stored.info;
                         NoteDoc::load(Some(&stored.state), std::iter::empty::<&[u8]>()).map(
-                            |mut doc| render(&mut doc, format, &info.label, &info.by.name, info.ts),
+                            |mut doc| {
+                                render(&mut doc, format, &info.label, Some(&info.by.name), info.ts)
+                            },
                         )
                     }))
                 })
@@ -274,12 +276,13 @@ impl Session {
     }
 }
 
-/// A note as `format`: text and Markdown as `str`, Yjs as `bin`.
+/// A note as `format`: text and Markdown as `str`, Yjs as `bin`. `by` is
+/// who validated a version (`None` for the draft).
 fn render(
     doc: &mut NoteDoc,
     format: ExportFormat,
     label: &str,
-    by: &str,
+    by: Option<&str>,
     when: u64,
 ) -> rmpv::Value {
     match format {
