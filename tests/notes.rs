@@ -852,3 +852,38 @@ async fn the_drafts_markdown_does_not_claim_a_validation() {
     assert!(md.starts_with("# Brouillon\n"), "{md}");
     assert!(md.ends_with("# Chapitre 3"), "{md}");
 }
+
+#[tokio::test]
+async fn awareness_keeps_the_clients_user_fields_but_not_its_identity() {
+    let server = TestServer::start().await;
+    let _prof = teacher_editor(&server, 170).await;
+    let mut ana = Editor::new(server.connect(&student("ana", "3B")).await.0, 171, NOTE);
+    let mut bob = Editor::new(server.connect(&student("bob", "3B")).await.0, 172, NOTE);
+    ana.join().await;
+    bob.join().await;
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(
+        171,
+        yrs::sync::awareness::AwarenessUpdateEntry {
+            clock: 1,
+            json: r##"{"user":{"id":"prof","name":"Mme Prof","role":"teacher","color":"#30bced","colorLight":"#30bced33"},"cursor":2}"##.into(),
+        },
+    );
+    ana.send(notes::encode_awareness(&notes::AwarenessUpdate { clients }))
+        .await
+        .expect("awareness");
+    let update = next_awareness(&mut bob.client, "awareness").await;
+    let state: serde_json::Value =
+        serde_json::from_str(&update.clients[&171].json).expect("json state");
+    let user = &state["user"];
+    assert_eq!(
+        (&user["id"], &user["name"], &user["role"]),
+        (
+            &serde_json::json!("ana"),
+            &serde_json::json!("Name of ana"),
+            &serde_json::json!("student")
+        )
+    );
+    assert_eq!(user["color"], "#30bced");
+    assert_eq!(user["colorLight"], "#30bced33");
+}

@@ -32,7 +32,10 @@ use yrs::sync::{Message, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 
-pub use awareness::{AwarenessGuard, AwarenessStates, Bound, MAX_AWARENESS_CLIENTS};
+pub use awareness::{
+    AwarenessGuard, AwarenessStates, Bound, MAX_AWARENESS_CLIENTS, MAX_AWARENESS_IDS,
+    MAX_USER_EXTRA_BYTES,
+};
 pub use doc::NoteDoc;
 // The payload types of [`Incoming`], so callers need not name yrs paths.
 pub use yrs::sync::AwarenessUpdate;

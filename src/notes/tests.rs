@@ -852,17 +852,73 @@ fn awareness_user_is_rewritten_and_ids_are_bound() {
         guard.bind(&aw(&[(11, 2, "{nope")]), &user, nobody),
         Err(NoteError::InvalidMessage)
     );
-    // At most 4 ids per connection (11, 12 and 14 are owned).
+    // At most 4 present states per connection (11 and 14 are present, 12
+    // was removed and stays owned).
     guard
-        .bind(&aw(&[(15, 1, "{}")]), &user, nobody)
-        .expect("4 ids");
+        .bind(&aw(&[(15, 1, "{}"), (16, 1, "{}")]), &user, nobody)
+        .expect("4 present");
     assert_eq!(
         guard.bind(&aw(&[(17, 1, "{}")]), &user, nobody),
         Err(NoteError::TooManyClients { max: 4 })
     );
+    // Bringing 12 back is a fifth present state too.
+    assert_eq!(
+        guard.bind(&aw(&[(12, 6, "{}")]), &user, nobody),
+        Err(NoteError::TooManyClients { max: 4 })
+    );
+    // Removing one makes room (the removal and the claim in one update).
+    let bound = guard
+        .bind(&aw(&[(16, 2, "null"), (17, 1, "{}")]), &user, nobody)
+        .expect("swap");
+    assert_eq!(bound.claimed, [17]);
     let mut owned: Vec<_> = guard.owned().collect();
     owned.sort_unstable();
-    assert_eq!(owned, [11, 12, 14, 15]);
+    assert_eq!(owned, [11, 12, 14, 15, 16, 17]);
+    // Ids owned in all are bounded too, removed or not.
+    let mut guard = AwarenessGuard::new();
+    for id in 0..MAX_AWARENESS_IDS as u64 {
+        guard
+            .bind(&aw(&[(id, 1, "{}")]), &user, nobody)
+            .expect("claim");
+        guard
+            .bind(&aw(&[(id, 2, "null")]), &user, nobody)
+            .expect("remove");
+    }
+    assert_eq!(
+        guard.bind(&aw(&[(1_000, 1, "{}")]), &user, nobody),
+        Err(NoteError::TooManyClients { max: 4 })
+    );
+}
+
+#[test]
+fn awareness_keeps_the_clients_user_fields_up_to_a_bound() {
+    let user = json!({"id": "u1", "name": "Alice", "role": "student"});
+    let mut guard = AwarenessGuard::new();
+    let claimed = r##"{"user":{"id":"prof","name":"Mme Prof","role":"teacher","color":"#30bced","colorLight":"#30bced33"},"cursor":1}"##;
+    let bound = guard
+        .bind(&aw(&[(1, 1, claimed)]), &user, |_| false)
+        .expect("bound");
+    assert_eq!(
+        state_of(&bound.update, 1),
+        json!({"user": {"id": "u1", "name": "Alice", "role": "student",
+                        "color": "#30bced", "colorLight": "#30bced33"},
+               "cursor": 1})
+    );
+    // A field too large is dropped, the small ones stay; a `user` that is
+    // not an object is replaced.
+    let avatar = "A".repeat(MAX_USER_EXTRA_BYTES);
+    let state = format!(r##"{{"user":{{"avatar":"{avatar}","color":"#fff"}}}}"##);
+    let bound = guard
+        .bind(&aw(&[(1, 2, &state)]), &user, |_| false)
+        .expect("bound");
+    assert_eq!(
+        state_of(&bound.update, 1),
+        json!({"user": {"id": "u1", "name": "Alice", "role": "student", "color": "#fff"}})
+    );
+    let bound = guard
+        .bind(&aw(&[(1, 3, r#"{"user":"prof"}"#)]), &user, |_| false)
+        .expect("bound");
+    assert_eq!(state_of(&bound.update, 1), json!({"user": user}));
 }
 
 #[test]
