@@ -25,6 +25,7 @@
 
 mod awareness;
 mod doc;
+mod integrate;
 mod scan;
 
 use yrs::encoding::read::Cursor;
@@ -36,7 +37,8 @@ pub use awareness::{
     AwarenessGuard, AwarenessStates, Bound, MAX_AWARENESS_CLIENTS, MAX_AWARENESS_IDS,
     MAX_USER_EXTRA_BYTES,
 };
-pub use doc::NoteDoc;
+pub use doc::{NoteDoc, Vetted};
+pub use integrate::{Dangling, Plan};
 // The payload types of [`Incoming`], so callers need not name yrs paths.
 pub use yrs::sync::AwarenessUpdate;
 pub use yrs::StateVector;
@@ -56,6 +58,14 @@ pub enum NoteError {
     /// Over `note_max_update_bytes`.
     #[error("update too large: {len} bytes (max {max})")]
     UpdateTooLarge { len: usize, max: usize },
+    /// The update does not integrate completely into the note: it depends
+    /// on something the note does not hold (an update that was refused,
+    /// or never sent), or deletes beyond what it holds. Nothing of it is
+    /// applied; the client must resynchronise.
+    #[error(
+        "the update depends on what the note does not hold (client {client} from clock {clock}): resynchronise"
+    )]
+    OutOfSync { client: u64, clock: u32 },
     /// Applying the update could grow the stored document over `note_max_bytes`.
     #[error("document too large: would be {would_be} bytes (max {max})")]
     DocumentTooLarge { would_be: usize, max: usize },
@@ -68,6 +78,31 @@ pub enum NoteError {
     /// (which never saw the failed update).
     #[error("note document must be reloaded from storage")]
     Poisoned,
+}
+
+impl From<Dangling> for NoteError {
+    fn from(d: Dangling) -> Self {
+        NoteError::OutOfSync {
+            client: d.client,
+            clock: d.clock,
+        }
+    }
+}
+
+impl NoteError {
+    /// The protocol's error code for this refusal.
+    pub fn code(&self) -> crate::protocol::ErrorCode {
+        use crate::protocol::ErrorCode;
+        match self {
+            NoteError::InvalidMessage | NoteError::InvalidUpdate | NoteError::Poisoned => {
+                ErrorCode::InvalidUpdate
+            }
+            NoteError::UpdateTooLarge { .. } => ErrorCode::UpdateTooLarge,
+            NoteError::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
+            NoteError::TooManyClients { .. } => ErrorCode::Forbidden,
+            NoteError::OutOfSync { .. } => ErrorCode::OutOfSync,
+        }
+    }
 }
 
 /// Size limits for client updates (config `note_max_update_bytes` and
@@ -149,5 +184,7 @@ pub fn encode_awareness(update: &AwarenessUpdate) -> Vec<u8> {
     Message::Awareness(update.clone()).encode_v1()
 }
 
+#[cfg(test)]
+mod integrity_tests;
 #[cfg(test)]
 mod tests;

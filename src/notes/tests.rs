@@ -399,29 +399,63 @@ fn concurrent_and_offline_edits_converge_through_the_server() {
 }
 
 #[test]
-fn updates_with_missing_dependencies_wait_and_are_kept() {
+fn updates_with_missing_dependencies_are_refused_and_never_pending() {
     let a = client(1);
     let first = insert(&a, 0, "abc");
     let second = insert(&a, 3, "def");
     let mut server = NoteDoc::new();
-    // The second update alone cannot be integrated: yrs parks it.
+    // The second update alone cannot be integrated: yrs would park it as
+    // pending (and every step 2 would carry it). Refused, not applied.
     assert!(!server.is_noop(&second).expect("decodable"));
-    assert!(server_accepts(&mut server, &second));
-    assert_eq!(server.text(), "");
-    // Parked data takes room: it counts in the size, and resending it
-    // (still unintegrable) is not taken for a no-op.
-    assert_eq!(server.size_estimate(), second.len());
-    assert!(!server.is_noop(&second).expect("decodable"));
-    // It is part of the snapshot, and completes once the first arrives.
-    let snapshot = server.snapshot().expect("snapshot");
-    let mut reloaded = NoteDoc::load(Some(&snapshot), [&first]).expect("loads");
-    assert_eq!(reloaded.text(), "abcdef");
-    assert!(server_accepts(&mut server, &first));
-    assert_eq!(server.text(), "abcdef");
     assert_eq!(
-        reloaded.snapshot().expect("snapshot").len(),
-        server.snapshot().expect("snapshot").len()
+        server.check(&second, &Limits::default()),
+        Err(NoteError::OutOfSync {
+            client: 1,
+            clock: 0
+        })
     );
+    assert_eq!(
+        server.apply(&second),
+        Err(NoteError::OutOfSync {
+            client: 1,
+            clock: 0
+        })
+    );
+    assert_eq!(server.size_estimate(), 0);
+    assert!(!server.has_pending());
+    // In order, both integrate.
+    assert!(server_accepts(&mut server, &first));
+    assert!(server_accepts(&mut server, &second));
+    assert_eq!(server.text(), "abcdef");
+    // Loading skips what does not integrate at its place, as commits do.
+    let loaded = NoteDoc::load(None, [&second, &first]).expect("loads");
+    assert_eq!(loaded.text(), "abc");
+    assert!(!loaded.has_pending());
+}
+
+/// A snapshot stored before the rule, with pending data in it, loads
+/// without it: no step 2 carries it any more.
+#[test]
+fn pending_data_of_an_old_snapshot_is_dropped_at_load() {
+    let a = client(1);
+    let _first = insert(&a, 0, "abc");
+    let second = insert(&a, 3, "def");
+    let old = Doc::new();
+    apply_to(&old, &second);
+    let hostile = {
+        let mut u = vec![0, 1, 42, 1, 0];
+        u.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        u
+    };
+    apply_to(&old, &hostile);
+    assert!(old.transact().has_missing_updates());
+    let snapshot = old
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut loaded = NoteDoc::load(Some(&snapshot), Vec::<Vec<u8>>::new()).expect("loads");
+    assert!(!loaded.has_pending());
+    let state = loaded.snapshot().expect("snapshot");
+    assert!(state.len() < 10, "{state:?}");
 }
 
 #[test]

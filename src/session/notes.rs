@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{forbidden, Refusal, Session};
 use crate::hub::HubError;
-use crate::notes::{self, Incoming, NoteDoc, NoteError};
+use crate::notes::{self, Incoming, NoteDoc, NoteError, Vetted};
 use crate::outbound::ConnId;
 use crate::protocol::{self, Body, ErrorCode, ExportFormat, NoteExport, NoteVersions, YjsFrame};
 use crate::room::policy::Action;
@@ -16,15 +16,30 @@ use crate::room::{Kind, Room};
 
 impl From<NoteError> for Refusal {
     fn from(err: NoteError) -> Self {
-        let code = match err {
-            NoteError::InvalidMessage | NoteError::InvalidUpdate | NoteError::Poisoned => {
-                ErrorCode::InvalidUpdate
-            }
-            NoteError::UpdateTooLarge { .. } => ErrorCode::UpdateTooLarge,
-            NoteError::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
-            NoteError::TooManyClients { .. } => ErrorCode::Forbidden,
-        };
-        Refusal::new(code, format!("{err}: the note is unchanged"))
+        Refusal::new(err.code(), format!("{err}: the note is unchanged"))
+    }
+}
+
+/// An admitted note update ([`NoteState::admit`](crate::room::NoteState)):
+/// given back unless it was ordered ([`Admitted::ordered`]).
+struct Admitted {
+    room: Arc<Room>,
+    ticket: u64,
+    ordered: bool,
+}
+
+impl Admitted {
+    fn ordered(mut self) {
+        self.ordered = true;
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if !self.ordered {
+            let ticket = self.ticket;
+            self.room.with_note(|note| note.release(ticket));
+        }
     }
 }
 
@@ -117,6 +132,13 @@ impl Session {
     /// An update (or a sync step 2) from a member: checked, then ordered,
     /// stored and fanned out as a `yjs_update` event (acked once durable).
     /// An update that adds nothing is acked at once and not stored.
+    ///
+    /// The checks, in order: permission; vetting (size, bounds, decoding,
+    /// a trial run); nothing new (acked, even in a locked note);
+    /// moderation; admission against the note plus the updates accepted
+    /// and not yet applied (`out_of_sync` if it does not integrate
+    /// completely, so an update that depends on a refused one is refused
+    /// too); the rate limit; then ordering.
     async fn note_update(
         &mut self,
         id: Option<u32>,
@@ -131,20 +153,27 @@ impl Session {
             max_update_bytes: self.hub.config.note_max_update_bytes,
             max_doc_bytes: self.hub.config.note_max_bytes,
         };
+        let vetted = Vetted::new(update, &limits)?;
         let noop = room
-            .with_note(|note| {
-                note.doc.check(&update, &limits)?;
-                note.doc.is_noop(&update)
-            })
-            .ok_or_else(not_loaded)??;
+            .with_note(|note| note.doc.is_noop_vetted(&vetted))
+            .ok_or_else(not_loaded)?;
         // A step 2 that adds nothing (a reconnecting reader's) changes
         // nothing: acked even in a locked note.
         if noop {
             return Ok(Some(protocol::ok_empty(id)));
         }
         self.check_moderation(room, &user.id, false, None)?;
+        let (ticket, _plan) = room
+            .with_note(|note| note.admit(&vetted, &limits))
+            .ok_or_else(not_loaded)??;
+        let admitted = Admitted {
+            room: room.clone(),
+            ticket,
+            ordered: false,
+        };
         // Updates come at typing speed: they take from the request bucket,
-        // not the (much smaller) post bucket.
+        // not the (much smaller) post bucket. After admission, so that the
+        // updates a refusal makes out of sync cost nothing.
         if let Err(wait) = self.hub.request_limit(&user.id) {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             return Err(Refusal {
@@ -153,8 +182,10 @@ impl Session {
                 retry_after_ms: Some(ms),
             });
         }
-        self.send_post(id, room, &user, Body::YjsUpdate { data: update })
+        let data = vetted.into_bytes();
+        self.send_post(id, room, &user, Body::YjsUpdate { data })
             .await?;
+        admitted.ordered();
         Ok(None)
     }
 
