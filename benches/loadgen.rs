@@ -2384,6 +2384,7 @@ impl NoteConn {
                     id: None,
                     room: room.clone(),
                     data: message,
+                    more: None,
                 })?;
                 client.send_raw(frame)?;
                 Ok(())

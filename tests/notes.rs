@@ -61,6 +61,7 @@ impl Editor {
             id: None,
             room: self.room.clone(),
             data,
+            more: None,
         };
         let result = within("yjs", self.client.request::<rmpv::Value>(request)).await;
         self.drain().await;
@@ -103,6 +104,7 @@ impl Editor {
                         id: None,
                         room: self.room.clone(),
                         data: notes::encode_step2(&diff),
+                        more: None,
                     };
                     let reply = within("step 2", self.client.request::<rmpv::Value>(request)).await;
                     reply.expect("our step 2 accepted");
@@ -475,8 +477,8 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
         );
     }
 
-    // Size limits.
-    let result = ana.insert(0, &"z".repeat(3_000)).await;
+    // Size limits: one message may not be larger than the note may be.
+    let result = ana.insert(0, &"z".repeat(7_000)).await;
     assert_eq!(code(&result), "update_too_large");
     // Ana's document now holds the refused insert, which the server never
     // saw: her later updates depend on it and are refused (`out_of_sync`;
@@ -487,6 +489,11 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
     let mut ana = Editor::new(server.connect(&student("ana", "3B")).await.0, 23, NOTE);
     ana.join().await;
     ana.sync().await;
+    // Larger than `note_max_update_bytes` (2,000) but within the note:
+    // accepted, stored as several events.
+    ana.insert(0, &"q".repeat(3_000))
+        .await
+        .expect("cut into events");
     let mut grew = 0;
     let mut last = String::new();
     for _ in 0..10 {
@@ -509,6 +516,7 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
         1_500 * grew,
         "{outcomes:?} {text:?}"
     );
+    assert_eq!(text.matches('q').count(), 3_000);
     assert!(!text.contains('z'));
 
     // yjs outside notes rooms, and before joining.
@@ -522,6 +530,7 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
             id: None,
             room: "3B/chat/r".into(),
             data: vec![0, 0, 1, 0],
+            more: None,
         }),
     )
     .await;
@@ -532,6 +541,7 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
             id: None,
             room: NOTE.into(),
             data: vec![0, 0, 1, 0],
+            more: None,
         }),
     )
     .await;
@@ -1087,6 +1097,132 @@ async fn dangling_and_cyclic_updates_are_refused() {
     assert!(!missing_updates(&fresh));
     assert_eq!(fresh.text(), prof.text());
     assert_eq!(fresh.text().len(), "Texte.".len() + 2);
+}
+
+/// A `yjs` request frame built by hand, so that `more` is on the wire
+/// whatever the Rust request type holds.
+fn yjs_part(id: u32, room: &str, data: &[u8], more: bool) -> Vec<u8> {
+    use rmpv::Value;
+    let mut entries = vec![
+        (Value::from("type"), Value::from("yjs")),
+        (Value::from("id"), Value::from(id)),
+        (Value::from("room"), Value::from(room)),
+        (Value::from("data"), Value::Binary(data.to_vec())),
+    ];
+    if more {
+        entries.push((Value::from("more"), Value::from(true)));
+    }
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &Value::Map(entries)).expect("encode");
+    out
+}
+
+/// Sends `message` in parts of at most `part` bytes; returns the replies
+/// (by id order) and the other frames received meanwhile.
+async fn send_in_parts(
+    client: &mut Client,
+    message: &[u8],
+    part: usize,
+) -> (Vec<ServerFrame>, Vec<ServerFrame>) {
+    let chunks: Vec<&[u8]> = message.chunks(part).collect();
+    let first_id = 1_000_000u32;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = i + 1 < chunks.len();
+        client
+            .send_raw(yjs_part(first_id + i as u32, NOTE, chunk, more))
+            .expect("send");
+    }
+    let mut replies = Vec::new();
+    let mut others = Vec::new();
+    while replies.len() < chunks.len() {
+        match next(client).await {
+            frame @ (ServerFrame::Ok { id: Some(_), .. } | ServerFrame::Error(_)) => {
+                replies.push(frame)
+            }
+            other => others.push(other),
+        }
+    }
+    (replies, others)
+}
+
+#[tokio::test]
+async fn offline_work_larger_than_one_frame_syncs_in_parts() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 150).await;
+    prof.insert(0, "Plan du chapitre.\n")
+        .await
+        .expect("prof writes");
+    let mut ana = pupil_editor(&server, "ana", 151).await;
+    // Offline: many small edits at scattered places, and one long paste
+    // (a single Yjs item of 120 KB).
+    for i in 0..1_500u32 {
+        let len = ana.text().len() as u32;
+        ana.insert_local((i * 7_919) % (len + 1), &format!("phrase {i}. "));
+    }
+    let paste = "Lorem ipsum dolor sit amet. ".repeat(4_500);
+    ana.insert_local(0, &paste);
+    let server_sv = prof.doc.transact().state_vector();
+    let step2 = ana.doc.transact().encode_state_as_update_v1(&server_sv);
+    let message = notes::encode_step2(&step2);
+    assert!(message.len() > 150_000, "{}", message.len());
+    let (replies, _) = send_in_parts(&mut ana.client, &message, 60_000).await;
+    let (last, parts) = replies.split_last().expect("replies");
+    for reply in parts {
+        assert!(
+            matches!(
+                reply,
+                ServerFrame::Ok {
+                    data: rmpv::Value::Nil,
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+    }
+    let ServerFrame::Ok { data, .. } = last else {
+        panic!("last part refused: {last:?}")
+    };
+    assert!(data.as_map().is_some(), "a PostOk: {data:?}");
+    // The server stored it as events no larger than note_max_update_bytes.
+    let mut largest = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while prof.text() != ana.text() && tokio::time::Instant::now() < deadline {
+        let frame = within("events", prof.client.next()).await.expect("open");
+        if let ServerFrame::Event(event) = &frame {
+            if let Body::YjsUpdate { data } = &event.body {
+                largest = largest.max(data.len());
+            }
+        }
+        prof.handle(frame).await;
+    }
+    assert_eq!(prof.text(), ana.text());
+    assert!(largest > 0 && largest <= 61_440, "{largest}");
+    assert!(!missing_updates(&prof));
+    let fresh = pupil_editor(&server, "carl", 152).await;
+    assert_eq!(fresh.text(), ana.text());
+    assert_eq!(draft_text(&mut prof.client).await, ana.text());
+}
+
+#[tokio::test]
+async fn parts_are_bounded_per_connection() {
+    let server = TestServer::start_with(|c| {
+        c.note_max_update_bytes = 2_000;
+        c.note_max_bytes = 20_000;
+    })
+    .await;
+    let _prof = teacher_editor(&server, 160).await;
+    let mut ana = pupil_editor(&server, "ana", 161).await;
+    let big = ana.insert_local(0, &"x".repeat(30_000));
+    let message = notes::encode_update(&big);
+    let (replies, _) = send_in_parts(&mut ana.client, &message, 8_000).await;
+    let refused: Vec<_> = replies
+        .iter()
+        .filter_map(|r| match r {
+            ServerFrame::Error(e) => Some(e.code.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.first(), Some(&"update_too_large"), "{replies:?}");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use yrs::{
 
 use super::integrate::{self, Plan};
 use super::scan::{self, Shape};
+use super::split;
 use super::{Limits, NoteError};
 
 /// Name of the root `Y.Text` holding the note's Markdown source
@@ -62,15 +63,18 @@ pub struct Vetted {
 }
 
 impl Vetted {
-    /// Vets `update`: at most `limits.max_update_bytes`, scanned, decoded,
-    /// and applied once to a fresh scratch document under `catch_unwind`,
-    /// so that an update yrs errors or panics on is refused here rather
-    /// than half-applied to the real one.
+    /// Vets `update`: at most `limits.max_doc_bytes` (larger ones arrive in
+    /// parts and are cut into events of `max_update_bytes` later, see
+    /// [`split_update`]), scanned, decoded, and applied once to a fresh
+    /// scratch document under `catch_unwind`, so that an update yrs errors
+    /// or panics on is refused here rather than half-applied to the real
+    /// one. Linear in the update's size; callers run large ones off the
+    /// async workers.
     pub fn new(update: Vec<u8>, limits: &Limits) -> Result<Vetted, NoteError> {
-        if update.len() > limits.max_update_bytes {
+        if update.len() > limits.max_doc_bytes {
             return Err(NoteError::UpdateTooLarge {
                 len: update.len(),
-                max: limits.max_update_bytes,
+                max: limits.max_doc_bytes,
             });
         }
         let (decoded, shape) = decode(&update)?;
@@ -103,6 +107,17 @@ impl Vetted {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+}
+
+/// Cuts an admitted update into updates of at most `max` bytes that
+/// integrate completely one after the other (`split.rs`). An update no
+/// larger than `max` is returned whole. Linear in its size.
+pub fn split_update(vetted: Vetted, plan: &Plan, max: usize) -> Result<Vec<Vec<u8>>, NoteError> {
+    if vetted.len() <= max {
+        return Ok(vec![vetted.bytes]);
+    }
+    split::split(&vetted.bytes, &vetted.shape, plan, max)
+        .map_err(|split::TooLarge| NoteError::ValueTooLarge { max })
 }
 
 /// Decodes a client or stored update after the bounds scan: yrs alone could

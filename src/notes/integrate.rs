@@ -48,7 +48,7 @@ pub struct Plan {
     /// Indices into [`Shape::blocks`] in an order in which each block
     /// integrates once the ones before it did (skips left out). Every cut
     /// of this order into consecutive runs gives updates that integrate
-    /// completely one after the other.
+    /// completely one after the other (`split.rs`).
     pub order: Vec<u32>,
     /// Per client the update adds to, the state it reaches.
     pub reach: Vec<(u64, u32)>,

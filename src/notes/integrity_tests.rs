@@ -1,14 +1,18 @@
-//! Unit tests of the integration check (`integrate.rs`): a pure function of
-//! an update's bytes and a state vector, checked against what yrs itself
-//! does with the same bytes.
+//! Unit tests of the integration check (`integrate.rs`) and the splitter
+//! (`split.rs`): pure functions of an update's bytes and a state vector,
+//! checked against what yrs itself does with the same bytes.
 
 use yrs::types::text::Text;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, Map, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
+use yrs::{
+    Any, Array, Doc, GetString, Map, MapPrelim, OffsetKind, Options, ReadTxn, StateVector,
+    Transact, Update,
+};
 
 use super::integrate::{plan, Dangling};
 use super::scan;
+use super::split::{split, TooLarge};
 
 // ---------------------------------------------------------------- helpers
 
@@ -381,6 +385,156 @@ fn the_check_agrees_with_yrs_on_random_histories() {
     assert!(agree.0 > 500 && agree.1 > 500, "{agree:?}");
 }
 
+// ------------------------------------------------------------- splitting
+
+/// Cuts `update` for `server` into pieces of at most `max` bytes and
+/// applies them one by one to a copy: each integrates completely, and the
+/// end state is the one the whole update gives.
+fn split_and_check(server: &Doc, update: &[u8], max: usize) -> usize {
+    let shape = scan::update(update).expect("scans");
+    let sv = server.transact().state_vector();
+    let order = plan(&shape, |c| sv.get(&c)).expect("integrates");
+    let pieces = split(update, &shape, &order, max).expect("splits");
+    let whole = Doc::new();
+    apply(&whole, &state(server));
+    apply(&whole, update);
+    let copy = Doc::new();
+    apply(&copy, &state(server));
+    for (i, piece) in pieces.iter().enumerate() {
+        assert!(piece.len() <= max, "piece {i}: {} > {max}", piece.len());
+        assert!(judge(&copy, piece).is_ok(), "piece {i} does not integrate");
+        apply(&copy, piece);
+        assert!(!copy.transact().has_missing_updates(), "piece {i} pending");
+    }
+    assert_eq!(text_of(&copy), text_of(&whole));
+    assert_eq!(
+        copy.transact().state_vector(),
+        whole.transact().state_vector()
+    );
+    // Same deletions both ways.
+    let (a, b) = (state(&copy), state(&whole));
+    let mut check = super::NoteDoc::load(Some(&a), Vec::<Vec<u8>>::new()).expect("loads");
+    assert!(check.is_noop(&b).expect("decodes"));
+    let other = super::NoteDoc::load(Some(&b), Vec::<Vec<u8>>::new()).expect("loads");
+    assert!(other
+        .is_noop(&check.snapshot().expect("snapshot"))
+        .expect("decodes"));
+    pieces.len()
+}
+
+/// Offline work: scattered inserts and deletions, a long paste, emoji,
+/// another client's edits on top, map values and a long array.
+fn offline_work(rng: &mut Rng) -> (Doc, Doc) {
+    let server = client(1);
+    insert(&server, 0, "Plan du chapitre.\n");
+    let a = client(2);
+    apply(&a, &state(&server));
+    for i in 0..600u32 {
+        let len = text_len(&a);
+        if i % 7 == 3 && len > 5 {
+            let at = boundary(&a, rng, 1);
+            remove(&a, at, width_at(&a, at));
+        } else {
+            let word = ["phrase ", "é", "😀😀", "\n", "mot "][i as usize % 5];
+            insert(&a, boundary(&a, rng, 0), word);
+        }
+    }
+    insert(&a, 0, &"Lorem ipsum dolor sit amet, é😀. ".repeat(400));
+    let list = a.get_or_insert_array("list");
+    let meta = a.get_or_insert_map("meta");
+    {
+        let mut txn = a.transact_mut();
+        for i in 0..3_000 {
+            list.push_back(&mut txn, Any::from(format!("valeur {i}")));
+        }
+        meta.insert(&mut txn, "title", "Notes");
+        meta.insert(
+            &mut txn,
+            "nested",
+            MapPrelim::from_iter([("k", Any::from(1))]),
+        );
+    }
+    // Another client builds on it.
+    let b = client(3);
+    apply(&b, &state(&a));
+    for _ in 0..50 {
+        insert(&b, boundary(&b, rng, 0), "B");
+    }
+    apply(&a, &state(&b));
+    (server, a)
+}
+
+#[test]
+fn a_large_update_is_cut_into_pieces_that_integrate_one_by_one() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (server, a) = offline_work(&mut rng);
+    let sv = server.transact().state_vector();
+    let step2 = a.transact().encode_state_as_update_v1(&sv);
+    assert!(step2.len() > 50_000, "{}", step2.len());
+    for max in [61_440, 8_000, 600] {
+        let pieces = split_and_check(&server, &step2, max);
+        assert!(pieces >= step2.len() / max, "{pieces} pieces for {max}");
+    }
+    // From nothing: the whole state.
+    let full = state(&a);
+    split_and_check(&Doc::new(), &full, 2_000);
+}
+
+#[test]
+fn text_is_cut_at_character_boundaries() {
+    let a = client(1);
+    insert(&a, 0, &"é😀ab".repeat(2_000));
+    let update = state(&a);
+    // Room for about 40 bytes of text per piece.
+    split_and_check(&Doc::new(), &update, 80);
+    // An item split right after a surrogate pair's high half, at the end
+    // of a client's run: yrs keeps the whole character on the left (now
+    // deleted) and writes the right half as an empty string, a block of
+    // length 0, which the cut keeps.
+    let b = client(2);
+    insert(&b, 0, "ab😀");
+    let server = Doc::new();
+    apply(&server, &state(&b));
+    apply(&server, &delete_only(&[(2, 0, 3)]));
+    let odd = state(&server);
+    let shape = scan::update(&odd).expect("scans");
+    assert!(shape.blocks.iter().any(|b| b.len == 0), "{shape:?}");
+    split_and_check(&Doc::new(), &odd, 40);
+}
+
+#[test]
+fn what_cannot_be_cut_is_refused() {
+    let a = client(1);
+    let list = a.get_or_insert_array("list");
+    let update = {
+        let mut txn = a.transact_mut();
+        list.push_back(&mut txn, Any::from("x".repeat(5_000)));
+        txn.encode_update_v1()
+    };
+    let shape = scan::update(&update).expect("scans");
+    let order = plan(&shape, |_| 0).expect("integrates");
+    assert_eq!(split(&update, &shape, &order, 2_000), Err(TooLarge));
+    assert_eq!(
+        split(&update, &shape, &order, 6_000).map(|p| p.len()),
+        Ok(1)
+    );
+}
+
+#[test]
+fn a_large_delete_set_gets_pieces_of_its_own() {
+    let a = client(1);
+    insert(&a, 0, &"ab".repeat(5_000));
+    // Every other character deleted: 5,000 ranges.
+    for i in 0..5_000u32 {
+        remove(&a, 5_000 - i - 1 + (5_000 - i - 1), 1);
+    }
+    let update = state(&a);
+    let shape = scan::update(&update).expect("scans");
+    assert!(shape.deletes.len() > 1_000, "{}", shape.deletes.len());
+    let pieces = split_and_check(&Doc::new(), &update, 3_000);
+    assert!(pieces > 3, "{pieces}");
+}
+
 // ------------------------------------------------------------ measurement
 
 /// Time of the integration check (run in release):
@@ -420,8 +574,11 @@ fn check_figures() {
     let shape = scan::update(&big).expect("scans");
     let scanned = t.elapsed();
     let t = Instant::now();
-    plan(&shape, |c| empty.get(&c)).expect("integrates");
+    let order = plan(&shape, |c| empty.get(&c)).expect("integrates");
     let planned = t.elapsed();
+    let t = Instant::now();
+    let pieces = split(&big, &shape, &order, 61_440).expect("splits");
+    let cut = t.elapsed();
     let t = Instant::now();
     let limits = super::Limits {
         max_update_bytes: usize::MAX,
@@ -430,10 +587,11 @@ fn check_figures() {
     let _ = super::Vetted::new(big.clone(), &limits).expect("vets");
     let vetted = t.elapsed();
     eprintln!(
-        "{} bytes, {} blocks, {} deletions: scan {scanned:?}, check {planned:?}; vetting (scan, yrs decode, trial) {vetted:?}",
+        "{} bytes, {} blocks, {} deletions: scan {scanned:?}, check {planned:?}, cut into {} pieces {cut:?}; vetting (scan, yrs decode, trial) {vetted:?}",
         big.len(),
         shape.blocks.len(),
         shape.deletes.len(),
+        pieces.len()
     );
     // Typing: one character into that note.
     let server = Doc::new();

@@ -26,7 +26,9 @@
 mod awareness;
 mod doc;
 mod integrate;
+mod parts;
 mod scan;
+mod split;
 
 use yrs::encoding::read::Cursor;
 use yrs::sync::{Message, SyncMessage};
@@ -37,8 +39,11 @@ pub use awareness::{
     AwarenessGuard, AwarenessStates, Bound, MAX_AWARENESS_CLIENTS, MAX_AWARENESS_IDS,
     MAX_USER_EXTRA_BYTES,
 };
-pub use doc::{NoteDoc, Vetted};
+pub use doc::{split_update, NoteDoc, Vetted};
 pub use integrate::{Dangling, Plan};
+pub use parts::{
+    Parts, PartsBudget, PartsError, Reservation, MESSAGE_OVERHEAD, PARTS_BUDGET_NOTES,
+};
 // The payload types of [`Incoming`], so callers need not name yrs paths.
 pub use yrs::sync::AwarenessUpdate;
 pub use yrs::StateVector;
@@ -55,9 +60,13 @@ pub enum NoteError {
     /// that JS Yjs clients could not read back.
     #[error("invalid yjs update")]
     InvalidUpdate,
-    /// Over `note_max_update_bytes`.
+    /// One message (whole, or reassembled from parts) over `note_max_bytes`.
     #[error("update too large: {len} bytes (max {max})")]
     UpdateTooLarge { len: usize, max: usize },
+    /// An update larger than `note_max_update_bytes` holds one value (or
+    /// item header) that cannot be cut to that size.
+    #[error("one value of the update is larger than {max} bytes")]
+    ValueTooLarge { max: usize },
     /// The update does not integrate completely into the note: it depends
     /// on something the note does not hold (an update that was refused,
     /// or never sent), or deletes beyond what it holds. Nothing of it is
@@ -97,7 +106,9 @@ impl NoteError {
             NoteError::InvalidMessage | NoteError::InvalidUpdate | NoteError::Poisoned => {
                 ErrorCode::InvalidUpdate
             }
-            NoteError::UpdateTooLarge { .. } => ErrorCode::UpdateTooLarge,
+            NoteError::UpdateTooLarge { .. } | NoteError::ValueTooLarge { .. } => {
+                ErrorCode::UpdateTooLarge
+            }
             NoteError::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
             NoteError::TooManyClients { .. } => ErrorCode::Forbidden,
             NoteError::OutOfSync { .. } => ErrorCode::OutOfSync,
@@ -109,7 +120,9 @@ impl NoteError {
 /// `note_max_bytes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// The largest update stored as one event; larger ones are cut.
     pub max_update_bytes: usize,
+    /// The largest note, and so the largest message.
     pub max_doc_bytes: usize,
 }
 

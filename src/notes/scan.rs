@@ -113,7 +113,8 @@ const TYPE_XML_TEXT: u8 = 6;
 
 /// What [`update`] learned of an update's structure: enough to judge it
 /// against a document's state (the parent-type check in `doc.rs`, the
-/// integration check in `integrate.rs`) without decoding it again.
+/// integration check in `integrate.rs`) and to cut it into smaller updates
+/// (`split.rs`), without decoding it again.
 ///
 /// Kept compact (a block is 28 bytes) because a note-sized update (4 MiB,
 /// sent in parts) can hold hundreds of thousands of blocks.
@@ -337,6 +338,30 @@ fn content(r: &mut Reader, kind: u8) -> Scan<u32> {
         }
         _ => Err(Malformed),
     }
+}
+
+/// The text of a string item's content (`varuint(bytes) utf8`), for
+/// cutting it; `None` if it is not one.
+pub(super) fn string_content(content: &[u8]) -> Option<&str> {
+    let mut r = Reader::new(content);
+    let text = r.str().ok()?;
+    r.end().ok()?;
+    Some(text)
+}
+
+/// The byte ranges of each value of a JSON-like item's content
+/// (`varuint(count) any*`), for cutting it; `None` if it is not one.
+pub(super) fn any_values(content: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let mut r = Reader::new(content);
+    let len = r.count(1).ok()?;
+    let mut values = Vec::with_capacity(len);
+    for _ in 0..len {
+        let start = r.cursor.next;
+        any(&mut r, 0).ok()?;
+        values.push((start, r.cursor.next));
+    }
+    r.end().ok()?;
+    Some(values)
 }
 
 /// One lib0 `Any` value (`Any::decode`).

@@ -62,7 +62,8 @@ pub enum ErrorCode {
     NotEditable,
     /// A Yjs update that cannot be decoded or applied; the note is unchanged.
     InvalidUpdate,
-    /// A Yjs update larger than `note_max_update_bytes`.
+    /// A Yjs message (whole or in parts) larger than `note_max_bytes`, or
+    /// holding one value that cannot be cut to `note_max_update_bytes`.
     UpdateTooLarge,
     /// The update would make the note larger than `note_max_bytes`.
     DocumentTooLarge,

@@ -85,6 +85,8 @@ struct Joined {
     last_typing: Option<Instant>,
     /// Notes: the awareness client ids this connection owns.
     awareness: crate::notes::AwarenessGuard,
+    /// Notes: a message this connection is sending in parts.
+    parts: crate::notes::Parts,
 }
 
 pub struct Session {
@@ -261,7 +263,9 @@ impl Session {
                 ..
             } => self.mark_read(id, &room, thread, offset).await,
             Request::Rooms { class, kind, .. } => self.list_rooms(id, &class, &kind).await,
-            Request::Yjs { room, data, .. } => self.yjs(id, &room, data).await,
+            Request::Yjs {
+                room, data, more, ..
+            } => self.yjs(id, &room, data, more.unwrap_or(false)).await,
             Request::NoteVersions { room, .. } => self.note_versions(id, &room).await,
             Request::NoteExport {
                 room,
@@ -521,6 +525,7 @@ impl Session {
                 room: room.clone(),
                 last_typing: None,
                 awareness: crate::notes::AwarenessGuard::new(),
+                parts: crate::notes::Parts::default(),
             },
         );
         if joined.first_here {
@@ -688,18 +693,23 @@ impl Session {
         body: Body,
     ) -> Result<(), Refusal> {
         if let Err(err) = self.hub.post(room, user, Some((&self.out, id)), body).await {
-            let retry_after_ms = match (&err, self.hub.bus()) {
-                (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
-                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-                })),
-                _ => None,
-            };
-            return Err(Refusal {
-                retry_after_ms,
-                ..Refusal::from(err)
-            });
+            return Err(self.post_refusal(err));
         }
         Ok(())
+    }
+
+    /// The refusal of a post that was not ordered.
+    fn post_refusal(&self, err: HubError) -> Refusal {
+        let retry_after_ms = match (&err, self.hub.bus()) {
+            (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+            })),
+            _ => None,
+        };
+        Refusal {
+            retry_after_ms,
+            ..Refusal::from(err)
+        }
     }
 
     fn typing(&mut self, room: &str) -> Result<(), Refusal> {

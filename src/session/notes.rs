@@ -3,14 +3,17 @@
 //! (`validate`), so it is audited and replicated like the others.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{forbidden, Refusal, Session};
 use crate::hub::HubError;
-use crate::notes::{self, Incoming, NoteDoc, NoteError, Vetted};
+use crate::notes::{self, Incoming, NoteDoc, NoteError, PartsError, Vetted};
 use crate::outbound::ConnId;
-use crate::protocol::{self, Body, ErrorCode, ExportFormat, NoteExport, NoteVersions, YjsFrame};
+use crate::protocol::{
+    self, Body, ErrorCode, ExportFormat, NoteExport, NoteVersions, ServerFrame, UserInfo, YjsFrame,
+};
 use crate::room::policy::Action;
 use crate::room::{Kind, Room};
 
@@ -19,6 +22,23 @@ impl From<NoteError> for Refusal {
         Refusal::new(err.code(), format!("{err}: the note is unchanged"))
     }
 }
+
+impl From<PartsError> for Refusal {
+    fn from(err: PartsError) -> Self {
+        let code = match err {
+            PartsError::TooLarge { .. } => ErrorCode::UpdateTooLarge,
+            PartsError::Busy => ErrorCode::Overloaded,
+            PartsError::NotAnUpdate => ErrorCode::InvalidUpdate,
+        };
+        Refusal::new(code, format!("{err}: the message in parts is dropped"))
+    }
+}
+
+/// How long a message cut into several events may take to become durable
+/// before its sender is told `unavailable` (and resynchronises). Far above
+/// a group commit (milliseconds); only a lost event in cluster mode waits
+/// this long.
+const PIECES_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An admitted note update ([`NoteState::admit`](crate::room::NoteState)):
 /// given back unless it was ordered ([`Admitted::ordered`]).
@@ -44,12 +64,14 @@ impl Drop for Admitted {
 }
 
 impl Session {
-    /// One y-protocols message from a member of a note.
+    /// One y-protocols message from a member of a note, or a part of one
+    /// (`more`: its data continues in the next `yjs` frame for this room).
     pub(super) async fn yjs(
         &mut self,
         id: Option<u32>,
         room: &str,
         data: Vec<u8>,
+        more: bool,
     ) -> Result<Option<Bytes>, Refusal> {
         let room = self.joined(room)?.room.clone();
         if room.name().kind() != Kind::Notes {
@@ -59,6 +81,27 @@ impl Session {
             ));
         }
         let name = room.name().to_string();
+        let max_message = self
+            .hub
+            .config
+            .note_max_bytes
+            .saturating_add(notes::MESSAGE_OVERHEAD);
+        if more {
+            // Only updates come in parts, and only from members who may
+            // send them: readers cannot make the server hold anything.
+            if !self.allowed_in(&room, Action::Post) {
+                self.joined(&name)?.parts.clear();
+                return Err(forbidden(room.name(), Action::Post));
+            }
+            let budget = self.hub.note_parts.clone();
+            self.joined(&name)?
+                .parts
+                .push(&data, max_message, &budget)?;
+            return Ok(Some(protocol::ok_empty(id)));
+        }
+        // The last part (or a whole message): held against the node's
+        // budget until it is checked.
+        let (data, _held) = self.joined(&name)?.parts.finish(data, max_message)?;
         match notes::decode_message(&data)? {
             Incoming::SyncStep1(remote) => {
                 let replies = room
@@ -130,15 +173,17 @@ impl Session {
     }
 
     /// An update (or a sync step 2) from a member: checked, then ordered,
-    /// stored and fanned out as a `yjs_update` event (acked once durable).
+    /// stored and fanned out as `yjs_update` events (acked once durable).
     /// An update that adds nothing is acked at once and not stored.
     ///
     /// The checks, in order: permission; vetting (size, bounds, decoding,
-    /// a trial run); nothing new (acked, even in a locked note);
-    /// moderation; admission against the note plus the updates accepted
-    /// and not yet applied (`out_of_sync` if it does not integrate
-    /// completely, so an update that depends on a refused one is refused
-    /// too); the rate limit; then ordering.
+    /// a trial run; off the async workers for updates larger than an
+    /// event); nothing new (acked, even in a locked note); moderation;
+    /// admission against the note plus the updates accepted and not yet
+    /// applied (`out_of_sync` if it does not integrate completely, so an
+    /// update that depends on a refused one is refused too); the rate
+    /// limit; then ordering. An update larger than `note_max_update_bytes`
+    /// is cut into several events.
     async fn note_update(
         &mut self,
         id: Option<u32>,
@@ -153,7 +198,14 @@ impl Session {
             max_update_bytes: self.hub.config.note_max_update_bytes,
             max_doc_bytes: self.hub.config.note_max_bytes,
         };
-        let vetted = Vetted::new(update, &limits)?;
+        let large = update.len() > limits.max_update_bytes;
+        let vetted = if large {
+            tokio::task::spawn_blocking(move || Vetted::new(update, &limits))
+                .await
+                .map_err(HubError::from)??
+        } else {
+            Vetted::new(update, &limits)?
+        };
         let noop = room
             .with_note(|note| note.doc.is_noop_vetted(&vetted))
             .ok_or_else(not_loaded)?;
@@ -163,13 +215,21 @@ impl Session {
             return Ok(Some(protocol::ok_empty(id)));
         }
         self.check_moderation(room, &user.id, false, None)?;
-        let (ticket, _plan) = room
+        let (ticket, plan) = room
             .with_note(|note| note.admit(&vetted, &limits))
             .ok_or_else(not_loaded)??;
         let admitted = Admitted {
             room: room.clone(),
             ticket,
             ordered: false,
+        };
+        let pieces = if large {
+            let max = limits.max_update_bytes;
+            tokio::task::spawn_blocking(move || notes::split_update(vetted, &plan, max))
+                .await
+                .map_err(HubError::from)??
+        } else {
+            vec![vetted.into_bytes()]
         };
         // Updates come at typing speed: they take from the request bucket,
         // not the (much smaller) post bucket. After admission, so that the
@@ -182,11 +242,69 @@ impl Session {
                 retry_after_ms: Some(ms),
             });
         }
-        let data = vetted.into_bytes();
-        self.send_post(id, room, &user, Body::YjsUpdate { data })
-            .await?;
+        match <[Vec<u8>; 1]>::try_from(pieces) {
+            Ok([data]) => {
+                self.send_post(id, room, &user, Body::YjsUpdate { data })
+                    .await?;
+                admitted.ordered();
+                Ok(None)
+            }
+            Err(pieces) => self.post_pieces(id, room, &user, pieces, admitted).await,
+        }
+    }
+
+    /// Orders the events of an update cut in pieces, and replies once
+    /// every one is durable: `ok` with the last one's `PostOk`, or the
+    /// first refusal (a piece refused at commit, a failed write). The
+    /// pieces' acks come back on a queue of their own, so that the client
+    /// gets exactly one reply.
+    async fn post_pieces(
+        &mut self,
+        id: Option<u32>,
+        room: &Arc<Room>,
+        user: &UserInfo,
+        pieces: Vec<Vec<u8>>,
+        admitted: Admitted,
+    ) -> Result<Option<Bytes>, Refusal> {
+        let count = pieces.len();
+        let (acks, mut rx) = crate::outbound::channel(self.conn(), usize::MAX);
+        for (i, data) in pieces.into_iter().enumerate() {
+            let piece = Some(u32::try_from(i).unwrap_or(u32::MAX));
+            let body = Body::YjsUpdate { data };
+            if let Err(err) = self.hub.post(room, user, Some((&acks, piece)), body).await {
+                // The pieces before are ordered and will be stored; the
+                // client resynchronises and sends what is missing.
+                if i > 0 {
+                    admitted.ordered();
+                }
+                return Err(self.post_refusal(err));
+            }
+        }
         admitted.ordered();
-        Ok(None)
+        let mut last = rmpv::Value::Nil;
+        for _ in 0..count {
+            let frame = match tokio::time::timeout(PIECES_TIMEOUT, rx.recv()).await {
+                Ok(Some(frame)) => frame,
+                _ => {
+                    return Err(Refusal::new(
+                        ErrorCode::Unavailable,
+                        "the update was not stored in time; resynchronise",
+                    ))
+                }
+            };
+            match protocol::decode_server_frame(&frame) {
+                Ok(ServerFrame::Ok { data, .. }) => last = data,
+                Ok(ServerFrame::Error(reply)) => {
+                    return Err(Refusal {
+                        code: reply.code,
+                        message: reply.message,
+                        retry_after_ms: reply.retry_after_ms,
+                    })
+                }
+                _ => return Err(Refusal::new(ErrorCode::Internal, "unexpected ack")),
+            }
+        }
+        Ok(Some(protocol::ok(id, &last)))
     }
 
     fn send_yjs(&self, room: &str, data: Vec<u8>) {
