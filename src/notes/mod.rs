@@ -42,7 +42,8 @@ pub use awareness::{
 pub use doc::{split_update, NoteDoc, Vetted};
 pub use integrate::{Dangling, Plan};
 pub use parts::{
-    Parts, PartsBudget, PartsError, Reservation, MESSAGE_OVERHEAD, PARTS_BUDGET_NOTES,
+    max_message_bytes, Parts, PartsBudget, PartsError, Reservation, MESSAGE_OVERHEAD,
+    PARTS_BUDGET_NOTES,
 };
 // The payload types of [`Incoming`], so callers need not name yrs paths.
 pub use yrs::sync::AwarenessUpdate;
