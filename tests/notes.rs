@@ -1226,6 +1226,37 @@ async fn parts_are_bounded_per_connection() {
 }
 
 #[tokio::test]
+async fn a_note_larger_than_an_outbound_budget_can_be_joined() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 190).await;
+    // Three pupils' offline work of 450 KB each: a 1.35 MB note (the
+    // outbound budget is 1 MiB).
+    for i in 0..3u64 {
+        let mut w = pupil_editor(&server, &format!("w{i}"), 200 + i).await;
+        let sv = w.doc.transact().state_vector();
+        w.insert_local(0, &"Lorem ipsum dolor sit amet. ".repeat(16_000));
+        let step2 = w.doc.transact().encode_state_as_update_v1(&sv);
+        let (replies, _) = send_in_parts(&mut w.client, &notes::encode_step2(&step2), 60_000).await;
+        assert!(
+            matches!(replies.last(), Some(ServerFrame::Ok { .. })),
+            "{:?}",
+            replies.last()
+        );
+    }
+    prof.drain().await;
+    let size = prof
+        .doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default())
+        .len();
+    assert!(size > 1 << 20, "{size}");
+    // A fresh joiner gets all of it (it was closed with 4004 before).
+    let fresh = pupil_editor(&server, "carl", 210).await;
+    assert!(fresh.step2_len > 1 << 20, "{}", fresh.step2_len);
+    assert_eq!(fresh.text(), prof.text());
+}
+
+#[tokio::test]
 async fn awareness_keeps_the_clients_user_fields_but_not_its_identity() {
     let server = TestServer::start().await;
     let _prof = teacher_editor(&server, 170).await;

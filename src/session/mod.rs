@@ -87,6 +87,9 @@ struct Joined {
     awareness: crate::notes::AwarenessGuard,
     /// Notes: a message this connection is sending in parts.
     parts: crate::notes::Parts,
+    /// Notes: when a sync step 2 larger than the outbound budget allows
+    /// was last queued outside it.
+    large_step2_at: Option<Instant>,
 }
 
 pub struct Session {
@@ -526,6 +529,7 @@ impl Session {
                 last_typing: None,
                 awareness: crate::notes::AwarenessGuard::new(),
                 parts: crate::notes::Parts::default(),
+                large_step2_at: None,
             },
         );
         if joined.first_here {
