@@ -170,3 +170,51 @@ impl Parts {
         self.held = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_bounded_per_message_and_per_node() {
+        let budget = PartsBudget::new(100);
+        let mut a = Parts::default();
+        // Only a sync step 2 or update may start a message.
+        assert_eq!(
+            a.push(&[1, 2, 3], 60, &budget),
+            Err(PartsError::NotAnUpdate)
+        );
+        a.push(&[0, 1, 9], 60, &budget).expect("first part");
+        a.push(&[7; 40], 60, &budget).expect("second part");
+        assert_eq!(budget.used(), 43);
+        // Over the message's bound: dropped, its bytes given back.
+        assert_eq!(
+            a.push(&[7; 20], 60, &budget),
+            Err(PartsError::TooLarge { max: 60 })
+        );
+        assert!(a.is_empty());
+        assert_eq!(budget.used(), 0);
+        // The node's budget is shared by every connection's messages.
+        let mut b = Parts::default();
+        a.push(&[0, 2, 1, 2, 3], 80, &budget).expect("a");
+        a.push(&[7; 55], 80, &budget).expect("a");
+        b.push(&[0, 2], 80, &budget).expect("b");
+        assert_eq!(b.push(&[7; 40], 80, &budget), Err(PartsError::Busy));
+        assert!(b.is_empty());
+        // A finished message holds its reservation until it is checked.
+        let (message, held) = a.finish(vec![9, 9], 80).expect("whole");
+        assert_eq!(message.len(), 62);
+        assert_eq!(budget.used(), 60);
+        drop(held);
+        assert_eq!(budget.used(), 0);
+        // Without a message in progress, a frame is a whole message.
+        let (whole, held) = b.finish(vec![0, 0, 1, 0], 80).expect("whole");
+        assert_eq!((whole, held.is_none()), (vec![0, 0, 1, 0], true));
+        // A connection that goes away gives its bytes back.
+        let mut c = Parts::default();
+        c.push(&[0, 1, 5], 80, &budget).expect("c");
+        assert_eq!(budget.used(), 3);
+        drop(c);
+        assert_eq!(budget.used(), 0);
+    }
+}
