@@ -2472,6 +2472,7 @@ impl NoteConn {
                     id: None,
                     room: room.clone(),
                     data: message,
+                    more: None,
                 })?;
                 client.send_raw(frame)?;
                 Ok(())

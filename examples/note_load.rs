@@ -81,6 +81,7 @@ async fn fill(url: &str, keyring: &Keyring, room: &str, n: usize, scatter: bool)
             id: Some(i as u32),
             room: room.into(),
             data: notes::encode_update(&update),
+            more: None,
         })
         .expect("encode");
         client.send_raw(frame).expect("send");
@@ -116,6 +117,7 @@ async fn time_load(url: &str, keyring: &Keyring, room: &str) -> (Duration, usize
         id: Some(1),
         room: room.into(),
         data: notes::encode_step1(&sv),
+        more: None,
     })
     .expect("encode");
     client.send_raw(frame).expect("send");

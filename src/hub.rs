@@ -109,6 +109,8 @@ pub struct Hub {
     /// Where note compactions run (blocking pool); `None` outside a
     /// runtime, where they run inline.
     runtime: Option<tokio::runtime::Handle>,
+    /// Bytes held in note messages sent in parts, node-wide.
+    pub note_parts: Arc<crate::notes::PartsBudget>,
 }
 
 impl Hub {
@@ -119,6 +121,11 @@ impl Hub {
         metrics: Arc<Metrics>,
         clock: Clock,
     ) -> Hub {
+        let note_parts = crate::notes::PartsBudget::new(
+            config
+                .note_max_bytes
+                .saturating_mul(crate::notes::PARTS_BUDGET_NOTES),
+        );
         Hub {
             config,
             keyring,
@@ -132,6 +139,7 @@ impl Hub {
             next_pid: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            note_parts,
         }
     }
 

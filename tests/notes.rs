@@ -33,6 +33,8 @@ struct Editor {
     client: Client,
     doc: Doc,
     room: String,
+    /// Size of the last sync step 2 payload the server sent.
+    step2_len: usize,
 }
 
 impl Editor {
@@ -41,6 +43,7 @@ impl Editor {
             client,
             doc: Doc::with_client_id(id),
             room: room.to_owned(),
+            step2_len: 0,
         }
     }
 
@@ -58,6 +61,7 @@ impl Editor {
             id: None,
             room: self.room.clone(),
             data,
+            more: None,
         };
         let result = within("yjs", self.client.request::<rmpv::Value>(request)).await;
         self.drain().await;
@@ -89,15 +93,18 @@ impl Editor {
                 }
             }
             ServerFrame::Yjs(frame) => match notes::decode_message(&frame.data) {
-                Ok(notes::Incoming::SyncStep2(update)) | Ok(notes::Incoming::Update(update)) => {
+                Ok(notes::Incoming::SyncStep2(update)) => {
+                    self.step2_len = update.len();
                     self.apply(&update)
                 }
+                Ok(notes::Incoming::Update(update)) => self.apply(&update),
                 Ok(notes::Incoming::SyncStep1(remote)) => {
                     let diff = self.doc.transact().encode_state_as_update_v1(&remote);
                     let request = Request::Yjs {
                         id: None,
                         room: self.room.clone(),
                         data: notes::encode_step2(&diff),
+                        more: None,
                     };
                     let reply = within("step 2", self.client.request::<rmpv::Value>(request)).await;
                     reply.expect("our step 2 accepted");
@@ -222,6 +229,7 @@ async fn concurrent_and_offline_edits_converge_byte_identical() {
         client: server.connect(&student("bob", "3B")).await.0,
         doc: bob_doc,
         room: NOTE.into(),
+        step2_len: 0,
     };
     for i in 0..5 {
         let len = bob.text().chars().count() as u32;
@@ -472,17 +480,23 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
         );
     }
 
-    // Size limits.
-    let big = "x".repeat(3_000);
-    let result = ana.insert(0, &big).await;
+    // Size limits: one message may not be larger than the note may be.
+    let result = ana.insert(0, &"z".repeat(7_000)).await;
     assert_eq!(code(&result), "update_too_large");
     // Ana's document now holds the refused insert, which the server never
-    // saw: her later updates would wait for it forever (a Yjs document
-    // cannot take a change back). The provider starts a fresh document
-    // then; so does this test.
+    // saw: her later updates depend on it and are refused (`out_of_sync`;
+    // a Yjs document cannot take a change back). The provider starts a
+    // fresh document then; so does this test.
+    let result = ana.insert(0, "encore").await;
+    assert_eq!(code(&result), "out_of_sync");
     let mut ana = Editor::new(server.connect(&student("ana", "3B")).await.0, 23, NOTE);
     ana.join().await;
     ana.sync().await;
+    // Larger than `note_max_update_bytes` (2,000) but within the note:
+    // accepted, stored as several events.
+    ana.insert(0, &"q".repeat(3_000))
+        .await
+        .expect("cut into events");
     let mut grew = 0;
     let mut last = String::new();
     for _ in 0..10 {
@@ -505,6 +519,8 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
         1_500 * grew,
         "{outcomes:?} {text:?}"
     );
+    assert_eq!(text.matches('q').count(), 3_000);
+    assert!(!text.contains('z'));
 
     // yjs outside notes rooms, and before joining.
     let mut chat = server.connect(&student("ana", "3B")).await.0;
@@ -517,6 +533,7 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
             id: None,
             room: "3B/chat/r".into(),
             data: vec![0, 0, 1, 0],
+            more: None,
         }),
     )
     .await;
@@ -527,6 +544,7 @@ async fn bad_updates_are_refused_and_the_note_stays_intact() {
             id: None,
             room: NOTE.into(),
             data: vec![0, 0, 1, 0],
+            more: None,
         }),
     )
     .await;
@@ -832,4 +850,465 @@ async fn authorization_matrix_for_notes() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+// ------------------------------------------------------------ integrity
+//
+// Found by an outside review with stock JS clients: updates that do not
+// integrate completely into the note (pending structs, deletions beyond
+// what the note holds) were acked, stored, relayed, and kept pending by
+// the server and every peer.
+
+/// lib0 varuint.
+fn var(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A delete-only v1 update: no blocks, one range per client.
+fn delete_only(ranges: &[(u64, u64, u64)]) -> Vec<u8> {
+    let mut out = vec![0];
+    var(&mut out, ranges.len() as u64);
+    for &(client, clock, len) in ranges {
+        var(&mut out, client);
+        var(&mut out, 1);
+        var(&mut out, clock);
+        var(&mut out, len);
+    }
+    out
+}
+
+/// One-character string items `(client, char, origin)` at clock 0, one
+/// client each, and an empty delete set.
+fn items_with_origins(items: &[(u64, u8, (u64, u64))]) -> Vec<u8> {
+    let mut out = Vec::new();
+    var(&mut out, items.len() as u64);
+    for &(client, ch, (oc, ok)) in items {
+        var(&mut out, 1);
+        var(&mut out, client);
+        var(&mut out, 0);
+        out.push(0x84); // has an origin; string content
+        var(&mut out, oc);
+        var(&mut out, ok);
+        out.extend([1, ch]);
+    }
+    out.push(0);
+    out
+}
+
+/// A teacher joins first (only a class's teacher creates a room), and
+/// syncs; `id` is their Yjs client id.
+async fn teacher_editor(server: &TestServer, id: u64) -> Editor {
+    let mut prof = Editor::new(server.connect(&teacher("prof", "3B")).await.0, id, NOTE);
+    prof.join().await;
+    prof.sync().await;
+    prof
+}
+
+async fn pupil_editor(server: &TestServer, user: &str, id: u64) -> Editor {
+    let mut editor = Editor::new(server.connect(&student(user, "3B")).await.0, id, NOTE);
+    editor.join().await;
+    editor.sync().await;
+    editor
+}
+
+fn missing_updates(editor: &Editor) -> bool {
+    editor.doc.transact().has_missing_updates()
+}
+
+async fn draft_text(client: &mut Client) -> String {
+    text_of(
+        &export(client, None, ExportFormat::Text)
+            .await
+            .expect("export"),
+    )
+}
+
+#[tokio::test]
+async fn delete_sets_beyond_the_note_are_refused_and_joiners_still_sync() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 100).await;
+    prof.insert(0, "Bonjour à tous.")
+        .await
+        .expect("prof writes");
+    let mut mallory = pupil_editor(&server, "mallory", 101).await;
+    // Two ~45 KB delete-only updates, each over 4,000 client ids nobody
+    // has, from clock 0 to 2^32-1: nothing the note holds.
+    for batch in 0..2u64 {
+        let ranges: Vec<_> = (0..4_000u64)
+            .map(|i| (1_000_000 + batch * 4_000 + i, 0, u64::from(u32::MAX)))
+            .collect();
+        let update = delete_only(&ranges);
+        assert!(update.len() > 40_000, "{}", update.len());
+        let result = mallory.send(notes::encode_update(&update)).await;
+        assert_eq!(code(&result), "out_of_sync", "batch {batch}");
+    }
+    // A fresh joiner gets a small step 2, holds nothing pending, and its
+    // own step 2 in answer is accepted (it was closed with 1009 before).
+    let mut ana = pupil_editor(&server, "ana", 102).await;
+    assert!(ana.step2_len < 200, "step 2 of {} bytes", ana.step2_len);
+    assert!(!missing_updates(&ana));
+    assert_eq!(ana.text(), "Bonjour à tous.");
+    ana.insert(0, "Oui. ").await.expect("ana still edits");
+    prof.drain().await;
+    assert_eq!(prof.text(), "Oui. Bonjour à tous.");
+    assert!(!missing_updates(&prof));
+}
+
+#[tokio::test]
+async fn a_delete_of_a_classmates_future_typing_is_refused() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 110).await;
+    let mut victim = pupil_editor(&server, "ana", 111).await;
+    let mut bob = pupil_editor(&server, "bob", 112).await;
+    victim
+        .insert(0, "Il était une fois")
+        .await
+        .expect("victim writes");
+    let next_clock = victim.doc.transact().state_vector().get(&111);
+    assert_eq!(next_clock, 17);
+    // 14 bytes: delete the victim's next 10^9 clocks.
+    let hostile = delete_only(&[(111, u64::from(next_clock), 1_000_000_000)]);
+    assert!(hostile.len() <= 14, "{}", hostile.len());
+    let result = bob.send(notes::encode_update(&hostile)).await;
+    assert_eq!(code(&result), "out_of_sync");
+    // What the victim types afterwards survives everywhere.
+    let end = victim.text().len() as u32; // byte offsets in these yrs docs
+    victim
+        .insert(end, " un roi.")
+        .await
+        .expect("victim writes on");
+    prof.drain().await;
+    bob.drain().await;
+    victim.drain().await;
+    let want = "Il était une fois un roi.";
+    assert_eq!(victim.text(), want);
+    assert_eq!(bob.text(), want);
+    assert_eq!(prof.text(), want);
+    let fresh = pupil_editor(&server, "carl", 113).await;
+    assert_eq!(fresh.text(), want);
+    assert_eq!(draft_text(&mut prof.client).await, want);
+}
+
+#[tokio::test]
+async fn an_update_that_depends_on_a_refused_one_is_refused_everywhere() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 120).await;
+    let mut ana = pupil_editor(&server, "ana", 121).await;
+    let mut bob = pupil_editor(&server, "bob", 122).await;
+    ana.insert(0, "Début.").await.expect("ana writes");
+    within(
+        "lock",
+        prof.client.moderate(
+            NOTE,
+            ModAction::ReadOnly {
+                on: true,
+                thread: None,
+            },
+        ),
+    )
+    .await
+    .expect("lock");
+    let refused = ana.insert(6, " VANDALE").await;
+    assert_eq!(code(&refused), "read_only");
+    within(
+        "unlock",
+        prof.client.moderate(
+            NOTE,
+            ModAction::ReadOnly {
+                on: false,
+                thread: None,
+            },
+        ),
+    )
+    .await
+    .expect("unlock");
+    // Ana's document holds the refused insert: her next update depends
+    // on it, and the server cannot apply it. Refused, not acked.
+    let dependent = ana.insert(14, " SUITE").await;
+    assert_eq!(code(&dependent), "out_of_sync");
+    prof.drain().await;
+    bob.drain().await;
+    assert_eq!(bob.text(), "Début.");
+    assert_eq!(prof.text(), "Début.");
+    assert!(!missing_updates(&bob) && !missing_updates(&prof));
+    let fresh = pupil_editor(&server, "carl", 123).await;
+    assert_eq!(fresh.text(), "Début.");
+    assert!(!missing_updates(&fresh));
+    assert_eq!(draft_text(&mut prof.client).await, "Début.");
+    // Nothing was stored for either: the note's history is ana's first
+    // update and the two moderation events.
+    let page = within("history", prof.client.history(NOTE, None, None, Some(50)))
+        .await
+        .expect("history");
+    let updates = page
+        .events
+        .iter()
+        .filter(|e| matches!(e.body, Body::YjsUpdate { .. }))
+        .count();
+    assert_eq!(updates, 1, "{:?}", page.events);
+}
+
+#[tokio::test]
+async fn after_a_rate_limited_update_the_next_one_is_out_of_sync() {
+    let server = TestServer::start_with(|c| {
+        // The join and two updates; then the bucket is empty for good.
+        c.request_burst = 3;
+        c.request_rate_per_sec = 0.001;
+    })
+    .await;
+    let mut prof = teacher_editor(&server, 130).await;
+    let mut ana = pupil_editor(&server, "ana", 131).await;
+    ana.insert(0, "Un.").await.expect("first");
+    ana.insert(3, " Deux.").await.expect("second");
+    let limited = ana.insert(9, " Trois.").await;
+    assert_eq!(code(&limited), "rate_limited");
+    let dependent = ana.insert(16, " Quatre.").await;
+    assert_eq!(code(&dependent), "out_of_sync");
+    prof.drain().await;
+    assert_eq!(prof.text(), "Un. Deux.");
+    assert!(!missing_updates(&prof));
+    assert_eq!(draft_text(&mut prof.client).await, "Un. Deux.");
+}
+
+#[tokio::test]
+async fn dangling_and_cyclic_updates_are_refused() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 140).await;
+    prof.insert(0, "Texte.").await.expect("prof writes");
+    let mut mallory = pupil_editor(&server, "mallory", 141).await;
+    // "x" right after an item of client 888, which never sent anything.
+    let dangling = items_with_origins(&[(777, b'x', (888, 5))]);
+    let result = mallory.send(notes::encode_update(&dangling)).await;
+    assert_eq!(code(&result), "out_of_sync");
+    // Two clients each after the other's item: neither can come first.
+    let cycle = items_with_origins(&[(700, b'a', (701, 0)), (701, b'b', (700, 0))]);
+    let result = mallory.send(notes::encode_update(&cycle)).await;
+    assert_eq!(code(&result), "out_of_sync");
+    // The same shapes with their dependencies present are fine.
+    let fine = items_with_origins(&[(700, b'a', (140, 0)), (701, b'b', (700, 0))]);
+    mallory
+        .send(notes::encode_update(&fine))
+        .await
+        .expect("dependencies present");
+    prof.drain().await;
+    assert!(!missing_updates(&prof));
+    let fresh = pupil_editor(&server, "carl", 142).await;
+    assert!(!missing_updates(&fresh));
+    assert_eq!(fresh.text(), prof.text());
+    assert_eq!(fresh.text().len(), "Texte.".len() + 2);
+}
+
+/// A `yjs` request frame built by hand, so that `more` is on the wire
+/// whatever the Rust request type holds.
+fn yjs_part(id: u32, room: &str, data: &[u8], more: bool) -> Vec<u8> {
+    use rmpv::Value;
+    let mut entries = vec![
+        (Value::from("type"), Value::from("yjs")),
+        (Value::from("id"), Value::from(id)),
+        (Value::from("room"), Value::from(room)),
+        (Value::from("data"), Value::Binary(data.to_vec())),
+    ];
+    if more {
+        entries.push((Value::from("more"), Value::from(true)));
+    }
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &Value::Map(entries)).expect("encode");
+    out
+}
+
+/// Sends `message` in parts of at most `part` bytes; returns the replies
+/// (by id order) and the other frames received meanwhile.
+async fn send_in_parts(
+    client: &mut Client,
+    message: &[u8],
+    part: usize,
+) -> (Vec<ServerFrame>, Vec<ServerFrame>) {
+    let chunks: Vec<&[u8]> = message.chunks(part).collect();
+    let first_id = 1_000_000u32;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = i + 1 < chunks.len();
+        client
+            .send_raw(yjs_part(first_id + i as u32, NOTE, chunk, more))
+            .expect("send");
+    }
+    let mut replies = Vec::new();
+    let mut others = Vec::new();
+    while replies.len() < chunks.len() {
+        match next(client).await {
+            frame @ (ServerFrame::Ok { id: Some(_), .. } | ServerFrame::Error(_)) => {
+                replies.push(frame)
+            }
+            other => others.push(other),
+        }
+    }
+    (replies, others)
+}
+
+#[tokio::test]
+async fn offline_work_larger_than_one_frame_syncs_in_parts() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 150).await;
+    prof.insert(0, "Plan du chapitre.\n")
+        .await
+        .expect("prof writes");
+    let mut ana = pupil_editor(&server, "ana", 151).await;
+    // Offline: many small edits at scattered places, and one long paste
+    // (a single Yjs item of 120 KB).
+    for i in 0..1_500u32 {
+        let len = ana.text().len() as u32;
+        ana.insert_local((i * 7_919) % (len + 1), &format!("phrase {i}. "));
+    }
+    let paste = "Lorem ipsum dolor sit amet. ".repeat(4_500);
+    ana.insert_local(0, &paste);
+    let server_sv = prof.doc.transact().state_vector();
+    let step2 = ana.doc.transact().encode_state_as_update_v1(&server_sv);
+    let message = notes::encode_step2(&step2);
+    assert!(message.len() > 150_000, "{}", message.len());
+    let (replies, _) = send_in_parts(&mut ana.client, &message, 60_000).await;
+    let (last, parts) = replies.split_last().expect("replies");
+    for reply in parts {
+        assert!(
+            matches!(
+                reply,
+                ServerFrame::Ok {
+                    data: rmpv::Value::Nil,
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+    }
+    let ServerFrame::Ok { data, .. } = last else {
+        panic!("last part refused: {last:?}")
+    };
+    assert!(data.as_map().is_some(), "a PostOk: {data:?}");
+    // The server stored it as events no larger than note_max_update_bytes.
+    let mut largest = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while prof.text() != ana.text() && tokio::time::Instant::now() < deadline {
+        let frame = within("events", prof.client.next()).await.expect("open");
+        if let ServerFrame::Event(event) = &frame {
+            if let Body::YjsUpdate { data } = &event.body {
+                largest = largest.max(data.len());
+            }
+        }
+        prof.handle(frame).await;
+    }
+    assert_eq!(prof.text(), ana.text());
+    assert!(largest > 0 && largest <= 61_440, "{largest}");
+    assert!(!missing_updates(&prof));
+    let fresh = pupil_editor(&server, "carl", 152).await;
+    assert_eq!(fresh.text(), ana.text());
+    assert_eq!(draft_text(&mut prof.client).await, ana.text());
+}
+
+#[tokio::test]
+async fn parts_are_bounded_per_connection() {
+    let server = TestServer::start_with(|c| {
+        c.note_max_update_bytes = 2_000;
+        c.note_max_bytes = 20_000;
+    })
+    .await;
+    let _prof = teacher_editor(&server, 160).await;
+    let mut ana = pupil_editor(&server, "ana", 161).await;
+    let big = ana.insert_local(0, &"x".repeat(30_000));
+    let message = notes::encode_update(&big);
+    let (replies, _) = send_in_parts(&mut ana.client, &message, 8_000).await;
+    let refused: Vec<_> = replies
+        .iter()
+        .filter_map(|r| match r {
+            ServerFrame::Error(e) => Some(e.code.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.first(), Some(&"update_too_large"), "{replies:?}");
+}
+
+#[tokio::test]
+async fn a_note_larger_than_an_outbound_budget_can_be_joined() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 190).await;
+    // Three pupils' offline work of 450 KB each: a 1.35 MB note (the
+    // outbound budget is 1 MiB).
+    for i in 0..3u64 {
+        let mut w = pupil_editor(&server, &format!("w{i}"), 200 + i).await;
+        let sv = w.doc.transact().state_vector();
+        w.insert_local(0, &"Lorem ipsum dolor sit amet. ".repeat(16_000));
+        let step2 = w.doc.transact().encode_state_as_update_v1(&sv);
+        let (replies, _) = send_in_parts(&mut w.client, &notes::encode_step2(&step2), 60_000).await;
+        assert!(
+            matches!(replies.last(), Some(ServerFrame::Ok { .. })),
+            "{:?}",
+            replies.last()
+        );
+    }
+    prof.drain().await;
+    let size = prof
+        .doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default())
+        .len();
+    assert!(size > 1 << 20, "{size}");
+    // A fresh joiner gets all of it (it was closed with 4004 before).
+    let fresh = pupil_editor(&server, "carl", 210).await;
+    assert!(fresh.step2_len > 1 << 20, "{}", fresh.step2_len);
+    assert_eq!(fresh.text(), prof.text());
+}
+
+#[tokio::test]
+async fn awareness_keeps_the_clients_user_fields_but_not_its_identity() {
+    let server = TestServer::start().await;
+    let _prof = teacher_editor(&server, 170).await;
+    let mut ana = Editor::new(server.connect(&student("ana", "3B")).await.0, 171, NOTE);
+    let mut bob = Editor::new(server.connect(&student("bob", "3B")).await.0, 172, NOTE);
+    ana.join().await;
+    bob.join().await;
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(
+        171,
+        yrs::sync::awareness::AwarenessUpdateEntry {
+            clock: 1,
+            json: r##"{"user":{"id":"prof","name":"Mme Prof","role":"teacher","color":"#30bced","colorLight":"#30bced33"},"cursor":2}"##.into(),
+        },
+    );
+    ana.send(notes::encode_awareness(&notes::AwarenessUpdate { clients }))
+        .await
+        .expect("awareness");
+    let update = next_awareness(&mut bob.client, "awareness").await;
+    let state: serde_json::Value =
+        serde_json::from_str(&update.clients[&171].json).expect("json state");
+    let user = &state["user"];
+    assert_eq!(
+        (&user["id"], &user["name"], &user["role"]),
+        (
+            &serde_json::json!("ana"),
+            &serde_json::json!("Name of ana"),
+            &serde_json::json!("student")
+        )
+    );
+    assert_eq!(user["color"], "#30bced");
+    assert_eq!(user["colorLight"], "#30bced33");
+}
+
+#[tokio::test]
+async fn the_drafts_markdown_does_not_claim_a_validation() {
+    let server = TestServer::start().await;
+    let mut prof = teacher_editor(&server, 180).await;
+    prof.insert(0, "# Chapitre 3").await.expect("write");
+    let md = text_of(
+        &export(&mut prof.client, None, ExportFormat::Markdown)
+            .await
+            .expect("draft markdown"),
+    );
+    assert!(!md.contains("Validated"), "{md}");
+    assert!(md.starts_with("# Brouillon\n"), "{md}");
+    assert!(md.ends_with("# Chapitre 3"), "{md}");
 }

@@ -1025,6 +1025,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 id: Some(60),
                 room: NOTES_ROOM.into(),
                 data: vec![0, 0, 1, 0],
+                more: None,
             },
         ),
         (
@@ -1033,6 +1034,16 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 id: Some(61),
                 room: NOTES_ROOM.into(),
                 data: YJS_UPDATE_MSG.to_vec(),
+                more: None,
+            },
+        ),
+        (
+            "yjs.part",
+            Request::Yjs {
+                id: Some(65),
+                room: NOTES_ROOM.into(),
+                data: YJS_UPDATE_MSG[..4].to_vec(),
+                more: Some(true),
             },
         ),
         (

@@ -855,9 +855,14 @@ export class PreauClient {
     return this.request<void>("ping");
   }
 
-  /** Sends a y-protocols message (notes); resolves with `PostOk`, or null if it changed nothing. */
-  yjs(room: string, data: Uint8Array): Promise<PostOk | null> {
-    return this.request<PostOk | null>("yjs", { room, data });
+  /**
+   * Sends a y-protocols message (notes); resolves with `PostOk`, or null if
+   * it changed nothing (or, with `more`, once the part is received). With
+   * `more`, `data` is a part of a message that continues in the next `yjs`
+   * frame for this room (messages larger than a frame).
+   */
+  yjs(room: string, data: Uint8Array, more?: boolean): Promise<PostOk | null> {
+    return this.request<PostOk | null>("yjs", { room, data, more: more || undefined });
   }
 
   /** Lists the existing rooms of one kind in a class (`{rooms}`). */

@@ -240,6 +240,62 @@ test("web app: a note typed in the browser reaches a Node Y.Doc", { skip, timeou
   }
 });
 
+test("web app: a refused change is taken back in the editor, and the pupil is told why", { skip, timeout: 90_000 }, async () => {
+  const env = await setup();
+  try {
+    const { srv, web, browser } = env;
+    const NOTE = "3B/notes/lecture";
+    // The teacher opens the note and writes first.
+    const prof = await srv.client(TEACHER);
+    const doc = new Y.Doc();
+    const awareness = new Awareness(doc);
+    const provider = new PreauProvider(prof, NOTE, doc, { awareness });
+    try {
+      await waitFor(() => provider.synced, "the teacher's sync", 10_000);
+      doc.getText("content").insert(0, "Texte du professeur.");
+      await waitFor(() => provider.pending === 0, "the teacher's text stored", 10_000);
+
+      const page = await (await browser.newContext({ viewport: { width: 1000, height: 600 } })).newPage();
+      const pageErrors: string[] = [];
+      page.on("pageerror", (e) => pageErrors.push(String(e)));
+      await page.goto(`${web.url}/`);
+      await page.fill("#token", await srv.token(ALICE));
+      await page.click("text=Se connecter");
+      await page.fill("#room-name", NOTE);
+      await page.press("#room-name", "Enter");
+      await page.waitForSelector(".status:has-text('Enregistré')");
+      await page.waitForFunction(() => (document.getElementById("note-content") as HTMLTextAreaElement).value === "Texte du professeur.");
+
+      // Muted (the editor stays open until a change is refused).
+      await prof.moderate(NOTE, { kind: "mute", user: "alice", seconds: 600 });
+      await page.click("#note-content");
+      await page.keyboard.press("End");
+      await page.keyboard.type(" Ajout refusé");
+      await page.waitForSelector(".notice:has-text(\"Vos dernières modifications n'ont pas été enregistrées : vous êtes en sourdine sur cette note.\")");
+      // The editor shows the note as stored, and no longer takes typing.
+      await page.waitForFunction(() => (document.getElementById("note-content") as HTMLTextAreaElement).value === "Texte du professeur.");
+      assert.equal(await page.evaluate(() => (document.getElementById("note-content") as HTMLTextAreaElement).readOnly), true);
+      await page.screenshot({ path: join(ARTIFACTS, "notes-refused.png") });
+      assert.equal(doc.getText("content").toString(), "Texte du professeur.");
+      assert.equal((await prof.noteExport(NOTE, "text")).content, "Texte du professeur.");
+
+      // Unmuted, the pupil edits again, from the reloaded document.
+      await prof.moderate(NOTE, { kind: "unmute", user: "alice" });
+      await page.waitForFunction(() => !(document.getElementById("note-content") as HTMLTextAreaElement).readOnly);
+      await page.click("#note-content");
+      await page.keyboard.press("End");
+      await page.keyboard.type(" Merci.");
+      await waitFor(() => doc.getText("content").toString() === "Texte du professeur. Merci.", "alice's edit at the teacher", 10_000);
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      provider.destroy();
+      awareness.destroy();
+    }
+  } finally {
+    await env.close();
+  }
+});
+
 test("forum: the console opens a help forum, a pupil asks in the app, a reply arrives live and becomes the answer", { skip, timeout: 120_000 }, async () => {
   const env = await setup();
   try {

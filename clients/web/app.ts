@@ -2,8 +2,8 @@
 
 import * as Y from "yjs";
 import { Awareness } from "y-protocols/awareness";
-import type { EventFrame, PreauClient, UserInfo } from "../src/client.js";
-import { PreauProvider } from "../src/yjs-provider.js";
+import type { EventFrame, PreauClient, PreauError, UserInfo } from "../src/client.js";
+import { PreauProvider, TRANSIENT_REFUSALS } from "../src/yjs-provider.js";
 import { bindTextarea } from "./textarea-binding.js";
 import { ForumView } from "./forum.js";
 import {
@@ -495,7 +495,7 @@ class NotesView implements View {
       provider.destroy();
       awareness.destroy();
     });
-    bindTextarea(doc.getText("content"), this.area);
+    let unbind = bindTextarea(doc.getText("content"), this.area);
 
     const renderStatus = () => {
       this.status.textContent = !provider.synced
@@ -510,46 +510,92 @@ class NotesView implements View {
 
     const renderPeople = () => {
       const names = new Set<string>();
-      for (const [id, s] of awareness.getStates()) {
-        if (id !== doc.clientID && s.user?.name) names.add(String(s.user.name));
+      for (const [id, s] of provider.awareness.getStates()) {
+        if (id !== provider.doc.clientID && s.user?.name) names.add(String(s.user.name));
       }
       this.people.textContent = names.size ? `Avec vous : ${[...names].join(", ")}` : "Personne d'autre sur cette note.";
     };
     awareness.on("change", renderPeople);
     renderPeople();
 
+    // A refused change cannot be taken back in a Yjs document: the provider
+    // replaces it with the server's (see PreauProvider's `reset`); the
+    // editor follows, and the pupil is told what was lost and why.
+    provider.on("reset", ({ doc: fresh, awareness: freshAwareness, error }) => {
+      unbind();
+      unbind = bindTextarea(fresh.getText("content"), this.area);
+      freshAwareness.on("change", renderPeople);
+      renderPeople();
+      this.notice.textContent = `Vos dernières modifications n'ont pas été enregistrées : ${lostReason(error)}`;
+      this.notice.hidden = false;
+    });
+    // Whether the note is locked for us, and until when we are muted: the
+    // editor is read-only meanwhile (each refused keystroke would cost a
+    // reset).
+    let locked = false;
+    let mutedTimer: ReturnType<typeof setTimeout> | null = null;
+    const unmute = () => {
+      if (mutedTimer) clearTimeout(mutedTimer);
+      mutedTimer = null;
+      this.area.readOnly = locked;
+      if (!locked) this.notice.hidden = true;
+    };
     provider.on("error", (err) => {
       // The join was refused: nobody opened this note yet.
       if (isUnknownRoom(err)) return this.hooks.unknown();
-      if (err.code === "read_only") {
-        this.notice.textContent = "Cette note est verrouillée : vos modifications ne sont pas enregistrées.";
-        this.area.readOnly = true;
-      } else if (err.code === "forbidden") {
-        this.notice.textContent = "Vous pouvez lire cette note, pas la modifier.";
-        this.area.readOnly = true;
-      } else {
-        this.notice.textContent = errorText(err);
+      if (TRANSIENT_REFUSALS.has(err.code) || err.code === "out_of_sync") {
+        // Kept locally and sent again shortly (a resync).
+        this.notice.textContent = `${errorText(err)}. Vos modifications seront renvoyées automatiquement.`;
+        this.notice.hidden = false;
+        return;
       }
-      this.notice.hidden = false;
+      // Otherwise the provider drops the refused changes: the `reset`
+      // that follows says so.
+      if (err.code === "read_only" || err.code === "forbidden" || err.code === "banned") {
+        locked = err.code === "read_only" ? true : locked;
+        this.area.readOnly = true;
+      } else if (err.code === "muted") {
+        this.area.readOnly = true;
+        if (mutedTimer) clearTimeout(mutedTimer);
+        // setTimeout holds at most ~24 days; a longer mute waits for `unmute`.
+        if (err.retryAfterMs && err.retryAfterMs < 2 ** 31) mutedTimer = setTimeout(unmute, err.retryAfterMs);
+      }
     });
     const offEvent = this.client.on("event", (ev) => {
       if (ev.room !== this.room || ev.body.kind !== "moderation") return;
-      const a = ev.body.action as { kind: string; on?: boolean; lock?: boolean };
+      const a = ev.body.action as { kind: string; on?: boolean; lock?: boolean; user?: string };
       toast(moderationText(ev));
-      const locked = (a.kind === "read_only" && a.on) || (a.kind === "validate" && a.lock);
-      const unlocked = a.kind === "read_only" && a.on === false;
       const moderator = this.client.user?.role === "teacher" || this.client.user?.role === "staff";
-      if (locked && !moderator) {
+      if (moderator) return;
+      if ((a.kind === "read_only" && a.on) || (a.kind === "validate" && a.lock)) {
+        locked = true;
         this.area.readOnly = true;
         this.notice.textContent = "Cette note est verrouillée par l'enseignant.";
         this.notice.hidden = false;
-      } else if (unlocked) {
-        this.area.readOnly = false;
+      } else if (a.kind === "read_only" && a.on === false) {
+        locked = false;
+        this.area.readOnly = mutedTimer !== null;
         this.notice.hidden = true;
+      } else if (a.kind === "unmute" && a.user === this.client.user?.id) {
+        unmute();
       }
     });
     this.teardown.push(offEvent);
   }
+}
+
+/** Why a pupil's changes to a note were dropped, for « … n'ont pas été enregistrées : <ici> ». */
+function lostReason(err: PreauError): string {
+  const reasons: Record<string, string> = {
+    read_only: "la note est verrouillée.",
+    forbidden: "vous pouvez lire cette note, pas la modifier.",
+    muted: "vous êtes en sourdine sur cette note.",
+    banned: "vous êtes exclu de cette note.",
+    document_too_large: "la note a atteint sa taille maximale.",
+    update_too_large: "la modification est trop volumineuse.",
+    out_of_sync: "la note a changé entre-temps ; elle a été rechargée.",
+  };
+  return reasons[err.code] ?? "le serveur les a refusées ; la note a été rechargée.";
 }
 
 // ---- start ------------------------------------------------------------------

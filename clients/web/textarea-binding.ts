@@ -14,11 +14,19 @@ export function bindTextarea(ytext: Y.Text, area: HTMLTextAreaElement): () => vo
     if (before === after) return;
     let start = 0;
     while (start < before.length && start < after.length && before[start] === after[start]) start++;
+    // Never cut a character in two: emoji share their first UTF-16 unit,
+    // and an edit between a surrogate pair's halves leaves both texts
+    // broken (yrs then even encodes the note inconsistently).
+    if (start > 0 && isHighSurrogate(before.charCodeAt(start - 1))) start--;
     let endB = before.length;
     let endA = after.length;
     while (endB > start && endA > start && before[endB - 1] === after[endA - 1]) {
       endB--;
       endA--;
+    }
+    if (endB < before.length && isLowSurrogate(before.charCodeAt(endB))) {
+      endB++;
+      endA++;
     }
     ytext.doc!.transact(() => {
       if (endB > start) ytext.delete(start, endB - start);
@@ -56,4 +64,12 @@ export function bindTextarea(ytext: Y.Text, area: HTMLTextAreaElement): () => vo
     area.removeEventListener("input", onInput);
     ytext.unobserve(onChange);
   };
+}
+
+function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
+}
+
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff;
 }

@@ -10,9 +10,24 @@ use yrs::sync::AwarenessUpdate;
 
 use super::{encode_awareness, NoteError};
 
-/// Yjs client ids one connection may announce (a tab has one; a few more
-/// leave room for editors that create a document per pane).
+/// Yjs client ids with a present state one connection may have at once (a
+/// tab has one; a few more leave room for editors that create a document
+/// per pane). A removed state (`null`) frees its place.
 pub const MAX_AWARENESS_CLIENTS: usize = 4;
+
+/// Client ids one connection may own in all, present or removed: an
+/// editor that drops its document after a refusal takes a new client id
+/// (see `protocol/` "Notes"), and its old id stays owned (nobody else may
+/// speak for it) until the connection closes.
+pub const MAX_AWARENESS_IDS: usize = 32;
+
+/// Bytes of JSON kept from the client's own `user` fields besides the
+/// identity (`user.color`, `user.colorLight` of editor plugins); fields
+/// past this are dropped.
+pub const MAX_USER_EXTRA_BYTES: usize = 512;
+
+/// The identity fields of `user`, always the server's.
+const IDENTITY: [&str; 3] = ["id", "name", "role"];
 
 /// How y-protocols writes a removed state (`JSON.stringify(null)`).
 const NULL_STATE: &str = "null";
@@ -22,8 +37,18 @@ const NULL_STATE: &str = "null";
 /// that announces a state for it, until that connection closes.
 #[derive(Debug, Default, Clone)]
 pub struct AwarenessGuard {
-    /// (client id, highest clock seen); at most [`MAX_AWARENESS_CLIENTS`].
-    owned: Vec<(u64, u32)>,
+    /// Owned ids: at most [`MAX_AWARENESS_IDS`], at most
+    /// [`MAX_AWARENESS_CLIENTS`] of them present.
+    owned: Vec<Owned>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    id: u64,
+    /// Highest clock seen.
+    clock: u32,
+    /// Whether its last state is present (not a removal).
+    present: bool,
 }
 
 /// An awareness update accepted by [`AwarenessGuard::bind`].
@@ -42,16 +67,19 @@ impl AwarenessGuard {
         Self::default()
     }
 
-    /// Binds a client's awareness update to its user. Each state's `user`
-    /// field becomes `user` (the sender's `UserInfo`); a state that is not
-    /// a JSON object becomes `{"user": user}`. Removals (`null`) of the
-    /// connection's own ids are kept; removals of ids nobody owns are
-    /// dropped (stock y-websocket clients send them for peers they timed
-    /// out, and the owner's connection already removes those). Entries of
-    /// ids another connection owns are dropped: y-protocols providers
-    /// re-broadcast the states they receive. Refuses the whole update if
-    /// the connection would own more than [`MAX_AWARENESS_CLIENTS`];
-    /// nothing is claimed then.
+    /// Binds a client's awareness update to its user. In each state's
+    /// `user` object, `id`, `name` and `role` become the sender's
+    /// (`user`, its `UserInfo`); the client's other `user` fields are kept
+    /// up to [`MAX_USER_EXTRA_BYTES`] (editor plugins read `user.color`).
+    /// A state that is not a JSON object becomes `{"user": user}`.
+    /// Removals (`null`) of the connection's own ids are kept; removals of
+    /// ids nobody owns are dropped (stock y-websocket clients send them for
+    /// peers they timed out, and the owner's connection already removes
+    /// those). Entries of ids another connection owns are dropped:
+    /// y-protocols providers re-broadcast the states they receive. Refuses
+    /// the whole update if the connection would then have more than
+    /// [`MAX_AWARENESS_CLIENTS`] present states or own more than
+    /// [`MAX_AWARENESS_IDS`] ids; nothing is claimed then.
     pub fn bind(
         &mut self,
         update: &AwarenessUpdate,
@@ -72,11 +100,6 @@ impl AwarenessGuard {
                 if removal {
                     continue;
                 }
-                if self.owned.len() + claimed.len() >= MAX_AWARENESS_CLIENTS {
-                    return Err(NoteError::TooManyClients {
-                        max: MAX_AWARENESS_CLIENTS,
-                    });
-                }
                 // Keys of a map: each id is claimed once.
                 claimed.push(client_id);
             }
@@ -93,11 +116,32 @@ impl AwarenessGuard {
                 },
             );
         }
+        // Present states once this update is applied: an owned id's state
+        // is what this update says of it, else what it was.
+        let present = self
+            .owned
+            .iter()
+            .filter(|o| match clients.get(&o.id) {
+                Some(entry) => entry.json.as_ref() != NULL_STATE,
+                None => o.present,
+            })
+            .count()
+            + claimed.len();
+        if present > MAX_AWARENESS_CLIENTS || self.owned.len() + claimed.len() > MAX_AWARENESS_IDS {
+            return Err(NoteError::TooManyClients {
+                max: MAX_AWARENESS_CLIENTS,
+            });
+        }
         // Nothing failed: commit the claims and clocks.
-        self.owned.extend(claimed.iter().map(|&id| (id, 0)));
-        for (id, clock) in &mut self.owned {
-            if let Some(entry) = clients.get(id) {
-                *clock = (*clock).max(entry.clock);
+        self.owned.extend(claimed.iter().map(|&id| Owned {
+            id,
+            clock: 0,
+            present: true,
+        }));
+        for owned in &mut self.owned {
+            if let Some(entry) = clients.get(&owned.id) {
+                owned.clock = owned.clock.max(entry.clock);
+                owned.present = entry.json.as_ref() != NULL_STATE;
             }
         }
         Ok(Bound {
@@ -108,12 +152,12 @@ impl AwarenessGuard {
 
     /// Whether this connection owns `client_id`.
     pub fn owns(&self, client_id: u64) -> bool {
-        self.owned.iter().any(|&(id, _)| id == client_id)
+        self.owned.iter().any(|o| o.id == client_id)
     }
 
     /// The client ids this connection owns (to release when it closes).
     pub fn owned(&self) -> impl Iterator<Item = u64> + '_ {
-        self.owned.iter().map(|&(id, _)| id)
+        self.owned.iter().map(|o| o.id)
     }
 
     /// The update removing this connection's states for everyone when it
@@ -126,29 +170,58 @@ impl AwarenessGuard {
         let clients = self
             .owned
             .iter()
-            .map(|&(id, clock)| {
+            .map(|o| {
                 let entry = AwarenessUpdateEntry {
-                    clock: clock.saturating_add(1),
+                    clock: o.clock.saturating_add(1),
                     json: Arc::from(NULL_STATE),
                 };
-                (id, entry)
+                (o.id, entry)
             })
             .collect();
         Some(AwarenessUpdate { clients })
     }
 }
 
-/// The state JSON with `user` forced to the authenticated user.
+/// The state JSON with the identity in `user` forced to the authenticated
+/// user's.
 fn with_user(json: &str, user: &Value) -> Result<String, NoteError> {
     let state = match serde_json::from_str::<Value>(json) {
         Ok(Value::Object(mut map)) => {
-            map.insert("user".to_owned(), user.clone());
+            let merged = merge_user(map.remove("user"), user);
+            map.insert("user".to_owned(), merged);
             Value::Object(map)
         }
         Ok(_) => serde_json::json!({ "user": user }),
         Err(_) => return Err(NoteError::InvalidMessage),
     };
     serde_json::to_string(&state).map_err(|_| NoteError::InvalidMessage)
+}
+
+/// `identity` (an object with `id`, `name`, `role`), plus the client's
+/// other `user` fields in key order while their JSON stays within
+/// [`MAX_USER_EXTRA_BYTES`]: a colour is a few bytes, an avatar image
+/// would make every cursor move heavy for everyone.
+fn merge_user(claimed: Option<Value>, identity: &Value) -> Value {
+    let mut merged = match identity {
+        Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let Some(Value::Object(fields)) = claimed else {
+        return Value::Object(merged);
+    };
+    let mut budget = MAX_USER_EXTRA_BYTES;
+    for (key, value) in fields {
+        if IDENTITY.contains(&key.as_str()) {
+            continue;
+        }
+        // Key, quotes, colon and comma around the value.
+        let cost = key.len() + 4 + value.to_string().len();
+        if cost <= budget {
+            budget -= cost;
+            merged.insert(key, value);
+        }
+    }
+    Value::Object(merged)
 }
 
 /// A room's awareness states, to answer query awareness: client id ->

@@ -25,15 +25,26 @@
 
 mod awareness;
 mod doc;
+mod integrate;
+mod parts;
 mod scan;
+mod split;
 
 use yrs::encoding::read::Cursor;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 
-pub use awareness::{AwarenessGuard, AwarenessStates, Bound, MAX_AWARENESS_CLIENTS};
-pub use doc::NoteDoc;
+pub use awareness::{
+    AwarenessGuard, AwarenessStates, Bound, MAX_AWARENESS_CLIENTS, MAX_AWARENESS_IDS,
+    MAX_USER_EXTRA_BYTES,
+};
+pub use doc::{split_update, NoteDoc, Vetted};
+pub use integrate::{Dangling, Plan};
+pub use parts::{
+    max_message_bytes, Parts, PartsBudget, PartsError, Reservation, MESSAGE_OVERHEAD,
+    PARTS_BUDGET_NOTES,
+};
 // The payload types of [`Incoming`], so callers need not name yrs paths.
 pub use yrs::sync::AwarenessUpdate;
 pub use yrs::StateVector;
@@ -50,9 +61,21 @@ pub enum NoteError {
     /// that JS Yjs clients could not read back.
     #[error("invalid yjs update")]
     InvalidUpdate,
-    /// Over `note_max_update_bytes`.
+    /// One message (whole, or reassembled from parts) over `note_max_bytes`.
     #[error("update too large: {len} bytes (max {max})")]
     UpdateTooLarge { len: usize, max: usize },
+    /// An update larger than `note_max_update_bytes` holds one value (or
+    /// item header) that cannot be cut to that size.
+    #[error("one value of the update is larger than {max} bytes")]
+    ValueTooLarge { max: usize },
+    /// The update does not integrate completely into the note: it depends
+    /// on something the note does not hold (an update that was refused,
+    /// or never sent), or deletes beyond what it holds. Nothing of it is
+    /// applied; the client must resynchronise.
+    #[error(
+        "the update depends on what the note does not hold (client {client} from clock {clock}): resynchronise"
+    )]
+    OutOfSync { client: u64, clock: u32 },
     /// Applying the update could grow the stored document over `note_max_bytes`.
     #[error("document too large: would be {would_be} bytes (max {max})")]
     DocumentTooLarge { would_be: usize, max: usize },
@@ -67,11 +90,40 @@ pub enum NoteError {
     Poisoned,
 }
 
+impl From<Dangling> for NoteError {
+    fn from(d: Dangling) -> Self {
+        NoteError::OutOfSync {
+            client: d.client,
+            clock: d.clock,
+        }
+    }
+}
+
+impl NoteError {
+    /// The protocol's error code for this refusal.
+    pub fn code(&self) -> crate::protocol::ErrorCode {
+        use crate::protocol::ErrorCode;
+        match self {
+            NoteError::InvalidMessage | NoteError::InvalidUpdate | NoteError::Poisoned => {
+                ErrorCode::InvalidUpdate
+            }
+            NoteError::UpdateTooLarge { .. } | NoteError::ValueTooLarge { .. } => {
+                ErrorCode::UpdateTooLarge
+            }
+            NoteError::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
+            NoteError::TooManyClients { .. } => ErrorCode::Forbidden,
+            NoteError::OutOfSync { .. } => ErrorCode::OutOfSync,
+        }
+    }
+}
+
 /// Size limits for client updates (config `note_max_update_bytes` and
 /// `note_max_bytes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// The largest update stored as one event; larger ones are cut.
     pub max_update_bytes: usize,
+    /// The largest note, and so the largest message.
     pub max_doc_bytes: usize,
 }
 
@@ -146,5 +198,7 @@ pub fn encode_awareness(update: &AwarenessUpdate) -> Vec<u8> {
     Message::Awareness(update.clone()).encode_v1()
 }
 
+#[cfg(test)]
+mod integrity_tests;
 #[cfg(test)]
 mod tests;

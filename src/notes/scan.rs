@@ -111,66 +111,156 @@ const TYPE_XML_ELEMENT: u8 = 3;
 const TYPE_XML_FRAGMENT: u8 = 4;
 const TYPE_XML_TEXT: u8 = 6;
 
-/// What [`update`] learned that needs the real document to judge.
+/// What [`update`] learned of an update's structure: enough to judge it
+/// against a document's state (the parent-type check in `doc.rs`, the
+/// integration check in `integrate.rs`) and to cut it into smaller updates
+/// (`split.rs`), without decoding it again.
+///
+/// Kept compact (a block is 28 bytes) because a note-sized update (4 MiB,
+/// sent in parts) can hold hundreds of thousands of blocks.
 #[derive(Debug, Default)]
-pub(super) struct Refs {
+pub(super) struct Shape {
+    /// Every block, client section after client section in wire order.
+    pub blocks: Vec<Block>,
+    /// Client sections: (client, index of the first block, index past the
+    /// last), in wire order.
+    pub sections: Vec<(u32, u32, u32)>,
+    /// Items of *other* clients the blocks refer to (origin, right origin,
+    /// parent): a block's are `deps[block.deps..next block's deps]`.
+    pub deps: Vec<(u32, u32)>,
     /// Ids of the items named as parents (`TypePtr::ID` in yrs): yrs
     /// fails midway through an update whose parent item is not a shared
     /// type, after merging the blocks before it.
     pub parents: Vec<(u64, u32)>,
-    /// The update's own blocks: (client, first clock, end clock, whether
-    /// it may be a parent: a shared type, deleted content or GC).
-    pub blocks: Vec<(u64, u32, u32, bool)>,
+    /// The delete set: (client, first clock, end clock), in wire order.
+    pub deletes: Vec<(u32, u32, u32)>,
+}
+
+/// One block of an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Block {
+    pub client: u32,
+    pub clock: u32,
+    /// Clock ticks covered (0 only for an empty item).
+    pub len: u32,
+    /// Byte offsets in the update: where the block starts, where its
+    /// content starts (after the info byte, origins and parent; `end` for
+    /// GC and skips), where it ends.
+    pub start: u32,
+    pub content: u32,
+    pub end: u32,
+    /// [`BLOCK_GC`], [`BLOCK_SKIP`], or an item's info byte.
+    pub info: u8,
+    /// Index of its first entry in [`Shape::deps`].
+    pub deps: u32,
+}
+
+impl Block {
+    pub fn is_skip(&self) -> bool {
+        self.info == BLOCK_SKIP
+    }
+
+    pub fn is_gc(&self) -> bool {
+        self.info == BLOCK_GC
+    }
+
+    /// The item's content ref (`CONTENT_*`); 0 for GC and skips.
+    pub fn content_ref(&self) -> u8 {
+        if self.is_gc() || self.is_skip() {
+            0
+        } else {
+            self.info & 0x0f
+        }
+    }
+
+    /// Whether it may be a parent: a shared type, deleted content or GC
+    /// (which yrs turns into garbage).
+    pub fn may_be_parent(&self) -> bool {
+        self.is_gc() || matches!(self.content_ref(), CONTENT_TYPE | CONTENT_DELETED)
+    }
+}
+
+impl Shape {
+    /// The entries of `deps` that block `index` needs.
+    pub fn deps_of(&self, index: usize) -> &[(u32, u32)] {
+        let from = self.blocks[index].deps as usize;
+        let to = self
+            .blocks
+            .get(index + 1)
+            .map_or(self.deps.len(), |b| b.deps as usize);
+        &self.deps[from..to]
+    }
 }
 
 /// A Yjs v1 update as `Update::decode_v1` reads it: per client a run of
 /// blocks, then the delete set. Also refuses what yrs would accept but
 /// mishandle: a client listed twice, clocks past u32, zero-length GC, skip
-/// and delete ranges (none of which Yjs writes), and trailing bytes.
-pub(super) fn update(data: &[u8]) -> Scan<Refs> {
+/// and delete ranges (none of which Yjs writes), updates of 4 GiB or more,
+/// and trailing bytes.
+///
+/// Empty items are kept, as blocks of length 0: yrs writes them itself
+/// (when it splits a string inside a surrogate pair, the right part's text
+/// is empty) and drops them when reading, while JS keeps them; their
+/// references must hold like any block's.
+pub(super) fn update(data: &[u8]) -> Scan<Shape> {
+    u32::try_from(data.len()).map_err(|_| Malformed)?;
     let mut r = Reader::new(data);
-    let mut refs = Refs::default();
+    let mut shape = Shape::default();
     // Each client section is at least 3 bytes (count, client, clock).
     let clients = r.count(3)?;
-    // Bounded by the count check: at most len/3 entries.
-    let mut seen = Vec::with_capacity(clients);
+    // Bounded by the count checks: at most len/3 sections, len/2 blocks.
+    shape.sections.reserve(clients);
     for _ in 0..clients {
         // Every block is at least 2 bytes (info and one more).
         let blocks = r.count(2)?;
-        let client = u64::from(r.u32()?);
-        if seen.contains(&client) {
-            return Err(Malformed);
-        }
-        seen.push(client);
+        let client = r.u32()?;
+        let first = shape.blocks.len() as u32;
         let mut clock = r.u32()?;
+        shape.blocks.reserve(blocks);
         for _ in 0..blocks {
-            let (len, kind) = block(&mut r, &mut refs, (client, clock))?;
-            let end = clock.checked_add(len).ok_or(Malformed)?;
-            if let Some(may_be_parent) = kind {
-                refs.blocks.push((client, clock, end, may_be_parent));
-            }
-            clock = end;
+            let block = block(&mut r, &mut shape, client, clock)?;
+            clock = clock.checked_add(block.len).ok_or(Malformed)?;
+            shape.blocks.push(block);
         }
+        shape
+            .sections
+            .push((client, first, shape.blocks.len() as u32));
     }
-    delete_set(&mut r)?;
+    // A client listed twice (sorting: a hostile update may list thousands).
+    let mut seen: Vec<u32> = shape.sections.iter().map(|&(c, ..)| c).collect();
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Malformed);
+    }
+    delete_set(&mut r, &mut shape.deletes)?;
     r.end()?;
-    Ok(refs)
+    Ok(shape)
 }
 
-/// One block with id `at`; returns how many clock ticks it covers (0 for
-/// items yrs drops because their content is empty) and, unless it is a
-/// skip, whether it may be a parent.
-fn block(r: &mut Reader, refs: &mut Refs, at: (u64, u32)) -> Scan<(u32, Option<bool>)> {
+/// One block of `client` at `clock`.
+fn block(r: &mut Reader, shape: &mut Shape, client: u32, clock: u32) -> Scan<Block> {
+    let start = r.position()?;
+    let deps = u32::try_from(shape.deps.len()).map_err(|_| Malformed)?;
     let info = r.u8()?;
-    match info {
-        BLOCK_GC => Ok((nonzero(r.u32()?)?, Some(true))),
-        BLOCK_SKIP => Ok((nonzero(r.u32()?)?, None)),
+    let at = (u64::from(client), clock);
+    let foreign = |id: (u64, u32), shape: &mut Shape| -> Scan {
+        earlier(id, at)?;
+        if id.0 != at.0 {
+            // Ids in updates are read as u32 (`Reader::id`).
+            shape
+                .deps
+                .push((u32::try_from(id.0).map_err(|_| Malformed)?, id.1));
+        }
+        Ok(())
+    };
+    let (len, content) = match info {
+        BLOCK_GC | BLOCK_SKIP => (nonzero(r.u32()?)?, None),
         _ => {
             if info & HAS_ORIGIN != 0 {
-                earlier(r.id()?, at)?;
+                foreign(r.id()?, shape)?;
             }
             if info & HAS_RIGHT_ORIGIN != 0 {
-                earlier(r.id()?, at)?;
+                foreign(r.id()?, shape)?;
             }
             if info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0 {
                 // No origin to copy the parent from: the parent is written.
@@ -179,8 +269,8 @@ fn block(r: &mut Reader, refs: &mut Refs, at: (u64, u32)) -> Scan<(u32, Option<b
                 } else {
                     // The id of the item holding the parent type.
                     let parent = r.id()?;
-                    earlier(parent, at)?;
-                    refs.parents.push(parent);
+                    foreign(parent, shape)?;
+                    shape.parents.push(parent);
                 }
                 if info & HAS_PARENT_SUB != 0 {
                     r.str()?; // the map key
@@ -189,11 +279,21 @@ fn block(r: &mut Reader, refs: &mut Refs, at: (u64, u32)) -> Scan<(u32, Option<b
             if info & CONTENT_REF_HIGH_BIT != 0 {
                 return Err(Malformed);
             }
-            let kind = info & 0x0f;
-            let len = content(r, kind)?;
-            Ok((len, Some(matches!(kind, CONTENT_TYPE | CONTENT_DELETED))))
+            let at = r.position()?;
+            (self::content(r, info & 0x0f)?, Some(at))
         }
-    }
+    };
+    let end = r.position()?;
+    Ok(Block {
+        client,
+        clock,
+        len,
+        start,
+        content: content.unwrap_or(end),
+        end,
+        info,
+        deps,
+    })
 }
 
 /// Item content; returns its length in clock ticks (UTF-16 units for text).
@@ -240,6 +340,30 @@ fn content(r: &mut Reader, kind: u8) -> Scan<u32> {
     }
 }
 
+/// The text of a string item's content (`varuint(bytes) utf8`), for
+/// cutting it; `None` if it is not one.
+pub(super) fn string_content(content: &[u8]) -> Option<&str> {
+    let mut r = Reader::new(content);
+    let text = r.str().ok()?;
+    r.end().ok()?;
+    Some(text)
+}
+
+/// The byte ranges of each value of a JSON-like item's content
+/// (`varuint(count) any*`), for cutting it; `None` if it is not one.
+pub(super) fn any_values(content: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let mut r = Reader::new(content);
+    let len = r.count(1).ok()?;
+    let mut values = Vec::with_capacity(len);
+    for _ in 0..len {
+        let start = r.cursor.next;
+        any(&mut r, 0).ok()?;
+        values.push((start, r.cursor.next));
+    }
+    r.end().ok()?;
+    Some(values)
+}
+
 /// One lib0 `Any` value (`Any::decode`).
 fn any(r: &mut Reader, depth: usize) -> Scan {
     if depth > MAX_ANY_DEPTH {
@@ -274,16 +398,25 @@ fn any(r: &mut Reader, depth: usize) -> Scan {
 }
 
 /// The delete set (`IdSet::decode`): per client, ranges of (clock, len).
-fn delete_set(r: &mut Reader) -> Scan {
+/// A client listed twice is refused: yrs keeps only its last list where
+/// JS Yjs applies both (Yjs never writes one twice).
+fn delete_set(r: &mut Reader, deletes: &mut Vec<(u32, u32, u32)>) -> Scan {
     let clients = r.count(2)?;
+    let mut seen = Vec::with_capacity(clients);
     for _ in 0..clients {
-        r.u32()?;
+        let client = r.u32()?;
+        seen.push(client);
         let ranges = r.count(2)?;
+        deletes.reserve(ranges);
         for _ in 0..ranges {
             let clock = r.u32()?;
             let len = nonzero(r.u32()?)?;
-            clock.checked_add(len).ok_or(Malformed)?;
+            deletes.push((client, clock, clock.checked_add(len).ok_or(Malformed)?));
         }
+    }
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Malformed);
     }
     Ok(())
 }
@@ -319,6 +452,11 @@ impl<'a> Reader<'a> {
         Reader {
             cursor: Cursor::new(data),
         }
+    }
+
+    /// The reader's byte offset (updates are below 4 GiB: checked first).
+    fn position(&self) -> Scan<u32> {
+        u32::try_from(self.cursor.next).map_err(|_| Malformed)
     }
 
     fn remaining(&self) -> usize {

@@ -399,29 +399,63 @@ fn concurrent_and_offline_edits_converge_through_the_server() {
 }
 
 #[test]
-fn updates_with_missing_dependencies_wait_and_are_kept() {
+fn updates_with_missing_dependencies_are_refused_and_never_pending() {
     let a = client(1);
     let first = insert(&a, 0, "abc");
     let second = insert(&a, 3, "def");
     let mut server = NoteDoc::new();
-    // The second update alone cannot be integrated: yrs parks it.
+    // The second update alone cannot be integrated: yrs would park it as
+    // pending (and every step 2 would carry it). Refused, not applied.
     assert!(!server.is_noop(&second).expect("decodable"));
-    assert!(server_accepts(&mut server, &second));
-    assert_eq!(server.text(), "");
-    // Parked data takes room: it counts in the size, and resending it
-    // (still unintegrable) is not taken for a no-op.
-    assert_eq!(server.size_estimate(), second.len());
-    assert!(!server.is_noop(&second).expect("decodable"));
-    // It is part of the snapshot, and completes once the first arrives.
-    let snapshot = server.snapshot().expect("snapshot");
-    let mut reloaded = NoteDoc::load(Some(&snapshot), [&first]).expect("loads");
-    assert_eq!(reloaded.text(), "abcdef");
-    assert!(server_accepts(&mut server, &first));
-    assert_eq!(server.text(), "abcdef");
     assert_eq!(
-        reloaded.snapshot().expect("snapshot").len(),
-        server.snapshot().expect("snapshot").len()
+        server.check(&second, &Limits::default()),
+        Err(NoteError::OutOfSync {
+            client: 1,
+            clock: 0
+        })
     );
+    assert_eq!(
+        server.apply(&second),
+        Err(NoteError::OutOfSync {
+            client: 1,
+            clock: 0
+        })
+    );
+    assert_eq!(server.size_estimate(), 0);
+    assert!(!server.has_pending());
+    // In order, both integrate.
+    assert!(server_accepts(&mut server, &first));
+    assert!(server_accepts(&mut server, &second));
+    assert_eq!(server.text(), "abcdef");
+    // Loading skips what does not integrate at its place, as commits do.
+    let loaded = NoteDoc::load(None, [&second, &first]).expect("loads");
+    assert_eq!(loaded.text(), "abc");
+    assert!(!loaded.has_pending());
+}
+
+/// A snapshot stored before the rule, with pending data in it, loads
+/// without it: no step 2 carries it any more.
+#[test]
+fn pending_data_of_an_old_snapshot_is_dropped_at_load() {
+    let a = client(1);
+    let _first = insert(&a, 0, "abc");
+    let second = insert(&a, 3, "def");
+    let old = Doc::new();
+    apply_to(&old, &second);
+    let hostile = {
+        let mut u = vec![0, 1, 42, 1, 0];
+        u.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        u
+    };
+    apply_to(&old, &hostile);
+    assert!(old.transact().has_missing_updates());
+    let snapshot = old
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut loaded = NoteDoc::load(Some(&snapshot), Vec::<Vec<u8>>::new()).expect("loads");
+    assert!(!loaded.has_pending());
+    let state = loaded.snapshot().expect("snapshot");
+    assert!(state.len() < 10, "{state:?}");
 }
 
 #[test]
@@ -726,12 +760,16 @@ fn size_limits() {
     };
     let a = client(1);
     let mut server = NoteDoc::new();
+    // One message may be as large as the note: an update over
+    // `max_update_bytes` is cut into events later.
     let big = insert(&client(2), 0, &"x".repeat(200));
+    assert_eq!(server.check(&big, &limits), Ok(()));
+    let huge = insert(&client(2), 200, &"x".repeat(300));
     assert_eq!(
-        server.check(&big, &limits),
+        server.check(&huge, &limits),
         Err(NoteError::UpdateTooLarge {
-            len: big.len(),
-            max: 100
+            len: huge.len(),
+            max: 300
         })
     );
     let mut total = 0;
@@ -852,17 +890,73 @@ fn awareness_user_is_rewritten_and_ids_are_bound() {
         guard.bind(&aw(&[(11, 2, "{nope")]), &user, nobody),
         Err(NoteError::InvalidMessage)
     );
-    // At most 4 ids per connection (11, 12 and 14 are owned).
+    // At most 4 present states per connection (11 and 14 are present, 12
+    // was removed and stays owned).
     guard
-        .bind(&aw(&[(15, 1, "{}")]), &user, nobody)
-        .expect("4 ids");
+        .bind(&aw(&[(15, 1, "{}"), (16, 1, "{}")]), &user, nobody)
+        .expect("4 present");
     assert_eq!(
         guard.bind(&aw(&[(17, 1, "{}")]), &user, nobody),
         Err(NoteError::TooManyClients { max: 4 })
     );
+    // Bringing 12 back is a fifth present state too.
+    assert_eq!(
+        guard.bind(&aw(&[(12, 6, "{}")]), &user, nobody),
+        Err(NoteError::TooManyClients { max: 4 })
+    );
+    // Removing one makes room (the removal and the claim in one update).
+    let bound = guard
+        .bind(&aw(&[(16, 2, "null"), (17, 1, "{}")]), &user, nobody)
+        .expect("swap");
+    assert_eq!(bound.claimed, [17]);
     let mut owned: Vec<_> = guard.owned().collect();
     owned.sort_unstable();
-    assert_eq!(owned, [11, 12, 14, 15]);
+    assert_eq!(owned, [11, 12, 14, 15, 16, 17]);
+    // Ids owned in all are bounded too, removed or not.
+    let mut guard = AwarenessGuard::new();
+    for id in 0..MAX_AWARENESS_IDS as u64 {
+        guard
+            .bind(&aw(&[(id, 1, "{}")]), &user, nobody)
+            .expect("claim");
+        guard
+            .bind(&aw(&[(id, 2, "null")]), &user, nobody)
+            .expect("remove");
+    }
+    assert_eq!(
+        guard.bind(&aw(&[(1_000, 1, "{}")]), &user, nobody),
+        Err(NoteError::TooManyClients { max: 4 })
+    );
+}
+
+#[test]
+fn awareness_keeps_the_clients_user_fields_up_to_a_bound() {
+    let user = json!({"id": "u1", "name": "Alice", "role": "student"});
+    let mut guard = AwarenessGuard::new();
+    let claimed = r##"{"user":{"id":"prof","name":"Mme Prof","role":"teacher","color":"#30bced","colorLight":"#30bced33"},"cursor":1}"##;
+    let bound = guard
+        .bind(&aw(&[(1, 1, claimed)]), &user, |_| false)
+        .expect("bound");
+    assert_eq!(
+        state_of(&bound.update, 1),
+        json!({"user": {"id": "u1", "name": "Alice", "role": "student",
+                        "color": "#30bced", "colorLight": "#30bced33"},
+               "cursor": 1})
+    );
+    // A field too large is dropped, the small ones stay; a `user` that is
+    // not an object is replaced.
+    let avatar = "A".repeat(MAX_USER_EXTRA_BYTES);
+    let state = format!(r##"{{"user":{{"avatar":"{avatar}","color":"#fff"}}}}"##);
+    let bound = guard
+        .bind(&aw(&[(1, 2, &state)]), &user, |_| false)
+        .expect("bound");
+    assert_eq!(
+        state_of(&bound.update, 1),
+        json!({"user": {"id": "u1", "name": "Alice", "role": "student", "color": "#fff"}})
+    );
+    let bound = guard
+        .bind(&aw(&[(1, 3, r#"{"user":"prof"}"#)]), &user, |_| false)
+        .expect("bound");
+    assert_eq!(state_of(&bound.update, 1), json!({"user": user}));
 }
 
 #[test]
@@ -930,8 +1024,13 @@ fn markdown_export_has_a_header() {
         &insert(&a, 0, "## Plan\n\n- lire\n")
     ));
     assert_eq!(
-        server.markdown("Version\nfinale", " Mme  Durand ", 1_735_689_599_999),
+        server.markdown("Version\nfinale", Some(" Mme  Durand "), 1_735_689_599_999),
         "# Version finale\n\n*Validated by Mme Durand on 2024-12-31*\n\n---\n\n## Plan\n\n- lire\n"
+    );
+    // The draft's header claims no validation.
+    assert_eq!(
+        server.markdown("Brouillon", None, 1_735_689_600_000),
+        "# Brouillon\n\n*Draft, not validated, exported on 2025-01-01*\n\n---\n\n## Plan\n\n- lire\n"
     );
     assert_eq!(utc_date(0), "1970-01-01");
     assert_eq!(utc_date(951_782_400_000), "2000-02-29");

@@ -62,15 +62,20 @@ pub enum ErrorCode {
     NotEditable,
     /// A Yjs update that cannot be decoded or applied; the note is unchanged.
     InvalidUpdate,
-    /// A Yjs update larger than `note_max_update_bytes`.
+    /// A Yjs message (whole or in parts) larger than `note_max_bytes`, or
+    /// holding one value that cannot be cut to `note_max_update_bytes`.
     UpdateTooLarge,
     /// The update would make the note larger than `note_max_bytes`.
     DocumentTooLarge,
+    /// A Yjs update that does not integrate completely into the note (it
+    /// depends on an update the note does not hold, or deletes beyond it):
+    /// nothing of it is applied; the client must resynchronise.
+    OutOfSync,
 }
 
 impl ErrorCode {
     /// Every code, in table order (used for metrics labels and the spec test).
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -98,6 +103,7 @@ impl ErrorCode {
         ErrorCode::InvalidUpdate,
         ErrorCode::UpdateTooLarge,
         ErrorCode::DocumentTooLarge,
+        ErrorCode::OutOfSync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +135,7 @@ impl ErrorCode {
             ErrorCode::InvalidUpdate => "invalid_update",
             ErrorCode::UpdateTooLarge => "update_too_large",
             ErrorCode::DocumentTooLarge => "document_too_large",
+            ErrorCode::OutOfSync => "out_of_sync",
         }
     }
 
@@ -289,6 +296,7 @@ pub fn returned_by(request: &str) -> &'static [ErrorCode] {
             NotJoined,
             Forbidden,
             InvalidUpdate,
+            OutOfSync,
             UpdateTooLarge,
             DocumentTooLarge,
             Banned,

@@ -226,13 +226,17 @@ pub enum Request {
         thread: u64,
         offset: u64,
     },
-    /// Notes: one y-protocols message (sync or awareness).
+    /// Notes: one y-protocols message (sync or awareness), or a part of
+    /// one: with `more`, `data` continues in the connection's next `yjs`
+    /// frame for `room` (sync step 2 and update messages only).
     Yjs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u32>,
         room: String,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        more: Option<bool>,
     },
     /// Notes: the validated versions ([`NoteVersions`]).
     NoteVersions {

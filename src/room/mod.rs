@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 use crate::forum::Forum;
 use crate::moderation::{Moderation, Refused};
+use crate::notes::NoteError;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
@@ -209,6 +210,16 @@ pub struct Committed {
     pub version: Option<NewVersion>,
     /// The note has enough updates since its snapshot to compact.
     pub compact: bool,
+}
+
+/// The error reply that replaces `ack` (an `ok` reply) when its note
+/// update is refused at commit: same request id.
+fn refusal(ack: &Bytes, err: &NoteError) -> Bytes {
+    let id = match protocol::decode_server_frame(ack) {
+        Ok(protocol::ServerFrame::Ok { id, .. }) => id,
+        _ => None,
+    };
+    protocol::error(id, err.code(), format!("{err}: not applied"))
 }
 
 fn unknown_user() -> UserInfo {
@@ -683,6 +694,37 @@ impl Room {
         debug_assert!(offset > state.head, "offsets are committed in order");
         state.head = offset;
         state.in_flight = state.in_flight.saturating_sub(1);
+        // A note update is applied before anyone hears of it: one that does
+        // not integrate into the note as it is (`NoteDoc::apply`: an update
+        // it depends on was never written) is not applied and not
+        // delivered, on every node alike, and its poster gets the refusal
+        // instead of the ack. The event stays stored, inert (loading skips
+        // it the same way) until compaction removes it.
+        let mut compact = false;
+        let compact_every = state.compact_every;
+        if let (Some(Effect::NoteUpdate(update)), Some(note)) = (effect, state.note.as_mut()) {
+            let applied = note.doc.apply(update);
+            note.since_snapshot += 1;
+            compact = note.since_snapshot >= compact_every && !note.compacting;
+            let refused = matches!(
+                applied,
+                Err(NoteError::OutOfSync { .. } | NoteError::InvalidUpdate)
+            );
+            note.settle(refused);
+            if let Err(err) = applied {
+                if refused {
+                    tracing::warn!(room = %self.name, offset, error = %err, "note update not applied");
+                    if let Some((out, reply)) = ack {
+                        out.send(refusal(&reply, &err));
+                    }
+                    return Committed {
+                        compact,
+                        ..Committed::default()
+                    };
+                }
+                tracing::error!(room = %self.name, offset, error = %err, "cannot apply a stored note update");
+            }
+        }
         if let Some((out, reply)) = ack {
             out.send(reply);
         }
@@ -710,6 +752,7 @@ impl Room {
         }
         let mut committed = Committed {
             delivery,
+            compact,
             ..Committed::default()
         };
         let Some(effect) = effect else {
@@ -722,38 +765,29 @@ impl Room {
             remove_user(&mut state, &self.name, user);
         }
         state.forum.apply(offset, effect);
-        let compact_every = state.compact_every;
-        if let Some(note) = state.note.as_mut() {
-            match effect {
-                Effect::NoteUpdate(update) => {
-                    if let Err(err) = note.doc.apply(update) {
-                        tracing::error!(room = %self.name, offset, error = %err, "cannot apply a stored note update");
-                    }
-                    note.since_snapshot += 1;
-                    committed.compact = note.since_snapshot >= compact_every && !note.compacting;
+        if let (
+            Some(note),
+            Effect::Action {
+                action: crate::protocol::ModAction::Validate { label, .. },
+                ..
+            },
+        ) = (state.note.as_mut(), effect)
+        {
+            note.versions += 1;
+            match note.doc.snapshot() {
+                Ok(state) => {
+                    committed.version = Some(NewVersion {
+                        version: note.versions,
+                        label: label.clone(),
+                        offset,
+                        ts: protocol::event_ts(frame).unwrap_or(0),
+                        by: protocol::event_from(frame).unwrap_or_else(unknown_user),
+                        state,
+                    })
                 }
-                Effect::Action {
-                    action: crate::protocol::ModAction::Validate { label, .. },
-                    ..
-                } => {
-                    note.versions += 1;
-                    match note.doc.snapshot() {
-                        Ok(state) => {
-                            committed.version = Some(NewVersion {
-                                version: note.versions,
-                                label: label.clone(),
-                                offset,
-                                ts: protocol::event_ts(frame).unwrap_or(0),
-                                by: protocol::event_from(frame).unwrap_or_else(unknown_user),
-                                state,
-                            })
-                        }
-                        Err(err) => {
-                            tracing::error!(room = %self.name, offset, error = %err, "cannot snapshot a validated note")
-                        }
-                    }
+                Err(err) => {
+                    tracing::error!(room = %self.name, offset, error = %err, "cannot snapshot a validated note")
                 }
-                _ => {}
             }
         }
         if effect.is_moderation() {
@@ -879,6 +913,10 @@ impl Room {
     ) {
         let mut state = self.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
+        // Note updates admitted after this one may depend on it.
+        if let Some(note) = state.note.as_mut() {
+            note.settle(true);
+        }
         if let Some((poster, id)) = poster {
             poster.send(error(id));
         }

@@ -88,6 +88,11 @@ struct Joined {
     last_typing: Option<Instant>,
     /// Notes: the awareness client ids this connection owns.
     awareness: crate::notes::AwarenessGuard,
+    /// Notes: a message this connection is sending in parts.
+    parts: crate::notes::Parts,
+    /// Notes: when a sync step 2 larger than the outbound budget allows
+    /// was last queued outside it.
+    large_step2_at: Option<Instant>,
 }
 
 pub struct Session {
@@ -279,7 +284,9 @@ impl Session {
                 ..
             } => self.mark_read(id, &room, thread, offset).await,
             Request::Rooms { class, kind, .. } => self.list_rooms(id, &class, &kind).await,
-            Request::Yjs { room, data, .. } => self.yjs(id, &room, data).await,
+            Request::Yjs {
+                room, data, more, ..
+            } => self.yjs(id, &room, data, more.unwrap_or(false)).await,
             Request::NoteVersions { room, .. } => self.note_versions(id, &room).await,
             Request::NoteExport {
                 room,
@@ -586,6 +593,8 @@ impl Session {
                 room: room.clone(),
                 last_typing: None,
                 awareness: crate::notes::AwarenessGuard::new(),
+                parts: crate::notes::Parts::default(),
+                large_step2_at: None,
             },
         );
         if joined.first_here {
@@ -797,18 +806,23 @@ impl Session {
             .post_keyed(room, user, Some((&self.out, id)), body, key)
             .await;
         if let Err(err) = posted {
-            let retry_after_ms = match (&err, self.hub.bus()) {
-                (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
-                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-                })),
-                _ => None,
-            };
-            return Err(Refusal {
-                retry_after_ms,
-                ..Refusal::from(err)
-            });
+            return Err(self.post_refusal(err));
         }
         Ok(())
+    }
+
+    /// The refusal of a post that was not ordered.
+    fn post_refusal(&self, err: HubError) -> Refusal {
+        let retry_after_ms = match (&err, self.hub.bus()) {
+            (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+            })),
+            _ => None,
+        };
+        Refusal {
+            retry_after_ms,
+            ..Refusal::from(err)
+        }
     }
 
     fn typing(&mut self, room: &str) -> Result<(), Refusal> {

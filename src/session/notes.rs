@@ -3,38 +3,79 @@
 //! (`validate`), so it is audited and replicated like the others.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{forbidden, Refusal, Session};
 use crate::hub::HubError;
-use crate::notes::{self, Incoming, NoteDoc, NoteError};
+use crate::notes::{self, Incoming, NoteDoc, NoteError, PartsError, Vetted};
 use crate::outbound::ConnId;
-use crate::protocol::{self, Body, ErrorCode, ExportFormat, NoteExport, NoteVersions, YjsFrame};
+use crate::protocol::{
+    self, Body, ErrorCode, ExportFormat, NoteExport, NoteVersions, ServerFrame, UserInfo, YjsFrame,
+};
 use crate::room::policy::Action;
-use crate::room::{Kind, Room};
+use crate::room::{Kind, NoteState, Room};
 
 impl From<NoteError> for Refusal {
     fn from(err: NoteError) -> Self {
+        Refusal::new(err.code(), format!("{err}: the note is unchanged"))
+    }
+}
+
+impl From<PartsError> for Refusal {
+    fn from(err: PartsError) -> Self {
         let code = match err {
-            NoteError::InvalidMessage | NoteError::InvalidUpdate | NoteError::Poisoned => {
-                ErrorCode::InvalidUpdate
-            }
-            NoteError::UpdateTooLarge { .. } => ErrorCode::UpdateTooLarge,
-            NoteError::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
-            NoteError::TooManyClients { .. } => ErrorCode::Forbidden,
+            PartsError::TooLarge { .. } => ErrorCode::UpdateTooLarge,
+            PartsError::Busy => ErrorCode::Overloaded,
+            PartsError::NotAnUpdate => ErrorCode::InvalidUpdate,
         };
-        Refusal::new(code, format!("{err}: the note is unchanged"))
+        Refusal::new(code, format!("{err}: the message in parts is dropped"))
+    }
+}
+
+/// How often one connection may be sent a sync step 2 outside its outbound
+/// budget, per note.
+const LARGE_STEP2_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a message cut into several events may take to become durable
+/// before its sender is told `unavailable` (and resynchronises). Far above
+/// a group commit (milliseconds); only a lost event in cluster mode waits
+/// this long.
+const PIECES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An admitted note update ([`NoteState::admit`](crate::room::NoteState)):
+/// given back unless it was ordered ([`Admitted::ordered`]).
+struct Admitted {
+    room: Arc<Room>,
+    ticket: u64,
+    ordered: bool,
+}
+
+impl Admitted {
+    fn ordered(mut self) {
+        self.ordered = true;
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if !self.ordered {
+            let ticket = self.ticket;
+            self.room.with_note(|note| note.release(ticket));
+        }
     }
 }
 
 impl Session {
-    /// One y-protocols message from a member of a note.
+    /// One y-protocols message from a member of a note, or a part of one
+    /// (`more`: its data continues in the next `yjs` frame for this room).
     pub(super) async fn yjs(
         &mut self,
         id: Option<u32>,
         room: &str,
         data: Vec<u8>,
+        more: bool,
     ) -> Result<Option<Bytes>, Refusal> {
         let room = self.joined(room)?.room.clone();
         if room.name().kind() != Kind::Notes {
@@ -44,6 +85,25 @@ impl Session {
             ));
         }
         let name = room.name().to_string();
+        let config = &self.hub.config;
+        let max_message =
+            notes::max_message_bytes(config.note_max_bytes, config.outbound_budget_bytes);
+        if more {
+            // Only updates come in parts, and only from members who may
+            // send them: readers cannot make the server hold anything.
+            if !self.allowed_in(&room, Action::Post) {
+                self.joined(&name)?.parts.clear();
+                return Err(forbidden(room.name(), Action::Post));
+            }
+            let budget = self.hub.note_parts.clone();
+            self.joined(&name)?
+                .parts
+                .push(&data, max_message, &budget)?;
+            return Ok(Some(protocol::ok_empty(id)));
+        }
+        // The last part (or a whole message): held against the node's
+        // budget until it is checked.
+        let (data, _held) = self.joined(&name)?.parts.finish(data, max_message)?;
         match notes::decode_message(&data)? {
             Incoming::SyncStep1(remote) => {
                 let replies = room
@@ -55,7 +115,7 @@ impl Session {
                         ))
                     })
                     .ok_or_else(not_loaded)??;
-                self.send_yjs(&name, replies.0);
+                self.send_step2(&name, replies.0)?;
                 self.send_yjs(&name, replies.1);
                 Ok(Some(protocol::ok_empty(id)))
             }
@@ -115,8 +175,18 @@ impl Session {
     }
 
     /// An update (or a sync step 2) from a member: checked, then ordered,
-    /// stored and fanned out as a `yjs_update` event (acked once durable).
+    /// stored and fanned out as `yjs_update` events (acked once durable).
     /// An update that adds nothing is acked at once and not stored.
+    ///
+    /// The checks, in order: permission; vetting (size, bounds, decoding,
+    /// a trial run); nothing new (acked, even in a locked note);
+    /// moderation; admission against the note plus the updates accepted
+    /// and not yet applied (`out_of_sync` if it does not integrate
+    /// completely, so an update that depends on a refused one is refused
+    /// too); the rate limit; then ordering. An update larger than
+    /// `note_max_update_bytes` is cut into several events; its vetting,
+    /// checks and cutting run on the blocking pool (for 4.2 MB: vetting
+    /// 231 ms, mostly yrs decoding and the trial run; cutting 5 ms).
     async fn note_update(
         &mut self,
         id: Option<u32>,
@@ -131,20 +201,45 @@ impl Session {
             max_update_bytes: self.hub.config.note_max_update_bytes,
             max_doc_bytes: self.hub.config.note_max_bytes,
         };
-        let noop = room
-            .with_note(|note| {
-                note.doc.check(&update, &limits)?;
-                note.doc.is_noop(&update)
-            })
-            .ok_or_else(not_loaded)??;
+        let large = update.len() > limits.max_update_bytes;
+        let vetted = if large {
+            tokio::task::spawn_blocking(move || Vetted::new(update, &limits))
+                .await
+                .map_err(HubError::from)??
+        } else {
+            Vetted::new(update, &limits)?
+        };
+        let (vetted, noop) = on_note(room, vetted, large, |note, vetted| {
+            note.doc.is_noop_vetted(vetted)
+        })
+        .await?;
         // A step 2 that adds nothing (a reconnecting reader's) changes
         // nothing: acked even in a locked note.
         if noop {
             return Ok(Some(protocol::ok_empty(id)));
         }
         self.check_moderation(room, &user.id, false, None)?;
+        let (vetted, admitted) = on_note(room, vetted, large, move |note, vetted| {
+            note.admit(vetted, &limits)
+        })
+        .await?;
+        let (ticket, plan) = admitted?;
+        let admitted = Admitted {
+            room: room.clone(),
+            ticket,
+            ordered: false,
+        };
+        let pieces = if large {
+            let max = limits.max_update_bytes;
+            tokio::task::spawn_blocking(move || notes::split_update(vetted, &plan, max))
+                .await
+                .map_err(HubError::from)??
+        } else {
+            vec![vetted.into_bytes()]
+        };
         // Updates come at typing speed: they take from the request bucket,
-        // not the (much smaller) post bucket.
+        // not the (much smaller) post bucket. After admission, so that the
+        // updates a refusal makes out of sync cost nothing.
         if let Err(wait) = self.hub.request_limit(&user.id) {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             return Err(Refusal {
@@ -153,9 +248,95 @@ impl Session {
                 retry_after_ms: Some(ms),
             });
         }
-        self.send_post(id, room, &user, Body::YjsUpdate { data: update })
-            .await?;
-        Ok(None)
+        match <[Vec<u8>; 1]>::try_from(pieces) {
+            Ok([data]) => {
+                self.send_post(id, room, &user, Body::YjsUpdate { data })
+                    .await?;
+                admitted.ordered();
+                Ok(None)
+            }
+            Err(pieces) => self.post_pieces(id, room, &user, pieces, admitted).await,
+        }
+    }
+
+    /// Orders the events of an update cut in pieces, one at a time: each
+    /// is posted once the one before is durable (acked), so that members
+    /// receive them one commit after another instead of all in one group
+    /// commit, which for a note-sized update would overflow every member's
+    /// outbound budget (1 MiB) at once and close them all with 4004. Then
+    /// replies once: `ok` with the last one's `PostOk`, or the first
+    /// refusal (a failed write, a piece refused at commit), the pieces
+    /// after it not posted. The pieces' acks come back on a queue of their
+    /// own, so that the client gets exactly one reply.
+    ///
+    /// The admission's ticket is given back at the end, whatever happened:
+    /// every piece posted has been applied (or refused) by then.
+    async fn post_pieces(
+        &mut self,
+        id: Option<u32>,
+        room: &Arc<Room>,
+        user: &UserInfo,
+        pieces: Vec<Vec<u8>>,
+        admitted: Admitted,
+    ) -> Result<Option<Bytes>, Refusal> {
+        let (acks, mut rx) = crate::outbound::channel(self.conn(), usize::MAX);
+        let mut last = rmpv::Value::Nil;
+        for (i, data) in pieces.into_iter().enumerate() {
+            let piece = Some(u32::try_from(i).unwrap_or(u32::MAX));
+            let body = Body::YjsUpdate { data };
+            if let Err(err) = self.hub.post(room, user, Some((&acks, piece)), body).await {
+                return Err(self.post_refusal(err));
+            }
+            let frame = match tokio::time::timeout(PIECES_TIMEOUT, rx.recv()).await {
+                Ok(Some(frame)) => frame,
+                _ => {
+                    return Err(Refusal::new(
+                        ErrorCode::Unavailable,
+                        "the update was not stored in time; resynchronise",
+                    ))
+                }
+            };
+            match protocol::decode_server_frame(&frame) {
+                Ok(ServerFrame::Ok { data, .. }) => last = data,
+                Ok(ServerFrame::Error(reply)) => {
+                    return Err(Refusal {
+                        code: reply.code,
+                        message: reply.message,
+                        retry_after_ms: reply.retry_after_ms,
+                    })
+                }
+                _ => return Err(Refusal::new(ErrorCode::Internal, "unexpected ack")),
+            }
+        }
+        drop(admitted);
+        Ok(Some(protocol::ok(id, &last)))
+    }
+
+    /// The server's sync step 2. A note may be larger than a connection's
+    /// outbound budget (4 MiB against 1 MiB by default): measured, every
+    /// fresh joiner of a 1.35 MB note was closed with 4004. A step 2 larger
+    /// than half the budget is queued outside it (its size is bounded by
+    /// `note_max_bytes`), once per connection and room every
+    /// [`LARGE_STEP2_INTERVAL`]; a client asking more often gets it within
+    /// the budget (and is closed if it does not fit).
+    fn send_step2(&mut self, room: &str, data: Vec<u8>) -> Result<(), Refusal> {
+        let frame = protocol::yjs(&YjsFrame {
+            room: room.to_owned(),
+            data,
+        });
+        let half_budget = self.hub.config.outbound_budget_bytes / 2;
+        let joined = self.joined(room)?;
+        let now = tokio::time::Instant::now();
+        let allowed = joined
+            .large_step2_at
+            .is_none_or(|at| now.duration_since(at) >= LARGE_STEP2_INTERVAL);
+        if frame.len() > half_budget && allowed {
+            joined.large_step2_at = Some(now);
+            self.out.send_unbudgeted(frame);
+        } else {
+            self.out.send(frame);
+        }
+        Ok(())
     }
 
     fn send_yjs(&self, room: &str, data: Vec<u8>) {
@@ -194,7 +375,7 @@ impl Session {
             None => {
                 let now = (self.hub.clock)();
                 // Encoding a large draft happens under the room's lock, once.
-                room.with_note(|note| render(&mut note.doc, format, "Brouillon", "", now))
+                room.with_note(|note| render(&mut note.doc, format, "Brouillon", None, now))
                     .ok_or_else(not_loaded)
             }
             Some(version) => {
@@ -205,7 +386,9 @@ impl Session {
                     Ok::<_, crate::store::StoreError>(stored.map(|stored| {
                         let info = stored.info;
                         NoteDoc::load(Some(&stored.state), std::iter::empty::<&[u8]>()).map(
-                            |mut doc| render(&mut doc, format, &info.label, &info.by.name, info.ts),
+                            |mut doc| {
+                                render(&mut doc, format, &info.label, Some(&info.by.name), info.ts)
+                            },
                         )
                     }))
                 })
@@ -274,12 +457,13 @@ impl Session {
     }
 }
 
-/// A note as `format`: text and Markdown as `str`, Yjs as `bin`.
+/// A note as `format`: text and Markdown as `str`, Yjs as `bin`. `by` is
+/// who validated a version (`None` for the draft).
 fn render(
     doc: &mut NoteDoc,
     format: ExportFormat,
     label: &str,
-    by: &str,
+    by: Option<&str>,
     when: u64,
 ) -> rmpv::Value {
     match format {
@@ -290,6 +474,36 @@ fn render(
             Err(_) => rmpv::Value::Nil,
         },
     }
+}
+
+/// Runs `f` on the note (under the room's lock) with a vetted update:
+/// inline for an update no larger than an event, on the blocking pool for
+/// a larger one. Both checks that need the note are linear in the
+/// update's size: for a 4.2 MB update of 397,000 blocks, the integration
+/// check takes 17 ms and the no-op check a few (release build, measured
+/// by `notes::integrity_tests::check_figures`; typing-size updates: 0.2
+/// µs). The lock is held that long either way (a room's commits wait); the
+/// async workers are not.
+async fn on_note<T: Send + 'static>(
+    room: &Arc<Room>,
+    vetted: Vetted,
+    large: bool,
+    f: impl FnOnce(&mut NoteState, &Vetted) -> T + Send + 'static,
+) -> Result<(Vetted, T), Refusal> {
+    if !large {
+        let out = room
+            .with_note(|note| f(note, &vetted))
+            .ok_or_else(not_loaded)?;
+        return Ok((vetted, out));
+    }
+    let room = room.clone();
+    let (vetted, out) = tokio::task::spawn_blocking(move || {
+        let out = room.with_note(|note| f(note, &vetted));
+        (vetted, out)
+    })
+    .await
+    .map_err(HubError::from)?;
+    Ok((vetted, out.ok_or_else(not_loaded)?))
 }
 
 fn not_loaded() -> Refusal {
