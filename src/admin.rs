@@ -9,51 +9,59 @@
 //! `Authorization: Bearer <admin_key>` (401 otherwise). A key, not a user's
 //! token: no ENT role (staff included) may read every pupil's messages.
 
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 
-use crate::gateway::Gateway;
+use crate::hub::Hub;
 use crate::privacy;
 
 /// A user id is what tokens carry in `sub`: 1 to this many bytes.
 const MAX_USER_ID: usize = 128;
 
-pub fn routes() -> Router<Gateway> {
+/// The routes, for any router state the hub can be taken from (the
+/// gateway's), so this module does not depend on the gateway.
+pub fn routes<S>() -> Router<S>
+where
+    Arc<Hub>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/admin/users/{id}/export", get(export))
         .route("/admin/users/{id}/erase", post(erase))
 }
 
 async fn export(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Response {
-    match refusal(&gateway, &headers, &user) {
+    match refusal(&hub, &headers, &user) {
         Some(refused) => refused,
-        None => answer("export", privacy::export(&gateway.hub, &user).await),
+        None => answer("export", privacy::export(&hub, &user).await),
     }
 }
 
 async fn erase(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Response {
-    match refusal(&gateway, &headers, &user) {
+    match refusal(&hub, &headers, &user) {
         Some(refused) => refused,
-        None => answer("erasure", privacy::erase(&gateway.hub, &user).await),
+        None => answer("erasure", privacy::erase(&hub, &user).await),
     }
 }
 
 /// The response that refuses the request, unless its key and user id
 /// are right.
-fn refusal(gateway: &Gateway, headers: &HeaderMap, user: &str) -> Option<Response> {
-    let Some(key) = gateway.hub.config.admin_key.as_deref() else {
+fn refusal(hub: &Hub, headers: &HeaderMap, user: &str) -> Option<Response> {
+    let Some(key) = hub.config.admin_key.as_deref() else {
         return Some(StatusCode::NOT_FOUND.into_response());
     };
     let given = headers

@@ -13,8 +13,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::valid_class;
 use crate::protocol::{Role, UserInfo};
-use crate::room::name::valid_class;
 
 /// Name of the secret file in the data folder.
 pub const SECRET_FILE: &str = "secret";
@@ -22,6 +22,10 @@ const MIN_SECRET_LEN: usize = 16;
 const MAX_ID_LEN: usize = 128;
 const MAX_NAME_LEN: usize = 100;
 const MAX_CLASSES: usize = 64;
+
+/// User ids of the tokens nodes mint for catching up from each other
+/// (they page many rooms at once and are not rate-limited).
+pub const NODE_USER_PREFIX: &str = "node:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

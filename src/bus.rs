@@ -19,6 +19,7 @@
 //! room's keys stay on one Redis Cluster slot. Events and control messages
 //! cross Redis as MessagePack.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,6 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
 use crate::protocol::{Body, Event, UserInfo};
 use crate::room::RoomName;
 
@@ -192,6 +192,36 @@ pub enum Published {
     Known(u64),
 }
 
+/// What the bus needs from the node it serves; the hub implements it. The
+/// bus hands over what arrives from Redis (events, presence) and asks for
+/// what it must announce or re-seed, without depending on the hub.
+pub trait Node: Clone + Send + Sync + 'static {
+    /// An event ordered by Redis (channel or stream copy).
+    fn ingest(&self, ordered: Ordered) -> impl Future<Output = ()> + Send;
+    /// Compare the room's offset in Redis with what is stored, and repair.
+    fn catch_up(&self, room: String) -> impl Future<Output = ()> + Send;
+    /// `(room, epoch, head)` of every stored room, to re-seed Redis.
+    fn stored_heads(&self) -> impl Future<Output = Vec<(String, String, u64)>> + Send;
+    /// Users connected to each loaded room on this node.
+    fn local_presence(&self) -> Vec<(String, Vec<UserInfo>)>;
+    /// `user` became present (or absent) in `room` through node `from`.
+    fn remote_presence(
+        &self,
+        from: String,
+        room: String,
+        user: UserInfo,
+        present: bool,
+    ) -> impl Future<Output = ()> + Send;
+    /// Everyone present through node `from` (a snapshot).
+    fn remote_snapshot(
+        &self,
+        from: String,
+        rooms: Vec<(String, Vec<UserInfo>)>,
+    ) -> impl Future<Output = ()> + Send;
+    /// Node `from` is gone: forget everyone present through it.
+    fn drop_node(&self, from: &str);
+}
+
 struct Peer {
     url: String,
     last_seen: Instant,
@@ -252,7 +282,7 @@ impl RedisBus {
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
         let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(PRESENCE_QUEUE);
         Ok(Arc::new(RedisBus {
-            run: crate::store::new_epoch(),
+            run: crate::ids::new_epoch(),
             presence_tx,
             presence_rx: Mutex::new(Some(presence_rx)),
             presence_dropped: std::sync::atomic::AtomicU64::new(0),
@@ -526,7 +556,7 @@ impl RedisBus {
     }
 
     /// Runs the subscriber (with reconnects) and the heartbeat until shutdown.
-    pub async fn run(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    pub async fn run<N: Node>(self: Arc<Self>, hub: N, shutdown: CancellationToken) {
         let heartbeat = tokio::spawn(self.clone().heartbeat(hub.clone(), shutdown.clone()));
         let presence = self.presence_rx.lock().take().map(|mut rx| {
             let bus = self.clone();
@@ -571,9 +601,9 @@ impl RedisBus {
         }
     }
 
-    async fn subscribe_once(
+    async fn subscribe_once<N: Node>(
         &self,
-        hub: &Arc<Hub>,
+        hub: &N,
         shutdown: &CancellationToken,
     ) -> Result<(), BusError> {
         let mut pubsub = self.client.get_async_pubsub().await?;
@@ -598,7 +628,7 @@ impl RedisBus {
             let payload: &[u8] = message.get_payload_bytes();
             match message.get_channel_name() {
                 EVENTS_CHANNEL => match decode_envelope(payload) {
-                    Ok(ordered) => hub.ingest_ordered(ordered).await,
+                    Ok(ordered) => hub.ingest(ordered).await,
                     Err(err) => {
                         tracing::warn!(error = %err, "skipping a foreign or malformed event")
                     }
@@ -616,9 +646,9 @@ impl RedisBus {
 
     /// After (re)subscribing: detect a Redis that lost its memory, re-seed
     /// counters if so, catch up every room, and ask peers for presence.
-    async fn resync(&self, hub: &Arc<Hub>) -> Result<(), BusError> {
+    async fn resync<N: Node>(&self, hub: &N) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
-        let proposed = crate::store::new_epoch();
+        let proposed = crate::ids::new_epoch();
         let created: Option<String> = redis::cmd("SET")
             .arg(INSTANCE_KEY)
             .arg(&proposed)
@@ -666,13 +696,13 @@ impl RedisBus {
         let rooms = self.known_rooms().await?;
         let count = rooms.len();
         for room in rooms {
-            hub.catch_up(&room).await;
+            hub.catch_up(room).await;
         }
         tracing::info!(rooms = count, "caught up with redis");
         Ok(())
     }
 
-    async fn seed_all(&self, hub: &Arc<Hub>) -> Result<usize, BusError> {
+    async fn seed_all<N: Node>(&self, hub: &N) -> Result<usize, BusError> {
         let heads = hub.stored_heads().await;
         let mut conn = self.conn.clone();
         let count = heads.len();
@@ -696,14 +726,14 @@ impl RedisBus {
         Ok(count)
     }
 
-    fn snapshot(&self, hub: &Hub) -> Control {
+    fn snapshot<N: Node>(&self, hub: &N) -> Control {
         Control::Snapshot {
             node: self.config.node.clone(),
             rooms: hub.local_presence(),
         }
     }
 
-    async fn on_control(&self, hub: &Arc<Hub>, control: Control) {
+    async fn on_control<N: Node>(&self, hub: &N, control: Control) {
         let me = self.config.node.as_str();
         match control {
             Control::Heartbeat { node, url } if node != me => {
@@ -731,11 +761,11 @@ impl RedisBus {
                 present,
             } if node != me => {
                 self.touch(&node);
-                hub.remote_presence(&node, &room, user, present).await;
+                hub.remote_presence(node, room, user, present).await;
             }
             Control::Snapshot { node, rooms } if node != me => {
                 self.touch(&node);
-                hub.remote_snapshot(&node, rooms).await;
+                hub.remote_snapshot(node, rooms).await;
             }
             Control::SnapshotRequest { node } if node != me => {
                 self.send_control(&self.snapshot(hub)).await;
@@ -761,7 +791,7 @@ impl RedisBus {
     }
 
     /// Heartbeats, and drops peers not heard from within `node_timeout`.
-    async fn heartbeat(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    async fn heartbeat<N: Node>(self: Arc<Self>, hub: N, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         loop {
             tokio::select! {

@@ -328,7 +328,7 @@ impl Config {
         // Nodes of one cluster tell their events and acks apart by node
         // id: two nodes left on the default would take each other's acks.
         if config.redis.is_some() && config.node_id == DEFAULT_NODE_ID {
-            config.node_id = format!("node-{}", crate::store::new_epoch());
+            config.node_id = format!("node-{}", crate::ids::new_epoch());
         }
         config.validate()?;
         Ok(config)

@@ -9,32 +9,14 @@
 
 use std::collections::HashMap;
 
+use crate::effect::{Change, Effect};
 use crate::moderation::Moderation;
 use crate::protocol::{Body, Event, ThreadInfo, UserInfo};
-use crate::room::Effect;
 
 /// Longest thread title, in bytes.
 pub const MAX_TITLE_LEN: usize = 200;
 /// Longest quote of a post in a reply, in bytes.
 pub const MAX_QUOTE_LEN: usize = 500;
-
-/// What a forum event changes in the index (see [`Effect::Forum`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    /// A post: a thread's first one (`thread` is `None`, `title` set) or a
-    /// reply in `thread`.
-    Post {
-        from: UserInfo,
-        ts: u64,
-        title: Option<String>,
-        thread: Option<u64>,
-        reply_to: Option<u64>,
-    },
-    /// A new version of post `target`.
-    Edit { target: u64, title: Option<String> },
-    /// `offset` answers `thread` (`None`: no answer).
-    Answer { thread: u64, offset: Option<u64> },
-}
 
 /// One post (a thread's first post or a reply).
 #[derive(Debug, Clone, PartialEq)]

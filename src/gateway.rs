@@ -45,6 +45,12 @@ pub struct Gateway {
     pub tracker: TaskTracker,
 }
 
+impl axum::extract::FromRef<Gateway> for Arc<Hub> {
+    fn from_ref(gateway: &Gateway) -> Arc<Hub> {
+        gateway.hub.clone()
+    }
+}
+
 pub fn router(gateway: Gateway) -> Router {
     let config = gateway.hub.config.clone();
     let mut router = Router::new()
@@ -91,7 +97,7 @@ async fn demo_token(
     let classes: Vec<String> = who.class.into_iter().collect();
     if who.user.is_empty()
         || who.user.len() > 128
-        || !classes.iter().all(|c| crate::room::name::valid_class(c))
+        || !classes.iter().all(|c| crate::protocol::valid_class(c))
     {
         return (
             StatusCode::BAD_REQUEST,

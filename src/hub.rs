@@ -23,7 +23,7 @@ use crate::ratelimit::TokenBucket;
 use crate::room::{edit_tombstone, Effect, Kind, NewVersion, NoteState};
 use crate::room::{Accepted, Keyed, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
-use crate::store::{NoteSnapshot, StoredVersion};
+use crate::store::{NoteSnapshot, PostKey, StoredVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -200,7 +200,7 @@ impl Hub {
         };
         let epoch = match (existing, self.bus()) {
             (Some(meta), _) => Some(meta.epoch),
-            (None, Some(bus)) => Some(bus.ensure_room(&key, &crate::store::new_epoch()).await?.0),
+            (None, Some(bus)) => Some(bus.ensure_room(&key, &crate::ids::new_epoch()).await?.0),
             (None, None) => None,
         };
         let store = self.store.clone();
@@ -459,7 +459,11 @@ impl Hub {
                         pid: None,
                         effect: Effect::of(&event),
                     };
-                    let idempotency = key.map(|k| (from.id.clone(), k.to_owned()));
+                    let idempotency = key.map(|k| PostKey {
+                        user: from.id.clone(),
+                        key: k.to_owned(),
+                        ts,
+                    });
                     self.submit(&room, offset, queued, waiter.clone(), idempotency)
                 };
                 let now = (self.clock)();
@@ -609,7 +613,7 @@ impl Hub {
         offset: u64,
         queued: Queued,
         waiter: Option<Waiter>,
-        idempotency: Option<(String, String)>,
+        idempotency: Option<PostKey>,
     ) -> Result<(), StoreError> {
         let done_room = room.clone();
         let metrics = self.metrics.clone();
@@ -794,11 +798,7 @@ impl Hub {
         let token = self
             .keyring
             .mint(&Claims {
-                sub: format!(
-                    "{}{}",
-                    crate::session::NODE_USER_PREFIX,
-                    self.config.node_id
-                ),
+                sub: format!("{}{}", crate::auth::NODE_USER_PREFIX, self.config.node_id),
                 name: self.config.node_id.clone(),
                 role: Role::Staff,
                 classes: Vec::new(),
@@ -954,6 +954,38 @@ impl Hub {
     }
 }
 
+/// The hub as the bus sees it (`bus::Node`): the bus depends on that
+/// trait, not on the hub.
+impl crate::bus::Node for Arc<Hub> {
+    async fn ingest(&self, ordered: Ordered) {
+        self.ingest_ordered(ordered).await;
+    }
+
+    async fn catch_up(&self, room: String) {
+        Hub::catch_up(self, &room).await;
+    }
+
+    async fn stored_heads(&self) -> Vec<(String, String, u64)> {
+        Hub::stored_heads(self).await
+    }
+
+    fn local_presence(&self) -> Vec<(String, Vec<UserInfo>)> {
+        Hub::local_presence(self)
+    }
+
+    async fn remote_presence(&self, from: String, room: String, user: UserInfo, present: bool) {
+        Hub::remote_presence(self, &from, &room, user, present).await;
+    }
+
+    async fn remote_snapshot(&self, from: String, rooms: Vec<(String, Vec<UserInfo>)>) {
+        Hub::remote_snapshot(self, &from, rooms).await;
+    }
+
+    fn drop_node(&self, from: &str) {
+        Hub::drop_node(self, from);
+    }
+}
+
 /// Gap repair retries from this delay, doubling up to the max, and gives
 /// up after [`REPAIR_GIVE_UP`] (the next event or reconnect tries again).
 const REPAIR_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
@@ -1089,7 +1121,11 @@ impl Done<'_> {
             },
             state: version.state,
         };
-        if let Err(err) = self.store.save_version(self.room.name().as_str(), &stored) {
+        let number = stored.info.version;
+        if let Err(err) = self
+            .store
+            .save_version(self.room.name().as_str(), number, &stored)
+        {
             // Loading the note writes it again from the stored events.
             tracing::error!(room = %self.room.name(), error = %err, "cannot store a note version");
         }
@@ -1130,7 +1166,7 @@ fn load_note(store: &Store, room: &str, last: u64) -> Result<NoteState, StoreErr
         room: room.to_owned(),
         message: format!("note snapshot: {e}"),
     })?;
-    let mut known = store.versions(room)?;
+    let mut known: Vec<NoteVersionInfo> = store.versions(room)?;
     let (frames, _) = store.read_after(room, through, last, usize::MAX)?;
     let mut updates = 0;
     for frame in frames {
@@ -1163,6 +1199,7 @@ fn load_note(store: &Store, room: &str, last: u64) -> Result<NoteState, StoreErr
                 };
                 store.save_version(
                     room,
+                    version,
                     &StoredVersion {
                         info: info.clone(),
                         state,

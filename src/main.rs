@@ -220,7 +220,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 async fn send(args: SendArgs) -> anyhow::Result<()> {
     // One key for every attempt: a retry after an outcome the server could
     // not know (a Redis reply that timed out) is not stored twice.
-    let key = preau::store::new_epoch();
+    let key = preau::ids::new_epoch();
     let mut attempt = 0;
     loop {
         let sent = async {

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::effect::Effect;
 use crate::protocol::{ForumSettings, ModAction};
-use crate::room::Effect;
 
 /// Longest mute: 30 days.
 pub const MAX_MUTE_SECS: u64 = 30 * 24 * 3600;

@@ -40,7 +40,7 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
                 }
                 let removed = store.trim_room(
                     &room,
-                    |frame| protocol::event_ts(frame).is_some_and(|ts| ts < cutoff),
+                    |_, frame| protocol::event_ts(frame).is_some_and(|ts| ts < cutoff),
                     // The loaded room learns its new floor before anything
                     // is deleted, so no join promises a deleted offset.
                     |last| {

@@ -87,7 +87,7 @@ fn every_request_tables_error_column_matches_the_server() {
     }
     for request in REQUEST_TYPES {
         assert!(
-            checked.contains(request),
+            checked.contains(*request),
             "no request table lists the error codes of `{request}`"
         );
     }

@@ -23,27 +23,35 @@ use serde::{Deserialize, Serialize};
 /// The WebSocket subprotocol a client must offer.
 pub const SUBPROTOCOL: &str = "preau.v1";
 
-/// Request types of protocol v1, used to tell `unknown_type` from `invalid_field`.
-pub const REQUEST_TYPES: [&str; 18] = [
-    "hello",
-    "join",
-    "leave",
-    "post",
-    "typing",
-    "history",
-    "ping",
-    "moderate",
-    "report",
-    "room_view",
-    "edit",
-    "answer",
-    "threads",
-    "mark_read",
-    "yjs",
-    "note_versions",
-    "note_export",
-    "rooms",
-];
+/// Every request `type` of v1 (to tell `unknown_type` from
+/// `invalid_field`), from the `Request` enum itself: the names serde reads
+/// and writes (both derive them with snake_case; a unit test checks they
+/// agree).
+pub const REQUEST_TYPES: &[&str] = <Request as strum::VariantNames>::VARIANTS;
+
+/// Longest class name, in bytes.
+pub const MAX_CLASS_LEN: usize = 32;
+
+/// A class name, as in room names and tokens' `classes`: 1 to
+/// [`MAX_CLASS_LEN`] of `A-Z a-z 0-9 - _`.
+pub fn valid_class(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CLASS_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Where a request's rate limit is taken (see [`Request::bucket`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// The request bucket (`request_rate_per_sec`), before handling.
+    Requests,
+    /// None before handling: the handler takes from the post or request
+    /// bucket once the request's own checks passed (`post`, `edit`, note
+    /// updates), or the request is not rate-limited (`hello`, `leave`,
+    /// `typing`, which is coalesced, `ping`, `answer`, awareness).
+    InHandler,
+}
 
 /// Who a user is, as other users see them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,8 +107,11 @@ pub struct Position {
 }
 
 /// A client request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Request {
     Hello {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -408,6 +419,33 @@ impl Request {
         }
     }
 
+    /// Which per-user rate bucket a request takes a token from before it
+    /// is handled. An exhaustive match: a new request type must say.
+    /// (`post` and `edit` take from the post bucket once their checks
+    /// passed, and note updates from the request bucket, in their handlers.)
+    pub fn bucket(&self) -> Bucket {
+        match self {
+            Request::Join { .. }
+            | Request::History { .. }
+            | Request::Report { .. }
+            | Request::RoomView { .. }
+            | Request::Moderate { .. }
+            | Request::Threads { .. }
+            | Request::MarkRead { .. }
+            | Request::Rooms { .. }
+            | Request::NoteVersions { .. }
+            | Request::NoteExport { .. } => Bucket::Requests,
+            Request::Hello { .. }
+            | Request::Leave { .. }
+            | Request::Post { .. }
+            | Request::Typing { .. }
+            | Request::Ping { .. }
+            | Request::Edit { .. }
+            | Request::Answer { .. }
+            | Request::Yjs { .. } => Bucket::InHandler,
+        }
+    }
+
     /// Sets the request id (clients number their requests).
     pub fn set_id(&mut self, new: u32) {
         match self {
@@ -433,26 +471,7 @@ impl Request {
     }
 
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Request::Hello { .. } => "hello",
-            Request::Join { .. } => "join",
-            Request::Leave { .. } => "leave",
-            Request::Post { .. } => "post",
-            Request::Typing { .. } => "typing",
-            Request::History { .. } => "history",
-            Request::Ping { .. } => "ping",
-            Request::Moderate { .. } => "moderate",
-            Request::Report { .. } => "report",
-            Request::RoomView { .. } => "room_view",
-            Request::Edit { .. } => "edit",
-            Request::Answer { .. } => "answer",
-            Request::Threads { .. } => "threads",
-            Request::MarkRead { .. } => "mark_read",
-            Request::Yjs { .. } => "yjs",
-            Request::NoteVersions { .. } => "note_versions",
-            Request::NoteExport { .. } => "note_export",
-            Request::Rooms { .. } => "rooms",
-        }
+        self.into()
     }
 }
 
@@ -1075,6 +1094,22 @@ pub fn encode_request(request: &Request) -> Result<Bytes, rmp_serde::encode::Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_names_are_the_ones_serde_reads() {
+        for name in REQUEST_TYPES {
+            let frame =
+                rmp_serde::to_vec_named(&std::collections::BTreeMap::from([("type", name)]))
+                    .expect("encode");
+            match rmp_serde::from_slice::<Request>(&frame) {
+                Ok(request) => assert_eq!(request.type_name(), *name),
+                Err(err) => assert!(
+                    !err.to_string().contains("unknown variant"),
+                    "serde does not know `{name}`: {err}"
+                ),
+            }
+        }
+    }
 
     fn user() -> UserInfo {
         UserInfo {

@@ -8,7 +8,6 @@
 //! and the store runs callbacks in queue order, so [`Room::commit`] sees a
 //! room's offsets in increasing order: offset order is delivery order.
 
-mod effect;
 pub mod name;
 mod note;
 pub mod policy;
@@ -24,7 +23,7 @@ use crate::notes::NoteError;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
-pub use effect::{edit_tombstone, Effect};
+pub use crate::effect::{edit_tombstone, Effect};
 pub use name::{Kind, RoomName};
 pub use note::{NewVersion, NoteState};
 

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-const MAX_CLASS_LEN: usize = 32;
 const MAX_NAME_LEN: usize = 64;
 /// The one room name of kind `audit`.
 pub const AUDIT_NAME: &str = "log";
@@ -67,7 +66,7 @@ impl RoomName {
         else {
             return Err(RoomNameError::Shape(truncate(s)));
         };
-        if !valid_class(class) {
+        if !crate::protocol::valid_class(class) {
             return Err(RoomNameError::Class(truncate(class)));
         }
         let kind = Kind::parse(kind).ok_or_else(|| RoomNameError::Kind(truncate(kind)))?;
@@ -108,13 +107,6 @@ impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.full)
     }
-}
-
-pub fn valid_class(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_CLASS_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn valid_name(s: &str) -> bool {

@@ -30,8 +30,6 @@ const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HISTORY_PAGE: usize = 50;
 /// Longest idempotency key of a `post`, in bytes.
 const MAX_KEY_LEN: usize = 64;
-/// User ids of the tokens nodes mint for catching up from each other.
-pub const NODE_USER_PREFIX: &str = "node:";
 /// How many recent messages `known_user` looks through for an author.
 const KNOWN_USER_SCAN: usize = 2_000;
 /// How many recent audit entries are searched for open reports.
@@ -167,19 +165,7 @@ impl Session {
         }
         // Requests that read, load or create rooms take from a second,
         // more generous per-user bucket than posts.
-        let costly = matches!(
-            request,
-            Request::Join { .. }
-                | Request::History { .. }
-                | Request::Report { .. }
-                | Request::RoomView { .. }
-                | Request::Moderate { .. }
-                | Request::Threads { .. }
-                | Request::MarkRead { .. }
-                | Request::Rooms { .. }
-                | Request::NoteVersions { .. }
-                | Request::NoteExport { .. }
-        );
+        let costly = request.bucket() == protocol::Bucket::Requests;
         let user = self
             .auth
             .as_ref()
@@ -187,7 +173,7 @@ impl Session {
             .unwrap_or_default();
         // Peer nodes catching up (tokens the cluster mints for itself) page
         // many rooms at once; they are not limited.
-        if costly && !user.starts_with(NODE_USER_PREFIX) {
+        if costly && !user.starts_with(crate::auth::NODE_USER_PREFIX) {
             if let Err(wait) = self.hub.request_limit(&user) {
                 let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
                 self.refuse(

@@ -9,8 +9,8 @@ use super::{
 };
 use crate::hub::HubError;
 use crate::moderation::{MAX_MUTE_SECS, MAX_REASON_LEN, MAX_SLOW_MODE_SECS};
+use crate::protocol::valid_class;
 use crate::protocol::{self, Body, ErrorCode, Event, ModAction, ServerFrame, UserInfo};
-use crate::room::name::valid_class;
 use crate::room::policy::{self, Action};
 use crate::room::{Kind, Room, RoomName};
 

@@ -355,7 +355,10 @@ impl Session {
         let (name, room) = self.open_note(room).await?;
         let store = self.hub.store.clone();
         let key = name.as_str().to_owned();
-        let versions = tokio::task::spawn_blocking(move || store.versions(&key)).await;
+        let versions = tokio::task::spawn_blocking(move || {
+            store.versions::<crate::protocol::NoteVersionInfo>(&key)
+        })
+        .await;
         self.release_unjoined(&room);
         let versions = versions.map_err(HubError::from)?.map_err(HubError::from)?;
         Ok(Some(protocol::ok(id, &NoteVersions { versions })))
@@ -382,7 +385,8 @@ impl Session {
                 let store = self.hub.store.clone();
                 let key = name.as_str().to_owned();
                 let stored = tokio::task::spawn_blocking(move || {
-                    let stored = store.version(&key, version)?;
+                    let stored =
+                        store.version::<crate::protocol::NoteVersionInfo>(&key, version)?;
                     Ok::<_, crate::store::StoreError>(stored.map(|stored| {
                         let info = stored.info;
                         NoteDoc::load(Some(&stored.state), std::iter::empty::<&[u8]>()).map(

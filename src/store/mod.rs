@@ -1,7 +1,8 @@
 //! Durable storage in sled: the only module that touches sled.
 //!
 //! Trees:
-//! - `rooms`: room name → [`RoomMeta`] (MessagePack), the room's epoch.
+//! - `rooms`: room name → [`RoomMeta`] (MessagePack), the room's epoch and
+//!   the format of its events ([`EVENT_FORMAT`]).
 //! - `events`: `room name ‖ 0x00 ‖ offset (u64 big-endian)` → the event frame
 //!   as delivered on the wire, **sealed** (`seal.rs`): history splices the
 //!   opened bytes without re-encoding them.
@@ -121,11 +122,25 @@ impl Default for StoreOptions {
     }
 }
 
+/// The format of the events a room stores: protocol v1 `event` frames,
+/// exactly as delivered (history splices them). A change of the wire
+/// format is therefore a data migration: it bumps this number, and a room
+/// whose metadata names a newer format is refused rather than misread.
+pub const EVENT_FORMAT: u32 = 1;
+
+fn first_format() -> u32 {
+    1
+}
+
 /// What the store keeps about a room besides its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomMeta {
     pub epoch: String,
     pub created_ms: u64,
+    /// [`EVENT_FORMAT`] when the room was created (rooms of earlier
+    /// versions, without it, are format 1).
+    #[serde(default = "first_format")]
+    pub format: u32,
     /// The last offset retention removed, so offsets are never reused even
     /// when every event of the room has expired.
     #[serde(default)]
@@ -141,12 +156,22 @@ pub struct NoteSnapshot {
     pub state: Vec<u8>,
 }
 
-/// A validated version of a note, never changed once written.
+/// A validated version of a note, never changed once written: what the
+/// caller says of it (`info`: who validated it, when, its label) and the
+/// note's state then. The store does not read `info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredVersion {
-    pub info: crate::protocol::NoteVersionInfo,
+pub struct StoredVersion<I> {
+    pub info: I,
     #[serde(with = "serde_bytes")]
     pub state: Vec<u8>,
+}
+
+/// A post's idempotency key: who sent it, the key, and the event's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostKey {
+    pub user: String,
+    pub key: String,
+    pub ts: u64,
 }
 
 /// Called on the writer thread once the job's batch is durable (or failed).
@@ -157,9 +182,9 @@ pub struct Job {
     pub room: String,
     pub offset: u64,
     pub frame: Bytes,
-    /// A post's idempotency key (`user`, `key`), recorded with the event in
-    /// the same batch so a retry finds it ([`Store::find_post`]).
-    pub idempotency: Option<(String, String)>,
+    /// A post's idempotency key, recorded with the event in the same
+    /// batch so a retry finds it ([`Store::find_post`]).
+    pub idempotency: Option<PostKey>,
     pub done: Done,
 }
 
@@ -293,11 +318,10 @@ impl Disk {
                 for job in jobs {
                     let sealed = self.vault.seal(&job.room, job.offset, &job.frame)?;
                     batch.insert(event_key(&job.room, job.offset), sealed);
-                    if let Some((user, key)) = &job.idempotency {
+                    if let Some(post) = &job.idempotency {
                         let mut value = job.offset.to_be_bytes().to_vec();
-                        let ts = crate::protocol::event_ts(&job.frame).unwrap_or(0);
-                        value.extend_from_slice(&ts.to_be_bytes());
-                        batch.insert(idempotency_key(&job.room, user, key), value);
+                        value.extend_from_slice(&post.ts.to_be_bytes());
+                        batch.insert(idempotency_key(&job.room, &post.user, &post.key), value);
                     }
                 }
                 trees.events.apply_batch(batch)?;
@@ -494,8 +518,9 @@ impl Store {
             return decode_meta(room, &bytes);
         }
         let meta = RoomMeta {
-            epoch: epoch.map_or_else(new_epoch, str::to_owned),
+            epoch: epoch.map_or_else(crate::ids::new_epoch, str::to_owned),
             created_ms: now_ms,
+            format: EVENT_FORMAT,
             trimmed_through: 0,
         };
         let bytes = rmp_serde::to_vec_named(&meta).map_err(|e| StoreError::Corrupt {
@@ -683,18 +708,19 @@ impl Store {
             trees.db.flush()?;
         }
         let through = snapshot.through;
-        self.trim_room(
-            room,
-            |frame| crate::protocol::event_offset(frame).is_some_and(|o| o <= through),
-            announce,
-        )?;
+        self.trim_room(room, |offset, _| offset <= through, announce)?;
         Ok(())
     }
 
-    /// Stores a validated version (not flushed: the event that made it is
-    /// durable, and loading the note writes a missing version again).
-    /// Blocking.
-    pub fn save_version(&self, room: &str, version: &StoredVersion) -> Result<(), StoreError> {
+    /// Stores validated version number `number` (not flushed: the event
+    /// that made it is durable, and loading the note writes a missing
+    /// version again). Blocking.
+    pub fn save_version<I: Serialize>(
+        &self,
+        room: &str,
+        number: u32,
+        version: &StoredVersion<I>,
+    ) -> Result<(), StoreError> {
         let bytes = rmp_serde::to_vec_named(version).map_err(|e| StoreError::Corrupt {
             room: room.to_owned(),
             message: format!("note version: {e}"),
@@ -702,12 +728,16 @@ impl Store {
         self.disk
             .trees()?
             .events
-            .insert(version_key(room, version.info.version), bytes)?;
+            .insert(version_key(room, number), bytes)?;
         Ok(())
     }
 
     /// One validated version. Blocking.
-    pub fn version(&self, room: &str, version: u32) -> Result<Option<StoredVersion>, StoreError> {
+    pub fn version<I: serde::de::DeserializeOwned>(
+        &self,
+        room: &str,
+        version: u32,
+    ) -> Result<Option<StoredVersion<I>>, StoreError> {
         let Some(bytes) = self.disk.trees()?.events.get(version_key(room, version))? else {
             return Ok(None);
         };
@@ -720,10 +750,10 @@ impl Store {
     }
 
     /// Every validated version's description, oldest first. Blocking.
-    pub fn versions(
+    pub fn versions<I: serde::de::DeserializeOwned>(
         &self,
         room: &str,
-    ) -> Result<Vec<crate::protocol::NoteVersionInfo>, StoreError> {
+    ) -> Result<Vec<I>, StoreError> {
         let mut prefix = room.as_bytes().to_vec();
         prefix.push(3);
         self.disk
@@ -733,7 +763,7 @@ impl Store {
             .values()
             .map(|value| {
                 let value = value?;
-                rmp_serde::from_slice::<StoredVersion>(&value)
+                rmp_serde::from_slice::<StoredVersion<I>>(&value)
                     .map(|v| v.info)
                     .map_err(|e| StoreError::Corrupt {
                         room: room.to_owned(),
@@ -767,7 +797,7 @@ impl Store {
     pub fn trim_room(
         &self,
         room: &str,
-        mut expired: impl FnMut(&[u8]) -> bool,
+        mut expired: impl FnMut(u64, &[u8]) -> bool,
         announce: impl FnOnce(u64),
     ) -> Result<Option<u64>, StoreError> {
         let mut doomed = Vec::new();
@@ -780,7 +810,7 @@ impl Store {
                     doomed.push(offset_of(&key));
                     continue;
                 };
-                if !expired(&frame) {
+                if !expired(offset_of(&key), &frame) {
                     break;
                 }
                 doomed.push(offset_of(&key));
@@ -1021,10 +1051,20 @@ fn write_loop(disk: &Disk, rx: Receiver<Job>, on_commit: impl Fn(CommitStats)) {
 }
 
 fn decode_meta(room: &str, bytes: &[u8]) -> Result<RoomMeta, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    let meta: RoomMeta = rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         room: room.to_owned(),
         message: e.to_string(),
-    })
+    })?;
+    if meta.format > EVENT_FORMAT {
+        return Err(StoreError::Corrupt {
+            room: room.to_owned(),
+            message: format!(
+                "events in format {} (this préau reads up to {EVENT_FORMAT}): written by a newer version",
+                meta.format
+            ),
+        });
+    }
+    Ok(meta)
 }
 
 fn room_prefix(room: &str) -> Vec<u8> {
@@ -1119,20 +1159,23 @@ fn offset_of(key: &[u8]) -> u64 {
     u64::from_be_bytes(be)
 }
 
-/// A fresh epoch: 8 random bytes, hex (a string, so JavaScript keeps it exact).
-pub fn new_epoch() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 8];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Opens the store, waiting for a previous handle's sled threads to
+    /// let go of the folder's lock (they exit just after its last handle).
     fn open(dir: &Path) -> Store {
-        Store::open(dir, StoreOptions::default(), |_| {}).unwrap()
+        for _ in 0..100 {
+            match Store::open(dir, StoreOptions::default(), |_| {}) {
+                Ok(store) => return store,
+                Err(StoreError::Sled(e)) if e.contains("could not acquire lock") => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the folder stayed locked")
     }
 
     fn append(store: &Store, room: &str, offsets: impl IntoIterator<Item = (u64, Vec<u8>)>) {
@@ -1177,7 +1220,7 @@ mod tests {
         assert!(more);
         let mut announced = None;
         let removed = store
-            .trim_room("3B/chat/a", |v| v[0] < 3, |last| announced = Some(last))
+            .trim_room("3B/chat/a", |_, v| v[0] < 3, |last| announced = Some(last))
             .unwrap();
         assert_eq!(removed, Some(2));
         assert_eq!(announced, Some(2));
@@ -1276,7 +1319,7 @@ mod tests {
         assert!(found.iter().all(|f| f.sealed), "{found:?}");
         store.rewrite_event(room, 7, b"tombstone").unwrap();
         let removed = store
-            .trim_room(room, |frame| frame.starts_with(b"message 1 "), |_| {})
+            .trim_room(room, |_, frame| frame.starts_with(b"message 1 "), |_| {})
             .unwrap();
         assert_eq!(removed, Some(1));
         store.settle().unwrap();
@@ -1328,6 +1371,47 @@ mod tests {
     }
 
     #[test]
+    fn a_room_in_a_newer_format_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let meta = store.load_or_create_room("3B/chat/a", 1, None).unwrap();
+        assert_eq!(meta.format, EVENT_FORMAT);
+        let newer = RoomMeta {
+            format: EVENT_FORMAT + 1,
+            ..meta
+        };
+        let bytes = rmp_serde::to_vec_named(&newer).unwrap();
+        store
+            .disk
+            .trees()
+            .unwrap()
+            .rooms
+            .insert("3B/chat/a", bytes)
+            .unwrap();
+        let err = store.room_meta("3B/chat/a").unwrap_err().to_string();
+        assert!(err.contains("newer version"), "{err}");
+        // Metadata of earlier versions, without `format`, is format 1.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            epoch: &'a str,
+            created_ms: u64,
+        }
+        let old = rmp_serde::to_vec_named(&Old {
+            epoch: "e",
+            created_ms: 1,
+        })
+        .unwrap();
+        store
+            .disk
+            .trees()
+            .unwrap()
+            .rooms
+            .insert("3B/chat/b", old)
+            .unwrap();
+        assert_eq!(store.room_meta("3B/chat/b").unwrap().unwrap().format, 1);
+    }
+
+    #[test]
     fn idempotency_records_are_found_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
@@ -1337,7 +1421,11 @@ mod tests {
                 room: "3B/chat/a".into(),
                 offset: 4,
                 frame: Bytes::from_static(b"x"),
-                idempotency: Some(("ana".into(), "k-1".into())),
+                idempotency: Some(PostKey {
+                    user: "ana".into(),
+                    key: "k-1".into(),
+                    ts: 5,
+                }),
                 done: Box::new(move |r| tx.send(r.is_ok()).unwrap()),
             })
             .unwrap();
@@ -1349,7 +1437,12 @@ mod tests {
             None
         );
         assert_eq!(store.find_post("3B/chat/a", "ana", "k-2", 0).unwrap(), None);
-        assert_eq!(store.prune_posts("3B/chat/a", 1).unwrap(), 1);
+        assert_eq!(
+            store.prune_posts("3B/chat/a", 5).unwrap(),
+            0,
+            "not older than 5"
+        );
+        assert_eq!(store.prune_posts("3B/chat/a", 6).unwrap(), 1);
         assert_eq!(store.find_post("3B/chat/a", "ana", "k-1", 0).unwrap(), None);
     }
 }

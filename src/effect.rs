@@ -6,8 +6,25 @@
 
 use bytes::Bytes;
 
-use crate::forum::Change;
 use crate::protocol::{self, Body, Event, ModAction, UserInfo};
+
+/// What a forum event changes in the index (see [`Effect::Forum`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A post: a thread's first one (`thread` is `None`, `title` set) or a
+    /// reply in `thread`.
+    Post {
+        from: UserInfo,
+        ts: u64,
+        title: Option<String>,
+        thread: Option<u64>,
+        reply_to: Option<u64>,
+    },
+    /// A new version of post `target`.
+    Edit { target: u64, title: Option<String> },
+    /// `offset` answers `thread` (`None`: no answer).
+    Answer { thread: u64, offset: Option<u64> },
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
