@@ -17,8 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, timeout, Instant};
 
@@ -457,28 +456,41 @@ async fn ping_within(addr: SocketAddr, limit: Duration) -> bool {
     )
 }
 
-/// Sends one command to the Redis at `addr` on a fresh connection and reads
-/// its reply (at most `REDIS_WAIT` in all).
+/// Sends one command to the Redis at `addr` on a fresh connection (the
+/// `redis` crate's) and reads its reply (at most `REDIS_WAIT` in all). An
+/// error reply is `RespValue::Error`, not an `Err`: tests look at it.
 pub async fn resp_command(addr: SocketAddr, args: &[&[u8]]) -> io::Result<RespValue> {
+    let io_error = |e: ::redis::RedisError| {
+        let kind = if e.is_connection_refusal() {
+            io::ErrorKind::ConnectionRefused
+        } else {
+            io::ErrorKind::Other
+        };
+        io::Error::new(kind, e.to_string())
+    };
     timeout(REDIS_WAIT, async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(&encode_command(args)).await?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match parse(&buf, 0) {
-                Ok(Some((value, _))) => return Ok(value),
-                Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-            }
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "Redis closed the connection before a full reply",
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
+        let client = ::redis::Client::open(format!("redis://{addr}")).map_err(io_error)?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(io_error)?;
+        let (name, rest) = args
+            .split_first()
+            .ok_or_else(|| io::Error::other("no command"))?;
+        let mut cmd = ::redis::cmd(&String::from_utf8_lossy(name));
+        for arg in rest {
+            cmd.arg(*arg);
+        }
+        match cmd.query_async::<::redis::Value>(&mut conn).await {
+            Ok(value) => Ok(RespValue::from(value)),
+            Err(err) if err.kind() == ::redis::ErrorKind::Io => Err(io_error(err)),
+            // Redis answered with an error reply: its code and text.
+            Err(err) => Ok(RespValue::Error(
+                [err.code().unwrap_or(""), err.detail().unwrap_or("")]
+                    .join(" ")
+                    .trim()
+                    .to_owned(),
+            )),
         }
     })
     .await
@@ -490,78 +502,24 @@ pub async fn resp_command(addr: SocketAddr, args: &[&[u8]]) -> io::Result<RespVa
     })
 }
 
-/// A command as a RESP array of bulk strings.
-pub fn encode_command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Parses one RESP2 value at `at`: `Ok(None)` if `buf` holds only part of it,
-/// else the value and the offset just past it.
-pub fn parse(buf: &[u8], at: usize) -> Result<Option<(RespValue, usize)>, String> {
-    if at >= buf.len() {
-        return Ok(None);
-    }
-    let Some(line_end) = find_crlf(buf, at + 1) else {
-        return Ok(None);
-    };
-    let line = String::from_utf8_lossy(&buf[at + 1..line_end]).into_owned();
-    let next = line_end + 2;
-    let number = || {
-        line.parse::<i64>()
-            .map_err(|_| format!("bad RESP number {line:?}"))
-    };
-    match buf[at] {
-        b'+' => Ok(Some((RespValue::Simple(line), next))),
-        b'-' => Ok(Some((RespValue::Error(line), next))),
-        b':' => Ok(Some((RespValue::Integer(number()?), next))),
-        b'$' => {
-            let len = number()?;
-            if len < 0 {
-                return Ok(Some((RespValue::Nil, next)));
+impl From<::redis::Value> for RespValue {
+    fn from(value: ::redis::Value) -> Self {
+        match value {
+            ::redis::Value::Nil => RespValue::Nil,
+            ::redis::Value::Int(n) => RespValue::Integer(n),
+            ::redis::Value::BulkString(bytes) => RespValue::Bulk(bytes),
+            ::redis::Value::Array(items) | ::redis::Value::Set(items) => {
+                RespValue::Array(items.into_iter().map(RespValue::from).collect())
             }
-            let end = next + len as usize;
-            if buf.len() < end + 2 {
-                return Ok(None);
-            }
-            if &buf[end..end + 2] != b"\r\n" {
-                return Err("RESP bulk string not ended by CRLF".to_owned());
-            }
-            Ok(Some((RespValue::Bulk(buf[next..end].to_vec()), end + 2)))
+            ::redis::Value::SimpleString(text) => RespValue::Simple(text),
+            ::redis::Value::Okay => RespValue::Simple("OK".to_owned()),
+            ::redis::Value::Map(pairs) => RespValue::Array(
+                pairs
+                    .into_iter()
+                    .flat_map(|(k, v)| [RespValue::from(k), RespValue::from(v)])
+                    .collect(),
+            ),
+            other => RespValue::Error(format!("unexpected RESP3 value {other:?}")),
         }
-        b'*' => {
-            let len = number()?;
-            if len < 0 {
-                return Ok(Some((RespValue::Nil, next)));
-            }
-            let mut items = Vec::with_capacity(len as usize);
-            let mut pos = next;
-            for _ in 0..len {
-                match parse(buf, pos)? {
-                    Some((item, after)) => {
-                        items.push(item);
-                        pos = after;
-                    }
-                    None => return Ok(None),
-                }
-            }
-            Ok(Some((RespValue::Array(items), pos)))
-        }
-        other => Err(format!("unexpected RESP type byte {:?}", other as char)),
     }
-}
-
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    if from > buf.len() {
-        return None;
-    }
-    buf[from..]
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|i| from + i)
 }
