@@ -1,7 +1,8 @@
 //! A Redis server that a test controls: `redis-server` as a child process on
 //! its own loopback port, with an empty temp folder and nothing kept on disk,
 //! so that `restart()` brings it back on the same port with no data at all.
-//! Plus a tiny RESP client (`command`) to look at or poke keys and channels.
+//! Plus `command`, through the `redis` crate, to look at or poke keys and
+//! channels (replies as `RespValue`, error replies included).
 //!
 //! `RedisServer::shared_or_start()` reuses the machine's Redis on 6379 when it
 //! answers; tests that stop or restart Redis must use `RedisServer::start()`.
