@@ -1,7 +1,7 @@
 //! The bare floor: a tokio-tungstenite broadcast server with no auth, no
 //! persistence and no presence, speaking just enough of préau's protocol v1
 //! (`hello`, `join`, `leave`, `post`, `ping`; `ok` and `event` frames) for
-//! the load generator (`benches/loadgen.rs`) to drive it unchanged.
+//! the load generator (`benches/loadgen/`) to drive it unchanged.
 //!
 //!   cargo bench --bench peer_bare -- --listen 127.0.0.1:9002
 //!
