@@ -122,6 +122,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
             let options = crate::store::StoreOptions {
                 queue: config.write_queue,
                 cache_capacity: config.cache_capacity,
+                retry_writes: config.redis.is_some(),
             };
             let store = Store::open(&config.data, options, move |stats| {
                 metrics.commit_seconds.record(stats.seconds);

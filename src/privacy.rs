@@ -259,33 +259,63 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
     for batch in messages.chunks(REDACT_BATCH) {
         erasure.redacted += redact_batch(hub, batch).await?;
     }
+    // A message a moderator was redacting at the same moment was left to
+    // them; if their redaction failed, it is still there: not done.
+    let store = hub.store.clone();
+    let id = user.to_owned();
+    let left = tokio::task::spawn_blocking(move || {
+        let mut left = 0u64;
+        scan(&store, |_, _, event| {
+            if event.from.id == id && matches!(event.body, Body::Message { .. }) {
+                left += 1;
+            }
+        })?;
+        Ok::<_, StoreError>(left)
+    })
+    .await??;
+    if left > 0 {
+        return Err(PrivacyError::NotRedacted {
+            room: String::new(),
+            offset: 0,
+            message: format!("{left} message(s) still stored (a redaction raced this one): run the erasure again"),
+        });
+    }
     // 2. and 3. What else names them or quotes them, rewritten; their
     // read marks. Then every key that sealed their words is destroyed
     // before this returns (`Store::settle`).
     let store = hub.store.clone();
     let id = user.to_owned();
-    let (anonymized, kept, marks, rewritten) = tokio::task::spawn_blocking(move || {
-        let (anonymized, kept, rewritten) = anonymize(&store, &id, &quoted)?;
+    let (anonymized, kept, marks, streamed) = tokio::task::spawn_blocking(move || {
+        // A sled reopen (after a failed write) in the middle could lose
+        // rewrites: then this call fails, and running it again finishes.
+        let since = store.generation();
+        let (anonymized, kept, streamed) = anonymize(&store, &id, &quoted)?;
         let marks = store.delete_read_marks_of(&id)?;
-        store.flush()?;
+        store.flush_since(since)?;
         store.settle()?;
-        Ok::<_, StoreError>((anonymized, kept, marks, rewritten))
+        Ok::<_, StoreError>((anonymized, kept, marks, streamed))
     })
     .await??;
     // With several nodes, Redis's stream of each room still holds the
     // original events: their redacted messages and what was rewritten.
+    // Computed from what is stored, not from what this run changed, so a
+    // run after a failed one deletes what that one could not.
     if let Some(bus) = hub.bus() {
         let mut by_room: HashMap<String, Vec<u64>> = HashMap::new();
         for (room, event) in &messages {
             by_room.entry(room.clone()).or_default().push(event.offset);
         }
-        for (room, offset) in rewritten {
+        for (room, offset) in streamed {
             by_room.entry(room).or_default().push(offset);
         }
+        let mut failed = None;
         for (room, offsets) in by_room {
-            bus.forget(&room, &offsets)
-                .await
-                .map_err(|e| PrivacyError::Stream(e.to_string()))?;
+            if let Err(err) = bus.forget(&room, &offsets).await {
+                failed = Some(PrivacyError::Stream(err.to_string()));
+            }
+        }
+        if let Some(err) = failed {
+            return Err(err);
         }
     }
     erasure.anonymized = anonymized;
@@ -400,6 +430,7 @@ fn anonymize(
     quoted: &HashSet<(String, u64)>,
 ) -> Result<(u64, u64, Vec<EventAt>), StoreError> {
     let mut rewrites = Vec::new();
+    let mut streamed = Vec::new();
     let mut kept = 0;
     scan(store, |room, frame, mut event| {
         let own = event.from.id == user;
@@ -445,6 +476,15 @@ fn anonymize(
                 false
             }
         };
+        // Everything of theirs or quoting them, rewritten now or by an
+        // earlier run: the Redis streams may still hold the original.
+        let related = rewritten
+            || event.from.id == ERASED_ID
+            || matches!(&event.body, Body::Message { reply_to: Some(t), .. } if quoted.contains(&(room.to_owned(), *t)))
+            || matches!(&event.body, Body::Moderation { target_from: Some(t), .. } if t.id == ERASED_ID);
+        if related {
+            streamed.push((room.to_owned(), event.offset));
+        }
         if rewritten {
             rewrites.push((
                 room.to_owned(),
@@ -455,12 +495,10 @@ fn anonymize(
         }
     })?;
     let mut anonymized = 0;
-    let mut rewritten = Vec::new();
     for (room, offset, old, new) in rewrites {
         if store.replace_event(&room, offset, &old, &new)? {
             anonymized += 1;
-            rewritten.push((room, offset));
         }
     }
-    Ok((anonymized, kept, rewritten))
+    Ok((anonymized, kept, streamed))
 }

@@ -27,7 +27,7 @@ use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
 use crate::protocol::{ModAction, NoteVersionInfo};
 use crate::ratelimit::TokenBucket;
 use crate::room::{edit_tombstone, Effect, Kind, NewVersion, NoteState};
-use crate::room::{Accepted, Keyed, Queued, Room, RoomName};
+use crate::room::{Accepted, Keyed, PendingTombstone, Queued, Room, RoomName};
 use crate::store::{Job, Store, StoreError};
 use crate::store::{NoteSnapshot, PostKey, StoredVersion};
 
@@ -322,6 +322,23 @@ impl Hub {
         });
         // Collect first: `release` takes the map's write lock.
         for room in self.loaded_rooms() {
+            room.expire_waiters(WAITER_TIMEOUT, |id| {
+                protocol::error(
+                    id,
+                    ErrorCode::Unavailable,
+                    "not stored on this node in time: check the room's history before posting again (or retry with the same key)",
+                )
+            });
+            if room.has_pending_tombstones() {
+                let (store, pending) = (self.store.clone(), room.clone());
+                if let Some(runtime) = &self.runtime {
+                    drop(
+                        runtime.spawn_blocking(move || {
+                            post::write_pending_tombstones(&store, &pending)
+                        }),
+                    );
+                }
+            }
             if room.member_count() == 0 {
                 self.release(&room);
             }

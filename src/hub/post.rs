@@ -41,7 +41,27 @@ impl Hub {
             u64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(u64::MAX);
         let Some(bus) = self.bus().cloned() else {
             if let Some(key) = key {
-                // Stored before this room was loaded (or before a restart).
+                // Sequenced since the room loaded (maybe still being
+                // written): the room answers, and registers the waiter.
+                let now = (self.clock)();
+                let ack_to = waiter.as_ref().map(|w| (&w.out, w.id));
+                if let Some(known) = room.known_key(now, window_ms, (&from.id, key), ack_to) {
+                    if let (
+                        Keyed::Known {
+                            offset,
+                            ts,
+                            waiting: false,
+                        },
+                        Some(waiter),
+                    ) = (known, &waiter)
+                    {
+                        waiter.ack(room, offset, ts);
+                    }
+                    return Ok(());
+                }
+                // Stored before this room was loaded (or before a
+                // restart): durable, since every write of this load is in
+                // the room's own record above.
                 let store = self.store.clone();
                 let (name, user, post_key) =
                     (room.name().to_string(), from.id.clone(), key.to_owned());
@@ -82,17 +102,22 @@ impl Hub {
                     self.submit(&room, offset, queued, waiter.clone(), idempotency)
                 };
                 let now = (self.clock)();
+                let ack_to = waiter.as_ref().map(|w| (&w.out, w.id));
                 let sequenced = match key {
                     None => room.sequence(now, queue)?.map(Keyed::New),
-                    Some(key) => room.sequence_keyed(now, window_ms, (&from.id, key), queue)?,
+                    Some(key) => {
+                        room.sequence_keyed(now, window_ms, (&from.id, key), ack_to, queue)?
+                    }
                 };
                 match sequenced {
                     Some(Keyed::New(_)) => return Ok(()),
-                    Some(Keyed::Known { offset, ts }) => {
-                        if let Some(waiter) = waiter {
-                            if !room.wait_ack(offset, &waiter.out, waiter.id) {
-                                waiter.ack(&room, offset, ts);
-                            }
+                    Some(Keyed::Known {
+                        offset,
+                        ts,
+                        waiting,
+                    }) => {
+                        if let (false, Some(waiter)) = (waiting, &waiter) {
+                            waiter.ack(&room, offset, ts);
                         }
                         return Ok(());
                     }
@@ -150,7 +175,13 @@ impl Hub {
                 Ok(())
             }
             Err(err) => {
-                self.waiters.remove(&pid);
+                // A copy of the event (channel or stream) may have arrived
+                // and taken the waiter before this error: Redis did order
+                // it, and that copy's commit acks it. One reply only.
+                if self.waiters.remove(&pid).is_none() && waiter.is_some() {
+                    tracing::info!(error = %err, "publish reply lost, but the post was ordered and is acked");
+                    return Ok(());
+                }
                 Err(err.into())
             }
         }
@@ -172,24 +203,35 @@ impl Hub {
             id,
             since: Instant::now(),
         };
+        let window = u64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(u64::MAX);
         let offset = match self.bus() {
             Some(bus) => bus.known_post(room.name().as_str(), &from.id, key).await?,
-            None => match room.known_key(&from.id, key) {
-                Some((offset, _)) => Some(offset),
-                None => {
-                    let store = self.store.clone();
-                    let (name, user, post_key) =
-                        (room.name().to_string(), from.id.clone(), key.to_owned());
-                    let window = u64::try_from(self.config.idempotency_window.as_millis())
-                        .unwrap_or(u64::MAX);
-                    let since = (self.clock)().saturating_sub(window);
-                    tokio::task::spawn_blocking(move || {
-                        store.find_post(&name, &user, &post_key, since)
-                    })
-                    .await??
-                    .map(|known| known.offset)
+            None => {
+                match room.known_key((self.clock)(), window, (&from.id, key), Some((out, id))) {
+                    Some(Keyed::Known {
+                        offset,
+                        ts,
+                        waiting,
+                    }) => {
+                        if !waiting {
+                            waiter.ack(room, offset, ts);
+                        }
+                        return Ok(true);
+                    }
+                    Some(Keyed::New(_)) => return Ok(false),
+                    None => {
+                        let store = self.store.clone();
+                        let (name, user, post_key) =
+                            (room.name().to_string(), from.id.clone(), key.to_owned());
+                        let since = (self.clock)().saturating_sub(window);
+                        tokio::task::spawn_blocking(move || {
+                            store.find_post(&name, &user, &post_key, since)
+                        })
+                        .await??
+                        .map(|known| known.offset)
+                    }
                 }
-            },
+            }
         };
         let Some(offset) = offset else {
             return Ok(false);
@@ -234,6 +276,7 @@ impl Hub {
         let metrics = self.metrics.clone();
         let store = self.store.clone();
         let runtime = self.runtime.clone();
+        let cluster = self.bus().is_some();
         let Queued { frame, effect, .. } = queued;
         let done_frame = frame.clone();
         self.store.submit(Job {
@@ -247,6 +290,7 @@ impl Hub {
                     store: &store,
                     metrics: &metrics,
                     runtime: runtime.as_ref(),
+                    cluster,
                 };
                 done.deliver(waiter, offset, &done_frame, effect, result)
             }),
@@ -260,6 +304,9 @@ struct Done<'a> {
     store: &'a Arc<Store>,
     metrics: &'a Arc<Metrics>,
     runtime: Option<&'a tokio::runtime::Handle>,
+    /// Cluster mode: the event was ordered by Redis, so it exists
+    /// cluster-wide even if this node failed to write it.
+    cluster: bool,
 }
 impl Done<'_> {
     /// Acks, fans out, and applies the event's effect (checkpointing the
@@ -276,11 +323,34 @@ impl Done<'_> {
         if let Err(err) = result {
             self.metrics.error(ErrorCode::StorageError);
             let message = format!("not stored: {err}");
+            if let Some(Effect::Redact {
+                target,
+                tombstone,
+                by,
+                reason,
+                ..
+            }) = &effect
+            {
+                room.release_redaction(*target);
+                // Ordered cluster-wide: every other node redacts the
+                // message, so this one must not keep its text either.
+                if self.cluster {
+                    room.add_pending_tombstone(PendingTombstone {
+                        target: *target,
+                        tombstone: tombstone.clone(),
+                        edits: room.post_edits(*target),
+                        by: by.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
             room.skip(offset, waiter.as_ref().map(|w| (&w.out, w.id)), |id| {
                 protocol::error(id, ErrorCode::StorageError, message.clone())
             });
             return;
         }
+        // Storage works again: tombstones a failure left behind first.
+        self.write_pending_tombstones();
         let ack = waiter.map(|w| {
             let ts = protocol::event_ts(frame).unwrap_or(0);
             let reply = protocol::ok(
@@ -313,7 +383,16 @@ impl Done<'_> {
                 by,
                 reason.as_deref(),
             ) {
-                tracing::error!(room = %room.name(), error = %err, "cannot write a tombstone");
+                // Written again at the next commit; until then no
+                // checkpoint covers the redaction, so a reload replays it.
+                tracing::error!(room = %room.name(), error = %err, "cannot write a tombstone; retrying at the next write");
+                room.add_pending_tombstone(PendingTombstone {
+                    target: *target,
+                    tombstone: tombstone.clone(),
+                    edits,
+                    by: by.clone(),
+                    reason: reason.clone(),
+                });
             }
         }
         let committed = room.commit(
@@ -338,7 +417,10 @@ impl Done<'_> {
                 None => compact(),
             }
         }
-        if let Some(state) = committed.moderation {
+        if let Some(state) = committed
+            .moderation
+            .filter(|_| !room.has_pending_tombstones())
+        {
             if let Err(err) = self
                 .store
                 .save_moderation(room.name().as_str(), &state.encode())
@@ -350,6 +432,10 @@ impl Done<'_> {
     }
 }
 impl Done<'_> {
+    fn write_pending_tombstones(&self) {
+        write_pending_tombstones(self.store, self.room);
+    }
+
     pub(super) fn store_version(&self, version: NewVersion) {
         let stored = StoredVersion {
             info: NoteVersionInfo {
@@ -368,6 +454,25 @@ impl Done<'_> {
         {
             // Loading the note writes it again from the stored events.
             tracing::error!(room = %self.room.name(), error = %err, "cannot store a note version");
+        }
+    }
+}
+
+/// Writes the tombstones a storage failure left behind in `room`; those
+/// that fail again wait for the next commit or sweep. Blocking.
+pub(super) fn write_pending_tombstones(store: &Store, room: &Room) {
+    for pending in room.take_pending_tombstones() {
+        let written = redact_stored(
+            store,
+            room.name().as_str(),
+            (pending.target, &pending.tombstone),
+            &pending.edits,
+            &pending.by,
+            pending.reason.as_deref(),
+        );
+        if let Err(err) = written {
+            tracing::warn!(room = %room.name(), error = %err, "tombstone still not written");
+            room.add_pending_tombstone(pending);
         }
     }
 }

@@ -107,7 +107,25 @@ struct State {
     /// Connections waiting for the ack of an offset besides its poster's
     /// (a retry of an in-flight keyed post; in cluster mode, a post stored
     /// here through another path than the one that carried its waiter).
-    ack_waiting: HashMap<u64, Vec<(Outbound, Option<u32>)>>,
+    ack_waiting: HashMap<u64, Vec<AckWaiter>>,
+    /// Redactions whose tombstone could not be written (storage failing):
+    /// written again at the next successful commit, and meanwhile no
+    /// moderation checkpoint is saved, so a reload replays them.
+    pending_tombstones: Vec<PendingTombstone>,
+}
+
+/// A connection waiting for the ack of an offset: who, its request id,
+/// since when (the sweep answers those waiting too long).
+type AckWaiter = (Outbound, Option<u32>, tokio::time::Instant);
+
+/// A redaction's tombstones to write again (see `State::pending_tombstones`).
+#[derive(Debug, Clone)]
+pub struct PendingTombstone {
+    pub target: u64,
+    pub tombstone: Bytes,
+    pub edits: Vec<u64>,
+    pub by: UserInfo,
+    pub reason: Option<String>,
 }
 
 impl State {
@@ -153,8 +171,9 @@ pub struct Queued {
 pub enum Keyed {
     /// Sequenced at this offset.
     New(u64),
-    /// Already sequenced (stored, or still being written).
-    Known { offset: u64, ts: u64 },
+    /// Already sequenced: delivered (`waiting` false: the caller acks it),
+    /// or still being written (`waiting`: the waiter given was registered).
+    Known { offset: u64, ts: u64, waiting: bool },
 }
 
 /// What [`Room::accept`] did with an event.
@@ -268,6 +287,7 @@ impl Room {
                 keys: HashMap::new(),
                 keys_order: std::collections::VecDeque::new(),
                 ack_waiting: HashMap::new(),
+                pending_tombstones: Vec::new(),
             }),
         }
     }
@@ -535,39 +555,37 @@ impl Room {
         now_ms: u64,
         window_ms: u64,
         idempotency: (&str, &str),
+        waiter: Option<(&Outbound, Option<u32>)>,
         queue: impl FnOnce(u64, u64) -> Result<(), E>,
     ) -> Result<Option<Keyed>, E> {
         let mut state = self.state.lock();
         if state.closed {
             return Ok(None);
         }
-        let cutoff = now_ms.saturating_sub(window_ms);
-        while let Some((ts, _)) = state.keys_order.front() {
-            if *ts >= cutoff {
-                break;
-            }
-            if let Some((_, id)) = state.keys_order.pop_front() {
-                state.keys.remove(&id);
-            }
+        if let Some(known) = known_keyed(&mut state, now_ms, window_ms, idempotency, waiter) {
+            return Ok(Some(known));
         }
         let id = (idempotency.0.to_owned(), idempotency.1.to_owned());
-        if let Some(&(offset, ts)) = state.keys.get(&id) {
-            return Ok(Some(Keyed::Known { offset, ts }));
-        }
         let (offset, ts) = next_sequenced(&mut state, now_ms, queue)?;
         state.keys.insert(id.clone(), (offset, ts));
         state.keys_order.push_back((ts, id));
         Ok(Some(Keyed::New(offset)))
     }
 
-    /// The `(offset, ts)` of the post `user` sequenced here with
-    /// idempotency key `key` since the room loaded, if any.
-    pub fn known_key(&self, user: &str, key: &str) -> Option<(u64, u64)> {
-        self.state
-            .lock()
-            .keys
-            .get(&(user.to_owned(), key.to_owned()))
-            .copied()
+    /// The post `user` sequenced here with idempotency key `key` since the
+    /// room loaded (within the window), if any: already delivered
+    /// (`waiting: false`, the caller acks it), or still being written, in
+    /// which case `waiter` is registered for its ack, atomically (a
+    /// failed write answers it with the error).
+    pub fn known_key(
+        &self,
+        now_ms: u64,
+        window_ms: u64,
+        idempotency: (&str, &str),
+        waiter: Option<(&Outbound, Option<u32>)>,
+    ) -> Option<Keyed> {
+        let mut state = self.state.lock();
+        known_keyed(&mut state, now_ms, window_ms, idempotency, waiter)
     }
 
     /// Has `out` acked (request `id`) when `offset` is delivered here, as
@@ -578,12 +596,33 @@ impl Room {
         if offset <= state.head {
             return false;
         }
-        state
-            .ack_waiting
-            .entry(offset)
-            .or_default()
-            .push((out.clone(), id));
+        state.ack_waiting.entry(offset).or_default().push((
+            out.clone(),
+            id,
+            tokio::time::Instant::now(),
+        ));
         true
+    }
+
+    /// Answers `reply(id)` to connections waiting for an ack longer than
+    /// `timeout` (an offset that never reached this node).
+    pub fn expire_waiters(
+        &self,
+        timeout: std::time::Duration,
+        reply: impl Fn(Option<u32>) -> Bytes,
+    ) {
+        let mut state = self.state.lock();
+        let now = tokio::time::Instant::now();
+        state.ack_waiting.retain(|_, waiters| {
+            waiters.retain(|(out, id, since)| {
+                let keep = now.duration_since(*since) < timeout;
+                if !keep {
+                    out.send(reply(*id));
+                }
+                keep
+            });
+            !waiters.is_empty()
+        });
     }
 
     /// Answers `reply(id)` to the waiters of offsets at or below `offset`
@@ -591,14 +630,16 @@ impl Room {
     /// waiters are not kept waiting).
     pub fn drop_waiters_through(&self, offset: u64, reply: impl Fn(Option<u32>) -> Bytes) {
         let mut state = self.state.lock();
+        // Offsets already queued here are about to be stored: kept.
+        let next = state.next_offset;
         let gone: Vec<u64> = state
             .ack_waiting
             .keys()
             .copied()
-            .filter(|o| *o <= offset)
+            .filter(|o| *o <= offset && *o >= next)
             .collect();
         for o in gone {
-            for (out, id) in state.ack_waiting.remove(&o).unwrap_or_default() {
+            for (out, id, _) in state.ack_waiting.remove(&o).unwrap_or_default() {
                 out.send(reply(id));
             }
         }
@@ -716,6 +757,13 @@ impl Room {
                     if let Some((out, reply)) = ack {
                         out.send(refusal(&reply, &err));
                     }
+                    for (out, id, _) in state.ack_waiting.remove(&offset).unwrap_or_default() {
+                        out.send(protocol::error(
+                            id,
+                            protocol::ErrorCode::OutOfSync,
+                            format!("not applied: {err}"),
+                        ));
+                    }
                     return Committed {
                         compact,
                         ..Committed::default()
@@ -729,7 +777,7 @@ impl Room {
         }
         if let Some(waiting) = state.ack_waiting.remove(&offset) {
             let ts = protocol::event_ts(frame).unwrap_or(0);
-            for (out, id) in waiting {
+            for (out, id, _) in waiting {
                 out.send(protocol::ok(
                     id,
                     &protocol::PostOk {
@@ -843,6 +891,22 @@ impl Room {
             .insert(user.to_owned(), tokio::time::Instant::now());
     }
 
+    /// Remembers tombstones that could not be written.
+    pub fn add_pending_tombstone(&self, pending: PendingTombstone) {
+        self.state.lock().pending_tombstones.push(pending);
+    }
+
+    /// Takes the tombstones still to write (the caller puts back those it
+    /// could not write).
+    pub fn take_pending_tombstones(&self) -> Vec<PendingTombstone> {
+        std::mem::take(&mut self.state.lock().pending_tombstones)
+    }
+
+    /// Whether tombstones are still to be written (no checkpoint then).
+    pub fn has_pending_tombstones(&self) -> bool {
+        !self.state.lock().pending_tombstones.is_empty()
+    }
+
     /// Reserves the redaction of `offset`; false if one is already under way.
     pub fn reserve_redaction(&self, offset: u64) -> bool {
         self.state.lock().redacting.insert(offset)
@@ -921,7 +985,7 @@ impl Room {
         }
         // A retry of this post waited for it: it gets the same error, and
         // the key is free for the next retry.
-        for (out, id) in state.ack_waiting.remove(&offset).unwrap_or_default() {
+        for (out, id, _) in state.ack_waiting.remove(&offset).unwrap_or_default() {
             out.send(error(id));
         }
         state.keys.retain(|_, (o, _)| *o != offset);
@@ -948,6 +1012,8 @@ impl Room {
             && state.in_flight == 0
             && state.remote.is_empty()
             && state.ahead.is_empty()
+            && state.ack_waiting.is_empty()
+            && state.pending_tombstones.is_empty()
             && !state.repairing
         {
             state.closed = true;
@@ -958,6 +1024,50 @@ impl Room {
     pub fn member_count(&self) -> usize {
         self.state.lock().members.len()
     }
+}
+
+/// The keyed post `idempotency` names, if sequenced here within the window
+/// (see [`Room::known_key`]); forgets entries older than the window.
+fn known_keyed(
+    state: &mut State,
+    now_ms: u64,
+    window_ms: u64,
+    idempotency: (&str, &str),
+    waiter: Option<(&Outbound, Option<u32>)>,
+) -> Option<Keyed> {
+    let cutoff = now_ms.saturating_sub(window_ms);
+    while let Some((ts, _)) = state.keys_order.front() {
+        if *ts >= cutoff {
+            break;
+        }
+        if let Some((ts, id)) = state.keys_order.pop_front() {
+            // A newer post may have taken the key since (after a failed
+            // write): only this entry's own record goes.
+            if state.keys.get(&id).is_some_and(|(_, t)| *t == ts) {
+                state.keys.remove(&id);
+            }
+        }
+    }
+    let id = (idempotency.0.to_owned(), idempotency.1.to_owned());
+    let &(offset, ts) = state.keys.get(&id)?;
+    if ts < cutoff {
+        return None;
+    }
+    let waiting = offset > state.head;
+    if waiting {
+        if let Some((out, request)) = waiter {
+            state.ack_waiting.entry(offset).or_default().push((
+                out.clone(),
+                request,
+                tokio::time::Instant::now(),
+            ));
+        }
+    }
+    Some(Keyed::Known {
+        offset,
+        ts,
+        waiting,
+    })
 }
 
 /// Assigns the next offset and a timestamp (never below the room's last)

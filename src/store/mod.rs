@@ -48,7 +48,7 @@ mod vault;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -111,6 +111,11 @@ pub struct StoreOptions {
     pub queue: usize,
     /// sled's page cache, in bytes (`cache_capacity`).
     pub cache_capacity: u64,
+    /// Retry a failed group commit until it succeeds (or the store shuts
+    /// down) instead of failing its jobs: in cluster mode the events were
+    /// ordered by Redis and exist cluster-wide, so a node that dropped one
+    /// would keep a hole in its copy of the room for good.
+    pub retry_writes: bool,
 }
 
 impl Default for StoreOptions {
@@ -118,6 +123,7 @@ impl Default for StoreOptions {
         StoreOptions {
             queue: 65_536,
             cache_capacity: 64 << 20,
+            retry_writes: false,
         }
     }
 }
@@ -238,6 +244,14 @@ struct Disk {
     vault: Vault,
     /// A write failed and sled has not been reopened since.
     failing: AtomicBool,
+    /// Bumped each time sled is closed to be reopened. A sequence of
+    /// writes then a flush that saw it change may have lost the writes
+    /// (they went to the old instance, the flush to the new one): it must
+    /// fail, not report success (see [`Disk::flush_since`]).
+    generation: AtomicU64,
+    /// Set by shutdown: a retried group commit gives up.
+    closing: AtomicBool,
+    retry_writes: bool,
     last_recovery: Mutex<Option<Instant>>,
     /// One shredding at a time.
     shred_lock: Mutex<()>,
@@ -284,6 +298,7 @@ impl Disk {
         let mut trees = self.trees.write();
         // The old handles go first: sled holds a lock on its files.
         *trees = None;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         match Trees::open(&self.dir, self.cache_capacity).and_then(|t| {
             t.db.flush()?;
             Ok(t)
@@ -299,6 +314,23 @@ impl Disk {
                 tracing::warn!(error = %err, "storage still failing; retrying");
             }
         }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Flushes, and fails if sled was reopened since generation `since`:
+    /// writes made before the reopen may be lost, so nothing that depends
+    /// on them (an ack, a key's destruction) may go ahead. Blocking.
+    fn flush_since(&self, since: u64) -> Result<(), StoreError> {
+        self.trees()?.db.flush()?;
+        if self.generation() != since {
+            return Err(StoreError::Unavailable(
+                "storage was reopened meanwhile: writes may be lost, try again".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     fn wake_shredder(&self) {
@@ -342,17 +374,24 @@ impl Disk {
         if let Some(plain) = self.vault.open(value) {
             return Some(Bytes::from(plain));
         }
-        let again = tree.get(key).ok().flatten()?;
-        match self.vault.open(&again) {
-            Some(plain) => Some(Bytes::from(plain)),
-            None => {
-                tracing::error!(
-                    key = %String::from_utf8_lossy(key),
-                    "a stored event cannot be opened (its key is gone); skipped"
-                );
-                None
+        // Re-sealed by a rotation between our read and our open (possibly
+        // more than once): read again until the stored bytes stop moving.
+        let mut seen = value.to_vec();
+        for _ in 0..8 {
+            let again = tree.get(key).ok().flatten()?;
+            if let Some(plain) = self.vault.open(&again) {
+                return Some(Bytes::from(plain));
             }
+            if again.as_ref() == seen.as_slice() {
+                break;
+            }
+            seen = again.to_vec();
         }
+        tracing::error!(
+            key = %String::from_utf8_lossy(key),
+            "a stored event cannot be opened (its key is gone); skipped"
+        );
+        None
     }
 
     /// Overwrites (`Some`) or deletes (`None`) the event at `offset`,
@@ -384,14 +423,10 @@ impl Disk {
                         return Ok(false);
                     }
                 }
+                // Deleted meanwhile (retention, compaction): a rewrite must
+                // not bring back an offset below the room's floor.
                 let Some(old) = old else {
-                    if expect.is_some() || new.is_none() {
-                        return Ok(false);
-                    }
-                    if let Some(sealed) = &sealed {
-                        events.insert(key.as_slice(), sealed.as_slice())?;
-                    }
-                    return Ok(true);
+                    return Ok(false);
                 };
                 if let Some(old_key) = seal::key_of(&old) {
                     dirty.insert(dirty_key(room, bucket, old_key), &[][..])?;
@@ -430,6 +465,9 @@ impl Store {
             trees: RwLock::new(Some(trees)),
             vault: Vault::new(keys),
             failing: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+            retry_writes: options.retry_writes,
             last_recovery: Mutex::new(None),
             shred_lock: Mutex::new(()),
             wake: Mutex::new(Some(wake_tx)),
@@ -470,6 +508,7 @@ impl Store {
     /// Stops the writer after it wrote everything queued, then the
     /// shredder after it destroyed every dirty key, then flushes. Blocking.
     pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.disk.closing.store(true, Ordering::SeqCst);
         let writer = self.writer.lock().take();
         if let Some((tx, handle)) = writer {
             drop(tx);
@@ -702,11 +741,9 @@ impl Store {
             room: room.to_owned(),
             message: format!("note snapshot: {e}"),
         })?;
-        {
-            let trees = self.disk.trees()?;
-            trees.events.insert(note_key(room), bytes)?;
-            trees.db.flush()?;
-        }
+        let since = self.disk.generation();
+        self.disk.trees()?.events.insert(note_key(room), bytes)?;
+        self.disk.flush_since(since)?;
         let through = snapshot.through;
         self.trim_room(room, |offset, _| offset <= through, announce)?;
         Ok(())
@@ -800,6 +837,7 @@ impl Store {
         mut expired: impl FnMut(u64, &[u8]) -> bool,
         announce: impl FnOnce(u64),
     ) -> Result<Option<u64>, StoreError> {
+        let since = self.disk.generation();
         let mut doomed = Vec::new();
         {
             let trees = self.disk.trees()?;
@@ -856,7 +894,7 @@ impl Store {
                 return Err(err);
             }
         }
-        self.disk.trees()?.db.flush()?;
+        self.disk.flush_since(since)?;
         self.disk.wake_shredder();
         Ok(Some(last))
     }
@@ -887,9 +925,9 @@ impl Store {
     /// when this returns, and the shredder destroys that key within
     /// moments. Blocking.
     pub fn rewrite_event(&self, room: &str, offset: u64, frame: &[u8]) -> Result<(), StoreError> {
+        let since = self.disk.generation();
         self.disk.overwrite(room, offset, Some(frame), None)?;
-        self.disk.trees()?.db.flush()?;
-        Ok(())
+        self.disk.flush_since(since)
     }
 
     /// Like [`Store::read_after`], each event with its offset (for scans
@@ -1006,6 +1044,19 @@ impl Store {
         Ok(())
     }
 
+    /// How many times sled was reopened after a failure (see
+    /// [`Store::flush_since`]).
+    pub fn generation(&self) -> u64 {
+        self.disk.generation()
+    }
+
+    /// Makes every write so far durable, and fails if sled was reopened
+    /// since `generation` (writes before the reopen may be lost: run the
+    /// operation again). Blocking.
+    pub fn flush_since(&self, generation: u64) -> Result<(), StoreError> {
+        self.disk.flush_since(generation)
+    }
+
     /// One stored event, opened (for tests that inspect storage). Blocking.
     pub fn raw_event(&self, room: &str, offset: u64) -> Result<Option<Bytes>, StoreError> {
         let trees = self.disk.trees()?;
@@ -1027,9 +1078,20 @@ fn write_loop(disk: &Disk, rx: Receiver<Job>, on_commit: impl Fn(CommitStats)) {
             }
         }
         let started = Instant::now();
-        let result = disk.append(&jobs);
+        let mut result = disk.append(&jobs);
         if let Err(err) = &result {
             tracing::error!(error = %err, jobs = jobs.len(), "group commit failed");
+        }
+        // Cluster mode: the same batch again, in order, until it is written
+        // (later jobs wait in the queue behind it, so offsets stay in order).
+        let mut backoff = Duration::from_millis(100);
+        while result.is_err() && disk.retry_writes && !disk.closing.load(Ordering::SeqCst) {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            result = disk.append(&jobs);
+            if result.is_ok() {
+                tracing::warn!(jobs = jobs.len(), "group commit written after retries");
+            }
         }
         let elapsed = started.elapsed();
         if elapsed >= SLOW_COMMIT {
@@ -1278,7 +1340,10 @@ mod tests {
     fn replace_event_only_over_what_was_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        store.rewrite_event("3B/chat/a", 1, b"old").unwrap();
+        // A rewrite never creates an event (one deleted meanwhile stays so).
+        store.rewrite_event("3B/chat/a", 1, b"ghost").unwrap();
+        assert_eq!(store.raw_event("3B/chat/a", 1).unwrap(), None);
+        append(&store, "3B/chat/a", [(1, b"old".to_vec())]);
         assert!(!store
             .replace_event("3B/chat/a", 1, b"other", b"new")
             .unwrap());
