@@ -18,7 +18,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use preau::outbound::{self, OutboundRx};
 use preau::protocol::{self, Body, Event, Request, Role, UserInfo};
-use preau::room::{Room, RoomName};
+use preau::room::Room;
 use preau::store::{Job, Store, StoreOptions};
 
 const ROOM: &str = "3B/chat/revision-bac";
@@ -98,7 +98,11 @@ fn drain(receivers: &mut [OutboundRx]) -> usize {
 
 fn fanout(c: &mut Criterion) {
     let room = Room::new(
-        RoomName::parse(ROOM).expect("room name"),
+        preau::session::Handlers::new(preau::kinds::ALL)
+            .expect("kinds")
+            .kinds()
+            .parse(ROOM)
+            .expect("room name"),
         EPOCH.to_owned(),
         0,
         0,

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use preau::forum::Forum;
+use preau::kinds::forum::index::Forum;
 use preau::protocol::{self, Body, Event, Role, ServerFrame, UserInfo};
 
 fn main() {

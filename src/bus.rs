@@ -849,7 +849,7 @@ fn decode_envelope(bytes: &[u8]) -> Result<Ordered, BusError> {
         rmp_serde::from_slice(bytes).map_err(|e| BusError::Decode(e.to_string()))?;
     let draft: Draft =
         rmp_serde::from_slice(&envelope.p).map_err(|e| BusError::Decode(e.to_string()))?;
-    RoomName::parse(&envelope.room).map_err(|e| BusError::Decode(e.to_string()))?;
+    RoomName::check_shape(&envelope.room).map_err(|e| BusError::Decode(e.to_string()))?;
     if envelope.offset == 0 {
         return Err(BusError::Decode("offset 0".to_owned()));
     }

@@ -32,6 +32,8 @@ pub enum ClientError {
     Decode(String),
     #[error("cannot encode request: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    #[error("cannot encode request: {0}")]
+    Shape(String),
 }
 
 impl ClientError {
@@ -50,7 +52,7 @@ impl ClientError {
                     | ErrorCode::StorageError
                     | ErrorCode::RateLimited
             ),
-            ClientError::Decode(_) | ClientError::Encode(_) => false,
+            ClientError::Decode(_) | ClientError::Encode(_) | ClientError::Shape(_) => false,
         }
     }
 }
@@ -156,6 +158,38 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
         self.send_raw(protocol::encode_request(&request)?)?;
+        match rx.await {
+            Ok(Ok(frame)) => {
+                protocol::decode_ok_data(&frame).map_err(|e| ClientError::Decode(e.to_string()))
+            }
+            Ok(Err(refusal)) => Err(ClientError::Refused(refusal)),
+            Err(_) => Err(ClientError::Closed(self.close.lock().clone())),
+        }
+    }
+
+    /// Sends a request of a room kind's own type (`request` serializes to
+    /// a map with its `type`, e.g. `kinds::agenda::AgendaRequest`) with a
+    /// fresh id, and waits for its reply's data.
+    pub async fn request_kind<T: DeserializeOwned>(
+        &mut self,
+        request: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let mut value = protocol::named_value(request).map_err(ClientError::Shape)?;
+        match &mut value {
+            rmpv::Value::Map(entries) => {
+                entries.retain(|(k, _)| k.as_str() != Some("id"));
+                entries.push((rmpv::Value::from("id"), rmpv::Value::from(id)));
+            }
+            _ => return Err(ClientError::Shape("a request is a map".to_owned())),
+        }
+        let mut frame = Vec::new();
+        rmpv::encode::write_value(&mut frame, &value)
+            .map_err(|e| ClientError::Shape(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(id, tx);
+        self.send_raw(frame)?;
         match rx.await {
             Ok(Ok(frame)) => {
                 protocol::decode_ok_data(&frame).map_err(|e| ClientError::Decode(e.to_string()))

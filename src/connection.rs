@@ -48,6 +48,7 @@ enum End {
 
 pub async fn serve(
     hub: Arc<Hub>,
+    handlers: Arc<crate::session::Handlers>,
     ws: Socket,
     shutdown: CancellationToken,
     peer: std::net::SocketAddr,
@@ -56,16 +57,25 @@ pub async fn serve(
     let conn = hub.next_conn_id();
     let span = tracing::info_span!("conn", conn, %peer, user = tracing::field::Empty);
     hub.metrics.connections_accepted.increment(1);
-    run(hub, ws, shutdown, conn, slot).instrument(span).await;
+    run(hub, handlers, ws, shutdown, conn, slot)
+        .instrument(span)
+        .await;
 }
 
-async fn run(hub: Arc<Hub>, mut ws: Socket, shutdown: CancellationToken, conn: u64, slot: Slot) {
+async fn run(
+    hub: Arc<Hub>,
+    handlers: Arc<crate::session::Handlers>,
+    mut ws: Socket,
+    shutdown: CancellationToken,
+    conn: u64,
+    slot: Slot,
+) {
     let config = hub.config.clone();
     let (out, mut rx) = outbound::channel(conn, config.outbound_budget_bytes);
     let slow = rx.slow();
     let evicted = slot.evicted().cancelled_owned();
     tokio::pin!(evicted);
-    let mut session = Session::new(hub.clone(), out, slot);
+    let mut session = Session::new(hub.clone(), handlers, out, slot);
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     let mut last_seen = Instant::now();

@@ -112,10 +112,12 @@ impl Effect {
                 offset: *offset,
             })),
             Body::YjsUpdate { data } => Some(Effect::NoteUpdate(data.clone())),
+            // A kind's own events: its state reads them from the frame.
             Body::Message { .. }
             | Body::Redacted { .. }
             | Body::Report { .. }
-            | Body::Audit { .. } => None,
+            | Body::Audit { .. }
+            | Body::Kind(_) => None,
         }
     }
 

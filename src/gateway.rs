@@ -39,6 +39,8 @@ const WRITE_BUFFER: usize = 0;
 #[derive(Clone)]
 pub struct Gateway {
     pub hub: Arc<Hub>,
+    /// The room kinds' request handlers (`src/kinds/mod.rs`).
+    pub handlers: Arc<crate::session::Handlers>,
     pub admission: Arc<Admission>,
     pub origins: Arc<OriginPolicy>,
     pub shutdown: CancellationToken,
@@ -170,6 +172,7 @@ async fn upgrade(
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = gateway.hub.clone();
+    let handlers = gateway.handlers.clone();
     let shutdown = gateway.shutdown.clone();
     gateway.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -191,7 +194,7 @@ async fn upgrade(
         let metrics = hub.metrics.clone();
         metrics.connections.increment(1.0);
         // The slot is freed (with the session) before the gauge says so.
-        connection::serve(hub, socket, shutdown, peer, slot).await;
+        connection::serve(hub, handlers, socket, shutdown, peer, slot).await;
         metrics.connections.decrement(1.0);
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();

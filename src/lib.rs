@@ -11,10 +11,10 @@ pub mod client;
 pub mod config;
 mod connection;
 pub mod effect;
-pub mod forum;
 mod gateway;
 pub mod hub;
 pub mod ids;
+pub mod kinds;
 mod listener;
 pub mod metrics;
 pub mod moderation;
@@ -26,7 +26,7 @@ pub mod protocol;
 pub mod ratelimit;
 mod retention;
 pub mod room;
-mod session;
+pub mod session;
 pub mod store;
 
 use std::future::Future;
@@ -64,6 +64,8 @@ pub enum ServerError {
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Bus(#[from] bus::BusError),
+    #[error("room kinds: {0}")]
+    Kinds(#[from] session::kind::RegistryError),
 }
 
 /// A running server.
@@ -133,18 +135,43 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         .await??
     };
     let store = Arc::new(store);
+    // The one registration list of room kinds (`src/kinds/mod.rs`).
+    let handlers = Arc::new(session::Handlers::new(kinds::ALL)?);
+    let listener = bind(config.listen).map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    // Cluster mode: Redis orders the posts; otherwise this node does.
+    let cluster = match &config.redis {
+        Some(url) => Some(hub::Cluster::new(bus::RedisBus::new(bus::BusConfig {
+            url: url.clone(),
+            node: config.node_id.clone(),
+            idempotency_window: config.idempotency_window,
+            advertise: config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("ws://{addr}/ws")),
+            stream_max: config.stream_max,
+            heartbeat: config.heartbeat,
+            node_timeout: config.node_timeout,
+            resync_window: config.resync_window,
+        })?)),
+        None => None,
+    };
+    let sequencer: Arc<dyn hub::Sequencer> = match &cluster {
+        Some(cluster) => Arc::new(hub::ClusterSequencer(cluster.clone())),
+        None => Arc::new(hub::Local),
+    };
     let hub = Arc::new(Hub::new(
         config.clone(),
         keyring,
         store.clone(),
         metrics,
         clock,
+        handlers.kinds().clone(),
+        sequencer,
     ));
-    let listener = bind(config.listen).map_err(|source| ServerError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(ServerError::Serve)?;
     let metrics_listener = match config.metrics_listen {
         Some(metrics_addr) => Some(bind(metrics_addr).map_err(|source| ServerError::Bind {
             addr: metrics_addr,
@@ -168,6 +195,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     ));
     let gateway = gateway::Gateway {
         hub: hub.clone(),
+        handlers,
         admission: admission.clone(),
         origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
         shutdown: shutdown.clone(),
@@ -194,26 +222,14 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
             metrics: None,
         }));
     }
-    let bus_task = match &config.redis {
-        Some(url) => {
-            let bus = bus::RedisBus::new(bus::BusConfig {
-                url: url.clone(),
-                node: config.node_id.clone(),
-                idempotency_window: config.idempotency_window,
-                advertise: config
-                    .advertise
-                    .clone()
-                    .unwrap_or_else(|| format!("ws://{addr}/ws")),
-                stream_max: config.stream_max,
-                heartbeat: config.heartbeat,
-                node_timeout: config.node_timeout,
-                resync_window: config.resync_window,
-            })?;
-            hub.set_bus(bus.clone());
-            Some(tokio::spawn(bus.run(hub.clone(), shutdown.clone())))
-        }
-        None => None,
-    };
+    let bus_task = cluster.map(|cluster| {
+        let bus = cluster.bus().clone();
+        let node = hub::ClusterNode {
+            hub: hub.clone(),
+            cluster,
+        };
+        tokio::spawn(bus.run(node, shutdown.clone()))
+    });
     tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
     tokio::spawn(hub::sweep_loop(hub.clone(), shutdown.clone()));
     tracing::info!(%addr, metrics = ?metrics_addr, node = %config.node_id, data = %config.data.display(), "listening");

@@ -12,7 +12,9 @@
 //! 1. Every message and forum post the user wrote is redacted through its
 //!    room, like a moderator's redaction: members see it go, other nodes
 //!    store the tombstone, and the ack means it is durable. The tombstone
-//!    names [`erased`] as its author, not the user.
+//!    names [`erased`] as its author, not the user. So are the kinds' own
+//!    events (an agenda item) that their kind says to redact
+//!    (`RoomKind::erasure`).
 //! 2. What else names the user as its author is rewritten in place,
 //!    without its text: tombstones of earlier redactions (and of their
 //!    forum edits), moderation events about their messages, reports they
@@ -34,7 +36,6 @@ use serde::Serialize;
 use crate::hub::{Hub, HubError};
 use crate::outbound;
 use crate::protocol::{self, Body, ErrorReply, Event, ModAction, Role, ServerFrame, UserInfo};
-use crate::room::RoomName;
 use crate::store::{Store, StoreError};
 
 /// Events read from the store at a time while scanning a room.
@@ -157,6 +158,14 @@ fn scan(store: &Store, mut visit: impl FnMut(&str, &Bytes, Event)) -> Result<(),
     Ok(())
 }
 
+/// Whether an erasure redacts `event`, one of its room kind's own events
+/// (`RoomKind::erasure`).
+fn redacted_kind(kinds: &crate::room::Kinds, room: &str, event: &Event) -> bool {
+    kinds
+        .parse(room)
+        .is_ok_and(|name| name.kind().erasure(event) == crate::room::Erasure::Redact)
+}
+
 /// Whether `event`, not written by `user`, is about them.
 fn is_about(event: &Event, user: &str) -> bool {
     match &event.body {
@@ -233,6 +242,7 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
     // 1. Their messages, redacted through their rooms.
     let store = hub.store.clone();
     let id = user.to_owned();
+    let kinds = hub.kinds.clone();
     let (messages, quoted) = tokio::task::spawn_blocking(move || {
         let mut messages = Vec::new();
         // Their posts others may have quoted: messages, and tombstones of
@@ -242,6 +252,10 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
             match event.body {
                 Body::Message { .. } if event.from.id == id => {
                     quoted.insert((room.to_owned(), event.offset));
+                    messages.push((room.to_owned(), event));
+                }
+                // A kind's own events (an agenda item): as its kind says.
+                Body::Kind(_) if event.from.id == id && redacted_kind(&kinds, room, &event) => {
                     messages.push((room.to_owned(), event));
                 }
                 // Already erased (by another node's erasure, whose
@@ -263,10 +277,16 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
     // them; if their redaction failed, it is still there: not done.
     let store = hub.store.clone();
     let id = user.to_owned();
+    let kinds = hub.kinds.clone();
     let left = tokio::task::spawn_blocking(move || {
         let mut left = 0u64;
-        scan(&store, |_, _, event| {
-            if event.from.id == id && matches!(event.body, Body::Message { .. }) {
+        scan(&store, |room, _, event| {
+            let redacted = match &event.body {
+                Body::Message { .. } => true,
+                Body::Kind(_) => redacted_kind(&kinds, room, &event),
+                _ => false,
+            };
+            if event.from.id == id && redacted {
                 left += 1;
             }
         })?;
@@ -300,7 +320,8 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
     // original events: their redacted messages and what was rewritten.
     // Computed from what is stored, not from what this run changed, so a
     // run after a failed one deletes what that one could not.
-    if let Some(bus) = hub.bus() {
+    // (Nothing to do on a single node: `forget` does nothing there.)
+    {
         let mut by_room: HashMap<String, Vec<u64>> = HashMap::new();
         for (room, event) in &messages {
             by_room.entry(room.clone()).or_default().push(event.offset);
@@ -310,7 +331,7 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
         }
         let mut failed = None;
         for (room, offsets) in by_room {
-            if let Err(err) = bus.forget(&room, &offsets).await {
+            if let Err(err) = hub.sequencer().forget(&room, &offsets).await {
                 failed = Some(PrivacyError::Stream(err.to_string()));
             }
         }
@@ -340,7 +361,7 @@ async fn redact_batch(hub: &Arc<Hub>, messages: &[(String, Event)]) -> Result<u6
     let eraser = eraser();
     let mut posted = Vec::new();
     for (room_name, event) in messages {
-        let Ok(name) = RoomName::parse(room_name) else {
+        let Ok(name) = hub.kinds.parse(room_name) else {
             continue;
         };
         let room = hub.room(&name).await?;

@@ -1,6 +1,6 @@
 //! Retention: events older than `retention` are removed, room by room,
-//! every `retention_check`. Minors' chats are not kept forever. Notes are
-//! skipped (see below). The same pass forgets posts' idempotency records
+//! every `retention_check`. Minors' chats are not kept forever. Kinds kept
+//! as a whole are skipped (`RoomKind::retention`: notes). The same pass forgets posts' idempotency records
 //! older than `idempotency_window` (one per post sent with a `key`).
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
 use crate::protocol;
+use crate::room::Retention;
 
 pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(hub.config.retention_check);
@@ -30,12 +31,13 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
                 if keep_all {
                     continue;
                 }
-                // A note's updates are folded into its snapshot, which
-                // holds them all: deleting old ones would lose the text.
-                // Notes are erased as a whole, not by age.
-                if crate::room::RoomName::parse(&room)
-                    .is_ok_and(|name| name.kind() == crate::room::Kind::Notes)
-                {
+                // Some kinds are kept or erased as a whole, never by age
+                // (a note's snapshot holds all its updates).
+                let whole = pass_hub
+                    .kinds
+                    .parse(&room)
+                    .is_ok_and(|name| name.kind().retention() == Retention::Whole);
+                if whole {
                     continue;
                 }
                 let removed = store.trim_room(

@@ -1,5 +1,6 @@
 //! `protocol/README.md` against the server's own table of which request
-//! can get which error (`protocol::returned_by`): the error-code column of
+//! can get which error (`preau::kinds::returned_by`: the protocol module's
+//! table and each kind's for its own requests): the error-code column of
 //! every request table and the "Returned by" column of the error table.
 //! (Debug builds of the server also check every refusal they send against
 //! that table, so the whole suite exercises it.) A third party writes a
@@ -8,7 +9,8 @@
 
 use std::collections::BTreeSet;
 
-use preau::protocol::{returned_by, ErrorCode, ANY_REQUEST, REQUEST_TYPES};
+use preau::kinds::{request_types, returned_by};
+use preau::protocol::{ErrorCode, ANY_REQUEST};
 
 fn spec() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/README.md"))
@@ -49,6 +51,7 @@ fn cells(line: &str) -> Vec<String> {
 #[test]
 fn every_request_tables_error_column_matches_the_server() {
     let spec = spec();
+    let request_types = request_types();
     let mut checked = BTreeSet::new();
     let mut errors_column = None;
     for line in spec.lines() {
@@ -65,7 +68,7 @@ fn every_request_tables_error_column_matches_the_server() {
         let Some(request) = ticked(&row[0]).into_iter().next() else {
             continue;
         };
-        if !REQUEST_TYPES.contains(&request.as_str()) {
+        if !request_types.contains(&request.as_str()) {
             continue;
         }
         let listed: BTreeSet<&str> = ticked(&row[at])
@@ -85,7 +88,7 @@ fn every_request_tables_error_column_matches_the_server() {
         );
         checked.insert(request);
     }
-    for request in REQUEST_TYPES {
+    for request in &request_types {
         assert!(
             checked.contains(*request),
             "no request table lists the error codes of `{request}`"
@@ -96,6 +99,7 @@ fn every_request_tables_error_column_matches_the_server() {
 #[test]
 fn the_error_tables_returned_by_column_matches_the_server() {
     let spec = spec();
+    let request_types = request_types();
     let table = spec
         .split("## Error codes")
         .nth(1)
@@ -121,9 +125,9 @@ fn the_error_tables_returned_by_column_matches_the_server() {
         }
         let listed: BTreeSet<String> = ticked(returned_by_column)
             .into_iter()
-            .filter(|w| REQUEST_TYPES.contains(&w.as_str()))
+            .filter(|w| request_types.contains(&w.as_str()))
             .collect();
-        let server: BTreeSet<String> = REQUEST_TYPES
+        let server: BTreeSet<String> = request_types
             .iter()
             .filter(|r| returned_by(r).contains(&code))
             .map(|r| (*r).to_owned())

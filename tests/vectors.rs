@@ -1079,6 +1079,153 @@ fn client_samples() -> Vec<(&'static str, Request)> {
     ]
 }
 
+const AGENDA_ROOM: &str = "3B/agenda/classe";
+/// 2025-12-01T07:00:00Z: a Monday at 8:00 in Paris.
+const A_MONDAY: u64 = 1_764_572_400_000;
+
+fn agenda_fields(item: Option<u64>) -> preau::kinds::agenda::ItemFields {
+    preau::kinds::agenda::ItemFields {
+        item,
+        title: if item.is_some() {
+            "Contrôle de maths (chapitre 4)".into()
+        } else {
+            "Contrôle de maths".into()
+        },
+        starts: A_MONDAY + if item.is_some() { 86_400_000 } else { 0 },
+        ends: Some(A_MONDAY + 3_600_000 + if item.is_some() { 86_400_000 } else { 0 }),
+        all_day: false,
+        place: Some("Salle 12".into()),
+        details: item.is_none().then(|| "Calculatrice autorisée.".into()),
+    }
+}
+
+/// The agenda's requests (a kind's own types, encoded as the kind's
+/// `AgendaRequest`).
+fn agenda_client_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::agenda::{AgendaRequest, NewItem};
+    let item = |fields: preau::kinds::agenda::ItemFields| NewItem {
+        title: fields.title,
+        starts: fields.starts,
+        ends: fields.ends,
+        all_day: None,
+        place: fields.place,
+        details: fields.details,
+    };
+    let encode =
+        |request: AgendaRequest| Bytes::from(rmp_serde::to_vec_named(&request).expect("encodes"));
+    vec![
+        (
+            "agenda_add",
+            encode(AgendaRequest::AgendaAdd {
+                id: Some(80),
+                room: AGENDA_ROOM.into(),
+                item: item(agenda_fields(None)),
+                key: Some("c1f0-agenda-1".into()),
+            }),
+        ),
+        (
+            "agenda_change",
+            encode(AgendaRequest::AgendaChange {
+                id: Some(81),
+                room: AGENDA_ROOM.into(),
+                item: 1,
+                fields: item(agenda_fields(Some(1))),
+            }),
+        ),
+        (
+            "agenda_cancel",
+            encode(AgendaRequest::AgendaCancel {
+                id: Some(82),
+                room: AGENDA_ROOM.into(),
+                item: 1,
+                reason: Some("Grève des transports".into()),
+            }),
+        ),
+        (
+            "agenda",
+            encode(AgendaRequest::Agenda {
+                id: Some(83),
+                room: AGENDA_ROOM.into(),
+                from: A_MONDAY,
+                to: A_MONDAY + 7 * 86_400_000,
+                limit: None,
+            }),
+        ),
+    ]
+}
+
+fn agenda_event(offset: u64) -> Event {
+    use preau::protocol::KindBody;
+    let body = match offset {
+        1 => KindBody::new("agenda_item", &agenda_fields(None)),
+        2 => KindBody::new("agenda_item", &agenda_fields(Some(1))),
+        3 => KindBody::new(
+            "agenda_cancel",
+            &preau::kinds::agenda::CancelFields {
+                item: 1,
+                reason: Some("Grève des transports".into()),
+            },
+        ),
+        other => panic!("no agenda event {other}"),
+    }
+    .expect("a kind body");
+    Event {
+        room: AGENDA_ROOM.into(),
+        epoch: EPOCH.into(),
+        offset,
+        ts: T0 + offset * 60_000,
+        from: prof(),
+        body: Body::Kind(body),
+    }
+}
+
+fn agenda_server_samples() -> Vec<(&'static str, Bytes)> {
+    vec![
+        ("event.agenda_item", protocol::event(&agenda_event(1))),
+        (
+            "event.agenda_item.change",
+            protocol::event(&agenda_event(2)),
+        ),
+        ("event.agenda_cancel", protocol::event(&agenda_event(3))),
+        (
+            "ok.agenda_add",
+            protocol::ok(
+                Some(80),
+                &PostOk {
+                    room: AGENDA_ROOM.into(),
+                    epoch: EPOCH.into(),
+                    offset: 1,
+                    ts: T0 + 60_000,
+                },
+            ),
+        ),
+        (
+            "ok.agenda",
+            protocol::ok(
+                Some(83),
+                &preau::kinds::agenda::AgendaOk {
+                    room: AGENDA_ROOM.into(),
+                    items: vec![preau::kinds::agenda::AgendaItem {
+                        item: 1,
+                        title: "Contrôle de maths (chapitre 4)".into(),
+                        starts: A_MONDAY + 86_400_000,
+                        ends: Some(A_MONDAY + 86_400_000 + 3_600_000),
+                        all_day: false,
+                        place: Some("Salle 12".into()),
+                        details: None,
+                        by: prof(),
+                        ts: T0 + 120_000,
+                        version: 2,
+                        cancelled: true,
+                        reason: Some("Grève des transports".into()),
+                    }],
+                    more: false,
+                },
+            ),
+        ),
+    ]
+}
+
 fn server_samples() -> Vec<(&'static str, Bytes)> {
     let join_ok = JoinOk {
         room: ROOM.into(),
@@ -1617,7 +1764,16 @@ fn generate() -> Vec<Vector> {
             error: None,
         });
     }
-    for (name, bytes) in server_samples() {
+    for (name, bytes) in agenda_client_samples() {
+        vectors.push(Vector {
+            name: name.into(),
+            direction: "client".into(),
+            json: Some(generic(&bytes).expect("msgpack")),
+            hex: hex::encode(&bytes),
+            error: None,
+        });
+    }
+    for (name, bytes) in server_samples().into_iter().chain(agenda_server_samples()) {
         vectors.push(Vector {
             name: name.into(),
             direction: "server".into(),
@@ -1687,6 +1843,8 @@ fn encode_server(v: &Vector) -> Bytes {
                 "rooms" => protocol::ok(id, &typed::<protocol::RoomsOk>(v, data)),
                 "note_versions" => protocol::ok(id, &typed::<protocol::NoteVersions>(v, data)),
                 "note_export" => protocol::ok(id, &typed::<protocol::NoteExport>(v, data)),
+                "agenda_add" => protocol::ok(id, &typed::<PostOk>(v, data)),
+                "agenda" => protocol::ok(id, &typed::<preau::kinds::agenda::AgendaOk>(v, data)),
                 "leave" | "typing" | "ping" => {
                     assert!(data.is_null(), "{}: data must be nil", v.name);
                     let frame = protocol::ok_empty(id);
@@ -1739,10 +1897,47 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
         "note_export" => {
             protocol::decode_ok_data::<protocol::NoteExport>(bytes).expect("NoteExport");
         }
+        "agenda_add" => assert_eq!(
+            protocol::decode_ok_data::<PostOk>(bytes).expect("PostOk"),
+            serde_json::from_value::<PostOk>(data).expect("PostOk json")
+        ),
+        "agenda" => assert_eq!(
+            protocol::decode_ok_data::<preau::kinds::agenda::AgendaOk>(bytes).expect("AgendaOk"),
+            serde_json::from_value::<preau::kinds::agenda::AgendaOk>(data).expect("AgendaOk json")
+        ),
         _ => assert_eq!(
             protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
             rmpv::Value::Nil
         ),
+    }
+}
+
+/// A client vector of a kind's own request type: the protocol module does
+/// not know it (`unknown_type`), the kind's request type decodes it, and
+/// encodes it back to the same bytes.
+fn check_kind_request(v: &Vector, bytes: &[u8], kind: &str) {
+    assert!(
+        matches!(
+            protocol::decode_request(bytes),
+            Err(protocol::DecodeError::UnknownType { .. })
+        ),
+        "{}: a kind's request is not one of the protocol module's",
+        v.name
+    );
+    assert_eq!(generic(bytes).as_ref(), Some(v.json()), "{}: json", v.name);
+    match kind {
+        "agenda" => {
+            use preau::kinds::agenda::AgendaRequest;
+            let types = preau::session::KindHandler::requests(&preau::kinds::agenda::Agenda);
+            let request: AgendaRequest = protocol::decode_kind_request(bytes, types)
+                .unwrap_or_else(|e| panic!("{}: the agenda does not decode it: {e}", v.name));
+            let encoded = rmp_serde::to_vec_named(&request).expect("encodes");
+            assert_eq!(hex::encode(encoded), v.hex, "{}: re-encoded", v.name);
+            let from_json: AgendaRequest = serde_json::from_value(v.json().to_value())
+                .unwrap_or_else(|e| panic!("{}: json is not an agenda request: {e}", v.name));
+            assert_eq!(from_json, request, "{}: json and hex differ", v.name);
+        }
+        other => panic!("{}: no vector check for kind {other}", v.name),
     }
 }
 
@@ -1761,6 +1956,14 @@ fn check_vector(v: &Vector) {
                 "{}: client vectors have no error",
                 v.name
             );
+            let ty = v.json().get("type").and_then(J::as_str).unwrap_or_default();
+            let owner = preau::kinds::ALL
+                .iter()
+                .find(|k| k.requests().contains(&ty));
+            if let Some(kind) = owner.filter(|_| !protocol::REQUEST_TYPES.contains(&ty)) {
+                check_kind_request(v, &bytes, kind.name());
+                return;
+            }
             let request = protocol::decode_request(&bytes)
                 .unwrap_or_else(|e| panic!("{}: decode_request failed: {e}", v.name));
             let encoded = protocol::encode_request(&request).expect("encodes");
@@ -1891,7 +2094,14 @@ const BODY_KINDS: [&str; 8] = [
     "yjs_update",
 ];
 
-fn body_kind(body: &Body) -> &'static str {
+fn body_kind(body: &Body) -> String {
+    match body {
+        Body::Kind(body) => body.kind.clone(),
+        other => core_body_kind(other).to_owned(),
+    }
+}
+
+fn core_body_kind(body: &Body) -> &'static str {
     match body {
         Body::Message { .. } => "message",
         Body::Redacted { .. } => "redacted",
@@ -1901,6 +2111,7 @@ fn body_kind(body: &Body) -> &'static str {
         Body::Edit { .. } => "edit",
         Body::Answer { .. } => "answer",
         Body::YjsUpdate { .. } => "yjs_update",
+        Body::Kind(_) => "",
     }
 }
 
@@ -1914,8 +2125,10 @@ fn vectors_cover_every_request_and_frame() {
             .filter_map(|v| v.json.as_ref()?.get("type")?.as_str().map(str::to_owned))
             .collect()
     };
+    // The protocol module's request types and the kinds' own.
     let requests: BTreeSet<String> = protocol::REQUEST_TYPES
         .iter()
+        .chain(preau::kinds::ALL.iter().flat_map(|k| k.requests()))
         .map(|s| s.to_string())
         .collect();
     assert_eq!(types("client"), requests);
@@ -1973,7 +2186,17 @@ fn vectors_cover_every_request_and_frame() {
             bodies.insert(body_kind(&event.body));
         }
     }
-    assert_eq!(bodies, BTreeSet::from(BODY_KINDS));
+    let known: BTreeSet<String> = BODY_KINDS
+        .iter()
+        .copied()
+        .chain(
+            preau::kinds::ALL
+                .iter()
+                .flat_map(|k| k.events().iter().copied()),
+        )
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(bodies, known);
     // The moderation refusals have sample replies; `muted` and `slow_mode`
     // say when to retry.
     let errors: BTreeSet<&str> = vectors

@@ -1,3 +1,4 @@
 export * from "./client.js";
 export * from "./yjs-provider.js";
 export * from "./forum.js";
+export * from "./agenda.js";

@@ -137,3 +137,50 @@ test("forum vectors: the typed helpers send exactly the documented frames; repli
   assert.deepEqual(ev("event.forum.edit"), { kind: "edit", offset: 6, target: 3, thread: 3, text: "Qu'est-ce qui change, et pour qui, en 1789 ?", title: "La Révolution française" });
   assert.deepEqual(ev("event.forum.answer"), { kind: "answer", offset: 7, thread: 3, answer: 5 });
 });
+
+test("agenda vectors: the helpers send exactly the documented frames; replies and events decode", async () => {
+  const { PreauClient } = await import("../src/client.js");
+  const { agendaAdd, agendaChange, agendaCancel, agendaList, decodeAgendaOk, AgendaView } = await import("../src/agenda.js");
+  const client = new PreauClient({ url: "ws://test/ws", token: "t", WebSocket: RecordingSocket as any, requestTimeoutMs: 200 });
+  await client.connect();
+  const sock = RecordingSocket.last!;
+  const byName = (n: string) => vectors.find((v) => v.name === n)!;
+  const room = "3B/agenda/classe";
+  const monday = 1_764_572_400_000;
+  const hour = 3_600_000;
+  const day = 24 * hour;
+  const cases: Array<[string, () => Promise<unknown>]> = [
+    ["agenda_add", () => agendaAdd(client, room, { title: "Contrôle de maths", starts: monday, ends: monday + hour, place: "Salle 12", details: "Calculatrice autorisée." }, "c1f0-agenda-1")],
+    ["agenda_change", () => agendaChange(client, room, 1, { title: "Contrôle de maths (chapitre 4)", starts: monday + day, ends: monday + day + hour, place: "Salle 12" })],
+    ["agenda_cancel", () => agendaCancel(client, room, 1, "Grève des transports")],
+    ["agenda", () => agendaList(client, room, monday, monday + 7 * day)],
+  ];
+  try {
+    for (const [name, send] of cases) {
+      const v = byName(name);
+      const before = sock.sent.length;
+      void send().catch(() => {});
+      const frame = sock.sent[before];
+      assert.ok(frame, `${name}: a frame was sent`);
+      frame.id = (v.json as { id: number }).id;
+      assert.equal(Buffer.from(encode(frame)).toString("hex"), v.hex, name);
+    }
+  } finally {
+    client.close();
+  }
+  const ok = decodeAgendaOk((decode(Buffer.from(byName("ok.agenda").hex, "hex")) as { data: unknown }).data);
+  assert.deepEqual(
+    ok.items.map((i) => [i.item, i.version, i.cancelled, i.reason, i.allDay]),
+    [[1, 2, true, "Grève des transports", false]],
+  );
+  // The three events, fed to a view of the week, give what `ok.agenda` says.
+  const view = new AgendaView(room, monday, monday + 7 * day);
+  for (const n of ["event.agenda_item", "event.agenda_item.change", "event.agenda_cancel"]) {
+    assert.ok(view.apply(decode(Buffer.from(byName(n).hex, "hex")) as any), n);
+  }
+  const [item] = view.list();
+  assert.deepEqual(
+    [item.item, item.title, item.starts, item.ends, item.version, item.cancelled, item.reason],
+    [ok.items[0].item, ok.items[0].title, ok.items[0].starts, ok.items[0].ends, ok.items[0].version, true, "Grève des transports"],
+  );
+});

@@ -4,11 +4,15 @@
 mod cluster;
 mod load;
 mod post;
+mod sequencer;
 
-use load::{compact_note, redact_stored};
+pub use cluster::{Cluster, ClusterNode, ClusterSequencer};
+pub use sequencer::{Local, Post, Sequencer};
+
+use load::redact_stored;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -18,18 +22,14 @@ use tokio::time::Instant;
 use crate::auth::{Claims, Keyring};
 use crate::bus::{BusError, Ordered, Published, RedisBus};
 use crate::config::Config;
-use crate::forum::Forum;
 use crate::metrics::Metrics;
 use crate::moderation::Moderation;
-use crate::notes::NoteDoc;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Body, ErrorCode, Event, PostOk, Role, UserInfo};
-use crate::protocol::{ModAction, NoteVersionInfo};
 use crate::ratelimit::TokenBucket;
-use crate::room::{edit_tombstone, Effect, Kind, NewVersion, NoteState};
+use crate::room::{edit_tombstone, Chore, ChoreContext, Effect, Kinds};
 use crate::room::{Accepted, Keyed, PendingTombstone, Queued, Room, RoomName};
-use crate::store::{Job, Store, StoreError};
-use crate::store::{NoteSnapshot, PostKey, StoredVersion};
+use crate::store::{Job, PostKey, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -75,7 +75,7 @@ struct UserEntry {
 
 /// Who gets the ack of a post once it is durable.
 #[derive(Clone)]
-struct Waiter {
+pub struct Waiter {
     out: Outbound,
     id: Option<u32>,
     /// When the post was sent (stale waiters are answered by the sweep).
@@ -97,26 +97,25 @@ impl Waiter {
     }
 }
 
-type Waiters = Arc<DashMap<u64, Waiter>>;
-
 pub struct Hub {
     pub config: Arc<Config>,
     pub keyring: Keyring,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
-    bus: OnceLock<Arc<RedisBus>>,
+    /// The room kinds this server runs (`src/kinds/mod.rs`).
+    pub kinds: Kinds,
+    /// Who orders posts: this node ([`Local`]) or the cluster.
+    sequencer: Arc<dyn Sequencer>,
     rooms: DashMap<String, RoomCell>,
     users: DashMap<String, UserEntry>,
-    /// Posts sent to the bus and not yet stored here, by post id.
-    waiters: Waiters,
-    next_pid: AtomicU64,
     next_conn: AtomicU64,
     /// Where note compactions run (blocking pool); `None` outside a
     /// runtime, where they run inline.
     runtime: Option<tokio::runtime::Handle>,
-    /// Bytes held in note messages sent in parts, node-wide.
-    pub note_parts: Arc<crate::notes::PartsBudget>,
+    /// What kinds share node-wide (a budget, a cache), one value per
+    /// type: see [`Hub::shared`].
+    shared: DashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Hub {
@@ -126,36 +125,56 @@ impl Hub {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         clock: Clock,
+        kinds: Kinds,
+        sequencer: Arc<dyn Sequencer>,
     ) -> Hub {
-        let note_parts = crate::notes::PartsBudget::new(
-            config
-                .note_max_bytes
-                .saturating_mul(crate::notes::PARTS_BUDGET_NOTES),
-        );
         Hub {
             config,
             keyring,
             store,
             metrics,
             clock,
-            bus: OnceLock::new(),
+            kinds,
+            sequencer,
             rooms: DashMap::new(),
             users: DashMap::new(),
-            waiters: Arc::default(),
-            next_pid: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::try_current().ok(),
-            note_parts,
+            shared: DashMap::new(),
         }
     }
 
-    /// Switches the hub to cluster mode (once, at start).
-    pub fn set_bus(&self, bus: Arc<RedisBus>) {
-        let _ = self.bus.set(bus);
+    /// Who orders this hub's posts (single node or cluster).
+    pub fn sequencer(&self) -> &dyn Sequencer {
+        self.sequencer.as_ref()
     }
 
-    pub fn bus(&self) -> Option<&Arc<RedisBus>> {
-        self.bus.get()
+    /// Tells other nodes about a local presence change (cluster mode).
+    pub fn announce_presence(&self, room: &RoomName, user: &UserInfo, present: bool) {
+        self.sequencer
+            .announce_presence(room.as_str(), user, present);
+    }
+
+    /// The node-wide value of type `T` a kind keeps (made with `init` on
+    /// first use): kinds own their shared state without the hub naming it.
+    pub fn shared<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce(&Config) -> T,
+    ) -> Arc<T> {
+        let id = std::any::TypeId::of::<T>();
+        let known = self.shared.get(&id).map(|v| v.value().clone());
+        if let Some(value) = known.and_then(|v| v.downcast::<T>().ok()) {
+            return value;
+        }
+        let fresh = Arc::new(init(&self.config));
+        let stored = self
+            .shared
+            .entry(id)
+            .or_insert_with(|| fresh.clone())
+            .value()
+            .clone();
+        // Keyed by its own type: the stored value is a `T`.
+        stored.downcast::<T>().unwrap_or(fresh)
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -189,10 +208,8 @@ impl Hub {
                 return Err(err);
             }
         };
-        if fresh && self.bus().is_some() {
-            let hub = self.clone();
-            let room = room.clone();
-            tokio::spawn(async move { hub.catch_up_room(room).await });
+        if fresh {
+            self.sequencer.loaded(self, &room);
         }
         Ok(room)
     }
@@ -211,44 +228,42 @@ impl Hub {
         {
             return Ok(true);
         }
-        match self.bus() {
-            Some(bus) => Ok(bus.room_offset(name.as_str()).await?.is_some()),
-            None => Ok(false),
-        }
+        self.sequencer.known_elsewhere(name.as_str()).await
     }
 
-    /// Forgets a room that has no member and no write in flight. A note
-    /// with updates since its snapshot is compacted first (its last editor
-    /// left), then released again.
+    /// Forgets a room that has no member and no write in flight. Work its
+    /// kind wants done first (a note with updates since its snapshot is
+    /// compacted: its last editor left) runs before, then the room is
+    /// released again.
     pub fn release(self: &Arc<Self>, room: &Arc<Room>) {
-        if room.member_count() == 0
-            && room.with_note(|n| n.since_snapshot > 0 && !n.compacting) == Some(true)
-        {
-            let Some(runtime) = self.runtime.clone() else {
-                compact_note(&self.store, &self.metrics, room);
+        if room.member_count() == 0 {
+            if let Some(chore) = room.before_unload() {
+                let Some(runtime) = self.runtime.clone() else {
+                    post::run_chore(&self.store, &self.metrics, room, chore);
+                    return;
+                };
+                let hub = self.clone();
+                let room = room.clone();
+                // A handle, not `tokio::spawn`: this also runs from a
+                // session's `Drop`, possibly while the runtime shuts down.
+                runtime.spawn(async move {
+                    let (store, metrics, done) =
+                        (hub.store.clone(), hub.metrics.clone(), room.clone());
+                    let ran = tokio::task::spawn_blocking(move || {
+                        post::run_chore(&store, &metrics, &done, chore)
+                    })
+                    .await;
+                    if let Err(err) = ran {
+                        tracing::error!(room = %room.name(), error = %err, "unload chore failed");
+                    }
+                    // Released only once the work is done: a failing
+                    // chore is retried by the next sweep, not in a loop.
+                    if room.before_unload().is_none() && room.member_count() == 0 {
+                        hub.release(&room);
+                    }
+                });
                 return;
-            };
-            let hub = self.clone();
-            let room = room.clone();
-            // A handle, not `tokio::spawn`: this also runs from a session's
-            // `Drop`, possibly while the runtime shuts down.
-            runtime.spawn(async move {
-                let (store, metrics, compacted) =
-                    (hub.store.clone(), hub.metrics.clone(), room.clone());
-                if let Err(err) =
-                    tokio::task::spawn_blocking(move || compact_note(&store, &metrics, &compacted))
-                        .await
-                {
-                    tracing::error!(room = %room.name(), error = %err, "note compaction task failed");
-                }
-                // Released only once compacted: a failing compaction is
-                // retried by the next sweep, not in a loop here.
-                let folded = room.with_note(|n| n.since_snapshot == 0) == Some(true);
-                if folded && room.member_count() == 0 {
-                    hub.release(&room);
-                }
-            });
-            return;
+            }
         }
         if !room.close_if_idle() {
             return;
@@ -258,10 +273,7 @@ impl Hub {
         });
         if removed.is_some() {
             self.metrics.rooms_loaded.decrement(1.0);
-            if let Some(bytes) = room.with_note(|n| n.doc.size_estimate()) {
-                self.metrics.notes_loaded.decrement(1.0);
-                self.metrics.note_bytes.decrement(bytes as f64);
-            }
+            room.unloaded(&self.metrics);
         }
     }
 
@@ -306,28 +318,14 @@ impl Hub {
     /// written, so `release` could not unload it then).
     pub fn sweep(self: &Arc<Self>) {
         let now = Instant::now();
-        self.waiters.retain(|_, waiter| {
-            if now.duration_since(waiter.since) < WAITER_TIMEOUT {
-                return true;
-            }
-            waiter.out.send(protocol::error(
-                waiter.id,
-                ErrorCode::Unavailable,
-                "not stored on this node in time: check the room's history before posting again (or retry with the same key)",
-            ));
-            false
-        });
+        self.sequencer.expire_waiters(now, WAITER_TIMEOUT);
         self.users.retain(|_, entry| {
             entry.connections > 0 || !entry.bucket.is_full(now) || !entry.requests.is_full(now)
         });
         // Collect first: `release` takes the map's write lock.
         for room in self.loaded_rooms() {
             room.expire_waiters(WAITER_TIMEOUT, |id| {
-                protocol::error(
-                    id,
-                    ErrorCode::Unavailable,
-                    "not stored on this node in time: check the room's history before posting again (or retry with the same key)",
-                )
+                protocol::error(id, ErrorCode::Unavailable, NOT_STORED_IN_TIME)
             });
             if room.has_pending_tombstones() {
                 let (store, pending) = (self.store.clone(), room.clone());
@@ -367,6 +365,9 @@ const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// A post waiting for its ack longer than this (in cluster mode: ordered,
 /// but not stored here) is answered `unavailable` by the sweep.
 const WAITER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What a poster whose ack timed out is told.
+const NOT_STORED_IN_TIME: &str = "not stored on this node in time: check the room's history before posting again (or retry with the same key)";
 
 /// How often [`Hub::sweep`] runs.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

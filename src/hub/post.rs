@@ -37,161 +37,47 @@ impl Hub {
             id,
             since: Instant::now(),
         });
-        let window_ms =
-            u64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(u64::MAX);
-        let Some(bus) = self.bus().cloned() else {
-            if let Some(key) = key {
-                // Sequenced since the room loaded (maybe still being
-                // written): the room answers, and registers the waiter.
-                let now = (self.clock)();
-                let ack_to = waiter.as_ref().map(|w| (&w.out, w.id));
-                if let Some(known) = room.known_key(now, window_ms, (&from.id, key), ack_to) {
-                    if let (
-                        Keyed::Known {
-                            offset,
-                            ts,
-                            waiting: false,
-                        },
-                        Some(waiter),
-                    ) = (known, &waiter)
-                    {
-                        waiter.ack(room, offset, ts);
-                    }
-                    return Ok(());
-                }
-                // Stored before this room was loaded (or before a
-                // restart): durable, since every write of this load is in
-                // the room's own record above.
-                let store = self.store.clone();
-                let (name, user, post_key) =
-                    (room.name().to_string(), from.id.clone(), key.to_owned());
-                let since = (self.clock)().saturating_sub(window_ms);
-                let known = tokio::task::spawn_blocking(move || {
-                    store.find_post(&name, &user, &post_key, since)
-                })
-                .await??;
-                if let Some(known) = known {
-                    if let Some(waiter) = waiter {
-                        waiter.ack(room, known.offset, known.ts);
-                    }
-                    return Ok(());
-                }
-            }
-            // A room unloaded between our lookup and now is loaded again.
-            let mut room = room.clone();
-            loop {
-                let queue = |offset, ts| {
-                    let event = Event {
-                        room: room.name().to_string(),
-                        epoch: room.epoch().to_owned(),
-                        offset,
-                        ts,
-                        from: from.clone(),
-                        body: body.clone(),
-                    };
-                    let queued = Queued {
-                        frame: protocol::event(&event),
-                        pid: None,
-                        effect: Effect::of(&event),
-                    };
-                    let idempotency = key.map(|k| PostKey {
-                        user: from.id.clone(),
-                        key: k.to_owned(),
-                        ts,
-                    });
-                    self.submit(&room, offset, queued, waiter.clone(), idempotency)
-                };
-                let now = (self.clock)();
-                let ack_to = waiter.as_ref().map(|w| (&w.out, w.id));
-                let sequenced = match key {
-                    None => room.sequence(now, queue)?.map(Keyed::New),
-                    Some(key) => {
-                        room.sequence_keyed(now, window_ms, (&from.id, key), ack_to, queue)?
-                    }
-                };
-                match sequenced {
-                    Some(Keyed::New(_)) => return Ok(()),
-                    Some(Keyed::Known {
-                        offset,
-                        ts,
-                        waiting,
-                    }) => {
-                        if let (false, Some(waiter)) = (waiting, &waiter) {
-                            waiter.ack(&room, offset, ts);
-                        }
-                        return Ok(());
-                    }
-                    None => room = self.room(room.name()).await?,
-                }
-            }
-        };
-        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
-        if let Some(waiter) = waiter.clone() {
-            self.waiters.insert(pid, waiter);
-        }
-        let head = room.next_offset().saturating_sub(1);
-        let redacted = match &body {
-            Body::Moderation {
-                action: ModAction::Redact { offset, .. },
-                ..
-            } => Some(*offset),
-            _ => None,
-        };
-        let idempotency = key.map(|k| (from.id.as_str(), k));
-        match bus
-            .publish(
-                room.name(),
-                room.epoch(),
-                head,
-                from,
-                body,
-                pid,
-                idempotency,
+        self.sequencer
+            .post(
+                self,
+                room,
+                Post {
+                    from,
+                    body,
+                    key,
+                    waiter,
+                },
             )
             .await
-        {
-            Ok(Published::New(event)) => {
-                self.accept_reloading(room, *event, Some(pid)).await;
-                if let Some(target) = redacted {
-                    // The stream still holds the message as posted.
-                    let mut offsets = vec![target];
-                    offsets.extend(room.post_edits(target));
-                    let (bus, name) = (bus.clone(), room.name().to_string());
-                    tokio::spawn(async move {
-                        if let Err(err) = bus.forget(&name, &offsets).await {
-                            tracing::warn!(room = %name, error = %err, "cannot delete a redacted message from the stream");
-                        }
-                    });
-                }
-                Ok(())
-            }
-            Ok(Published::Known(offset)) => {
-                self.waiters.remove(&pid);
-                if let Some(waiter) = waiter {
-                    self.ack_when_stored(room, offset, waiter).await;
-                }
-                // It may not have reached this node yet.
-                self.catch_up_room(room.clone()).await;
-                Ok(())
-            }
-            Err(err) => {
-                // A copy of the event (channel or stream) may have arrived
-                // and taken the waiter before this error: Redis did order
-                // it, and that copy's commit acks it. One reply only.
-                if self.waiters.remove(&pid).is_none() && waiter.is_some() {
-                    tracing::info!(error = %err, "publish reply lost, but the post was ordered and is acked");
-                    return Ok(());
-                }
-                Err(err.into())
-            }
-        }
+    }
+
+    /// The idempotency window in milliseconds.
+    pub(super) fn window_ms(&self) -> u64 {
+        u64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A post of `user` with `key` stored in `room` within the window
+    /// (before this load of the room, or before a restart).
+    pub(super) async fn find_post(
+        &self,
+        room: &Room,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<crate::store::KnownPost>, HubError> {
+        let store = self.store.clone();
+        let (name, user, key) = (room.name().to_string(), user.to_owned(), key.to_owned());
+        let since = (self.clock)().saturating_sub(self.window_ms());
+        Ok(
+            tokio::task::spawn_blocking(move || store.find_post(&name, &user, &key, since))
+                .await??,
+        )
     }
 
     /// If `from` already posted to `room` with idempotency key `key` (within
     /// the window), has `out` get that post's ack (request `id`) and
     /// returns true.
     pub async fn ack_known(
-        &self,
+        self: &Arc<Self>,
         room: &Arc<Room>,
         from: &UserInfo,
         key: &str,
@@ -203,41 +89,9 @@ impl Hub {
             id,
             since: Instant::now(),
         };
-        let window = u64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(u64::MAX);
-        let offset = match self.bus() {
-            Some(bus) => bus.known_post(room.name().as_str(), &from.id, key).await?,
-            None => {
-                match room.known_key((self.clock)(), window, (&from.id, key), Some((out, id))) {
-                    Some(Keyed::Known {
-                        offset,
-                        ts,
-                        waiting,
-                    }) => {
-                        if !waiting {
-                            waiter.ack(room, offset, ts);
-                        }
-                        return Ok(true);
-                    }
-                    Some(Keyed::New(_)) => return Ok(false),
-                    None => {
-                        let store = self.store.clone();
-                        let (name, user, post_key) =
-                            (room.name().to_string(), from.id.clone(), key.to_owned());
-                        let since = (self.clock)().saturating_sub(window);
-                        tokio::task::spawn_blocking(move || {
-                            store.find_post(&name, &user, &post_key, since)
-                        })
-                        .await??
-                        .map(|known| known.offset)
-                    }
-                }
-            }
-        };
-        let Some(offset) = offset else {
-            return Ok(false);
-        };
-        self.ack_when_stored(room, offset, waiter).await;
-        Ok(true)
+        self.sequencer
+            .ack_known(self, room, &from.id, key, waiter)
+            .await
     }
 
     /// Acks `offset` of `room` to `waiter` once stored here (now, if it
@@ -276,7 +130,7 @@ impl Hub {
         let metrics = self.metrics.clone();
         let store = self.store.clone();
         let runtime = self.runtime.clone();
-        let cluster = self.bus().is_some();
+        let cluster = self.sequencer.replicated();
         let Queued { frame, effect, .. } = queued;
         let done_frame = frame.clone();
         self.store.submit(Job {
@@ -338,7 +192,7 @@ impl Done<'_> {
                     room.add_pending_tombstone(PendingTombstone {
                         target: *target,
                         tombstone: tombstone.clone(),
-                        edits: room.post_edits(*target),
+                        edits: room.linked(*target),
                         by: by.clone(),
                         reason: reason.clone(),
                     });
@@ -374,7 +228,7 @@ impl Done<'_> {
             ..
         }) = &effect
         {
-            let edits = room.post_edits(*target);
+            let edits = room.linked(*target);
             if let Err(err) = redact_stored(
                 self.store,
                 room.name().as_str(),
@@ -405,16 +259,20 @@ impl Done<'_> {
         self.metrics
             .queue_drops
             .increment(committed.delivery.refused);
-        if let Some(version) = committed.version {
-            self.store_version(version);
+        // The kind's work: inline ones first, in order (a version is
+        // stored before a compaction may delete the event it came from),
+        // then long ones on the blocking pool.
+        let (inline, off_writer): (Vec<_>, Vec<_>) =
+            committed.chores.into_iter().partition(|c| !c.off_writer);
+        for chore in inline {
+            run_chore(self.store, self.metrics, room, chore);
         }
-        if committed.compact {
+        for chore in off_writer {
             let (store, metrics, room) = (self.store.clone(), self.metrics.clone(), room.clone());
-            let compact = move || compact_note(&store, &metrics, &room);
-            // Encoding a large document is kept off the writer thread.
+            let run = move || run_chore(&store, &metrics, &room, chore);
             match self.runtime {
-                Some(runtime) => drop(runtime.spawn_blocking(compact)),
-                None => compact(),
+                Some(runtime) => drop(runtime.spawn_blocking(run)),
+                None => run(),
             }
         }
         if let Some(state) = committed
@@ -435,27 +293,15 @@ impl Done<'_> {
     fn write_pending_tombstones(&self) {
         write_pending_tombstones(self.store, self.room);
     }
+}
 
-    pub(super) fn store_version(&self, version: NewVersion) {
-        let stored = StoredVersion {
-            info: NoteVersionInfo {
-                version: version.version,
-                label: version.label,
-                by: version.by,
-                ts: version.ts,
-                offset: version.offset,
-            },
-            state: version.state,
-        };
-        let number = stored.info.version;
-        if let Err(err) = self
-            .store
-            .save_version(self.room.name().as_str(), number, &stored)
-        {
-            // Loading the note writes it again from the stored events.
-            tracing::error!(room = %self.room.name(), error = %err, "cannot store a note version");
-        }
-    }
+/// Runs a kind's chore. Blocking.
+pub(super) fn run_chore(store: &Store, metrics: &Metrics, room: &Arc<Room>, chore: Chore) {
+    (chore.run)(&ChoreContext {
+        store,
+        metrics,
+        room,
+    });
 }
 
 /// Writes the tombstones a storage failure left behind in `room`; those

@@ -62,8 +62,22 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
     }
     match from_slice_bounded::<Request>(frame) {
         Ok(request) => Ok(request),
-        Err(typed_error) => Err(classify(frame, typed_error)),
+        Err(typed_error) => Err(classify(frame, typed_error, REQUEST_TYPES)),
     }
+}
+
+/// Decodes a client frame of a type a room kind owns (not one of
+/// [`REQUEST_TYPES`]) as the kind's own request type `T`, with the same
+/// bounds and the same errors as [`decode_request`]: `types` are the
+/// kind's request types.
+pub fn decode_kind_request<T: serde::de::DeserializeOwned>(
+    frame: &[u8],
+    types: &[&str],
+) -> Result<T, DecodeError> {
+    if !frame.first().is_some_and(|&b| is_map_marker(b)) {
+        return Err(classify_non_map(frame));
+    }
+    from_slice_bounded::<T>(frame).map_err(|typed_error| classify(frame, typed_error, types))
 }
 
 /// fixmap, map16, map32.
@@ -79,7 +93,9 @@ fn classify_non_map(frame: &[u8]) -> DecodeError {
     }
 }
 
-fn classify(frame: &[u8], typed_error: rmp_serde::decode::Error) -> DecodeError {
+/// Says what is wrong with a frame that did not decode as a request of
+/// one of `types`.
+fn classify(frame: &[u8], typed_error: rmp_serde::decode::Error, types: &[&str]) -> DecodeError {
     let mut reader = frame;
     let value = match rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH) {
         Ok(value) => value,
@@ -105,7 +121,7 @@ fn classify(frame: &[u8], typed_error: rmp_serde::decode::Error) -> DecodeError 
         Some(_) => return DecodeError::Malformed("`type` is not a string".to_owned()),
         None => return DecodeError::Malformed("missing `type`".to_owned()),
     };
-    if !REQUEST_TYPES.contains(&ty.as_str()) {
+    if !types.contains(&ty.as_str()) {
         return DecodeError::UnknownType { id, ty };
     }
     DecodeError::InvalidField {

@@ -8,8 +8,8 @@
 //! and the store runs callbacks in queue order, so [`Room::commit`] sees a
 //! room's offsets in increasing order: offset order is delivery order.
 
+pub mod kind;
 pub mod name;
-mod note;
 pub mod policy;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,15 +17,16 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::forum::Forum;
 use crate::moderation::{Moderation, Refused};
-use crate::notes::NoteError;
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
 pub use crate::effect::{edit_tombstone, Effect};
-pub use name::{Kind, RoomName};
-pub use note::{NewVersion, NoteState};
+pub use kind::{
+    Chore, ChoreContext, Commit, CommitRefusal, Erasure, KindState, Kinds, LoadContext, NoState,
+    Retention, RoomKind,
+};
+pub use name::{RoomName, RoomNameError};
 
 /// Events buffered for a member whose join (with recovery) is in progress
 /// before it counts as a slow consumer.
@@ -76,12 +77,9 @@ struct State {
     ahead: BTreeMap<u64, Queued>,
     /// Mutes, bans, slow mode, read-only, as of the last committed event.
     moderation: Moderation,
-    /// Forums: the thread index, as of the last committed event.
-    forum: Forum,
-    /// Notes: the document and its awareness (`None` for other kinds).
-    note: Option<NoteState>,
-    /// Notes: compact after this many updates (`note_compact_every`).
-    compact_every: u64,
+    /// What the room's kind derives from its events, as of the last
+    /// committed event (a forum's thread index, a note's document).
+    kind: Box<dyn KindState>,
     /// When each user last posted here (slow mode; this node only).
     last_post: HashMap<String, tokio::time::Instant>,
     /// Offsets with a redaction accepted here but not yet committed, so a
@@ -217,35 +215,33 @@ pub struct Left {
     pub last_here: Option<UserInfo>,
 }
 
-/// Counts what fan-out did, for metrics.
-/// What [`Room::commit`] did and what is left to persist.
+/// What [`Room::commit`] did and what is left to do.
 #[derive(Default)]
 pub struct Committed {
+    /// Counts what fan-out did, for metrics.
     pub delivery: Delivery,
     /// The moderation state to checkpoint, if the event changed it.
     pub moderation: Option<Moderation>,
-    /// A note version the event validated, to store.
-    pub version: Option<NewVersion>,
-    /// The note has enough updates since its snapshot to compact.
-    pub compact: bool,
+    /// Work the kind's state left (storing a version, compacting).
+    pub chores: Vec<Chore>,
 }
 
-/// The error reply that replaces `ack` (an `ok` reply) when its note
-/// update is refused at commit: same request id.
-fn refusal(ack: &Bytes, err: &NoteError) -> Bytes {
+/// The error reply that replaces `ack` (an `ok` reply) when its event is
+/// refused at commit: same request id.
+fn refusal(ack: &Bytes, refused: &CommitRefusal) -> Bytes {
     let id = match protocol::decode_server_frame(ack) {
         Ok(protocol::ServerFrame::Ok { id, .. }) => id,
         _ => None,
     };
-    protocol::error(id, err.code(), format!("{err}: not applied"))
+    protocol::error(id, refused.code, refused.message.clone())
 }
 
-fn unknown_user() -> UserInfo {
-    UserInfo {
-        id: String::new(),
-        name: String::new(),
-        role: crate::protocol::Role::Staff,
-    }
+/// What a kind's code sees of the room besides its own state
+/// ([`Room::with_state`]).
+pub struct View<'a> {
+    /// The last offset delivered.
+    pub head: u64,
+    pub moderation: &'a Moderation,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -273,9 +269,7 @@ impl Room {
                 last_ts: 0,
                 ahead: BTreeMap::new(),
                 moderation,
-                forum: Forum::default(),
-                note: None,
-                compact_every: u64::MAX,
+                kind: Box::new(NoState),
                 last_post: HashMap::new(),
                 redacting: std::collections::HashSet::new(),
                 repairing: false,
@@ -292,52 +286,40 @@ impl Room {
         }
     }
 
-    /// Sets the forum's thread index, rebuilt from the stored events.
-    pub fn with_forum(self, forum: Forum) -> Room {
-        self.state.lock().forum = forum;
+    /// Sets the state the room's kind derived from the stored events.
+    pub fn with_kind(self, kind: Box<dyn KindState>) -> Room {
+        self.state.lock().kind = kind;
         self
     }
 
-    /// Sets a note's loaded state and how often it is compacted.
-    pub fn with_note_state(self, note: NoteState, compact_every: u64) -> Room {
-        {
-            let mut state = self.state.lock();
-            state.note = Some(note);
-            state.compact_every = compact_every.max(1);
-        }
-        self
+    /// Runs `f` on the kind's state if it is a `T`, with the room's head
+    /// and moderation state (under the room's lock: no I/O, nothing long).
+    pub fn with_state<T: KindState, R>(&self, f: impl FnOnce(&mut T, &View<'_>) -> R) -> Option<R> {
+        self.inspect(|kind, view| {
+            let kind: &mut dyn std::any::Any = kind;
+            kind.downcast_mut::<T>().map(|kind| f(kind, view))
+        })
     }
 
-    /// Runs `f` on the note's state, if this room is a loaded note (under
-    /// the room's lock: no I/O, and nothing long).
-    pub fn with_note<T>(&self, f: impl FnOnce(&mut NoteState) -> T) -> Option<T> {
-        self.state.lock().note.as_mut().map(f)
-    }
-
-    /// Starts compacting the note: its state now, the offset it covers
-    /// (every committed update), and how many updates it folds. `None` if
-    /// not a note, nothing to fold, or a compaction already runs.
-    pub fn start_compaction(&self) -> Option<(u64, Vec<u8>, u64)> {
+    /// Runs `f` on the kind's state, whatever it is (under the room's lock).
+    pub fn inspect<R>(&self, f: impl FnOnce(&mut dyn KindState, &View<'_>) -> R) -> R {
         let mut state = self.state.lock();
-        let head = state.head;
-        let note = state.note.as_mut()?;
-        if note.compacting || note.since_snapshot == 0 {
-            return None;
-        }
-        let snapshot = note.doc.snapshot().ok()?;
-        note.compacting = true;
-        Some((head, snapshot, note.since_snapshot))
+        let state = &mut *state;
+        let view = View {
+            head: state.head,
+            moderation: &state.moderation,
+        };
+        f(state.kind.as_mut(), &view)
     }
 
-    /// Ends a compaction started by [`Room::start_compaction`].
-    pub fn end_compaction(&self, through: u64, folded: u64, stored: bool) {
-        self.with_note(|note| {
-            note.compacting = false;
-            if stored {
-                note.snapshot_through = through;
-                note.since_snapshot = note.since_snapshot.saturating_sub(folded);
-            }
-        });
+    /// Work the kind's state wants done before the room is unloaded.
+    pub fn before_unload(&self) -> Option<Chore> {
+        self.state.lock().kind.before_unload()
+    }
+
+    /// The room was loaded: its kind's state says so to the metrics.
+    pub fn loaded(&self, metrics: &crate::metrics::Metrics) {
+        self.state.lock().kind.loaded(metrics);
     }
 
     /// Sets the presence limit (see `Config::presence_limit`).
@@ -720,9 +702,9 @@ impl Room {
     }
 
     /// Delivers a durable event: `ack` to the poster first, then `frame` to
-    /// every member (the poster included); then applies its `effect`. Says
-    /// what to persist besides the event: the new moderation state, a
-    /// validated version of a note, whether the note wants compacting.
+    /// every member (the poster included); then applies its `effect` and
+    /// lets the kind's state fold it in. Says what to persist besides the
+    /// event: the new moderation state, and the kind's chores.
     pub fn commit(
         &self,
         offset: u64,
@@ -734,43 +716,35 @@ impl Room {
         debug_assert!(offset > state.head, "offsets are committed in order");
         state.head = offset;
         state.in_flight = state.in_flight.saturating_sub(1);
-        // A note update is applied before anyone hears of it: one that does
-        // not integrate into the note as it is (`NoteDoc::apply`: an update
-        // it depends on was never written) is not applied and not
-        // delivered, on every node alike, and its poster gets the refusal
-        // instead of the ack. The event stays stored, inert (loading skips
-        // it the same way) until compaction removes it.
-        let mut compact = false;
-        let compact_every = state.compact_every;
-        if let (Some(Effect::NoteUpdate(update)), Some(note)) = (effect, state.note.as_mut()) {
-            let applied = note.doc.apply(update);
-            note.since_snapshot += 1;
-            compact = note.since_snapshot >= compact_every && !note.compacting;
-            let refused = matches!(
-                applied,
-                Err(NoteError::OutOfSync { .. } | NoteError::InvalidUpdate)
-            );
-            note.settle(refused);
-            if let Err(err) = applied {
-                if refused {
-                    tracing::warn!(room = %self.name, offset, error = %err, "note update not applied");
-                    if let Some((out, reply)) = ack {
-                        out.send(refusal(&reply, &err));
-                    }
-                    for (out, id, _) in state.ack_waiting.remove(&offset).unwrap_or_default() {
-                        out.send(protocol::error(
-                            id,
-                            protocol::ErrorCode::OutOfSync,
-                            format!("not applied: {err}"),
-                        ));
-                    }
-                    return Committed {
-                        compact,
-                        ..Committed::default()
-                    };
-                }
-                tracing::error!(room = %self.name, offset, error = %err, "cannot apply a stored note update");
+        // The kind's state sees the event before anyone hears of it, and
+        // may refuse it (a note update that does not integrate into the
+        // note as it is: `NoteDoc::apply`): then it is not delivered, on
+        // every node alike, and its poster gets the refusal instead of the
+        // ack. The event stays stored, inert (loading skips it the same
+        // way) until the kind drops it.
+        let mut chores = Vec::new();
+        let commit = Commit {
+            room: &self.name,
+            offset,
+            frame,
+            effect,
+        };
+        if let Err(refused) = state.kind.check_commit(&commit, &mut chores) {
+            tracing::warn!(room = %self.name, offset, error = %refused.message, "event refused at commit");
+            if let Some((out, reply)) = ack {
+                out.send(refusal(&reply, &refused));
             }
+            for (out, id, _) in state.ack_waiting.remove(&offset).unwrap_or_default() {
+                out.send(protocol::error(
+                    id,
+                    refused.waiter_code,
+                    refused.waiter_message.clone(),
+                ));
+            }
+            return Committed {
+                chores,
+                ..Committed::default()
+            };
         }
         if let Some((out, reply)) = ack {
             out.send(reply);
@@ -797,9 +771,10 @@ impl Room {
                 delivery.refused += 1;
             }
         }
+        state.kind.apply(&commit, &mut chores);
         let mut committed = Committed {
             delivery,
-            compact,
+            chores,
             ..Committed::default()
         };
         let Some(effect) = effect else {
@@ -810,32 +785,6 @@ impl Room {
         }
         if let Some(user) = effect.removes() {
             remove_user(&mut state, &self.name, user);
-        }
-        state.forum.apply(offset, effect);
-        if let (
-            Some(note),
-            Effect::Action {
-                action: crate::protocol::ModAction::Validate { label, .. },
-                ..
-            },
-        ) = (state.note.as_mut(), effect)
-        {
-            note.versions += 1;
-            match note.doc.snapshot() {
-                Ok(state) => {
-                    committed.version = Some(NewVersion {
-                        version: note.versions,
-                        label: label.clone(),
-                        offset,
-                        ts: protocol::event_ts(frame).unwrap_or(0),
-                        by: protocol::event_from(frame).unwrap_or_else(unknown_user),
-                        state,
-                    })
-                }
-                Err(err) => {
-                    tracing::error!(room = %self.name, offset, error = %err, "cannot snapshot a validated note")
-                }
-            }
         }
         if effect.is_moderation() {
             state.moderation.apply(offset, effect);
@@ -938,25 +887,14 @@ impl Room {
         present_users(&self.state.lock())
     }
 
-    /// Runs `f` on the forum's thread index (under the room's lock: keep
-    /// it short).
-    pub fn with_forum_index<T>(&self, f: impl FnOnce(&Forum, &Moderation) -> T) -> T {
-        let state = self.state.lock();
-        f(&state.forum, &state.moderation)
+    /// Other events that go with `target` when it is redacted (a forum
+    /// post's edits).
+    pub fn linked(&self, target: u64) -> Vec<u64> {
+        self.state.lock().kind.linked(target)
     }
 
-    /// The edit events of forum post `target` (to redact with it).
-    pub fn post_edits(&self, target: u64) -> Vec<u64> {
-        self.state
-            .lock()
-            .forum
-            .post(target)
-            .map(|p| p.edits.clone())
-            .unwrap_or_default()
-    }
-
-    /// Forums: the settings of the last `configure`, if any.
-    pub fn forum_settings(&self) -> Option<crate::protocol::ForumSettings> {
+    /// The settings of the last `configure` (a forum's grants), if any.
+    pub fn grants(&self) -> Option<crate::protocol::ForumSettings> {
         self.state.lock().moderation.forum.clone()
     }
 
@@ -976,10 +914,8 @@ impl Room {
     ) {
         let mut state = self.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
-        // Note updates admitted after this one may depend on it.
-        if let Some(note) = state.note.as_mut() {
-            note.settle(true);
-        }
+        // What the kind admitted after this one may depend on it.
+        state.kind.skipped();
         if let Some((poster, id)) = poster {
             poster.send(error(id));
         }
@@ -1019,6 +955,11 @@ impl Room {
             state.closed = true;
         }
         state.closed
+    }
+
+    /// The room is unloaded: its kind's state says so to the metrics.
+    pub fn unloaded(&self, metrics: &crate::metrics::Metrics) {
+        self.state.lock().kind.unloaded(metrics);
     }
 
     pub fn member_count(&self) -> usize {

@@ -1,13 +1,15 @@
-//! Who may do what in a room: one policy per room kind.
+//! Who may do what in a room: each kind answers for its rooms
+//! ([`RoomKind::allowed`](super::RoomKind::allowed)); the rules several
+//! kinds share are here.
 //!
-//! The tables in `protocol/README.md` ("Rooms and authorization") are these
-//! functions written out; `tests/authz.rs` checks every cell of them over a
-//! socket.
+//! The tables in `protocol/README.md` ("Rooms and authorization") are the
+//! kinds' policies written out, one column per role, parents included;
+//! `tests/authz.rs` checks every cell of them over a socket.
 
 use crate::auth::Claims;
 use crate::protocol::{ForumSettings, Role};
 
-use super::name::{Kind, RoomName};
+use super::name::RoomName;
 
 /// An action a user attempts in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,41 +25,32 @@ pub enum Action {
     Moderate,
 }
 
-/// Whether `user` may do `action` in `room`. `forum` is the room's forum
-/// settings (its grants), for rooms of kind `forum` that have them.
+/// Whether `user` may do `action` in `room`: its kind's policy. `grants`
+/// are the room's settings (a forum's), for kinds that use them.
 pub fn allowed(
     user: &Claims,
     room: &RoomName,
-    forum: Option<&ForumSettings>,
+    grants: Option<&ForumSettings>,
     action: Action,
 ) -> bool {
-    match room.kind() {
-        Kind::Chat | Kind::Notes => class_room(user, room, action),
-        Kind::Audit => audit(user, room, action),
-        Kind::Forum => self::forum(user, room, forum, action),
-    }
+    room.kind().allowed(user, room, grants, action)
 }
 
-/// Whether `user` moderates `room` through its own class (or as staff),
-/// grants aside: only they may change a forum's settings.
+/// Whether `user` moderates `room` through its own class (a teacher of
+/// the class) or as staff, grants aside: only they create rooms and
+/// change a room's settings.
 pub fn home_moderator(user: &Claims, room: &RoomName) -> bool {
-    class_room(user, room, Action::Moderate)
-}
-
-/// The audit log: the class's teachers and staff read it; nobody posts to
-/// it (the server appends) and nobody moderates it.
-fn audit(user: &Claims, room: &RoomName, action: Action) -> bool {
-    match (user.role, action) {
-        (Role::Staff, Action::Read) => true,
-        (Role::Teacher, Action::Read) => user.in_class(room.class()),
-        _ => false,
+    match user.role {
+        Role::Staff => true,
+        Role::Teacher => user.in_class(room.class()),
+        Role::Student | Role::Parent => false,
     }
 }
 
-/// Chat rooms and notes are the pupils' space: pupils and teachers of the
-/// class read and post (edit), teachers of the class moderate (validate),
+/// The pupils' space (chat rooms, notes, a forum's own class): pupils and
+/// teachers of the class read and post, teachers of the class moderate,
 /// staff may do anything, and parents never read pupils' work.
-fn class_room(user: &Claims, room: &RoomName, action: Action) -> bool {
+pub fn pupils_space(user: &Claims, room: &RoomName, action: Action) -> bool {
     let in_class = user.in_class(room.class());
     match (user.role, action) {
         (Role::Staff, _) => true,
@@ -65,25 +58,5 @@ fn class_room(user: &Claims, room: &RoomName, action: Action) -> bool {
         (Role::Student, Action::Read | Action::Post) => in_class,
         (Role::Student, Action::Moderate) => false,
         (Role::Parent, _) => false,
-    }
-}
-
-/// Forums: the class's own members as in chat rooms, plus the grants of
-/// an inter-class forum: pupils and teachers of its `classes` read and
-/// post, its `moderators` (teachers) moderate.
-fn forum(user: &Claims, room: &RoomName, settings: Option<&ForumSettings>, action: Action) -> bool {
-    if class_room(user, room, action) {
-        return true;
-    }
-    let Some(settings) = settings else {
-        return false;
-    };
-    let granted_class = settings.classes.iter().any(|c| user.in_class(c));
-    let granted_moderator = user.role == Role::Teacher && settings.moderators.contains(&user.sub);
-    match (user.role, action) {
-        (Role::Teacher, Action::Moderate) => granted_moderator,
-        (Role::Teacher, Action::Read | Action::Post) => granted_class || granted_moderator,
-        (Role::Student, Action::Read | Action::Post) => granted_class,
-        _ => false,
     }
 }

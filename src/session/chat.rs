@@ -9,7 +9,7 @@ impl Session {
         id: Option<u32>,
         room: &str,
         text: String,
-        forum: forum::NewPost,
+        extra: NewPost,
         key: Option<String>,
     ) -> Result<Option<Bytes>, Refusal> {
         let room = self.joined(room)?.room.clone();
@@ -27,7 +27,7 @@ impl Session {
             ));
         }
         let user = self.user()?.clone();
-        let thread = self.check_forum_post(&room, &forum)?;
+        let thread = self.handler(room.name())?.check_post(self, &room, &extra)?;
         let checked = self
             .check_moderation(&room, &user.id, true, thread)
             .and_then(|()| self.take_post_token(&user.id));
@@ -49,10 +49,10 @@ impl Session {
         }
         let body = Body::Message {
             text,
-            title: forum.title,
-            thread: forum.thread,
-            reply_to: forum.reply_to,
-            quote: forum.quote,
+            title: extra.title,
+            thread: extra.thread,
+            reply_to: extra.reply_to,
+            quote: extra.quote,
         };
         self.send_post_keyed(id, &room, &user, body, key.as_deref())
             .await?;
@@ -62,7 +62,7 @@ impl Session {
     }
 
     /// `invalid_field` for an empty text, `message_too_long` past the limit.
-    pub(super) fn check_text(&self, text: &str) -> Result<(), Refusal> {
+    pub(crate) fn check_text(&self, text: &str) -> Result<(), Refusal> {
         let max = self.hub.config.max_message_len;
         if text.trim().is_empty() {
             return Err(Refusal::new(ErrorCode::InvalidField, "text is empty"));
@@ -77,7 +77,7 @@ impl Session {
     }
 
     /// Takes a token from the user's post bucket, or `rate_limited`.
-    pub(super) fn take_post_token(&self, user: &str) -> Result<(), Refusal> {
+    pub(crate) fn take_post_token(&self, user: &str) -> Result<(), Refusal> {
         self.hub.rate_limit(user).map_err(|wait| {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             Refusal {
@@ -90,7 +90,7 @@ impl Session {
 
     /// Posts `body` as the user's event, acked to this connection once
     /// durable; a bus failure says when to retry.
-    pub(super) async fn send_post(
+    pub(crate) async fn send_post(
         &self,
         id: Option<u32>,
         room: &Arc<Room>,
@@ -101,7 +101,7 @@ impl Session {
     }
 
     /// [`Session::send_post`] with the client's idempotency key.
-    pub(super) async fn send_post_keyed(
+    pub(crate) async fn send_post_keyed(
         &self,
         id: Option<u32>,
         room: &Arc<Room>,
@@ -120,13 +120,12 @@ impl Session {
     }
 
     /// The refusal of a post that was not ordered.
-    pub(super) fn post_refusal(&self, err: HubError) -> Refusal {
-        let retry_after_ms = match (&err, self.hub.bus()) {
-            (HubError::Bus(_), Some(bus)) => Some(bus.retry_after().map_or(1000, |d| {
-                u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-            })),
-            _ => None,
-        };
+    pub(crate) fn post_refusal(&self, err: HubError) -> Refusal {
+        let retry_after_ms = self
+            .hub
+            .sequencer()
+            .retry_after(&err)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
         Refusal {
             retry_after_ms,
             ..Refusal::from(err)

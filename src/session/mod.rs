@@ -18,15 +18,31 @@ use crate::protocol::{
     RecoveryFailure, Request, Typing, UserInfo,
 };
 use crate::room::policy::{self, Action};
-use crate::room::{Kind, Room, RoomName};
+use crate::room::{Room, RoomName};
 
 mod chat;
-mod forum;
+pub mod kind;
 mod moderation;
-mod notes;
 mod rooms;
 
-use rooms::Page;
+pub use kind::{Handled, Handlers, KindHandler, KindRequest, NewPost};
+pub use rooms::Page;
+
+/// The request types every room shares, handled here; every other type
+/// is owned by a kind (`KindHandler::requests`).
+pub const SHARED_REQUESTS: &[&str] = &[
+    "hello",
+    "join",
+    "leave",
+    "post",
+    "typing",
+    "history",
+    "ping",
+    "report",
+    "room_view",
+    "moderate",
+    "rooms",
+];
 
 /// Typing indicators from one connection to one room are passed on at most
 /// this often; the rest are coalesced (clients expire them after 5 s).
@@ -43,6 +59,16 @@ const AUDIT_SCAN: usize = 2_000;
 const RATE_WINDOW_MS: u64 = 5 * 60 * 1000;
 const RATE_SCAN: usize = 1_000;
 
+/// A frame, decoded as far as the session goes before dispatching it.
+enum Incoming {
+    /// A request of the protocol module's own types.
+    Shared(Request),
+    /// A request of a type a kind owns, for that kind to decode.
+    Kind(&'static dyn KindHandler, KindRequest),
+    /// Refused as it is.
+    Undecodable(protocol::DecodeError),
+}
+
 /// What the connection loop does after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -51,14 +77,14 @@ pub enum Flow {
 }
 
 /// A request refused: the error reply to send.
-struct Refusal {
-    code: ErrorCode,
-    message: String,
-    retry_after_ms: Option<u64>,
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
         Refusal {
             code,
             message: message.into(),
@@ -88,18 +114,14 @@ struct Authenticated {
 struct Joined {
     room: Arc<Room>,
     last_typing: Option<Instant>,
-    /// Notes: the awareness client ids this connection owns.
-    awareness: crate::notes::AwarenessGuard,
-    /// Notes: a message this connection is sending in parts.
-    parts: crate::notes::Parts,
-    /// Notes: when a sync step 2 larger than the outbound budget allows
-    /// was last queued outside it.
-    large_step2_at: Option<Instant>,
+    /// What the room's kind keeps for this member (`KindHandler::member_state`).
+    kind: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 pub struct Session {
-    hub: Arc<Hub>,
-    out: Outbound,
+    pub(crate) hub: Arc<Hub>,
+    handlers: Arc<Handlers>,
+    pub(crate) out: Outbound,
     auth: Option<Authenticated>,
     rooms: HashMap<String, Joined>,
     /// The connection's admission slot: unauthenticated until `hello`
@@ -115,9 +137,10 @@ pub struct Session {
 const FULL_RETRY_AFTER_MS: u64 = 5_000;
 
 impl Session {
-    pub fn new(hub: Arc<Hub>, out: Outbound, slot: Slot) -> Session {
+    pub fn new(hub: Arc<Hub>, handlers: Arc<Handlers>, out: Outbound, slot: Slot) -> Session {
         Session {
             hub,
+            handlers,
             out,
             auth: None,
             rooms: HashMap::new(),
@@ -139,9 +162,28 @@ impl Session {
     pub async fn handle(&mut self, frame: &[u8]) -> Flow {
         self.hub.metrics.frames_in.increment(1);
         self.handling = None;
-        let request = match protocol::decode_request(frame) {
-            Ok(request) => request,
-            Err(err) => {
+        let incoming = match protocol::decode_request(frame) {
+            Ok(request) => Incoming::Shared(request),
+            // A type the protocol module does not know may be a kind's own.
+            Err(protocol::DecodeError::UnknownType { id, ty }) => match self.handlers.owner(&ty) {
+                Some(kind) => Incoming::Kind(
+                    kind,
+                    KindRequest::Frame {
+                        id,
+                        type_name: kind.request_name(&ty),
+                        frame: Bytes::copy_from_slice(frame),
+                    },
+                ),
+                None => Incoming::Undecodable(protocol::DecodeError::UnknownType { id, ty }),
+            },
+            Err(err) => Incoming::Undecodable(err),
+        };
+        let (id, type_name, bucket) = match &incoming {
+            Incoming::Shared(request) => (request.id(), request.type_name(), request.bucket()),
+            Incoming::Kind(kind, request) => {
+                (request.id(), request.type_name(), kind.bucket(request))
+            }
+            Incoming::Undecodable(err) => {
                 self.refuse(err.id(), Refusal::new(err.code(), err.to_string()));
                 return if self.auth.is_none() {
                     Flow::Close(CloseCode::ProtocolViolation)
@@ -150,18 +192,14 @@ impl Session {
                 };
             }
         };
-        let id = request.id();
-        self.handling = Some(request.type_name());
+        self.handling = Some(type_name);
         if self.auth.is_none() {
-            return match request {
-                Request::Hello { token, .. } => self.hello(id, &token),
-                other => {
+            return match incoming {
+                Incoming::Shared(Request::Hello { token, .. }) => self.hello(id, &token),
+                _ => {
                     self.refuse(
                         id,
-                        Refusal::new(
-                            ErrorCode::Unauthorized,
-                            format!("{} before hello", other.type_name()),
-                        ),
+                        Refusal::new(ErrorCode::Unauthorized, format!("{type_name} before hello")),
                     );
                     Flow::Close(CloseCode::ProtocolViolation)
                 }
@@ -169,7 +207,7 @@ impl Session {
         }
         // Requests that read, load or create rooms take from a second,
         // more generous per-user bucket than posts.
-        let costly = request.bucket() == protocol::Bucket::Requests;
+        let costly = bucket == protocol::Bucket::Requests;
         let user = self
             .auth
             .as_ref()
@@ -191,6 +229,15 @@ impl Session {
                 return Flow::Continue;
             }
         }
+        let request = match incoming {
+            Incoming::Shared(request) => request,
+            Incoming::Kind(kind, request) => {
+                let result = kind.handle(self, request).await;
+                self.answer(id, result);
+                return Flow::Continue;
+            }
+            Incoming::Undecodable(_) => return Flow::Continue,
+        };
         let result = match request {
             Request::Hello { .. } => Err(Refusal::new(
                 ErrorCode::AlreadyAuthenticated,
@@ -208,13 +255,13 @@ impl Session {
                 key,
                 ..
             } => {
-                let forum = forum::NewPost {
+                let extra = NewPost {
                     title,
                     thread,
                     reply_to,
                     quote,
                 };
-                self.post(id, &room, text, forum, key).await
+                self.post(id, &room, text, extra, key).await
             }
             Request::Typing { room, .. } => {
                 self.typing(&room).map(|()| Some(protocol::ok_empty(id)))
@@ -248,43 +295,21 @@ impl Session {
                 ..
             } => self.report(id, &room, offset, reason).await,
             Request::RoomView { room, .. } => self.room_view(id, &room).await,
-            Request::Edit {
-                room,
-                offset,
-                text,
-                title,
-                ..
-            } => self.edit(id, &room, offset, text, title).await,
-            Request::Answer {
-                room,
-                thread,
-                offset,
-                ..
-            } => self.answer(id, &room, thread, offset).await,
-            Request::Threads {
-                room,
-                before,
-                limit,
-                ..
-            } => self.threads(id, &room, before, limit).await,
-            Request::MarkRead {
-                room,
-                thread,
-                offset,
-                ..
-            } => self.mark_read(id, &room, thread, offset).await,
             Request::Rooms { class, kind, .. } => self.list_rooms(id, &class, &kind).await,
-            Request::Yjs {
-                room, data, more, ..
-            } => self.yjs(id, &room, data, more.unwrap_or(false)).await,
-            Request::NoteVersions { room, .. } => self.note_versions(id, &room).await,
-            Request::NoteExport {
-                room,
-                version,
-                format,
-                ..
-            } => self.note_export(id, &room, version, format).await,
+            other => match self.handlers.owner(other.type_name()) {
+                Some(kind) => kind.handle(self, KindRequest::Decoded(other)).await,
+                None => Err(Refusal::new(
+                    ErrorCode::Internal,
+                    format!("no kind handles {}", other.type_name()),
+                )),
+            },
         };
+        self.answer(id, result);
+        Flow::Continue
+    }
+
+    /// Sends a handler's reply or refusal.
+    fn answer(&self, id: Option<u32>, result: Handled) {
         match result {
             Ok(Some(reply)) => {
                 self.out.send(reply);
@@ -292,7 +317,6 @@ impl Session {
             Ok(None) => {}
             Err(refusal) => self.refuse(id, refusal),
         }
-        Flow::Continue
     }
 
     fn refuse(&self, id: Option<u32>, refusal: Refusal) {
@@ -302,8 +326,13 @@ impl Session {
         #[cfg(debug_assertions)]
         if let Some(request) = self.handling {
             let before_hello = self.auth.is_none() && refusal.code == ErrorCode::Unauthorized;
+            let listed = protocol::may_return(request, refusal.code)
+                || self
+                    .handlers
+                    .owner(request)
+                    .is_some_and(|kind| kind.returned_by(request).contains(&refusal.code));
             assert!(
-                before_hello || protocol::may_return(request, refusal.code),
+                before_hello || listed,
                 "`{request}` refused with `{}`, which protocol::returned_by does not list ({})",
                 refusal.code,
                 refusal.message
@@ -372,23 +401,18 @@ impl Session {
     }
 
     /// Whether the user may do `action` in the loaded `room` (with its grants).
-    fn allowed_in(&self, room: &Room, action: Action) -> bool {
+    pub(crate) fn allowed_in(&self, room: &Room, action: Action) -> bool {
         self.auth.as_ref().is_some_and(|a| {
-            policy::allowed(
-                &a.claims,
-                room.name(),
-                room.forum_settings().as_ref(),
-                action,
-            )
+            policy::allowed(&a.claims, room.name(), room.grants().as_ref(), action)
         })
     }
 
-    fn is_moderator(&self, room: &Room) -> bool {
+    pub(crate) fn is_moderator(&self, room: &Room) -> bool {
         self.allowed_in(room, Action::Moderate)
     }
 
     /// Unloads a room this connection looked at without joining, if idle.
-    fn release_unjoined(&self, room: &Arc<Room>) {
+    pub(crate) fn release_unjoined(&self, room: &Arc<Room>) {
         if !self.rooms.contains_key(room.name().as_str()) {
             self.hub.release(room);
         }
@@ -396,7 +420,7 @@ impl Session {
 
     /// `banned` (releasing the room if this connection did not join it)
     /// for a banned user who does not moderate it.
-    fn refuse_banned(&self, room: &Arc<Room>) -> Result<(), Refusal> {
+    pub(crate) fn refuse_banned(&self, room: &Arc<Room>) -> Result<(), Refusal> {
         if room.is_banned(&self.user()?.id) && !self.is_moderator(room) {
             self.release_unjoined(room);
             return Err(Refusal::new(
@@ -430,7 +454,7 @@ impl Session {
     }
 
     /// Refuses a post or typing indicator that moderation forbids.
-    fn check_moderation(
+    pub(crate) fn check_moderation(
         &self,
         room: &Room,
         user: &str,
@@ -463,11 +487,53 @@ impl Session {
             })
     }
 
-    fn user(&self) -> Result<&UserInfo, Refusal> {
+    pub(crate) fn user(&self) -> Result<&UserInfo, Refusal> {
         self.auth
             .as_ref()
             .map(|a| &a.user)
             .ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "not authenticated"))
+    }
+
+    /// The room a joined room of this connection is, if joined (a
+    /// connection a moderator kicked is not any more).
+    pub(crate) fn joined_room(&mut self, room: &str) -> Result<Arc<Room>, Refusal> {
+        Ok(self.joined(room)?.room.clone())
+    }
+
+    /// What the kind keeps for this member in the joined `room`, if it is
+    /// a `T`.
+    pub(crate) fn member_state<T: 'static>(&mut self, room: &str) -> Result<&mut T, Refusal> {
+        self.joined(room)?
+            .kind
+            .as_mut()
+            .and_then(|state| state.downcast_mut::<T>())
+            .ok_or_else(|| Refusal::new(ErrorCode::Internal, format!("{room} keeps no such state")))
+    }
+
+    /// The room `room` names, against the kinds this server runs.
+    pub(crate) fn parse_room(&self, room: &str) -> Result<RoomName, Refusal> {
+        self.hub
+            .kinds
+            .parse(room)
+            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))
+    }
+
+    /// The audit log of `room`'s class.
+    pub(crate) fn audit_log(&self, room: &RoomName) -> Result<RoomName, Refusal> {
+        self.hub
+            .kinds
+            .audit_log(room)
+            .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    /// The kind handler of `room`'s kind.
+    pub(crate) fn handler(&self, room: &RoomName) -> Result<&'static dyn KindHandler, Refusal> {
+        self.handlers.get(room.kind().name()).ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::Internal,
+                format!("no handler for kind {}", room.kind().name()),
+            )
+        })
     }
 
     /// Leaves every room; called when the connection ends (and again, as a
@@ -483,11 +549,7 @@ impl Session {
     }
 }
 
-fn parse_room(room: &str) -> Result<RoomName, Refusal> {
-    RoomName::parse(room).map_err(|e| Refusal::new(ErrorCode::InvalidRoom, e.to_string()))
-}
-
-fn forbidden(room: &RoomName, action: Action) -> Refusal {
+pub(crate) fn forbidden(room: &RoomName, action: Action) -> Refusal {
     Refusal::new(
         ErrorCode::Forbidden,
         format!("not allowed to {} in {room}", action_verb(action)),

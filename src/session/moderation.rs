@@ -4,15 +4,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{
-    forbidden, parse_room, Refusal, Session, AUDIT_SCAN, KNOWN_USER_SCAN, RATE_SCAN, RATE_WINDOW_MS,
-};
+use super::{forbidden, Refusal, Session, AUDIT_SCAN, KNOWN_USER_SCAN, RATE_SCAN, RATE_WINDOW_MS};
 use crate::hub::HubError;
 use crate::moderation::{MAX_MUTE_SECS, MAX_REASON_LEN, MAX_SLOW_MODE_SECS};
 use crate::protocol::valid_class;
 use crate::protocol::{self, Body, ErrorCode, Event, ModAction, ServerFrame, UserInfo};
 use crate::room::policy::{self, Action};
-use crate::room::{Kind, Room, RoomName};
+use crate::room::{Room, RoomName};
 
 /// What a moderation event says of the message it redacts.
 struct Target {
@@ -34,10 +32,11 @@ impl Session {
     ) -> Result<bool, Refusal> {
         let moderator = self.is_moderator(room);
         if let ModAction::Configure { .. } = action {
-            if name.kind() != Kind::Forum {
+            // `configure` sets the grants of kinds that have them.
+            if !name.kind().has_grants() {
                 return Err(Refusal::new(
                     ErrorCode::InvalidField,
-                    "configure is for forum rooms",
+                    format!("{} rooms have no settings to configure", name.kind().name()),
                 ));
             }
             let home = self
@@ -157,7 +156,7 @@ impl Session {
                 }
             }
             ModAction::Resolve { report, .. } => {
-                let audit = self.hub.room(&name.audit_log()).await?;
+                let audit = self.hub.room(&self.audit_log(&name)?).await?;
                 let open = self.open_reports(&audit, &name).await?;
                 if !open.iter().any(|r| r.offset == *report) {
                     return Err(Refusal::new(
@@ -167,31 +166,14 @@ impl Session {
                 }
             }
             ModAction::ReadOnly {
-                thread: Some(thread),
-                ..
+                thread: Some(_), ..
             } => {
-                if name.kind() != Kind::Forum {
-                    return Err(Refusal::new(
-                        ErrorCode::InvalidField,
-                        "thread is for forum rooms",
-                    ));
-                }
-                if !room.with_forum_index(|forum, _| forum.has_thread(*thread)) {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownTarget,
-                        format!("no thread {thread} in {name}"),
-                    ));
-                }
+                self.handler(&name)?.check_action(self, &room, &action)?;
             }
             ModAction::SlowMode { .. } | ModAction::ReadOnly { thread: None, .. } => {}
             ModAction::Configure { .. } => {}
             ModAction::Validate { .. } => {
-                if name.kind() != Kind::Notes {
-                    return Err(Refusal::new(
-                        ErrorCode::InvalidField,
-                        "validate is for notes rooms",
-                    ));
-                }
+                self.handler(&name)?.check_action(self, &room, &action)?;
             }
         }
         let redacting = match &action {
@@ -229,7 +211,7 @@ impl Session {
         until: Option<u64>,
         target: Target,
     ) -> Result<(), Refusal> {
-        let audit = self.hub.room(&name.audit_log()).await?;
+        let audit = self.hub.room(&self.audit_log(name)?).await?;
         // A resolution concerns the audit log only: it is the action.
         let audit_only = matches!(action, ModAction::Resolve { .. });
         self.hub
@@ -280,10 +262,11 @@ impl Session {
                 format!("reason is longer than {MAX_REASON_LEN} bytes"),
             ));
         }
-        if parse_room(room)?.kind() == Kind::Audit {
+        let parsed = self.parse_room(room)?;
+        if !self.handler(&parsed)?.reportable() {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
-                "the audit log cannot be reported",
+                format!("{} rooms cannot be reported", parsed.kind().name()),
             ));
         }
         let (name, room) = self.open(room, Action::Read).await?;
@@ -291,7 +274,7 @@ impl Session {
         self.refuse_banned(&room)?;
         let user = self.user()?.clone();
         self.read_message(&room, offset).await?;
-        let audit = self.hub.room(&name.audit_log()).await?;
+        let audit = self.hub.room(&self.audit_log(&name)?).await?;
         self.hub
             .post(
                 &audit,
@@ -352,7 +335,7 @@ impl Session {
             self.release_unjoined(&room);
             return Err(forbidden(&name, Action::Moderate));
         }
-        let audit = self.hub.room(&name.audit_log()).await?;
+        let audit = self.hub.room(&self.audit_log(&name)?).await?;
         let open_reports = self.open_reports(&audit, &name).await?;
         let now = (self.hub.clock)();
         let moderation = room.moderation();

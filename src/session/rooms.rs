@@ -9,7 +9,7 @@ impl Session {
     /// `unknown_room`, and nothing is loaded or created (see
     /// [`Session::open_or_create`]). A forum's grants live in the room, so
     /// a forum is loaded before the check.
-    pub(super) async fn open(
+    pub(crate) async fn open(
         &self,
         room: &str,
         action: Action,
@@ -35,11 +35,11 @@ impl Session {
         action: Action,
         create: bool,
     ) -> Result<(RoomName, Arc<Room>), Refusal> {
-        let name = parse_room(room)?;
+        let name = self.parse_room(room)?;
         let claims = &self.authenticated()?.claims;
         let home = policy::allowed(claims, &name, None, action);
         let may_create = create && policy::home_moderator(claims, &name);
-        if name.kind() != Kind::Forum && !home {
+        if !name.kind().has_grants() && !home {
             return Err(forbidden(&name, action));
         }
         if !may_create && !self.hub.room_exists(&name).await? {
@@ -87,6 +87,7 @@ impl Session {
             ));
         }
         let user = self.user()?.clone();
+        let member_state = self.handler(&name)?.member_state();
         // The room may be unloaded between lookup and join; then look again.
         let mut opened = Some(opened);
         let (room, joined, recovering) = loop {
@@ -120,9 +121,7 @@ impl Session {
             Joined {
                 room: room.clone(),
                 last_typing: None,
-                awareness: crate::notes::AwarenessGuard::new(),
-                parts: crate::notes::Parts::default(),
-                large_step2_at: None,
+                kind: member_state,
             },
         );
         if joined.first_here {
@@ -212,7 +211,9 @@ impl Session {
             .rooms
             .remove(room)
             .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, format!("not in {room}")))?;
-        self.drop_awareness(&joined.room, self.conn(), &joined.awareness);
+        if let (Some(state), Ok(kind)) = (joined.kind, self.handler(joined.room.name())) {
+            kind.left(self, &joined.room, state);
+        }
         let left = joined.room.leave(self.conn());
         if let Some(user) = &left.last_here {
             self.hub.announce_presence(joined.room.name(), user, false);
@@ -255,7 +256,8 @@ impl Session {
                 after,
                 limit: Some(limit as u32),
             };
-            let reply = self.thread_history(id, &room, thread, page).await;
+            let kind = self.handler(&name)?;
+            let reply = kind.thread_history(self, id, &room, thread, page).await;
             self.release_unjoined(&room);
             return reply;
         }
@@ -284,6 +286,35 @@ impl Session {
             &events,
         )))
     }
+
+    /// The rooms of one kind in a class that exist and the user may read
+    /// through the class (inter-class grants are not listed).
+    pub(super) async fn list_rooms(
+        &mut self,
+        id: Option<u32>,
+        class: &str,
+        kind: &str,
+    ) -> Result<Option<Bytes>, Refusal> {
+        let probe = self.parse_room(&format!("{class}/{kind}/_"))?;
+        let claims = &self.authenticated()?.claims;
+        if !policy::allowed(claims, &probe, None, Action::Read) {
+            return Err(forbidden(&probe, Action::Read));
+        }
+        let store = self.hub.store.clone();
+        let prefix = format!("{class}/{kind}/");
+        let mut rooms = tokio::task::spawn_blocking(move || store.rooms_with_prefix(&prefix))
+            .await
+            .map_err(HubError::from)?
+            .map_err(HubError::from)?;
+        // Rooms opened on another node and not stored here yet.
+        let elsewhere = self.hub.sequencer().rooms_elsewhere(class, kind).await?;
+        if !elsewhere.is_empty() {
+            rooms.extend(elsewhere);
+            rooms.sort();
+            rooms.dedup();
+        }
+        Ok(Some(protocol::ok(id, &protocol::RoomsOk { rooms })))
+    }
 }
 
 fn join_reply(
@@ -310,8 +341,8 @@ fn join_reply(
 }
 
 /// A history page request: `before`/`after` bounds and a size.
-pub(super) struct Page {
-    pub(super) before: Option<u64>,
-    pub(super) after: Option<u64>,
-    pub(super) limit: Option<u32>,
+pub struct Page {
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+    pub limit: Option<u32>,
 }

@@ -4,7 +4,7 @@
 //! Like the moderation state, the index is derived from the room's events
 //! only, so every node builds the same one. It is not stored: loading a
 //! forum rebuilds it from the stored events (`Forum::rebuild`), and every
-//! committed event updates it (`Forum::apply`). A class forum holds a few
+//! committed event updates it (`Forum::apply_effect`). A class forum holds a few
 //! thousand posts a year, which a rebuild reads in milliseconds.
 
 use std::collections::HashMap;
@@ -94,12 +94,12 @@ impl Forum {
             return;
         }
         if let Some(effect) = Effect::of(event) {
-            self.apply(event.offset, &effect);
+            self.apply_effect(event.offset, &effect);
         }
     }
 
     /// Applies a committed event's effect.
-    pub fn apply(&mut self, offset: u64, effect: &Effect) {
+    pub fn apply_effect(&mut self, offset: u64, effect: &Effect) {
         match effect {
             Effect::Forum(Change::Post {
                 from,

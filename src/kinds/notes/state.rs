@@ -14,6 +14,9 @@ const MAX_ACCEPTED: usize = 4_096;
 
 pub struct NoteState {
     pub doc: NoteDoc,
+    /// Compact after this many updates since the snapshot
+    /// (`note_compact_every`).
+    pub compact_every: u64,
     /// The offset the stored snapshot covers (updates after it are events).
     pub snapshot_through: u64,
     /// Updates applied since that snapshot.
@@ -36,9 +39,16 @@ pub struct NoteState {
 }
 
 impl NoteState {
-    pub fn new(doc: NoteDoc, snapshot_through: u64, since_snapshot: u64, versions: u32) -> Self {
+    pub fn new(
+        doc: NoteDoc,
+        snapshot_through: u64,
+        since_snapshot: u64,
+        versions: u32,
+        compact_every: u64,
+    ) -> Self {
         NoteState {
             doc,
+            compact_every: compact_every.max(1),
             snapshot_through,
             since_snapshot,
             versions,
@@ -109,15 +119,4 @@ impl NoteState {
     pub fn accepted(&self) -> usize {
         self.accepted.len()
     }
-}
-
-/// A version validated by a committed event, to store.
-pub struct NewVersion {
-    pub version: u32,
-    pub label: String,
-    pub offset: u64,
-    pub ts: u64,
-    pub by: crate::protocol::UserInfo,
-    /// The whole document as one v1 update.
-    pub state: Vec<u8>,
 }

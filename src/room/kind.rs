@@ -1,0 +1,270 @@
+//! The seam between the core and room kinds, as the room layer sees it.
+//!
+//! A kind (chat, forum, notes, the audit log, the agenda…) is one folder
+//! under `src/kinds/`, one struct implementing `session::KindHandler`,
+//! which extends this [`RoomKind`]: who may do what (every role, parents
+//! included), the state the kind derives from its events
+//! ([`KindState`]), how long its events are kept, and its part of a
+//! user's export and erasure. The core (hub, room, store, bus, session
+//! dispatch) holds kinds only as `&'static dyn RoomKind` and never
+//! branches on a particular one; `src/kinds/mod.rs` is the one
+//! registration list.
+//!
+//! Derived state follows one rule, the same as moderation's: it is
+//! computed from the room's events only, in offset order, so every node
+//! derives the same state and a reload rebuilds it ([`RoomKind::load`]).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::auth::Claims;
+use crate::config::Config;
+use crate::effect::Effect;
+use crate::metrics::Metrics;
+use crate::protocol::{ErrorCode, Event, ForumSettings};
+use crate::store::{Store, StoreError};
+
+use super::name::{RoomName, RoomNameError};
+use super::policy::Action;
+use super::Room;
+
+/// A room kind, as the room layer sees it. Implementations are unit
+/// structs registered once (`src/kinds/mod.rs`); the core holds them as
+/// `&'static dyn RoomKind`.
+pub trait RoomKind: Send + Sync + 'static {
+    /// The kind's segment in room names (`3B/<name>/…`): 1 to 16 of a-z.
+    fn name(&self) -> &'static str;
+
+    /// Whether `name` (the last segment) may name a room of this kind,
+    /// beyond the characters every name allows (the audit log has one).
+    fn valid_name(&self, _name: &str) -> bool {
+        true
+    }
+
+    /// Whether `user` may do `action` in `room`. `grants` are the room's
+    /// settings of its last `configure`, for kinds that use them. Every
+    /// role is answered, parents included: a parent's `classes` claim
+    /// holds their children's classes.
+    fn allowed(
+        &self,
+        user: &Claims,
+        room: &RoomName,
+        grants: Option<&ForumSettings>,
+        action: Action,
+    ) -> bool;
+
+    /// Whether users outside the room's class may be let in by settings
+    /// stored in the room (a forum's grants): such a room is loaded before
+    /// the access check of someone who is not let in through the class.
+    fn has_grants(&self) -> bool {
+        false
+    }
+
+    /// The state the kind derives from the room's stored events through
+    /// offset `last`. Blocking.
+    fn load(
+        &self,
+        _cx: &LoadContext<'_>,
+        _room: &str,
+        _last: u64,
+    ) -> Result<Box<dyn KindState>, StoreError> {
+        Ok(Box::new(NoState))
+    }
+
+    /// The kind's own event kinds (`Body::Kind`'s `kind`), if it has any.
+    fn events(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// How retention treats the room's events.
+    fn retention(&self) -> Retention {
+        Retention::ByAge
+    }
+
+    /// How an erasure of the event's author treats it, for events whose
+    /// body the core does not know (`Body::Kind`, see `privacy.rs`).
+    fn erasure(&self, _event: &Event) -> Erasure {
+        Erasure::Redact
+    }
+}
+
+/// What [`RoomKind::load`] may read and report.
+pub struct LoadContext<'a> {
+    pub store: &'a Store,
+    pub config: &'a Config,
+    pub metrics: &'a Metrics,
+}
+
+/// How retention treats a kind's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Events older than `retention` are removed.
+    ByAge,
+    /// Never by age: the room is kept, or erased, as a whole (a note's
+    /// updates are folded into its snapshot, which holds them all).
+    Whole,
+}
+
+/// How erasure treats an event its user wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    /// Redacted through its room, like a message.
+    Redact,
+    /// Kept as the school's record (counted in `kept`).
+    Keep,
+}
+
+/// Work a committed event leaves to do after the room's lock is released:
+/// storing a validated version, compacting a note.
+pub struct Chore {
+    /// Runs on the blocking pool rather than on the store's writer thread
+    /// (long work: encoding a large document).
+    pub off_writer: bool,
+    pub run: Box<dyn FnOnce(&ChoreContext<'_>) + Send>,
+}
+
+/// What a [`Chore`] may use.
+pub struct ChoreContext<'a> {
+    pub store: &'a Store,
+    pub metrics: &'a Metrics,
+    pub room: &'a Arc<Room>,
+}
+
+/// An event the kind's state refuses at commit: it is stored, but not
+/// applied and not delivered, on every node alike; its poster and those
+/// waiting for its ack get these errors instead.
+#[derive(Debug, Clone)]
+pub struct CommitRefusal {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For connections waiting on the same offset (a retry).
+    pub waiter_code: ErrorCode,
+    pub waiter_message: String,
+}
+
+/// A committed event, as the kind's state sees it (under the room's lock).
+pub struct Commit<'a> {
+    pub room: &'a RoomName,
+    pub offset: u64,
+    pub frame: &'a Bytes,
+    /// The event's effect (`Effect::of`), if any.
+    pub effect: Option<&'a Effect>,
+}
+
+/// The state a kind derives from its events: a forum's thread index, a
+/// note's document. Called under the room's lock: nothing blocking and
+/// nothing long (the note's checks say how long they take).
+pub trait KindState: Send + Any {
+    /// Before delivery: `Err` refuses the event (see [`CommitRefusal`]).
+    /// Work for later goes to `chores` either way.
+    fn check_commit(
+        &mut self,
+        _commit: &Commit<'_>,
+        _chores: &mut Vec<Chore>,
+    ) -> Result<(), CommitRefusal> {
+        Ok(())
+    }
+
+    /// After delivery (not for a refused event): folds the event in.
+    fn apply(&mut self, _commit: &Commit<'_>, _chores: &mut Vec<Chore>) {}
+
+    /// An offset was given up (its write failed): nothing was applied.
+    fn skipped(&mut self) {}
+
+    /// Other events that carry `target`'s text and go with it when it is
+    /// redacted (a forum post's edits).
+    fn linked(&self, _target: u64) -> Vec<u64> {
+        Vec::new()
+    }
+
+    /// Work to do before the room may be unloaded (its last member left):
+    /// compacting a note. The hub runs it off the async workers, then
+    /// unloads the room if nothing is left to do (a failing chore is
+    /// retried by the next sweep, not in a loop).
+    fn before_unload(&self) -> Option<Chore> {
+        None
+    }
+
+    /// The room was loaded with this state (gauges it counts in go up).
+    fn loaded(&self, _metrics: &Metrics) {}
+
+    /// The room is being unloaded (gauges it counts in go down).
+    fn unloaded(&self, _metrics: &Metrics) {}
+}
+
+/// The state of kinds that derive none (chat, the audit log).
+pub struct NoState;
+
+impl KindState for NoState {}
+
+/// The room kinds this server knows: room names are parsed against them.
+#[derive(Clone)]
+pub struct Kinds {
+    all: Vec<&'static dyn RoomKind>,
+}
+
+impl std::fmt::Debug for Kinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.all.iter().map(|k| k.name()))
+            .finish()
+    }
+}
+
+impl Kinds {
+    /// The registry of `all`. The audit log is the core's own: moderation
+    /// writes to it, so it must be registered.
+    pub fn new(all: Vec<&'static dyn RoomKind>) -> Result<Kinds, RoomNameError> {
+        let kinds = Kinds { all };
+        for (i, kind) in kinds.all.iter().enumerate() {
+            let name = kind.name();
+            let shape = !name.is_empty()
+                && name.len() <= super::name::MAX_KIND_LEN
+                && name.bytes().all(|b| b.is_ascii_lowercase());
+            if !shape || kinds.all[..i].iter().any(|k| k.name() == name) {
+                return Err(RoomNameError::Kind(name.to_owned(), kinds.known()));
+            }
+        }
+        if kinds.get(super::name::AUDIT_KIND).is_none() {
+            return Err(RoomNameError::Kind(
+                super::name::AUDIT_KIND.to_owned(),
+                kinds.known(),
+            ));
+        }
+        Ok(kinds)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'static dyn RoomKind> {
+        self.all.iter().copied().find(|k| k.name() == name)
+    }
+
+    pub fn all(&self) -> &[&'static dyn RoomKind] {
+        &self.all
+    }
+
+    /// The kinds' names, comma-separated (for error messages).
+    pub fn known(&self) -> String {
+        self.all
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Parses `class/kind/name` against these kinds.
+    pub fn parse(&self, s: &str) -> Result<RoomName, RoomNameError> {
+        RoomName::parse_with(s, |kind| self.get(kind), || self.known())
+    }
+
+    /// The audit log of `room`'s class.
+    pub fn audit_log(&self, room: &RoomName) -> Result<RoomName, RoomNameError> {
+        self.parse(&format!(
+            "{}/{}/{}",
+            room.class(),
+            super::name::AUDIT_KIND,
+            super::name::AUDIT_NAME
+        ))
+    }
+}
