@@ -120,6 +120,19 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         let config = config.clone();
         let metrics = metrics.clone();
         tokio::task::spawn_blocking(move || {
+            // A mistyped folder would otherwise serve 404s in silence.
+            if let Some(dir) = &config.web_dir {
+                if !dir.join("index.html").is_file() {
+                    return Err(ConfigError::Invalid {
+                        setting: "web_dir",
+                        message: format!(
+                            "{} holds no index.html (build the web app with `npm run build` in clients/, or leave web_dir unset)",
+                            dir.display()
+                        ),
+                    }
+                    .into());
+                }
+            }
             let keyring = Keyring::load(&config.data, config.secret.as_deref())?;
             let options = crate::store::StoreOptions {
                 queue: config.write_queue,
@@ -232,7 +245,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     });
     tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
     tokio::spawn(hub::sweep_loop(hub.clone(), shutdown.clone()));
-    tracing::info!(%addr, metrics = ?metrics_addr, node = %config.node_id, data = %config.data.display(), "listening");
+    tracing::info!(%addr, metrics = ?metrics_addr, node = %config.node_id, data = %config.data.display(), web = ?config.web_dir, "listening");
     let task = {
         let shutdown = shutdown.clone();
         let hub_metrics = hub.metrics.clone();

@@ -307,6 +307,11 @@ async fn start_refuses_an_invalid_configuration_naming_the_setting() {
             "allowed_origins",
             Box::new(|c| c.allowed_origins = vec!["evil.example".into()]),
         ),
+        // A web folder that does not exist (or was not built).
+        (
+            "web_dir",
+            Box::new(|c| c.web_dir = Some("/nonexistent/preau-web".into())),
+        ),
     ];
     for (setting, tweak) in cases {
         let dir = tempfile::tempdir().unwrap();

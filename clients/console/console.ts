@@ -302,7 +302,7 @@ class Console {
     if (!f) return;
     const rows = f.list.list().map((t) => {
       const title = t.deleted ? "(sujet supprimé)" : (t.title ?? "(sans titre)");
-      const replies = t.replies === 1 ? "1 réponse" : `${t.replies} réponses`;
+      const replies = t.replies === 0 ? "aucune réponse" : t.replies === 1 ? "1 réponse" : `${t.replies} réponses`;
       const cell = el("td", {}, el("div", { textContent: title }), el("small", { textContent: `${t.from.name} · ${replies} · dernière activité ${formatTime(t.last_ts)}` }));
       if (t.pinned) cell.append(el("span", { className: "tag pinned", textContent: "📌 épinglé" }));
       if (t.locked) cell.append(el("span", { className: "tag locked", textContent: "🔒 verrouillé" }));
@@ -392,9 +392,9 @@ class Console {
     slow.addEventListener("change", () => this.act({ kind: "slow_mode", seconds: Number(slow.value) }));
     const ro = this.button(v.read_only ? "Rouvrir le salon" : "Lecture seule", { kind: "read_only", on: !v.read_only }, { danger: !v.read_only });
     this.stats.replaceChildren(
-      stat(String(v.members.length), "présents"),
-      stat(String(v.recent_messages), "messages (5 dernières min)"),
-      stat(String(v.open_reports.length), "signalements ouverts"),
+      stat(String(v.members.length), plural(v.members.length, "présent", "présents")),
+      stat(String(v.recent_messages), `${plural(v.recent_messages, "message", "messages")} (5 dernières min)`),
+      stat(String(v.open_reports.length), plural(v.open_reports.length, "signalement ouvert", "signalements ouverts")),
       stat(v.read_only ? "oui" : "non", "lecture seule"),
       el("label", {}, "Mode lent : ", slow),
       ro,
@@ -423,7 +423,7 @@ class Console {
     const actions = el("td", { className: "actions" });
     const isModerator = user.role === "teacher" || user.role === "staff";
     if (!isModerator) {
-      actions.append(this.button("Muet 10 min", { kind: "mute", user: user.id, seconds: 600 }), this.button("Muet 1 h", { kind: "mute", user: user.id, seconds: 3600 }));
+      actions.append(this.button("Sourdine 10 min", { kind: "mute", user: user.id, seconds: 600 }), this.button("Sourdine 1 h", { kind: "mute", user: user.id, seconds: 3600 }));
       if (muted) actions.append(this.button("Rendre la parole", { kind: "unmute", user: user.id }));
       if (!banned) {
         actions.append(
@@ -487,6 +487,11 @@ class Console {
 
 // Display names seen in room views and events: audit entries name their target by id.
 const knownNames = new Map<string, string>();
+
+/** French plural agreement: 0 and 1 take the singular. */
+function plural(n: number, one: string, many: string): string {
+  return n <= 1 ? one : many;
+}
 
 function stat(value: string, label: string): HTMLElement {
   return el("div", { className: "stat" }, el("b", { textContent: value }), label);

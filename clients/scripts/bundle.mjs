@@ -23,5 +23,6 @@ await build({
 });
 cpSync(join(root, "web/index.html"), join(dist, "index.html"));
 cpSync(join(root, "web/style.css"), join(dist, "style.css"));
+cpSync(join(root, "web/favicon.svg"), join(dist, "favicon.svg"));
 cpSync(join(root, "console/index.html"), join(dist, "console/index.html"));
 console.log("bundled into dist/: index.html, app.js, style.css, console/index.html, console/console.js");

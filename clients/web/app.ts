@@ -6,7 +6,9 @@ import type { EventFrame, PreauClient, PreauError, UserInfo } from "../src/clien
 import { PreauProvider, TRANSIENT_REFUSALS } from "../src/yjs-provider.js";
 import { bindTextarea } from "./textarea-binding.js";
 import { ForumView } from "./forum.js";
+import { AgendaRoomView } from "./agenda.js";
 import {
+  ROLE_LABELS,
   UNKNOWN_ROOM_TEXT,
   connectionBadge,
   el,
@@ -15,6 +17,12 @@ import {
   formatTime,
   isUnknownRoom,
   moderationText,
+  KIND_GROUPS,
+  KIND_LABELS,
+  isModerator,
+  prettyName,
+  roomTitle,
+  type RoomHooks,
   signIn,
   signOut,
   toast,
@@ -32,31 +40,22 @@ interface View {
   dispose(): void;
 }
 
-/**
- * What a view tells the app about its room. A room exists only once a
- * teacher of the class (or staff) opened it; a pupil's join of any other is
- * refused with `unknown_room`, and the app then forgets the room.
- */
-interface RoomHooks {
-  unknown(): void;
-}
+/** The kinds the directory lists, in this order. */
+const KINDS = ["chat", "forum", "notes", "agenda"] as const;
 
-const KIND_ORDER = ["chat", "forum", "notes", "audit"];
-
+/** Every room is found in the directory: the server lists what exists and what the user may read. */
 class App {
   private views = new Map<string, View>();
-  private roomList = el("ul", { className: "rooms" });
-  private main = el("main", { className: "room" });
+  private directory = el("nav", { className: "directory", "aria-label": "Salons" });
+  private main = el("main", { className: "room", id: "room" });
+  private layout = el("div", { className: "layout", "data-view": "list" });
   private current?: string;
+  private known = new Set<string>();
 
   constructor(
     private client: PreauClient,
     private root: HTMLElement,
   ) {}
-
-  private get storeKey(): string {
-    return `preau.rooms.${this.client.user?.id}`;
-  }
 
   start(): void {
     const me = this.client.user!;
@@ -70,140 +69,193 @@ class App {
       connectionBadge(this.client),
       logout,
     );
+    this.main.append(el("p", { className: "empty", textContent: "Choisissez un salon dans la liste." }));
+    const aside = el("aside", {}, el("h2", { textContent: "Mes salons" }), this.directory);
+    if (isModerator(me.role)) aside.append(this.openForm());
+    this.layout.replaceChildren(aside, this.main);
+    this.root.replaceChildren(header, this.layout);
 
-    const input = el("input", { id: "room-name", placeholder: "3B/chat/general", autocomplete: "off" });
-    const join = el("form", { className: "join" }, input, el("button", { type: "submit", textContent: "Rejoindre" }));
-    join.addEventListener("submit", (ev) => {
-      ev.preventDefault();
-      const name = input.value.trim();
-      if (!ROOM_RE.test(name)) return toast("Nom de salon : classe/type/nom, ex. 3B/chat/general", "error");
-      input.value = "";
-      this.open(name);
-    });
-    const aside = el("aside", {}, el("h2", { textContent: "Salons" }), join, this.roomList);
-    this.main.append(el("p", { className: "empty", textContent: "Choisissez ou rejoignez un salon." }));
-    this.root.replaceChildren(header, el("div", { className: "layout" }, aside, this.main));
-
-    // A room goes into the sidebar (and is remembered) once joined: a room
-    // the server does not know is never listed.
-    this.client.on("joined", ({ room }) => {
-      if (!this.views.has(room)) return;
-      this.addToList(room);
-      this.remember(room);
-      this.markActive();
-    });
     this.client.on("removed", ({ room, reason }) => {
       const why: Record<string, string> = { kick: "Vous avez été retiré", ban: "Vous avez été exclu" };
-      toast(`${why[reason] ?? "Vous n'êtes plus membre"} de ${room}`, "error");
+      toast(`${why[reason] ?? "Vous n'êtes plus membre"} de ${roomTitle(room)}`, "error");
+    });
+    // The phone's back button returns to the list.
+    window.addEventListener("popstate", () => {
+      if (this.layout.dataset.view === "room") this.showList(false);
     });
 
-    // Rooms remembered from earlier visits, then the class's existing rooms.
-    for (const r of this.remembered()) this.addToList(r);
     void this.discover();
     // A link may name the room to open (`?room=3B/forum/aide`, as the console's).
     const wanted = new URLSearchParams(location.search).get("room");
     if (wanted && ROOM_RE.test(wanted)) this.open(wanted);
   }
 
-  private remembered(): string[] {
-    try {
-      return JSON.parse(localStorage.getItem(this.storeKey) ?? "[]");
-    } catch {
-      return [];
-    }
-  }
-
-  private remember(room: string): void {
-    const all = new Set(this.remembered());
-    all.add(room);
-    localStorage.setItem(this.storeKey, JSON.stringify([...all]));
-  }
-
-  private forget(room: string): void {
-    const all = this.remembered().filter((r) => r !== room);
-    localStorage.setItem(this.storeKey, JSON.stringify(all));
-  }
-
-  // `rooms` is newer than the first servers: ignore a refusal.
+  /** The rooms of the user's classes (a parent's: their children's), kind by kind; kinds the role may not read are left out. */
   private async discover(): Promise<void> {
-    for (const cls of this.client.hello?.classes ?? []) {
-      for (const kind of ["chat", "forum", "notes"]) {
-        try {
-          const { rooms } = await this.client.rooms(cls, kind);
-          for (const r of rooms) this.addToList(r);
-        } catch {
-          return;
-        }
-      }
+    const classes = this.client.hello?.classes ?? [];
+    if (classes.length === 0) {
+      this.directory.append(el("p", { className: "empty", textContent: "Aucune classe n'est associée à votre compte." }));
+      return;
     }
+    for (const cls of classes) {
+      const section = el("section", { className: "class-rooms", "data-class": cls }, el("h3", { textContent: `Classe ${cls}` }));
+      this.directory.append(section);
+      for (const kind of KINDS) {
+        let rooms: string[];
+        try {
+          rooms = (await this.client.rooms(cls, kind)).rooms;
+        } catch {
+          continue; // forbidden for this role (a parent and pupils' chats), or an older server
+        }
+        for (const r of rooms) this.addToList(r);
+      }
+      if (!section.querySelector("li")) section.append(el("p", { className: "empty", textContent: "Aucun salon ouvert pour l'instant." }));
+    }
+  }
+
+  /** Teachers and staff open rooms: the server creates a room when one of its class's moderators joins it. */
+  private openForm(): HTMLFormElement {
+    const classes = this.client.hello?.classes ?? [];
+    const cls = classes.length
+      ? el("select", { id: "open-class" }, ...classes.map((c) => el("option", { value: c, textContent: c })))
+      : el("input", { id: "open-class", placeholder: "3B", autocomplete: "off", maxLength: 32 });
+    const kind = el("select", { id: "open-kind" }, ...KINDS.map((k) => el("option", { value: k, textContent: KIND_LABELS[k] })));
+    const name = el("input", { id: "open-name", placeholder: "révisions bac", autocomplete: "off", maxLength: 64 });
+    const form = el(
+      "form",
+      { className: "open-room" },
+      el("h2", { textContent: "Ouvrir un salon" }),
+      el("label", { htmlFor: "open-class", textContent: "Classe" }),
+      cls,
+      el("label", { htmlFor: "open-kind", textContent: "Type" }),
+      kind,
+      el("label", { htmlFor: "open-name", textContent: "Nom" }),
+      name,
+      el("button", { type: "submit", textContent: "Ouvrir" }),
+    );
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const slug = slugify(name.value);
+      const room = `${cls.value.trim()}/${kind.value}/${slug}`;
+      if (!slug || !ROOM_RE.test(room)) return toast("Indiquez une classe et un nom (lettres, chiffres, tirets).", "error");
+      name.value = "";
+      this.open(room);
+    });
+    return form;
   }
 
   private addToList(room: string): void {
-    if (this.roomList.querySelector(`[data-room="${CSS.escape(room)}"]`)) return;
-    const kind = room.split("/")[1];
-    const kinds: Record<string, string> = { chat: "discussion", notes: "note", audit: "journal", forum: "forum" };
-    const b = el("button", { className: "link" }, el("span", { className: "kind", textContent: kinds[kind] ?? kind }), room);
+    if (this.known.has(room)) return;
+    const [cls, kind, name] = room.split("/");
+    let section = this.directory.querySelector<HTMLElement>(`section[data-class="${CSS.escape(cls)}"]`);
+    if (!section) {
+      section = el("section", { className: "class-rooms", "data-class": cls }, el("h3", { textContent: `Classe ${cls}` }));
+      this.directory.append(section);
+    }
+    section.querySelector(":scope > p.empty")?.remove();
+    let list = section.querySelector<HTMLElement>(`ul[data-kind="${CSS.escape(kind)}"]`);
+    if (!list) {
+      list = el("ul", { className: "rooms", "data-kind": kind, "aria-label": KIND_LABELS[kind] ?? kind });
+      const group = el("div", { className: "kind-group", "data-kind": kind }, el("h4", { textContent: KIND_GROUPS[kind] ?? kind }), list);
+      const rank = (k: string) => (KINDS as readonly string[]).indexOf(k as (typeof KINDS)[number]) >>> 0;
+      const next = [...section.querySelectorAll<HTMLElement>(":scope > .kind-group")].find((g) => rank(g.dataset.kind ?? "") > rank(kind));
+      section.insertBefore(group, next ?? null);
+    }
+    this.known.add(room);
+    const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: prettyName(name) }));
     b.addEventListener("click", () => this.open(room));
     const li = el("li", { "data-room": room, "data-kind": kind }, b);
-    // Grouped by kind (discussions, forums, notes), then by name.
-    const rank = (r: string) => {
-      const k = KIND_ORDER.indexOf(r.split("/")[1]);
-      return `${k < 0 ? 9 : k}:${r}`;
-    };
-    const next = [...this.roomList.children].find((x) => rank((x as HTMLElement).dataset.room ?? "") > rank(room));
-    this.roomList.insertBefore(li, next ?? null);
+    const next = [...list.children].find((x) => ((x as HTMLElement).dataset.room ?? "") > room);
+    list.insertBefore(li, next ?? null);
+    this.markActive();
   }
 
-  /** Shows `room`, joining it the first time (it is listed once joined). */
+  /** Shows `room`, joining it the first time. */
   open(room: string): void {
     let view = this.views.get(room);
     if (!view) {
       const kind = room.split("/")[1];
-      const hooks: RoomHooks = { unknown: () => this.unknown(room) };
+      const hooks: RoomHooks = { unknown: () => this.unknown(room), forbidden: () => this.forbidden(room) };
       view =
         kind === "notes"
           ? new NotesView(this.client, room, hooks)
           : kind === "forum"
             ? new ForumView(this.client, room, hooks)
-            : new ChatView(this.client, room, hooks);
+            : kind === "agenda"
+              ? new AgendaRoomView(this.client, room, hooks)
+              : new ChatView(this.client, room, hooks);
       this.views.set(room, view);
+      this.addToList(room);
     }
     if (this.current && this.current !== room) this.views.get(this.current)?.hide?.();
     this.current = room;
     this.markActive();
-    this.main.replaceChildren(view.root);
+    const back = el("button", { type: "button", className: "secondary back", textContent: "← Salons" });
+    back.addEventListener("click", () => this.showList(true));
+    this.main.replaceChildren(back, view.root);
+    if (this.layout.dataset.view !== "room") {
+      this.layout.dataset.view = "room";
+      history.pushState({ room }, "");
+    }
     view.show();
   }
 
-  private markActive(): void {
-    for (const li of this.roomList.children) li.classList.toggle("active", (li as HTMLElement).dataset.room === this.current);
+  /** Back to the directory (on a phone, the room and the list take the whole screen in turn). */
+  private showList(viaHistory: boolean): void {
+    this.layout.dataset.view = "list";
+    if (viaHistory && history.state?.room) history.back();
   }
 
-  /**
-   * The server does not know `room` (no teacher opened it): it leaves the
-   * sidebar and the remembered rooms, and the pupil is told why. Opening it
-   * again later tries again (the teacher may have opened it meanwhile).
-   */
-  private unknown(room: string): void {
+  private markActive(): void {
+    for (const li of this.directory.querySelectorAll<HTMLElement>("li[data-room]")) {
+      const active = li.dataset.room === this.current;
+      li.classList.toggle("active", active);
+      li.querySelector("button")?.setAttribute("aria-current", active ? "page" : "false");
+    }
+  }
+
+  /** Drops a room the server refused from the list and from the views. */
+  private drop(room: string, text: string): void {
     this.views.get(room)?.dispose();
     this.views.delete(room);
-    this.forget(room);
-    this.roomList.querySelector(`[data-room="${CSS.escape(room)}"]`)?.remove();
+    this.known.delete(room);
+    this.directory.querySelector(`li[data-room="${CSS.escape(room)}"]`)?.remove();
     if (this.current !== room) {
-      toast(`${room} : ${UNKNOWN_ROOM_TEXT}`, "error");
+      toast(`${roomTitle(room)} : ${text}`, "error");
       return;
     }
     this.current = undefined;
     this.main.replaceChildren(
-      el("section", { className: "unknown-room" }, el("h2", { textContent: room }), el("p", { className: "notice", role: "alert", textContent: UNKNOWN_ROOM_TEXT })),
+      el("section", { className: "unknown-room", "data-room": room }, el("h2", { textContent: roomTitle(room) }), el("p", { className: "notice", role: "alert", textContent: text })),
     );
   }
+
+  /** No teacher opened `room` yet. Opening it again later tries again. */
+  private unknown(room: string): void {
+    this.drop(room, UNKNOWN_ROOM_TEXT);
+  }
+
+  /** The user may not read `room` (a parent and a pupils' chat). */
+  private forbidden(room: string): void {
+    this.drop(room, "Vous n'avez pas accès à ce salon.");
+  }
+}
+
+/** A room name from what a teacher typed: « Révisions bac » → `revisions-bac`. */
+function slugify(text: string): string {
+  return text
+    .normalize("NFD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9_.-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 64);
 }
 
 // ---- chat -------------------------------------------------------------------
 
 class ChatView implements View {
-  root = el("section", { className: "chat" });
+  root: HTMLElement;
   private list = el("ol", { className: "messages" });
   private older = el("button", { className: "secondary older", textContent: "Messages plus anciens", hidden: true });
   private typingLine = el("p", { className: "typing" });
@@ -228,6 +280,8 @@ class ChatView implements View {
     private room: string,
     private hooks: RoomHooks,
   ) {
+    this.root = el("section", { className: "chat", "data-room": room });
+    this.input.setAttribute("aria-label", "Message");
     const composer = el("form", { className: "composer" }, this.input, this.send);
     composer.addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -236,7 +290,7 @@ class ChatView implements View {
     this.input.addEventListener("input", () => this.typing());
     this.older.addEventListener("click", () => void this.loadOlder());
     this.root.append(
-      el("h2", { textContent: room }),
+      el("h2", { textContent: roomTitle(room) }),
       this.membersLine,
       el("div", { className: "scroller" }, this.older, this.list),
       this.typingLine,
@@ -270,7 +324,8 @@ class ChatView implements View {
     on("event", (ev) => {
       if (ev.room !== this.room) return;
       this.add(ev);
-      this.typers.delete(ev.from.id);
+      // Their message arrived: they are no longer typing it.
+      if (this.typers.delete(ev.from.id)) this.renderTyping();
       this.scrollToEnd();
     });
     on("presence", (p) => {
@@ -308,6 +363,9 @@ class ChatView implements View {
     } catch (err) {
       if ((err as { code?: string }).code === "already_joined") return;
       if (isUnknownRoom(err)) return this.hooks.unknown();
+      if ((err as { code?: string }).code === "forbidden") return this.hooks.forbidden();
+      // Not joined (banned…): nothing can be sent from here.
+      this.input.disabled = this.send.disabled = true;
       this.setNotice(errorText(err));
     }
   }
@@ -348,11 +406,18 @@ class ChatView implements View {
 
   private render(ev: EventFrame): HTMLElement | null {
     this.names.set(ev.from.id, ev.from.name);
-    const meta = el("span", { className: "meta" }, el("b", { textContent: ev.from.name }), ` ${formatTime(ev.ts)}`);
+    const staff = isModerator(ev.from.role);
+    const meta = el(
+      "span",
+      { className: "meta" },
+      el("b", { textContent: ev.from.name }),
+      staff ? el("span", { className: "role-tag", textContent: ROLE_LABELS[ev.from.role] ?? ev.from.role }) : "",
+      ` ${formatTime(ev.ts)}`,
+    );
     const b = ev.body;
     switch (b.kind) {
       case "message": {
-        const li = el("li", { className: "message", "data-offset": ev.offset }, meta, el("p", { className: "text", textContent: String(b.text) }));
+        const li = el("li", { className: staff ? "message from-staff" : "message", "data-offset": ev.offset }, meta, el("p", { className: "text", textContent: String(b.text) }));
         if (ev.from.id !== this.client.user?.id) {
           const report = el("button", { className: "link report", textContent: "Signaler", title: "Signaler ce message à l'enseignant" });
           report.addEventListener("click", () => void this.report(ev));
@@ -365,9 +430,17 @@ class ChatView implements View {
         const why = b.reason ? ` (${String(b.reason)})` : "";
         return el("li", { className: "message redacted", "data-offset": ev.offset }, meta, el("p", { textContent: `Message supprimé par ${by}${why}` }));
       }
-      case "moderation":
+      case "moderation": {
         this.applyModeration(ev);
+        const action = b.action as { kind?: string; user?: string };
+        // A deletion shows once: as the tombstone in the message's place.
+        if (action.kind === "redact") return null;
+        // What is done to one pupil is said to that pupil and to the
+        // moderators, not to the whole class.
+        const personal = ["mute", "unmute", "kick", "ban", "unban"].includes(action.kind ?? "");
+        if (personal && action.user !== this.client.user?.id && !isModerator(this.client.user?.role ?? "")) return null;
         return el("li", { className: "system", "data-offset": ev.offset, textContent: moderationText(ev, (id) => this.names.get(id)) });
+      }
       default:
         return null; // unknown kinds are shown as nothing (the spec's rule)
     }
@@ -462,7 +535,7 @@ class ChatView implements View {
 // ---- notes ------------------------------------------------------------------
 
 class NotesView implements View {
-  root = el("section", { className: "notes" });
+  root: HTMLElement;
   private area = el("textarea", { className: "note", id: "note-content", spellcheck: true, placeholder: "Écrivez la note ici (Markdown)…" });
   private status = el("p", { className: "status" });
   private people = el("p", { className: "members" });
@@ -475,7 +548,9 @@ class NotesView implements View {
     private room: string,
     private hooks: RoomHooks,
   ) {
-    this.root.append(el("h2", { textContent: room }), this.people, this.notice, this.area, this.status);
+    this.root = el("section", { className: "notes", "data-room": room });
+    this.area.setAttribute("aria-label", "Contenu de la note");
+    this.root.append(el("h2", { textContent: roomTitle(room) }), this.people, this.notice, this.area, this.status);
   }
 
   dispose(): void {
@@ -541,8 +616,9 @@ class NotesView implements View {
       if (!locked) this.notice.hidden = true;
     };
     provider.on("error", (err) => {
-      // The join was refused: nobody opened this note yet.
+      // The join was refused: nobody opened this note yet, or it is not ours to read.
       if (isUnknownRoom(err)) return this.hooks.unknown();
+      if (err.code === "forbidden" && !provider.synced) return this.hooks.forbidden();
       if (TRANSIENT_REFUSALS.has(err.code) || err.code === "out_of_sync") {
         // Kept locally and sent again shortly (a resync).
         this.notice.textContent = `${errorText(err)}. Vos modifications seront renvoyées automatiquement.`;

@@ -260,7 +260,9 @@ export function moderationText(ev: EventFrame, nameOf: (id: string) => string | 
     case "configure": {
       const classes = Array.isArray(a.classes) && a.classes.length ? `, classes invitées : ${a.classes.join(", ")}` : "";
       const mods = Array.isArray(a.moderators) && a.moderators.length ? `, modérateurs invités : ${a.moderators.join(", ")}` : "";
-      return `${who} a réglé le forum (${FLAVOUR_LABELS[String(a.flavour)] ?? String(a.flavour)}${classes}${mods}).`;
+      // The first `configure` opens the forum, later ones change it: words true of both.
+      const kinds: Record<string, string> = { debate: "un forum de débat", help: "un forum d'entraide", interclass: "un forum interclasses" };
+      return `${who} a fait de ce forum ${kinds[String(a.flavour)] ?? `un forum (${String(a.flavour)})`}${classes}${mods}.`;
     }
     case "pin":
       return `${who} a épinglé un message.`;
@@ -274,3 +276,35 @@ export function moderationText(ev: EventFrame, nameOf: (id: string) => string | 
       return `${who} : action de modération (${String(a.kind)}).`;
   }
 }
+
+/**
+ * What a view tells the app about its room. A room exists only once a
+ * teacher of the class (or staff) opened it; a join of any other is refused
+ * with `unknown_room`, and a room the user may not read with `forbidden`:
+ * the app then drops the room from its list.
+ */
+export interface RoomHooks {
+  unknown(): void;
+  forbidden(): void;
+}
+
+
+export const KIND_LABELS: Record<string, string> = { chat: "discussion", forum: "forum", notes: "note", agenda: "agenda", audit: "journal" };
+export const KIND_GROUPS: Record<string, string> = { chat: "Discussions", forum: "Forums", notes: "Notes", agenda: "Agenda" };
+
+export function isModerator(role: string): boolean {
+  return role === "teacher" || role === "staff";
+}
+
+/** `revision-bac` → « revision bac »: a room's last segment, as people read it. */
+export function prettyName(name: string): string {
+  const spaced = name.replace(/[-_.]+/g, " ").trim();
+  return spaced.charAt(0).toUpperCase() + spaced.slice(1);
+}
+
+/** « Revision bac · discussion · 3B ». */
+export function roomTitle(room: string): string {
+  const [cls, kind, name] = room.split("/");
+  return `${prettyName(name ?? room)} · ${KIND_LABELS[kind] ?? kind} · ${cls}`;
+}
+

@@ -5,7 +5,7 @@
 
 import { PreauError, type EventFrame, type PreauClient, type ThreadInfo, type UserInfo } from "../src/client.js";
 import { ThreadList, ThreadTimeline, forumItem, isForumModerator, type ForumPost } from "../src/forum.js";
-import { FLAVOUR_LABELS, el, errorText, formatTime, moderationText, toast, userLabel } from "./common.js";
+import { FLAVOUR_LABELS, el, errorText, formatTime, moderationText, roomTitle, toast, userLabel } from "./common.js";
 
 const MAX_QUOTE_BYTES = 500;
 const MAX_TITLE_BYTES = 200;
@@ -63,7 +63,7 @@ export function cutBytes(s: string, max: number): string {
 }
 
 export class ForumView {
-  root = el("section", { className: "forum" });
+  root: HTMLElement;
   private flavourTag = el("span", { className: "flavour" });
   private notice = el("p", { className: "notice", hidden: true });
   private newButton = el("button", { type: "button", className: "new-thread", textContent: "Nouveau sujet" });
@@ -103,8 +103,9 @@ export class ForumView {
   constructor(
     private client: PreauClient,
     private room: string,
-    private hooks?: { unknown(): void },
+    private hooks?: { unknown(): void; forbidden?(): void },
   ) {
+    this.root = el("section", { className: "forum", "data-room": room });
     this.list = new ThreadList(client.user?.id ?? "");
     this.newForm.append(
       el("label", { htmlFor: "forum-title", textContent: "Titre" }),
@@ -133,7 +134,7 @@ export class ForumView {
     );
     const listPane = el("div", { className: "threads-pane" }, this.newButton, this.newForm, this.listEl, this.moreThreads);
     this.root.append(
-      el("h2", {}, room, " ", this.flavourTag),
+      el("h2", {}, roomTitle(room), " ", this.flavourTag),
       this.notice,
       el("div", { className: "forum-panes" }, listPane, this.threadPane),
     );
@@ -198,6 +199,9 @@ export class ForumView {
         this.joined = true;
       } else if (err instanceof PreauError && err.code === "unknown_room" && this.hooks) {
         this.hooks.unknown();
+        return;
+      } else if (err instanceof PreauError && err.code === "forbidden" && this.hooks?.forbidden) {
+        this.hooks.forbidden();
         return;
       } else {
         this.failed(err);
@@ -458,7 +462,7 @@ export class ForumView {
       locked ? (this.moderator ? "🔒 Sujet verrouillé : les élèves ne peuvent plus y répondre." : "🔒 Sujet verrouillé : seuls les enseignants peuvent encore y répondre.") : "",
     );
     const names = new Map(posts.map((p) => [p.offset, p.from.name]));
-    this.postsEl.replaceChildren(...posts.map((p) => this.postItem(p, names, answer, info)));
+    this.postsEl.replaceChildren(...posts.map((p) => this.postItem(p, names, answer, info, posts)));
     this.olderPosts.hidden = !open.timeline.more;
     const closed = locked && !this.moderator;
     this.replyText.disabled = this.replySend.disabled = closed;
@@ -466,7 +470,7 @@ export class ForumView {
     this.renderReplying();
   }
 
-  private postItem(p: ForumPost, names: Map<number, string>, answer: number | undefined, info: ThreadInfo | undefined): HTMLElement {
+  private postItem(p: ForumPost, names: Map<number, string>, answer: number | undefined, info: ThreadInfo | undefined, posts: ForumPost[]): HTMLElement {
     const li = el("li", { className: "post", "data-offset": p.offset });
     const mine = p.from.id === this.me?.id;
     const meta = el("div", { className: "meta" }, el("b", { textContent: p.from.name }), ` ${formatTime(p.ts)}`);
@@ -527,7 +531,9 @@ export class ForumView {
       let selected = "";
       const cite = button("Citer", "quote", () => this.startReply(p, selected || p.text));
       cite.addEventListener("mousedown", () => (selected = selectionIn(text)));
-      if (mine) button("Modifier", "edit", () => this.startEdit(p));
+      // A pupil's post takes no edit once someone else replied to it (or,
+      // for a question, in its thread): the button is not offered then.
+      if (mine && (this.moderator || !repliedTo(p, posts))) button("Modifier", "edit", () => this.startEdit(p));
       if (mine || this.moderator) button("Supprimer", "delete", () => void this.remove(p));
       const asker = (info?.from.id ?? p.from.id) === this.me?.id;
       if (this.list.settings.flavour === "help" && (asker || this.moderator) && p.offset !== p.thread) {
@@ -595,8 +601,8 @@ export class ForumView {
         await this.client.edit(this.room, p.offset, text.value.trim(), isFirst && newTitle !== p.title ? newTitle : undefined);
         this.stopEdit();
       } catch (err) {
+        // Said once, in the form (not also in a toast).
         error.textContent = forumErrorText(err, "edit", this.list.get(p.thread)?.locked);
-        toast(error.textContent, "error");
       }
     });
     this.editing = { offset: p.offset, form };
@@ -636,4 +642,9 @@ function selectionIn(node: HTMLElement): string {
   if (!sel || sel.isCollapsed || sel.rangeCount === 0) return "";
   const range = sel.getRangeAt(0);
   return node.contains(range.commonAncestorContainer) ? sel.toString() : "";
+}
+
+/** Whether someone else replied to `p` (a reply to it, or, for a thread's first post, any reply in the thread): the server's rule for `not_editable`. */
+function repliedTo(p: ForumPost, posts: ForumPost[]): boolean {
+  return posts.some((o) => o.offset !== p.offset && o.from.id !== p.from.id && (o.replyTo === p.offset || p.offset === p.thread));
 }
