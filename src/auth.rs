@@ -97,6 +97,7 @@ impl Claims {
     }
 }
 
+#[derive(Clone)]
 struct Key {
     kid: String,
     encoding: EncodingKey,
@@ -104,6 +105,7 @@ struct Key {
 }
 
 /// The keys that sign and verify tokens.
+#[derive(Clone)]
 pub struct Keyring {
     keys: Vec<Key>,
 }
@@ -195,6 +197,9 @@ impl Keyring {
     pub fn verify(&self, token: &str, now_secs: u64) -> Result<Claims, AuthError> {
         let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
         let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        if header.typ.as_deref() == Some(VALUE_TYP) {
+            return Err(AuthError::Invalid("a signed value, not a token".to_owned()));
+        }
         let key = match &header.kid {
             Some(kid) => self
                 .keys
@@ -218,6 +223,63 @@ impl Keyring {
         }
         claims.validate()?;
         Ok(claims)
+    }
+}
+
+/// The `typ` of signed values that are not tokens ([`Keyring::sign_value`]):
+/// a token verifier refuses them, and they refuse tokens.
+const VALUE_TYP: &str = "preau-value";
+
+impl Keyring {
+    /// Signs a short-lived value the server hands to a browser and reads
+    /// back (the state of an ENT sign-in, in a cookie). Not a token: its
+    /// `typ` differs, and [`Keyring::verify`] needs claims it lacks.
+    pub fn sign_value<T: Serialize>(&self, value: &T) -> Result<String, AuthError> {
+        let key = self
+            .keys
+            .first()
+            .ok_or_else(|| AuthError::Secret("no key".to_owned()))?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(VALUE_TYP.to_owned());
+        Ok(jsonwebtoken::encode(&header, value, &key.encoding)?)
+    }
+
+    /// Reads back a value of [`Keyring::sign_value`], if its signature
+    /// holds and its `exp` is after `now_secs`.
+    pub fn open_value<T: serde::de::DeserializeOwned>(
+        &self,
+        signed: &str,
+        now_secs: u64,
+    ) -> Result<T, AuthError> {
+        #[derive(Deserialize)]
+        struct Expiry {
+            exp: u64,
+        }
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
+        let header = jsonwebtoken::decode_header(signed).map_err(invalid)?;
+        if header.typ.as_deref() != Some(VALUE_TYP) {
+            return Err(AuthError::Invalid("not a signed value".to_owned()));
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|k| header.kid.as_ref() == Some(&k.kid))
+            .ok_or_else(|| AuthError::Invalid("unknown key id".to_owned()))?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
+        let expiry = jsonwebtoken::decode::<Expiry>(signed, &key.decoding, &validation)
+            .map_err(invalid)?
+            .claims;
+        if expiry.exp <= now_secs {
+            return Err(AuthError::Expired);
+        }
+        Ok(
+            jsonwebtoken::decode::<T>(signed, &key.decoding, &validation)
+                .map_err(invalid)?
+                .claims,
+        )
     }
 }
 

@@ -31,6 +31,99 @@ pub enum LogFormat {
     Json,
 }
 
+/// How préau reads the ENT's answer (TOML table `[oidc]`; the first four
+/// also as flags `--oidc-issuer`, `--oidc-client-id`,
+/// `--oidc-client-secret`, `--oidc-redirect-url`).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (discovery at `/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// Unset: a public client (PKCE alone).
+    pub client_secret: Option<String>,
+    /// This server's `/auth/callback`, as registered at the provider.
+    pub redirect_url: String,
+    /// Scopes besides `openid`.
+    pub scopes: Vec<String>,
+    /// The userinfo claim holding the role (a string or a list).
+    pub role_claim: String,
+    /// Values of the role claim, lower case and without accents, mapped to
+    /// préau's roles (`student`, `teacher`, `parent`, `staff`), besides the
+    /// built-in names (`oidc::ROLE_NAMES`: ELEVE, ENSEIGNANT, Relative…).
+    pub roles: std::collections::BTreeMap<String, String>,
+    /// The claim listing the user's classes (a parent: their children's).
+    pub classes_claim: String,
+    /// The claim listing a parent's children's user ids.
+    pub children_claim: String,
+    /// How long the préau token minted at sign-in is valid.
+    #[serde(with = "humantime_serde")]
+    pub session: Duration,
+    /// The sign-in button's text.
+    pub label: String,
+}
+
+impl Default for OidcConfig {
+    fn default() -> OidcConfig {
+        OidcConfig {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            redirect_url: String::new(),
+            scopes: vec!["profile".to_owned()],
+            role_claim: "role".to_owned(),
+            roles: std::collections::BTreeMap::new(),
+            classes_claim: "classes".to_owned(),
+            children_claim: "children".to_owned(),
+            session: Duration::from_secs(8 * 3600),
+            label: "Se connecter avec l'ENT".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("redirect_url", &self.redirect_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcConfig {
+    /// What `Config::validate` checks: the URLs parse, the ids are there,
+    /// the role names are préau's.
+    pub fn check(&self) -> Result<(), String> {
+        url::Url::parse(&self.issuer).map_err(|e| format!("issuer: {e}"))?;
+        let redirect =
+            url::Url::parse(&self.redirect_url).map_err(|e| format!("redirect_url: {e}"))?;
+        if redirect.path() != "/auth/callback" {
+            return Err("redirect_url must end in /auth/callback".to_owned());
+        }
+        if let Some((value, role)) = self
+            .roles
+            .iter()
+            .find(|(_, r)| !["student", "teacher", "parent", "staff"].contains(&r.as_str()))
+        {
+            return Err(format!(
+                "roles: {value:?} maps to {role:?}, not student, teacher, parent or staff"
+            ));
+        }
+        if self.client_id.is_empty() {
+            return Err("client_id is required".to_owned());
+        }
+        if self.session < Duration::from_secs(60) {
+            return Err("session must be at least 1 minute".to_owned());
+        }
+        Ok(())
+    }
+}
+
 /// Everything `serve` needs. Field docs are the configuration table of README.md.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -128,6 +221,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Where `/metrics` is served; unset: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Sign-in through the ENT (OpenID Connect); unset: tokens only.
+    pub oidc: Option<OidcConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -197,6 +292,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             metrics_listen: None,
+            oidc: None,
         }
     }
 }
@@ -307,6 +403,18 @@ pub struct ConfigArgs {
     /// Serve Prometheus `/metrics` on this address (e.g. 127.0.0.1:9464).
     #[arg(long, env = "PREAU_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Sign-in through the ENT: the OpenID provider's issuer URL (the
+    /// other `[oidc]` settings from the config file).
+    #[arg(long, env = "PREAU_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, env = "PREAU_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// Unset: a public client (PKCE alone).
+    #[arg(long, env = "PREAU_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// This server's `/auth/callback` as the provider knows it.
+    #[arg(long, env = "PREAU_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
 }
 
 /// Bounds of `rate_per_sec` and `request_rate_per_sec`: below, a refill
@@ -529,6 +637,12 @@ impl Config {
             "metrics_listen",
             "must not be the address of listen",
         )?;
+        if let Some(oidc) = &self.oidc {
+            oidc.check().map_err(|message| ConfigError::Invalid {
+                setting: "oidc",
+                message,
+            })?;
+        }
         Ok(())
     }
 }
@@ -602,6 +716,25 @@ impl ConfigArgs {
         );
         if self.metrics_listen.is_some() {
             config.metrics_listen = self.metrics_listen;
+        }
+        if self.oidc_issuer.is_some()
+            || self.oidc_client_id.is_some()
+            || self.oidc_client_secret.is_some()
+            || self.oidc_redirect_url.is_some()
+        {
+            let oidc = config.oidc.get_or_insert_with(OidcConfig::default);
+            if let Some(v) = self.oidc_issuer {
+                oidc.issuer = v;
+            }
+            if let Some(v) = self.oidc_client_id {
+                oidc.client_id = v;
+            }
+            if self.oidc_client_secret.is_some() {
+                oidc.client_secret = self.oidc_client_secret;
+            }
+            if let Some(v) = self.oidc_redirect_url {
+                oidc.redirect_url = v;
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Gateway {
     pub origins: Arc<OriginPolicy>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// Sign-in through the ENT, when configured.
+    pub sso: Option<Arc<crate::oidc::Sso>>,
 }
 
 impl axum::extract::FromRef<Gateway> for Arc<Hub> {
@@ -61,6 +63,7 @@ pub fn router(gateway: Gateway) -> Router {
     if config.admin_key.is_some() {
         router = router.merge(crate::admin::routes());
     }
+    router = router.merge(crate::oidc::routes(gateway.sso.clone()));
     if config.demo {
         tracing::warn!("demo mode: GET /dev/token mints tokens for anyone; never in production");
         router = router.route("/dev/token", get(demo_token));

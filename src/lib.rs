@@ -19,6 +19,7 @@ mod listener;
 pub mod metrics;
 pub mod moderation;
 pub mod notes;
+pub mod oidc;
 mod origin;
 pub mod outbound;
 pub mod privacy;
@@ -49,6 +50,8 @@ use crate::store::{Store, StoreError};
 pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -206,6 +209,10 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         },
         Some(hub.metrics.clone()),
     ));
+    let sso = match &config.oidc {
+        Some(oidc) => Some(oidc::Sso::new(oidc.clone(), hub.keyring.clone())?),
+        None => None,
+    };
     let gateway = gateway::Gateway {
         hub: hub.clone(),
         handlers,
@@ -213,6 +220,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
+        sso,
     };
     let app = gateway::router(gateway);
     if let Some(listener) = metrics_listener {

@@ -14,6 +14,7 @@ import {
   formatTime,
   isUnknownRoom,
   moderationText,
+  roomTitle,
   signIn,
   signOut,
   toast,
@@ -376,6 +377,33 @@ class Console {
     );
   }
 
+  /**
+   * Deletes a reported message and closes its report in one click: a
+   * deleted message leaves nothing to decide, so its report must not stay
+   * open (reading « message n° 6 » and failing a second delete).
+   */
+  private deleteReported(offset: number, report: number): HTMLButtonElement {
+    const b = el("button", { type: "button", textContent: "Supprimer le message", className: "danger" });
+    b.addEventListener("click", async () => {
+      const room = this.room;
+      if (!room) return;
+      b.disabled = true;
+      try {
+        await this.client.moderate(room, { kind: "redact", offset, reason: "Signalement" }).catch((err) => {
+          // Already deleted (by someone else): the report still closes.
+          if ((err as { code?: string }).code !== "unknown_target") throw err;
+        });
+        await this.client.moderate(room, { kind: "resolve", report, dismissed: false });
+      } catch (err) {
+        toast(errorText(err), "error");
+      } finally {
+        b.disabled = false;
+        this.scheduleRefresh();
+      }
+    });
+    return b;
+  }
+
   private button(label: string, action: ModerationAction, opts: { danger?: boolean; confirm?: string } = {}): HTMLButtonElement {
     const b = el("button", { type: "button", textContent: label, className: opts.danger ? "danger" : "secondary" });
     b.addEventListener("click", () => this.act(action, opts.confirm));
@@ -447,7 +475,7 @@ class Console {
       const actions = el(
         "td",
         { className: "actions" },
-        this.button("Supprimer le message", { kind: "redact", offset, reason: "Signalement" }, { danger: true }),
+        this.deleteReported(offset, r.offset),
         this.button("Traité", { kind: "resolve", report: r.offset, dismissed: false }),
         this.button("Rejeter", { kind: "resolve", report: r.offset, dismissed: true }),
       );
@@ -480,13 +508,68 @@ class Console {
   private renderAudit(): void {
     const items = [...this.auditEntries.values()]
       .sort((a, b) => b.offset - a.offset)
-      .map((ev) => el("li", {}, el("small", { textContent: `${formatTime(ev.ts)} · ${String(ev.body.room ?? "")}` }), el("div", { textContent: auditText(ev) })));
+      .map((ev) => {
+        const room = String(ev.body.room ?? "");
+        return el("li", {}, el("small", { textContent: `${formatTime(ev.ts)} · ${room ? roomTitle(room) : ""}` }), el("div", { textContent: this.auditText(ev) }));
+      });
     this.auditList.replaceChildren(...items);
+  }
+
+  /** An audit entry in words: whose message, from when, never an internal number. */
+  private auditText(ev: EventFrame): string {
+    const room = String(ev.body.room ?? "");
+    const reason = (r: unknown) => (r ? ` (motif : ${String(r)})` : "");
+    if (ev.body.kind === "report") {
+      return `${ev.from.name} a signalé ${this.messageWords(room, Number(ev.body.offset))}${reason(ev.body.reason)}.`;
+    }
+    const a = ev.body.action as { kind?: string; offset?: number; report?: number; dismissed?: boolean; reason?: string } | undefined;
+    if (ev.body.kind === "audit" && a?.kind === "redact" && typeof a.offset === "number") {
+      return `${ev.from.name} a supprimé ${this.messageWords(room, a.offset)}${reason(a.reason)}.`;
+    }
+    if (ev.body.kind === "audit" && a?.kind === "resolve" && typeof a.report === "number") {
+      const report = this.auditEntries.get(a.report);
+      const what = report ? `le signalement ${of(report.from.name)} sur ${this.messageWords(String(report.body.room ?? room), Number(report.body.offset))}` : "un signalement";
+      return `${ev.from.name} a ${a.dismissed ? "rejeté" : "traité"} ${what}.`;
+    }
+    return auditText(ev);
+  }
+
+  /** « le message de Bilal Haddad du 12/03 à 17:09 », fetched once if not at hand. */
+  private messageWords(room: string, offset: number): string {
+    const key = `${room}#${offset}`;
+    const known = (room === this.room ? this.messages.get(offset) : undefined) ?? messageCache.get(key);
+    if (known) {
+      const d = new Date(known.ts);
+      const day = d.toLocaleDateString("fr-FR", { day: "2-digit", month: "2-digit" });
+      const time = d.toLocaleTimeString("fr-FR", { hour: "2-digit", minute: "2-digit" });
+      return `le message ${of(known.from.name)} du ${day} à ${time}`;
+    }
+    if (!messageCache.has(key) && room && Number.isFinite(offset)) {
+      messageCache.set(key, null);
+      this.client.history(room, { before: offset + 1, limit: 1 }).then(
+        (page) => {
+          const ev = page.events.find((e) => e.offset === offset);
+          if (ev) {
+            messageCache.set(key, ev);
+            this.renderAudit();
+          }
+        },
+        () => {},
+      );
+    }
+    return "un message";
   }
 }
 
 // Display names seen in room views and events: audit entries name their target by id.
 const knownNames = new Map<string, string>();
+// Messages that audit entries refer to (by room and offset), fetched once; null while asked.
+const messageCache = new Map<string, EventFrame | null>();
+
+/** « de Bob », « d'Alice »: French elision before a vowel or a mute h. */
+function of(name: string): string {
+  return /^[aeiouyhàâäéèêëîïôöûüœ]/i.test(name) ? `d'${name}` : `de ${name}`;
+}
 
 /** French plural agreement: 0 and 1 take the singular. */
 function plural(n: number, one: string, many: string): string {

@@ -21,12 +21,19 @@ import { PreauError, type EventFrame } from "../src/client.js";
 import { PreauProvider } from "../src/yjs-provider.js";
 import { createRequire } from "node:module";
 import type { Page } from "playwright-core";
-import { ALICE, BOB, CLIENTS_DIR, PREAU_BIN, TEACHER, TestServer, waitFor, type UserSpec } from "./harness.js";
+import { ALICE, BOB, CLIENTS_DIR, PREAU_BIN, TEACHER, TestServer, freePort, waitFor, type UserSpec } from "./harness.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const DIST = join(CLIENTS_DIR, "dist");
 const ARTIFACTS = join(CLIENTS_DIR, "test-artifacts");
 const ROOM = "3B/chat/general";
+/**
+ * The text of the note open in the page's editor (runs in the page: the
+ * app's debugging handle, `window.preau`). Passed to waitForFunction as a
+ * page function, so it may use nothing from this file.
+ */
+declare function noteText(room: string): string;
+const NOTE_TEXT_SCRIPT = "window.noteText = (room) => window.preau.app.views.get(room).text();";
 const AXE_PATH = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const skip = !existsSync(CHROMIUM)
@@ -197,6 +204,19 @@ test("web app and console: sign in, chat, report, mute", { skip, timeout: 90_000
     // Resolving the report empties the list.
     await teacher.locator("button:has-text('Traité')").click();
     await teacher.waitForSelector("text=Aucun signalement ouvert.");
+
+    // Deleting a reported message closes its report too, and the log says
+    // whose message it was, never an internal number.
+    const rude = await bob.post(ROOM, "Message déplacé");
+    const aliceNode = await srv.client(ALICE);
+    await aliceNode.report(ROOM, rude.offset, "insulte");
+    await teacher.waitForSelector("td:has-text('« Message déplacé » — Bob Leroy')");
+    await teacher.locator("tr", { hasText: "« Message déplacé »" }).locator("button:has-text('Supprimer le message')").click();
+    await teacher.waitForSelector("text=Aucun signalement ouvert.");
+    await teacher.waitForSelector(".audit li:has-text('M. Durand a supprimé le message de Bob Leroy du')");
+    await teacher.waitForSelector(`.audit li:has-text("M. Durand a traité le signalement d'Alice Martin sur le message de Bob Leroy du")`);
+    assert.equal(await teacher.locator(".audit li:has-text('n°')").count(), 0, "no internal numbers in the log");
+    await teacher.screenshot({ path: join(ARTIFACTS, "console-audit.png") });
     assert.deepEqual(pageErrors, []);
   } finally {
     await env.close();
@@ -220,6 +240,7 @@ test("web app: a note typed in the browser reaches a Node Y.Doc", { skip, timeou
     const provider = new PreauProvider(bob, NOTE, doc, { awareness });
     try {
       const page = await (await browser.newContext({ viewport: { width: 1000, height: 600 } })).newPage();
+      await page.addInitScript(NOTE_TEXT_SCRIPT);
       await page.goto(`${web.url}/`);
       await page.fill("#token", await srv.token(ALICE));
       await page.click("text=Se connecter");
@@ -231,7 +252,7 @@ test("web app: a note typed in the browser reaches a Node Y.Doc", { skip, timeou
 
       // And back: bob's edit shows in the textarea, with his name listed.
       doc.getText("content").insert(0, "Bob : ");
-      await page.waitForFunction(() => (document.getElementById("note-content") as HTMLTextAreaElement).value.startsWith("Bob : # Révisions"));
+      await page.waitForFunction((room) => noteText(room).startsWith("Bob : # Révisions"), NOTE);
       await page.waitForSelector(".members:has-text('Bob Leroy')");
       await page.screenshot({ path: join(ARTIFACTS, "notes.png") });
     } finally {
@@ -259,6 +280,7 @@ test("web app: a refused change is taken back in the editor, and the pupil is to
       await waitFor(() => provider.pending === 0, "the teacher's text stored", 10_000);
 
       const page = await (await browser.newContext({ viewport: { width: 1000, height: 600 } })).newPage();
+      await page.addInitScript(NOTE_TEXT_SCRIPT);
       const pageErrors: string[] = [];
       page.on("pageerror", (e) => pageErrors.push(String(e)));
       await page.goto(`${web.url}/`);
@@ -266,7 +288,7 @@ test("web app: a refused change is taken back in the editor, and the pupil is to
       await page.click("text=Se connecter");
       await page.click(`.rooms li[data-room='${NOTE}'] button`);
       await page.waitForSelector(".status:has-text('Enregistré')");
-      await page.waitForFunction(() => (document.getElementById("note-content") as HTMLTextAreaElement).value === "Texte du professeur.");
+      await page.waitForFunction((room) => noteText(room) === "Texte du professeur.", NOTE);
 
       // Muted (the editor stays open until a change is refused).
       await prof.moderate(NOTE, { kind: "mute", user: "alice", seconds: 600 });
@@ -275,15 +297,15 @@ test("web app: a refused change is taken back in the editor, and the pupil is to
       await page.keyboard.type(" Ajout refusé");
       await page.waitForSelector(".notice:has-text(\"Vos dernières modifications n'ont pas été enregistrées : vous êtes en sourdine sur cette note.\")");
       // The editor shows the note as stored, and no longer takes typing.
-      await page.waitForFunction(() => (document.getElementById("note-content") as HTMLTextAreaElement).value === "Texte du professeur.");
-      assert.equal(await page.evaluate(() => (document.getElementById("note-content") as HTMLTextAreaElement).readOnly), true);
+      await page.waitForFunction((room) => noteText(room) === "Texte du professeur.", NOTE);
+      assert.equal(await page.getAttribute("#note-content", "contenteditable"), "false", "the editor no longer takes typing");
       await page.screenshot({ path: join(ARTIFACTS, "notes-refused.png") });
       assert.equal(doc.getText("content").toString(), "Texte du professeur.");
       assert.equal((await prof.noteExport(NOTE, "text")).content, "Texte du professeur.");
 
       // Unmuted, the pupil edits again, from the reloaded document.
       await prof.moderate(NOTE, { kind: "unmute", user: "alice" });
-      await page.waitForFunction(() => !(document.getElementById("note-content") as HTMLTextAreaElement).readOnly);
+      await page.waitForFunction(() => document.getElementById("note-content")?.getAttribute("contenteditable") === "true");
       await page.click("#note-content");
       await page.keyboard.press("End");
       await page.keyboard.type(" Merci.");
@@ -575,3 +597,154 @@ for (const size of SIZES) {
     }
   });
 }
+
+/**
+ * A real OpenID provider (the certified `oidc-provider` package, with its
+ * development login and consent pages) in front of préau: the ENT's
+ * accounts and the claims préau maps to roles and classes.
+ */
+async function startProvider(port: number, redirectUri: string): Promise<{ close: () => Promise<void> }> {
+  // No type declarations ship with it: imported by name, untyped.
+  const pkg = "oidc-provider";
+  const { default: Provider } = (await import(pkg)) as { default: any };
+  const accounts: Record<string, Record<string, unknown>> = {
+    ana: { name: "Ana Martin", role: "ELEVE", classes: ["3B"] },
+    "p-martin": { name: "Mme Martin", role: "Relative", classes: ["3B"], children: ["ana"] },
+    "t-durand": { name: "M. Durand", role: "ENSEIGNANT", classes: ["3B"] },
+    invite: { name: "Invité", role: "Invité", classes: ["3B"] },
+  };
+  const provider = new Provider(`http://127.0.0.1:${port}`, {
+    clients: [{ client_id: "preau", token_endpoint_auth_method: "none", redirect_uris: [redirectUri], grant_types: ["authorization_code"], response_types: ["code"] }],
+    claims: { openid: ["sub"], profile: ["name", "role", "classes", "children"] },
+    pkce: { required: () => true },
+    async findAccount(_ctx: unknown, sub: string) {
+      const known = accounts[sub];
+      if (!known) return undefined;
+      return { accountId: sub, claims: async () => ({ sub, ...known }) };
+    },
+  });
+  const server = http.createServer(provider.callback());
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
+  return {
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+test("ENT sign-in: OpenID Connect with PKCE through a real provider, roles and classes from its claims", { skip: skip || (!serverHasWebDir && "needs --web-dir"), timeout: 120_000 }, async () => {
+  const providerPort = await freePort();
+  const srv = await TestServer.start((port) => [
+    "--web-dir", DIST,
+    "--oidc-issuer", `http://127.0.0.1:${providerPort}`,
+    "--oidc-client-id", "preau",
+    "--oidc-redirect-url", `http://127.0.0.1:${port}/auth/callback`,
+  ]);
+  const provider = await startProvider(providerPort, `${srv.httpUrl}/auth/callback`);
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    const AGENDA = "3B/agenda/classe";
+    await srv.open("3B/chat/general", AGENDA);
+    const pageErrors: string[] = [];
+    const signInThroughEnt = async (login: string, size = { width: 390, height: 844 }) => {
+      const page = await (await browser.newContext({ viewport: size })).newPage();
+      page.on("pageerror", (e) => pageErrors.push(String(e)));
+      await page.goto(`${srv.httpUrl}/`);
+      // The ENT is the way in; the token box is folded away for developers.
+      await page.click("a.ent:text-is(\"Se connecter avec l'ENT\")");
+      await page.fill("input[name=login]", login);
+      await page.fill("input[name=password]", "n'importe quoi");
+      await page.click("button[type=submit]");
+      await page.click("button[type=submit]:has-text('Continue')");
+      return page;
+    };
+
+    const pupil = await signInThroughEnt("ana");
+    await pupil.waitForSelector("header .me:has-text('Ana Martin (élève)')");
+    await pupil.waitForSelector(".rooms li[data-room='3B/chat/general']");
+    assert.equal(new URL(pupil.url()).hash, "", "the token left the address bar");
+    await pupil.screenshot({ path: join(ARTIFACTS, "ent-signin-pupil.png") });
+
+    const parent = await signInThroughEnt("p-martin", { width: 1280, height: 800 });
+    await parent.waitForSelector("header .me:has-text('Mme Martin (parent)')");
+    await parent.waitForSelector(`.rooms li[data-room='${AGENDA}']`);
+    assert.equal(await parent.locator(".rooms li[data-kind='chat']").count(), 0);
+
+    // A callback whose state was not started here is refused, in French.
+    const forged = await fetch(`${srv.httpUrl}/auth/callback?code=x&state=y`);
+    assert.equal(forged.status, 400);
+    assert.match(await forged.text(), /La connexion a expiré ou a été commencée dans un autre onglet/);
+    // An account whose role préau does not know: refused with words, and no token.
+    const guest = await signInThroughEnt("invite");
+    await guest.waitForSelector("h1:text-is('Connexion impossible')");
+    await guest.waitForSelector("[role=alert]:has-text(\"Votre compte ENT n'indique pas de profil que préau connaît\")");
+    assert.equal(new URL(guest.url()).hash, "");
+    assert.match(srv.log, /claim `role` holds no known role/);
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await browser.close();
+    await provider.close();
+    await srv.stop();
+  }
+});
+
+test("notes: two editors in CodeMirror see each other's cursors with names; the teacher validates and exports", { skip, timeout: 120_000 }, async () => {
+  const env = await setup();
+  try {
+    const { srv, web, browser } = env;
+    const NOTE = "3B/notes/chapitre-3";
+    await srv.open(NOTE);
+    const pageErrors: string[] = [];
+    const editorPage = async (u: UserSpec, viewport: { width: number; height: number }) => {
+      const page = await (await browser.newContext({ viewport, acceptDownloads: true })).newPage();
+      page.on("pageerror", (e) => pageErrors.push(String(e)));
+      await page.addInitScript(NOTE_TEXT_SCRIPT);
+      await page.goto(`${web.url}/`);
+      await page.fill("#token", await srv.token(u));
+      await page.click("text=Se connecter");
+      await page.click(`.rooms li[data-room='${NOTE}'] button`);
+      await page.waitForSelector(".status:has-text('Enregistré')");
+      return page;
+    };
+    const teacher = await editorPage(TEACHER, { width: 1280, height: 800 });
+    const pupil = await editorPage(ALICE, { width: 390, height: 844 });
+
+    await teacher.click("#note-content");
+    await teacher.keyboard.type("# Chapitre 3\nLes fractions");
+    await pupil.waitForFunction((room) => noteText(room) === "# Chapitre 3\nLes fractions", NOTE);
+    await pupil.click("#note-content");
+    await pupil.keyboard.press("Control+End");
+    await pupil.keyboard.type(" égales");
+    await teacher.waitForFunction((room) => noteText(room) === "# Chapitre 3\nLes fractions égales", NOTE);
+    // Each sees the other's cursor, labelled with the other's name.
+    await teacher.waitForSelector(".cm-ySelectionInfo:text-is('Alice Martin')", { state: "attached" });
+    await pupil.waitForSelector(".cm-ySelectionInfo:text-is('M. Durand')", { state: "attached" });
+    await teacher.screenshot({ path: join(ARTIFACTS, "notes-teacher-cursors.png") });
+    await pupil.screenshot({ path: join(ARTIFACTS, "notes-pupil-cursors.png") });
+
+    // Undo takes back one's own edit only.
+    await pupil.keyboard.press("Control+z");
+    await teacher.waitForFunction((room) => noteText(room) === "# Chapitre 3\nLes fractions", NOTE);
+
+    // The teacher validates a version and locks the note: the pupil's editor says so and stops taking typing.
+    assert.equal(await pupil.locator("#note-validate").count(), 0, "pupils do not validate");
+    const answers = ["Chapitre 3", true];
+    teacher.on("dialog", (d) => void (d.type() === "prompt" ? d.accept(String(answers[0])) : d.accept()));
+    await teacher.click("#note-validate");
+    await pupil.waitForSelector(".notice:has-text(\"Cette note est verrouillée par l'enseignant.\")");
+    assert.equal(await pupil.getAttribute("#note-content", "contenteditable"), "false");
+    await teacher.click("button:has-text('Versions validées')");
+    await teacher.waitForSelector(".versions-list li:has-text('« Chapitre 3 », validée par M. Durand')");
+    // Its export is the validated text, as Markdown.
+    const [download] = await Promise.all([teacher.waitForEvent("download"), teacher.click(".versions-list li button:has-text('Exporter')")]);
+    const path = await download.path();
+    const exported = readFileSync(path!, "utf8");
+    assert.match(exported, /# Chapitre 3\nLes fractions/);
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await env.close();
+  }
+});

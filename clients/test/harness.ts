@@ -59,14 +59,16 @@ export class TestServer {
     return `ws://127.0.0.1:${this.port}/ws`;
   }
 
-  static async start(extraArgs: string[] = []): Promise<TestServer> {
+  /** Starts préau; `extraArgs` may depend on its port (a redirect URL). */
+  static async start(extraArgs: string[] | ((port: number) => string[]) = []): Promise<TestServer> {
     if (!existsSync(PREAU_BIN)) throw new Error(`préau binary not found at ${PREAU_BIN} (set PREAU_BIN)`);
     const s = new TestServer();
     s.dataDir = mkdtempSync(join(tmpdir(), "preau-client-test-"));
     s.port = await freePort();
+    const extra = typeof extraArgs === "function" ? extraArgs(s.port) : extraArgs;
     s.proc = spawn(
       PREAU_BIN,
-      ["serve", "--listen", `127.0.0.1:${s.port}`, "--data", s.dataDir, "--secret", SECRET, ...extraArgs],
+      ["serve", "--listen", `127.0.0.1:${s.port}`, "--data", s.dataDir, "--secret", SECRET, ...extra],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     s.proc.stdout!.on("data", (d) => (s.log += d));

@@ -4,7 +4,7 @@ import * as Y from "yjs";
 import { Awareness } from "y-protocols/awareness";
 import type { EventFrame, PreauClient, PreauError, UserInfo } from "../src/client.js";
 import { PreauProvider, TRANSIENT_REFUSALS } from "../src/yjs-provider.js";
-import { bindTextarea } from "./textarea-binding.js";
+import { bindEditor, colourOf, type NoteEditor } from "./editor.js";
 import { ForumView } from "./forum.js";
 import { AgendaRoomView } from "./agenda.js";
 import {
@@ -536,10 +536,13 @@ class ChatView implements View {
 
 class NotesView implements View {
   root: HTMLElement;
-  private area = el("textarea", { className: "note", id: "note-content", spellcheck: true, placeholder: "Écrivez la note ici (Markdown)…" });
+  private host = el("div", { className: "note-editor" });
   private status = el("p", { className: "status" });
   private people = el("p", { className: "members" });
   private notice = el("p", { className: "notice", hidden: true });
+  private tools = el("div", { className: "note-tools" });
+  private versionsEl = el("ol", { className: "versions-list", hidden: true });
+  private editor?: NoteEditor;
   private started = false;
   private teardown: Array<() => void> = [];
 
@@ -549,12 +552,78 @@ class NotesView implements View {
     private hooks: RoomHooks,
   ) {
     this.root = el("section", { className: "notes", "data-room": room });
-    this.area.setAttribute("aria-label", "Contenu de la note");
-    this.root.append(el("h2", { textContent: roomTitle(room) }), this.people, this.notice, this.area, this.status);
+    this.root.append(el("h2", { textContent: roomTitle(room) }), this.people, this.notice, this.tools, this.versionsEl, this.host, this.status);
+    this.buildTools();
+  }
+
+  /** The editor's text, for tests (`window.preau.app`). */
+  text(): string {
+    return this.editor?.text() ?? "";
   }
 
   dispose(): void {
     for (const off of this.teardown.splice(0)) off();
+  }
+
+  /** Export for everyone; validation and versions for teachers and staff. */
+  private buildTools(): void {
+    const exportDraft = el("button", { type: "button", className: "secondary", textContent: "Exporter (Markdown)" });
+    exportDraft.addEventListener("click", () => void this.download());
+    this.tools.append(exportDraft);
+    const versions = el("button", { type: "button", className: "secondary", textContent: "Versions validées" });
+    versions.addEventListener("click", () => void this.toggleVersions());
+    this.tools.append(versions);
+    if (!isModerator(this.client.user?.role ?? "")) return;
+    const validate = el("button", { type: "button", id: "note-validate", textContent: "Valider cette version" });
+    validate.addEventListener("click", () => void this.validate());
+    this.tools.append(validate);
+  }
+
+  private async validate(): Promise<void> {
+    const label = prompt("Nom de la version validée (ex. « Chapitre 3, version finale ») :");
+    if (!label?.trim()) return;
+    const lock = confirm("Verrouiller la note après validation ? (les élèves ne pourront plus la modifier)");
+    try {
+      await this.client.noteValidate(this.room, label.trim(), lock);
+      toast(`Version « ${label.trim()} » validée${lock ? ", note verrouillée" : ""}.`);
+      if (!this.versionsEl.hidden) await this.loadVersions();
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  private async toggleVersions(): Promise<void> {
+    this.versionsEl.hidden = !this.versionsEl.hidden;
+    if (!this.versionsEl.hidden) await this.loadVersions();
+  }
+
+  private async loadVersions(): Promise<void> {
+    try {
+      const { versions } = await this.client.noteVersions(this.room);
+      const items = versions.map((v) => {
+        const get = el("button", { type: "button", className: "link", textContent: "Exporter" });
+        get.addEventListener("click", () => void this.download(v.version, v.label));
+        return el("li", { "data-version": v.version }, `« ${v.label} », validée par ${v.by.name} le ${formatTime(v.ts)} `, get);
+      });
+      this.versionsEl.replaceChildren(...(items.length ? items : [el("li", { textContent: "Aucune version validée pour l'instant." })]));
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  /** Downloads the draft (or a validated version) as Markdown. */
+  private async download(version?: number, label?: string): Promise<void> {
+    try {
+      const out = await this.client.noteExport(this.room, "markdown", version);
+      const blob = new Blob([typeof out.content === "string" ? out.content : new Uint8Array(out.content)], { type: "text/markdown" });
+      const a = el("a", { href: URL.createObjectURL(blob), download: `${this.room.split("/")[2]}${label ? `-${label}` : ""}.md` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
   }
 
   show(): void {
@@ -563,14 +632,17 @@ class NotesView implements View {
     const doc = new Y.Doc();
     const awareness = new Awareness(doc);
     const me = this.client.user!;
-    // The server overwrites `user` with the real identity; set it for our own display.
-    awareness.setLocalStateField("user", { id: me.id, name: me.name, role: me.role });
+    // The server overwrites id, name and role with the token's; the
+    // colour is ours, for collaborators' cursors.
+    const identity = { id: me.id, name: me.name, role: me.role, ...colourOf(me.id) };
+    awareness.setLocalStateField("user", identity);
     const provider = new PreauProvider(this.client, this.room, doc, { awareness });
+    this.editor = bindEditor(this.host, doc.getText("content"), awareness, "Contenu de la note");
     this.teardown.push(() => {
+      this.editor?.destroy();
       provider.destroy();
       awareness.destroy();
     });
-    let unbind = bindTextarea(doc.getText("content"), this.area);
 
     const renderStatus = () => {
       this.status.textContent = !provider.synced
@@ -593,26 +665,31 @@ class NotesView implements View {
     awareness.on("change", renderPeople);
     renderPeople();
 
-    // A refused change cannot be taken back in a Yjs document: the provider
-    // replaces it with the server's (see PreauProvider's `reset`); the
-    // editor follows, and the pupil is told what was lost and why.
-    provider.on("reset", ({ doc: fresh, awareness: freshAwareness, error }) => {
-      unbind();
-      unbind = bindTextarea(fresh.getText("content"), this.area);
-      freshAwareness.on("change", renderPeople);
-      renderPeople();
-      this.notice.textContent = `Vos dernières modifications n'ont pas été enregistrées : ${lostReason(error)}`;
-      this.notice.hidden = false;
-    });
     // Whether the note is locked for us, and until when we are muted: the
     // editor is read-only meanwhile (each refused keystroke would cost a
     // reset).
     let locked = false;
     let mutedTimer: ReturnType<typeof setTimeout> | null = null;
+    const setReadOnly = (ro: boolean) => this.editor?.setReadOnly(ro);
+
+    // A refused change cannot be taken back in a Yjs document: the provider
+    // replaces it with the server's (see PreauProvider's `reset`); the
+    // editor follows, and the pupil is told what was lost and why.
+    provider.on("reset", ({ doc: fresh, awareness: freshAwareness, error }) => {
+      const wasReadOnly = this.editor?.readOnly() ?? false;
+      this.editor?.destroy();
+      freshAwareness.setLocalStateField("user", identity);
+      this.editor = bindEditor(this.host, fresh.getText("content"), freshAwareness, "Contenu de la note");
+      setReadOnly(wasReadOnly);
+      freshAwareness.on("change", renderPeople);
+      renderPeople();
+      this.notice.textContent = `Vos dernières modifications n'ont pas été enregistrées : ${lostReason(error)}`;
+      this.notice.hidden = false;
+    });
     const unmute = () => {
       if (mutedTimer) clearTimeout(mutedTimer);
       mutedTimer = null;
-      this.area.readOnly = locked;
+      setReadOnly(locked);
       if (!locked) this.notice.hidden = true;
     };
     provider.on("error", (err) => {
@@ -629,9 +706,9 @@ class NotesView implements View {
       // that follows says so.
       if (err.code === "read_only" || err.code === "forbidden" || err.code === "banned") {
         locked = err.code === "read_only" ? true : locked;
-        this.area.readOnly = true;
+        setReadOnly(true);
       } else if (err.code === "muted") {
-        this.area.readOnly = true;
+        setReadOnly(true);
         if (mutedTimer) clearTimeout(mutedTimer);
         // setTimeout holds at most ~24 days; a longer mute waits for `unmute`.
         if (err.retryAfterMs && err.retryAfterMs < 2 ** 31) mutedTimer = setTimeout(unmute, err.retryAfterMs);
@@ -641,16 +718,16 @@ class NotesView implements View {
       if (ev.room !== this.room || ev.body.kind !== "moderation") return;
       const a = ev.body.action as { kind: string; on?: boolean; lock?: boolean; user?: string };
       toast(moderationText(ev));
-      const moderator = this.client.user?.role === "teacher" || this.client.user?.role === "staff";
-      if (moderator) return;
+      if (a.kind === "validate" && !this.versionsEl.hidden) void this.loadVersions();
+      if (isModerator(this.client.user?.role ?? "")) return;
       if ((a.kind === "read_only" && a.on) || (a.kind === "validate" && a.lock)) {
         locked = true;
-        this.area.readOnly = true;
+        setReadOnly(true);
         this.notice.textContent = "Cette note est verrouillée par l'enseignant.";
         this.notice.hidden = false;
       } else if (a.kind === "read_only" && a.on === false) {
         locked = false;
-        this.area.readOnly = mutedTimer !== null;
+        setReadOnly(mutedTimer !== null);
         this.notice.hidden = true;
       } else if (a.kind === "unmute" && a.user === this.client.user?.id) {
         unmute();

@@ -57,6 +57,19 @@ export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean =
     form.append(el("h2", { textContent: "Connexion" }), label, area, submit, error, demo);
     root.append(form);
 
+    // Sign-in through the ENT when the server offers it: the token box
+    // is then for development only, folded away.
+    void fetch("/auth/config")
+      .then((r) => (r.ok ? r.json() : null))
+      .then((config: { oidc?: boolean; label?: string } | null) => {
+        if (!config?.oidc) return;
+        const back = location.pathname + location.search;
+        const ent = el("a", { className: "button ent", href: `/auth/login?return=${encodeURIComponent(back)}`, textContent: config.label ?? "Se connecter avec l'ENT" });
+        const dev = el("details", { className: "dev-token" }, el("summary", { textContent: "Jeton de développement" }), label, area, submit);
+        form.replaceChildren(el("h2", { textContent: "Connexion" }), ent, error, dev, demo);
+      })
+      .catch(() => {});
+
     const attempt = async (token: string) => {
       error.textContent = "";
       submit.disabled = true;
@@ -97,6 +110,14 @@ export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean =
       }
     });
 
+    // Back from the ENT: the token is in the fragment (never sent to a
+    // server); it leaves the address bar at once.
+    const fromEnt = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (fromEnt) {
+      history.replaceState(history.state, "", location.pathname + location.search);
+      void attempt(fromEnt);
+      return;
+    }
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (saved) void attempt(saved);
   });
