@@ -71,7 +71,10 @@ pub fn router(gateway: Gateway) -> Router {
     let router = router.with_state(gateway);
     match &config.web_dir {
         Some(dir) => router.fallback_service(
-            tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
+            tower_http::services::ServeDir::new(dir)
+                .append_index_html_on_directories(true)
+                // `npm run build` writes a `.gz` beside each file.
+                .precompressed_gzip(),
         ),
         None => router,
     }

@@ -1,7 +1,8 @@
 // Bundles the web app and the teacher console into dist/ (the folder the
 // server serves with `preau serve --web-dir clients/dist`).
 import { build } from "esbuild";
-import { cpSync, mkdirSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -18,11 +19,26 @@ await build({
   platform: "browser",
   target: "es2020",
   sourcemap: true,
-  minify: process.env.PREAU_MINIFY === "1",
+  // Minified unless PREAU_MINIFY=0 (the source maps keep it debuggable).
+  minify: process.env.PREAU_MINIFY !== "0",
+  // The notes editor (CodeMirror, ~190 KB gzipped) is a chunk loaded when a
+  // note is opened, not on the first load of the app.
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
   logLevel: "warning",
 });
 cpSync(join(root, "web/index.html"), join(dist, "index.html"));
 cpSync(join(root, "web/style.css"), join(dist, "style.css"));
 cpSync(join(root, "web/favicon.svg"), join(dist, "favicon.svg"));
 cpSync(join(root, "console/index.html"), join(dist, "console/index.html"));
+// Gzipped copies beside each file: préau serves them to browsers that
+// accept gzip (`precompressed_gzip`), a third of the bytes on a phone.
+const gzipAll = (dir) => {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) gzipAll(path);
+    else if (/\.(js|css|html|svg)$/.test(name)) writeFileSync(`${path}.gz`, gzipSync(readFileSync(path), { level: 9 }));
+  }
+};
+gzipAll(dist);
 console.log("bundled into dist/: index.html, app.js, style.css, console/index.html, console/console.js");

@@ -4,7 +4,7 @@ import * as Y from "yjs";
 import { Awareness } from "y-protocols/awareness";
 import type { EventFrame, PreauClient, PreauError, UserInfo } from "../src/client.js";
 import { PreauProvider, TRANSIENT_REFUSALS } from "../src/yjs-provider.js";
-import { bindEditor, colourOf, type NoteEditor } from "./editor.js";
+import type { NoteEditor } from "./editor.js";
 import { ForumView } from "./forum.js";
 import { AgendaRoomView } from "./agenda.js";
 import {
@@ -629,6 +629,18 @@ class NotesView implements View {
   show(): void {
     if (this.started) return;
     this.started = true;
+    this.status.textContent = "Chargement de l'éditeur…";
+    // The editor is a separate chunk: the app's first load does not carry it.
+    import("./editor.js").then(
+      (editor) => this.start(editor),
+      () => {
+        this.started = false;
+        this.status.textContent = "L'éditeur n'a pas pu être chargé : vérifiez la connexion et rouvrez la note.";
+      },
+    );
+  }
+
+  private start({ bindEditor, colourOf }: typeof import("./editor.js")): void {
     const doc = new Y.Doc();
     const awareness = new Awareness(doc);
     const me = this.client.user!;
