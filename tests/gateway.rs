@@ -430,6 +430,10 @@ async fn web_dir_is_served_at_the_root_and_demo_tokens_only_in_demo_mode() {
     std::fs::create_dir(web.path().join("console")).expect("console dir");
     std::fs::write(web.path().join("index.html"), "<h1>préau</h1>").expect("index");
     std::fs::write(web.path().join("console/index.html"), "<h1>console</h1>").expect("console");
+    // The build writes a gzipped copy beside each file (not checked as
+    // gzip by the server: a marker tells which one was sent).
+    std::fs::write(web.path().join("app.js"), "plain").expect("app.js");
+    std::fs::write(web.path().join("app.js.gz"), "gzipped copy").expect("app.js.gz");
     let dir = web.path().to_owned();
     let server = TestServer::start_with(move |c| c.web_dir = Some(dir)).await;
     let (status, body) = http_get(server.addr(), "/").await;
@@ -438,8 +442,24 @@ async fn web_dir_is_served_at_the_root_and_demo_tokens_only_in_demo_mode() {
     assert_eq!((status, body.contains("console")), (200, true), "{body}");
     let (status, _) = http_get(server.addr(), "/../Cargo.toml").await;
     assert_ne!(status, 200, "no escape from web_dir");
+    let (status, body) = http_request(
+        server.addr(),
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip")],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "gzipped copy"));
+    assert_eq!(http_get(server.addr(), "/app.js").await.1, "plain");
     // The API routes still win over the files.
     assert_eq!(http_get(server.addr(), "/healthz").await.0, 200);
+    // No ENT configured: the app is told so, and there is no login route.
+    let (status, body) = http_get(server.addr(), "/auth/config").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"label":null,"oidc":false}"#)
+    );
+    assert_eq!(http_get(server.addr(), "/auth/login").await.0, 404);
     let (status, _) = http_get(server.addr(), "/dev/token?user=ana&role=student&class=3B").await;
     assert_eq!(status, 404, "no demo tokens unless demo mode");
 
