@@ -16,7 +16,7 @@ use support::redis::RedisServer;
 use support::*;
 
 const AGENDA: &str = "3B/agenda/classe";
-const KEY: &str = "admin-key-for-tests-0123456789abcdef";
+const KEY: &str = ADMIN_KEY;
 /// 2026-12-07 08:00 UTC, and one hour.
 const MONDAY: u64 = 1_796_630_400_000;
 const HOUR: u64 = 3_600_000;
@@ -419,19 +419,6 @@ async fn the_agenda_survives_a_restart() {
     node.terminate().await;
 }
 
-async fn erase(addr: std::net::SocketAddr, user: &str) -> serde_json::Value {
-    let auth = format!("Bearer {KEY}");
-    let (status, body) = http_request(
-        addr,
-        "POST",
-        &format!("/admin/users/{user}/erase"),
-        &[("Authorization", &auth)],
-    )
-    .await;
-    assert_eq!(status, 200, "erase: {body}");
-    serde_json::from_str(&body).expect("erase answers JSON")
-}
-
 /// A teacher's erasure redacts the agenda events they wrote: their words
 /// are unreadable in the data folder when the call returns, a colleague's
 /// change of their item stays and is shown.
@@ -462,7 +449,7 @@ async fn an_erased_teachers_items_are_gone_from_disk_and_a_colleagues_change_sta
             "{word} is stored first"
         );
     }
-    let erased = erase(node.addr, "prof").await;
+    let erased = admin_erase(node.addr, "prof").await;
     assert_eq!(erased["redacted"].as_u64(), Some(2), "{erased}");
     assert_eq!(
         find_in_data(dir.path(), &["PROF-ONLY-1111", "PROF-FIRST-2222"]).expect("scan"),

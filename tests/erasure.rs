@@ -20,7 +20,7 @@ use support::*;
 
 const ROOM: &str = "3B/chat/x";
 const FORUM: &str = "3B/forum/debat";
-const KEY: &str = "admin-key-for-tests-0123456789abcdef";
+const KEY: &str = ADMIN_KEY;
 /// How long a redaction may take to become unreadable on disk.
 const REDACTION_BOUND: Duration = Duration::from_secs(5);
 
@@ -158,19 +158,6 @@ async fn classroom(url: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     )
 }
 
-async fn erase(addr: std::net::SocketAddr, user: &str) -> serde_json::Value {
-    let auth = format!("Bearer {KEY}");
-    let (status, body) = http_request(
-        addr,
-        "POST",
-        &format!("/admin/users/{user}/erase"),
-        &[("Authorization", &auth)],
-    )
-    .await;
-    assert_eq!(status, 200, "erase: {body}");
-    serde_json::from_str(&body).expect("erase answers JSON")
-}
-
 #[tokio::test]
 async fn a_redacted_message_is_unreadable_on_disk_within_seconds_and_after_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -235,7 +222,7 @@ async fn an_erased_users_words_are_unreadable_on_disk_when_the_call_returns() {
             "{word} must be stored first"
         );
     }
-    let erased = erase(node.addr, "ana").await;
+    let erased = admin_erase(node.addr, "ana").await;
     assert!(erased["redacted"].as_u64() >= Some(3), "{erased}");
     // No waiting: the bound is the call's return.
     assert_eq!(scan(dir.path(), &anas), []);
@@ -290,7 +277,7 @@ async fn a_crash_during_erasure_loses_nothing_else() {
         let _ = call.await;
         node = Proc::serve(dir.path(), port, &["--admin-key", KEY]).await;
     }
-    erase(node.addr, "ana").await;
+    admin_erase(node.addr, "ana").await;
     let mut carl = client(&node.url(), &teacher("carl", "3B")).await;
     for room in &rooms {
         let page = carl
@@ -393,8 +380,8 @@ async fn cluster_redaction_and_erasure_reach_every_node_and_the_redis_streams() 
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    erase(a.addr, "ana").await;
-    erase(b.addr, "ana").await;
+    admin_erase(a.addr, "ana").await;
+    admin_erase(b.addr, "ana").await;
     for dir in [dir_a.path(), dir_b.path()] {
         assert_eq!(scan(dir, &anas), [], "in {}", dir.display());
         for word in &others {

@@ -11,7 +11,7 @@ use support::*;
 
 const ROOM: &str = "3B/chat/revision";
 const AUDIT: &str = "3B/audit/log";
-const KEY: &str = "admin-key-for-tests-0123456789abcdef";
+const KEY: &str = ADMIN_KEY;
 
 async fn admin_server() -> TestServer {
     TestServer::start_with(|c| c.admin_key = Some(KEY.to_owned())).await

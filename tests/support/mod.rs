@@ -325,6 +325,24 @@ async fn healthy(addr: SocketAddr) -> bool {
     response.starts_with(b"HTTP/1.1 200")
 }
 
+/// The `admin_key` test servers are given (at least 32 bytes).
+pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789abcdef";
+
+/// `POST /admin/users/{user}/erase` with [`ADMIN_KEY`]; the erasure's JSON
+/// report (panics unless 200).
+pub async fn admin_erase(addr: SocketAddr, user: &str) -> serde_json::Value {
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let (status, body) = http_request(
+        addr,
+        "POST",
+        &format!("/admin/users/{user}/erase"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 200, "erase: {body}");
+    serde_json::from_str(&body).expect("erase answers JSON")
+}
+
 /// A plain HTTP GET; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http_request(addr, "GET", path, &[]).await
