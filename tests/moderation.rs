@@ -1144,6 +1144,12 @@ async fn read_only_room_takes_posts_from_moderators_only() {
     );
     let by_staff = post_ok(&mut boss, ROOM, "bonne soirée").await;
     ok("teacher types", within("typing", prof.typing(ROOM)).await);
+    // Someone joining now is told by the join reply, before any refusal.
+    let (mut late, _) = server.connect(&student("cleo", "3B")).await;
+    assert!(
+        join_ok(&mut late, ROOM).await.read_only,
+        "join says read-only"
+    );
     let seen = next_where(&mut ana, "ana reads the teacher", |f| match f {
         ServerFrame::Event(e) if text_of(e).is_some() => Some(e.clone()),
         _ => None,
@@ -1162,6 +1168,11 @@ async fn read_only_room_takes_posts_from_moderators_only() {
     .await;
     let reopened = post_ok(&mut ana, ROOM, "merci").await;
     assert_eq!(reopened.offset, by_staff.offset + 2);
+    let (mut later, _) = server.connect(&student("dan", "3B")).await;
+    assert!(
+        !join_ok(&mut later, ROOM).await.read_only,
+        "join says open again"
+    );
     ok("pupil types", within("typing", bob.typing(ROOM)).await);
     post_ok(&mut bob, ROOM, "à demain").await;
 }

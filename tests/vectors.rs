@@ -541,6 +541,7 @@ fn join_frame(id: Option<u32>, ok: &JoinOk) -> Bytes {
             members: &ok.members,
             member_count: ok.member_count,
             pinned: &ok.pinned,
+            read_only: ok.read_only,
             recovery: ok.recovery.clone(),
         },
         &events,
@@ -1235,6 +1236,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         members: vec![ana(), prof()],
         member_count: 2,
         pinned: vec![12],
+        read_only: false,
         recovery: None,
         events: vec![],
     };
@@ -1269,6 +1271,7 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
         members: vec![ana()],
         member_count: 1,
         pinned: Vec::new(),
+        read_only: true,
         recovery: None,
         events: vec![],
     };

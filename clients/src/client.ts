@@ -64,6 +64,8 @@ export interface JoinOk {
   members: UserInfo[];
   member_count: number;
   pinned: number[];
+  /** Only moderators may write (a read-only room, a locked note); missing from older servers: false. */
+  read_only?: boolean;
   recovery?: Recovery;
   events: EventFrame[];
 }

@@ -736,6 +736,10 @@ test("notes: two editors in CodeMirror see each other's cursors with names; the 
     await teacher.click("#note-validate");
     await pupil.waitForSelector(".notice:has-text(\"Cette note est verrouillée par l'enseignant.\")");
     assert.equal(await pupil.getAttribute("#note-content", "contenteditable"), "false");
+    // Someone opening the locked note is told at once, before typing anything.
+    const late = await editorPage(BOB, { width: 390, height: 844 });
+    await late.waitForSelector(".notice:has-text(\"Cette note est verrouillée par l'enseignant.\")");
+    assert.equal(await late.getAttribute("#note-content", "contenteditable"), "false");
     await teacher.click("button:has-text('Versions validées')");
     await teacher.waitForSelector(".versions-list li:has-text('« Chapitre 3 », validée par M. Durand')");
     // Its export is the validated text, as Markdown.

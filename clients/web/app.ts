@@ -271,6 +271,8 @@ class ChatView implements View {
   private typers = new Map<string, { name: string; until: number }>();
   private lastTyping = 0;
   private mutedUntil = 0;
+  /** The room is read-only (only moderators write). */
+  private readOnly = false;
   private started = false;
   private unsubscribe: Array<() => void> = [];
   private typingTimer: ReturnType<typeof setInterval>;
@@ -342,6 +344,8 @@ class ChatView implements View {
     });
     on("joined", ({ room, data }) => {
       if (room !== this.room) return;
+      this.readOnly = data.read_only === true;
+      this.updateComposer();
       this.members = new Map(data.members.map((m) => [m.id, m]));
       for (const m of data.members) this.names.set(m.id, m.name);
       this.renderMembers();
@@ -464,13 +468,20 @@ class ChatView implements View {
       this.mutedUntil = 0;
       this.updateComposer();
     }
+    if (action.kind === "read_only" && (action as { thread?: number }).thread === undefined) {
+      this.readOnly = (action as { on?: boolean }).on === true;
+      this.updateComposer();
+    }
   }
 
   private updateComposer(): void {
     const left = this.mutedUntil - Date.now();
     const muted = left > 0;
-    this.input.disabled = this.send.disabled = muted;
-    this.setNotice(muted ? `Vous êtes en sourdine (encore ${formatDuration(left)}).` : "");
+    const closed = this.readOnly && !isModerator(this.client.user?.role ?? "");
+    this.input.disabled = this.send.disabled = muted || closed;
+    this.setNotice(
+      muted ? `Vous êtes en sourdine (encore ${formatDuration(left)}).` : closed ? "Ce salon est en lecture seule : seuls les enseignants peuvent y écrire." : "",
+    );
     if (muted) setTimeout(() => this.updateComposer(), Math.min(left + 50, 60_000));
   }
 
@@ -489,7 +500,7 @@ class ChatView implements View {
     } catch (err) {
       toast(errorText(err), "error");
     } finally {
-      this.send.disabled = this.mutedUntil > Date.now();
+      this.send.disabled = this.mutedUntil > Date.now() || (this.readOnly && !isModerator(this.client.user?.role ?? ""));
       this.input.focus();
     }
   }
@@ -726,6 +737,15 @@ class NotesView implements View {
         if (err.retryAfterMs && err.retryAfterMs < 2 ** 31) mutedTimer = setTimeout(unmute, err.retryAfterMs);
       }
     });
+    // Locked already: said on opening, before any keystroke is refused.
+    const offJoined = this.client.on("joined", ({ room, data }) => {
+      if (room !== this.room || isModerator(this.client.user?.role ?? "")) return;
+      locked = data.read_only === true;
+      setReadOnly(locked || mutedTimer !== null);
+      this.notice.textContent = locked ? "Cette note est verrouillée par l'enseignant." : "";
+      this.notice.hidden = !locked;
+    });
+    this.teardown.push(offJoined);
     const offEvent = this.client.on("event", (ev) => {
       if (ev.room !== this.room || ev.body.kind !== "moderation") return;
       const a = ev.body.action as { kind: string; on?: boolean; lock?: boolean; user?: string };

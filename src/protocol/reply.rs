@@ -65,6 +65,10 @@ pub struct JoinOk {
     /// Offsets of the pinned messages, ascending.
     #[serde(default)]
     pub pinned: Vec<u64>,
+    /// Only moderators may write (`read_only`, or a note locked by
+    /// `validate`): a client shows it so before the first refusal.
+    #[serde(default)]
+    pub read_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
     #[serde(default)]
@@ -82,6 +86,7 @@ pub struct JoinHead<'a> {
     pub members: &'a [UserInfo],
     pub member_count: u64,
     pub pinned: &'a [u64],
+    pub read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
 }

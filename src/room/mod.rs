@@ -203,6 +203,8 @@ pub struct Joined {
     pub member_count: u64,
     /// Pinned message offsets, ascending.
     pub pinned: Vec<u64>,
+    /// Only moderators may write.
+    pub read_only: bool,
     /// This is the user's first connection to the room on this node.
     pub first_here: bool,
 }
@@ -387,6 +389,7 @@ impl Room {
             },
             member_count: unique_present(&state) as u64,
             pinned: state.moderation.pinned.iter().copied().collect(),
+            read_only: state.moderation.read_only,
             first_here,
         };
         if let Some(frame) = reply(&joined) {

@@ -334,6 +334,7 @@ fn join_reply(
             members: &joined.members,
             member_count: joined.member_count,
             pinned: &joined.pinned,
+            read_only: joined.read_only,
             recovery,
         },
         events,
