@@ -452,6 +452,8 @@ test("forum: the console opens a help forum, a pupil asks in the app, a reply ar
     assert.deepEqual(order, [thread, t2.offset]);
     await alice.screenshot({ path: join(ARTIFACTS, "forum.png") });
     await teacher.screenshot({ path: join(ARTIFACTS, "console-forum.png") });
+    assert.deepEqual(await axeViolations(alice), [], "forum: no serious accessibility violation");
+    assert.deepEqual(await axeViolations(teacher), [], "console: no serious accessibility violation");
 
     // The console's settings form grants another class (configure).
     await teacher.fill("#forum-classes", "5C, 4A");
@@ -724,6 +726,8 @@ test("notes: two editors in CodeMirror see each other's cursors with names; the 
     await pupil.waitForSelector(".cm-ySelectionInfo:text-is('M. Durand')", { state: "attached" });
     await teacher.screenshot({ path: join(ARTIFACTS, "notes-teacher-cursors.png") });
     await pupil.screenshot({ path: join(ARTIFACTS, "notes-pupil-cursors.png") });
+    assert.deepEqual(await axeViolations(teacher), [], "notes (teacher): no serious accessibility violation");
+    assert.deepEqual(await axeViolations(pupil), [], "notes (pupil): no serious accessibility violation");
 
     // Undo takes back one's own edit only.
     await pupil.keyboard.press("Control+z");
