@@ -42,6 +42,9 @@ class Console {
   private messagesBody = el("tbody");
   private auditList = el("ol", { className: "audit" });
   private title = el("h2", { textContent: "" });
+  /** The room last asked for (marked in the list, which may load after it). */
+  private selected?: string;
+  private directory = el("nav", { className: "console-rooms", "aria-label": "Salons de mes classes" });
 
   // Forum rooms only.
   private forum?: { room: string; opened: boolean; list: ThreadList };
@@ -79,13 +82,24 @@ class Console {
       return;
     }
 
-    const input = el("input", { id: "console-room", placeholder: "3B/chat/general ou 3B/forum/aide", autocomplete: "off" });
+    // Rooms are picked from the class's list; a name is typed only to open
+    // a new forum or a room of another class (staff), folded away.
+    const input = el("input", { id: "console-room", placeholder: "3B/forum/aide", autocomplete: "off" });
     input.value = new URLSearchParams(location.search).get("room") ?? localStorage.getItem(ROOM_KEY) ?? "";
-    const form = el("form", { className: "console-bar" }, el("label", { htmlFor: "console-room", textContent: "Salon :" }), input, el("button", { type: "submit", textContent: "Ouvrir" }));
+    const typed = el(
+      "details",
+      { className: "console-typed" },
+      el("summary", { textContent: "Autre salon (nouveau forum, autre classe)" }),
+      el("label", { htmlFor: "console-room", textContent: "Nom du salon" }),
+      input,
+      el("button", { type: "submit", textContent: "Ouvrir" }),
+    );
+    const form = el("form", { className: "console-bar" }, this.directory, typed);
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       void this.open(input.value.trim());
     });
+    void this.listRooms();
 
     const table = (head: string[], body: HTMLElement) =>
       el("table", {}, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { textContent: h })))), body);
@@ -124,6 +138,29 @@ class Console {
     if (input.value) void this.open(input.value);
   }
 
+  /** The rooms of the teacher's classes, by kind: one click opens one. */
+  private async listRooms(): Promise<void> {
+    const classes = this.client.hello?.classes ?? [];
+    for (const cls of classes) {
+      const list = el("ul", { className: "rooms" });
+      this.directory.append(el("div", { className: "console-class", "data-class": cls }, el("h3", { textContent: `Classe ${cls}` }), list));
+      for (const kind of ["chat", "forum", "notes"]) {
+        let rooms: string[] = [];
+        try {
+          rooms = (await this.client.rooms(cls, kind)).rooms;
+        } catch {
+          continue;
+        }
+        for (const room of rooms) {
+          const b = el("button", { type: "button", className: "secondary room-link", textContent: roomTitle(room) });
+          b.addEventListener("click", () => void this.open(room));
+          list.append(el("li", { "data-room": room, className: room === this.selected ? "active" : "" }, b));
+        }
+      }
+      if (!list.children.length) list.append(el("li", { className: "empty", textContent: "Aucun salon ouvert." }));
+    }
+  }
+
   private async open(room: string): Promise<void> {
     const m = ROOM_RE.exec(room);
     if (!m) return toast("Nom de salon : classe/type/nom, ex. 3B/chat/general", "error");
@@ -133,9 +170,18 @@ class Console {
     this.room = undefined;
     this.forum = undefined;
     this.messages.clear();
-    this.title.textContent = room;
+    this.title.replaceChildren(roomTitle(room));
+    this.selected = room;
+    for (const li of this.directory.querySelectorAll<HTMLElement>("li[data-room]")) li.classList.toggle("active", li.dataset.room === room);
     this.forumCard.hidden = m[2] !== "forum";
     for (const card of this.roomCards) card.hidden = false;
+    // A note's events are edits, not messages: its card links to the
+    // editor, where the teacher validates, lists versions and exports.
+    this.messagesCard().hidden = m[2] === "notes";
+    if (m[2] === "notes") {
+      const link = el("a", { href: `../?room=${encodeURIComponent(room)}`, textContent: "Ouvrir la note (valider, versions, export)" });
+      this.title.append(" ", el("small", {}, link));
+    }
     // A teacher of the class creates a forum just by joining it (as an
     // unconfigured debate): ask first whether it exists, and open it with
     // its settings when it does not.
@@ -170,11 +216,15 @@ class Console {
     }
   }
 
+  private messagesCard(): HTMLElement {
+    return this.roomCards[2];
+  }
+
   /** The server does not know `room` and this user may not open it: say so, and forget it. */
   private showUnknownRoom(room: string): void {
     this.room = undefined;
     if (localStorage.getItem(ROOM_KEY) === room) localStorage.removeItem(ROOM_KEY);
-    this.title.textContent = room;
+    this.title.textContent = roomTitle(room);
     this.stats.replaceChildren(el("p", { className: "notice", role: "alert", textContent: UNKNOWN_ROOM_CONSOLE }));
     for (const card of this.roomCards) card.hidden = true;
     this.forumCard.hidden = true;
@@ -446,7 +496,7 @@ class Console {
   private memberRow(user: UserInfo, mutedUntil: number | undefined, banned: boolean, now: number): HTMLElement {
     const who = el("td", { "data-user": user.id }, user.role ? userLabel(user) : user.id);
     const muted = mutedUntil !== undefined && mutedUntil > now;
-    if (muted) who.append(el("span", { className: "tag muted", textContent: `muet jusqu'à ${formatTime(mutedUntil!)} (${formatDuration(mutedUntil! - now)})` }));
+    if (muted) who.append(el("span", { className: "tag muted", textContent: `en sourdine jusqu'à ${formatTime(mutedUntil!)} (${formatDuration(mutedUntil! - now)})` }));
     if (banned) who.append(el("span", { className: "tag banned", textContent: "exclu" }));
     const actions = el("td", { className: "actions" });
     const isModerator = user.role === "teacher" || user.role === "staff";

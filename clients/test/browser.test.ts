@@ -188,6 +188,8 @@ test("web app and console: sign in, chat, report, mute", { skip, timeout: 90_000
       await teacher.click("text=Se connecter");
     }
     await teacher.waitForSelector("td[data-user='alice']");
+    // The console lists the class's rooms: no name to type.
+    await teacher.waitForSelector(`.console-rooms li.active[data-room='${ROOM}']`);
     await teacher.waitForSelector("text=Motif : hors sujet.");
     await teacher.waitForSelector(".audit li:has-text('a signalé le message')");
     const aliceRow = teacher.locator("tr", { has: teacher.locator("td[data-user='alice']") });
