@@ -31,6 +31,10 @@ cpSync(join(root, "web/index.html"), join(dist, "index.html"));
 cpSync(join(root, "web/style.css"), join(dist, "style.css"));
 cpSync(join(root, "web/favicon.svg"), join(dist, "favicon.svg"));
 cpSync(join(root, "console/index.html"), join(dist, "console/index.html"));
+// KaTeX's stylesheet and fonts, for formulas in notes' previews.
+mkdirSync(join(dist, "katex"), { recursive: true });
+cpSync(join(root, "node_modules/katex/dist/katex.min.css"), join(dist, "katex/katex.min.css"));
+cpSync(join(root, "node_modules/katex/dist/fonts"), join(dist, "katex/fonts"), { recursive: true });
 // Gzipped copies beside each file: préau serves them to browsers that
 // accept gzip (`precompressed_gzip`), a third of the bytes on a phone.
 const gzipAll = (dir) => {

@@ -735,6 +735,20 @@ test("notes: two editors in CodeMirror see each other's cursors with names; the 
     await pupil.keyboard.press("Control+z");
     await teacher.waitForFunction((room) => noteText(room) === "# Chapitre 3\nLes fractions", NOTE);
 
+    // The preview sets the Markdown and the formulas; what a pupil writes cannot run in it.
+    await teacher.click("#note-preview-toggle");
+    await teacher.waitForSelector(".note-preview h1:text-is('Chapitre 3')");
+    await pupil.click("#note-content");
+    await pupil.keyboard.press("Control+End");
+    await pupil.keyboard.type('\n\nUn demi : $\\frac{1}{2}$\n\n<img src=x onerror="window.pwned=1">');
+    await teacher.waitForSelector(".note-preview .katex");
+    // The image is not fetched (nor its handler run): a link says what it was.
+    await teacher.waitForSelector(".note-preview a:text-is('[image : sans description]')");
+    assert.equal(await teacher.locator(".note-preview img").count(), 0, "no image fetched from a pupil's note");
+    assert.equal(await teacher.evaluate(() => (window as any).pwned), undefined);
+    assert.deepEqual(await axeViolations(teacher), [], "notes preview: no serious accessibility violation");
+    await teacher.screenshot({ path: join(ARTIFACTS, "notes-preview.png") });
+
     // The teacher validates a version and locks the note: the pupil's editor says so and stops taking typing.
     assert.equal(await pupil.locator("#note-validate").count(), 0, "pupils do not validate");
     const answers = ["Chapitre 3", true];

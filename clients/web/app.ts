@@ -553,6 +553,8 @@ class NotesView implements View {
   private notice = el("p", { className: "notice", hidden: true });
   private tools = el("div", { className: "note-tools" });
   private versionsEl = el("ol", { className: "versions-list", hidden: true });
+  private previewEl = el("div", { className: "note-preview", hidden: true, "aria-live": "polite" });
+  private previewTimer: ReturnType<typeof setInterval> | null = null;
   private editor?: NoteEditor;
   private started = false;
   private teardown: Array<() => void> = [];
@@ -563,7 +565,15 @@ class NotesView implements View {
     private hooks: RoomHooks,
   ) {
     this.root = el("section", { className: "notes", "data-room": room });
-    this.root.append(el("h2", { textContent: roomTitle(room) }), this.people, this.notice, this.tools, this.versionsEl, this.host, this.status);
+    this.root.append(
+      el("h2", { textContent: roomTitle(room) }),
+      this.people,
+      this.notice,
+      this.tools,
+      this.versionsEl,
+      el("div", { className: "note-panes" }, this.host, this.previewEl),
+      this.status,
+    );
     this.buildTools();
   }
 
@@ -573,7 +583,31 @@ class NotesView implements View {
   }
 
   dispose(): void {
+    if (this.previewTimer) clearInterval(this.previewTimer);
     for (const off of this.teardown.splice(0)) off();
+  }
+
+  /** The rendered Markdown beside the editor (below it on a phone), kept up to date while shown. */
+  private async togglePreview(button: HTMLButtonElement): Promise<void> {
+    if (!this.previewEl.hidden) {
+      this.previewEl.hidden = true;
+      button.setAttribute("aria-pressed", "false");
+      if (this.previewTimer) clearInterval(this.previewTimer);
+      this.previewTimer = null;
+      return;
+    }
+    const { renderMarkdown } = await import("./preview.js");
+    let shown: string | null = null;
+    const render = () => {
+      const text = this.text();
+      if (text === shown) return;
+      shown = text;
+      this.previewEl.replaceChildren(renderMarkdown(text));
+    };
+    render();
+    this.previewEl.hidden = false;
+    button.setAttribute("aria-pressed", "true");
+    this.previewTimer = setInterval(render, 500);
   }
 
   /** Export for everyone; validation and versions for teachers and staff. */
@@ -581,6 +615,10 @@ class NotesView implements View {
     const exportDraft = el("button", { type: "button", className: "secondary", textContent: "Exporter (Markdown)" });
     exportDraft.addEventListener("click", () => void this.download());
     this.tools.append(exportDraft);
+    const preview = el("button", { type: "button", className: "secondary", id: "note-preview-toggle", textContent: "Aperçu" });
+    preview.setAttribute("aria-pressed", "false");
+    preview.addEventListener("click", () => void this.togglePreview(preview));
+    this.tools.append(preview);
     const versions = el("button", { type: "button", className: "secondary", textContent: "Versions validées" });
     versions.addEventListener("click", () => void this.toggleVersions());
     this.tools.append(versions);
