@@ -762,6 +762,24 @@ test("notes: two editors in CodeMirror see each other's cursors with names; the 
     assert.equal(await late.getAttribute("#note-content", "contenteditable"), "false");
     await teacher.click("button:has-text('Versions validées')");
     await teacher.waitForSelector(".versions-list li:has-text('« Chapitre 3 », validée par M. Durand')");
+    // The teacher (a moderator writes a locked note) goes on; the comparison shows what changed since.
+    await teacher.click("#note-content");
+    await teacher.keyboard.press("Control+End");
+    await teacher.keyboard.type("\n\nÀ revoir : les fractions irréductibles.");
+    await teacher.waitForFunction((room) => noteText(room).endsWith("irréductibles."), NOTE);
+    await teacher.click(".versions-list li button.compare");
+    await teacher.waitForSelector(".note-preview pre.diff ins:has-text('À revoir : les fractions irréductibles.')");
+    // The print view is the rendered note alone.
+    await teacher.click("#note-preview-toggle");
+    await teacher.waitForSelector(".note-preview", { state: "hidden" });
+    await teacher.click("#note-preview-toggle");
+    await teacher.waitForSelector(".note-preview h1:text-is('Chapitre 3')");
+    await teacher.emulateMedia({ media: "print" });
+    assert.equal(await teacher.locator(".note-editor").isVisible(), false, "print: no editor");
+    assert.equal(await teacher.locator("header").isVisible(), false, "print: no header");
+    assert.equal(await teacher.locator(".note-preview h1:text-is('Chapitre 3')").isVisible(), true, "print: the note");
+    await teacher.screenshot({ path: join(ARTIFACTS, "notes-print.png") });
+    await teacher.emulateMedia({ media: "screen" });
     // Its export is the validated text, as Markdown.
     const [download] = await Promise.all([teacher.waitForEvent("download"), teacher.click(".versions-list li button:has-text('Exporter')")]);
     const path = await download.path();

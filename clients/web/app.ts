@@ -622,6 +622,13 @@ class NotesView implements View {
     const versions = el("button", { type: "button", className: "secondary", textContent: "Versions validées" });
     versions.addEventListener("click", () => void this.toggleVersions());
     this.tools.append(versions);
+    // The print view: the rendered note alone (the browser saves it as PDF).
+    const print = el("button", { type: "button", className: "secondary", textContent: "Imprimer / PDF" });
+    print.addEventListener("click", async () => {
+      if (this.previewEl.hidden) await this.togglePreview(preview);
+      window.print();
+    });
+    this.tools.append(print);
     if (!isModerator(this.client.user?.role ?? "")) return;
     const validate = el("button", { type: "button", id: "note-validate", textContent: "Valider cette version" });
     validate.addEventListener("click", () => void this.validate());
@@ -652,9 +659,34 @@ class NotesView implements View {
       const items = versions.map((v) => {
         const get = el("button", { type: "button", className: "link", textContent: "Exporter" });
         get.addEventListener("click", () => void this.download(v.version, v.label));
-        return el("li", { "data-version": v.version }, `« ${v.label} », validée par ${v.by.name} le ${formatTime(v.ts)} `, get);
+        const compare = el("button", { type: "button", className: "link compare", textContent: "Comparer avec le brouillon" });
+        compare.addEventListener("click", () => void this.compare(v.version, v.label));
+        return el("li", { "data-version": v.version }, `« ${v.label} », validée par ${v.by.name} le ${formatTime(v.ts)} `, get, compare);
       });
       this.versionsEl.replaceChildren(...(items.length ? items : [el("li", { textContent: "Aucune version validée pour l'instant." })]));
+    } catch (err) {
+      toast(errorText(err), "error");
+    }
+  }
+
+  /** What changed between a validated version and the draft, line by line. */
+  private async compare(version: number, label: string): Promise<void> {
+    try {
+      const [{ diffLines }, old] = await Promise.all([import("diff"), this.client.noteExport(this.room, "text", version)]);
+      const before = typeof old.content === "string" ? old.content : "";
+      const parts = diffLines(before, this.text());
+      const lines = parts.map((part) => {
+        const tag = part.added ? "ins" : part.removed ? "del" : "span";
+        return el(tag, { textContent: part.value });
+      });
+      const changed = parts.some((p) => p.added || p.removed);
+      this.previewEl.replaceChildren(
+        el("h3", { textContent: `Différences entre « ${label} » et le brouillon` }),
+        changed ? el("pre", { className: "diff" }, ...lines) : el("p", { textContent: "Aucune différence : le brouillon est identique à cette version." }),
+      );
+      if (this.previewTimer) clearInterval(this.previewTimer);
+      this.previewTimer = null;
+      this.previewEl.hidden = false;
     } catch (err) {
       toast(errorText(err), "error");
     }
