@@ -470,6 +470,26 @@ export class PreauClient {
     this.heartbeat = null;
   }
 
+  /**
+   * The device's network went away or came back (the browser's `offline`
+   * and `online` events). Offline: the socket is given up now rather than
+   * at the next unanswered ping, so the app can say so at once. Online: a
+   * pending reconnection is tried now, not after its backoff.
+   */
+  networkChanged(online: boolean): void {
+    if (this.state === "closed") return;
+    if (!online) {
+      if (this.ws) this.lost(1006, "offline");
+      return;
+    }
+    if (this.state === "connecting" && this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.attempt = 0;
+      void this.open();
+    }
+  }
+
   /** The current socket is gone (closed by the server, or lost). */
   private lost(code: number, reason: string): void {
     const ws = this.ws;

@@ -653,10 +653,10 @@ test("ENT sign-in: OpenID Connect with PKCE through a real provider, roles and c
     const AGENDA = "3B/agenda/classe";
     await srv.open("3B/chat/general", AGENDA);
     const pageErrors: string[] = [];
-    const signInThroughEnt = async (login: string, size = { width: 390, height: 844 }) => {
+    const signInThroughEnt = async (login: string, size = { width: 390, height: 844 }, path = "/") => {
       const page = await (await browser.newContext({ viewport: size })).newPage();
       page.on("pageerror", (e) => pageErrors.push(String(e)));
-      await page.goto(`${srv.httpUrl}/`);
+      await page.goto(`${srv.httpUrl}${path}`);
       // The ENT is the way in; the token box is folded away for developers.
       await page.click("a.ent:text-is(\"Se connecter avec l'ENT\")");
       await page.fill("input[name=login]", login);
@@ -676,6 +676,20 @@ test("ENT sign-in: OpenID Connect with PKCE through a real provider, roles and c
     await parent.waitForSelector("header .me:has-text('Mme Martin (parent)')");
     await parent.waitForSelector(`.rooms li[data-room='${AGENDA}']`);
     assert.equal(await parent.locator(".rooms li[data-kind='chat']").count(), 0);
+
+    // The teacher signs in to the console through the ENT, lands back on
+    // the console, finds the chat in the class's list and mutes a pupil.
+    const ana = await srv.client({ user: "ana", name: "Ana Martin", role: "student", classes: ["3B"] });
+    await ana.join("3B/chat/general");
+    const teacher = await signInThroughEnt("t-durand", { width: 1280, height: 800 }, "/console/");
+    await teacher.waitForSelector("header .me:has-text('M. Durand (enseignant)')");
+    assert.equal(new URL(teacher.url()).pathname, "/console/");
+    await teacher.click(".console-rooms li[data-room='3B/chat/general'] button");
+    const anaRow = teacher.locator("tr", { has: teacher.locator("td[data-user='ana']") });
+    await anaRow.locator("button:has-text('Sourdine 10 min')").click();
+    await teacher.waitForSelector("td[data-user='ana'] .tag.muted");
+    await assert.rejects(ana.post("3B/chat/general", "encore ?"), (e: PreauError) => e.code === "muted");
+    await teacher.screenshot({ path: join(ARTIFACTS, "ent-signin-console.png") });
 
     // A callback whose state was not started here is refused, in French.
     const forged = await fetch(`${srv.httpUrl}/auth/callback?code=x&state=y`);
@@ -785,6 +799,87 @@ test("notes: two editors in CodeMirror see each other's cursors with names; the 
     const path = await download.path();
     const exported = readFileSync(path!, "utf8");
     assert.match(exported, /# Chapitre 3\nLes fractions/);
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await env.close();
+  }
+});
+
+test("phone, offline: what was loaded stays readable and the app says so; back online, it reconnects and posts", { skip, timeout: 90_000 }, async () => {
+  const env = await setup();
+  try {
+    const { srv, web, browser } = env;
+    const CHAT = "3B/chat/tunnel";
+    await srv.open(CHAT);
+    const bob = await srv.client(BOB);
+    await bob.join(CHAT);
+    await bob.post(CHAT, "Le cours de demain est en salle 12.");
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (e) => pageErrors.push(String(e)));
+    await page.goto(`${web.url}/`);
+    await page.fill("#token", await srv.token(ALICE));
+    await page.click("text=Se connecter");
+    await page.click(`.rooms li[data-room='${CHAT}'] button`);
+    await page.waitForSelector(".messages .text:text-is('Le cours de demain est en salle 12.')");
+    assert.equal(await page.locator(".offline").isVisible(), false);
+
+    await context.setOffline(true);
+    await page.waitForSelector(".offline:has-text('Hors ligne : vous lisez ce qui était déjà chargé.')", { timeout: 30_000 });
+    assert.equal(await page.locator(".messages .text:text-is('Le cours de demain est en salle 12.')").isVisible(), true, "still readable");
+    assert.deepEqual(await axeViolations(page), []);
+    await page.screenshot({ path: join(ARTIFACTS, "offline-phone.png") });
+
+    await context.setOffline(false);
+    await page.waitForSelector(".offline", { state: "hidden", timeout: 30_000 });
+    await page.fill(".composer-input", "De retour !");
+    await page.press(".composer-input", "Enter");
+    await page.waitForSelector(".messages .text:text-is('De retour !')");
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await env.close();
+  }
+});
+
+test("phone: a pupil asks in a help forum, the teacher moderates from the console; both screens pass axe", { skip, timeout: 90_000 }, async () => {
+  const env = await setup();
+  try {
+    const { srv, web, browser } = env;
+    const FORUM = "3B/forum/entraide";
+    const prof = await srv.client(TEACHER);
+    await prof.configureForum(FORUM, { flavour: "help" });
+    const phone = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
+    const pageErrors: string[] = [];
+
+    const pupil = await (await browser.newContext(phone)).newPage();
+    pupil.on("pageerror", (e) => pageErrors.push(String(e)));
+    await pupil.goto(`${web.url}/`);
+    await pupil.fill("#token", await srv.token(ALICE));
+    await pupil.click("text=Se connecter");
+    await pupil.click(`.rooms li[data-room='${FORUM}'] button`);
+    await pupil.click("button:has-text('Poser une question')");
+    await pupil.fill("#forum-title", "Théorème de Pythagore");
+    await pupil.fill("#forum-text", "Comment trouver l'hypoténuse ?");
+    await pupil.click(".new-thread-form button:has-text('Publier')");
+    await pupil.waitForSelector(".thread-view h3:has-text('Théorème de Pythagore')");
+    assert.deepEqual(await axeViolations(pupil), [], "forum at phone size");
+    await pupil.screenshot({ path: join(ARTIFACTS, "phone-forum.png") });
+
+    const teacher = await (await browser.newContext(phone)).newPage();
+    teacher.on("pageerror", (e) => pageErrors.push(String(e)));
+    await teacher.goto(`${web.url}/console/`);
+    await teacher.fill("#token", await srv.token(TEACHER));
+    await teacher.click("text=Se connecter");
+    await teacher.click(`.console-rooms li[data-room='${FORUM}'] button`);
+    await teacher.waitForSelector(".forum-card tr:has-text('Théorème de Pythagore')");
+    const lock = teacher.locator("tr", { hasText: "Théorème de Pythagore" }).locator("button:has-text('Verrouiller')");
+    const box = await lock.boundingBox();
+    assert.ok(box && box.x + box.width <= 390, `the action fits the phone's width: ${JSON.stringify(box)}`);
+    await lock.click();
+    await pupil.waitForSelector(".thread-view .notice:has-text('Sujet verrouillé')");
+    assert.deepEqual(await axeViolations(teacher), [], "console at phone size");
+    await teacher.screenshot({ path: join(ARTIFACTS, "phone-console.png"), fullPage: true });
     assert.deepEqual(pageErrors, []);
   } finally {
     await env.close();

@@ -73,7 +73,23 @@ class App {
     const aside = el("aside", {}, el("h2", { textContent: "Mes salons" }), this.directory);
     if (isModerator(me.role)) aside.append(this.openForm());
     this.layout.replaceChildren(aside, this.main);
-    this.root.replaceChildren(header, this.layout);
+    // Offline (a phone in a tunnel): what was loaded stays readable, and the
+    // app says so, and that nothing is sent until the network is back.
+    const offline = el("p", {
+      className: "offline",
+      role: "status",
+      hidden: true,
+      textContent: "Hors ligne : vous lisez ce qui était déjà chargé. Rien n'est envoyé avant le retour du réseau ; l'application se reconnecte seule.",
+    });
+    const showState = () => (offline.hidden = this.client.state === "open" && navigator.onLine);
+    this.client.on("state", showState);
+    for (const change of ["online", "offline"] as const) {
+      window.addEventListener(change, () => {
+        this.client.networkChanged(change === "online");
+        showState();
+      });
+    }
+    this.root.replaceChildren(header, offline, this.layout);
 
     this.client.on("removed", ({ room, reason }) => {
       const why: Record<string, string> = { kick: "Vous avez été retiré", ban: "Vous avez été exclu" };
