@@ -126,6 +126,25 @@ impl Effect {
         matches!(self, Effect::Action { .. } | Effect::Redact { .. })
     }
 
+    /// The pupil a moderation action is about, when it is about one person
+    /// (mute, unmute, kick, ban, unban): such an event is shown to that
+    /// person and to teachers and staff only, never to the whole class
+    /// ([`withheld`]).
+    pub fn personal(&self) -> Option<&str> {
+        match self {
+            Effect::Action {
+                action:
+                    ModAction::Mute { user, .. }
+                    | ModAction::Unmute { user, .. }
+                    | ModAction::Kick { user, .. }
+                    | ModAction::Ban { user, .. }
+                    | ModAction::Unban { user, .. },
+                ..
+            } => Some(user),
+            _ => None,
+        }
+    }
+
     /// The user whose connections leave the room (kick, ban).
     pub fn removes(&self) -> Option<&str> {
         match self {
@@ -135,6 +154,35 @@ impl Effect {
             } => Some(user),
             _ => None,
         }
+    }
+}
+
+/// Whether `viewer` may see an event whose effect is `effect`: what is
+/// done to one pupil is theirs and the adults' business, not the class's.
+pub fn shown_to(effect: Option<&Effect>, viewer: &UserInfo) -> bool {
+    match effect.and_then(Effect::personal) {
+        Some(target) => {
+            target == viewer.id
+                || matches!(viewer.role, protocol::Role::Teacher | protocol::Role::Staff)
+        }
+        None => true,
+    }
+}
+
+/// Whether the stored event `frame` is withheld from `viewer` (see
+/// [`shown_to`]). Only frames that can be moderation events are decoded:
+/// a history page stays spliced from stored bytes.
+pub fn withheld(frame: &[u8], viewer: &UserInfo) -> bool {
+    if matches!(viewer.role, protocol::Role::Teacher | protocol::Role::Staff)
+        || !frame
+            .windows(b"moderation".len())
+            .any(|w| w == b"moderation")
+    {
+        return false;
+    }
+    match protocol::decode_server_frame(frame) {
+        Ok(protocol::ServerFrame::Event(event)) => !shown_to(Effect::of(&event).as_ref(), viewer),
+        _ => false,
     }
 }
 

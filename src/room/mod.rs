@@ -768,6 +768,9 @@ impl Room {
         }
         let mut delivery = Delivery::default();
         for member in state.members.values_mut() {
+            if !crate::effect::shown_to(effect, &member.user) {
+                continue;
+            }
             if member.deliver(frame) {
                 delivery.delivered += 1;
             } else {

@@ -179,16 +179,20 @@ impl Session {
                     Ok((events, _)) if events.iter().map(Bytes::len).sum::<usize>() > max_bytes => {
                         failed(RecoveryFailure::TooFarBehind)
                     }
-                    Ok((events, _)) => join_reply(
-                        id,
-                        &room,
-                        &joined,
-                        Some(Recovery {
-                            recovered: true,
-                            reason: None,
-                        }),
-                        &events,
-                    ),
+                    Ok((mut events, _)) => {
+                        let viewer = self.user()?.clone();
+                        events.retain(|e| !crate::effect::withheld(e, &viewer));
+                        join_reply(
+                            id,
+                            &room,
+                            &joined,
+                            Some(Recovery {
+                                recovered: true,
+                                reason: None,
+                            }),
+                            &events,
+                        )
+                    }
                     Err(err) => {
                         self.leave(name.as_str())?;
                         return Err(err.into());
@@ -273,7 +277,9 @@ impl Session {
         })
         .await;
         self.release_unjoined(&room);
-        let (events, more) = read.map_err(HubError::from)?.map_err(HubError::from)?;
+        let (mut events, more) = read.map_err(HubError::from)?.map_err(HubError::from)?;
+        let viewer = self.user()?.clone();
+        events.retain(|e| !crate::effect::withheld(e, &viewer));
         Ok(Some(protocol::ok_with_events(
             id,
             &protocol::HistoryHead {
