@@ -184,13 +184,19 @@ impl Keyring {
 
     /// Signs `claims` with the first key.
     pub fn mint(&self, claims: &Claims) -> Result<String, AuthError> {
+        self.sign(claims, None)
+    }
+
+    /// Signs `payload` with the first key, its header naming the key and `typ`.
+    fn sign<T: Serialize>(&self, payload: &T, typ: Option<&str>) -> Result<String, AuthError> {
         let key = self
             .keys
             .first()
             .ok_or_else(|| AuthError::Secret("no key".to_owned()))?;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+        header.typ = typ.map(str::to_owned).or(header.typ);
+        Ok(jsonwebtoken::encode(&header, payload, &key.encoding)?)
     }
 
     /// Verifies signature, algorithm, key id and expiry against `now_secs`.
@@ -235,14 +241,7 @@ impl Keyring {
     /// back (the state of an ENT sign-in, in a cookie). Not a token: its
     /// `typ` differs, and [`Keyring::verify`] needs claims it lacks.
     pub fn sign_value<T: Serialize>(&self, value: &T) -> Result<String, AuthError> {
-        let key = self
-            .keys
-            .first()
-            .ok_or_else(|| AuthError::Secret("no key".to_owned()))?;
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some(VALUE_TYP.to_owned());
-        Ok(jsonwebtoken::encode(&header, value, &key.encoding)?)
+        self.sign(value, Some(VALUE_TYP))
     }
 
     /// Reads back a value of [`Keyring::sign_value`], if its signature
@@ -323,6 +322,31 @@ pub fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_values_and_tokens_are_not_interchangeable() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct State {
+            state: String,
+            exp: u64,
+        }
+        let keys = Keyring::parse("k1:0123456789abcdef0123456789abcdef").unwrap();
+        let value = State {
+            state: "abc".into(),
+            exp: 100,
+        };
+        let signed = keys.sign_value(&value).unwrap();
+        assert_eq!(keys.open_value::<State>(&signed, 99).unwrap(), value);
+        assert!(matches!(
+            keys.open_value::<State>(&signed, 100),
+            Err(AuthError::Expired)
+        ));
+        // A value is no token, and a token is no value.
+        assert!(keys.verify(&signed, 0).is_err());
+        let token = keys.mint(&claims(100)).unwrap();
+        assert!(keys.verify(&token, 99).is_ok());
+        assert!(keys.open_value::<State>(&token, 0).is_err());
+    }
 
     fn claims(exp: u64) -> Claims {
         Claims {
