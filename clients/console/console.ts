@@ -519,7 +519,7 @@ class Console {
     const rows = v.open_reports.map((r) => {
       const offset = Number(r.body.offset);
       const msg = this.messages.get(offset);
-      const text = msg?.body.kind === "message" ? `« ${String(msg.body.text)} » — ${msg.from.name}` : `message n° ${offset}`;
+      const text = msg?.body.kind === "message" ? `« ${String(msg.body.text)} » — ${msg.from.name}` : this.messageWords(v.room, offset);
       const reason = r.body.reason ? ` Motif : ${String(r.body.reason)}.` : "";
       const cell = el("td", {}, el("div", { textContent: text }), el("small", { textContent: `Signalé par ${r.from.name} à ${formatTime(r.ts)}.${reason}` }));
       const actions = el(
@@ -581,7 +581,17 @@ class Console {
       const what = report ? `le signalement ${of(report.from.name)} sur ${this.messageWords(String(report.body.room ?? room), Number(report.body.offset))}` : "un signalement";
       return `${ev.from.name} a ${a.dismissed ? "rejeté" : "traité"} ${what}.`;
     }
-    return auditText(ev);
+    if (ev.body.kind === "audit" && ev.body.action) {
+      return moderationText(ev, (id) => knownNames.get(id), (thread) => this.titleOf(room, thread));
+    }
+    return `${ev.from.name} : ${String(ev.body.kind)}`;
+  }
+
+  /** A forum thread's title (its first post's), fetched once if not at hand. */
+  private titleOf(room: string, thread: number): string | undefined {
+    this.messageWords(room, thread);
+    const first = (room === this.room ? this.messages.get(thread) : undefined) ?? messageCache.get(`${room}#${thread}`);
+    return typeof first?.body.title === "string" ? first.body.title : undefined;
   }
 
   /** « le message de Bilal Haddad du 12/03 à 17:09 », fetched once if not at hand. */
@@ -602,6 +612,7 @@ class Console {
           if (ev) {
             messageCache.set(key, ev);
             this.renderAudit();
+            if (this.view) this.renderReports();
           }
         },
         () => {},
@@ -628,15 +639,6 @@ function plural(n: number, one: string, many: string): string {
 
 function stat(value: string, label: string): HTMLElement {
   return el("div", { className: "stat" }, el("b", { textContent: value }), label);
-}
-
-function auditText(ev: EventFrame): string {
-  if (ev.body.kind === "report") {
-    const reason = ev.body.reason ? ` (${String(ev.body.reason)})` : "";
-    return `${ev.from.name} a signalé le message n° ${String(ev.body.offset)}${reason}.`;
-  }
-  if (ev.body.kind === "audit" && ev.body.action) return moderationText(ev, (id) => knownNames.get(id));
-  return `${ev.from.name} : ${ev.body.kind}`;
 }
 
 const root = document.getElementById("app")!;

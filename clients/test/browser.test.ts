@@ -878,6 +878,9 @@ test("phone: a pupil asks in a help forum, the teacher moderates from the consol
     assert.ok(box && box.x + box.width <= 390, `the action fits the phone's width: ${JSON.stringify(box)}`);
     await lock.click();
     await pupil.waitForSelector(".thread-view .notice:has-text('Sujet verrouillé')");
+    // The log names the thread by its title, never by an internal number.
+    await teacher.waitForSelector(".audit li:has-text('M. Durand a verrouillé le sujet « Théorème de Pythagore ».')");
+    assert.equal(await teacher.locator(".audit li:has-text('n°')").count(), 0);
     assert.deepEqual(await axeViolations(teacher), [], "console at phone size");
     await teacher.screenshot({ path: join(ARTIFACTS, "phone-console.png"), fullPage: true });
     assert.deepEqual(pageErrors, []);

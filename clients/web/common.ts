@@ -255,7 +255,11 @@ export function toast(text: string, kind: "info" | "error" = "info"): void {
 }
 
 /** A moderation event (or an audit entry's action) in French. */
-export function moderationText(ev: EventFrame, nameOf: (id: string) => string | undefined = () => undefined): string {
+export function moderationText(
+  ev: EventFrame,
+  nameOf: (id: string) => string | undefined = () => undefined,
+  titleOf: (thread: number) => string | undefined = () => undefined,
+): string {
   const a = ev.body.action as Record<string, unknown>;
   const who = ev.from.name;
   const user = typeof a.user === "string" ? (nameOf(a.user) ?? a.user) : "";
@@ -276,7 +280,12 @@ export function moderationText(ev: EventFrame, nameOf: (id: string) => string | 
     case "slow_mode":
       return Number(a.seconds) > 0 ? `${who} a activé le mode lent (${String(a.seconds)} s).` : `${who} a désactivé le mode lent.`;
     case "read_only":
-      if (typeof a.thread === "number") return a.on ? `${who} a verrouillé le sujet n° ${a.thread}.` : `${who} a déverrouillé le sujet n° ${a.thread}.`;
+      if (typeof a.thread === "number") {
+        // A thread is named by its title, never by its internal number.
+        const title = titleOf(a.thread);
+        const subject = title ? `le sujet « ${title} »` : "un sujet";
+        return a.on ? `${who} a verrouillé ${subject}.` : `${who} a déverrouillé ${subject}.`;
+      }
       return a.on ? `${who} a passé le salon en lecture seule.` : `${who} a rouvert le salon.`;
     case "configure": {
       const classes = Array.isArray(a.classes) && a.classes.length ? `, classes invitées : ${a.classes.join(", ")}` : "";
@@ -292,7 +301,7 @@ export function moderationText(ev: EventFrame, nameOf: (id: string) => string | 
     case "validate":
       return `${who} a validé la version « ${String(a.label)} »${a.lock ? " et verrouillé la note" : ""}.`;
     case "resolve":
-      return `${who} a ${a.dismissed ? "rejeté" : "traité"} le signalement n° ${String(a.report)}.`;
+      return `${who} a ${a.dismissed ? "rejeté" : "traité"} un signalement.`;
     default:
       return `${who} : action de modération (${String(a.kind)}).`;
   }
