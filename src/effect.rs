@@ -128,16 +128,29 @@ impl Effect {
 
     /// The pupil a moderation action is about, when it is about one person
     /// (mute, unmute, kick, ban, unban): such an event is shown to that
-    /// person and to teachers and staff only, never to the whole class
-    /// ([`withheld`]).
+    /// person and to teachers and staff only, not to the whole class
+    /// ([`withheld`]), unless the teacher chose to announce a mute, kick or
+    /// ban (`announce`).
     pub fn personal(&self) -> Option<&str> {
         match self {
             Effect::Action {
                 action:
-                    ModAction::Mute { user, .. }
+                    ModAction::Mute {
+                        user,
+                        announce: false,
+                        ..
+                    }
+                    | ModAction::Kick {
+                        user,
+                        announce: false,
+                        ..
+                    }
+                    | ModAction::Ban {
+                        user,
+                        announce: false,
+                        ..
+                    }
                     | ModAction::Unmute { user, .. }
-                    | ModAction::Kick { user, .. }
-                    | ModAction::Ban { user, .. }
                     | ModAction::Unban { user, .. },
                 ..
             } => Some(user),

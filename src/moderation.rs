@@ -169,6 +169,7 @@ mod tests {
                     user: "ana".into(),
                     seconds: 60,
                     reason: None,
+                    announce: false,
                 },
                 Some(61_000),
             ),
@@ -176,6 +177,7 @@ mod tests {
                 ModAction::Ban {
                     user: "bob".into(),
                     reason: None,
+                    announce: false,
                 },
                 None,
             ),

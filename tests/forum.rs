@@ -356,6 +356,7 @@ async fn forum_row(row: &Row) -> Vec<String> {
                 user: "zoe".into(),
                 seconds: 60,
                 reason: None,
+                announce: false,
             },
         )
         .await,
@@ -367,6 +368,7 @@ async fn forum_row(row: &Row) -> Vec<String> {
             ModAction::Kick {
                 user: "zoe".into(),
                 reason: None,
+                announce: false,
             },
         )
         .await,
@@ -378,6 +380,7 @@ async fn forum_row(row: &Row) -> Vec<String> {
             ModAction::Ban {
                 user: "zoe".into(),
                 reason: None,
+                announce: false,
             },
         )
         .await,

@@ -100,6 +100,7 @@ fn mute(user: &str, seconds: u64) -> ModAction {
         user: user.into(),
         seconds,
         reason: None,
+        announce: false,
     }
 }
 
@@ -111,6 +112,7 @@ fn kick(user: &str) -> ModAction {
     ModAction::Kick {
         user: user.into(),
         reason: None,
+        announce: false,
     }
 }
 
@@ -118,6 +120,7 @@ fn ban(user: &str) -> ModAction {
     ModAction::Ban {
         user: user.into(),
         reason: None,
+        announce: false,
     }
 }
 
@@ -500,6 +503,7 @@ async fn muted_pupil_is_refused_while_others_post_until_unmuted_or_expired() {
             user: "ana".into(),
             seconds: 60,
             reason: reason.clone(),
+            announce: false,
         },
     )
     .await;
@@ -515,7 +519,8 @@ async fn muted_pupil_is_refused_while_others_post_until_unmuted_or_expired() {
             ModAction::Mute {
                 user: "ana".into(),
                 seconds: 60,
-                reason: reason.clone()
+                reason: reason.clone(),
+                announce: false,
             },
             "{who}"
         );
@@ -627,6 +632,56 @@ async fn muted_pupil_is_refused_while_others_post_until_unmuted_or_expired() {
         accepted.ts
     );
     assert!(ping(&mut ana).await.is_ok());
+}
+
+/// A teacher may choose to tell the class (`announce`): the mute then
+/// reaches every member, live, in history and in a recovering join, as the
+/// room's other events do; without it (the test above) a classmate sees
+/// nothing.
+#[tokio::test]
+async fn an_announced_mute_reaches_the_whole_class() {
+    let server = TestServer::start().await;
+    server.open(&[ROOM]).await;
+    let (mut ana, _) = server.connect(&student("ana", "3B")).await;
+    let (mut bob, _) = server.connect(&student("bob", "3B")).await;
+    let (mut prof, _) = server.connect(&teacher("prof", "3B")).await;
+    for c in [&mut ana, &mut bob, &mut prof] {
+        join_ok(c, ROOM).await;
+    }
+    let before = post_ok(&mut ana, ROOM, "avant").await;
+    let announced = ModAction::Mute {
+        user: "ana".into(),
+        seconds: 60,
+        reason: Some("bavardage".into()),
+        announce: true,
+    };
+    let ack = moderate_ok(&mut prof, ROOM, announced.clone()).await;
+    for (who, c) in [("ana", &mut ana), ("bob", &mut bob), ("prof", &mut prof)] {
+        let (event, action, until) = next_moderation(c, &format!("{who}: announced mute")).await;
+        assert_eq!((event.offset, &action), (ack.offset, &announced), "{who}");
+        assert!(until.is_some(), "{who}: until");
+    }
+    assert!(history_all(&mut bob, ROOM)
+        .await
+        .iter()
+        .any(|e| e.offset == ack.offset));
+    let (mut bob2, _) = server.connect(&student("bob", "3B")).await;
+    let since = preau::protocol::Position {
+        epoch: before.epoch.clone(),
+        offset: before.offset,
+    };
+    let recovered = ok(
+        "bob recovers",
+        within("join", bob2.join(ROOM, Some(since))).await,
+    );
+    let offsets: Vec<u64> = recovered.events.iter().map(|e| e.offset).collect();
+    assert_eq!(offsets, [ack.offset], "the announced mute is replayed");
+    // The mute itself works as any other.
+    refused(
+        "muted post",
+        post(&mut ana, ROOM, "je parle quand même").await,
+        ErrorCode::Muted,
+    );
 }
 
 // ------------------------------------------------------------ 3. redact
@@ -921,6 +976,7 @@ async fn kick_removes_now_and_ban_refuses_later_until_unban() {
         ModAction::Kick {
             user: "ana".into(),
             reason: Some("calme-toi".into()),
+            announce: false,
         },
     )
     .await;
@@ -1256,6 +1312,7 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
                 user: "ana".into(),
                 seconds: 60,
                 reason: Some("bavardage".into()),
+                announce: false,
             },
         ),
         (ROOM, unmute("ana")),
@@ -1264,6 +1321,7 @@ async fn every_action_is_appended_to_the_class_audit_log_in_order() {
             ModAction::Kick {
                 user: "bob".into(),
                 reason: Some("dehors".into()),
+                announce: false,
             },
         ),
         (ROOM, ban("bob")),
@@ -1665,6 +1723,7 @@ async fn bad_moderation_requests_get_documented_errors() {
             ModAction::Kick {
                 user: "ana".into(),
                 reason: Some(too_long.clone()),
+                announce: false,
             },
             ErrorCode::InvalidField,
         ),
@@ -1675,6 +1734,7 @@ async fn bad_moderation_requests_get_documented_errors() {
                 user: "ana".into(),
                 seconds: 60,
                 reason: Some(multibyte_too_long),
+                announce: false,
             },
             ErrorCode::InvalidField,
         ),
@@ -1761,6 +1821,7 @@ async fn bad_moderation_requests_get_documented_errors() {
                 user: "ana".into(),
                 seconds: 60,
                 reason: Some("é".repeat(250)),
+                announce: false,
             },
         ),
         ("unmute again", unmute("ana")),

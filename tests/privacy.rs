@@ -76,6 +76,7 @@ async fn classroom(server: &TestServer) -> (Client, Vec<u64>) {
                 user: "ana".to_owned(),
                 seconds: 60,
                 reason: None,
+                announce: false,
             },
         )
         .await

@@ -395,6 +395,7 @@ fn moderation_event(offset: u64) -> Event {
                 user: "ana".into(),
                 seconds: MUTE_SECS,
                 reason: Some("Hors sujet".into()),
+                announce: false,
             },
             6,
         ),
@@ -403,6 +404,7 @@ fn moderation_event(offset: u64) -> Event {
             ModAction::Ban {
                 user: "ana".into(),
                 reason: Some("Insultes répétées".into()),
+                announce: false,
             },
             7,
         ),
@@ -807,6 +809,19 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                     user: "ana".into(),
                     seconds: 600,
                     reason: Some("Hors sujet".into()),
+                    announce: false,
+                },
+            ),
+        ),
+        (
+            "moderate.mute_announced",
+            moderate(
+                13,
+                ModAction::Mute {
+                    user: "ana".into(),
+                    seconds: 600,
+                    reason: Some("Hors sujet".into()),
+                    announce: true,
                 },
             ),
         ),
@@ -821,6 +836,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 ModAction::Kick {
                     user: "ana".into(),
                     reason: None,
+                    announce: false,
                 },
             ),
         ),
@@ -831,6 +847,7 @@ fn client_samples() -> Vec<(&'static str, Request)> {
                 ModAction::Ban {
                     user: "ana".into(),
                     reason: Some("Insultes répétées".into()),
+                    announce: false,
                 },
             ),
         ),
@@ -2921,6 +2938,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
             user: "ana".into(),
             seconds: MUTE_SECS,
             reason: Some("Hors sujet".into()),
+            announce: false,
         },
     );
     let (audit, ack, (bytes, event)) = moderate_live(&mut prof, &mute).await;
@@ -3143,6 +3161,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
         ModAction::Ban {
             user: "ana".into(),
             reason: Some("Insultes répétées".into()),
+            announce: false,
         },
     );
     send(&mut prof, &ban).await;
@@ -3189,6 +3208,7 @@ async fn live_moderation_frames_have_the_shape_of_the_vectors() {
         ModAction::Kick {
             user: "ana".into(),
             reason: None,
+            announce: false,
         },
     );
     let (_, _, (bytes, _)) = moderate_live(&mut prof, &kick).await;
@@ -3232,6 +3252,7 @@ async fn moderate_checks_are_as_documented() {
         user: user.into(),
         seconds,
         reason: None,
+        announce: false,
     };
 
     // Room name first, then permission, then bounds, then the target.
@@ -3262,10 +3283,12 @@ async fn moderate_checks_are_as_documented() {
         ModAction::Kick {
             user: "bob".into(),
             reason: None,
+            announce: false,
         },
         ModAction::Ban {
             user: "bob".into(),
             reason: None,
+            announce: false,
         },
         ModAction::Unban { user: "bob".into() },
         ModAction::SlowMode { seconds: 10 },
@@ -3385,6 +3408,7 @@ async fn moderate_checks_are_as_documented() {
         ModAction::Ban {
             user: "bob".into(),
             reason: None,
+            announce: false,
         },
     )
     .await

@@ -8,6 +8,7 @@ import { ThreadList } from "../src/forum.js";
 import {
   FLAVOUR_LABELS,
   connectionBadge,
+  downloadFile,
   el,
   errorText,
   formatDuration,
@@ -38,6 +39,13 @@ class Console {
   private grid = el("div", { className: "console" });
   private stats = el("div", { className: "stats" });
   private membersBody = el("tbody");
+  /**
+   * Mutes, kicks and bans reach the pupil and the adults only; the teacher
+   * may choose to tell the class (`announce`), for this action only: the
+   * box unticks itself after each use, so nobody is shamed by a setting
+   * left on.
+   */
+  private announce = el("input", { type: "checkbox", id: "announce" });
   private reportsBody = el("tbody");
   private messagesBody = el("tbody");
   private auditList = el("ol", { className: "audit" });
@@ -49,6 +57,9 @@ class Console {
   // Forum rooms only.
   private forum?: { room: string; opened: boolean; list: ThreadList };
   private forumCard = el("section", { className: "card wide forum-card", hidden: true });
+  // Notes rooms only: validate the note as it is, list its versions, export them.
+  private notesCard = el("section", { className: "card wide notes-card", hidden: true });
+  private versionsList = el("ol", { className: "versions" });
   private forumStatus = el("p", { className: "forum-status" });
   private flavourSelect = el("select", { id: "forum-flavour" });
   private classesInput = el("input", { id: "forum-classes", placeholder: "ex. 5C, 4A", autocomplete: "off" });
@@ -104,14 +115,22 @@ class Console {
     const table = (head: string[], body: HTMLElement) =>
       el("table", {}, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { textContent: h })))), body);
     this.roomCards = [
-      el("section", { className: "card" }, el("h3", { textContent: "Membres" }), table(["Élève / membre", "Actions"], this.membersBody)),
+      el(
+        "section",
+        { className: "card" },
+        el("h3", { textContent: "Membres" }),
+        el("p", { className: "announce" }, this.announce, " ", el("label", { htmlFor: "announce", textContent: "Prévenir toute la classe de la prochaine sourdine ou exclusion (sinon, seuls l'élève et les adultes sont prévenus)" })),
+        table(["Élève / membre", "Actions"], this.membersBody),
+      ),
       el("section", { className: "card" }, el("h3", { textContent: "Signalements ouverts" }), table(["Message signalé", "Actions"], this.reportsBody)),
       el("section", { className: "card" }, el("h3", { textContent: "Derniers messages" }), table(["Message", "Actions"], this.messagesBody)),
     ];
     this.buildForumCard();
+    this.buildNotesCard();
     this.grid.append(
       el("section", { className: "card wide" }, this.title, this.stats),
       this.forumCard,
+      this.notesCard,
       ...this.roomCards,
       el("section", { className: "card" }, el("h3", { textContent: "Journal de la classe" }), this.auditList),
     );
@@ -178,8 +197,9 @@ class Console {
     // A note's events are edits, not messages: its card links to the
     // editor, where the teacher validates, lists versions and exports.
     this.messagesCard().hidden = m[2] === "notes";
+    this.notesCard.hidden = m[2] !== "notes";
     if (m[2] === "notes") {
-      const link = el("a", { href: `../?room=${encodeURIComponent(room)}`, textContent: "Ouvrir la note (valider, versions, export)" });
+      const link = el("a", { href: `../?room=${encodeURIComponent(room)}`, textContent: "Ouvrir la note dans l'éditeur" });
       this.title.append(" ", el("small", {}, link));
     }
     // A teacher of the class creates a forum just by joining it (as an
@@ -209,6 +229,7 @@ class Console {
       }
       await this.refresh();
       if (m[2] === "forum") await this.loadForum(room);
+      if (m[2] === "notes") await this.loadVersions(room);
       this.grid.hidden = false;
     } catch (err) {
       if (this.room === room && isUnknownRoom(err)) return this.showUnknownRoom(room);
@@ -229,6 +250,57 @@ class Console {
     for (const card of this.roomCards) card.hidden = true;
     this.forumCard.hidden = true;
     this.grid.hidden = false;
+  }
+
+  // ---- notes ----------------------------------------------------------------
+
+  /** Validation in one step from the console: a name, whether to lock, done. */
+  private buildNotesCard(): void {
+    const label = el("input", { id: "note-label", placeholder: "ex. Chapitre 3, version finale", autocomplete: "off", maxLength: 200, required: true });
+    const lock = el("input", { type: "checkbox", id: "note-lock" });
+    const form = el(
+      "form",
+      { className: "note-validate" },
+      el("label", { htmlFor: "note-label", textContent: "Nom de la version" }),
+      label,
+      el("p", {}, lock, " ", el("label", { htmlFor: "note-lock", textContent: "Verrouiller la note (les élèves ne pourront plus la modifier)" })),
+      el("button", { type: "submit", textContent: "Valider la note telle qu'elle est" }),
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const room = this.room;
+      const name = label.value.trim();
+      if (!room || !name) return;
+      try {
+        await this.client.noteValidate(room, name, lock.checked);
+        toast(`Version « ${name} » validée${lock.checked ? ", note verrouillée" : ""}.`);
+        label.value = "";
+        lock.checked = false;
+        await this.loadVersions(room);
+        this.scheduleRefresh();
+      } catch (err) {
+        toast(errorText(err), "error");
+      }
+    });
+    this.notesCard.append(el("h3", { textContent: "Note" }), form, el("h4", { textContent: "Versions validées" }), this.versionsList);
+  }
+
+  private async loadVersions(room: string): Promise<void> {
+    const { versions } = await this.client.noteVersions(room);
+    if (this.room !== room) return;
+    const items = versions.map((v) => {
+      const get = el("button", { type: "button", className: "secondary", textContent: "Exporter (Markdown)" });
+      get.addEventListener("click", async () => {
+        try {
+          const out = await this.client.noteExport(room, "markdown", v.version);
+          downloadFile(`${room.split("/")[2]}-${v.label}.md`, out.content, "text/markdown");
+        } catch (err) {
+          toast(errorText(err), "error");
+        }
+      });
+      return el("li", { "data-version": v.version }, `« ${v.label} », validée par ${v.by.name} le ${formatTime(v.ts)} `, get);
+    });
+    this.versionsList.replaceChildren(...(items.length ? items : [el("li", { textContent: "Aucune version validée pour l'instant." })]));
   }
 
   // ---- forums ---------------------------------------------------------------
@@ -421,6 +493,10 @@ class Console {
   private act(action: ModerationAction, confirmText?: string): void {
     if (!this.room) return;
     if (confirmText && !confirm(confirmText)) return;
+    if ((action.kind === "mute" || action.kind === "kick" || action.kind === "ban") && this.announce.checked) {
+      action = { ...action, announce: true };
+      this.announce.checked = false;
+    }
     this.client.moderate(this.room, action).then(
       () => this.scheduleRefresh(),
       (err) => toast(errorText(err), "error"),
@@ -468,12 +544,14 @@ class Console {
     }
     if (![0, 10, 30, 60, 300].includes(v.slow_mode)) slow.append(el("option", { value: String(v.slow_mode), textContent: `${v.slow_mode} s`, selected: true }));
     slow.addEventListener("change", () => this.act({ kind: "slow_mode", seconds: Number(slow.value) }));
-    const ro = this.button(v.read_only ? "Rouvrir le salon" : "Lecture seule", { kind: "read_only", on: !v.read_only }, { danger: !v.read_only });
+    const note = v.room.split("/")[1] === "notes";
+    const roLabel = note ? (v.read_only ? "Déverrouiller la note" : "Verrouiller la note") : v.read_only ? "Rouvrir le salon" : "Lecture seule";
+    const ro = this.button(roLabel, { kind: "read_only", on: !v.read_only }, { danger: !v.read_only });
     this.stats.replaceChildren(
       stat(String(v.members.length), plural(v.members.length, "présent", "présents")),
       stat(String(v.recent_messages), `${plural(v.recent_messages, "message", "messages")} (5 dernières min)`),
       stat(String(v.open_reports.length), plural(v.open_reports.length, "signalement ouvert", "signalements ouverts")),
-      stat(v.read_only ? "oui" : "non", "lecture seule"),
+      stat(v.read_only ? "oui" : "non", note ? "note verrouillée" : "lecture seule"),
       el("label", {}, "Mode lent : ", slow),
       ro,
     );

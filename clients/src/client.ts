@@ -106,10 +106,10 @@ export interface RoomView {
 
 export type ModerationAction =
   | { kind: "redact"; offset: number; reason?: string }
-  | { kind: "mute"; user: string; seconds: number; reason?: string }
+  | { kind: "mute"; user: string; seconds: number; reason?: string; announce?: boolean }
   | { kind: "unmute"; user: string }
-  | { kind: "kick"; user: string; reason?: string }
-  | { kind: "ban"; user: string; reason?: string }
+  | { kind: "kick"; user: string; reason?: string; announce?: boolean }
+  | { kind: "ban"; user: string; reason?: string; announce?: boolean }
   | { kind: "unban"; user: string }
   | { kind: "slow_mode"; seconds: number }
   // forums: with `thread`, locks (or unlocks) that thread only

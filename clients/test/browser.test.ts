@@ -202,7 +202,6 @@ test("web app and console: sign in, chat, report, mute", { skip, timeout: 90_000
     assert.equal(await alice.isDisabled(".composer-input"), true);
     await teacher.screenshot({ path: join(ARTIFACTS, "console.png") });
     await alice.screenshot({ path: join(ARTIFACTS, "chat-muted.png") });
-
     // Resolving the report empties the list.
     await teacher.locator("button:has-text('Traité')").click();
     await teacher.waitForSelector("text=Aucun signalement ouvert.");
@@ -219,6 +218,14 @@ test("web app and console: sign in, chat, report, mute", { skip, timeout: 90_000
     await teacher.waitForSelector(`.audit li:has-text("M. Durand a traité le signalement d'Alice Martin sur le message de Bob Leroy du")`);
     assert.equal(await teacher.locator(".audit li:has-text('n°')").count(), 0, "no internal numbers in the log");
     await teacher.screenshot({ path: join(ARTIFACTS, "console-audit.png") });
+    // Alice's mute was not shown to the class: the teacher may choose to
+    // announce one, for that action only.
+    assert.equal(await teacher.isChecked("#announce"), false);
+    await teacher.check("#announce");
+    const bobRow = teacher.locator("tr", { has: teacher.locator("td[data-user='bob']") });
+    await bobRow.locator("button:has-text('Sourdine 10 min')").click();
+    await alice.waitForSelector(".messages .system:has-text('a mis Bob Leroy en sourdine')");
+    assert.equal(await teacher.isChecked("#announce"), false, "the choice is for one action only");
     assert.deepEqual(pageErrors, []);
   } finally {
     await env.close();
@@ -799,6 +806,32 @@ test("notes: two editors in CodeMirror see each other's cursors with names; the 
     const path = await download.path();
     const exported = readFileSync(path!, "utf8");
     assert.match(exported, /# Chapitre 3\nLes fractions/);
+
+    // The same from the console, in one click each: unlock, validate, export.
+    const consolePage = await (await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true })).newPage();
+    consolePage.on("pageerror", (e) => pageErrors.push(String(e)));
+    await consolePage.goto(`${web.url}/console/`);
+    await consolePage.fill("#token", await srv.token(TEACHER));
+    await consolePage.click("text=Se connecter");
+    await consolePage.click(`.console-rooms li[data-room='${NOTE}'] button`);
+    await consolePage.waitForSelector(".notes-card .versions li:has-text('« Chapitre 3 », validée par M. Durand')");
+    assert.equal(await consolePage.locator("section.card:has(h3:text-is('Derniers messages'))").isVisible(), false, "a note shows no message cards");
+    await consolePage.click("button:text-is('Déverrouiller la note')");
+    await pupil.waitForFunction(() => document.querySelector("#note-content")?.getAttribute("contenteditable") === "true");
+    await consolePage.fill("#note-label", "Chapitre 3, corrigé");
+    await consolePage.check("#note-lock");
+    await consolePage.click("button:text-is(\"Valider la note telle qu'elle est\")");
+    await consolePage.waitForSelector(".notes-card .versions li:has-text('« Chapitre 3, corrigé », validée par M. Durand')");
+    await pupil.waitForSelector(".notice:has-text(\"Cette note est verrouillée par l'enseignant.\")");
+    assert.deepEqual(await axeViolations(consolePage), [], "console, notes: no serious accessibility violation");
+    await consolePage.screenshot({ path: join(ARTIFACTS, "console-notes.png") });
+    const [fromConsole] = await Promise.all([
+      consolePage.waitForEvent("download"),
+      consolePage.click(".notes-card .versions li:has-text('corrigé') button:has-text('Exporter')"),
+    ]);
+    const corrected = readFileSync((await fromConsole.path())!, "utf8");
+    assert.match(corrected, /À revoir : les fractions irréductibles\./, "the corrected version has the teacher's addition");
+    assert.equal(fromConsole.suggestedFilename(), "chapitre-3-Chapitre 3, corrigé.md");
     assert.deepEqual(pageErrors, []);
   } finally {
     await env.close();

@@ -11,6 +11,7 @@ import {
   ROLE_LABELS,
   UNKNOWN_ROOM_TEXT,
   connectionBadge,
+  downloadFile,
   el,
   errorText,
   formatDuration,
@@ -452,13 +453,11 @@ class ChatView implements View {
       }
       case "moderation": {
         this.applyModeration(ev);
-        const action = b.action as { kind?: string; user?: string };
+        const action = b.action as { kind?: string };
         // A deletion shows once: as the tombstone in the message's place.
         if (action.kind === "redact") return null;
-        // What is done to one pupil is said to that pupil and to the
-        // moderators, not to the whole class.
-        const personal = ["mute", "unmute", "kick", "ban", "unban"].includes(action.kind ?? "");
-        if (personal && action.user !== this.client.user?.id && !isModerator(this.client.user?.role ?? "")) return null;
+        // What is done to one pupil reaches the class only when the teacher
+        // chose to announce it: the server withholds it otherwise.
         return el("li", { className: "system", "data-offset": ev.offset, textContent: moderationText(ev, (id) => this.names.get(id)) });
       }
       default:
@@ -712,12 +711,7 @@ class NotesView implements View {
   private async download(version?: number, label?: string): Promise<void> {
     try {
       const out = await this.client.noteExport(this.room, "markdown", version);
-      const blob = new Blob([typeof out.content === "string" ? out.content : new Uint8Array(out.content)], { type: "text/markdown" });
-      const a = el("a", { href: URL.createObjectURL(blob), download: `${this.room.split("/")[2]}${label ? `-${label}` : ""}.md` });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+      downloadFile(`${this.room.split("/")[2]}${label ? `-${label}` : ""}.md`, out.content, "text/markdown");
     } catch (err) {
       toast(errorText(err), "error");
     }

@@ -338,3 +338,13 @@ export function roomTitle(room: string): string {
   return `${prettyName(name ?? room)} · ${KIND_LABELS[kind] ?? kind} · ${cls}`;
 }
 
+
+/** Saves `content` as a file named `name` (an export the browser downloads). */
+export function downloadFile(name: string, content: string | Uint8Array, type: string): void {
+  const blob = new Blob([typeof content === "string" ? content : new Uint8Array(content)], { type });
+  const a = el("a", { href: URL.createObjectURL(blob), download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}

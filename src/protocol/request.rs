@@ -213,6 +213,10 @@ pub enum ModAction {
         seconds: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Shown to the whole room (by default only to the pupil and to
+        /// teachers and staff).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        announce: bool,
     },
     Unmute {
         user: String,
@@ -222,12 +226,20 @@ pub enum ModAction {
         user: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Shown to the whole room (by default only to the pupil and to
+        /// teachers and staff).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        announce: bool,
     },
     /// Kicks the user and refuses their joins until `unban`.
     Ban {
         user: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Shown to the whole room (by default only to the pupil and to
+        /// teachers and staff).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        announce: bool,
     },
     Unban {
         user: String,
