@@ -601,6 +601,22 @@ for (const size of SIZES) {
         assert.equal(await pupil.locator("main.room").isVisible(), false);
         await shot(pupil, "pupil-list");
       }
+      // What arrives in a room opened earlier while another is shown is counted on its line and in the tab's title.
+      if (!size.isMobile) await pupil.waitForSelector(`.rooms li[data-room='${AGENDA}'] button`);
+      await pupil.click(`.rooms li[data-room='${AGENDA}'] button`);
+      await prof.post(CHAT, "Et l'exercice 6 aussi.");
+      await prof.post(CHAT, "Pour jeudi.");
+      const badge = pupil.locator(`.rooms li[data-room='${CHAT}'] .unread`);
+      await pupil.waitForFunction((room) => document.querySelector(`.rooms li[data-room='${room}'] .unread`)?.textContent === "2", CHAT);
+      assert.equal(await pupil.title(), "(2) préau");
+      if (size.isMobile) await pupil.click("button.back");
+      assert.equal(await badge.isVisible(), true);
+      await shot(pupil, "pupil-unread");
+      violations.push(...(await axeViolations(pupil)).map((v) => `pupil unread: ${v}`));
+      await pupil.click(`.rooms li[data-room='${CHAT}'] button`);
+      await pupil.waitForSelector(".messages .text:text-is('Pour jeudi.')");
+      assert.equal(await badge.isVisible(), false, "opened: read");
+      assert.equal(await pupil.title(), "préau");
       assert.deepEqual(violations, []);
       assert.deepEqual(pageErrors, []);
     } finally {

@@ -41,6 +41,9 @@ interface View {
   dispose(): void;
 }
 
+/** Events that are news for a badge: posts and a kind's own items, not edits, moderation or note keystrokes. */
+const NEWS = new Set(["message", "agenda_item"]);
+
 /** The kinds the directory lists, in this order. */
 const KINDS = ["chat", "forum", "notes", "agenda"] as const;
 
@@ -52,6 +55,13 @@ class App {
   private layout = el("div", { className: "layout", "data-view": "list" });
   private current?: string;
   private known = new Set<string>();
+  /**
+   * What arrived in rooms opened earlier in this visit while another was
+   * shown. The app stays joined to every room it opened, so these counts are
+   * exact for those rooms; rooms not opened yet have no count until the
+   * server keeps read marks for every room (the notification feed).
+   */
+  private unread = new Map<string, number>();
 
   constructor(
     private client: PreauClient,
@@ -99,6 +109,17 @@ class App {
     // The phone's back button returns to the list.
     window.addEventListener("popstate", () => {
       if (this.layout.dataset.view === "room") this.showList(false);
+    });
+
+    this.client.on("event", (ev) => {
+      if (ev.room === this.current && !document.hidden) return;
+      if (ev.from.id === this.client.user?.id || !NEWS.has(ev.body.kind)) return;
+      this.unread.set(ev.room, (this.unread.get(ev.room) ?? 0) + 1);
+      this.renderUnread(ev.room);
+    });
+    // Back to a tab left in the background: what arrived in the room shown is read now.
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && this.current && this.layout.dataset.view === "room") this.markRead(this.current);
     });
 
     void this.discover();
@@ -179,7 +200,7 @@ class App {
       section.insertBefore(group, next ?? null);
     }
     this.known.add(room);
-    const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: prettyName(name) }));
+    const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: prettyName(name) }), el("span", { className: "unread", hidden: true }));
     b.addEventListener("click", () => this.open(room));
     const li = el("li", { "data-room": room, "data-kind": kind }, b);
     const next = [...list.children].find((x) => ((x as HTMLElement).dataset.room ?? "") > room);
@@ -207,6 +228,7 @@ class App {
     if (this.current && this.current !== room) this.views.get(this.current)?.hide?.();
     this.current = room;
     this.markActive();
+    this.markRead(room);
     const back = el("button", { type: "button", className: "secondary back", textContent: "← Salons" });
     back.addEventListener("click", () => this.showList(true));
     this.main.replaceChildren(back, view.root);
@@ -221,6 +243,24 @@ class App {
   private showList(viaHistory: boolean): void {
     this.layout.dataset.view = "list";
     if (viaHistory && history.state?.room) history.back();
+  }
+
+  private markRead(room: string): void {
+    if (!this.unread.delete(room)) return;
+    this.renderUnread(room);
+  }
+
+  /** The room's badge, and the total in the tab's title (« (3) préau »). */
+  private renderUnread(room: string): void {
+    const badge = this.directory.querySelector<HTMLElement>(`li[data-room="${CSS.escape(room)}"] .unread`);
+    const n = this.unread.get(room) ?? 0;
+    if (badge) {
+      badge.hidden = n === 0;
+      badge.textContent = n > 99 ? "99+" : String(n);
+      badge.setAttribute("aria-label", n === 1 ? "1 nouveau" : `${n} nouveaux`);
+    }
+    const total = [...this.unread.values()].reduce((a, b) => a + b, 0);
+    document.title = total > 0 ? `(${total}) préau` : "préau";
   }
 
   private markActive(): void {
