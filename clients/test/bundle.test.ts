@@ -1,0 +1,59 @@
+// The web app's first load stays small on a phone: what the browser must
+// fetch before the sign-in form works (index.html, app.js and the chunks it
+// imports statically, style.css, the favicon), gzipped as préau serves it,
+// is held under a budget. The notes editor and preview are chunks imported
+// on demand and are not part of it. ARCHITECTURE.md states the budget.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, posix } from "node:path";
+import { CLIENTS_DIR } from "./harness.js";
+
+/** Gzipped bytes of the first load, at most. Measured 61.4 KB on 2026-12-05 (app.js 16.3, its static chunks 40.3: the client, Yjs, the forum; style.css 3.9). */
+const FIRST_LOAD_BUDGET = 80 * 1024;
+/** A chunk loaded on demand, at most (the notes editor, CodeMirror and Yjs bindings: 209 KB). */
+const LAZY_CHUNK_BUDGET = 256 * 1024;
+
+const dist = join(CLIENTS_DIR, "dist");
+
+/** The files `file` (relative to dist/) imports statically, and those it imports with `import()`. */
+function imports(file: string): { staticDeps: string[]; lazy: string[] } {
+  const code = readFileSync(join(dist, file), "utf8");
+  const dir = posix.dirname(file);
+  const resolve = (spec: string) => posix.normalize(posix.join(dir, spec));
+  const staticDeps = [...code.matchAll(/(?:^|[;}\s])import\s*(?:[\w{},*\s$]*?from\s*)?"(\.{1,2}\/[^"]+\.js)"/g)].map((m) => resolve(m[1]));
+  const lazy = [...code.matchAll(/import\("(\.{1,2}\/[^"]+\.js)"\)/g)].map((m) => resolve(m[1]));
+  return { staticDeps, lazy };
+}
+
+function gzipped(file: string): number {
+  const gz = join(dist, `${file}.gz`);
+  assert.ok(existsSync(gz), `${file}.gz is written by the bundle (préau serves it)`);
+  return statSync(gz).size;
+}
+
+test("the web app's first load is under its budget, the editor is loaded on demand", () => {
+  assert.ok(existsSync(join(dist, "app.js")), "run npm run build first");
+  const seen = new Set<string>();
+  const lazy = new Set<string>();
+  const walk = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const deps = imports(file);
+    for (const l of deps.lazy) lazy.add(l);
+    for (const d of deps.staticDeps) walk(d);
+  };
+  walk("app.js");
+  const first = [...seen, "index.html", "style.css", "favicon.svg"];
+  const total = first.reduce((sum, f) => sum + gzipped(f), 0);
+  console.log(`first load: ${first.length} files, ${(total / 1024).toFixed(1)} KB gzipped (budget ${FIRST_LOAD_BUDGET / 1024} KB)`);
+  assert.ok(total <= FIRST_LOAD_BUDGET, `first load ${total} bytes > budget ${FIRST_LOAD_BUDGET}`);
+  // The editor is not in the first load: it is one of the chunks imported on demand.
+  const editor = [...lazy].filter((f) => /editor-/.test(f));
+  assert.equal(editor.length, 1, `the editor is a lazy chunk: ${[...lazy].join(", ")}`);
+  assert.ok(![...seen].some((f) => /editor-|preview-/.test(f)), "neither the editor nor the preview is loaded first");
+  for (const l of lazy) {
+    const size = gzipped(l);
+    assert.ok(size <= LAZY_CHUNK_BUDGET, `${l}: ${size} bytes > ${LAZY_CHUNK_BUDGET}`);
+  }
+});
