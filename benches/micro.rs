@@ -112,8 +112,14 @@ fn fanout(c: &mut Criterion) {
     let mut receivers = Vec::with_capacity(MEMBERS);
     for i in 0..MEMBERS {
         let (tx, rx) = outbound::channel(i as u64 + 1, BUDGET);
-        room.join(&user(i), &tx, false, |_| None)
-            .expect("room open");
+        room.join(
+            &user(i),
+            std::sync::Arc::from(Vec::new()),
+            &tx,
+            false,
+            |_| None,
+        )
+        .expect("room open");
         senders.push(tx);
         receivers.push(rx);
     }

@@ -56,16 +56,105 @@ pub struct Claims {
     /// parent: their children's classes).
     #[serde(default)]
     pub classes: Vec<String>,
-    /// For a parent: their children's user ids.
+    /// For a parent: their children, each a user id or `{id, name?,
+    /// classes?}` (then items of a child's classes are labelled with
+    /// the child: a diary's due homework, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<String>,
+    pub children: Vec<Child>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
 }
 
+/// One of a parent's children, as their token lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ChildClaim", into = "ChildClaim")]
+pub struct Child {
+    pub id: String,
+    /// Shown to label what is the child's (their id when absent).
+    pub name: Option<String>,
+    /// The child's classes, among the parent's `classes`. Empty: the
+    /// token does not say, and the child counts as in each of them.
+    pub classes: Vec<String>,
+}
+
+impl Child {
+    /// Whether what is of class `class` concerns this child.
+    pub fn in_class(&self, class: &str) -> bool {
+        self.classes.is_empty() || self.classes.iter().any(|c| c == class)
+    }
+
+    /// The name shown for the child.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+impl From<&str> for Child {
+    fn from(id: &str) -> Child {
+        Child {
+            id: id.to_owned(),
+            name: None,
+            classes: Vec::new(),
+        }
+    }
+}
+
+impl From<String> for Child {
+    fn from(id: String) -> Child {
+        Child {
+            id,
+            name: None,
+            classes: Vec::new(),
+        }
+    }
+}
+
+/// A child on the wire: a bare id, or a map (written as a bare id when it
+/// says nothing more, so older tokens read the same).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ChildClaim {
+    Id(String),
+    Full {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        classes: Vec<String>,
+    },
+}
+
+impl From<ChildClaim> for Child {
+    fn from(claim: ChildClaim) -> Child {
+        match claim {
+            ChildClaim::Id(id) => Child::from(id),
+            ChildClaim::Full { id, name, classes } => Child { id, name, classes },
+        }
+    }
+}
+
+impl From<Child> for ChildClaim {
+    fn from(child: Child) -> ChildClaim {
+        if child.name.is_none() && child.classes.is_empty() {
+            ChildClaim::Id(child.id)
+        } else {
+            ChildClaim::Full {
+                id: child.id,
+                name: child.name,
+                classes: child.classes,
+            }
+        }
+    }
+}
+
 impl Claims {
+    /// Whether `user` is one of this parent's children.
+    pub fn has_child(&self, user: &str) -> bool {
+        self.children.iter().any(|c| c.id == user)
+    }
+
     pub fn user_info(&self) -> UserInfo {
         UserInfo {
             id: self.sub.clone(),
@@ -92,6 +181,29 @@ impl Claims {
         }
         if let Some(class) = self.classes.iter().find(|c| !valid_class(c)) {
             return Err(AuthError::Invalid(format!("bad class name {class:?}")));
+        }
+        for child in &self.children {
+            if child.id.is_empty() || child.id.len() > MAX_ID_LEN {
+                return bad("a child's id must be 1 to 128 bytes");
+            }
+            if child
+                .name
+                .as_ref()
+                .is_some_and(|n| n.trim().is_empty() || n.len() > MAX_NAME_LEN)
+            {
+                return bad("a child's name must be 1 to 100 bytes");
+            }
+            if child.classes.len() > MAX_CLASSES {
+                return bad("too many classes for a child");
+            }
+            // A child's classes are among the parent's: the policy reads
+            // `classes`, the labels read the child's.
+            if let Some(class) = child.classes.iter().find(|c| !self.in_class(c)) {
+                return Err(AuthError::Invalid(format!(
+                    "child {:?}: class {class:?} is not in classes",
+                    child.id
+                )));
+            }
         }
         Ok(())
     }

@@ -199,6 +199,13 @@ pub struct Config {
     pub note_max_bytes: usize,
     /// Notes: fold the updates into a snapshot after this many.
     pub note_compact_every: u64,
+    /// The school's time zone (IANA name): the days of all-day agenda
+    /// items in calendar feeds.
+    pub timezone: String,
+    /// Diary: teachers see who marked an item done, not only how many
+    /// (a school's choice; off by default: a pupil's mark is theirs and
+    /// their parents').
+    pub homework_done_names: bool,
     /// Static files (the web app and teacher console) served at `/`.
     pub web_dir: Option<PathBuf>,
     /// Demo mode: `GET /dev/token` mints tokens for anyone. Never in production.
@@ -283,6 +290,8 @@ impl Default for Config {
             note_max_update_bytes: 61_440,
             note_max_bytes: 4 << 20,
             note_compact_every: 500,
+            timezone: "Europe/Paris".to_owned(),
+            homework_done_names: false,
             web_dir: None,
             demo: false,
             admin_key: None,
@@ -384,6 +393,12 @@ pub struct ConfigArgs {
     pub note_max_bytes: Option<usize>,
     #[arg(long, env = "PREAU_NOTE_COMPACT_EVERY")]
     pub note_compact_every: Option<u64>,
+    /// The school's time zone (IANA name, e.g. Europe/Paris, America/Cayenne).
+    #[arg(long, env = "PREAU_TIMEZONE")]
+    pub timezone: Option<String>,
+    /// Diary: teachers see who marked homework done, not only how many.
+    #[arg(long, env = "PREAU_HOMEWORK_DONE_NAMES")]
+    pub homework_done_names: bool,
     /// Serve the web app and console from this folder (e.g. clients/dist).
     #[arg(long, env = "PREAU_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
@@ -572,6 +587,11 @@ impl Config {
         )?;
         check(self.write_queue >= 1, "write_queue", "must be at least 1")?;
         check(
+            self.timezone.parse::<chrono_tz::Tz>().is_ok(),
+            "timezone",
+            "must be an IANA time zone name, e.g. Europe/Paris",
+        )?;
+        check(
             self.cache_capacity >= 1 << 20,
             "cache_capacity",
             "must be at least 1048576 (1 MiB)",
@@ -695,6 +715,12 @@ impl ConfigArgs {
         }
         if self.demo {
             config.demo = true;
+        }
+        if self.timezone.is_some() {
+            config.timezone = self.timezone.unwrap_or_default();
+        }
+        if self.homework_done_names {
+            config.homework_done_names = true;
         }
         if self.secret.is_some() {
             config.secret = self.secret;

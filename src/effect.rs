@@ -182,37 +182,59 @@ pub fn shown_to(effect: Option<&Effect>, viewer: &UserInfo) -> bool {
     }
 }
 
-/// Whether the stored event `frame` is withheld from `viewer` (see
-/// [`shown_to`]). Only frames that can be moderation events are decoded:
-/// a history page stays spliced from stored bytes.
-pub fn withheld(frame: &[u8], viewer: &UserInfo) -> bool {
-    if matches!(viewer.role, protocol::Role::Teacher | protocol::Role::Staff)
-        || !frame
+/// Whether the stored event `frame` of a room of kind `kind` is withheld
+/// from `viewer`: an action about another pupil ([`shown_to`]), or what
+/// the kind shows to some readers only (`RoomKind::shown`). Only frames
+/// that can be either are decoded: a history page stays spliced from
+/// stored bytes.
+pub fn withheld(
+    frame: &[u8],
+    kind: &dyn crate::room::RoomKind,
+    viewer: &crate::room::Viewer<'_>,
+) -> bool {
+    let moderator = matches!(
+        viewer.user.role,
+        protocol::Role::Teacher | protocol::Role::Staff
+    );
+    let maybe_personal = !moderator
+        && frame
             .windows(b"moderation".len())
-            .any(|w| w == b"moderation")
-    {
+            .any(|w| w == b"moderation");
+    if !maybe_personal && !kind.filters() {
         return false;
     }
     match protocol::decode_server_frame(frame) {
-        Ok(protocol::ServerFrame::Event(event)) => !shown_to(Effect::of(&event).as_ref(), viewer),
+        Ok(protocol::ServerFrame::Event(event)) => {
+            (maybe_personal && !shown_to(Effect::of(&event).as_ref(), viewer.user))
+                || (kind.filters() && !kind.shown(&event, viewer))
+        }
         _ => false,
     }
 }
 
-/// The tombstone of an edit event of a redacted forum post: the edit's
-/// envelope, its text gone.
+/// The tombstone of an event linked to a redacted one (`KindState::linked`):
+/// a forum post's edit, a diary entry's later version. Its envelope, its
+/// text gone.
 pub fn edit_tombstone(edit: &[u8], by: &UserInfo, reason: Option<&str>) -> Option<Bytes> {
     let Ok(protocol::ServerFrame::Event(mut event)) = protocol::decode_server_frame(edit) else {
         return None;
     };
-    let Body::Edit { target, thread, .. } = event.body else {
-        return None;
-    };
-    event.body = Body::Redacted {
-        by: by.clone(),
-        reason: reason.map(str::to_owned),
-        thread: Some(thread),
-        edit_of: Some(target),
+    event.body = match event.body {
+        Body::Edit { target, thread, .. } => Body::Redacted {
+            by: by.clone(),
+            reason: reason.map(str::to_owned),
+            thread: Some(thread),
+            edit_of: Some(target),
+        },
+        // A kind's event that goes with the redacted one (a later version
+        // of a diary entry, its publication): a plain tombstone.
+        Body::Kind(_) => Body::Redacted {
+            by: by.clone(),
+            reason: reason.map(str::to_owned),
+            thread: None,
+            edit_of: None,
+        },
+        _ => return None,
     };
     Some(protocol::event(&event))
 }

@@ -59,7 +59,8 @@ pub fn router(gateway: Gateway) -> Router {
     let config = gateway.hub.config.clone();
     let mut router = Router::new()
         .route("/ws", get(upgrade))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .route("/cal/{file}", get(calendar_feed));
     if config.admin_key.is_some() {
         router = router.merge(crate::admin::routes());
     }
@@ -77,6 +78,37 @@ pub fn router(gateway: Gateway) -> Router {
                 .precompressed_gzip(),
         ),
         None => router,
+    }
+}
+
+/// A calendar feed (`crate::calendar`): 404 for an address unknown,
+/// revoked or expired, never a hint which.
+async fn calendar_feed(
+    State(gateway): State<Gateway>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let Some(address) = file.strip_suffix(".ics") else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    match crate::calendar::feed(&gateway.hub, address).await {
+        Ok(text) => (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "text/calendar; charset=utf-8",
+                ),
+                (axum::http::header::CACHE_CONTROL, "private, max-age=300"),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(crate::calendar::CalendarError::Feed(crate::kinds::homework::FeedError::Unknown)) => {
+            (StatusCode::NOT_FOUND, "unknown or revoked calendar feed\n").into_response()
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "calendar feed failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response()
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod admin;
 mod admission;
 pub mod auth;
 pub mod bus;
+pub mod calendar;
 pub mod client;
 pub mod config;
 mod connection;
@@ -253,6 +254,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     });
     tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
     tokio::spawn(hub::sweep_loop(hub.clone(), shutdown.clone()));
+    tokio::spawn(hub::due_loop(hub.clone(), shutdown.clone()));
     tracing::info!(%addr, metrics = ?metrics_addr, node = %config.node_id, data = %config.data.display(), web = ?config.web_dir, "listening");
     let task = {
         let shutdown = shutdown.clone();

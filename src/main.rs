@@ -208,7 +208,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
         name: args.name,
         role: args.role,
         classes: args.classes,
-        children: args.children,
+        children: args.children.into_iter().map(Into::into).collect(),
         exp: now + args.ttl.as_secs(),
         iat: now,
     };

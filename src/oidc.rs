@@ -325,6 +325,9 @@ fn map_claims(
     classes.dedup();
     let children = if role == Role::Parent {
         strings(&config.children_claim)
+            .into_iter()
+            .map(Into::into)
+            .collect()
     } else {
         Vec::new()
     };
@@ -516,7 +519,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((parent.role, parent.name.as_str()), (Role::Parent, "p1"));
-        assert_eq!(parent.children, vec!["u1"]);
+        assert_eq!(parent.children, vec![crate::auth::Child::from("u1")]);
         // Children are a parent's only.
         let teacher = map_claims(
             &config,

@@ -20,7 +20,8 @@
 //!    forum edits), moderation events about their messages, reports they
 //!    filed, answers they marked, and their notes updates (the class's
 //!    shared text stays: it is everyone's work).
-//! 3. Their forum read marks are deleted.
+//! 3. Their forum read marks are deleted, and their calendar feed's
+//!    address stops working.
 //!
 //! Kept, and counted in [`Erasure::kept`]: moderation actions against the
 //! user (mute, kick, ban) and what the user did as a moderator, with their
@@ -89,6 +90,8 @@ pub struct Export {
     /// (a Yjs update is not readable text; the note's text is the class's).
     pub note_updates: Vec<NoteUpdates>,
     pub read_marks: Vec<ReadMark>,
+    /// Whether the user has a calendar feed address that works.
+    pub calendar_feed: bool,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -113,6 +116,8 @@ pub struct Erasure {
     /// Stored events rewritten so they no longer name the user.
     pub anonymized: u64,
     pub read_marks_deleted: u64,
+    /// Their calendar feed address stopped working.
+    pub calendar_feed_deleted: bool,
     /// Events still naming the user (see the module documentation).
     pub kept: u64,
 }
@@ -224,10 +229,12 @@ pub async fn export(hub: &Arc<Hub>, user: &str) -> Result<Export, PrivacyError> 
         about: Vec::new(),
         note_updates: Vec::new(),
         read_marks: Vec::new(),
+        calendar_feed: false,
     };
     let store = hub.store.clone();
     let export = tokio::task::spawn_blocking(move || {
         collect(&store, &mut export)?;
+        export.calendar_feed = store.feed(&export.user)?.is_some();
         Ok::<_, StoreError>(export)
     })
     .await??;
@@ -311,11 +318,14 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
         let since = store.generation();
         let (anonymized, kept, streamed) = anonymize(&store, &id, &quoted)?;
         let marks = store.delete_read_marks_of(&id)?;
+        let feed = store.delete_feed(&id)?;
         store.flush_since(since)?;
         store.settle()?;
-        Ok::<_, StoreError>((anonymized, kept, marks, streamed))
+        Ok::<_, StoreError>((anonymized, kept, (marks, feed), streamed))
     })
     .await??;
+    let (marks, feed) = marks;
+    erasure.calendar_feed_deleted = feed;
     // With several nodes, Redis's stream of each room still holds the
     // original events: their redacted messages and what was rewritten.
     // Computed from what is stored, not from what this run changed, so a

@@ -24,7 +24,7 @@ const DAY: u64 = 24 * HOUR;
 
 fn parent(user: &str, classes: &[&str], children: &[&str]) -> String {
     let mut claims = claims(user, Role::Parent, classes);
-    claims.children = children.iter().map(|c| (*c).to_owned()).collect();
+    claims.children = children.iter().map(|c| (*c).into()).collect();
     keyring().mint(&claims).expect("mint parent token")
 }
 

@@ -61,7 +61,7 @@ const MATRIX: [(&str, &str, [&str; 4]); 12] = [
 
 fn parent_token(user: &str, classes: &[&str], children: &[&str]) -> String {
     let mut claims: Claims = claims(user, Role::Parent, classes);
-    claims.children = children.iter().map(|c| (*c).to_owned()).collect();
+    claims.children = children.iter().map(|c| (*c).into()).collect();
     keyring().mint(&claims).expect("mint parent token")
 }
 

@@ -237,7 +237,7 @@ struct Row {
 
 fn parent_token(user: &str) -> String {
     let mut c = claims(user, Role::Parent, &["3B"]);
-    c.children = vec!["zoe".to_owned()];
+    c.children = vec!["zoe".into()];
     keyring().mint(&c).expect("mint parent token")
 }
 

@@ -369,6 +369,49 @@ const WAITER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// What a poster whose ack timed out is told.
 const NOT_STORED_IN_TIME: &str = "not stored on this node in time: check the room's history before posting again (or retry with the same key)";
 
+/// How often rooms of kinds that schedule events are asked for those due
+/// (a scheduled publication reaches readers within this of its time).
+const DUE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Hub {
+    /// Posts what the loaded rooms' kinds have due now (a diary entry
+    /// scheduled for the start of a lesson), each as its author's, with
+    /// its idempotency key: every node holding the room does the same, and
+    /// the room stores it once.
+    pub fn post_due(self: &Arc<Self>) {
+        let now = (self.clock)();
+        for room in self.loaded_rooms() {
+            if !room.name().kind().schedules() {
+                continue;
+            }
+            for due in room.take_due(now) {
+                let (hub, room) = (self.clone(), room.clone());
+                tokio::spawn(async move {
+                    let posted = hub
+                        .post_keyed(&room, &due.from, None, due.body, Some(&due.key))
+                        .await;
+                    if let Err(err) = posted {
+                        // The state asks again later (see the kind's `take_due`).
+                        tracing::warn!(room = %room.name(), key = %due.key, error = %err, "scheduled event not posted");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Posts due events every [`DUE_INTERVAL`] until shutdown.
+pub async fn due_loop(hub: Arc<Hub>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(DUE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => hub.post_due(),
+        }
+    }
+}
+
 /// How often [`Hub::sweep`] runs.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -20,6 +20,10 @@ impl RoomKind for Audit {
         name == AUDIT_NAME
     }
 
+    fn sample_name(&self) -> &'static str {
+        AUDIT_NAME
+    }
+
     /// Teachers of the class and staff read it; nobody posts to it (the
     /// server appends) and nobody moderates it; pupils and parents never
     /// see it.

@@ -11,6 +11,7 @@ pub mod agenda;
 pub mod audit;
 pub mod chat;
 pub mod forum;
+pub mod homework;
 pub mod notes;
 
 use crate::session::KindHandler;
@@ -23,6 +24,7 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &forum::Forum,
     &notes::Notes,
     &agenda::Agenda,
+    &homework::Homework,
 ];
 
 /// Every request type the server takes: the protocol module's v1 types

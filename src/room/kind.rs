@@ -23,7 +23,7 @@ use crate::auth::Claims;
 use crate::config::Config;
 use crate::effect::Effect;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Event, ForumSettings};
+use crate::protocol::{ErrorCode, Event, ForumSettings, UserInfo};
 use crate::store::{Store, StoreError};
 
 use super::name::{RoomName, RoomNameError};
@@ -41,6 +41,12 @@ pub trait RoomKind: Send + Sync + 'static {
     /// beyond the characters every name allows (the audit log has one).
     fn valid_name(&self, _name: &str) -> bool {
         true
+    }
+
+    /// A name [`RoomKind::valid_name`] accepts, for asking the policy about
+    /// a class's rooms of this kind before naming one (`rooms`).
+    fn sample_name(&self) -> &'static str {
+        "_"
     }
 
     /// Whether `user` may do `action` in `room`. `grants` are the room's
@@ -87,6 +93,50 @@ pub trait RoomKind: Send + Sync + 'static {
     /// body the core does not know (`Body::Kind`, see `privacy.rs`).
     fn erasure(&self, _event: &Event) -> Erasure {
         Erasure::Redact
+    }
+
+    /// Whether a `redact` may name one of the kind's own events (deleting
+    /// a diary entry). Otherwise only messages are redacted by request;
+    /// erasure redacts the kind's events whatever this says.
+    fn redactable(&self) -> bool {
+        false
+    }
+
+    /// Whether the kind's state posts events by itself when their time
+    /// comes ([`KindState::take_due`]): the hub then asks its loaded rooms
+    /// every second.
+    fn schedules(&self) -> bool {
+        false
+    }
+
+    /// Whether some of the kind's events are shown to some of the room's
+    /// readers only ([`RoomKind::shown`]): a pupil's done mark, an entry
+    /// scheduled for later. Kinds that say no cost nothing per member.
+    fn filters(&self) -> bool {
+        false
+    }
+
+    /// Whether `viewer` is shown `event`, live, in `history` and in a
+    /// recovering join alike (asked only when [`RoomKind::filters`]).
+    /// Decided from the event and the viewer alone, so every node and
+    /// every read of the same event answers the same.
+    fn shown(&self, _event: &Event, _viewer: &Viewer<'_>) -> bool {
+        true
+    }
+}
+
+/// A reader of a room, as [`RoomKind::shown`] sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub user: &'a UserInfo,
+    /// A parent's children (their user ids); empty for others.
+    pub children: &'a [String],
+}
+
+impl Viewer<'_> {
+    /// Whether `user` is the viewer or one of their children.
+    pub fn is_or_parent_of(&self, user: &str) -> bool {
+        self.user.id == user || self.children.iter().any(|c| c == user)
     }
 }
 
@@ -187,11 +237,34 @@ pub trait KindState: Send + Any {
         None
     }
 
+    /// The earliest time (ms, the hub's clock) at which the state has
+    /// events to post by itself (a scheduled publication), if any. Asked
+    /// every second for kinds that [`RoomKind::schedules`].
+    fn next_due(&self) -> Option<u64> {
+        None
+    }
+
+    /// The events due at `now`, to post as [`Due::from`]'s. Each carries an
+    /// idempotency key, so that the nodes that all hold the room and all
+    /// find it due store it once.
+    fn take_due(&mut self, _now: u64) -> Vec<Due> {
+        Vec::new()
+    }
+
     /// The room was loaded with this state (gauges it counts in go up).
     fn loaded(&self, _metrics: &Metrics) {}
 
     /// The room is being unloaded (gauges it counts in go down).
     fn unloaded(&self, _metrics: &Metrics) {}
+}
+
+/// An event a kind's state posts by itself when its time comes
+/// ([`KindState::take_due`]).
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub from: UserInfo,
+    pub body: crate::protocol::Body,
+    pub key: String,
 }
 
 /// The state of kinds that derive none (chat, the audit log).

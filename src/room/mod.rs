@@ -23,8 +23,8 @@ use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
 pub use crate::effect::{edit_tombstone, Effect};
 pub use kind::{
-    Chore, ChoreContext, Commit, CommitRefusal, Erasure, KindState, Kinds, LoadContext, NoState,
-    Retention, RoomKind,
+    Chore, ChoreContext, Commit, CommitRefusal, Due, Erasure, KindState, Kinds, LoadContext,
+    NoState, Retention, RoomKind, Viewer,
 };
 pub use name::{RoomName, RoomNameError};
 
@@ -37,6 +37,9 @@ const MAX_AHEAD: usize = 10_000;
 
 struct Member {
     user: UserInfo,
+    /// A parent's children: kinds that filter (`RoomKind::shown`) show a
+    /// parent what is their children's.
+    children: std::sync::Arc<[String]>,
     out: Outbound,
     /// `Some` while a recovering join reads history: live events wait here so
     /// they follow the replayed ones with no gap and no duplicate.
@@ -314,6 +317,16 @@ impl Room {
         f(state.kind.as_mut(), &view)
     }
 
+    /// The events the kind's state has due at `now` (see
+    /// [`KindState::take_due`]); nothing when the earliest is later.
+    pub fn take_due(&self, now: u64) -> Vec<Due> {
+        let mut state = self.state.lock();
+        match state.kind.next_due() {
+            Some(at) if at <= now => state.kind.take_due(now),
+            _ => Vec::new(),
+        }
+    }
+
     /// Work the kind's state wants done before the room is unloaded.
     pub fn before_unload(&self) -> Option<Chore> {
         self.state.lock().kind.before_unload()
@@ -356,6 +369,7 @@ impl Room {
     pub fn join(
         &self,
         user: &UserInfo,
+        children: std::sync::Arc<[String]>,
         out: &Outbound,
         recovering: bool,
         reply: impl FnOnce(&Joined) -> Option<Bytes>,
@@ -375,6 +389,7 @@ impl Room {
             out.conn(),
             Member {
                 user: user.clone(),
+                children,
                 out: out.clone(),
                 pending: recovering.then(Vec::new),
             },
@@ -767,9 +782,28 @@ impl Room {
             }
         }
         let mut delivery = Delivery::default();
+        // A kind that filters decodes the event once, not once per member.
+        let kind = self.name.kind();
+        let decoded = if kind.filters() {
+            match protocol::decode_server_frame(frame) {
+                Ok(protocol::ServerFrame::Event(event)) => Some(event),
+                _ => None,
+            }
+        } else {
+            None
+        };
         for member in state.members.values_mut() {
             if !crate::effect::shown_to(effect, &member.user) {
                 continue;
+            }
+            if let Some(event) = &decoded {
+                let viewer = Viewer {
+                    user: &member.user,
+                    children: &member.children,
+                };
+                if !kind.shown(event, &viewer) {
+                    continue;
+                }
             }
             if member.deliver(frame) {
                 delivery.delivered += 1;

@@ -109,6 +109,8 @@ impl From<HubError> for Refusal {
 struct Authenticated {
     claims: Claims,
     user: UserInfo,
+    /// A parent's children's ids, shared with every room joined.
+    children: Arc<[String]>,
 }
 
 struct Joined {
@@ -396,7 +398,12 @@ impl Session {
                 },
             },
         ));
-        self.auth = Some(Authenticated { claims, user });
+        let children = claims.children.iter().map(|c| c.id.clone()).collect();
+        self.auth = Some(Authenticated {
+            claims,
+            user,
+            children,
+        });
         Flow::Continue
     }
 
@@ -485,6 +492,39 @@ impl Session {
                     retry_after_ms: Some(retry_after_ms),
                 },
             })
+    }
+
+    /// The user's claims (their classes, a parent's children).
+    pub(crate) fn claims(&self) -> Result<&Claims, Refusal> {
+        self.auth
+            .as_ref()
+            .map(|a| &a.claims)
+            .ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "not authenticated"))
+    }
+
+    /// The user's children's ids (empty but for a parent).
+    pub(crate) fn children(&self) -> Arc<[String]> {
+        self.auth
+            .as_ref()
+            .map_or_else(|| Arc::from(Vec::new()), |a| a.children.clone())
+    }
+
+    /// [`Session::children`], borrowed.
+    pub(crate) fn children_ref(&self) -> &[String] {
+        self.auth.as_ref().map_or(&[], |a| &a.children)
+    }
+
+    /// Whether the stored event `frame` of `room` is withheld from this
+    /// user (see `effect::withheld`).
+    pub(crate) fn withheld(&self, room: &Room, frame: &[u8]) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        let viewer = crate::room::Viewer {
+            user: &auth.user,
+            children: &auth.children,
+        };
+        crate::effect::withheld(frame, room.name().kind(), &viewer)
     }
 
     pub(crate) fn user(&self) -> Result<&UserInfo, Refusal> {

@@ -406,6 +406,13 @@ impl Session {
             Ok(ServerFrame::Event(event)) if matches!(event.body, Body::Message { .. }) => {
                 Ok(event)
             }
+            // A kind's own event, where the kind deletes by redaction (a
+            // diary entry).
+            Ok(ServerFrame::Event(event))
+                if matches!(event.body, Body::Kind(_)) && room.name().kind().redactable() =>
+            {
+                Ok(event)
+            }
             _ => Err(unknown()),
         }
     }

@@ -112,7 +112,9 @@ impl Session {
                 });
                 Some(join_reply(id, &room, joined, recovery, &[]))
             };
-            if let Some(joined) = room.join(&user, &self.out, recovering, early_reply) {
+            if let Some(joined) =
+                room.join(&user, self.children(), &self.out, recovering, early_reply)
+            {
                 break (room, joined, recovering);
             }
         };
@@ -180,8 +182,7 @@ impl Session {
                         failed(RecoveryFailure::TooFarBehind)
                     }
                     Ok((mut events, _)) => {
-                        let viewer = self.user()?.clone();
-                        events.retain(|e| !crate::effect::withheld(e, &viewer));
+                        events.retain(|e| !self.withheld(&room, e));
                         join_reply(
                             id,
                             &room,
@@ -278,8 +279,7 @@ impl Session {
         .await;
         self.release_unjoined(&room);
         let (mut events, more) = read.map_err(HubError::from)?.map_err(HubError::from)?;
-        let viewer = self.user()?.clone();
-        events.retain(|e| !crate::effect::withheld(e, &viewer));
+        events.retain(|e| !self.withheld(&room, e));
         Ok(Some(protocol::ok_with_events(
             id,
             &protocol::HistoryHead {
@@ -301,7 +301,8 @@ impl Session {
         class: &str,
         kind: &str,
     ) -> Result<Option<Bytes>, Refusal> {
-        let probe = self.parse_room(&format!("{class}/{kind}/_"))?;
+        let sample = self.hub.kinds.get(kind).map_or("_", |k| k.sample_name());
+        let probe = self.parse_room(&format!("{class}/{kind}/{sample}"))?;
         let claims = &self.authenticated()?.claims;
         if !policy::allowed(claims, &probe, None, Action::Read) {
             return Err(forbidden(&probe, Action::Read));

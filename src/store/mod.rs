@@ -14,6 +14,9 @@
 //!   ([`Store::find_post`]).
 //! - `reads`: `room name ‖ 0x00 ‖ user id ‖ 0x00 ‖ thread (u64 big-endian)` →
 //!   the last offset the user read in that forum thread (u64 big-endian).
+//! - `feeds`: user id → the id of their calendar feed (16 random bytes,
+//!   hex): the feed's address is a signed value naming it, and works
+//!   while this id is the one stored (`kinds/homework/feed.rs`).
 //! - `dirty`: `room ‖ 0x00 ‖ bucket (u64) ‖ key slot (u32) ‖ key id (u64)`
 //!   → nothing: a key that sealed a value since overwritten or deleted, to
 //!   be destroyed (`shred.rs`).
@@ -214,6 +217,7 @@ struct Trees {
     rooms: sled::Tree,
     reads: sled::Tree,
     dirty: sled::Tree,
+    feeds: sled::Tree,
 }
 
 impl Trees {
@@ -229,6 +233,7 @@ impl Trees {
             rooms: db.open_tree("rooms")?,
             reads: db.open_tree("reads")?,
             dirty: db.open_tree("dirty")?,
+            feeds: db.open_tree("feeds")?,
             db,
         })
     }
@@ -711,6 +716,34 @@ impl Store {
                 Ok((offset_of(&key), offset_of(&value)))
             })
             .collect()
+    }
+
+    /// The id of `user`'s calendar feed, if one is active. Blocking.
+    pub fn feed(&self, user: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .disk
+            .trees()?
+            .feeds
+            .get(user.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Makes `feed` `user`'s active calendar feed (the last one stops
+    /// working), durably. Blocking.
+    pub fn set_feed(&self, user: &str, feed: &str) -> Result<(), StoreError> {
+        let trees = self.disk.trees()?;
+        trees.feeds.insert(user.as_bytes(), feed.as_bytes())?;
+        trees.feeds.flush()?;
+        Ok(())
+    }
+
+    /// Stops `user`'s calendar feed, durably; false if none was active.
+    /// Blocking.
+    pub fn delete_feed(&self, user: &str) -> Result<bool, StoreError> {
+        let trees = self.disk.trees()?;
+        let removed = trees.feeds.remove(user.as_bytes())?.is_some();
+        trees.feeds.flush()?;
+        Ok(removed)
     }
 
     /// The note's snapshot, if it was ever compacted. Blocking.
