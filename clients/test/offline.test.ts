@@ -231,6 +231,7 @@ test("phone, reload without network: the pupil reads the rooms loaded before, re
     assert.equal(await page.locator(".reply-form").isVisible(), false, "no reply form offline");
     assert.equal(await page.locator("button.new-thread").isVisible(), false, "no new thread offline");
     assert.deepEqual(await axeViolations(page), [], "offline forum: no serious accessibility violation");
+    await page.screenshot({ path: join(ARTIFACTS, "offline-reload-forum.png") });
     await page.click("button.back");
     await page.click(`.rooms li[data-room='${AGENDA}'] button`);
     await page.waitForSelector(".agenda-item:has-text(\"Exposé d'histoire\"):has-text('Lieu : Salle 4')");
@@ -241,6 +242,7 @@ test("phone, reload without network: the pupil reads the rooms loaded before, re
     await page.waitForSelector(".notes .notice:text-is('Hors ligne : dernière version chargée de cette note, en lecture seule.')");
     assert.equal(await page.locator(".cm-content").count(), 0, "no editor offline");
     assert.deepEqual(await axeViolations(page), [], "offline note: no serious accessibility violation");
+    await page.screenshot({ path: join(ARTIFACTS, "offline-reload-note.png") });
 
     // Meanwhile Bob writes, more than one page of history (50): the pupil
     // cannot see it yet, and will get it all, with no gap (a join with

@@ -24,7 +24,7 @@
 //   copy does not linger.
 // Pupils' messages are minors' data: it is kept no longer than that.
 
-import { clear, createStore, del, entries, get, set, update, type UseStore } from "idb-keyval";
+import { clear, createStore, del, get, keys, set, update, type UseStore } from "idb-keyval";
 import type { EventFrame, HelloOk, Since, ThreadsOk } from "../src/client.js";
 import type { AgendaItem } from "../src/agenda.js";
 
@@ -127,8 +127,7 @@ export async function forgetOtherUsers(userId: string): Promise<void> {
   if (!available()) return;
   await quietly(
     (async () => {
-      const all = await entries<IDBValidKey, unknown>(store());
-      for (const [key] of all) {
+      for (const key of await keys(store())) {
         if (Array.isArray(key) && key[1] !== userId) await del(key, store());
       }
     })(),
