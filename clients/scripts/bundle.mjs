@@ -27,6 +27,22 @@ await build({
   chunkNames: "chunks/[name]-[hash]",
   logLevel: "warning",
 });
+// The service worker: its own bundle (a classic script, not a module:
+// every browser with service workers runs those), at the root of dist/ so
+// that /sw.js controls the whole site. Workbox reads NODE_ENV to leave its
+// development logging out.
+await build({
+  entryPoints: { sw: join(root, "web/sw.ts") },
+  outdir: dist,
+  bundle: true,
+  format: "iife",
+  platform: "browser",
+  target: "es2020",
+  sourcemap: true,
+  minify: process.env.PREAU_MINIFY !== "0",
+  define: { "process.env.NODE_ENV": JSON.stringify("production") },
+  logLevel: "warning",
+});
 cpSync(join(root, "web/index.html"), join(dist, "index.html"));
 cpSync(join(root, "web/style.css"), join(dist, "style.css"));
 cpSync(join(root, "web/favicon.svg"), join(dist, "favicon.svg"));
@@ -45,4 +61,4 @@ const gzipAll = (dir) => {
   }
 };
 gzipAll(dist);
-console.log("bundled into dist/: index.html, app.js, style.css, console/index.html, console/console.js");
+console.log("bundled into dist/: index.html, app.js, sw.js, style.css, console/index.html, console/console.js");

@@ -366,6 +366,17 @@ export class PreauClient {
     this.wanted.clear();
   }
 
+  /**
+   * Who the app believes it is before the server says so: a web app that
+   * starts offline from its stored copy shows that user's rooms. Only
+   * while not connected; the next `hello` replaces it.
+   */
+  presume(hello: HelloOk): void {
+    if (this.state === "open") return;
+    this.hello = hello;
+    this.user = hello.user;
+  }
+
   /** True while the room is wanted (joined, or to be re-joined after a reconnection). */
   isJoined(room: string): boolean {
     return this.wanted.get(room)?.joined ?? false;

@@ -293,6 +293,29 @@ export class ThreadTimeline {
     return true;
   }
 
+  /**
+   * The events held, in offset order, as `history` would give them now: a
+   * post deleted live (and its edits) becomes its tombstone, so a copy
+   * kept from this (the web app's offline copy) keeps no deleted text.
+   * `add` of each rebuilds the same posts.
+   */
+  snapshot(): EventFrame[] {
+    const out: EventFrame[] = [];
+    for (const o of [...this.events.keys()].sort((a, b) => a - b)) {
+      const ev = this.events.get(o)!;
+      const item = forumItem(ev);
+      const why = this.removed.get(o);
+      if (why && item?.kind === "post") {
+        out.push({ ...ev, body: { kind: "redacted", thread: this.thread, ...(why.by ? { by: why.by } : {}), ...(why.reason !== undefined ? { reason: why.reason } : {}) } });
+      } else if (item?.kind === "edit" && this.removed.has(item.target)) {
+        out.push({ ...ev, body: { kind: "redacted", thread: this.thread, edit_of: item.target } });
+      } else {
+        out.push(ev);
+      }
+    }
+    return out;
+  }
+
   /** The oldest offset held (`before` of the next backward page). */
   oldest(): number | undefined {
     const keys = [...this.events.keys()];

@@ -5,6 +5,7 @@
 import type { PreauClient } from "../src/client.js";
 import { AgendaView, agendaAdd, agendaCancel, agendaList, type AgendaItem } from "../src/agenda.js";
 import { el, errorText, isModerator, isUnknownRoom, roomTitle, toast, type RoomHooks } from "./common.js";
+import type { OfflineStore } from "./offline.js";
 
 const DAY = 24 * 3600_000;
 /** What the view shows: from the start of today, this many days. */
@@ -18,14 +19,18 @@ export class AgendaRoomView {
   private listEl = el("div", { className: "agenda-days" });
   private notice = el("p", { className: "notice", hidden: true });
   private form?: HTMLFormElement;
+  private submit?: HTMLButtonElement;
   private view: AgendaView;
   private started = false;
+  /** Shown from the offline copy, not joined yet: nothing can be changed. */
+  private offline = false;
   private unsubscribe: Array<() => void> = [];
 
   constructor(
     private client: PreauClient,
     private room: string,
     private hooks: RoomHooks,
+    private store: OfflineStore | null = null,
   ) {
     const from = startOfDay(Date.now());
     this.view = new AgendaView(room, from, from + SPAN_DAYS * DAY);
@@ -45,7 +50,10 @@ export class AgendaRoomView {
       this.client.on("event", (ev) => {
         if (this.view.apply(ev)) {
           if (this.view.stale) void this.reload();
-          else this.render();
+          else {
+            this.render();
+            this.save();
+          }
         }
       }),
       // A long disconnection: the events missed are not replayed, so reload.
@@ -61,6 +69,10 @@ export class AgendaRoomView {
   }
 
   private async start(): Promise<void> {
+    // Not connected (the app started offline, or the network is gone): the
+    // items kept on the device until the join, which waits for the
+    // connection; then the range is loaded again, as at any start.
+    if (this.client.state !== "open") await this.restore();
     try {
       // Joined for the live events (a cancellation shows at once).
       await this.client.join(this.room);
@@ -69,8 +81,34 @@ export class AgendaRoomView {
       if (isUnknownRoom(err)) return this.hooks.unknown();
       if (code === "forbidden") return this.hooks.forbidden();
       if (code !== "already_joined") this.setNotice(errorText(err));
+    } finally {
+      this.setOffline(false);
     }
     await this.reload();
+  }
+
+  private async restore(): Promise<void> {
+    this.setOffline(true);
+    const copy = await this.store?.loadRoom(this.room);
+    if (copy?.kind !== "agenda") {
+      this.listEl.replaceChildren(el("p", { className: "empty", textContent: "Non disponible hors ligne : cet agenda n'avait pas été chargé." }));
+      return;
+    }
+    // Only what still falls in the range shown (the copy may be from an earlier day).
+    this.view.load({ room: this.room, items: copy.items.filter((i) => (i.ends ?? i.starts) >= this.view.from && i.starts < this.view.to), more: false });
+    this.render();
+  }
+
+  private setOffline(offline: boolean): void {
+    this.offline = offline;
+    if (this.submit) this.submit.disabled = offline;
+    if (offline) this.setNotice("Hors ligne : lecture seule jusqu'au retour du réseau.");
+    else if (this.notice.textContent?.startsWith("Hors ligne")) this.setNotice("");
+  }
+
+  /** Keeps the items shown on the device (soon: saves are grouped), once loaded from the server. */
+  private save(): void {
+    this.store?.saveRoom(this.room, () => (this.offline ? null : { kind: "agenda", items: this.view.list() }));
   }
 
   private async reload(): Promise<void> {
@@ -80,6 +118,7 @@ export class AgendaRoomView {
       fresh.load(ok);
       this.view = fresh;
       this.render();
+      this.save();
     } catch (err) {
       this.setNotice(errorText(err));
     }
@@ -115,7 +154,7 @@ export class AgendaRoomView {
     if (item.details) li.append(el("p", { className: "details", textContent: item.details }));
     if (item.cancelled && item.reason) li.append(el("p", { className: "details", textContent: `Motif : ${item.reason}` }));
     li.append(el("p", { className: "by", textContent: `Ajouté par ${item.by.name}` }));
-    if (this.form && !item.cancelled) {
+    if (this.form && !item.cancelled && !this.offline) {
       const cancel = el("button", { type: "button", className: "secondary cancel", textContent: "Annuler l'événement" });
       cancel.addEventListener("click", () => void this.cancel(item));
       li.append(cancel);
@@ -133,6 +172,7 @@ export class AgendaRoomView {
     const place = el("input", { id: "agenda-place", maxLength: 200, autocomplete: "off" });
     const details = el("textarea", { id: "agenda-details", rows: 2 });
     const submit = el("button", { type: "submit", textContent: "Ajouter" });
+    this.submit = submit;
     const error = el("p", { className: "error", role: "alert" });
     allDay.addEventListener("change", () => (start.disabled = end.disabled = allDay.checked));
     const field = (label: string, input: HTMLElement, id: string) => el("div", { className: "field" }, el("label", { htmlFor: id, textContent: label }), input);
@@ -169,7 +209,7 @@ export class AgendaRoomView {
       } catch (err) {
         error.textContent = errorText(err);
       } finally {
-        submit.disabled = false;
+        submit.disabled = this.offline;
       }
     });
     return form;

@@ -2,11 +2,12 @@
 
 import * as Y from "yjs";
 import { Awareness } from "y-protocols/awareness";
-import type { EventFrame, PreauClient, PreauError, UserInfo } from "../src/client.js";
+import type { EventFrame, HelloOk, PreauClient, PreauError, Since, UserInfo } from "../src/client.js";
 import { PreauProvider, TRANSIENT_REFUSALS } from "../src/yjs-provider.js";
 import type { NoteEditor } from "./editor.js";
 import { ForumView } from "./forum.js";
 import { AgendaRoomView } from "./agenda.js";
+import { OfflineStore, sessionUser, type ChatCopy, type UserCopy } from "./offline.js";
 import {
   ROLE_LABELS,
   UNKNOWN_ROOM_TEXT,
@@ -62,16 +63,25 @@ class App {
    * server keeps read marks for every room (the notification feed).
    */
   private unread = new Map<string, number>();
+  /** Whether the directory was loaded from the server (not only from the offline copy). */
+  private discovered = false;
 
+  /**
+   * `store` keeps what is shown on the device (offline.ts); `copy` is the
+   * stored user and directory when the app starts offline from them (the
+   * client is then still connecting, with the stored `hello` presumed).
+   */
   constructor(
     private client: PreauClient,
     private root: HTMLElement,
+    private store: OfflineStore | null,
+    private copy?: UserCopy,
   ) {}
 
   start(): void {
     const me = this.client.user!;
     const logout = el("button", { className: "secondary", textContent: "Se déconnecter" });
-    logout.addEventListener("click", () => signOut(this.client));
+    logout.addEventListener("click", () => void signOut(this.client));
     const header = el(
       "header",
       {},
@@ -94,6 +104,7 @@ class App {
     });
     const showState = () => (offline.hidden = this.client.state === "open" && navigator.onLine);
     this.client.on("state", showState);
+    showState(); // started offline from the copy: said at once
     for (const change of ["online", "offline"] as const) {
       window.addEventListener(change, () => {
         this.client.networkChanged(change === "online");
@@ -103,6 +114,8 @@ class App {
     this.root.replaceChildren(header, offline, this.layout);
 
     this.client.on("removed", ({ room, reason }) => {
+      // What the device kept of a room the user left is not kept any longer.
+      this.store?.deleteRoom(room);
       const why: Record<string, string> = { kick: "Vous avez été retiré", ban: "Vous avez été exclu" };
       toast(`${why[reason] ?? "Vous n'êtes plus membre"} de ${roomTitle(room)}`, "error");
     });
@@ -122,33 +135,63 @@ class App {
       if (!document.hidden && this.current && this.layout.dataset.view === "room") this.markRead(this.current);
     });
 
-    void this.discover();
+    // Online: the directory comes from the server. Started offline: from
+    // the copy, until the connection is back (then from the server).
+    this.client.on("open", (hello) => this.connected(hello));
+    if (this.client.state === "open") this.connected(this.client.hello!);
+    else this.renderDirectory(this.client.hello?.classes ?? [], this.copy?.directory ?? []);
     // A link may name the room to open (`?room=3B/forum/aide`, as the console's).
     const wanted = new URLSearchParams(location.search).get("room");
     if (wanted && ROOM_RE.test(wanted)) this.open(wanted);
   }
 
+  /** Connected (first time, or again): who the user is is kept, and the directory is loaded once. */
+  private connected(hello: HelloOk): void {
+    this.store?.saveHello(hello);
+    if (!this.discovered) {
+      this.discovered = true;
+      void this.discover();
+    }
+  }
+
   /** The rooms of the user's classes (a parent's: their children's), kind by kind; kinds the role may not read are left out. */
   private async discover(): Promise<void> {
     const classes = this.client.hello?.classes ?? [];
+    const rooms: string[] = [];
+    for (const cls of classes) {
+      for (const kind of KINDS) {
+        try {
+          rooms.push(...(await this.client.rooms(cls, kind)).rooms);
+        } catch (err) {
+          // The connection went away: the directory shown stays, and is loaded again at the next connection.
+          if (["not_connected", "disconnected", "timeout"].includes((err as { code?: string }).code ?? "")) {
+            this.discovered = false;
+            return;
+          }
+          // Otherwise forbidden for this role (a parent and pupils' chats), or an older server.
+        }
+      }
+    }
+    this.renderDirectory(classes, rooms);
+    this.store?.saveDirectory(this.known);
+  }
+
+  /** The directory: a section per class, the rooms by kind, and the rooms open in this page. */
+  private renderDirectory(classes: string[], rooms: string[]): void {
+    this.directory.replaceChildren();
+    this.known.clear();
     if (classes.length === 0) {
       this.directory.append(el("p", { className: "empty", textContent: "Aucune classe n'est associée à votre compte." }));
-      return;
     }
     for (const cls of classes) {
-      const section = el("section", { className: "class-rooms", "data-class": cls }, el("h3", { textContent: `Classe ${cls}` }));
-      this.directory.append(section);
-      for (const kind of KINDS) {
-        let rooms: string[];
-        try {
-          rooms = (await this.client.rooms(cls, kind)).rooms;
-        } catch {
-          continue; // forbidden for this role (a parent and pupils' chats), or an older server
-        }
-        for (const r of rooms) this.addToList(r);
-      }
+      this.directory.append(el("section", { className: "class-rooms", "data-class": cls }, el("h3", { textContent: `Classe ${cls}` })));
+    }
+    for (const r of rooms) this.addToList(r);
+    for (const r of this.views.keys()) this.addToList(r);
+    for (const section of this.directory.querySelectorAll<HTMLElement>("section.class-rooms")) {
       if (!section.querySelector("li")) section.append(el("p", { className: "empty", textContent: "Aucun salon ouvert pour l'instant." }));
     }
+    this.markActive();
   }
 
   /** Teachers and staff open rooms: the server creates a room when one of its class's moderators joins it. */
@@ -216,14 +259,17 @@ class App {
       const hooks: RoomHooks = { unknown: () => this.unknown(room), forbidden: () => this.forbidden(room) };
       view =
         kind === "notes"
-          ? new NotesView(this.client, room, hooks)
+          ? new NotesView(this.client, room, hooks, this.store)
           : kind === "forum"
-            ? new ForumView(this.client, room, hooks)
+            ? new ForumView(this.client, room, hooks, this.store)
             : kind === "agenda"
-              ? new AgendaRoomView(this.client, room, hooks)
-              : new ChatView(this.client, room, hooks);
+              ? new AgendaRoomView(this.client, room, hooks, this.store)
+              : new ChatView(this.client, room, hooks, this.store);
       this.views.set(room, view);
-      this.addToList(room);
+      if (!this.known.has(room)) {
+        this.addToList(room);
+        this.store?.saveDirectory(this.known);
+      }
     }
     if (this.current && this.current !== room) this.views.get(this.current)?.hide?.();
     this.current = room;
@@ -277,6 +323,8 @@ class App {
     this.views.delete(room);
     this.known.delete(room);
     this.directory.querySelector(`li[data-room="${CSS.escape(room)}"]`)?.remove();
+    this.store?.deleteRoom(room);
+    this.store?.saveDirectory(this.known);
     if (this.current !== room) {
       toast(`${roomTitle(room)} : ${text}`, "error");
       return;
@@ -296,6 +344,10 @@ class App {
   private forbidden(room: string): void {
     this.drop(room, "Vous n'avez pas accès à ce salon.");
   }
+}
+
+function isOpen(client: PreauClient): boolean {
+  return client.state === "open";
 }
 
 /** A room name from what a teacher typed: « Révisions bac » → `revisions-bac`. */
@@ -330,6 +382,12 @@ class ChatView implements View {
   private mutedUntil = 0;
   /** The room is read-only (only moderators write). */
   private readOnly = false;
+  /** Shown from the offline copy, not joined yet: nothing can be sent. */
+  private offline = false;
+  /** The events shown (tombstones in place of deleted messages), for the offline copy. */
+  private shown = new Map<number, EventFrame>();
+  /** The events shown run without a gap up to the client's position: the copy may be saved. */
+  private complete = false;
   private started = false;
   private unsubscribe: Array<() => void> = [];
   private typingTimer: ReturnType<typeof setInterval>;
@@ -338,6 +396,7 @@ class ChatView implements View {
     private client: PreauClient,
     private room: string,
     private hooks: RoomHooks,
+    private store: OfflineStore | null = null,
   ) {
     this.root = el("section", { className: "chat", "data-room": room });
     this.input.setAttribute("aria-label", "Message");
@@ -401,6 +460,7 @@ class ChatView implements View {
     });
     on("joined", ({ room, data }) => {
       if (room !== this.room) return;
+      this.offline = false;
       this.readOnly = data.read_only === true;
       this.updateComposer();
       this.members = new Map(data.members.map((m) => [m.id, m]));
@@ -411,16 +471,34 @@ class ChatView implements View {
     on("reset", ({ room, head }) => {
       if (room !== this.room) return;
       this.items.clear();
+      this.shown.clear();
+      this.complete = false;
       this.list.replaceChildren();
       this.oldest = Infinity;
-      void this.loadPage(head + 1);
+      void this.loadPage(head + 1).then(() => this.loaded());
     });
   }
 
   private async join(): Promise<void> {
+    // Not connected (the app started offline, or the network is gone):
+    // the stored copy is shown at once, read-only, and the join waits for
+    // the connection, then resumes from the copy's position with `since`,
+    // so what was posted meanwhile comes once and nothing is shown twice.
+    let since: Since | undefined;
+    if (this.client.state !== "open") {
+      this.offline = true;
+      const copy = await this.store?.loadRoom(this.room);
+      if (copy?.kind === "chat" && copy.events.length > 0 && this.items.size === 0) since = this.restore(copy);
+      // (The state may have changed during the read.)
+      else if (!isOpen(this.client)) this.setNotice("Non disponible hors ligne : ce salon n'avait pas été chargé.");
+      this.updateComposer();
+    }
     try {
-      const data = await this.client.join(this.room);
-      await this.loadPage(data.head + 1);
+      const data = await this.client.join(this.room, since);
+      // With `since`, the reply carried what was missed (or it is being
+      // paged in, or a `reset` reloads the view): no page to load.
+      if (!since || !data.recovery) await this.loadPage(data.head + 1);
+      this.loaded();
     } catch (err) {
       if ((err as { code?: string }).code === "already_joined") return;
       if (isUnknownRoom(err)) return this.hooks.unknown();
@@ -429,6 +507,30 @@ class ChatView implements View {
       this.input.disabled = this.send.disabled = true;
       this.setNotice(errorText(err));
     }
+  }
+
+  /** The stored copy, shown until the server answers; returns the position it was saved at. */
+  private restore(copy: ChatCopy): Since {
+    for (const ev of copy.events) this.add(ev);
+    this.older.hidden = !copy.more;
+    this.scrollToEnd();
+    return copy.since;
+  }
+
+  /** The view holds the room's latest events: from now on they are kept on the device. */
+  private loaded(): void {
+    this.complete = true;
+    this.save();
+  }
+
+  private save(): void {
+    if (!this.store || !this.complete) return;
+    this.store.saveRoom(this.room, () => {
+      const since = this.client.position(this.room);
+      if (!since || this.shown.size === 0) return null;
+      const events = [...this.shown.values()].sort((a, b) => a.offset - b.offset);
+      return { kind: "chat", since, events, more: !this.older.hidden };
+    });
   }
 
   private async loadPage(before: number): Promise<void> {
@@ -462,7 +564,9 @@ class ChatView implements View {
       else this.list.insertBefore(item, this.items.get(next)!);
     }
     this.items.set(ev.offset, item);
+    this.shown.set(ev.offset, ev);
     this.oldest = Math.min(this.oldest, ev.offset);
+    this.save();
   }
 
   private render(ev: EventFrame): HTMLElement | null {
@@ -530,6 +634,15 @@ class ChatView implements View {
   }
 
   private updateComposer(): void {
+    // Offline, the "Signaler" buttons go too (style.css): nothing can be sent.
+    this.root.classList.toggle("offline-copy", this.offline);
+    if (this.offline) {
+      // Shown from the offline copy: whether the pupil may write (muted,
+      // read-only room) is known again once joined.
+      this.input.disabled = this.send.disabled = true;
+      if (this.notice.hidden) this.setNotice("Hors ligne : lecture seule jusqu'au retour du réseau.");
+      return;
+    }
     const left = this.mutedUntil - Date.now();
     const muted = left > 0;
     const closed = this.readOnly && !isModerator(this.client.user?.role ?? "");
@@ -618,6 +731,7 @@ class NotesView implements View {
     private client: PreauClient,
     private room: string,
     private hooks: RoomHooks,
+    private store: OfflineStore | null = null,
   ) {
     this.root = el("section", { className: "notes", "data-room": room });
     this.root.append(
@@ -760,6 +874,40 @@ class NotesView implements View {
   show(): void {
     if (this.started) return;
     this.started = true;
+    if (this.client.state !== "open") void this.showOffline();
+    else this.loadEditor();
+  }
+
+  /**
+   * Not connected: the note's last text kept on the device, read-only (the
+   * editor needs the server's state to merge into); the editor comes once
+   * the connection is back.
+   */
+  private async showOffline(): Promise<void> {
+    this.tools.hidden = true;
+    const copy = await this.store?.loadRoom(this.room);
+    if (this.client.state === "open") return this.online();
+    const text = copy?.kind === "notes" ? copy.text : undefined;
+    if (text !== undefined) {
+      this.host.replaceChildren(el("pre", { className: "note-offline", tabIndex: 0, textContent: text }));
+      this.notice.textContent = "Hors ligne : dernière version chargée de cette note, en lecture seule.";
+    } else {
+      this.notice.textContent = "Non disponible hors ligne : cette note n'avait pas été chargée.";
+    }
+    this.notice.hidden = false;
+    const off = this.client.on("open", () => this.online());
+    this.teardown.push(off);
+  }
+
+  private online(): void {
+    if (this.editor || this.status.textContent) return; // already starting
+    this.host.replaceChildren();
+    this.notice.hidden = true;
+    this.tools.hidden = false;
+    this.loadEditor();
+  }
+
+  private loadEditor(): void {
     this.status.textContent = "Chargement de l'éditeur…";
     // The editor is a separate chunk: the app's first load does not carry it.
     import("./editor.js").then(
@@ -781,6 +929,14 @@ class NotesView implements View {
     awareness.setLocalStateField("user", identity);
     const provider = new PreauProvider(this.client, this.room, doc, { awareness });
     this.editor = bindEditor(this.host, doc.getText("content"), awareness, "Contenu de la note");
+    // The note's text is kept on the device once in sync with the server
+    // (an empty document before that is no copy of the note).
+    const saveText = () => {
+      if (!provider.synced) return;
+      this.store?.saveRoom(this.room, () => (provider.synced ? { kind: "notes", text: provider.doc.getText("content").toString() } : null));
+    };
+    doc.on("update", saveText);
+    provider.on("synced", saveText);
     this.teardown.push(() => {
       this.editor?.destroy();
       provider.destroy();
@@ -823,6 +979,7 @@ class NotesView implements View {
       this.editor?.destroy();
       freshAwareness.setLocalStateField("user", identity);
       this.editor = bindEditor(this.host, fresh.getText("content"), freshAwareness, "Contenu de la note");
+      fresh.on("update", saveText);
       setReadOnly(wasReadOnly);
       freshAwareness.on("change", renderPeople);
       renderPeople();
@@ -905,9 +1062,60 @@ function lostReason(err: PreauError): string {
 
 // ---- start ------------------------------------------------------------------
 
+/**
+ * The service worker (sw.ts, built to /sw.js so that its scope is the
+ * whole site) keeps the app's own files so that a reload without network
+ * still starts the app; what the app shows comes from the offline copy
+ * (offline.ts). Registered once the page has loaded, so it takes nothing
+ * from the first load.
+ */
+function registerServiceWorker(): void {
+  if (!("serviceWorker" in navigator)) return;
+  const register = async () => {
+    try {
+      const alreadyControlled = navigator.serviceWorker.controller !== null;
+      await navigator.serviceWorker.register("/sw.js");
+      if (alreadyControlled) return;
+      // The files of this first load were fetched before the worker was
+      // there: it fetches them once more, to keep them (Workbox's
+      // `CACHE_URLS` message; the worker decides what it keeps).
+      const reg = await navigator.serviceWorker.ready;
+      const urls = [location.pathname + location.search, ...performance.getEntriesByType("resource").map((e) => e.name)];
+      reg.active?.postMessage({ type: "CACHE_URLS", payload: { urlsToCache: urls } });
+    } catch (err) {
+      // Files served from elsewhere (`?ws=` while developing), or a browser that refuses: the app works online all the same.
+      console.warn("préau: no service worker", err);
+    }
+  };
+  if (document.readyState === "complete") void register();
+  else window.addEventListener("load", () => void register(), { once: true });
+}
+
+/** Started offline: the stored user, or (no copy after all) once connected. */
+async function presumeUser(client: PreauClient, store: OfflineStore | null): Promise<UserCopy | undefined> {
+  const copy = await store?.loadUser();
+  if (client.state === "open") return undefined;
+  if (copy) {
+    client.presume(copy.hello);
+    return copy;
+  }
+  await new Promise<void>((resolve) => {
+    const off = client.on("open", () => {
+      off();
+      resolve();
+    });
+  });
+  return undefined;
+}
+
 const root = document.getElementById("app")!;
-void signIn(root).then((client) => {
-  const app = new App(client, root);
+const resumeOffline = async (userId: string) => (await new OfflineStore(userId).loadUser()) !== undefined;
+void signIn(root, undefined, { resumeOffline }).then(async (client) => {
+  const userId = client.user?.id ?? sessionUser();
+  const store = userId ? new OfflineStore(userId) : null;
+  const copy = client.state === "open" ? undefined : await presumeUser(client, store);
+  const app = new App(client, root, store, copy);
   app.start();
   (window as any).preau = { client, app }; // for debugging from the console
+  registerServiceWorker();
 });

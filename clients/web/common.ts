@@ -2,6 +2,7 @@
 // demo users), the client, and small DOM helpers.
 
 import { PreauClient, PreauError, type EventFrame, type UserInfo } from "../src/client.js";
+import { SESSION_USER_KEY, forgetOtherUsers, sessionUser, wipeOfflineCopy } from "./offline.js";
 
 /** Same-origin `/ws`, unless `?ws=` says otherwise (serving the files from elsewhere while developing). */
 export function wsUrl(): string {
@@ -40,12 +41,25 @@ export async function demoToken(u: Pick<DemoUser, "user" | "name" | "role" | "cl
 
 const TOKEN_KEY = "preau.token";
 
+export interface SignInOptions {
+  /**
+   * A saved token is being resumed and the device is offline (or the first
+   * connection attempt failed): may the app start from its offline copy of
+   * `userId`? If it resolves true while the client is still not
+   * connected, signIn resolves with that client (state `connecting`; it
+   * keeps trying, and connects by itself once the network is back).
+   */
+  resumeOffline?: (userId: string) => Promise<boolean>;
+}
+
 /**
  * Shows the sign-in form in `root` until a token authenticates, then
  * resolves with the connected client. The token stays in sessionStorage so
- * a reload does not sign out (and closing the tab does).
+ * a reload does not sign out (and closing the tab does); the user's id
+ * stays beside it, to find the offline copy (offline.ts) when a reload
+ * happens without network.
  */
-export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean = () => true): Promise<PreauClient> {
+export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean = () => true, options: SignInOptions = {}): Promise<PreauClient> {
   return new Promise((resolve) => {
     root.replaceChildren();
     const form = el("form", { className: "signin" });
@@ -70,22 +84,58 @@ export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean =
       })
       .catch(() => {});
 
-    const attempt = async (token: string) => {
+    // The app starts once: connected, or earlier from the offline copy.
+    let started = false;
+    const start = (client: PreauClient) => {
+      if (started) return;
+      started = true;
+      root.replaceChildren();
+      resolve(client);
+    };
+
+    const attempt = async (token: string, resuming = false) => {
       error.textContent = "";
       submit.disabled = true;
       const client = new PreauClient({ url: wsUrl(), token });
       try {
-        await client.connect();
+        const connected = client.connect();
+        if (resuming) resumeOffline(client);
+        const hello = await connected;
         sessionStorage.setItem(TOKEN_KEY, token);
-        root.replaceChildren();
-        resolve(client);
+        sessionStorage.setItem(SESSION_USER_KEY, hello.user.id);
+        // Whoever signed in on this device before: their copy goes now.
+        void forgetOtherUsers(hello.user.id);
+        start(client);
       } catch (err) {
         client.close();
         sessionStorage.removeItem(TOKEN_KEY);
+        sessionStorage.removeItem(SESSION_USER_KEY);
+        // The saved token was refused (expired, revoked): the sign-in is
+        // over, and so is the offline copy's lifetime.
+        if (resuming) await wipeOfflineCopy(started);
+        // Started offline, refused once back online: back to the sign-in form.
+        if (started) return location.reload();
         error.textContent = signInError(err);
       } finally {
         submit.disabled = false;
       }
+    };
+
+    // A saved token and no network: the app may start from its offline
+    // copy rather than wait on the sign-in form.
+    const resumeOffline = (client: PreauClient) => {
+      const userId = sessionUser();
+      const canResume = options.resumeOffline;
+      if (!userId || !canResume) return;
+      const tryOffline = async () => {
+        off();
+        if (started || client.state !== "connecting") return;
+        if ((await canResume(userId)) && client.state === "connecting") start(client);
+      };
+      // Offline from the start, or the server unreachable at the first attempt.
+      let off = () => {};
+      if (!navigator.onLine) void tryOffline();
+      else off = client.on("close", ({ willReconnect }) => void (willReconnect && tryOffline()));
     };
 
     form.addEventListener("submit", (ev) => {
@@ -119,13 +169,20 @@ export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean =
       return;
     }
     const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (saved) void attempt(saved);
+    if (saved) void attempt(saved, true);
+    // No sign-in in this tab: whatever copy an earlier tab left (closed
+    // without signing out) has outlived its sign-in. See offline.ts.
+    else void wipeOfflineCopy(false);
   });
 }
 
-export function signOut(client: PreauClient): void {
+/** Signs out: the token and the offline copy go (pupils' data does not stay on a shared device), then the page reloads. */
+export async function signOut(client: PreauClient): Promise<void> {
   client.close();
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(SESSION_USER_KEY);
+  // Awaited: a reload could abort the deletion.
+  await wipeOfflineCopy(true);
   location.reload();
 }
 

@@ -6,11 +6,14 @@
 import { PreauError, type EventFrame, type PreauClient, type ThreadInfo, type UserInfo } from "../src/client.js";
 import { ThreadList, ThreadTimeline, forumItem, isForumModerator, type ForumPost } from "../src/forum.js";
 import { FLAVOUR_LABELS, el, errorText, formatTime, moderationText, roomTitle, toast, userLabel } from "./common.js";
+import type { OfflineStore, ThreadCopy } from "./offline.js";
 
 const MAX_QUOTE_BYTES = 500;
 const MAX_TITLE_BYTES = 200;
 // A thread is loaded whole up to this many history pages; older posts come on demand.
 const THREAD_PAGES = 5;
+// Threads whose posts are kept for the offline copy (the most recently opened).
+const KEPT_THREADS = 20;
 
 type Doing = "new_thread" | "reply" | "edit" | "answer" | "delete" | "load";
 
@@ -94,6 +97,10 @@ export class ForumView {
   private started = false;
   private visible = false;
   private joined = false;
+  /** Shown from the offline copy, not joined yet: read-only. */
+  private offline = false;
+  /** Posts of the threads opened (most recently opened last), for the offline copy. */
+  private kept = new Map<number, ThreadCopy>();
   private unsubscribe: Array<() => void> = [];
 
   /**
@@ -104,6 +111,7 @@ export class ForumView {
     private client: PreauClient,
     private room: string,
     private hooks?: { unknown(): void; forbidden?(): void },
+    private store: OfflineStore | null = null,
   ) {
     this.root = el("section", { className: "forum", "data-room": room });
     this.list = new ThreadList(client.user?.id ?? "");
@@ -191,10 +199,16 @@ export class ForumView {
   }
 
   private async start(): Promise<void> {
+    // Not connected (the app started offline, or the network is gone): the
+    // stored copy until the join, which waits for the connection; then the
+    // forum is loaded again whole, as at any start.
+    if (this.client.state !== "open") await this.restore();
     try {
       await this.client.join(this.room);
       this.joined = true;
+      this.offline = false;
     } catch (err) {
+      this.offline = false;
       if (err instanceof PreauError && err.code === "already_joined") {
         this.joined = true;
       } else if (err instanceof PreauError && err.code === "unknown_room" && this.hooks) {
@@ -209,6 +223,44 @@ export class ForumView {
       }
     }
     await this.reload();
+  }
+
+  private async restore(): Promise<void> {
+    this.offline = true;
+    this.newButton.hidden = true;
+    this.newForm.hidden = true;
+    const copy = await this.store?.loadRoom(this.room);
+    if (!this.offline) return; // joined meanwhile
+    if (copy?.kind !== "forum") {
+      this.listEl.replaceChildren(el("li", { className: "empty", textContent: "Non disponible hors ligne : ce forum n'avait pas été chargé." }));
+      return;
+    }
+    this.list.load(copy.threads);
+    for (const t of [...copy.posts].reverse()) this.kept.set(t.thread, t);
+    this.renderHeader();
+    this.renderList();
+  }
+
+  /** Saves the forum as shown (soon: saves are grouped), once loaded from the server. */
+  private save(): void {
+    if (!this.store || this.offline || this.loading) return;
+    this.store.saveRoom(this.room, () => {
+      if (this.offline || this.loading) return null;
+      this.keepOpenThread();
+      return {
+        kind: "forum",
+        threads: { room: this.room, settings: this.list.settings, threads: this.list.list(), more: this.list.more },
+        posts: [...this.kept.values()].reverse(),
+      };
+    });
+  }
+
+  private keepOpenThread(): void {
+    const open = this.open;
+    if (!open || open.timeline.newest() === undefined) return;
+    this.kept.delete(open.thread);
+    this.kept.set(open.thread, { thread: open.thread, events: open.timeline.snapshot(), more: open.timeline.more });
+    while (this.kept.size > KEPT_THREADS) this.kept.delete(this.kept.keys().next().value!);
   }
 
   private failed(err: unknown): void {
@@ -237,6 +289,7 @@ export class ForumView {
     for (const ev of pending) this.list.apply(ev, this.readingThread());
     this.renderHeader();
     this.renderList();
+    this.save();
     if (this.open) await this.openThread(this.open.thread);
   }
 
@@ -244,6 +297,7 @@ export class ForumView {
     try {
       this.list.load(await this.client.threads(this.room, { before: this.list.nextBefore() }), true);
       this.renderList();
+      this.save();
     } catch (err) {
       toast(forumErrorText(err, "load"), "error");
     }
@@ -277,6 +331,7 @@ export class ForumView {
       this.renderThread(); // a lock or pin of the open thread
     }
     this.renderList();
+    this.save();
   }
 
   private moderationToast(ev: EventFrame, a: Record<string, unknown> & { kind: string }): string | null {
@@ -332,7 +387,7 @@ export class ForumView {
     const flavour = this.list.settings.flavour;
     this.flavourTag.textContent = FLAVOUR_LABELS[flavour] ?? flavour;
     this.flavourTag.dataset.flavour = flavour;
-    const canOpen = flavour !== "debate" || this.moderator;
+    const canOpen = (flavour !== "debate" || this.moderator) && !this.offline;
     this.newButton.hidden = !canOpen;
     if (!canOpen) this.newForm.hidden = true;
     this.newButton.textContent = flavour === "help" ? "Poser une question" : "Nouveau sujet";
@@ -395,6 +450,7 @@ export class ForumView {
     this.renderList();
     this.threadPane.replaceChildren(this.threadHead, this.threadNotice, el("div", { className: "scroller" }, this.olderPosts, this.postsEl), this.composer);
     this.postsEl.replaceChildren(el("li", { className: "empty", textContent: "Chargement…" }));
+    if (this.client.state !== "open") return this.showKept(timeline);
     try {
       let before: number | undefined;
       for (let i = 0; i < THREAD_PAGES; i++) {
@@ -406,11 +462,29 @@ export class ForumView {
         before = page.events[0].offset;
       }
     } catch (err) {
-      if (this.open?.timeline === timeline) this.postsEl.replaceChildren(el("li", { className: "empty", textContent: forumErrorText(err, "load") }));
+      if (this.open?.timeline !== timeline) return;
+      // The network went away meanwhile: what the device kept, if anything.
+      if (this.client.state !== "open") return this.showKept(timeline);
+      this.postsEl.replaceChildren(el("li", { className: "empty", textContent: forumErrorText(err, "load") }));
       return;
     }
     this.renderThread();
     this.markRead();
+    this.save();
+    const s = this.postsEl.parentElement!;
+    s.scrollTop = s.scrollHeight;
+  }
+
+  /** A thread without connection: its posts as last loaded, or why there are none. */
+  private showKept(timeline: ThreadTimeline): void {
+    const kept = this.kept.get(timeline.thread);
+    if (!kept) {
+      this.postsEl.replaceChildren(el("li", { className: "empty", textContent: "Non disponible hors ligne : ce sujet n'avait pas été chargé." }));
+      return;
+    }
+    for (const ev of kept.events) timeline.add(ev);
+    timeline.more = kept.more;
+    this.renderThread();
     const s = this.postsEl.parentElement!;
     s.scrollTop = s.scrollHeight;
   }
@@ -423,6 +497,7 @@ export class ForumView {
       for (const ev of page.events) open.timeline.add(ev);
       open.timeline.more = page.more;
       this.renderThread();
+      this.save();
     } catch (err) {
       toast(forumErrorText(err, "load"), "error");
     }
