@@ -117,12 +117,17 @@ struct DemoUser {
     user: String,
     name: Option<String>,
     role: String,
+    /// One class, or several separated by commas (a parent's children's).
     #[serde(default)]
     class: Option<String>,
+    /// A parent's children: `id:name:CLASS[+CLASS…]`, comma-separated.
+    #[serde(default)]
+    children: Option<String>,
 }
 
-/// Demo mode only: a token for whoever asks (`?user=ana&role=student&class=3B`),
-/// valid 8 hours, so the web app can be tried without an ENT.
+/// Demo mode only: a token for whoever asks (`?user=ana&role=student&class=3B`;
+/// a parent: `&class=3B,4A&children=ana:Ana:3B,leo:Léo:4A`), valid 8 hours,
+/// so the web app can be tried without an ENT.
 async fn demo_token(
     State(gateway): State<Gateway>,
     axum::extract::Query(who): axum::extract::Query<DemoUser>,
@@ -134,14 +139,36 @@ async fn demo_token(
         )
             .into_response();
     };
-    let classes: Vec<String> = who.class.into_iter().collect();
+    let classes: Vec<String> = who
+        .class
+        .iter()
+        .flat_map(|c| c.split(','))
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let children: Vec<crate::auth::Child> = who
+        .children
+        .iter()
+        .flat_map(|c| c.split(','))
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let mut parts = c.splitn(3, ':');
+            let id = parts.next().unwrap_or_default().to_owned();
+            let name = parts.next().filter(|n| !n.is_empty()).map(str::to_owned);
+            let classes = parts
+                .next()
+                .map(|cs| cs.split('+').map(str::to_owned).collect())
+                .unwrap_or_default();
+            crate::auth::Child { id, name, classes }
+        })
+        .collect();
     if who.user.is_empty()
         || who.user.len() > 128
         || !classes.iter().all(|c| crate::protocol::valid_class(c))
     {
         return (
             StatusCode::BAD_REQUEST,
-            "user: 1 to 128 bytes; class: a valid class\n",
+            "user: 1 to 128 bytes; class: valid classes, comma-separated\n",
         )
             .into_response();
     }
@@ -151,10 +178,13 @@ async fn demo_token(
         sub: who.user,
         role,
         classes,
-        children: Vec::new(),
+        children,
         exp: now + 8 * 3600,
         iat: now,
     };
+    if let Err(err) = claims.validate() {
+        return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response();
+    }
     match gateway.hub.keyring.mint(&claims) {
         Ok(token) => axum::Json(serde_json::json!({ "token": token })).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response(),
