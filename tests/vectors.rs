@@ -1244,6 +1244,270 @@ fn agenda_server_samples() -> Vec<(&'static str, Bytes)> {
     ]
 }
 
+const DIARY_ROOM: &str = "3B/homework/diary";
+
+fn day(s: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a day")
+}
+
+fn diary_fields(entry: Option<u64>) -> preau::kinds::homework::EntryFields {
+    preau::kinds::homework::EntryFields {
+        entry,
+        what: preau::kinds::homework::What::Homework,
+        subject: "Maths".into(),
+        text: "Exercices 4 et 5 p. 32".into(),
+        date: day("2025-12-01"),
+        due: Some(day("2025-12-04")),
+        minutes: Some(30),
+        links: vec!["https://fr.khanacademy.org/math/fractions".into()],
+        publish_at: None,
+        version: None,
+    }
+}
+
+/// The diary's requests (a kind's own types, encoded as the kind's
+/// `HomeworkRequest`).
+fn homework_client_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::homework::{HomeworkRequest, What};
+    let encode =
+        |request: HomeworkRequest| Bytes::from(rmp_serde::to_vec_named(&request).expect("encodes"));
+    vec![
+        (
+            "homework_write",
+            encode(HomeworkRequest::HomeworkWrite {
+                id: Some(90),
+                room: DIARY_ROOM.into(),
+                entry: None,
+                what: What::Homework,
+                subject: "Maths".into(),
+                text: "Exercices 4 et 5 p. 32".into(),
+                date: "2025-12-01".into(),
+                due: Some("2025-12-04".into()),
+                minutes: Some(30),
+                links: vec!["https://fr.khanacademy.org/math/fractions".into()],
+                publish_at: None,
+                key: Some("c1f0-diary-1".into()),
+            }),
+        ),
+        (
+            "homework_write.scheduled_lesson",
+            encode(HomeworkRequest::HomeworkWrite {
+                id: Some(91),
+                room: DIARY_ROOM.into(),
+                entry: None,
+                what: What::Lesson,
+                subject: "Histoire".into(),
+                text: "La Révolution française : les causes".into(),
+                date: "2025-12-01".into(),
+                due: None,
+                minutes: None,
+                links: vec![],
+                publish_at: Some(A_MONDAY + 3_600_000),
+                key: None,
+            }),
+        ),
+        (
+            "homework_write.new_version",
+            encode(HomeworkRequest::HomeworkWrite {
+                id: Some(92),
+                room: DIARY_ROOM.into(),
+                entry: Some(1),
+                what: What::Homework,
+                subject: "Maths".into(),
+                text: "Exercices 4, 5 et 6 p. 32".into(),
+                date: "2025-12-01".into(),
+                due: Some("2025-12-05".into()),
+                minutes: Some(45),
+                links: vec![],
+                publish_at: None,
+                key: None,
+            }),
+        ),
+        (
+            "homework_done",
+            encode(HomeworkRequest::HomeworkDone {
+                id: Some(93),
+                room: DIARY_ROOM.into(),
+                entry: 1,
+                done: true,
+            }),
+        ),
+        (
+            "homework",
+            encode(HomeworkRequest::Homework {
+                id: Some(94),
+                room: DIARY_ROOM.into(),
+                from: "2025-12-01".into(),
+                to: "2025-12-07".into(),
+                limit: None,
+            }),
+        ),
+        (
+            "homework_load",
+            encode(HomeworkRequest::HomeworkLoad {
+                id: Some(95),
+                room: DIARY_ROOM.into(),
+                from: "2025-12-01".into(),
+                to: "2025-12-07".into(),
+            }),
+        ),
+        (
+            "homework_due",
+            encode(HomeworkRequest::HomeworkDue {
+                id: Some(96),
+                from: "2025-12-01".into(),
+                to: "2025-12-07".into(),
+                limit: Some(100),
+            }),
+        ),
+        (
+            "calendar_feed",
+            encode(HomeworkRequest::CalendarFeed { id: Some(97) }),
+        ),
+        (
+            "calendar_feed_revoke",
+            encode(HomeworkRequest::CalendarFeedRevoke { id: Some(98) }),
+        ),
+    ]
+}
+
+fn homework_server_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::homework::{DayLoad, DiaryEntry, HomeworkOk, LoadOk, What};
+    use preau::protocol::KindBody;
+    let event = |offset: u64, from: UserInfo, body: KindBody| Event {
+        room: DIARY_ROOM.into(),
+        epoch: EPOCH.into(),
+        offset,
+        ts: T0 + offset * 60_000,
+        from,
+        body: Body::Kind(body),
+    };
+    let scheduled = preau::kinds::homework::EntryFields {
+        what: What::Lesson,
+        subject: "Histoire".into(),
+        text: "La Révolution française : les causes".into(),
+        due: None,
+        minutes: None,
+        links: vec![],
+        publish_at: Some(A_MONDAY + 3_600_000),
+        ..diary_fields(None)
+    };
+    let published = preau::kinds::homework::EntryFields {
+        entry: Some(2),
+        publish_at: None,
+        version: Some(2),
+        ..scheduled.clone()
+    };
+    let entry = DiaryEntry {
+        entry: 1,
+        what: What::Homework,
+        subject: "Maths".into(),
+        text: "Exercices 4 et 5 p. 32".into(),
+        date: day("2025-12-01"),
+        due: Some(day("2025-12-04")),
+        minutes: Some(30),
+        links: vec!["https://fr.khanacademy.org/math/fractions".into()],
+        by: prof(),
+        ts: T0 + 60_000,
+        version: 1,
+        versions: 1,
+        publish_at: None,
+        done: Some(true),
+        done_by: None,
+        done_count: None,
+        done_names: None,
+    };
+    vec![
+        (
+            "event.homework_entry",
+            protocol::event(&event(
+                1,
+                prof(),
+                KindBody::new("homework_entry", &diary_fields(None)).expect("body"),
+            )),
+        ),
+        (
+            "event.homework_entry.scheduled",
+            protocol::event(&event(
+                2,
+                prof(),
+                KindBody::new("homework_entry", &scheduled).expect("body"),
+            )),
+        ),
+        (
+            "event.homework_publish",
+            protocol::event(&event(
+                3,
+                prof(),
+                KindBody::new("homework_publish", &published).expect("body"),
+            )),
+        ),
+        (
+            "event.homework_done",
+            protocol::event(&event(
+                4,
+                ana(),
+                KindBody::new(
+                    "homework_done",
+                    &preau::kinds::homework::state::DoneFields {
+                        entry: 1,
+                        done: true,
+                    },
+                )
+                .expect("body"),
+            )),
+        ),
+        (
+            "ok.homework",
+            protocol::ok(
+                Some(94),
+                &HomeworkOk {
+                    room: DIARY_ROOM.into(),
+                    entries: vec![entry.clone()],
+                    more: false,
+                },
+            ),
+        ),
+        (
+            "ok.homework_load",
+            protocol::ok(
+                Some(95),
+                &LoadOk {
+                    room: DIARY_ROOM.into(),
+                    days: vec![DayLoad {
+                        date: day("2025-12-04"),
+                        items: 2,
+                        minutes: 30,
+                        unestimated: 1,
+                    }],
+                },
+            ),
+        ),
+        (
+            "ok.homework_due.parent",
+            protocol::ok(
+                Some(96),
+                &preau::kinds::homework::DueOk {
+                    items: vec![preau::kinds::homework::DueItem {
+                        room: DIARY_ROOM.into(),
+                        class: "3B".into(),
+                        entry: DiaryEntry {
+                            done: None,
+                            done_by: Some(vec!["ana".into()]),
+                            ..entry
+                        },
+                        children: vec![preau::kinds::homework::ChildLabel {
+                            id: "ana".into(),
+                            name: "Ana Martin".into(),
+                        }],
+                    }],
+                    more: false,
+                },
+            ),
+        ),
+    ]
+}
+
 fn server_samples() -> Vec<(&'static str, Bytes)> {
     let join_ok = JoinOk {
         room: ROOM.into(),
@@ -1784,7 +2048,10 @@ fn generate() -> Vec<Vector> {
             error: None,
         });
     }
-    for (name, bytes) in agenda_client_samples() {
+    for (name, bytes) in agenda_client_samples()
+        .into_iter()
+        .chain(homework_client_samples())
+    {
         vectors.push(Vector {
             name: name.into(),
             direction: "client".into(),
@@ -1793,7 +2060,11 @@ fn generate() -> Vec<Vector> {
             error: None,
         });
     }
-    for (name, bytes) in server_samples().into_iter().chain(agenda_server_samples()) {
+    for (name, bytes) in server_samples()
+        .into_iter()
+        .chain(agenda_server_samples())
+        .chain(homework_server_samples())
+    {
         vectors.push(Vector {
             name: name.into(),
             direction: "server".into(),
@@ -1865,6 +2136,15 @@ fn encode_server(v: &Vector) -> Bytes {
                 "note_export" => protocol::ok(id, &typed::<protocol::NoteExport>(v, data)),
                 "agenda_add" => protocol::ok(id, &typed::<PostOk>(v, data)),
                 "agenda" => protocol::ok(id, &typed::<preau::kinds::agenda::AgendaOk>(v, data)),
+                "homework" => {
+                    protocol::ok(id, &typed::<preau::kinds::homework::HomeworkOk>(v, data))
+                }
+                "homework_load" => {
+                    protocol::ok(id, &typed::<preau::kinds::homework::LoadOk>(v, data))
+                }
+                "homework_due" => {
+                    protocol::ok(id, &typed::<preau::kinds::homework::DueOk>(v, data))
+                }
                 "leave" | "typing" | "ping" => {
                     assert!(data.is_null(), "{}: data must be nil", v.name);
                     let frame = protocol::ok_empty(id);
@@ -1925,6 +2205,20 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
             protocol::decode_ok_data::<preau::kinds::agenda::AgendaOk>(bytes).expect("AgendaOk"),
             serde_json::from_value::<preau::kinds::agenda::AgendaOk>(data).expect("AgendaOk json")
         ),
+        "homework" => assert_eq!(
+            protocol::decode_ok_data::<preau::kinds::homework::HomeworkOk>(bytes)
+                .expect("HomeworkOk"),
+            serde_json::from_value::<preau::kinds::homework::HomeworkOk>(data)
+                .expect("HomeworkOk json")
+        ),
+        "homework_load" => assert_eq!(
+            protocol::decode_ok_data::<preau::kinds::homework::LoadOk>(bytes).expect("LoadOk"),
+            serde_json::from_value::<preau::kinds::homework::LoadOk>(data).expect("LoadOk json")
+        ),
+        "homework_due" => assert_eq!(
+            protocol::decode_ok_data::<preau::kinds::homework::DueOk>(bytes).expect("DueOk"),
+            serde_json::from_value::<preau::kinds::homework::DueOk>(data).expect("DueOk json")
+        ),
         _ => assert_eq!(
             protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
             rmpv::Value::Nil
@@ -1955,6 +2249,17 @@ fn check_kind_request(v: &Vector, bytes: &[u8], kind: &str) {
             assert_eq!(hex::encode(encoded), v.hex, "{}: re-encoded", v.name);
             let from_json: AgendaRequest = serde_json::from_value(v.json().to_value())
                 .unwrap_or_else(|e| panic!("{}: json is not an agenda request: {e}", v.name));
+            assert_eq!(from_json, request, "{}: json and hex differ", v.name);
+        }
+        "homework" => {
+            use preau::kinds::homework::HomeworkRequest;
+            let types = preau::session::KindHandler::requests(&preau::kinds::homework::Homework);
+            let request: HomeworkRequest = protocol::decode_kind_request(bytes, types)
+                .unwrap_or_else(|e| panic!("{}: the diary does not decode it: {e}", v.name));
+            let encoded = rmp_serde::to_vec_named(&request).expect("encodes");
+            assert_eq!(hex::encode(encoded), v.hex, "{}: re-encoded", v.name);
+            let from_json: HomeworkRequest = serde_json::from_value(v.json().to_value())
+                .unwrap_or_else(|e| panic!("{}: json is not a diary request: {e}", v.name));
             assert_eq!(from_json, request, "{}: json and hex differ", v.name);
         }
         other => panic!("{}: no vector check for kind {other}", v.name),

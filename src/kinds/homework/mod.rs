@@ -34,7 +34,9 @@ use crate::session::{NewPost, Refusal, Session};
 use crate::store::StoreError;
 
 pub use feed::{open as open_feed, FeedError, FeedOwner, FEED_LIFETIME_SECS};
-pub use requests::{DueItem, HomeworkOk, LoadOk, Request as HomeworkRequest};
+pub use requests::{
+    ChildLabel, DueItem, DueOk, FeedOk, HomeworkOk, LoadOk, Request as HomeworkRequest,
+};
 pub use state::{DayLoad, Diary as State, DiaryEntry, EntryFields, What};
 
 /// The kind's name in room names.
