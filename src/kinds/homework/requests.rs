@@ -288,7 +288,10 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
                     diary.between(from, to, &reader, now, false, limit)
                 })
                 .unwrap_or_default();
-            s.release_unjoined(&room);
+            // Left loaded: the hub's sweep unloads it once idle (within two
+            // minutes). Families ask again the same evening, and loading a
+            // year's diary from disk costs more than answering
+            // (`benches/results/diary.md`).
             Ok(Some(protocol::ok(
                 id,
                 &HomeworkOk {
@@ -306,7 +309,10 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             let days = room
                 .with_state(|diary: &mut Diary, _| diary.load(from, to, &reader, now))
                 .unwrap_or_default();
-            s.release_unjoined(&room);
+            // Left loaded: the hub's sweep unloads it once idle (within two
+            // minutes). Families ask again the same evening, and loading a
+            // year's diary from disk costs more than answering
+            // (`benches/results/diary.md`).
             Ok(Some(protocol::ok(id, &LoadOk { room: name, days })))
         }
         Request::HomeworkDue {
@@ -608,7 +614,7 @@ async fn due(
         let (found, cut) = room
             .with_state(|diary: &mut Diary, _| diary.between(from, to, &reader, now, true, limit))
             .unwrap_or_default();
-        s.release_unjoined(&room);
+        // Left loaded until the sweep finds it idle (see `homework`).
         more |= cut;
         items.extend(found.into_iter().map(|entry| DueItem {
             room: name.clone(),

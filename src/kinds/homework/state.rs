@@ -254,6 +254,10 @@ impl Diary {
                 let id = fields.entry.unwrap_or(event.offset);
                 let before = self.day_of(id);
                 let entry = self.entries.entry(id).or_default();
+                // Most entries keep one version: grow by one, not by
+                // four (measured: 1.5 KiB an entry otherwise, see
+                // `benches/diary.rs`).
+                entry.versions.reserve_exact(1);
                 entry.versions.push(Version {
                     offset: event.offset,
                     fields,
@@ -272,6 +276,7 @@ impl Diary {
                     return;
                 };
                 if let Some(entry) = self.entries.get_mut(&id) {
+                    entry.publications.reserve_exact(1);
                     entry.publications.push((event.offset, version));
                     entry.requested = None;
                     self.owner.insert(event.offset, id);
