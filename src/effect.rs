@@ -182,36 +182,6 @@ pub fn shown_to(effect: Option<&Effect>, viewer: &UserInfo) -> bool {
     }
 }
 
-/// Whether the stored event `frame` of a room of kind `kind` is withheld
-/// from `viewer`: an action about another pupil ([`shown_to`]), or what
-/// the kind shows to some readers only (`RoomKind::shown`). Only frames
-/// that can be either are decoded: a history page stays spliced from
-/// stored bytes.
-pub fn withheld(
-    frame: &[u8],
-    kind: &dyn crate::room::RoomKind,
-    viewer: &crate::room::Viewer<'_>,
-) -> bool {
-    let moderator = matches!(
-        viewer.user.role,
-        protocol::Role::Teacher | protocol::Role::Staff
-    );
-    let maybe_personal = !moderator
-        && frame
-            .windows(b"moderation".len())
-            .any(|w| w == b"moderation");
-    if !maybe_personal && !kind.filters() {
-        return false;
-    }
-    match protocol::decode_server_frame(frame) {
-        Ok(protocol::ServerFrame::Event(event)) => {
-            (maybe_personal && !shown_to(Effect::of(&event).as_ref(), viewer.user))
-                || (kind.filters() && !kind.shown(&event, viewer))
-        }
-        _ => false,
-    }
-}
-
 /// The tombstone of an event linked to a redacted one (`KindState::linked`):
 /// a forum post's edit, a diary entry's later version. Its envelope, its
 /// text gone.

@@ -10,6 +10,7 @@
 pub mod agenda;
 pub mod audit;
 pub mod chat;
+pub mod common;
 pub mod forum;
 pub mod homework;
 pub mod notes;

@@ -125,6 +125,36 @@ pub trait RoomKind: Send + Sync + 'static {
     }
 }
 
+/// Whether the stored event `frame` of a room of kind `kind` is withheld
+/// from `viewer`: an action about another pupil (`effect::shown_to`), or what
+/// the kind shows to some readers only (`RoomKind::shown`). Only frames
+/// that can be either are decoded: a history page stays spliced from
+/// stored bytes.
+pub fn withheld(
+    frame: &[u8],
+    kind: &dyn RoomKind,
+    viewer: &Viewer<'_>,
+) -> bool {
+    let moderator = matches!(
+        viewer.user.role,
+        crate::protocol::Role::Teacher | crate::protocol::Role::Staff
+    );
+    let maybe_personal = !moderator
+        && frame
+            .windows(b"moderation".len())
+            .any(|w| w == b"moderation");
+    if !maybe_personal && !kind.filters() {
+        return false;
+    }
+    match crate::protocol::decode_server_frame(frame) {
+        Ok(crate::protocol::ServerFrame::Event(event)) => {
+            (maybe_personal && !crate::effect::shown_to(Effect::of(&event).as_ref(), viewer.user))
+                || (kind.filters() && !kind.shown(&event, viewer))
+        }
+        _ => false,
+    }
+}
+
 /// A reader of a room, as [`RoomKind::shown`] sees them.
 #[derive(Debug, Clone, Copy)]
 pub struct Viewer<'a> {

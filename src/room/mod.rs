@@ -22,6 +22,7 @@ use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 
 pub use crate::effect::{edit_tombstone, Effect};
+pub use kind::withheld;
 pub use kind::{
     Chore, ChoreContext, Commit, CommitRefusal, Due, Erasure, KindState, Kinds, LoadContext,
     NoState, Retention, RoomKind, Viewer,

@@ -515,7 +515,7 @@ impl Session {
     }
 
     /// Whether the stored event `frame` of `room` is withheld from this
-    /// user (see `effect::withheld`).
+    /// user (see `room::withheld`).
     pub(crate) fn withheld(&self, room: &Room, frame: &[u8]) -> bool {
         let Some(auth) = &self.auth else {
             return true;
@@ -524,7 +524,7 @@ impl Session {
             user: &auth.user,
             children: &auth.children,
         };
-        crate::effect::withheld(frame, room.name().kind(), &viewer)
+        crate::room::withheld(frame, room.name().kind(), &viewer)
     }
 
     pub(crate) fn user(&self) -> Result<&UserInfo, Refusal> {

@@ -10,7 +10,7 @@ mod requests;
 pub mod state;
 
 use crate::auth::Claims;
-use crate::protocol::{Bucket, ErrorCode, Event, ForumSettings, Role};
+use crate::protocol::{Bucket, ErrorCode, ForumSettings, Role};
 use crate::room::policy::Action;
 use crate::room::{KindState, LoadContext, Room, RoomKind, RoomName};
 use crate::session::kind::{BoxFuture, Handled, KindHandler, KindRequest};
@@ -64,14 +64,7 @@ impl RoomKind for Agenda {
         room: &str,
         last: u64,
     ) -> Result<Box<dyn KindState>, StoreError> {
-        let (frames, _) = cx.store.read_after(room, 0, last, usize::MAX)?;
-        let events: Vec<Event> = frames
-            .iter()
-            .filter_map(|frame| match crate::protocol::decode_server_frame(frame) {
-                Ok(crate::protocol::ServerFrame::Event(event)) => Some(event),
-                _ => None,
-            })
-            .collect();
+        let events = super::common::stored_events(cx, room, last)?;
         Ok(Box::new(state::Agenda::rebuild(&events)))
     }
 }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{Agenda, AgendaItem, CancelFields, ItemFields};
 use super::{CANCEL, ITEM, NAME};
-use crate::protocol::{self, Body, ErrorCode, KindBody};
+use crate::kinds::common;
+use crate::protocol::{self, ErrorCode};
 use crate::room::policy::Action;
 use crate::room::Room;
 use crate::session::kind::{Handled, KindRequest};
@@ -122,7 +123,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             }
             let room = writable(s, &room)?;
             let fields = check_item(s, None, item)?;
-            write(s, id, &room, ITEM, &fields, key.as_deref()).await
+            common::write(s, id, &room, ITEM, &fields, key.as_deref()).await
         }
         Request::AgendaChange {
             id,
@@ -133,7 +134,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             let room = writable(s, &room)?;
             existing(&room, item)?;
             let fields = check_item(s, Some(item), fields)?;
-            write(s, id, &room, ITEM, &fields, None).await
+            common::write(s, id, &room, ITEM, &fields, None).await
         }
         Request::AgendaCancel {
             id,
@@ -148,7 +149,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
                 )));
             }
             existing(&room, item)?;
-            write(s, id, &room, CANCEL, &CancelFields { item, reason }, None).await
+            common::write(s, id, &room, CANCEL, &CancelFields { item, reason }, None).await
         }
         Request::Agenda {
             id,
@@ -230,39 +231,6 @@ fn check_item(s: &Session, item: Option<u64>, new: NewItem) -> Result<ItemFields
         place: new.place,
         details: new.details,
     })
-}
-
-/// Posts one of the agenda's events as the user's, acked once durable.
-async fn write(
-    s: &mut Session,
-    id: Option<u32>,
-    room: &std::sync::Arc<Room>,
-    kind: &str,
-    fields: &impl Serialize,
-    key: Option<&str>,
-) -> Handled {
-    let user = s.user()?.clone();
-    let checked = s
-        .check_moderation(room, &user.id, true, None)
-        .and_then(|()| s.take_post_token(&user.id));
-    if let Err(refusal) = checked {
-        // A retry of an item that went through: its ack, not a refusal.
-        if let Some(key) = key {
-            if s.hub
-                .ack_known(room, &user, key, &s.out, id)
-                .await
-                .map_err(Refusal::from)?
-            {
-                return Ok(None);
-            }
-        }
-        return Err(refusal);
-    }
-    let body = KindBody::new(kind, fields).map_err(|e| Refusal::new(ErrorCode::Internal, e))?;
-    s.send_post_keyed(id, room, &user, Body::Kind(body), key)
-        .await?;
-    room.record_post(&user.id);
-    Ok(None)
 }
 
 /// The items of `[from, to)`.

@@ -102,14 +102,7 @@ impl RoomKind for Homework {
         room: &str,
         last: u64,
     ) -> Result<Box<dyn KindState>, StoreError> {
-        let (frames, _) = cx.store.read_after(room, 0, last, usize::MAX)?;
-        let events: Vec<Event> = frames
-            .iter()
-            .filter_map(|frame| match crate::protocol::decode_server_frame(frame) {
-                Ok(crate::protocol::ServerFrame::Event(event)) => Some(event),
-                _ => None,
-            })
-            .collect();
+        let events = super::common::stored_events(cx, room, last)?;
         Ok(Box::new(state::Diary::rebuild(&events)))
     }
 

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::feed;
 use super::state::{DayLoad, Diary, DiaryEntry, DoneFields, EntryFields, Reader, What};
 use super::{diary_of, DONE, ENTRY, NAME};
-use crate::protocol::{self, Body, ErrorCode, KindBody, Role, UserInfo};
+use crate::kinds::common;
+use crate::protocol::{self, ErrorCode, Role, UserInfo};
 use crate::room::policy::Action;
 use crate::room::Room;
 use crate::session::kind::{Handled, KindRequest};
@@ -230,7 +231,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
                 },
                 now,
             )?;
-            write(s, id, &room, ENTRY, &fields, key.as_deref()).await
+            common::write(s, id, &room, ENTRY, &fields, key.as_deref()).await
         }
         Request::HomeworkDone {
             id,
@@ -269,7 +270,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
                 Some(What::Lesson) => return Err(invalid("a lesson is not marked done")),
                 Some(What::Homework) => {}
             }
-            write(s, id, &room, DONE, &DoneFields { entry, done }, None).await
+            common::write(s, id, &room, DONE, &DoneFields { entry, done }, None).await
         }
         Request::Homework {
             id,
@@ -533,39 +534,6 @@ fn check_entry(s: &Session, new: NewEntry, now: u64) -> Result<EntryFields, Refu
         publish_at,
         version: None,
     })
-}
-
-/// Posts one of the diary's events as the user's, acked once durable.
-async fn write(
-    s: &mut Session,
-    id: Option<u32>,
-    room: &Arc<Room>,
-    kind: &str,
-    fields: &impl Serialize,
-    key: Option<&str>,
-) -> Handled {
-    let user = s.user()?.clone();
-    let checked = s
-        .check_moderation(room, &user.id, true, None)
-        .and_then(|()| s.take_post_token(&user.id));
-    if let Err(refusal) = checked {
-        // A retry of an entry that went through: its ack, not a refusal.
-        if let Some(key) = key {
-            if s.hub
-                .ack_known(room, &user, key, &s.out, id)
-                .await
-                .map_err(Refusal::from)?
-            {
-                return Ok(None);
-            }
-        }
-        return Err(refusal);
-    }
-    let body = KindBody::new(kind, fields).map_err(|e| Refusal::new(ErrorCode::Internal, e))?;
-    s.send_post_keyed(id, room, &user, Body::Kind(body), key)
-        .await?;
-    room.record_post(&user.id);
-    Ok(None)
 }
 
 /// Homework due in `[from, to]` in the diaries of the user's classes; for
