@@ -9,6 +9,8 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
 import { createHmac } from "node:crypto";
+import { createRequire } from "node:module";
+import type { Page } from "playwright-core";
 import { promisify } from "node:util";
 import WebSocket from "ws";
 import { PreauClient, type WebSocketCtor } from "../src/client.js";
@@ -247,3 +249,15 @@ export const BOB: UserSpec = { user: "bob", name: "Bob Leroy", role: "student", 
 export const TEACHER: UserSpec = { user: "t-durand", name: "M. Durand", role: "teacher", classes: ["3B"] };
 /** The staff user who opens rooms before pupils use them ({@link TestServer.open}). */
 export const OPENER: UserSpec = { user: "opener", name: "Ouverture des salons", role: "staff" };
+
+const AXE_PATH = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+/** axe-core's serious and critical violations on the page as it is now (WCAG 2 A and AA rules). */
+export async function axeViolations(page: Page): Promise<string[]> {
+  await page.addScriptTag({ path: AXE_PATH });
+  const found = await page.evaluate(async () => {
+    const result = await (window as any).axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return result.violations.map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n: any) => n.target.join(" ")).slice(0, 3) }));
+  });
+  return found.filter((v: any) => v.impact === "serious" || v.impact === "critical").map((v: any) => `${v.id} (${v.impact}): ${v.nodes.join(", ")}`);
+}
