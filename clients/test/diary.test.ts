@@ -247,6 +247,20 @@ for (const size of SIZES) {
       await teacher.waitForSelector(".diary-entry:has-text('Exercices 1 à 3 p. 54') .done-count:text-is(\"Aucun élève ne l'a fait pour l'instant\")");
       await teacher.locator(".diary-entry:has-text('Frise de la Révolution française')").scrollIntoViewIfNeeded();
       await check(teacher, "teacher-diary");
+      // The console lists the diary and shows the week's entries with their counts (read-only).
+      const desk = await newPage();
+      await desk.goto(`${srv.httpUrl}/console/?room=${encodeURIComponent(DIARY)}`);
+      await desk.fill("#token", await srv.token(TEACHER));
+      await desk.click("text=Se connecter");
+      await desk.waitForSelector(`.console-rooms li.active[data-room='${DIARY}'] button:text-is('Cahier de textes · 3B')`);
+      await desk.waitForSelector(".diary-card tr:has-text('Frise de la Révolution française') td.done:text-is('1 élève')");
+      await desk.waitForSelector(".diary-card tr:has-text('Exercices 1 à 3 p. 54') td.done:text-is('aucun élève')");
+      assert.equal(await desk.locator(".diary-card button, .diary-card input").count(), 0, "read-only");
+      // The deletion above, in the class's log, in words true of a diary.
+      await desk.waitForSelector(".audit li:has-text('M. Durand a supprimé une entrée du cahier de textes.')");
+      problems.push(...(await axeViolations(desk)).map((v) => `console: ${v}`));
+      await desk.screenshot({ path: join(ARTIFACTS, `diary-${size.name}-console.png`) });
+      await desk.context().close();
 
       // Léo's class has a diary too.
       const roux = await srv.client(ROUX);
