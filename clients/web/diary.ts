@@ -76,10 +76,15 @@ export function formatMinutes(m: number): string {
   return rest ? `${h} h ${String(rest).padStart(2, "0")}` : `${h} h`;
 }
 
-/** « Le lundi 7 décembre à 10:00 ». */
+/** « le lundi 7 décembre à 10:00 ». */
 function dayAndTime(ts: number): string {
   const d = new Date(ts);
   return `le ${longDay(dayOf(d))} à ${timeFmt.format(d)}`;
+}
+
+/** « 30 min estimées », « 1 h estimée », « 1 h 15 estimées ». */
+function estimated(m: number): string {
+  return `${formatMinutes(m)} ${m === 1 || m === 60 ? "estimée" : "estimées"}`;
 }
 
 /** « 1 élève l'a fait », « 12 élèves l'ont fait ». */
@@ -216,7 +221,7 @@ function entryEl(e: DiaryEntry, o: EntryOptions): HTMLElement {
   const meta: string[] = [];
   if (e.what === "homework") {
     meta.push(`Donné le ${longDay(e.date)}`);
-    if (e.minutes) meta.push(`${formatMinutes(e.minutes)} estimées`);
+    if (e.minutes) meta.push(estimated(e.minutes));
   }
   meta.push(`par ${e.by.name}`);
   li.append(el("p", { className: "entry-meta", textContent: capitalize(meta.join(" · ")) }));
@@ -296,6 +301,13 @@ function keepingFocus(container: HTMLElement, render: () => void): void {
  * the secret): asking makes a new one, which replaces the previous one.
  */
 export function calendarCard(client: PreauClient): HTMLElement {
+  const role = client.user?.role;
+  const what =
+    role === "parent"
+      ? "Les événements des classes de vos enfants et leurs devoirs à rendre"
+      : role === "student"
+        ? "Les événements de votre classe et vos devoirs à rendre"
+        : "Les événements de vos classes et les devoirs à rendre";
   const status = el("p", { className: "feed-status", role: "status" });
   const address = el("input", { id: "feed-url", readOnly: true, spellcheck: false });
   const copy = el("button", { type: "button", className: "secondary", textContent: "Copier l'adresse" });
@@ -352,8 +364,7 @@ export function calendarCard(client: PreauClient): HTMLElement {
     { className: "feed-card", "aria-labelledby": "feed-title" },
     el("h3", { id: "feed-title", textContent: "Abonner mon agenda" }),
     el("p", {
-      textContent:
-        "Les événements de vos classes et les devoirs à rendre, dans l'agenda de votre téléphone ; toute personne qui connaît cette adresse peut lire cet agenda, sans se connecter : ne la partagez pas.",
+      textContent: `${what}, dans l'agenda de votre téléphone ; toute personne qui connaît cette adresse peut lire cet agenda, sans se connecter : ne la partagez pas.`,
     }),
     // Once shown, the address comes first: it is what the user came for.
     shown,
@@ -695,7 +706,7 @@ class EntryForm {
       const line = (d: Day) => {
         const l = load.get(d);
         if (!l || l.items <= 0) return null;
-        const est = l.minutes > 0 ? `${formatMinutes(l.minutes)} estimées` : "";
+        const est = l.minutes > 0 ? estimated(l.minutes) : "";
         const unest = l.unestimated > 0 ? `${l.unestimated === l.items ? "sans estimation" : `dont ${l.unestimated} sans estimation`}` : "";
         return { n: l.items, detail: [est, unest].filter(Boolean).join(", ") };
       };
