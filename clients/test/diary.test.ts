@@ -238,6 +238,20 @@ for (const size of SIZES) {
       assert.match(asked, /^Supprimer cette séance \(Histoire\) \?/);
       await item.scrollIntoViewIfNeeded();
       await check(pupil, "pupil-diary");
+      // Settled: nothing re-renders the view any more (no reload loop).
+      const mutations = await pupil.evaluate(
+        () =>
+          new Promise<number>((resolve) => {
+            let n = 0;
+            const observer = new MutationObserver((records) => (n += records.length));
+            observer.observe(document.querySelector("section.diary .diary-days")!, { childList: true, subtree: true, attributes: true });
+            setTimeout(() => {
+              observer.disconnect();
+              resolve(n);
+            }, 1500);
+          }),
+      );
+      assert.equal(mutations, 0, "the pupil's diary is quiet once settled");
 
       // The teacher's count follows (counts come with listings: a week back and forth reloads).
       await teacher.click(".week-buttons button:text-is('Semaine suivante')");
