@@ -1,10 +1,13 @@
 // Teacher console: one room's live room_view (members, mutes, bans, message
 // rate, open reports), one-click moderation, and the class's audit log. For
 // a forum: opening it and its settings (`configure`), and its threads with
-// lock, pin and delete.
+// lock, pin and delete. For the homework diary: this week's entries and
+// how many pupils marked each one done (read-only: entries are written in
+// the app).
 
 import type { EventFrame, Flavour, ModerationAction, PreauClient, RoomView, UserInfo } from "../src/client.js";
 import { ThreadList } from "../src/forum.js";
+import type { DiaryEntry } from "../src/homework.js";
 import {
   FLAVOUR_LABELS,
   connectionBadge,
@@ -26,7 +29,7 @@ const ROOM_KEY = "preau.console.room";
 /** A join refused with `unknown_room`: only a teacher of the room's class (or staff) opens a room. */
 const UNKNOWN_ROOM_CONSOLE = "Ce salon n'existe pas encore : seul un enseignant de la classe (ou le personnel) peut l'ouvrir.";
 
-const ROOM_RE = /^([A-Za-z0-9_-]{1,32})\/(chat|notes|forum)\/[A-Za-z0-9_.-]{1,64}$/;
+const ROOM_RE = /^([A-Za-z0-9_-]{1,32})\/(chat|notes|forum|homework)\/[A-Za-z0-9_.-]{1,64}$/;
 
 class Console {
   private room?: string;
@@ -60,6 +63,9 @@ class Console {
   // Notes rooms only: validate the note as it is, list its versions, export them.
   private notesCard = el("section", { className: "card wide notes-card", hidden: true });
   private versionsList = el("ol", { className: "versions" });
+  // The homework diary only: this week's entries with their done counts.
+  private diaryCard = el("section", { className: "card wide diary-card", hidden: true });
+  private diaryBody = el("tbody");
   private forumStatus = el("p", { className: "forum-status" });
   private flavourSelect = el("select", { id: "forum-flavour" });
   private classesInput = el("input", { id: "forum-classes", placeholder: "ex. 5C, 4A", autocomplete: "off" });
@@ -127,10 +133,20 @@ class Console {
     ];
     this.buildForumCard();
     this.buildNotesCard();
+    this.diaryCard.append(
+      el("h3", { textContent: "Cette semaine" }),
+      el(
+        "table",
+        {},
+        el("thead", {}, el("tr", {}, ...["Jour", "Matière", "Entrée", "Fait"].map((h) => el("th", { textContent: h })))),
+        this.diaryBody,
+      ),
+    );
     this.grid.append(
       el("section", { className: "card wide" }, this.title, this.stats),
       this.forumCard,
       this.notesCard,
+      this.diaryCard,
       ...this.roomCards,
       el("section", { className: "card" }, el("h3", { textContent: "Journal de la classe" }), this.auditList),
     );
@@ -163,7 +179,7 @@ class Console {
     for (const cls of classes) {
       const list = el("ul", { className: "rooms" });
       this.directory.append(el("div", { className: "console-class", "data-class": cls }, el("h3", { textContent: `Classe ${cls}` }), list));
-      for (const kind of ["chat", "forum", "notes"]) {
+      for (const kind of ["chat", "forum", "notes", "homework"]) {
         let rooms: string[] = [];
         try {
           rooms = (await this.client.rooms(cls, kind)).rooms;
@@ -196,10 +212,16 @@ class Console {
     for (const card of this.roomCards) card.hidden = false;
     // A note's events are edits, not messages: its card links to the
     // editor, where the teacher validates, lists versions and exports.
-    this.messagesCard().hidden = m[2] === "notes";
+    this.messagesCard().hidden = m[2] === "notes" || m[2] === "homework";
+    this.reportsCard().hidden = m[2] === "homework"; // entries are not messages: nothing to report
     this.notesCard.hidden = m[2] !== "notes";
+    this.diaryCard.hidden = m[2] !== "homework";
     if (m[2] === "notes") {
       const link = el("a", { href: `../?room=${encodeURIComponent(room)}`, textContent: "Ouvrir la note dans l'éditeur" });
+      this.title.append(" ", el("small", {}, link));
+    }
+    if (m[2] === "homework") {
+      const link = el("a", { href: `../?room=${encodeURIComponent(room)}`, textContent: "Écrire dans le cahier de textes (application)" });
       this.title.append(" ", el("small", {}, link));
     }
     // A teacher of the class creates a forum just by joining it (as an
@@ -230,6 +252,7 @@ class Console {
       await this.refresh();
       if (m[2] === "forum") await this.loadForum(room);
       if (m[2] === "notes") await this.loadVersions(room);
+      if (m[2] === "homework") await this.loadDiary(room);
       this.grid.hidden = false;
     } catch (err) {
       if (this.room === room && isUnknownRoom(err)) return this.showUnknownRoom(room);
@@ -241,6 +264,49 @@ class Console {
     return this.roomCards[2];
   }
 
+  private reportsCard(): HTMLElement {
+    return this.roomCards[1];
+  }
+
+  // ---- homework diary -------------------------------------------------------
+
+  /**
+   * This week's entries (Monday to Sunday) with how many pupils marked each
+   * homework done. Marks reach teachers as counts in listings only, never
+   * as events: the card is reloaded with the console's periodic refresh.
+   */
+  private async loadDiary(room: string): Promise<void> {
+    const day = (d: Date) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+    const now = new Date();
+    const monday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - ((now.getDay() + 6) % 7));
+    const sunday = new Date(monday.getFullYear(), monday.getMonth(), monday.getDate() + 6);
+    const week = await this.client.homework(room, day(monday), day(sunday), 500);
+    if (this.room !== room) return;
+    const dayFmt = new Intl.DateTimeFormat("fr-FR", { weekday: "long", day: "numeric", month: "long" });
+    const label = (e: DiaryEntry) => {
+      const [y, m, d] = (e.what === "homework" ? (e.due ?? e.date) : e.date).split("-").map(Number);
+      const when = dayFmt.format(new Date(y, m - 1, d));
+      return e.what === "homework" ? `pour le ${when}` : `séance du ${when}`;
+    };
+    const done = (e: DiaryEntry) => {
+      if (e.what !== "homework") return "—";
+      const n = e.doneCount ?? 0;
+      const count = n === 0 ? "aucun élève" : n === 1 ? "1 élève" : `${n} élèves`;
+      return e.doneNames?.length ? `${count} (${e.doneNames.map((u) => u.name).join(", ")})` : count;
+    };
+    const rows = week.entries.map((e) =>
+      el(
+        "tr",
+        { "data-entry": e.entry },
+        el("td", { textContent: label(e) }),
+        el("td", { textContent: e.subject }),
+        el("td", { textContent: `${e.text}${e.publishAt ? ` (publication prévue le ${formatTime(e.publishAt)})` : ""}` }),
+        el("td", { className: "done", textContent: done(e) }),
+      ),
+    );
+    this.diaryBody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colSpan: 4, textContent: "Rien dans le cahier de textes cette semaine." }))]));
+  }
+
   /** The server does not know `room` and this user may not open it: say so, and forget it. */
   private showUnknownRoom(room: string): void {
     this.room = undefined;
@@ -249,6 +315,7 @@ class Console {
     this.stats.replaceChildren(el("p", { className: "notice", role: "alert", textContent: UNKNOWN_ROOM_CONSOLE }));
     for (const card of this.roomCards) card.hidden = true;
     this.forumCard.hidden = true;
+    this.diaryCard.hidden = true;
     this.grid.hidden = false;
   }
 
@@ -482,6 +549,7 @@ class Console {
 
   private async refresh(): Promise<void> {
     if (!this.room || this.client.state !== "open") return;
+    if (this.room.split("/")[1] === "homework") await this.loadDiary(this.room);
     this.view = await this.client.roomView(this.room);
     for (const m of this.view.members) knownNames.set(m.user.id, m.user.name);
     this.renderStats();
@@ -545,12 +613,18 @@ class Console {
     if (![0, 10, 30, 60, 300].includes(v.slow_mode)) slow.append(el("option", { value: String(v.slow_mode), textContent: `${v.slow_mode} s`, selected: true }));
     slow.addEventListener("change", () => this.act({ kind: "slow_mode", seconds: Number(slow.value) }));
     const note = v.room.split("/")[1] === "notes";
+    const diary = v.room.split("/")[1] === "homework";
     const roLabel = note ? (v.read_only ? "Déverrouiller la note" : "Verrouiller la note") : v.read_only ? "Rouvrir le salon" : "Lecture seule";
     const ro = this.button(roLabel, { kind: "read_only", on: !v.read_only }, { danger: !v.read_only });
     this.stats.replaceChildren(
       stat(String(v.members.length), plural(v.members.length, "présent", "présents")),
-      stat(String(v.recent_messages), `${plural(v.recent_messages, "message", "messages")} (5 dernières min)`),
-      stat(String(v.open_reports.length), plural(v.open_reports.length, "signalement ouvert", "signalements ouverts")),
+      // A diary holds entries, not messages: nothing to count or report there.
+      ...(diary
+        ? []
+        : [
+            stat(String(v.recent_messages), `${plural(v.recent_messages, "message", "messages")} (5 dernières min)`),
+            stat(String(v.open_reports.length), plural(v.open_reports.length, "signalement ouvert", "signalements ouverts")),
+          ]),
       stat(v.read_only ? "oui" : "non", note ? "note verrouillée" : "lecture seule"),
       el("label", {}, "Mode lent : ", slow),
       ro,
@@ -652,6 +726,8 @@ class Console {
     }
     const a = ev.body.action as { kind?: string; offset?: number; report?: number; dismissed?: boolean; reason?: string } | undefined;
     if (ev.body.kind === "audit" && a?.kind === "redact" && typeof a.offset === "number") {
+      // Deleting a diary entry is redacting it: its words are gone, and it was no message.
+      if (room.split("/")[1] === "homework") return `${ev.from.name} a supprimé une entrée du cahier de textes${reason(a.reason)}.`;
       return `${ev.from.name} a supprimé ${this.messageWords(room, a.offset)}${reason(a.reason)}.`;
     }
     if (ev.body.kind === "audit" && a?.kind === "resolve" && typeof a.report === "number") {

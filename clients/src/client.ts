@@ -4,6 +4,19 @@
 // re-joined with `since` and nothing is lost or shown twice.
 
 import { decode, encode } from "@msgpack/msgpack";
+import {
+  decodeDueOk,
+  decodeFeedOk,
+  decodeHomeworkOk,
+  decodeLoadOk,
+  entryWire,
+  type Day,
+  type DueOk,
+  type FeedOk,
+  type HomeworkOk,
+  type LoadOk,
+  type NewDiaryEntry,
+} from "./homework.js";
 
 export const SUBPROTOCOL = "preau.v1";
 
@@ -977,6 +990,57 @@ export class PreauClient {
 
   noteExport(room: string, format: "text" | "markdown" | "yjs", version?: number): Promise<{ format: string; content: string | Uint8Array }> {
     return this.request("note_export", { room, format, version });
+  }
+
+  // ---- homework diary (see homework.ts) ------------------------------------
+
+  /**
+   * Writes a diary entry (teachers of the class and staff; the room must be
+   * joined): a new one, or with `entry` a new version of it, every field
+   * replaced. `key` makes a retry of a new entry safe.
+   */
+  homeworkWrite(room: string, fields: NewDiaryEntry, opts: { entry?: number; key?: string } = {}): Promise<PostOk> {
+    return this.request<PostOk>("homework_write", { room, entry: opts.entry, ...entryWire(fields), key: opts.entry === undefined ? opts.key : undefined });
+  }
+
+  /** A pupil marks homework `entry` done (or not). */
+  homeworkDone(room: string, entry: number, done: boolean): Promise<PostOk> {
+    return this.request<PostOk>("homework_done", { room, entry, done });
+  }
+
+  /** Deletes an entry, every version with it (its author or a moderator): a redaction of its first event. */
+  homeworkDelete(room: string, entry: number, reason?: string): Promise<PostOk> {
+    return this.moderate(room, { kind: "redact", offset: entry, reason });
+  }
+
+  /** The entries whose day (a lesson's date, homework's due day) is in `[from, to]`, without joining. */
+  async homework(room: string, from: Day, to: Day, limit?: number): Promise<HomeworkOk> {
+    return decodeHomeworkOk(await this.request<unknown>("homework", { room, from, to, limit }), room);
+  }
+
+  /** Homework due each day of `[from, to]` (at most 62 days), for a teacher choosing a due day. */
+  async homeworkLoad(room: string, from: Day, to: Day): Promise<LoadOk> {
+    return decodeLoadOk(await this.request<unknown>("homework_load", { room, from, to }), room);
+  }
+
+  /** Homework due in `[from, to]` in the diaries of all the user's classes (a parent's: labelled by child). */
+  async homeworkDue(from: Day, to: Day, limit?: number): Promise<DueOk> {
+    return decodeDueOk(await this.request<unknown>("homework_due", { from, to, limit }));
+  }
+
+  /**
+   * A new address for the user's calendar feed (agenda and homework), which
+   * replaces the previous one: the server keeps one per user, and cannot
+   * give the current one back (the address is the secret).
+   */
+  async calendarFeed(): Promise<FeedOk> {
+    return decodeFeedOk(await this.request<unknown>("calendar_feed"));
+  }
+
+  /** Stops the feed's address; `revoked` says whether one was active. */
+  async calendarFeedRevoke(): Promise<{ revoked: boolean }> {
+    const data = await this.request<any>("calendar_feed_revoke");
+    return { revoked: data?.revoked === true };
   }
 }
 

@@ -2,3 +2,4 @@ export * from "./client.js";
 export * from "./yjs-provider.js";
 export * from "./forum.js";
 export * from "./agenda.js";
+export * from "./homework.js";

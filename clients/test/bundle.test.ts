@@ -1,8 +1,8 @@
 // The web app's first load stays small on a phone: what the browser must
 // fetch before the sign-in form works (index.html, app.js and the chunks it
 // imports statically, style.css, the favicon), gzipped as préau serves it,
-// is held under a budget. The notes editor and preview are chunks imported
-// on demand and are not part of it. ARCHITECTURE.md states the budget.
+// is held under a budget. The notes editor and preview, and the homework
+// diary, are chunks imported on demand and are not part of it. ARCHITECTURE.md states the budget.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -52,6 +52,9 @@ test("the web app's first load is under its budget, the editor is loaded on dema
   const editor = [...lazy].filter((f) => /editor-/.test(f));
   assert.equal(editor.length, 1, `the editor is a lazy chunk: ${[...lazy].join(", ")}`);
   assert.ok(![...seen].some((f) => /editor-|preview-/.test(f)), "neither the editor nor the preview is loaded first");
+  // The homework diary and the home page (web/diary.ts) come when first shown, too.
+  assert.equal([...lazy].filter((f) => /diary-/.test(f)).length, 1, `the diary is a lazy chunk: ${[...lazy].join(", ")}`);
+  assert.ok(![...seen].some((f) => /diary-/.test(f)), "the diary is not loaded first");
   for (const l of lazy) {
     const size = gzipped(l);
     assert.ok(size <= LAZY_CHUNK_BUDGET, `${l}: ${size} bytes > ${LAZY_CHUNK_BUDGET}`);

@@ -8,6 +8,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
+import { createHmac } from "node:crypto";
+import { createRequire } from "node:module";
+import type { Page } from "playwright-core";
 import { promisify } from "node:util";
 import WebSocket from "ws";
 import { PreauClient, type WebSocketCtor } from "../src/client.js";
@@ -40,6 +43,24 @@ export interface UserSpec {
   name: string;
   role: "student" | "teacher" | "parent" | "staff";
   classes?: string[];
+  /** A parent's children: ids, or objects naming them and their classes (what an ENT gives). */
+  children?: Array<string | { id: string; name?: string; classes?: string[] }>;
+}
+
+/**
+ * An HS256 token signed with the test secret, as an ENT would issue it.
+ * `preau token --child` takes children's ids only; a child's name and
+ * classes (the diary labels a parent's items with them) need the object
+ * form, so such tokens are signed here (protocol/README.md, "Tokens").
+ */
+export function signToken(u: UserSpec, ttlSeconds = 8 * 3600): string {
+  const [kid, secret] = [SECRET.slice(0, SECRET.indexOf(":")), SECRET.slice(SECRET.indexOf(":") + 1)];
+  const now = Math.floor(Date.now() / 1000);
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const head = b64({ alg: "HS256", typ: "JWT", kid });
+  const claims = b64({ sub: u.user, name: u.name, role: u.role, classes: u.classes ?? [], children: u.children ?? [], iat: now, exp: now + ttlSeconds });
+  const sig = createHmac("sha256", secret).update(`${head}.${claims}`).digest("base64url");
+  return `${head}.${claims}.${sig}`;
 }
 
 export class TestServer {
@@ -93,8 +114,14 @@ export class TestServer {
     const key = JSON.stringify(u);
     const cached = this.tokens.get(key);
     if (cached) return cached;
+    if (u.children?.some((c) => typeof c !== "string")) {
+      const tok = signToken(u);
+      this.tokens.set(key, tok);
+      return tok;
+    }
     const args = ["token", "--secret", SECRET, "--user", u.user, "--name", u.name, "--role", u.role];
     for (const c of u.classes ?? []) args.push("--class", c);
+    for (const c of u.children ?? []) args.push("--child", c as string);
     const { stdout } = await execFileP(PREAU_BIN, args);
     const tok = stdout.trim();
     this.tokens.set(key, tok);
@@ -222,3 +249,15 @@ export const BOB: UserSpec = { user: "bob", name: "Bob Leroy", role: "student", 
 export const TEACHER: UserSpec = { user: "t-durand", name: "M. Durand", role: "teacher", classes: ["3B"] };
 /** The staff user who opens rooms before pupils use them ({@link TestServer.open}). */
 export const OPENER: UserSpec = { user: "opener", name: "Ouverture des salons", role: "staff" };
+
+const AXE_PATH = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+/** axe-core's serious and critical violations on the page as it is now (WCAG 2 A and AA rules). */
+export async function axeViolations(page: Page): Promise<string[]> {
+  await page.addScriptTag({ path: AXE_PATH });
+  const found = await page.evaluate(async () => {
+    const result = await (window as any).axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return result.violations.map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n: any) => n.target.join(" ")).slice(0, 3) }));
+  });
+  return found.filter((v: any) => v.impact === "serious" || v.impact === "critical").map((v: any) => `${v.id} (${v.impact}): ${v.nodes.join(", ")}`);
+}

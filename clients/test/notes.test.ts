@@ -148,6 +148,8 @@ test("a pupil's update to a locked note (read_only) is refused, and reaches nobo
   const srv = await TestServer.start();
   try {
     const t = peer(await srv.client(TEACHER));
+    // The teacher's join opens the note: pupils join once it exists.
+    await synced(t);
     const a = peer(await srv.client(ALICE));
     const b = peer(await srv.client(BOB));
     try {
@@ -180,6 +182,8 @@ test("validate with lock: a version is kept, the note refuses pupils' updates", 
   const srv = await TestServer.start();
   try {
     const t = peer(await srv.client(TEACHER));
+    // The teacher's join opens the note: pupils join once it exists.
+    await synced(t);
     const a = peer(await srv.client(ALICE));
     try {
       await synced(t, a);
@@ -352,6 +356,8 @@ test("offline work larger than a frame is sent in parts", opts, async () => {
   const proxy = await CuttableProxy.start(srv.port);
   try {
     const t = peer(await srv.client(TEACHER));
+    // The teacher's join opens the note: pupils join once it exists.
+    await synced(t);
     const a = peer(await srv.client(ALICE, proxy.wsUrl));
     try {
       await synced(t, a);

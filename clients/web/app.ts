@@ -7,7 +7,7 @@ import { PreauProvider, TRANSIENT_REFUSALS } from "../src/yjs-provider.js";
 import type { NoteEditor } from "./editor.js";
 import { ForumView } from "./forum.js";
 import { AgendaRoomView } from "./agenda.js";
-import { OfflineStore, sessionUser, type ChatCopy, type UserCopy } from "./offline.js";
+import { HOME_KEY, OfflineStore, sessionUser, type ChatCopy, type UserCopy } from "./offline.js";
 import {
   ROLE_LABELS,
   UNKNOWN_ROOM_TEXT,
@@ -17,6 +17,7 @@ import {
   errorText,
   formatDuration,
   formatTime,
+  homeTitle,
   isUnknownRoom,
   moderationText,
   KIND_GROUPS,
@@ -40,13 +41,80 @@ interface View {
   hide?(): void;
   /** The view is dropped: it stops listening to the client. */
   dispose(): void;
+  /** The directory's rooms, when loaded (the home page lists the week of their agendas). */
+  roomsChanged?(rooms: string[]): void;
 }
 
-/** Events that are news for a badge: posts and a kind's own items, not edits, moderation or note keystrokes. */
-const NEWS = new Set(["message", "agenda_item"]);
+/**
+ * Events that are news for a badge: posts and a kind's own new items, not
+ * edits, new versions, done marks, moderation or note keystrokes. A
+ * scheduled diary entry becomes news when it is published.
+ */
+function isNews(ev: EventFrame): boolean {
+  const k = ev.body.kind;
+  if (k === "homework_entry") return ev.body.entry === undefined && ev.body.publish_at === undefined;
+  return k === "message" || k === "agenda_item" || k === "homework_publish";
+}
 
-/** The kinds the directory lists, in this order. */
-const KINDS = ["chat", "forum", "notes", "agenda"] as const;
+/**
+ * The kinds the directory lists, in this order. The diary comes first for
+ * pupils and parents (what to do for tomorrow is what they come for);
+ * teachers find their conversations first, as before.
+ */
+function kindsFor(role: string): readonly string[] {
+  return isModerator(role) ? ["chat", "forum", "notes", "agenda", "homework"] : ["homework", "chat", "forum", "notes", "agenda"];
+}
+
+/** Whether the user has a home page: the week across their classes (or their children's). */
+function hasHome(role: string): boolean {
+  return role === "parent" || role === "student";
+}
+
+/**
+ * A view whose code is a chunk loaded when it is first shown (the diary
+ * and the home page): the app's first load does not carry it. Offline, the
+ * service worker answers with the chunk kept from an earlier load.
+ */
+class LazyView implements View {
+  root = el("div", { className: "lazy-view" }, el("p", { className: "empty", textContent: "Chargement…" }));
+  private real?: View;
+  private loading?: Promise<void>;
+  private disposed = false;
+  private rooms?: string[];
+
+  constructor(private make: () => Promise<View>) {}
+
+  show(): void {
+    if (this.real) return this.real.show();
+    this.loading ??= this.make().then(
+      (view) => {
+        if (this.disposed) return view.dispose();
+        this.real = view;
+        if (this.rooms) view.roomsChanged?.(this.rooms);
+        this.root.replaceChildren(view.root);
+        view.show();
+      },
+      () => {
+        this.loading = undefined; // tried again at the next opening
+        this.root.replaceChildren(el("p", { className: "notice", role: "alert", textContent: "Cette page n'a pas pu être chargée : vérifiez la connexion, puis rouvrez-la." }));
+      },
+    );
+  }
+
+  hide(): void {
+    this.real?.hide?.();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.real?.dispose();
+  }
+
+  roomsChanged(rooms: string[]): void {
+    this.rooms = rooms;
+    this.real?.roomsChanged?.(rooms);
+  }
+}
 
 /** Every room is found in the directory: the server lists what exists and what the user may read. */
 class App {
@@ -65,6 +133,7 @@ class App {
   private unread = new Map<string, number>();
   /** Whether the directory was loaded from the server (not only from the offline copy). */
   private discovered = false;
+  private kinds: readonly string[] = [];
 
   /**
    * `store` keeps what is shown on the device (offline.ts); `copy` is the
@@ -80,6 +149,7 @@ class App {
 
   start(): void {
     const me = this.client.user!;
+    this.kinds = kindsFor(me.role);
     const logout = el("button", { className: "secondary", textContent: "Se déconnecter" });
     logout.addEventListener("click", () => void signOut(this.client));
     const header = el(
@@ -126,7 +196,7 @@ class App {
 
     this.client.on("event", (ev) => {
       if (ev.room === this.current && !document.hidden) return;
-      if (ev.from.id === this.client.user?.id || !NEWS.has(ev.body.kind)) return;
+      if (ev.from.id === this.client.user?.id || !isNews(ev)) return;
       this.unread.set(ev.room, (this.unread.get(ev.room) ?? 0) + 1);
       this.renderUnread(ev.room);
     });
@@ -143,6 +213,10 @@ class App {
     // A link may name the room to open (`?room=3B/forum/aide`, as the console's).
     const wanted = new URLSearchParams(location.search).get("room");
     if (wanted && ROOM_RE.test(wanted)) this.open(wanted);
+    // A parent's first screen is their children's week. A pupil's week
+    // fills the empty room pane of a wide screen; on a phone, pupils start
+    // from their rooms, as before.
+    else if (me.role === "parent" || (hasHome(me.role) && matchMedia("(min-width: 760px)").matches)) this.open(HOME_KEY, false);
   }
 
   /** Connected (first time, or again): who the user is is kept, and the directory is loaded once. */
@@ -159,7 +233,7 @@ class App {
     const classes = this.client.hello?.classes ?? [];
     const rooms: string[] = [];
     for (const cls of classes) {
-      for (const kind of KINDS) {
+      for (const kind of this.kinds) {
         try {
           rooms.push(...(await this.client.rooms(cls, kind)).rooms);
         } catch (err) {
@@ -180,6 +254,12 @@ class App {
   private renderDirectory(classes: string[], rooms: string[]): void {
     this.directory.replaceChildren();
     this.known.clear();
+    const role = this.client.user?.role ?? "";
+    if (hasHome(role)) {
+      const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: homeTitle(role) }));
+      b.addEventListener("click", () => this.open(HOME_KEY));
+      this.directory.append(el("ul", { className: "rooms home-link", "aria-label": "Accueil" }, el("li", { "data-room": HOME_KEY }, b)));
+    }
     if (classes.length === 0) {
       this.directory.append(el("p", { className: "empty", textContent: "Aucune classe n'est associée à votre compte." }));
     }
@@ -192,6 +272,7 @@ class App {
       if (!section.querySelector("li")) section.append(el("p", { className: "empty", textContent: "Aucun salon ouvert pour l'instant." }));
     }
     this.markActive();
+    this.views.get(HOME_KEY)?.roomsChanged?.([...this.known]);
   }
 
   /** Teachers and staff open rooms: the server creates a room when one of its class's moderators joins it. */
@@ -200,8 +281,11 @@ class App {
     const cls = classes.length
       ? el("select", { id: "open-class" }, ...classes.map((c) => el("option", { value: c, textContent: c })))
       : el("input", { id: "open-class", placeholder: "3B", autocomplete: "off", maxLength: 32 });
-    const kind = el("select", { id: "open-kind" }, ...KINDS.map((k) => el("option", { value: k, textContent: KIND_LABELS[k] })));
+    const kind = el("select", { id: "open-kind" }, ...this.kinds.map((k) => el("option", { value: k, textContent: KIND_LABELS[k] })));
     const name = el("input", { id: "open-name", placeholder: "révisions bac", autocomplete: "off", maxLength: 64 });
+    // A class has one diary, which has no name to choose.
+    const nameLabel = el("label", { htmlFor: "open-name", textContent: "Nom" });
+    kind.addEventListener("change", () => (name.hidden = nameLabel.hidden = kind.value === "homework"));
     const form = el(
       "form",
       { className: "open-room" },
@@ -210,13 +294,13 @@ class App {
       cls,
       el("label", { htmlFor: "open-kind", textContent: "Type" }),
       kind,
-      el("label", { htmlFor: "open-name", textContent: "Nom" }),
+      nameLabel,
       name,
       el("button", { type: "submit", textContent: "Ouvrir" }),
     );
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const slug = slugify(name.value);
+      const slug = kind.value === "homework" ? "diary" : slugify(name.value);
       const room = `${cls.value.trim()}/${kind.value}/${slug}`;
       if (!slug || !ROOM_RE.test(room)) return toast("Indiquez une classe et un nom (lettres, chiffres, tirets).", "error");
       name.value = "";
@@ -226,7 +310,7 @@ class App {
   }
 
   private addToList(room: string): void {
-    if (this.known.has(room)) return;
+    if (this.known.has(room) || room === HOME_KEY) return;
     const [cls, kind, name] = room.split("/");
     let section = this.directory.querySelector<HTMLElement>(`section[data-class="${CSS.escape(cls)}"]`);
     if (!section) {
@@ -237,13 +321,16 @@ class App {
     let list = section.querySelector<HTMLElement>(`ul[data-kind="${CSS.escape(kind)}"]`);
     if (!list) {
       list = el("ul", { className: "rooms", "data-kind": kind, "aria-label": KIND_LABELS[kind] ?? kind });
-      const group = el("div", { className: "kind-group", "data-kind": kind }, el("h4", { textContent: KIND_GROUPS[kind] ?? kind }), list);
-      const rank = (k: string) => (KINDS as readonly string[]).indexOf(k as (typeof KINDS)[number]) >>> 0;
+      // The diary's one link already says « Cahier de textes »: its group's heading is for screen readers only.
+      const heading = el("h4", { textContent: KIND_GROUPS[kind] ?? kind, className: kind === "homework" ? "sr-only" : "" });
+      const group = el("div", { className: "kind-group", "data-kind": kind }, heading, list);
+      const rank = (k: string) => this.kinds.indexOf(k) >>> 0;
       const next = [...section.querySelectorAll<HTMLElement>(":scope > .kind-group")].find((g) => rank(g.dataset.kind ?? "") > rank(kind));
       section.insertBefore(group, next ?? null);
     }
     this.known.add(room);
-    const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: prettyName(name) }), el("span", { className: "unread", hidden: true }));
+    const label = kind === "homework" ? "Cahier de textes" : prettyName(name);
+    const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: label }), el("span", { className: "unread", hidden: true }));
     b.addEventListener("click", () => this.open(room));
     const li = el("li", { "data-room": room, "data-kind": kind }, b);
     const next = [...list.children].find((x) => ((x as HTMLElement).dataset.room ?? "") > room);
@@ -251,14 +338,21 @@ class App {
     this.markActive();
   }
 
-  /** Shows `room`, joining it the first time. */
-  open(room: string): void {
+  /** Shows `room` (or the home page), joining it the first time; `push`: a step the back button undoes. */
+  open(room: string, push = true): void {
     let view = this.views.get(room);
+    if (!view && room === HOME_KEY) {
+      const rooms = [...this.known];
+      view = new LazyView(async () => new (await import("./diary.js")).HomeView(this.client, this.store, rooms.filter((r) => r.split("/")[1] === "agenda")));
+      this.views.set(room, view);
+    }
     if (!view) {
       const kind = room.split("/")[1];
       const hooks: RoomHooks = { unknown: () => this.unknown(room), forbidden: () => this.forbidden(room) };
       view =
-        kind === "notes"
+        kind === "homework"
+          ? new LazyView(async () => new (await import("./diary.js")).DiaryRoomView(this.client, room, hooks, this.store))
+          : kind === "notes"
           ? new NotesView(this.client, room, hooks, this.store)
           : kind === "forum"
             ? new ForumView(this.client, room, hooks, this.store)
@@ -280,7 +374,7 @@ class App {
     this.main.replaceChildren(back, view.root);
     if (this.layout.dataset.view !== "room") {
       this.layout.dataset.view = "room";
-      history.pushState({ room }, "");
+      if (push) history.pushState({ room }, "");
     }
     view.show();
   }

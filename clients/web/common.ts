@@ -16,19 +16,32 @@ export interface DemoUser {
   user: string;
   name: string;
   role: string;
+  /** One class, or several comma-separated (a parent's children's). */
   class: string;
+  /** A parent's children, as the demo mode takes them: `id:name:CLASS[+CLASS]`, comma-separated. */
+  children?: string;
 }
 
 export const DEMO_USERS: DemoUser[] = [
   { label: "Élève (Ana, 3B)", user: "ana", name: "Ana Martin", role: "student", class: "3B" },
   { label: "Élève (Bilal, 3B)", user: "bilal", name: "Bilal Haddad", role: "student", class: "3B" },
   { label: "Enseignant (M. Durand, 3B)", user: "t-durand", name: "M. Durand", role: "teacher", class: "3B" },
-  { label: "Parent (Mme Martin)", user: "p-martin", name: "Mme Martin", role: "parent", class: "3B" },
+  // Léo's class: without a teacher of 4A, his side of the parent's week would stay empty.
+  { label: "Enseignante (Mme Roux, 4A)", user: "t-roux", name: "Mme Roux", role: "teacher", class: "4A" },
+  {
+    label: "Parent (Mme Martin : Ana en 3B, Léo en 4A)",
+    user: "p-martin",
+    name: "Mme Martin",
+    role: "parent",
+    class: "3B,4A",
+    children: "ana:Ana Martin:3B,leo:Léo Martin:4A",
+  },
 ];
 
 /** A token from the server's demo mode (`preau serve --demo`), or null when it is off. */
-export async function demoToken(u: Pick<DemoUser, "user" | "name" | "role" | "class">): Promise<string | null> {
+export async function demoToken(u: Pick<DemoUser, "user" | "name" | "role" | "class" | "children">): Promise<string | null> {
   const q = new URLSearchParams({ user: u.user, name: u.name, role: u.role, class: u.class });
+  if (u.children) q.set("children", u.children);
   try {
     const r = await fetch(`/dev/token?${q}`);
     if (r.status !== 200) return null;
@@ -174,6 +187,38 @@ export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean =
     // without signing out) has outlived its sign-in. See offline.ts.
     else void wipeOfflineCopy(false);
   });
+}
+
+/** A parent's child, as the token names them (`children` claim). */
+export interface ChildHint {
+  id: string;
+  name?: string;
+  classes?: string[];
+}
+
+/**
+ * The children the signed-in token lists. The server gives no list of a
+ * parent's children (`hello` has the classes only), and labels only the
+ * homework it returns: a child with nothing due would not be named. The
+ * token is the ENT's word on who they are; reading its payload (not
+ * verifying it: the server does) is enough to name them.
+ */
+export function tokenChildren(): ChildHint[] {
+  try {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const payload = token?.split(".")[1];
+    if (!payload) return [];
+    const json = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0))));
+    if (!Array.isArray(json?.children)) return [];
+    return json.children.flatMap((c: unknown): ChildHint[] => {
+      if (typeof c === "string") return [{ id: c }];
+      const o = c as { id?: unknown; name?: unknown; classes?: unknown };
+      if (typeof o?.id !== "string") return [];
+      return [{ id: o.id, name: typeof o.name === "string" ? o.name : undefined, classes: Array.isArray(o.classes) ? o.classes.filter((x): x is string => typeof x === "string") : undefined }];
+    });
+  } catch {
+    return [];
+  }
 }
 
 /** Signs out: the token and the offline copy go (pupils' data does not stay on a shared device), then the page reloads. */
@@ -376,8 +421,13 @@ export interface RoomHooks {
 }
 
 
-export const KIND_LABELS: Record<string, string> = { chat: "discussion", forum: "forum", notes: "note", agenda: "agenda", audit: "journal" };
-export const KIND_GROUPS: Record<string, string> = { chat: "Discussions", forum: "Forums", notes: "Notes", agenda: "Agenda" };
+export const KIND_LABELS: Record<string, string> = { chat: "discussion", forum: "forum", notes: "note", agenda: "agenda", audit: "journal", homework: "cahier de textes" };
+export const KIND_GROUPS: Record<string, string> = { chat: "Discussions", forum: "Forums", notes: "Notes", agenda: "Agenda", homework: "Cahier de textes" };
+
+/** The home page's title (web/diary.ts), which the directory's link says too. */
+export function homeTitle(role: string): string {
+  return role === "parent" ? "La semaine de mes enfants" : role === "student" ? "À faire cette semaine" : "Cette semaine";
+}
 
 export function isModerator(role: string): boolean {
   return role === "teacher" || role === "staff";
@@ -389,9 +439,11 @@ export function prettyName(name: string): string {
   return spaced.charAt(0).toUpperCase() + spaced.slice(1);
 }
 
-/** « Revision bac · discussion · 3B ». */
+/** « Revision bac · discussion · 3B »; a class's one diary: « Cahier de textes · 3B ». */
 export function roomTitle(room: string): string {
   const [cls, kind, name] = room.split("/");
+  // Its name is always `diary`, an English word no one should read.
+  if (kind === "homework") return `Cahier de textes · ${cls}`;
   return `${prettyName(name ?? room)} · ${KIND_LABELS[kind] ?? kind} · ${cls}`;
 }
 

@@ -6,7 +6,8 @@
 //                          and the directory of rooms last shown;
 //   ["room", id, room]  → one room as last shown: a chat's last events, a
 //                          forum's thread list and the posts of the threads
-//                          opened, an agenda's items, a note's text.
+//                          opened, an agenda's items, a note's text, a
+//                          diary's week; the home page's week under "@home".
 //
 // Bounded: MAX_EVENTS events per room, MAX_ROOMS rooms per user (the least
 // recently saved go first), MAX_DIRECTORY names in the directory.
@@ -27,6 +28,7 @@
 import { clear, createStore, del, get, keys, set, update, type UseStore } from "idb-keyval";
 import type { EventFrame, HelloOk, Since, ThreadsOk } from "../src/client.js";
 import type { AgendaItem } from "../src/agenda.js";
+import type { DiaryEntry, DueItem } from "../src/homework.js";
 
 export const MAX_EVENTS = 200;
 export const MAX_ROOMS = 20;
@@ -74,14 +76,36 @@ export interface AgendaCopy {
   items: AgendaItem[];
 }
 
+/** A diary's week as last shown: the copy is read offline for that week. */
+export interface DiaryCopy {
+  kind: "homework";
+  from: string;
+  to: string;
+  entries: DiaryEntry[];
+  /** A parent's children in this class, to say whose mark is whose. */
+  children?: Array<{ id: string; name: string }>;
+}
+
+/** The home page's week (under the key {@link HOME_KEY}): homework due across classes, and the classes' agenda. */
+export interface WeekCopy {
+  kind: "week";
+  from: string;
+  to: string;
+  items: DueItem[];
+  agenda: Array<AgendaItem & { room: string }>;
+}
+
+/** The home page is kept like a room, under a name no room can have. */
+export const HOME_KEY = "@home";
+
 export interface NoteCopy {
   kind: "notes";
   text: string;
 }
 
-export type RoomCopy = (ChatCopy | ForumCopy | AgendaCopy | NoteCopy) & { room: string; saved: number };
+export type RoomCopy = (ChatCopy | ForumCopy | AgendaCopy | NoteCopy | DiaryCopy | WeekCopy) & { room: string; saved: number };
 /** What a view hands to {@link OfflineStore.saveRoom}. */
-export type RoomContent = ChatCopy | ForumCopy | AgendaCopy | NoteCopy;
+export type RoomContent = ChatCopy | ForumCopy | AgendaCopy | NoteCopy | DiaryCopy | WeekCopy;
 
 // Opened on first use: idb-keyval's createStore opens the database at once.
 let db: UseStore | null = null;
@@ -257,6 +281,10 @@ function bounded(content: RoomContent): RoomContent {
     }
     case "agenda":
       return { ...content, items: content.items.slice(0, MAX_EVENTS) };
+    case "homework":
+      return { ...content, entries: content.entries.slice(0, MAX_EVENTS) };
+    case "week":
+      return { ...content, items: content.items.slice(0, MAX_EVENTS), agenda: content.agenda.slice(0, MAX_EVENTS) };
     case "notes":
       return content;
   }
