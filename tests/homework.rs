@@ -535,6 +535,7 @@ async fn entries_reach_the_class_live_and_marks_stay_with_the_pupil_and_parents(
         (hw.entry, hw.version, hw.versions),
         (item.offset, changed.offset, 2)
     );
+    assert_eq!(hw.author.id, "prof", "the first version's author");
     assert_eq!(
         (hw.done, hw.done_count.is_none(), hw.done_names.is_none()),
         (Some(true), true, true)
@@ -1368,7 +1369,10 @@ async fn the_calendar_feed_parses_back_and_stops_when_revoked() {
     )
     .await;
     let feed: FeedOk = mum
-        .request_kind(&HomeworkRequest::CalendarFeed { id: None })
+        .request_kind(&HomeworkRequest::CalendarFeed {
+            id: None,
+            new: false,
+        })
         .await
         .expect("feed");
     assert!(
@@ -1427,7 +1431,10 @@ async fn the_calendar_feed_parses_back_and_stops_when_revoked() {
     // A pupil's feed has her class only, unlabelled.
     let mut ana = client(&url, &student("ana", "3B")).await;
     let hers: FeedOk = ana
-        .request_kind(&HomeworkRequest::CalendarFeed { id: None })
+        .request_kind(&HomeworkRequest::CalendarFeed {
+            id: None,
+            new: false,
+        })
         .await
         .expect("feed");
     let (_, text) = http_get(server.addr(), &hers.path).await;
@@ -1444,18 +1451,33 @@ async fn the_calendar_feed_parses_back_and_stops_when_revoked() {
     assert_eq!(revoked["revoked"], true);
     assert_eq!(http_get(server.addr(), &feed.path).await.0, 404);
     let second: FeedOk = mum
-        .request_kind(&HomeworkRequest::CalendarFeed { id: None })
+        .request_kind(&HomeworkRequest::CalendarFeed {
+            id: None,
+            new: false,
+        })
         .await
         .expect("again");
+    // Asked again: an address of the same feed; both work.
+    let same: FeedOk = mum
+        .request_kind(&HomeworkRequest::CalendarFeed {
+            id: None,
+            new: false,
+        })
+        .await
+        .expect("the active one");
+    assert_eq!(http_get(server.addr(), &second.path).await.0, 200);
+    assert_eq!(http_get(server.addr(), &same.path).await.0, 200);
+    // A new one stops both.
     let third: FeedOk = mum
-        .request_kind(&HomeworkRequest::CalendarFeed { id: None })
+        .request_kind(&HomeworkRequest::CalendarFeed {
+            id: None,
+            new: true,
+        })
         .await
-        .expect("again");
-    assert_eq!(
-        http_get(server.addr(), &second.path).await.0,
-        404,
-        "replaced"
-    );
+        .expect("a new one");
+    for old in [&second.path, &same.path] {
+        assert_eq!(http_get(server.addr(), old).await.0, 404, "replaced");
+    }
     assert_eq!(http_get(server.addr(), &third.path).await.0, 200);
     let forged = third.path.replacen("/cal/e", "/cal/f", 1);
     assert_eq!(http_get(server.addr(), &forged).await.0, 404);
@@ -1491,7 +1513,10 @@ async fn export_has_the_marks_erasure_removes_them_and_keeps_the_record() {
         .await
         .expect("done");
     let _: serde_json::Value = ana
-        .request_kind(&HomeworkRequest::CalendarFeed { id: None })
+        .request_kind(&HomeworkRequest::CalendarFeed {
+            id: None,
+            new: false,
+        })
         .await
         .expect("feed");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");

@@ -519,6 +519,7 @@ fn hello_ok() -> HelloOk {
     HelloOk {
         user: ana(),
         classes: vec!["3B".into()],
+        children: vec![],
         node: "local".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         limits: Limits {
@@ -1362,7 +1363,17 @@ fn homework_client_samples() -> Vec<(&'static str, Bytes)> {
         ),
         (
             "calendar_feed",
-            encode(HomeworkRequest::CalendarFeed { id: Some(97) }),
+            encode(HomeworkRequest::CalendarFeed {
+                id: Some(97),
+                new: false,
+            }),
+        ),
+        (
+            "calendar_feed.new",
+            encode(HomeworkRequest::CalendarFeed {
+                id: Some(99),
+                new: true,
+            }),
         ),
         (
             "calendar_feed_revoke",
@@ -1409,6 +1420,7 @@ fn homework_server_samples() -> Vec<(&'static str, Bytes)> {
         links: vec!["https://fr.khanacademy.org/math/fractions".into()],
         by: prof(),
         ts: T0 + 60_000,
+        author: prof(),
         version: 1,
         versions: 1,
         publish_at: None,
@@ -1582,6 +1594,33 @@ fn server_samples() -> Vec<(&'static str, Bytes)> {
     let malformed = protocol::decode_request(&[0x05]).expect_err("an int is not a request");
     vec![
         ("ok.hello", protocol::ok(Some(1), &hello_ok())),
+        (
+            "ok.hello.parent",
+            protocol::ok(
+                Some(1),
+                &HelloOk {
+                    user: UserInfo {
+                        id: "p-martin".into(),
+                        name: "Mme Martin".into(),
+                        role: Role::Parent,
+                    },
+                    classes: vec!["3B".into(), "4A".into()],
+                    children: vec![
+                        protocol::ChildInfo {
+                            id: "ana".into(),
+                            name: "Ana Martin".into(),
+                            classes: vec!["3B".into()],
+                        },
+                        protocol::ChildInfo {
+                            id: "leo".into(),
+                            name: "Léo Martin".into(),
+                            classes: vec!["4A".into()],
+                        },
+                    ],
+                    ..hello_ok()
+                },
+            ),
+        ),
         ("ok.join", join_frame(Some(2), &join_ok)),
         ("ok.join.empty_room", join_frame(Some(2), &empty_room)),
         ("ok.join.recovered", join_frame(Some(3), &recovered)),

@@ -36,9 +36,19 @@ export interface Limits {
   ping_interval_ms: number;
 }
 
+/** One of a parent's children, as their token lists them. */
+export interface ChildInfo {
+  id: string;
+  name: string;
+  /** Empty: the token does not say which of the parent's classes are theirs. */
+  classes?: string[];
+}
+
 export interface HelloOk {
   user: UserInfo;
   classes: string[];
+  /** A parent's children (absent for others). */
+  children?: ChildInfo[];
   node: string;
   version: string;
   limits: Limits;
@@ -1029,12 +1039,12 @@ export class PreauClient {
   }
 
   /**
-   * A new address for the user's calendar feed (agenda and homework), which
-   * replaces the previous one: the server keeps one per user, and cannot
-   * give the current one back (the address is the secret).
+   * The address of the user's calendar feed (agenda and homework): the
+   * active one, or a new one when there is none; with `fresh`, a new one
+   * whatever, and every address of the last one stops working.
    */
-  async calendarFeed(): Promise<FeedOk> {
-    return decodeFeedOk(await this.request<unknown>("calendar_feed"));
+  async calendarFeed(fresh = false): Promise<FeedOk> {
+    return decodeFeedOk(await this.request<unknown>("calendar_feed", fresh ? { new: true } : {}));
   }
 
   /** Stops the feed's address; `revoked` says whether one was active. */

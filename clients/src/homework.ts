@@ -46,6 +46,8 @@ export interface DiaryEntry {
   /** Author and time of the version shown. */
   by: UserInfo;
   ts: number;
+  /** Who wrote the first version: they (and staff) write new versions. */
+  author: UserInfo;
   /** Offset of the version shown, and how many versions there are. */
   version: number;
   versions: number;
@@ -156,6 +158,8 @@ export function decodeDiaryEntry(v: any): DiaryEntry | null {
     links: strs(v.links),
     by: decodeUser(v.by),
     ts: optNum(v.ts) ?? 0,
+    // Older servers did not say: the author of the version shown.
+    author: decodeUser(v.author ?? v.by),
     version: optNum(v.version) ?? v.entry,
     versions: optNum(v.versions) ?? 1,
   };
@@ -260,6 +264,7 @@ export class DiaryView {
           links: strs(b.links),
           by: ev.from,
           ts: ev.ts,
+          author: before?.author ?? ev.from,
           version: publish ? (optNum(b.version) ?? ev.offset) : ev.offset,
           // A version of an entry this view did not hold has at least two.
           versions: publish ? (before?.versions ?? 1) : b.entry === undefined ? 1 : (before?.versions ?? 1) + 1,

@@ -243,10 +243,14 @@ test("calendar feed: the address answers text/calendar over HTTP, and 404 once r
     assert.deepEqual(await mum.calendarFeedRevoke(), { revoked: true });
     assert.equal((await fetch(`${srv.httpUrl}${feed.path}`)).status, 404);
     assert.deepEqual(await mum.calendarFeedRevoke(), { revoked: false }, "nothing left to revoke");
-    // A new address replaces the previous one.
+    // Asked again: the active feed's address (both work); a new one stops them.
     const second = await mum.calendarFeed();
-    const third = await mum.calendarFeed();
+    const again = await mum.calendarFeed();
+    assert.equal((await fetch(`${srv.httpUrl}${second.path}`)).status, 200);
+    assert.equal((await fetch(`${srv.httpUrl}${again.path}`)).status, 200);
+    const third = await mum.calendarFeed(true);
     assert.equal((await fetch(`${srv.httpUrl}${second.path}`)).status, 404);
+    assert.equal((await fetch(`${srv.httpUrl}${again.path}`)).status, 404);
     assert.equal((await fetch(`${srv.httpUrl}${third.path}`)).status, 200);
   } finally {
     await srv.stop();

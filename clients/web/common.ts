@@ -189,36 +189,16 @@ export function signIn(root: HTMLElement, demoFilter: (u: DemoUser) => boolean =
   });
 }
 
-/** A parent's child, as the token names them (`children` claim). */
+/** A parent's child, as `hello` names them (from their token). */
 export interface ChildHint {
   id: string;
   name?: string;
   classes?: string[];
 }
 
-/**
- * The children the signed-in token lists. The server gives no list of a
- * parent's children (`hello` has the classes only), and labels only the
- * homework it returns: a child with nothing due would not be named. The
- * token is the ENT's word on who they are; reading its payload (not
- * verifying it: the server does) is enough to name them.
- */
-export function tokenChildren(): ChildHint[] {
-  try {
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    const payload = token?.split(".")[1];
-    if (!payload) return [];
-    const json = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0))));
-    if (!Array.isArray(json?.children)) return [];
-    return json.children.flatMap((c: unknown): ChildHint[] => {
-      if (typeof c === "string") return [{ id: c }];
-      const o = c as { id?: unknown; name?: unknown; classes?: unknown };
-      if (typeof o?.id !== "string") return [];
-      return [{ id: o.id, name: typeof o.name === "string" ? o.name : undefined, classes: Array.isArray(o.classes) ? o.classes.filter((x): x is string => typeof x === "string") : undefined }];
-    });
-  } catch {
-    return [];
-  }
+/** The children of the signed-in parent, as `hello` gives them (none for others). */
+export function helloChildren(client: PreauClient): ChildHint[] {
+  return (client.hello?.children ?? []).map((c) => ({ id: c.id, name: c.name, classes: c.classes?.length ? c.classes : undefined }));
 }
 
 /** Signs out: the token and the offline copy go (pupils' data does not stay on a shared device), then the page reloads. */

@@ -10,7 +10,7 @@
 import type { PreauClient, UserInfo } from "../src/client.js";
 import { DiaryView, diaryOf, entryDay, type Day, type DiaryEntry, type DueItem, type NewDiaryEntry } from "../src/homework.js";
 import { agendaList, type AgendaItem } from "../src/agenda.js";
-import { el, errorText, homeTitle, isModerator, isUnknownRoom, roomTitle, toast, tokenChildren, type RoomHooks } from "./common.js";
+import { el, errorText, homeTitle, isModerator, isUnknownRoom, roomTitle, toast, helloChildren, type RoomHooks } from "./common.js";
 import { HOME_KEY, type OfflineStore } from "./offline.js";
 
 // ---- days -------------------------------------------------------------------
@@ -253,7 +253,7 @@ function entryEl(e: DiaryEntry, o: EntryOptions): HTMLElement {
   if (!o.readOnly && (o.onEdit || o.onDelete)) {
     const actions = el("div", { className: "entry-actions" });
     // Its author writes new versions (staff too); the class's teachers may delete it.
-    if (o.onEdit && (e.by.id === o.me.id || o.me.role === "staff")) {
+    if (o.onEdit && (e.author.id === o.me.id || o.me.role === "staff")) {
       const edit = el("button", { type: "button", className: "secondary edit", textContent: "Modifier" });
       edit.addEventListener("click", () => o.onEdit!(e));
       actions.append(edit);
@@ -297,8 +297,8 @@ function keepingFocus(container: HTMLElement, render: () => void): void {
 /**
  * « Abonner mon agenda »: the address of the user's calendar feed (their
  * classes' agenda and the homework due), to paste in a phone's calendar.
- * The server keeps one address per user and cannot show it again (it is
- * the secret): asking makes a new one, which replaces the previous one.
+ * The server keeps one feed per user: asking gives its address again;
+ * asking for a new one stops every address of the old one.
  */
 export function calendarCard(client: PreauClient): HTMLElement {
   const role = client.user?.role;
@@ -317,10 +317,13 @@ export function calendarCard(client: PreauClient): HTMLElement {
   const get = el("button", { type: "button", id: "feed-get", textContent: "Obtenir l'adresse" });
   const revoke = el("button", { type: "button", id: "feed-revoke", className: "danger", textContent: "Révoquer l'adresse" });
   get.addEventListener("click", async () => {
-    if (!shown.hidden && !confirm("Une nouvelle adresse remplace l'actuelle : les agendas abonnés à l'ancienne ne recevront plus rien. Continuer ?")) return;
+    // First click: the active address (or a first one). Once shown, the
+    // button asks for a new one, which stops the old one.
+    const fresh = !shown.hidden;
+    if (fresh && !confirm("Une nouvelle adresse remplace l'actuelle : les agendas abonnés à l'ancienne ne recevront plus rien. Continuer ?")) return;
     get.disabled = true;
     try {
-      const feed = await client.calendarFeed();
+      const feed = await client.calendarFeed(fresh);
       // https behind the school's proxy (the page's own origin); webcal:// asks the phone to subscribe.
       address.value = `${location.origin}${feed.path}`;
       webcal.href = `webcal://${location.host}${feed.path}`;
@@ -410,7 +413,7 @@ export class DiaryRoomView {
       this.root.append(el("details", { className: "feed-fold" }, el("summary", { textContent: "Abonner mon agenda" }), calendarCard(client)));
     }
     const cls = room.split("/")[0];
-    this.children = tokenChildren()
+    this.children = helloChildren(client)
       .filter((c) => !c.classes?.length || c.classes.includes(cls))
       .map((c) => ({ id: c.id, name: c.name ?? c.id }));
   }
@@ -954,9 +957,9 @@ export class HomeView {
     );
   }
 
-  /** A parent's children: the token's, and any the server labelled. */
+  /** A parent's children: those `hello` gives, and any the server labelled. */
   private children(): Array<{ id: string; name: string; classes?: string[] }> {
-    const list = tokenChildren().map((c) => ({ id: c.id, name: c.name ?? c.id, classes: c.classes }));
+    const list = helloChildren(this.client).map((c) => ({ id: c.id, name: c.name ?? c.id, classes: c.classes }));
     for (const item of this.items) {
       for (const k of item.children) if (!list.some((c) => c.id === k.id)) list.push({ ...k, classes: [item.class] });
     }

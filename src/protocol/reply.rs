@@ -20,9 +20,24 @@ pub struct Limits {
 pub struct HelloOk {
     pub user: UserInfo,
     pub classes: Vec<String>,
+    /// A parent's children, as their token lists them (absent for others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildInfo>,
     pub node: String,
     pub version: String,
     pub limits: Limits,
+}
+
+/// One of a parent's children in `HelloOk`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildInfo {
+    pub id: String,
+    /// The name the token gives, or the id.
+    pub name: String,
+    /// The child's classes; empty when the token does not say (the child
+    /// then counts as in each of the parent's classes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 /// Why a recovery asked with `join.since` failed.

@@ -130,11 +130,7 @@ pub trait RoomKind: Send + Sync + 'static {
 /// the kind shows to some readers only (`RoomKind::shown`). Only frames
 /// that can be either are decoded: a history page stays spliced from
 /// stored bytes.
-pub fn withheld(
-    frame: &[u8],
-    kind: &dyn RoomKind,
-    viewer: &Viewer<'_>,
-) -> bool {
+pub fn withheld(frame: &[u8], kind: &dyn RoomKind, viewer: &Viewer<'_>) -> bool {
     let moderator = matches!(
         viewer.user.role,
         crate::protocol::Role::Teacher | crate::protocol::Role::Staff

@@ -387,6 +387,15 @@ impl Session {
             &HelloOk {
                 user: user.clone(),
                 classes: claims.classes.clone(),
+                children: claims
+                    .children
+                    .iter()
+                    .map(|c| crate::protocol::ChildInfo {
+                        id: c.id.clone(),
+                        name: c.label().to_owned(),
+                        classes: c.classes.clone(),
+                    })
+                    .collect(),
                 node: config.node_id.clone(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 limits: Limits {

@@ -184,6 +184,7 @@ fn handle(hub: &Hub, conn: u64, tx: &Tx, user: &UserInfo, joined: &mut Vec<Strin
                 &HelloOk {
                     user: user.clone(),
                     classes: vec![],
+                    children: vec![],
                     node: "bare".to_owned(),
                     version: "0".to_owned(),
                     limits: Limits {

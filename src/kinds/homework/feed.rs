@@ -2,9 +2,9 @@
 //! family pastes into a phone's calendar once. The signed value names the
 //! user, what their token said of their classes and children when they
 //! asked for it, and a random feed id; the feed works while that id is the
-//! one the store keeps for them (`Store::feed`). Asking again gives a new
-//! address and stops the old one; revoking stops it; an erasure of the
-//! user removes it. Nothing but the user id and the random id is written to
+//! one the store keeps for them (`Store::feed`). Asking again gives an
+//! address of the same feed (both work); asking for a new one stops the
+//! old ones; revoking stops it; an erasure of the user removes it. Nothing but the user id and the random id is written to
 //! disk: the address carries the rest, signed so it cannot be altered.
 //!
 //! What the feed holds is built by `calendar.rs` (above the kinds).
@@ -58,11 +58,24 @@ pub struct FeedOwner {
     pub exp: u64,
 }
 
-/// A new address for `claims`' user; their last one stops working.
-/// Blocking.
-pub fn create(hub: &Hub, claims: &Claims, now_ms: u64) -> Result<FeedOk, FeedError> {
-    let mut id = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut id);
+/// The address of `claims`' user's feed: the active one (signed again,
+/// with the token's classes and children of now and a new expiry), or,
+/// when none is active or `new` is set, a new one (the last one stops
+/// working). Blocking.
+pub fn address(hub: &Hub, claims: &Claims, now_ms: u64, new: bool) -> Result<FeedOk, FeedError> {
+    let active = if new {
+        None
+    } else {
+        hub.store.feed(&claims.sub)?
+    };
+    let feed = match active {
+        Some(feed) => feed,
+        None => {
+            let mut id = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut id);
+            hex::encode(id)
+        }
+    };
     let exp = now_ms / 1000 + FEED_LIFETIME_SECS;
     let owner = FeedOwner {
         sub: claims.sub.clone(),
@@ -70,7 +83,7 @@ pub fn create(hub: &Hub, claims: &Claims, now_ms: u64) -> Result<FeedOk, FeedErr
         role: claims.role,
         classes: claims.classes.clone(),
         children: claims.children.clone(),
-        feed: hex::encode(id),
+        feed,
         exp,
     };
     let signed = hub.keyring.sign_value(&owner).map_err(FeedError::Sign)?;

@@ -112,10 +112,13 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// The user's calendar feed address (a new one revokes the last).
+    /// The user's calendar feed address: the active one, or a new one
+    /// when there is none or `new` is set (the last one then stops).
     CalendarFeed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        new: bool,
     },
     /// Stops the user's calendar feed.
     CalendarFeedRevoke {
@@ -214,7 +217,8 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             }
             let now = (s.hub.clock)();
             if let Some(entry) = entry {
-                editable(s, &room, entry, publish_at.is_some(), now)?;
+                // A time already past publishes at once: not a schedule.
+                editable(s, &room, entry, publish_at.is_some_and(|at| at > now), now)?;
             }
             let fields = check_entry(
                 s,
@@ -327,11 +331,11 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             let (items, more) = due(s, from, to, limit).await?;
             Ok(Some(protocol::ok(id, &DueOk { items, more })))
         }
-        Request::CalendarFeed { id } => {
+        Request::CalendarFeed { id, new } => {
             let claims = s.claims()?.clone();
             let hub = s.hub.clone();
             let now = (hub.clock)();
-            let made = tokio::task::spawn_blocking(move || feed::create(&hub, &claims, now))
+            let made = tokio::task::spawn_blocking(move || feed::address(&hub, &claims, now, new))
                 .await
                 .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
                 .map_err(|e| Refusal::new(e.code(), e.to_string()))?;

@@ -153,6 +153,8 @@ pub struct DiaryEntry {
     /// Who wrote the version shown, and when (ms).
     pub by: UserInfo,
     pub ts: u64,
+    /// Who wrote the first version: they (and staff) write new ones.
+    pub author: UserInfo,
     /// Offset of the version shown, and how many versions there are.
     pub version: u64,
     pub versions: u32,
@@ -389,6 +391,10 @@ impl Diary {
             links: f.links.clone(),
             by: latest.by.clone(),
             ts: latest.ts,
+            author: entry
+                .versions
+                .first()
+                .map_or_else(|| latest.by.clone(), |v| v.by.clone()),
             version: latest.offset,
             versions: u32::try_from(entry.versions.len()).unwrap_or(u32::MAX),
             publish_at: entry.publish_at().filter(|at| *at > now),
