@@ -530,7 +530,10 @@ for (const size of SIZES) {
       await teacher.fill("#agenda-end", "11:00");
       await teacher.fill("#agenda-place", "Salle 12");
       await teacher.click(".agenda-form button[type='submit']");
-      await teacher.waitForSelector(".agenda-item:has-text('Contrôle de mathématiques'):has-text('10:00 – 11:00')");
+      // The form's day is today: the week view shows the event under today, Monday to Sunday.
+      await teacher.waitForSelector(".agenda-day.today .agenda-item:has-text('Contrôle de mathématiques'):has-text('10:00 – 11:00')");
+      assert.equal(await teacher.locator(`section.agenda[data-room='${AGENDA}'] .agenda-day`).count(), 7);
+      await teacher.waitForSelector(`section.agenda[data-room='${AGENDA}'] .week-label:has-text('Cette semaine : du lundi')`);
       violations.push(...(await axeViolations(teacher)).map((v) => `teacher agenda: ${v}`));
       await shot(teacher, "teacher-agenda");
 

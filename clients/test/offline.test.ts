@@ -151,8 +151,10 @@ test("phone, reload without network: the pupil reads the rooms loaded before, re
     const prof = await srv.client(TEACHER);
     await prof.configureForum(FORUM, { flavour: "help" });
     await prof.join(AGENDA);
-    const tomorrow = Date.now() + 24 * 3600_000;
-    await agendaAdd(prof, AGENDA, { title: "Exposé d'histoire", starts: tomorrow, place: "Salle 4" });
+    // Today, noon: in the week the agenda opens on (tomorrow may be next week).
+    const noon = new Date();
+    noon.setHours(12, 0, 0, 0);
+    await agendaAdd(prof, AGENDA, { title: "Exposé d'histoire", starts: noon.getTime(), place: "Salle 4" });
     await prof.join(FORUM);
     const bob = await srv.client(BOB);
     await bob.join(CHAT);
@@ -235,6 +237,12 @@ test("phone, reload without network: the pupil reads the rooms loaded before, re
     await page.click("button.back");
     await page.click(`.rooms li[data-room='${AGENDA}'] button`);
     await page.waitForSelector(".agenda-item:has-text(\"Exposé d'histoire\"):has-text('Lieu : Salle 4')");
+    // The week kept is the week shown, with its navigation; another week is not on the device.
+    await page.waitForSelector(".agenda .week-label:has-text('Cette semaine : du lundi')");
+    await page.click(".agenda .week-buttons button:text-is('Semaine suivante')");
+    await page.waitForSelector(".agenda-days .empty:text-is(\"Non disponible hors ligne : cette semaine n'avait pas été chargée.\")");
+    await page.click(".agenda .week-buttons button:text-is('Cette semaine')");
+    await page.waitForSelector(".agenda-item:has-text(\"Exposé d'histoire\")");
     // The note: its last text, read-only.
     await page.click("button.back");
     await page.click(`.rooms li[data-room='${NOTE}'] button`);

@@ -348,7 +348,7 @@ class App {
     }
     if (!view) {
       const kind = room.split("/")[1];
-      const hooks: RoomHooks = { unknown: () => this.unknown(room), forbidden: () => this.forbidden(room) };
+      const hooks: RoomHooks = { unknown: () => this.unknown(room), forbidden: () => this.forbidden(room), open: (other) => this.open(other) };
       view =
         kind === "homework"
           ? new LazyView(async () => new (await import("./diary.js")).DiaryRoomView(this.client, room, hooks, this.store))

@@ -398,6 +398,8 @@ export function moderationText(
 export interface RoomHooks {
   unknown(): void;
   forbidden(): void;
+  /** Opens another room in the app, as its link in the directory does (the agenda opens the class's diary). */
+  open(room: string): void;
 }
 
 

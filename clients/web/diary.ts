@@ -12,51 +12,17 @@ import { DiaryView, diaryOf, entryDay, type Day, type DiaryEntry, type DueItem, 
 import { agendaList, type AgendaItem } from "../src/agenda.js";
 import { el, errorText, homeTitle, isModerator, isUnknownRoom, roomTitle, toast, helloChildren, type RoomHooks } from "./common.js";
 import { HOME_KEY, type OfflineStore } from "./offline.js";
+import { WeekNav, addDays, capitalize, dateOf, dayOf, longDay, mondayOf, subjectColour, subjectTag, today } from "./week.js";
 
 // ---- days -------------------------------------------------------------------
 
-/** Local midnight of a day. */
-function dateOf(day: Day): Date {
-  const [y, m, d] = day.split("-").map(Number);
-  return new Date(y, m - 1, d);
-}
-
-function dayOf(d: Date): Day {
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
-}
-
-function today(): Day {
-  return dayOf(new Date());
-}
-
-export function addDays(day: Day, n: number): Day {
-  const d = dateOf(day);
-  return dayOf(new Date(d.getFullYear(), d.getMonth(), d.getDate() + n));
-}
-
-/** The Monday of the week of `day` (French weeks start on Monday). */
-export function mondayOf(day: Day): Day {
-  const d = dateOf(day);
-  return addDays(day, -((d.getDay() + 6) % 7));
-}
-
-const longFmt = new Intl.DateTimeFormat("fr-FR", { weekday: "long", day: "numeric", month: "long" });
 const shortFmt = new Intl.DateTimeFormat("fr-FR", { weekday: "short", day: "numeric" });
 const timeFmt = new Intl.DateTimeFormat("fr-FR", { hour: "2-digit", minute: "2-digit" });
 const untilFmt = new Intl.DateTimeFormat("fr-FR", { day: "numeric", month: "long", year: "numeric" });
 
-/** « mardi 8 décembre ». */
-export function longDay(day: Day): string {
-  return longFmt.format(dateOf(day));
-}
-
 /** « mar. 8 ». */
 function shortDay(day: Day): string {
   return shortFmt.format(dateOf(day));
-}
-
-function capitalize(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 /** The week of `monday` in words: « cette semaine », « la semaine prochaine »… */
@@ -96,92 +62,6 @@ export function doneCountText(n: number): string {
 /** « Ana », « Ana et Léo », « Ana, Léo et Zoé ». */
 function names(list: string[]): string {
   return list.length <= 1 ? (list[0] ?? "") : `${list.slice(0, -1).join(", ")} et ${list[list.length - 1]}`;
-}
-
-// ---- subjects -----------------------------------------------------------------
-
-/**
- * Each subject keeps its colour from week to week and from pupil to pupil.
- * The usual subjects of a collège or lycée have their own, all different;
- * any other takes one from its name. Every colour holds white text at
- * 4.5:1 or more (WCAG AA; the least is 4.99), and the name is always
- * written: the colour helps find a subject, it never says it alone.
- */
-const SUBJECT_COLOURS = ["#1d4ed8", "#b91c1c", "#047857", "#6d28d9", "#b45309", "#0e7490", "#be185d", "#4d7c0f", "#c2410c", "#334155", "#0f766e", "#a21caf"];
-/** By the start of the subject's name, without case or accents. */
-const KNOWN_SUBJECTS: Array<[RegExp, string]> = [
-  [/^math/, "#1d4ed8"],
-  [/^fran/, "#b91c1c"],
-  [/^(hist|geo|hg\b|emc)/, "#b45309"],
-  [/^(angl|lv|langue)/, "#6d28d9"],
-  [/^(esp|ital|port)/, "#c2410c"],
-  [/^(allem|russe|chin|arab)/, "#334155"],
-  [/^(svt|sciences de la vie|bio)/, "#047857"],
-  [/^(phys|chim|pc\b)/, "#0e7490"],
-  [/^(techn|sciences de l'ing|nsi|snt|info)/, "#0f766e"],
-  [/^(eps|sport|educ.* phys)/, "#4d7c0f"],
-  [/^(art|dessin)/, "#a21caf"],
-  [/^(mus|educ.* mus)/, "#be185d"],
-  [/^(latin|grec|lca|philo|ses)/, "#9f1239"],
-];
-
-export function subjectColour(subject: string): string {
-  // « Français » and « francais » are one subject: case and accents aside.
-  const key = subject.normalize("NFD").replace(/[\u0300-\u036f]/g, "").trim().toLowerCase();
-  for (const [re, colour] of KNOWN_SUBJECTS) if (re.test(key)) return colour;
-  let h = 5381;
-  for (let i = 0; i < key.length; i++) h = ((h * 33) ^ key.charCodeAt(i)) >>> 0;
-  return SUBJECT_COLOURS[h % SUBJECT_COLOURS.length];
-}
-
-function subjectTag(subject: string): HTMLElement {
-  const tag = el("span", { className: "subject", textContent: subject });
-  tag.style.background = subjectColour(subject);
-  return tag;
-}
-
-// ---- the week shown -----------------------------------------------------------
-
-/** « Semaine précédente », « Cette semaine », « Semaine suivante », and which week it is. */
-class WeekNav {
-  root: HTMLElement;
-  private label = el("p", { className: "week-label", role: "status" });
-  private thisWeek: HTMLButtonElement;
-  monday: Day = mondayOf(today());
-
-  constructor(private onChange: (monday: Day) => void) {
-    const prev = el("button", { type: "button", className: "secondary", textContent: "Semaine précédente" });
-    this.thisWeek = el("button", { type: "button", className: "secondary", textContent: "Cette semaine" });
-    const next = el("button", { type: "button", className: "secondary", textContent: "Semaine suivante" });
-    prev.addEventListener("click", () => this.go(addDays(this.monday, -7)));
-    next.addEventListener("click", () => this.go(addDays(this.monday, 7)));
-    this.thisWeek.addEventListener("click", () => this.go(mondayOf(today())));
-    this.root = el("div", { className: "week-nav" }, el("div", { className: "week-buttons" }, prev, this.thisWeek, next), this.label);
-    this.render();
-  }
-
-  get sunday(): Day {
-    return addDays(this.monday, 6);
-  }
-
-  go(monday: Day): void {
-    if (monday === this.monday) return;
-    this.set(monday);
-    this.onChange(monday);
-  }
-
-  /** Shows `monday`'s week without loading it (an offline copy's week). */
-  set(monday: Day): void {
-    this.monday = monday;
-    this.render();
-  }
-
-  private render(): void {
-    const current = mondayOf(today());
-    const which = this.monday === current ? "Cette semaine" : this.monday === addDays(current, 7) ? "Semaine prochaine" : this.monday === addDays(current, -7) ? "Semaine dernière" : "Semaine";
-    this.label.textContent = `${which} : du ${longDay(this.monday)} au ${longDay(this.sunday)}`;
-    this.thisWeek.disabled = this.monday === current;
-  }
 }
 
 // ---- one entry ------------------------------------------------------------------

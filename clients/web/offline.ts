@@ -71,9 +71,13 @@ export interface ForumCopy {
   posts: ThreadCopy[];
 }
 
+/** An agenda's week as last shown (`from`, its Monday), with the homework due in it from the class's diary. */
 export interface AgendaCopy {
   kind: "agenda";
+  /** Absent from copies kept before the week view (they held eight weeks from their day). */
+  from?: string;
   items: AgendaItem[];
+  homework?: DiaryEntry[];
 }
 
 /** A diary's week as last shown: the copy is read offline for that week. */
@@ -280,7 +284,7 @@ function bounded(content: RoomContent): RoomContent {
       return { ...content, threads, posts };
     }
     case "agenda":
-      return { ...content, items: content.items.slice(0, MAX_EVENTS) };
+      return { ...content, items: content.items.slice(0, MAX_EVENTS), homework: content.homework?.slice(0, MAX_EVENTS) };
     case "homework":
       return { ...content, entries: content.entries.slice(0, MAX_EVENTS) };
     case "week":
