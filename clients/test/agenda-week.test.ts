@@ -17,7 +17,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { diaryOf } from "../src/homework.js";
 import { agendaAdd } from "../src/agenda.js";
-import { ALICE, CLIENTS_DIR, PREAU_BIN, TEACHER, TestServer, axeViolations, type UserSpec } from "./harness.js";
+import { ALICE, CLIENTS_DIR, PREAU_BIN, TEACHER, TestServer, axeViolations, layoutProblems, type UserSpec } from "./harness.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const DIST = join(CLIENTS_DIR, "dist");
@@ -64,20 +64,6 @@ const WEDNESDAY = addDays(MONDAY, 2);
 const THURSDAY = addDays(MONDAY, 3);
 const NEXT_TUESDAY = addDays(MONDAY, 8);
 
-/** Visible controls smaller than a fingertip (44 px), and whether the page scrolls sideways. */
-async function layoutProblems(page: Page): Promise<string[]> {
-  return page.evaluate(() => {
-    const problems: string[] = [];
-    if (document.documentElement.scrollWidth > window.innerWidth) problems.push(`scrolls sideways: ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
-    for (const node of document.querySelectorAll<HTMLElement>("button, a, summary, select, input:not([type=checkbox]), textarea")) {
-      const r = node.getBoundingClientRect();
-      if (r.width === 0 || r.height === 0 || getComputedStyle(node).visibility === "hidden") continue;
-      if (r.height < 44 || r.width < 44) problems.push(`${node.tagName.toLowerCase()} « ${(node.textContent ?? "").trim().slice(0, 30)} » ${Math.round(r.width)}×${Math.round(r.height)}`);
-      if (r.right > window.innerWidth + 1) problems.push(`${node.tagName.toLowerCase()} « ${(node.textContent ?? "").trim().slice(0, 30)} » goes past the right edge`);
-    }
-    return problems;
-  });
-}
 
 for (const size of SIZES) {
   test(`agenda week at ${size.name} size: a pupil sees the week's events and the homework due on their days, next week's event, and opens the diary`, { skip, timeout: 150_000 }, async () => {

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { diaryOf } from "../src/homework.js";
 import { agendaAdd } from "../src/agenda.js";
-import { CLIENTS_DIR, PREAU_BIN, TEACHER, TestServer, axeViolations, signToken, type UserSpec } from "./harness.js";
+import { CLIENTS_DIR, PREAU_BIN, TEACHER, TestServer, axeViolations, layoutProblems, signToken, type UserSpec } from "./harness.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const DIST = join(CLIENTS_DIR, "dist");
@@ -78,20 +78,6 @@ const MONDAY = addDays(dayOf(now), -((now.getDay() + 6) % 7));
 /** The due day of every item: Thursday of this week. */
 const DUE = addDays(MONDAY, 3);
 
-/** Visible controls smaller than a fingertip (44 px), and whether the page scrolls sideways. */
-async function layoutProblems(page: Page): Promise<string[]> {
-  return page.evaluate(() => {
-    const problems: string[] = [];
-    if (document.documentElement.scrollWidth > window.innerWidth) problems.push(`scrolls sideways: ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
-    for (const node of document.querySelectorAll<HTMLElement>("button, a, summary, select, input:not([type=checkbox]), textarea, label.done-check")) {
-      const r = node.getBoundingClientRect();
-      if (r.width === 0 || r.height === 0 || getComputedStyle(node).visibility === "hidden") continue;
-      if (r.height < 44 || r.width < 44) problems.push(`${node.tagName.toLowerCase()} « ${(node.textContent ?? "").trim().slice(0, 30)} » ${Math.round(r.width)}×${Math.round(r.height)}`);
-      if (r.right > window.innerWidth + 1) problems.push(`${node.tagName.toLowerCase()} « ${(node.textContent ?? "").trim().slice(0, 30)} » goes past the right edge`);
-    }
-    return problems;
-  });
-}
 
 for (const size of SIZES) {
   test(`diary at ${size.name} size: the teacher writes with the day's load shown, a pupil ticks « Fait » live, the parent's week has both children, the calendar address is revoked`, { skip, timeout: 180_000 }, async () => {
@@ -120,7 +106,7 @@ for (const size of SIZES) {
       /** axe, layout, and a screenshot of the screen as it is. */
       const check = async (page: Page, screen: string) => {
         problems.push(...(await axeViolations(page)).map((v) => `${screen}: ${v}`));
-        problems.push(...(await layoutProblems(page)).map((v) => `${screen}: ${v}`));
+        problems.push(...(await layoutProblems(page, "label.done-check")).map((v) => `${screen}: ${v}`));
         await page.screenshot({ path: join(ARTIFACTS, `diary-${size.name}-${screen}.png`), fullPage: false });
       };
 

@@ -253,6 +253,26 @@ export const OPENER: UserSpec = { user: "opener", name: "Ouverture des salons", 
 const AXE_PATH = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 /** axe-core's serious and critical violations on the page as it is now (WCAG 2 A and AA rules). */
+/**
+ * Visible controls smaller than a fingertip (44 px), controls past the
+ * right edge, and whether the page scrolls sideways: phone-first checks.
+ * `also`: more selectors to check (e.g. a label that acts as a checkbox).
+ */
+export async function layoutProblems(page: Page, also = ""): Promise<string[]> {
+  const selector = ["button, a, summary, select, input:not([type=checkbox]), textarea", also].filter(Boolean).join(", ");
+  return page.evaluate((selector) => {
+    const problems: string[] = [];
+    if (document.documentElement.scrollWidth > window.innerWidth) problems.push(`scrolls sideways: ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
+    for (const node of document.querySelectorAll<HTMLElement>(selector)) {
+      const r = node.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0 || getComputedStyle(node).visibility === "hidden") continue;
+      if (r.height < 44 || r.width < 44) problems.push(`${node.tagName.toLowerCase()} « ${(node.textContent ?? "").trim().slice(0, 30)} » ${Math.round(r.width)}×${Math.round(r.height)}`);
+      if (r.right > window.innerWidth + 1) problems.push(`${node.tagName.toLowerCase()} « ${(node.textContent ?? "").trim().slice(0, 30)} » goes past the right edge`);
+    }
+    return problems;
+  }, selector);
+}
+
 export async function axeViolations(page: Page): Promise<string[]> {
   await page.addScriptTag({ path: AXE_PATH });
   const found = await page.evaluate(async () => {
