@@ -4,6 +4,10 @@
 //! - `GET /admin/users/{id}/export`: everything this node stores that the
 //!   user wrote or that concerns them, as JSON ([`privacy::Export`]).
 //! - `POST /admin/users/{id}/erase`: erases it ([`privacy::Erasure`]).
+//! - `PUT /admin/directory`: a sync of the school directory from the ENT
+//!   (`directory.rs`), applied whole or refused whole; `GET
+//!   /admin/directory`: the directory as stored. Both are specified in
+//!   `protocol/directory.openapi.yaml`.
 //!
 //! Only with `admin_key` set (404 otherwise), and only with
 //! `Authorization: Bearer <admin_key>` (401 otherwise). A key, not a user's
@@ -11,7 +15,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Path, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +39,84 @@ where
     Router::new()
         .route("/admin/users/{id}/export", get(export))
         .route("/admin/users/{id}/erase", post(erase))
+        .route(
+            "/admin/directory",
+            get(directory)
+                .put(sync_directory)
+                .layer(DefaultBodyLimit::max(MAX_SYNC_BYTES)),
+        )
+}
+
+/// Largest directory sync body: a whole region's largest school (about
+/// 10,000 people) is under 3 MB of JSON.
+pub const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
+
+async fn directory(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = key_refusal(&hub, &headers) {
+        return refused;
+    }
+    let index = hub.directory.current();
+    Json(serde_json::json!({
+        "version": index.version(),
+        "people": index.people(),
+        "classes": index.classes(),
+    }))
+    .into_response()
+}
+
+async fn sync_directory(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = key_refusal(&hub, &headers) {
+        return refused;
+    }
+    let sync: crate::directory::Sync = match serde_json::from_slice(&body) {
+        Ok(sync) => sync,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("not a directory sync: {err}"),
+            )
+        }
+    };
+    use crate::directory::DirectoryError;
+    match hub.sync_directory(sync).await {
+        Ok(applied) => Json(applied).into_response(),
+        Err(DirectoryError::Invalid(problems)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({
+                "error": "invalid_sync",
+                "message": "nothing was applied: the sync has problems",
+                "problems": problems,
+            })),
+        )
+            .into_response(),
+        Err(conflict @ DirectoryError::Conflict { current, .. }) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({
+                "error": "version_conflict",
+                "message": format!("nothing was applied: {conflict}"),
+                "current": current,
+            })),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "directory sync failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                format!("nothing was applied: {err}"),
+            )
+        }
+    }
+}
+
+/// A JSON error body: `{error, message}`.
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response()
 }
 
 async fn export(
@@ -61,6 +144,23 @@ async fn erase(
 /// The response that refuses the request, unless its key and user id
 /// are right.
 fn refusal(hub: &Hub, headers: &HeaderMap, user: &str) -> Option<Response> {
+    if let Some(refused) = key_refusal(hub, headers) {
+        return Some(refused);
+    }
+    if user.is_empty() || user.len() > MAX_USER_ID {
+        return Some(
+            (
+                StatusCode::BAD_REQUEST,
+                format!("user id: 1 to {MAX_USER_ID} bytes\n"),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// The response that refuses the request, unless it carries the admin key.
+fn key_refusal(hub: &Hub, headers: &HeaderMap) -> Option<Response> {
     let Some(key) = hub.config.admin_key.as_deref() else {
         return Some(StatusCode::NOT_FOUND.into_response());
     };
@@ -80,15 +180,6 @@ fn refusal(hub: &Hub, headers: &HeaderMap, user: &str) -> Option<Response> {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Some(refused);
-    }
-    if user.is_empty() || user.len() > MAX_USER_ID {
-        return Some(
-            (
-                StatusCode::BAD_REQUEST,
-                format!("user id: 1 to {MAX_USER_ID} bytes\n"),
-            )
-                .into_response(),
-        );
     }
     None
 }

@@ -96,7 +96,7 @@ async fn run(
     let end = loop {
         tokio::select! {
             () = &mut going_away => break End::Close(CloseCode::GoingAway),
-            () = &mut too_slow => break End::Close(CloseCode::SlowConsumer),
+            () = &mut too_slow => break End::Close(stop_code(&rx)),
             () = &mut evicted, if !authenticated => break End::Evicted,
             Some(frame) = rx.recv() => {
                 let written = tokio::select! {
@@ -108,7 +108,7 @@ async fn run(
                             Err(_) => break End::Close(CloseCode::IdleTimeout),
                         }
                     }
-                    () = &mut too_slow => break End::Close(CloseCode::SlowConsumer),
+                    () = &mut too_slow => break End::Close(stop_code(&rx)),
                     () = &mut going_away => break End::Close(CloseCode::GoingAway),
                 };
                 match written {
@@ -185,6 +185,14 @@ async fn run(
         }
         End::Gone => tracing::debug!("disconnected"),
     }
+}
+
+/// Why the outbound queue's token was cancelled: a close asked for (the
+/// directory changed the user's access), or a slow reader.
+fn stop_code(rx: &OutboundRx) -> CloseCode {
+    rx.close_requested()
+        .and_then(|code| CloseCode::ALL.into_iter().find(|c| c.code() == code))
+        .unwrap_or(CloseCode::SlowConsumer)
 }
 
 /// Writes `first` and whatever else is queued (up to a batch), then flushes once.

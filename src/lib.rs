@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod client;
 pub mod config;
 mod connection;
+pub mod directory;
 pub mod effect;
 mod gateway;
 pub mod hub;
@@ -70,6 +71,8 @@ pub enum ServerError {
     Bus(#[from] bus::BusError),
     #[error("room kinds: {0}")]
     Kinds(#[from] session::kind::RegistryError),
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
 }
 
 /// A running server.
@@ -120,7 +123,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     raise_file_limit(&config);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let (keyring, store) = {
+    let (keyring, store, directory) = {
         let config = config.clone();
         let metrics = metrics.clone();
         tokio::task::spawn_blocking(move || {
@@ -147,7 +150,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
                 metrics.commit_seconds.record(stats.seconds);
                 metrics.commit_batch.record(stats.jobs as f64);
             })?;
-            Ok::<_, ServerError>((keyring, store))
+            let directory = crate::directory::Directory::open(&store)?;
+            Ok::<_, ServerError>((keyring, store, directory))
         })
         .await??
     };
@@ -187,6 +191,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         metrics,
         clock,
         handlers.kinds().clone(),
+        Arc::new(directory),
         sequencer,
     ));
     let metrics_listener = match config.metrics_listen {

@@ -37,6 +37,35 @@ enum Command {
     /// checks that a redaction or an erasure left nothing readable. Prints
     /// what it finds; exits 1 if anything. Safe while the server runs.
     FindText(FindTextArgs),
+    /// The school directory (who exists, in which classes).
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Send a directory file to a running server (`PUT /admin/directory`):
+    /// a JSON sync, or a CSV of people (one row each; see
+    /// `protocol/directory.openapi.yaml` and ARCHITECTURE.md), which
+    /// replaces the whole directory. Prints the outcome as JSON.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The file: `.json` (a sync) or `.csv`.
+    file: PathBuf,
+    /// The server's address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, env = "PREAU_ADMIN_KEY", hide_env_values = true)]
+    admin_key: String,
+    /// The sync's version; by default the server's current one plus one.
+    #[arg(long)]
+    version: Option<u64>,
+    /// Check the file and print the sync it makes, without sending it.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(clap::Args)]
@@ -152,6 +181,9 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Directory(DirectoryCommand::Import(args)) => {
+            runtime.block_on(import_directory(args))?;
+        }
         Command::Send(args) => {
             init_logs(LogFormat::Text);
             runtime.block_on(send(args))?;
@@ -244,6 +276,50 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+async fn import_directory(args: ImportArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let http = openidconnect::reqwest::Client::new();
+    let base = args.url.trim_end_matches('/');
+    let version = match (args.version, args.check) {
+        (Some(version), _) => version,
+        (None, true) => 1,
+        (None, false) => {
+            let current = http
+                .get(format!("{base}/admin/directory"))
+                .bearer_auth(&args.admin_key)
+                .send()
+                .await?
+                .error_for_status()
+                .context("cannot read the server's directory version")?
+                .text()
+                .await?;
+            let current: serde_json::Value = serde_json::from_str(&current)?;
+            current["version"].as_u64().unwrap_or(0) + 1
+        }
+    };
+    let sync = preau::directory::parse_file(&bytes, version)
+        .with_context(|| format!("{} is not a directory file", args.file.display()))?;
+    if args.check {
+        println!("{}", serde_json::to_string_pretty(&sync)?);
+        return Ok(());
+    }
+    let response = http
+        .put(format!("{base}/admin/directory"))
+        .bearer_auth(&args.admin_key)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&sync)?)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    println!("{text}");
+    if !status.is_success() {
+        anyhow::bail!("the server refused the directory ({status})");
+    }
+    Ok(())
 }
 
 async fn listen(args: ListenArgs) -> anyhow::Result<()> {

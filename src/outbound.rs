@@ -6,7 +6,7 @@
 //! its budget is refused and marks the connection slow; its task then closes
 //! it with `4004 slow consumer`. Others never wait on it: `send` never blocks.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,8 +22,12 @@ struct Shared {
     budget: usize,
     /// Checked on every send: an atomic load, where the token takes a lock.
     is_slow: AtomicBool,
-    /// Wakes the connection task once the connection is slow.
+    /// Wakes the connection task once the connection is slow, or asked
+    /// to close ([`Outbound::close`]).
     slow: CancellationToken,
+    /// The close code asked for by [`Outbound::close`] (0: none, the
+    /// connection is slow).
+    close: AtomicU16,
 }
 
 /// A queued frame; `counted` frames take from the byte budget.
@@ -60,6 +64,7 @@ pub fn channel(conn: ConnId, budget: usize) -> (Outbound, OutboundRx) {
         budget,
         is_slow: AtomicBool::new(false),
         slow: CancellationToken::new(),
+        close: AtomicU16::new(0),
     });
     (
         Outbound {
@@ -78,6 +83,14 @@ impl Outbound {
     /// Marks the connection slow: its task closes it with `4004`.
     pub fn mark_slow(&self) {
         self.shared.mark_slow();
+    }
+
+    /// Asks the connection's task to close it with `code` (what the
+    /// connection queued before is still written). Never blocks.
+    pub fn close(&self, code: u16) {
+        self.shared.close.store(code, Ordering::Relaxed);
+        self.shared.is_slow.store(true, Ordering::Relaxed);
+        self.shared.slow.cancel();
     }
 
     /// Queues `frame`; false if the connection is over budget (now marked
@@ -142,9 +155,15 @@ impl OutboundRx {
         item.frame
     }
 
-    /// Cancelled once the connection went over its budget.
+    /// Cancelled once the connection went over its budget, or was asked
+    /// to close ([`OutboundRx::close_requested`]).
     pub fn slow(&self) -> CancellationToken {
         self.shared.slow.clone()
+    }
+
+    /// The close code [`Outbound::close`] asked for, if it did.
+    pub fn close_requested(&self) -> Option<u16> {
+        Some(self.shared.close.load(Ordering::Relaxed)).filter(|&c| c != 0)
     }
 }
 

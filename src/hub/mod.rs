@@ -67,7 +67,9 @@ pub fn system_clock() -> Clock {
 type RoomCell = Arc<OnceCell<Arc<Room>>>;
 
 struct UserEntry {
-    connections: usize,
+    /// The user's open sessions on this node (to close them when the
+    /// directory changes their access).
+    connections: Vec<Outbound>,
     bucket: TokenBucket,
     /// For requests other than posts (joins, history, reports, ...).
     requests: TokenBucket,
@@ -105,6 +107,8 @@ pub struct Hub {
     pub clock: Clock,
     /// The room kinds this server runs (`src/kinds/mod.rs`).
     pub kinds: Kinds,
+    /// The school directory (who exists, who may be written to).
+    pub directory: Arc<crate::directory::Directory>,
     /// Who orders posts: this node ([`Local`]) or the cluster.
     sequencer: Arc<dyn Sequencer>,
     rooms: DashMap<String, RoomCell>,
@@ -119,6 +123,8 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// Called once, by `lib::run`: every part is one the hub shares.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         keyring: Keyring,
@@ -126,6 +132,7 @@ impl Hub {
         metrics: Arc<Metrics>,
         clock: Clock,
         kinds: Kinds,
+        directory: Arc<crate::directory::Directory>,
         sequencer: Arc<dyn Sequencer>,
     ) -> Hub {
         Hub {
@@ -135,6 +142,7 @@ impl Hub {
             metrics,
             clock,
             kinds,
+            directory,
             sequencer,
             rooms: DashMap::new(),
             users: DashMap::new(),
@@ -289,12 +297,12 @@ impl Hub {
             .collect()
     }
 
-    pub fn user_connected(&self, user: &str) {
+    pub fn user_connected(&self, user: &str, out: &Outbound) {
         let now = Instant::now();
         self.users
             .entry(user.to_owned())
             .or_insert_with(|| UserEntry {
-                connections: 0,
+                connections: Vec::new(),
                 bucket: TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now),
                 requests: TokenBucket::new(
                     self.config.request_rate_per_sec,
@@ -302,15 +310,79 @@ impl Hub {
                     now,
                 ),
             })
-            .connections += 1;
+            .connections
+            .push(out.clone());
     }
 
     /// The user's entry (and its rate-limit bucket) outlives their last
     /// connection until [`Hub::sweep`]: reconnecting must not refill it.
-    pub fn user_disconnected(&self, user: &str) {
+    pub fn user_disconnected(&self, user: &str, conn: ConnId) {
         if let Some(mut entry) = self.users.get_mut(user) {
-            entry.connections = entry.connections.saturating_sub(1);
+            entry.connections.retain(|out| out.conn() != conn);
         }
+    }
+
+    /// Closes the sessions of `users` on this node with `code` (all
+    /// sessions when `users` is `None`, node tokens' aside); returns how
+    /// many.
+    pub fn close_sessions(&self, users: Option<&[String]>, code: protocol::CloseCode) -> usize {
+        let mut closed = 0;
+        let mut close = |entry: &UserEntry| {
+            for out in &entry.connections {
+                out.close(code.code());
+                closed += 1;
+            }
+        };
+        match users {
+            Some(users) => {
+                for user in users {
+                    if let Some(entry) = self.users.get(user) {
+                        close(&entry);
+                    }
+                }
+            }
+            None => {
+                for entry in self.users.iter() {
+                    if !entry.key().starts_with(crate::auth::NODE_USER_PREFIX) {
+                        close(entry.value());
+                    }
+                }
+            }
+        }
+        closed
+    }
+
+    /// Applies a directory sync (`directory::Directory::apply`), then closes
+    /// the sessions whose access it changed: every session at the first
+    /// sync (tokens alone decided until then).
+    pub async fn sync_directory(
+        self: &Arc<Self>,
+        sync: crate::directory::Sync,
+    ) -> Result<crate::directory::Applied, crate::directory::DirectoryError> {
+        let hub = self.clone();
+        let (was_active, applied) = tokio::task::spawn_blocking(move || {
+            let was_active = hub.directory.current().active();
+            hub.directory
+                .apply(&hub.store, sync)
+                .map(|applied| (was_active, applied))
+        })
+        .await
+        .map_err(|e| {
+            crate::directory::DirectoryError::Store(crate::store::StoreError::Sled(e.to_string()))
+        })??;
+        if applied.applied {
+            let users = was_active.then_some(applied.changed.as_slice());
+            let closed = self.close_sessions(users, protocol::CloseCode::DirectoryChanged);
+            tracing::info!(
+                version = applied.version,
+                people = applied.people,
+                classes = applied.classes,
+                access_changed = applied.access_changed,
+                sessions_closed = closed,
+                "directory synced"
+            );
+        }
+        Ok(applied)
     }
 
     /// Forgets users with no connection and a full bucket, and unloads rooms
@@ -320,7 +392,9 @@ impl Hub {
         let now = Instant::now();
         self.sequencer.expire_waiters(now, WAITER_TIMEOUT);
         self.users.retain(|_, entry| {
-            entry.connections > 0 || !entry.bucket.is_full(now) || !entry.requests.is_full(now)
+            !entry.connections.is_empty()
+                || !entry.bucket.is_full(now)
+                || !entry.requests.is_full(now)
         });
         // Collect first: `release` takes the map's write lock.
         for room in self.loaded_rooms() {

@@ -363,10 +363,14 @@ pub enum CloseCode {
     SlowConsumer,
     /// Nothing was received within `idle_timeout` (not even a pong).
     IdleTimeout,
+    /// The school's directory changed what this user may reach (they left,
+    /// changed class, a parent's child was added): reconnect at once and
+    /// recover; the next `hello` runs with what the directory says now.
+    DirectoryChanged,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 11] = [
+    pub const ALL: [CloseCode; 12] = [
         CloseCode::GoingAway,
         CloseCode::UnsupportedData,
         CloseCode::MessageTooBig,
@@ -378,6 +382,7 @@ impl CloseCode {
         CloseCode::AuthTimeout,
         CloseCode::SlowConsumer,
         CloseCode::IdleTimeout,
+        CloseCode::DirectoryChanged,
     ];
 
     pub fn code(self) -> u16 {
@@ -393,6 +398,7 @@ impl CloseCode {
             CloseCode::AuthTimeout => 4003,
             CloseCode::SlowConsumer => 4004,
             CloseCode::IdleTimeout => 4005,
+            CloseCode::DirectoryChanged => 4006,
         }
     }
 
@@ -410,6 +416,7 @@ impl CloseCode {
             CloseCode::AuthTimeout => "no hello in time",
             CloseCode::SlowConsumer => "slow consumer",
             CloseCode::IdleTimeout => "idle timeout",
+            CloseCode::DirectoryChanged => "access changed by the school directory, reconnect",
         }
     }
 }

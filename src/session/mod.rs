@@ -363,6 +363,19 @@ impl Session {
                 return Flow::Close(close);
             }
         };
+        // Once the school's directory is synced, it says what the user
+        // may reach (`directory.rs`): classes and children are its.
+        let claims = match self.hub.directory.current().claims_for(&claims) {
+            Ok(claims) => claims,
+            Err(refused) => {
+                tracing::info!(error = %refused, "hello refused by the directory");
+                self.refuse(
+                    id,
+                    Refusal::new(ErrorCode::Unauthorized, refused.to_string()),
+                );
+                return Flow::Close(CloseCode::Unauthorized);
+            }
+        };
         if let Err(err) = self.slot.promote() {
             self.hub
                 .metrics
@@ -380,7 +393,7 @@ impl Session {
         }
         let user = claims.user_info();
         tracing::Span::current().record("user", user.id.as_str());
-        self.hub.user_connected(&user.id);
+        self.hub.user_connected(&user.id, &self.out);
         let config = &self.hub.config;
         self.out.send(protocol::ok(
             id,
@@ -593,7 +606,7 @@ impl Session {
             let _ = self.leave(&room);
         }
         if let Some(auth) = self.auth.take() {
-            self.hub.user_disconnected(&auth.user.id);
+            self.hub.user_disconnected(&auth.user.id, self.out.conn());
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - `feeds`: user id → the id of their calendar feed (16 random bytes,
 //!   hex): the feed's address is a signed value naming it, and works
 //!   while this id is the one stored (`kinds/homework/feed.rs`).
+//! - `directory`: `current` → the school directory (`directory::Stored`,
+//!   MessagePack), one value so that a sync is written whole or not at all.
 //! - `dirty`: `room ‖ 0x00 ‖ bucket (u64) ‖ key slot (u32) ‖ key id (u64)`
 //!   → nothing: a key that sealed a value since overwritten or deleted, to
 //!   be destroyed (`shred.rs`).
@@ -211,6 +213,9 @@ pub struct KnownPost {
     pub ts: u64,
 }
 
+/// The one key of the `directory` tree.
+const DIRECTORY_KEY: &[u8] = b"current";
+
 struct Trees {
     db: sled::Db,
     events: sled::Tree,
@@ -218,6 +223,7 @@ struct Trees {
     reads: sled::Tree,
     dirty: sled::Tree,
     feeds: sled::Tree,
+    directory: sled::Tree,
 }
 
 impl Trees {
@@ -234,6 +240,7 @@ impl Trees {
             reads: db.open_tree("reads")?,
             dirty: db.open_tree("dirty")?,
             feeds: db.open_tree("feeds")?,
+            directory: db.open_tree("directory")?,
             db,
         })
     }
@@ -744,6 +751,25 @@ impl Store {
         let removed = trees.feeds.remove(user.as_bytes())?.is_some();
         trees.feeds.flush()?;
         Ok(removed)
+    }
+
+    /// The stored school directory, if it was ever synced. Blocking.
+    pub fn directory(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .disk
+            .trees()?
+            .directory
+            .get(DIRECTORY_KEY)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Replaces the school directory with `bytes`, durably: one value, so
+    /// a sync is on disk whole or not at all. Blocking.
+    pub fn set_directory(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let trees = self.disk.trees()?;
+        trees.directory.insert(DIRECTORY_KEY, bytes)?;
+        trees.directory.flush()?;
+        Ok(())
     }
 
     /// The note's snapshot, if it was ever compacted. Blocking.

@@ -356,16 +356,29 @@ pub async fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    http_send(addr, method, path, headers, &[]).await
+}
+
+/// An HTTP request with `body` (`Content-Length` set for any method but
+/// GET); returns (status, body).
+pub async fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     if method != "GET" {
-        request.push_str("Content-Length: 0\r\n");
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write body");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("read");
     let text = String::from_utf8_lossy(&response).into_owned();
