@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -64,10 +64,21 @@ async fn directory(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response 
     .into_response()
 }
 
-async fn sync_directory(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(refused) = key_refusal(&hub, &headers) {
+async fn sync_directory(State(hub): State<Arc<Hub>>, request: Request) -> Response {
+    // The key first: nobody without it makes the server read a body.
+    if let Some(refused) = key_refusal(&hub, request.headers()) {
         return refused;
     }
+    let body: Bytes = match axum::body::to_bytes(request.into_body(), MAX_SYNC_BYTES).await {
+        Ok(body) => body,
+        Err(err) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body could not be read whole (at most {MAX_SYNC_BYTES} bytes): {err}"),
+            )
+        }
+    };
     let sync: crate::directory::Sync = match serde_json::from_slice(&body) {
         Ok(sync) => sync,
         Err(err) => {

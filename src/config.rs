@@ -206,6 +206,21 @@ pub struct Config {
     /// (a school's choice; off by default: a pupil's mark is theirs and
     /// their parents').
     pub homework_done_names: bool,
+    /// Quiet hours (the right to disconnect) of users who set none, by
+    /// role: `HH:MM-HH:MM` then the days off (`20:00-07:00 sun`), or
+    /// `off`. Nothing is pushed to a user during them; it waits in their
+    /// feed.
+    pub quiet_hours_teacher: String,
+    pub quiet_hours_student: String,
+    pub quiet_hours_parent: String,
+    pub quiet_hours_staff: String,
+    /// Messages: pupils may write to pupils of their classes (off by
+    /// default).
+    pub dm_pupil_to_pupil: bool,
+    /// Messages: a pupil's messages to one teacher, per hour and per day
+    /// (a conversation with a teacher in it counts for that teacher).
+    pub dm_pupil_per_hour: u32,
+    pub dm_pupil_per_day: u32,
     /// Static files (the web app and teacher console) served at `/`.
     pub web_dir: Option<PathBuf>,
     /// Demo mode: `GET /dev/token` mints tokens for anyone. Never in production.
@@ -292,6 +307,13 @@ impl Default for Config {
             note_compact_every: 500,
             timezone: "Europe/Paris".to_owned(),
             homework_done_names: false,
+            quiet_hours_teacher: "20:00-07:00 sun".to_owned(),
+            quiet_hours_student: "20:00-07:00 sun".to_owned(),
+            quiet_hours_parent: "off".to_owned(),
+            quiet_hours_staff: "off".to_owned(),
+            dm_pupil_to_pupil: false,
+            dm_pupil_per_hour: 5,
+            dm_pupil_per_day: 20,
             web_dir: None,
             demo: false,
             admin_key: None,
@@ -399,6 +421,27 @@ pub struct ConfigArgs {
     /// Diary: teachers see who marked homework done, not only how many.
     #[arg(long, env = "PREAU_HOMEWORK_DONE_NAMES")]
     pub homework_done_names: bool,
+    /// Teachers' quiet hours unless they set theirs (`20:00-07:00 sun`, `off`).
+    #[arg(long, env = "PREAU_QUIET_HOURS_TEACHER")]
+    pub quiet_hours_teacher: Option<String>,
+    /// Pupils' quiet hours unless they set theirs.
+    #[arg(long, env = "PREAU_QUIET_HOURS_STUDENT")]
+    pub quiet_hours_student: Option<String>,
+    /// Parents' quiet hours unless they set theirs.
+    #[arg(long, env = "PREAU_QUIET_HOURS_PARENT")]
+    pub quiet_hours_parent: Option<String>,
+    /// Staff's quiet hours unless they set theirs.
+    #[arg(long, env = "PREAU_QUIET_HOURS_STAFF")]
+    pub quiet_hours_staff: Option<String>,
+    /// Messages: pupils may write to pupils of their classes.
+    #[arg(long, env = "PREAU_DM_PUPIL_TO_PUPIL")]
+    pub dm_pupil_to_pupil: bool,
+    /// Messages: a pupil's messages to one teacher per hour.
+    #[arg(long, env = "PREAU_DM_PUPIL_PER_HOUR")]
+    pub dm_pupil_per_hour: Option<u32>,
+    /// Messages: a pupil's messages to one teacher per day.
+    #[arg(long, env = "PREAU_DM_PUPIL_PER_DAY")]
+    pub dm_pupil_per_day: Option<u32>,
     /// Serve the web app and console from this folder (e.g. clients/dist).
     #[arg(long, env = "PREAU_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
@@ -586,6 +629,21 @@ impl Config {
             "must be above zero",
         )?;
         check(self.write_queue >= 1, "write_queue", "must be at least 1")?;
+        for (setting, value) in [
+            ("quiet_hours_teacher", &self.quiet_hours_teacher),
+            ("quiet_hours_student", &self.quiet_hours_student),
+            ("quiet_hours_parent", &self.quiet_hours_parent),
+            ("quiet_hours_staff", &self.quiet_hours_staff),
+        ] {
+            if let Err(message) = crate::quiet::QuietHours::parse(value) {
+                return Err(ConfigError::Invalid { setting, message });
+            }
+        }
+        check(
+            self.dm_pupil_per_hour >= 1 && self.dm_pupil_per_day >= self.dm_pupil_per_hour,
+            "dm_pupil_per_day",
+            "dm_pupil_per_hour must be at least 1 and dm_pupil_per_day at least dm_pupil_per_hour",
+        )?;
         check(
             self.timezone.parse::<chrono_tz::Tz>().is_ok(),
             "timezone",
@@ -721,6 +779,25 @@ impl ConfigArgs {
         }
         if self.homework_done_names {
             config.homework_done_names = true;
+        }
+        for (arg, field) in [
+            (self.quiet_hours_teacher, &mut config.quiet_hours_teacher),
+            (self.quiet_hours_student, &mut config.quiet_hours_student),
+            (self.quiet_hours_parent, &mut config.quiet_hours_parent),
+            (self.quiet_hours_staff, &mut config.quiet_hours_staff),
+        ] {
+            if let Some(value) = arg {
+                *field = value;
+            }
+        }
+        if self.dm_pupil_to_pupil {
+            config.dm_pupil_to_pupil = true;
+        }
+        if let Some(n) = self.dm_pupil_per_hour {
+            config.dm_pupil_per_hour = n;
+        }
+        if let Some(n) = self.dm_pupil_per_day {
+            config.dm_pupil_per_day = n;
         }
         if self.secret.is_some() {
             config.secret = self.secret;

@@ -26,6 +26,7 @@ mod origin;
 pub mod outbound;
 pub mod privacy;
 pub mod protocol;
+pub mod quiet;
 pub mod ratelimit;
 mod retention;
 pub mod room;

@@ -229,7 +229,12 @@ async fn a_pupil_who_left_loses_access_at_once() {
     let server = server().await;
     assert_eq!(put(server.addr(), &school(1)).await.0, 200);
     let staff = token("proviseur", Role::Staff, &[]);
-    open_rooms_as(&server.url(), &staff, &["3B/chat/revision", "3A/chat/revision"]).await;
+    open_rooms_as(
+        &server.url(),
+        &staff,
+        &["3B/chat/revision", "3A/chat/revision"],
+    )
+    .await;
     let mut lea = client(&server.url(), &student("lea", "3B")).await;
     lea.join("3B/chat/revision", None).await.unwrap();
     let mut hugo = client(&server.url(), &student("hugo", "3A")).await;

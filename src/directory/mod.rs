@@ -8,11 +8,12 @@
 //! directory holds anything (version > 0), it says what they may reach:
 //! at `hello` the token's `classes` and `children` are replaced by the
 //! directory's ([`Index::claims_for`]), a user it does not list is refused
-//! (`unknown_user`), and so is a token whose role differs from it. Before
+//! (`unauthorized`, close 4001), and so is a token whose role differs
+//! from it. Before
 //! the first sync, tokens alone decide, as they always did. When a sync
 //! changes what someone may reach (removed, moved to another class, a
 //! parent's child added), their open connections are closed with
-//! `4012 directory_changed`: they come back with what the directory says
+//! `4006 directory_changed`: they come back with what the directory says
 //! now, so a pupil who left loses access at once.
 //!
 //! **Atomic, versioned syncs.** A sync ([`Sync`]) is checked whole
@@ -144,6 +145,12 @@ impl Directory {
     /// Blocking.
     pub fn apply(&self, store: &Store, sync: Sync) -> Result<Applied, DirectoryError> {
         let _writing = self.writing.lock();
+        if sync.version == 0 {
+            return Err(DirectoryError::Invalid(vec![Problem {
+                at: "version".to_owned(),
+                message: "versions start at 1".to_owned(),
+            }]));
+        }
         let old = self.current();
         let digest = digest(&sync);
         if sync.version <= old.stored.version {

@@ -9,6 +9,7 @@ use crate::protocol::Role;
 
 /// One person of the school.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Person {
     /// The ENT's id: what tokens carry in `sub`.
     pub id: String,
@@ -30,6 +31,7 @@ pub struct Person {
 /// A teaching assignment: this teacher teaches `subject` to `class` (a
 /// class or a group).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Teaching {
     pub class: String,
     pub subject: String,
@@ -37,6 +39,7 @@ pub struct Teaching {
 
 /// A class or a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Class {
     /// As in room names: 1 to 32 of `A-Z a-z 0-9 - _`.
     pub id: String,

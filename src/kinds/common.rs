@@ -65,3 +65,51 @@ pub async fn write(
     room.record_post(&user.id);
     Ok(None)
 }
+
+/// Longest wait for a post to be durable in [`post_durable`] (the hub's
+/// sweep answers a waiter left without an ack before this).
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Posts `body` as `user`'s, waits until it is durable, sends the client
+/// its ack (request `id`) and returns the event's position: for kinds that
+/// act once an event is stored (notify a conversation's members). A
+/// refusal reaches the client as an error reply instead.
+pub async fn post_durable(
+    s: &Session,
+    id: Option<u32>,
+    room: &Arc<Room>,
+    user: &crate::protocol::UserInfo,
+    body: Body,
+    key: Option<&str>,
+) -> Result<crate::protocol::PostOk, Refusal> {
+    let (out, mut rx) = crate::outbound::channel(s.conn(), usize::MAX);
+    s.hub
+        .post_keyed(room, user, Some((&out, id)), body, key)
+        .await
+        .map_err(|e| s.post_refusal(e))?;
+    let frame = match tokio::time::timeout(DURABLE_WAIT, rx.recv()).await {
+        Ok(Some(frame)) => frame,
+        _ => {
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the post was not stored in time; retry with the same key",
+            ))
+        }
+    };
+    match crate::protocol::decode_server_frame(&frame) {
+        Ok(crate::protocol::ServerFrame::Ok { .. }) => {
+            let ok = crate::protocol::decode_ok_data::<crate::protocol::PostOk>(&frame)
+                .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+            Ok(ok)
+        }
+        Ok(crate::protocol::ServerFrame::Error(reply)) => Err(Refusal {
+            code: reply.code,
+            message: reply.message,
+            retry_after_ms: reply.retry_after_ms,
+        }),
+        _ => Err(Refusal::new(
+            ErrorCode::Internal,
+            "unexpected reply to a post",
+        )),
+    }
+}

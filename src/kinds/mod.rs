@@ -11,8 +11,10 @@ pub mod agenda;
 pub mod audit;
 pub mod chat;
 pub mod common;
+pub mod dm;
 pub mod forum;
 pub mod homework;
+pub mod inbox;
 pub mod notes;
 
 use crate::session::KindHandler;
@@ -26,6 +28,8 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &notes::Notes,
     &agenda::Agenda,
     &homework::Homework,
+    &inbox::Inbox,
+    &dm::Dm,
 ];
 
 /// Every request type the server takes: the protocol module's v1 types

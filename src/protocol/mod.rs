@@ -50,9 +50,12 @@ pub struct UserInfo {
     pub role: Role,
 }
 
-/// The school role carried by a token.
+/// The school role carried by a token. On the wire, its name as a
+/// string; read through `String` so that a kind's fields holding a role
+/// (a conversation's members) decode from `rmpv` values too, which serde
+/// enums do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Role {
     Student,
     Teacher,
@@ -70,6 +73,19 @@ impl Role {
             Role::Parent => "parent",
             Role::Staff => "staff",
         }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Role> for &'static str {
+    fn from(role: Role) -> &'static str {
+        role.as_str()
     }
 }
 

@@ -61,6 +61,13 @@ pub trait RoomKind: Send + Sync + 'static {
         action: Action,
     ) -> bool;
 
+    /// Whether `user` may create `room` by joining it or acting in it
+    /// (a room exists once such a user did): by default those who
+    /// moderate its class (`policy::home_moderator`).
+    fn may_create(&self, user: &Claims, room: &RoomName) -> bool {
+        super::policy::home_moderator(user, room)
+    }
+
     /// Whether users outside the room's class may be let in by settings
     /// stored in the room (a forum's grants): such a room is loaded before
     /// the access check of someone who is not let in through the class.
@@ -241,6 +248,14 @@ pub trait KindState: Send + Any {
         _chores: &mut Vec<Chore>,
     ) -> Result<(), CommitRefusal> {
         Ok(())
+    }
+
+    /// Whether the room lets `user` do `action` through what its events
+    /// say (a conversation's members), beyond the kind's policy. Asked
+    /// for kinds that [`RoomKind::has_grants`], whose rooms are loaded
+    /// before the check.
+    fn admits(&self, _user: &Claims, _action: Action) -> bool {
+        false
     }
 
     /// After delivery (not for a refused event): folds the event in.

@@ -935,6 +935,11 @@ impl Room {
     }
 
     /// The settings of the last `configure` (a forum's grants), if any.
+    /// Whether the room's state lets `user` do `action` (`KindState::admits`).
+    pub fn admits(&self, user: &crate::auth::Claims, action: policy::Action) -> bool {
+        self.state.lock().kind.admits(user, action)
+    }
+
     pub fn grants(&self) -> Option<crate::protocol::ForumSettings> {
         self.state.lock().moderation.forum.clone()
     }

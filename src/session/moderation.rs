@@ -293,7 +293,11 @@ impl Session {
 
     /// Reports of `room` in the audit log not resolved yet, oldest first
     /// (among the log's last [`AUDIT_SCAN`] entries).
-    async fn open_reports(&self, audit: &Room, room: &RoomName) -> Result<Vec<Event>, Refusal> {
+    pub(crate) async fn open_reports(
+        &self,
+        audit: &Room,
+        room: &RoomName,
+    ) -> Result<Vec<Event>, Refusal> {
         let store = self.hub.store.clone();
         let key = audit.name().as_str().to_owned();
         let head = audit.bounds().1;
@@ -388,7 +392,7 @@ impl Session {
     }
 
     /// The stored message at `offset`, or `unknown_target`.
-    async fn read_message(&self, room: &Room, offset: u64) -> Result<Event, Refusal> {
+    pub(crate) async fn read_message(&self, room: &Room, offset: u64) -> Result<Event, Refusal> {
         let store = self.hub.store.clone();
         let key = room.name().as_str().to_owned();
         let raw = tokio::task::spawn_blocking(move || store.raw_event(&key, offset))

@@ -38,7 +38,7 @@ impl Session {
         let name = self.parse_room(room)?;
         let claims = &self.authenticated()?.claims;
         let home = policy::allowed(claims, &name, None, action);
-        let may_create = create && policy::home_moderator(claims, &name);
+        let may_create = create && name.kind().may_create(claims, &name);
         if !name.kind().has_grants() && !home {
             return Err(forbidden(&name, action));
         }

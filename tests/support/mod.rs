@@ -581,3 +581,22 @@ pub async fn cluster_node_with(redis_url: &str, dir: &Path, extra: &[&str]) -> P
     }
     node
 }
+
+/// Applies a directory sync (`PUT /admin/directory`) on the server at
+/// `addr` (which runs with [`ADMIN_KEY`]); panics unless it is applied.
+pub async fn sync_directory(addr: SocketAddr, sync: &serde_json::Value) -> serde_json::Value {
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let (status, body) = http_send(
+        addr,
+        "PUT",
+        "/admin/directory",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        sync.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "directory sync: {body}");
+    serde_json::from_str(&body).expect("sync answers JSON")
+}

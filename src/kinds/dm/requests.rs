@@ -1,0 +1,668 @@
+//! The requests of direct messages: `dm_start`, `dm_add`, `dm_send`,
+//! `conversations`, `dm_prefs`, `dm_share` (a teacher answers a pupil's
+//! question for the whole class in a forum thread) and `dm_review` (staff,
+//! after a report).
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::state::{Conversation, MembersFields, PrefsFields, ReviewedFields, SharedFields};
+use super::{MAX_MEMBERS, MEMBERS, NAME, PREFS, REVIEWED, SHARED};
+use crate::kinds::{common, inbox};
+use crate::protocol::{self, Body, ErrorCode, Role, UserInfo};
+use crate::room::policy::Action;
+use crate::room::Room;
+use crate::session::kind::{Handled, KindRequest};
+use crate::session::{forbidden, Refusal, Session};
+
+pub(super) const TYPES: &[&str] = &[
+    "dm_start",
+    "dm_add",
+    "dm_send",
+    "conversations",
+    "dm_prefs",
+    "dm_share",
+    "dm_review",
+];
+/// Longest idempotency key and forum title, in bytes.
+const MAX_KEY_LEN: usize = 64;
+const MAX_TITLE_LEN: usize = 200;
+const HOUR_MS: u64 = 3600 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// A conversation with `to` (user ids): the existing one for a pair.
+    DmStart {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        to: Vec<String>,
+    },
+    /// Adds `users` to conversation `room`.
+    DmAdd {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        users: Vec<String>,
+    },
+    /// A message, acked once durable (with whose quiet hours hold it).
+    DmSend {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    /// The user's conversations, latest first, with unread counts.
+    Conversations {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+    },
+    /// A pupil lets their name be shown (or not) when a teacher shares
+    /// their question with the class.
+    DmPrefs {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        named: bool,
+    },
+    /// A teacher turns pupil message `at` into a new thread of help forum
+    /// `forum`, to answer it for the whole class.
+    DmShare {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+        at: u64,
+        forum: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+    /// Staff open a reported conversation (written in it for its members).
+    DmReview {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        room: String,
+    },
+}
+
+/// A member whose quiet hours hold what is sent now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quiet {
+    pub id: String,
+    pub name: String,
+    /// When they will be told (ms); the largest integer when they are
+    /// quiet every day (they read their feed).
+    pub until: u64,
+}
+
+/// The `dm_start` and `dm_add` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DmOk {
+    pub room: String,
+    /// False when the conversation existed (a pair writing again).
+    pub created: bool,
+    pub members: Vec<UserInfo>,
+    /// The other members in quiet hours now.
+    pub quiet: Vec<Quiet>,
+}
+
+/// The `dm_send` reply: the message's position, and who will be told later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentOk {
+    pub room: String,
+    pub epoch: String,
+    pub offset: u64,
+    pub ts: u64,
+    pub held: Vec<Quiet>,
+}
+
+/// The `conversations` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationsOk {
+    pub conversations: Vec<inbox::Conversation>,
+}
+
+/// The `dm_share` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedOk {
+    pub forum: String,
+    pub thread: u64,
+    pub anonymous: bool,
+}
+
+pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
+    let KindRequest::Frame { frame, .. } = request else {
+        return Err(crate::session::kind::not_owned(NAME, request.type_name()));
+    };
+    let request: Request = protocol::decode_kind_request(&frame, TYPES)
+        .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
+    match request {
+        Request::DmStart { id, to } => start(s, id, to).await,
+        Request::DmAdd { id, room, users } => add(s, id, &room, users).await,
+        Request::DmSend {
+            id,
+            room,
+            text,
+            key,
+        } => send(s, id, &room, text, key).await,
+        Request::Conversations { id } => {
+            let user = s.user()?.id.clone();
+            let conversations = inbox::conversations(&s.hub, &user).await?;
+            Ok(Some(protocol::ok(id, &ConversationsOk { conversations })))
+        }
+        Request::DmPrefs { id, room, named } => {
+            let room = conversation(s, &room, Action::Post).await?;
+            if s.user()?.role != Role::Student {
+                s.release_unjoined(&room);
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "only pupils set dm_prefs",
+                ));
+            }
+            let result = common::write(s, id, &room, PREFS, &PrefsFields { named }, None).await;
+            s.release_unjoined(&room);
+            result
+        }
+        Request::DmShare {
+            id,
+            room,
+            at,
+            forum,
+            title,
+        } => share(s, id, &room, at, &forum, title).await,
+        Request::DmReview { id, room } => review(s, id, &room).await,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    Refusal::new(ErrorCode::InvalidField, message)
+}
+
+/// The conversation `room`, if the user may do `action` in it.
+async fn conversation(s: &Session, room: &str, action: Action) -> Result<Arc<Room>, Refusal> {
+    let name = s.parse_room(room)?;
+    if name.kind().name() != NAME {
+        return Err(Refusal::new(
+            ErrorCode::InvalidRoom,
+            format!("{name} is not a conversation"),
+        ));
+    }
+    let (_, room) = s.open(room, action).await?;
+    Ok(room)
+}
+
+/// The room key of a conversation: derived from the pair for two people
+/// (so writing again reopens it), random for more.
+fn key_for(members: &[&str]) -> String {
+    if members.len() == 2 {
+        let mut pair = [members[0], members[1]];
+        pair.sort_unstable();
+        let mut hash = Sha256::new();
+        hash.update(b"preau dm pair\0");
+        hash.update(pair[0].as_bytes());
+        hash.update(b"\0");
+        hash.update(pair[1].as_bytes());
+        hex::encode(&hash.finalize()[..16])
+    } else {
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    }
+}
+
+/// The people named by `ids`, each one the user may write to (or add).
+fn recipients(
+    s: &Session,
+    ids: &[String],
+    adding: bool,
+) -> Result<Vec<crate::directory::Person>, Refusal> {
+    let claims = s.claims()?;
+    let index = s.hub.directory.current();
+    if !index.active() {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "messages need the school's directory (not synced yet)",
+        ));
+    }
+    if ids.is_empty() || ids.len() >= MAX_MEMBERS {
+        return Err(invalid(format!("name 1 to {} people", MAX_MEMBERS - 1)));
+    }
+    let mut people = Vec::new();
+    for id in ids {
+        if people
+            .iter()
+            .any(|p: &crate::directory::Person| &p.id == id)
+        {
+            continue;
+        }
+        let person = index.person(id).ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::UnknownTarget,
+                format!("the school's directory has no {id:?}"),
+            )
+        })?;
+        let allowed = if adding {
+            super::may_add(&index, &s.hub.config, claims, person)
+        } else {
+            super::may_write(&index, &s.hub.config, claims, person)
+        };
+        allowed
+            .map_err(|why| Refusal::new(ErrorCode::Forbidden, format!("{}: {why}", person.name)))?;
+        people.push(person.clone());
+    }
+    Ok(people)
+}
+
+fn info(person: &crate::directory::Person) -> UserInfo {
+    UserInfo {
+        id: person.id.clone(),
+        name: person.name.clone(),
+        role: person.role,
+    }
+}
+
+/// The members of `room` in quiet hours now (but `user`).
+async fn quiet_members(
+    s: &Session,
+    members: &[UserInfo],
+    user: &str,
+) -> Result<Vec<Quiet>, Refusal> {
+    let mut quiet = Vec::new();
+    for member in members.iter().filter(|m| m.id != user) {
+        if let Some(until) = inbox::quiet_until(&s.hub, &member.id, member.role).await? {
+            quiet.push(Quiet {
+                id: member.id.clone(),
+                name: member.name.clone(),
+                until,
+            });
+        }
+    }
+    Ok(quiet)
+}
+
+/// Tells every member they are in the conversation (their list reads it).
+async fn announce_members(s: &Session, room: &Room, members: &[UserInfo], offset: u64) {
+    let fields = inbox::JoinedFields {
+        room: room.name().to_string(),
+        members: members.to_vec(),
+    };
+    let key = format!(
+        "joined-{}-{offset}",
+        room.name().as_str().rsplit('/').next().unwrap_or("")
+    );
+    for member in members {
+        if let Err(err) = inbox::joined(&s.hub, &member.id, &fields, &key).await {
+            tracing::warn!(error = %err, room = %room.name(), "conversation not listed in a feed");
+        }
+    }
+}
+
+fn members_of(room: &Room) -> Vec<UserInfo> {
+    room.with_state(|c: &mut Conversation, _| c.members().to_vec())
+        .unwrap_or_default()
+}
+
+async fn start(s: &mut Session, id: Option<u32>, to: Vec<String>) -> Handled {
+    let user = s.user()?.clone();
+    let people = recipients(s, &to, false)?;
+    let mut ids: Vec<&str> = people.iter().map(|p| p.id.as_str()).collect();
+    ids.push(&user.id);
+    let name = s
+        .hub
+        .kinds
+        .parse(&format!(
+            "{}/{NAME}/{}",
+            crate::directory::NO_CLASS,
+            key_for(&ids)
+        ))
+        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+    let room = s.hub.room(&name).await?;
+    let known = room
+        .with_state(|c: &mut Conversation, _| c.is_member(&user.id))
+        .unwrap_or(false);
+    let created = !known;
+    if created {
+        s.take_post_token(&user.id)?;
+        let mut members = vec![user.clone()];
+        members.extend(people.iter().map(info));
+        let body = Body::Kind(
+            protocol::KindBody::new(MEMBERS, &MembersFields { members })
+                .map_err(|e| Refusal::new(ErrorCode::Internal, e))?,
+        );
+        let posted = common::post_durable(s, None, &room, &user, body, None).await?;
+        announce_members(s, &room, &members_of(&room), posted.offset).await;
+    }
+    let members = members_of(&room);
+    let quiet = quiet_members(s, &members, &user.id).await?;
+    s.release_unjoined(&room);
+    Ok(Some(protocol::ok(
+        id,
+        &DmOk {
+            room: name.to_string(),
+            created,
+            members,
+            quiet,
+        },
+    )))
+}
+
+async fn add(s: &mut Session, id: Option<u32>, room: &str, users: Vec<String>) -> Handled {
+    let user = s.user()?.clone();
+    let room = conversation(s, room, Action::Post).await?;
+    let result = async {
+        let people = recipients(s, &users, true)?;
+        let members = members_of(&room);
+        let new: Vec<UserInfo> = people
+            .iter()
+            .filter(|p| !members.iter().any(|m| m.id == p.id))
+            .map(info)
+            .collect();
+        if members.len() + new.len() > MAX_MEMBERS {
+            return Err(invalid(format!(
+                "a conversation has at most {MAX_MEMBERS} members"
+            )));
+        }
+        if !new.is_empty() {
+            s.take_post_token(&user.id)?;
+            let body = Body::Kind(
+                protocol::KindBody::new(MEMBERS, &MembersFields { members: new })
+                    .map_err(|e| Refusal::new(ErrorCode::Internal, e))?,
+            );
+            let posted = common::post_durable(s, None, &room, &user, body, None).await?;
+            announce_members(s, &room, &members_of(&room), posted.offset).await;
+        }
+        let members = members_of(&room);
+        let quiet = quiet_members(s, &members, &user.id).await?;
+        Ok(Some(protocol::ok(
+            id,
+            &DmOk {
+                room: room.name().to_string(),
+                created: false,
+                members,
+                quiet,
+            },
+        )))
+    }
+    .await;
+    s.release_unjoined(&room);
+    result
+}
+
+async fn send(
+    s: &mut Session,
+    id: Option<u32>,
+    room: &str,
+    text: String,
+    key: Option<String>,
+) -> Handled {
+    if key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_LEN)
+    {
+        return Err(invalid(format!("key must be 1 to {MAX_KEY_LEN} bytes")));
+    }
+    s.check_text(&text)?;
+    let user = s.user()?.clone();
+    let room = conversation(s, room, Action::Post).await?;
+    let result = async {
+        cap(s, &room, &user)?;
+        s.check_moderation(&room, &user.id, true, None)?;
+        s.take_post_token(&user.id)?;
+        let posted =
+            common::post_durable(s, None, &room, &user, Body::message(text), key.as_deref())
+                .await?;
+        let members = members_of(&room);
+        let mut held = Vec::new();
+        let room_key = room
+            .name()
+            .as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        for member in members.iter().filter(|m| m.id != user.id) {
+            let fields = inbox::NotifyFields {
+                what: "dm".to_owned(),
+                room: room.name().to_string(),
+                at: Some(posted.offset),
+                title: String::new(),
+                preview: None,
+                by: Some(user.clone()),
+                hold_until: None,
+                urgent: false,
+            };
+            let recipient = inbox::Recipient {
+                id: &member.id,
+                role: member.role,
+            };
+            match inbox::notify(
+                &s.hub,
+                &recipient,
+                fields,
+                &format!("dm-{room_key}-{}", posted.offset),
+            )
+            .await
+            {
+                Ok(Some(until)) => held.push(Quiet {
+                    id: member.id.clone(),
+                    name: member.name.clone(),
+                    until,
+                }),
+                Ok(None) => {}
+                // The message is stored: a lost notification is not worth
+                // failing it (the member sees it in the conversation).
+                Err(err) => tracing::warn!(error = %err, "message notification not posted"),
+            }
+        }
+        room.record_post(&user.id);
+        Ok(Some(protocol::ok(
+            id,
+            &SentOk {
+                room: posted.room,
+                epoch: posted.epoch,
+                offset: posted.offset,
+                ts: posted.ts,
+                held,
+            },
+        )))
+    }
+    .await;
+    s.release_unjoined(&room);
+    result
+}
+
+/// A pupil writing to a teacher is bounded: `dm_pupil_per_hour` and
+/// `dm_pupil_per_day` messages per conversation with a teacher in it.
+fn cap(s: &Session, room: &Room, user: &UserInfo) -> Result<(), Refusal> {
+    if user.role != Role::Student {
+        return Ok(());
+    }
+    let now = (s.hub.clock)();
+    let config = &s.hub.config;
+    let counts = room.with_state(|c: &mut Conversation, _| {
+        if !c.has_role(Role::Teacher) {
+            return None;
+        }
+        Some((
+            c.sent_since(&user.id, now.saturating_sub(HOUR_MS)),
+            c.sent_since(&user.id, now.saturating_sub(Conversation::day_ms())),
+        ))
+    });
+    let Some(Some(((hour, oldest_hour), (day, oldest_day)))) = counts else {
+        return Ok(());
+    };
+    let refuse = |limit: u32, per: &str, oldest: Option<u64>, span: u64| Refusal {
+        code: ErrorCode::RateLimited,
+        message: format!(
+            "at most {limit} messages {per} to a teacher: ask the class in the help forum, or wait"
+        ),
+        retry_after_ms: Some(
+            oldest
+                .map_or(span, |o| (o + span).saturating_sub(now))
+                .max(1),
+        ),
+    };
+    if day >= config.dm_pupil_per_day as usize {
+        return Err(refuse(
+            config.dm_pupil_per_day,
+            "a day",
+            oldest_day,
+            Conversation::day_ms(),
+        ));
+    }
+    if hour >= config.dm_pupil_per_hour as usize {
+        return Err(refuse(
+            config.dm_pupil_per_hour,
+            "an hour",
+            oldest_hour,
+            HOUR_MS,
+        ));
+    }
+    Ok(())
+}
+
+async fn share(
+    s: &mut Session,
+    id: Option<u32>,
+    room: &str,
+    at: u64,
+    forum: &str,
+    title: Option<String>,
+) -> Handled {
+    if title
+        .as_ref()
+        .is_some_and(|t| t.trim().is_empty() || t.len() > MAX_TITLE_LEN)
+    {
+        return Err(invalid(format!("title must be 1 to {MAX_TITLE_LEN} bytes")));
+    }
+    let user = s.user()?.clone();
+    if user.role != Role::Teacher {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "teachers share questions",
+        ));
+    }
+    let room = conversation(s, room, Action::Post).await?;
+    let result = async {
+        let author = room
+            .with_state(|c: &mut Conversation, _| c.author_of(at).map(str::to_owned))
+            .flatten();
+        let question = s.read_message(&room, at).await?;
+        let (Some(author), Body::Message { text, .. }) = (author, &question.body) else {
+            return Err(Refusal::new(
+                ErrorCode::UnknownTarget,
+                format!("no message at {at}"),
+            ));
+        };
+        if question.from.role != Role::Student || author != question.from.id {
+            return Err(Refusal::new(
+                ErrorCode::UnknownTarget,
+                format!("message {at} is not a pupil's question"),
+            ));
+        }
+        let forum_name = s.parse_room(forum)?;
+        if forum_name.kind().name() != crate::kinds::forum::NAME {
+            return Err(Refusal::new(
+                ErrorCode::InvalidRoom,
+                format!("{forum} is not a forum"),
+            ));
+        }
+        let (_, forum_room) = s.open(forum, Action::Post).await?;
+        let named = room
+            .with_state(|c: &mut Conversation, _| c.named(&author))
+            .unwrap_or(false);
+        let anonymous = !named;
+        let title = title.unwrap_or_else(|| {
+            if anonymous {
+                "Question d'un élève".to_owned()
+            } else {
+                format!("Question de {}", question.from.name)
+            }
+        });
+        let body = Body::Message {
+            text: text.clone(),
+            title: Some(title),
+            thread: None,
+            reply_to: None,
+            quote: None,
+        };
+        let thread = common::post_durable(s, None, &forum_room, &user, body, None).await;
+        s.release_unjoined(&forum_room);
+        let thread = thread?;
+        let fields = SharedFields {
+            at,
+            forum: forum_name.to_string(),
+            thread: thread.offset,
+            anonymous,
+        };
+        let body = Body::Kind(
+            protocol::KindBody::new(SHARED, &fields)
+                .map_err(|e| Refusal::new(ErrorCode::Internal, e))?,
+        );
+        common::post_durable(s, None, &room, &user, body, None).await?;
+        Ok(Some(protocol::ok(
+            id,
+            &SharedOk {
+                forum: forum_name.to_string(),
+                thread: thread.offset,
+                anonymous,
+            },
+        )))
+    }
+    .await;
+    s.release_unjoined(&room);
+    result
+}
+
+async fn review(s: &mut Session, id: Option<u32>, room: &str) -> Handled {
+    let user = s.user()?.clone();
+    if user.role != Role::Staff {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "staff review reported conversations",
+        ));
+    }
+    let name = s.parse_room(room)?;
+    if name.kind().name() != NAME {
+        return Err(Refusal::new(
+            ErrorCode::InvalidRoom,
+            format!("{name} is not a conversation"),
+        ));
+    }
+    if !s.hub.room_exists(&name).await? {
+        return Err(forbidden(&name, Action::Read));
+    }
+    let room = s.hub.room(&name).await?;
+    let result = async {
+        let audit = s.hub.room(&s.audit_log(&name)?).await?;
+        let reports = s.open_reports(&audit, &name).await?;
+        let Some(report) = reports.last() else {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "staff read a conversation only after one of its members reported it",
+            ));
+        };
+        let body = Body::Kind(
+            protocol::KindBody::new(REVIEWED, &ReviewedFields { report: report.offset })
+                .map_err(|e| Refusal::new(ErrorCode::Internal, e))?,
+        );
+        common::post_durable(s, None, &room, &user, body, None).await?;
+        tracing::info!(room = %name, report = report.offset, "reported conversation opened by staff");
+        Ok(Some(protocol::ok(
+            id,
+            &DmOk {
+                room: name.to_string(),
+                created: false,
+                members: members_of(&room),
+                quiet: Vec::new(),
+            },
+        )))
+    }
+    .await;
+    s.release_unjoined(&room);
+    result
+}

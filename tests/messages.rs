@@ -1,0 +1,615 @@
+//! Direct messages and the notification feed (`protocol/README.md`,
+//! "Direct messages", "Notification feed"): who may write to whom over
+//! every role with the school's options on and off; a conversation live,
+//! in order and recovered; unread counts; quiet hours on an injected
+//! clock (nothing pushed during them, everything in the feed, one release
+//! when they end); the pupils' caps; adding members; a report that lets
+//! staff read a conversation, in writing; a question shared with the
+//! class, anonymous unless the pupil agreed.
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use preau::client::{Client, ClientError};
+use preau::kinds::dm::{ConversationsOk, DmOk, DmRequest, SentOk, SharedOk};
+use preau::kinds::inbox::{FeedOk, FeedRequest, QuietOk};
+use preau::protocol::{Body, ErrorCode, Role, ServerFrame};
+use serde_json::json;
+use support::*;
+
+/// Tuesday 2026-12-08, 10:00 in Paris (09:00 UTC).
+const TUESDAY_10H: u64 = 1_796_806_800_000;
+const HOUR: u64 = 3_600_000;
+
+fn manual_clock(start: u64) -> (Arc<AtomicU64>, preau::hub::Clock) {
+    let now = Arc::new(AtomicU64::new(start));
+    let read = now.clone();
+    (now, Arc::new(move || read.load(Ordering::SeqCst)))
+}
+
+async fn school_server(tweak: impl FnOnce(&mut preau::config::Config)) -> TestServer {
+    school_server_with_clock(preau::hub::system_clock(), tweak).await
+}
+
+async fn school_server_with_clock(
+    clock: preau::hub::Clock,
+    tweak: impl FnOnce(&mut preau::config::Config),
+) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.admin_key = Some(ADMIN_KEY.to_owned());
+    tweak(&mut config);
+    let server = preau::start_with_clock(config, clock)
+        .await
+        .expect("server starts");
+    let server = TestServer { server, dir };
+    sync_directory(server.addr(), &school()).await;
+    server
+}
+
+/// 3B and 4A; Mme Durand teaches 3B, M. Bernard 4A; Léa and Inès in 3B,
+/// Hugo in 4A; Léa's parent, Hugo's two parents; the principal.
+fn school() -> serde_json::Value {
+    json!({
+        "version": 1, "mode": "full",
+        "classes": [{"id": "3B", "level": "3e"}, {"id": "4A", "level": "4e"}],
+        "people": [
+            {"id": "durand", "name": "Mme Durand", "role": "teacher",
+             "teaches": [{"class": "3B", "subject": "Mathématiques"}]},
+            {"id": "bernard", "name": "M. Bernard", "role": "teacher",
+             "teaches": [{"class": "4A", "subject": "Histoire"}]},
+            {"id": "lea", "name": "Léa", "role": "student", "classes": ["3B"]},
+            {"id": "ines", "name": "Inès", "role": "student", "classes": ["3B"]},
+            {"id": "hugo", "name": "Hugo", "role": "student", "classes": ["4A"]},
+            {"id": "p-lea", "name": "M. Martin", "role": "parent", "children": ["lea"]},
+            {"id": "p-hugo", "name": "Mme Petit", "role": "parent", "children": ["hugo"]},
+            {"id": "p-hugo2", "name": "M. Petit", "role": "parent", "children": ["hugo"]},
+            {"id": "proviseur", "name": "M. le proviseur", "role": "staff"}
+        ]
+    })
+}
+
+/// A token for `id` (the directory fills in classes and children).
+fn who(id: &str) -> String {
+    let role = match id {
+        "durand" | "bernard" => Role::Teacher,
+        "lea" | "ines" | "hugo" => Role::Student,
+        "p-lea" | "p-hugo" | "p-hugo2" => Role::Parent,
+        _ => Role::Staff,
+    };
+    token(id, role, &[])
+}
+
+async fn start(client: &mut Client, to: &[&str]) -> Result<DmOk, ClientError> {
+    client
+        .request_kind(&DmRequest::DmStart {
+            id: None,
+            to: to.iter().map(|s| s.to_string()).collect(),
+        })
+        .await
+}
+
+async fn send(client: &mut Client, room: &str, text: &str) -> Result<SentOk, ClientError> {
+    client
+        .request_kind(&DmRequest::DmSend {
+            id: None,
+            room: room.to_owned(),
+            text: text.to_owned(),
+            key: None,
+        })
+        .await
+}
+
+async fn feed(client: &mut Client) -> FeedOk {
+    client
+        .request_kind(&FeedRequest::Feed {
+            id: None,
+            before: None,
+            limit: None,
+        })
+        .await
+        .expect("feed")
+}
+
+fn refused(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
+    match result {
+        Err(ClientError::Refused(reply)) => reply.code,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+/// Who may start a conversation with whom, every role against every
+/// role, with pupil-to-pupil messages off (the default) and on.
+#[tokio::test]
+async fn who_may_write_to_whom() {
+    // (from, to, allowed by default, allowed with dm_pupil_to_pupil)
+    let matrix: &[(&str, &str, bool, bool)] = &[
+        ("durand", "lea", true, true),      // teacher → pupil of their class
+        ("durand", "hugo", false, false),   // … not of another class
+        ("durand", "p-lea", true, true),    // teacher → parent of their pupil
+        ("durand", "p-hugo", false, false), // … not of another class
+        ("durand", "bernard", true, true),  // colleagues
+        ("durand", "proviseur", true, true),
+        ("lea", "durand", true, true),    // pupil → their teacher
+        ("lea", "bernard", false, false), // … not another class's
+        ("lea", "ines", false, true),     // pupil → classmate: the option
+        ("lea", "hugo", false, false),    // … never another class
+        ("lea", "p-lea", true, true),     // pupil → own parent
+        ("lea", "p-hugo", false, false),
+        ("lea", "proviseur", true, true),
+        ("p-lea", "durand", true, true), // parent → child's teacher
+        ("p-lea", "bernard", false, false),
+        ("p-lea", "lea", true, true),      // parent → own child
+        ("p-lea", "ines", false, false),   // never another pupil
+        ("p-lea", "p-hugo", false, false), // not another family
+        ("p-hugo", "p-hugo2", true, true), // the other parent
+        ("p-lea", "proviseur", true, true),
+        ("proviseur", "lea", true, true), // staff → anyone
+        ("proviseur", "hugo", true, true),
+        ("proviseur", "p-hugo", true, true),
+        ("proviseur", "bernard", true, true),
+    ];
+    for pupils in [false, true] {
+        let server = school_server(|c| c.dm_pupil_to_pupil = pupils).await;
+        for &(from, to, default, with_option) in matrix {
+            let allowed = if pupils { with_option } else { default };
+            let mut client = client(&server.url(), &who(from)).await;
+            let result = start(&mut client, &[to]).await;
+            match (allowed, result) {
+                (true, Ok(ok)) => assert_eq!(ok.members.len(), 2, "{from} → {to}"),
+                (false, Err(ClientError::Refused(reply))) => {
+                    assert_eq!(
+                        reply.code,
+                        ErrorCode::Forbidden,
+                        "{from} → {to}: {}",
+                        reply.message
+                    )
+                }
+                (allowed, result) => {
+                    panic!("{from} → {to} (pupils {pupils}): expected {allowed}, got {result:?}")
+                }
+            }
+        }
+        // Someone the directory does not list.
+        let mut lea = client(&server.url(), &who("lea")).await;
+        assert_eq!(
+            refused(start(&mut lea, &["nobody"]).await),
+            ErrorCode::UnknownTarget
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_is_live_ordered_recovered_and_counted() {
+    let (_, clock) = manual_clock(TUESDAY_10H);
+    let server = school_server_with_clock(clock, |_| {}).await;
+    let mut durand = client(&server.url(), &who("durand")).await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    // Léa watches her feed.
+    let lea_feed = feed(&mut lea).await;
+    assert_eq!(lea_feed.total_unread, 0);
+    lea.join(&lea_feed.room, None).await.unwrap();
+
+    let started = start(&mut durand, &["lea"]).await.unwrap();
+    assert!(started.created);
+    // Writing again to the same person reopens the same conversation.
+    let again = start(&mut durand, &["lea"]).await.unwrap();
+    assert_eq!(
+        (again.room.as_str(), again.created),
+        (started.room.as_str(), false)
+    );
+    let room = started.room.clone();
+    // Nobody else may read it.
+    let mut ines = client(&server.url(), &who("ines")).await;
+    assert_eq!(refused(ines.join(&room, None).await), ErrorCode::Forbidden);
+
+    let sent = send(&mut durand, &room, "Léa, as-tu compris l'exercice 3 ?")
+        .await
+        .unwrap();
+    assert!(
+        sent.held.is_empty(),
+        "10:00 on a weekday is not quiet: {:?}",
+        sent.held
+    );
+    // Léa is told live, in her feed.
+    let notified = tokio::time::timeout(WAIT, async {
+        loop {
+            if let ServerFrame::Event(event) = next(&mut lea).await {
+                if let Body::Kind(body) = &event.body {
+                    if body.kind == "notify" {
+                        return body.clone();
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("notified live");
+    assert_eq!(notified.fields["what"].as_str(), Some("dm"));
+    let lea_feed = feed(&mut lea).await;
+    assert_eq!(lea_feed.total_unread, 1);
+    assert_eq!(lea_feed.unread.get(&room), Some(&1));
+
+    // She opens the conversation and answers; the messages come in order.
+    lea.join(&room, None).await.unwrap();
+    let joined = lea.history(&room, None, None, None).await.unwrap();
+    let texts: Vec<String> = joined
+        .events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, vec!["Léa, as-tu compris l'exercice 3 ?"]);
+    for i in 0..5 {
+        send(&mut lea, &room, &format!("réponse {i}"))
+            .await
+            .unwrap();
+    }
+    // The notifications follow the acks (each one stored once durable).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let conversations: ConversationsOk = durand
+            .request_kind(&DmRequest::Conversations { id: None })
+            .await
+            .unwrap();
+        assert_eq!(conversations.conversations.len(), 1);
+        if conversations.conversations[0].unread == 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{conversations:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The teacher reconnects from the start: every message, in order.
+    let mut again = client(&server.url(), &who("durand")).await;
+    again.join(&room, None).await.unwrap();
+    let history = again.history(&room, None, None, None).await.unwrap();
+    let texts: Vec<String> = history
+        .events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts.len(), 6);
+    assert_eq!(texts[5], "réponse 4");
+    // Read: the count goes to zero.
+    let _: preau::protocol::PostOk = durand
+        .request_kind(&FeedRequest::FeedRead {
+            id: None,
+            room: Some(room.clone()),
+            through: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(feed(&mut durand).await.total_unread, 0);
+    // A post through the shared `post` is refused: dm_send notifies.
+    assert_eq!(
+        refused(again.post(&room, "x").await),
+        ErrorCode::InvalidField
+    );
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_and_release() {
+    let (now, clock) = manual_clock(TUESDAY_10H + 11 * HOUR); // 21:00 Paris
+    let server = school_server_with_clock(clock, |_| {}).await;
+    let mut durand = client(&server.url(), &who("durand")).await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    let teacher_feed = feed(&mut durand).await;
+    // The school's default for teachers: 20:00–07:00 and Sundays.
+    assert!(!teacher_feed.quiet.own);
+    let tomorrow_7h = TUESDAY_10H + 21 * HOUR;
+    assert_eq!(teacher_feed.quiet.until, Some(tomorrow_7h));
+    durand.join(&teacher_feed.room, None).await.unwrap();
+
+    // 21:00: Léa writes; she is told her teacher will see it at 07:00.
+    let started = start(&mut lea, &["durand"]).await.unwrap();
+    assert_eq!(started.quiet.len(), 1);
+    assert_eq!(started.quiet[0].until, tomorrow_7h);
+    let sent = send(&mut lea, &started.room, "Madame, je n'ai pas compris")
+        .await
+        .unwrap();
+    assert_eq!(sent.held.len(), 1);
+    assert_eq!(sent.held[0].until, tomorrow_7h);
+    // Nothing is pushed to the teacher.
+    let pushed = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            if let ServerFrame::Event(event) = next(&mut durand).await {
+                if let Body::Kind(body) = &event.body {
+                    if body.kind == "notify" || body.kind == "feed_release" {
+                        return body.kind.clone();
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(pushed.is_err(), "pushed during quiet hours: {pushed:?}");
+    // It waits in the feed, marked held.
+    let held = feed(&mut durand).await;
+    let dm: Vec<_> = held
+        .items
+        .iter()
+        .filter(|i| i.fields.what == "dm")
+        .collect();
+    assert_eq!(dm.len(), 1);
+    assert_eq!(dm[0].fields.hold_until, Some(tomorrow_7h));
+
+    // 07:00: one release is pushed, and the feed has it all.
+    now.store(tomorrow_7h, Ordering::SeqCst);
+    let released = tokio::time::timeout(WAIT, async {
+        loop {
+            if let ServerFrame::Event(event) = next(&mut durand).await {
+                if let Body::Kind(body) = &event.body {
+                    if body.kind == "feed_release" {
+                        return body.clone();
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("released at 07:00");
+    assert_eq!(released.fields["count"].as_u64(), Some(1));
+    assert_eq!(feed(&mut durand).await.total_unread, 1);
+
+    // A teacher who wants no quiet hours says so; then messages are pushed.
+    let set: preau::protocol::PostOk = durand
+        .request_kind(&FeedRequest::QuietHours {
+            id: None,
+            hours: Some(preau::quiet::QuietHours::none()),
+            default: false,
+        })
+        .await
+        .unwrap();
+    assert!(set.offset > 0);
+    now.store(tomorrow_7h + 15 * HOUR, Ordering::SeqCst); // 22:00
+    let quiet: QuietOk = durand
+        .request_kind(&FeedRequest::QuietHours {
+            id: None,
+            hours: None,
+            default: false,
+        })
+        .await
+        .unwrap();
+    assert!(quiet.own && quiet.until.is_none());
+    let sent = send(&mut lea, &started.room, "Merci !").await.unwrap();
+    assert!(sent.held.is_empty());
+    // Bad hours are refused.
+    let bad = durand
+        .request_kind::<preau::protocol::PostOk>(&FeedRequest::QuietHours {
+            id: None,
+            hours: Some(preau::quiet::QuietHours {
+                start: "25:00".into(),
+                end: "07:00".into(),
+                days: vec![],
+            }),
+            default: false,
+        })
+        .await;
+    assert_eq!(refused(bad), ErrorCode::InvalidField);
+}
+
+#[tokio::test]
+async fn a_pupil_writing_to_a_teacher_is_bounded() {
+    let (now, clock) = manual_clock(TUESDAY_10H);
+    let server = school_server_with_clock(clock, |c| {
+        c.dm_pupil_per_hour = 3;
+        c.dm_pupil_per_day = 5;
+    })
+    .await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    let room = start(&mut lea, &["durand"]).await.unwrap().room;
+    for i in 0..3 {
+        send(&mut lea, &room, &format!("question {i}"))
+            .await
+            .unwrap();
+    }
+    let Err(ClientError::Refused(reply)) = send(&mut lea, &room, "encore").await else {
+        panic!("not capped");
+    };
+    assert_eq!(reply.code, ErrorCode::RateLimited);
+    assert!(
+        reply.retry_after_ms.is_some_and(|ms| ms <= HOUR),
+        "{reply:?}"
+    );
+    now.fetch_add(HOUR, Ordering::SeqCst);
+    send(&mut lea, &room, "question 3").await.unwrap();
+    send(&mut lea, &room, "question 4").await.unwrap();
+    now.fetch_add(HOUR, Ordering::SeqCst);
+    assert_eq!(
+        refused(send(&mut lea, &room, "question 5").await),
+        ErrorCode::RateLimited
+    );
+    // The teacher is not capped.
+    let mut durand = client(&server.url(), &who("durand")).await;
+    for i in 0..6 {
+        send(&mut durand, &room, &format!("réponse {i}"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn members_are_added_by_the_rules() {
+    let server = school_server(|_| {}).await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    let room = start(&mut lea, &["durand"]).await.unwrap().room;
+    let add = |users: &[&str]| DmRequest::DmAdd {
+        id: None,
+        room: room.clone(),
+        users: users.iter().map(|s| s.to_string()).collect(),
+    };
+    // A pupil adds her parent, not a classmate.
+    assert_eq!(
+        refused(lea.request_kind::<DmOk>(&add(&["ines"])).await),
+        ErrorCode::Forbidden
+    );
+    let added: DmOk = lea.request_kind(&add(&["p-lea"])).await.unwrap();
+    assert_eq!(added.members.len(), 3);
+    // The teacher adds a colleague.
+    let mut durand = client(&server.url(), &who("durand")).await;
+    let added: DmOk = durand.request_kind(&add(&["bernard"])).await.unwrap();
+    assert_eq!(added.members.len(), 4);
+    // The parent now reads the conversation and sees it in her list.
+    let mut parent = client(&server.url(), &who("p-lea")).await;
+    parent.join(&room, None).await.unwrap();
+    let list: ConversationsOk = parent
+        .request_kind(&DmRequest::Conversations { id: None })
+        .await
+        .unwrap();
+    assert_eq!(list.conversations.len(), 1);
+    assert_eq!(list.conversations[0].members.len(), 4);
+    // Someone not in it can neither read nor add.
+    let mut ines = client(&server.url(), &who("ines")).await;
+    assert_eq!(
+        refused(ines.request_kind::<DmOk>(&add(&["ines"])).await),
+        ErrorCode::Forbidden
+    );
+}
+
+#[tokio::test]
+async fn staff_read_a_conversation_only_after_a_report_and_say_so() {
+    let server = school_server(|_| {}).await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    let mut durand = client(&server.url(), &who("durand")).await;
+    let room = start(&mut durand, &["lea"]).await.unwrap().room;
+    let sent = send(&mut durand, &room, "un message déplacé")
+        .await
+        .unwrap();
+    let mut staff = client(&server.url(), &who("proviseur")).await;
+    let review = DmRequest::DmReview {
+        id: None,
+        room: room.clone(),
+    };
+    // No report yet: staff may not read it.
+    assert_eq!(refused(staff.join(&room, None).await), ErrorCode::Forbidden);
+    assert_eq!(
+        refused(staff.request_kind::<DmOk>(&review).await),
+        ErrorCode::Forbidden
+    );
+    // Léa reports the message.
+    lea.join(&room, None).await.unwrap();
+    let _: serde_json::Value = lea
+        .request(preau::protocol::Request::Report {
+            id: None,
+            room: room.clone(),
+            offset: sent.offset,
+            reason: Some("ça me met mal à l'aise".into()),
+        })
+        .await
+        .unwrap();
+    let reviewed: DmOk = staff.request_kind(&review).await.unwrap();
+    assert_eq!(reviewed.members.len(), 2);
+    staff.join(&room, None).await.unwrap();
+    let history = staff.history(&room, None, None, None).await.unwrap();
+    assert!(
+        history
+            .events
+            .iter()
+            .any(|e| matches!(&e.body, Body::Message { text, .. } if text == "un message déplacé")),
+        "{:?}",
+        history.events
+    );
+    assert!(history
+        .events
+        .iter()
+        .any(|e| matches!(&e.body, Body::Message { text, .. } if text == "un message déplacé")));
+    // The members see that staff read it.
+    let written = tokio::time::timeout(WAIT, async {
+        loop {
+            if let ServerFrame::Event(event) = next(&mut lea).await {
+                if let Body::Kind(body) = &event.body {
+                    if body.kind == "dm_reviewed" {
+                        return event.from.id.clone();
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("members told");
+    assert_eq!(written, "proviseur");
+    // Staff still cannot write in it.
+    assert_eq!(
+        refused(send(&mut staff, &room, "x").await),
+        ErrorCode::Forbidden
+    );
+}
+
+#[tokio::test]
+async fn a_question_is_answered_for_the_whole_class() {
+    let server = school_server(|_| {}).await;
+    let staff = who("proviseur");
+    open_rooms_as(&server.url(), &staff, &["3B/forum/aide"]).await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    let room = start(&mut lea, &["durand"]).await.unwrap().room;
+    let question = send(&mut lea, &room, "Comment factoriser x² - 9 ?")
+        .await
+        .unwrap();
+    let mut durand = client(&server.url(), &who("durand")).await;
+    let share = |at: u64| DmRequest::DmShare {
+        id: None,
+        room: room.clone(),
+        at,
+        forum: "3B/forum/aide".into(),
+        title: None,
+    };
+    let shared: SharedOk = durand.request_kind(&share(question.offset)).await.unwrap();
+    assert!(shared.anonymous, "anonymous unless the pupil agreed");
+    // The class sees the question, without Léa's name.
+    let mut ines = client(&server.url(), &who("ines")).await;
+    ines.join("3B/forum/aide", None).await.unwrap();
+    let page: preau::protocol::HistoryOk = ines
+        .request(preau::protocol::Request::History {
+            id: None,
+            room: "3B/forum/aide".into(),
+            before: None,
+            after: None,
+            limit: None,
+            thread: Some(shared.thread),
+        })
+        .await
+        .unwrap();
+    let thread = page
+        .events
+        .iter()
+        .find(|e| e.offset == shared.thread)
+        .expect("the thread");
+    match &thread.body {
+        Body::Message { text, title, .. } => {
+            assert_eq!(text, "Comment factoriser x² - 9 ?");
+            assert_eq!(title.as_deref(), Some("Question d'un élève"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(thread.from.id, "durand");
+    // Léa agrees to her name; the next question says it.
+    let _: preau::protocol::PostOk = lea
+        .request_kind(&DmRequest::DmPrefs {
+            id: None,
+            room: room.clone(),
+            named: true,
+        })
+        .await
+        .unwrap();
+    let second = send(&mut lea, &room, "Et x² + 6x + 9 ?").await.unwrap();
+    let shared: SharedOk = durand.request_kind(&share(second.offset)).await.unwrap();
+    assert!(!shared.anonymous);
+    // Only a pupil's message may be shared, and only by a teacher.
+    let own = send(&mut durand, &room, "Bonne question").await.unwrap();
+    assert_eq!(
+        refused(durand.request_kind::<SharedOk>(&share(own.offset)).await),
+        ErrorCode::UnknownTarget
+    );
+    assert_eq!(
+        refused(lea.request_kind::<SharedOk>(&share(second.offset)).await),
+        ErrorCode::Forbidden
+    );
+}
