@@ -11,6 +11,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request, type IncomingMessage } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import SwaggerParser from "@apidevtools/swagger-parser";
@@ -121,6 +122,11 @@ const FULL_SYNC = () => example(`${OP_POINTER("put")}/requestBody/content/applic
 const DELTA_SYNC = () => example(`${OP_POINTER("put")}/requestBody/content/application~1json`, "delta");
 const APPLIED = (name: string) => example(`${OP_POINTER("put")}/responses/200/content/application~1json`, name);
 const STORED = (name: string) => example(`${OP_POINTER("get")}/responses/200/content/application~1json`, name);
+/** The document's example `name` of the PUT's `status` answer. */
+const ANSWER = (status: number, name: string) => {
+  const [, pointer] = follow(`${OP_POINTER("put")}/responses/${status}`);
+  return example(`${pointer}/content/application~1json`, name);
+};
 
 // ---- Calls checked against the document ------------------------------------
 
@@ -162,7 +168,12 @@ async function call(server: TestServer, op: Op, options: CallOptions = {}): Prom
     headers["content-type"] = "application/json";
   }
   const res = await fetch(server.httpUrl + PATH, { method: op.toUpperCase(), headers, body });
-  const text = await res.text();
+  return checked(op, res.status, res.headers, await res.text());
+}
+
+/** An answer to `op`, checked against the document as `call` says. */
+function checked(op: Op, status: number, resHeaders: Headers, text: string): Answer {
+  const res = { status, headers: resHeaders };
   const what = `${op.toUpperCase()} ${PATH} → ${res.status}`;
 
   const operation = at(OP_POINTER(op));
@@ -196,6 +207,38 @@ async function call(server: TestServer, op: Op, options: CallOptions = {}): Prom
     assertMatches(`${pointer}/content/${escape(mediaType)}/schema`, value, `${what}: body`);
   }
   return { status: res.status, headers: res.headers, text, body: json };
+}
+
+/**
+ * A PUT of `body` with `Expect: 100-continue`: the body is sent only if
+ * the server asks for it (`100 Continue`, which it does when it starts
+ * reading the body). The answer is checked as `call` checks it.
+ */
+async function putExpecting(server: TestServer, key: string | null, body: Uint8Array): Promise<Answer & { bodyAsked: boolean }> {
+  const headers: Record<string, string> = { "content-length": String(body.length), expect: "100-continue" };
+  if (key !== null) headers.authorization = `Bearer ${key}`;
+  const req = request(server.httpUrl + PATH, { method: "PUT", headers, agent: false });
+  let bodyAsked = false;
+  req.on("continue", () => {
+    bodyAsked = true;
+    req.end(body);
+  });
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    req.on("response", resolve);
+    req.on("error", reject);
+    req.flushHeaders();
+  });
+  let text = "";
+  res.setEncoding("utf8");
+  for await (const chunk of res) text += chunk;
+  // A body never asked for is never sent: the request is dropped.
+  req.on("error", () => {});
+  req.destroy();
+  const resHeaders = new Headers();
+  for (const [name, value] of Object.entries(res.headers)) {
+    if (value !== undefined) resHeaders.set(name, Array.isArray(value) ? value.join(", ") : value);
+  }
+  return { ...checked("put", res.statusCode ?? 0, resHeaders, text), bodyAsked };
 }
 
 /** A sync the document's schema accepts (`valid`) or refuses, sent to the server. */
@@ -263,6 +306,11 @@ test("the document is valid OpenAPI 3.1, with strict JSON Schema 2020-12 schemas
   assert.equal(matches(`/components/schemas/Person`, { id: "p", name: "P", role: "staff", children: ["e"] }), false);
   assert.equal(matches(`/components/schemas/Person`, { id: "p", name: "P", role: "parent", teaches: [{ class: "3A", subject: "Maths" }] }), false);
   assert.equal(matches(SYNC_SCHEMA, { version: 1, mode: "full", remove: { people: ["x"] } }), false);
+  assert.equal(matches(SYNC_SCHEMA, { version: 0, mode: "full" }), false);
+  // Unknown fields are refused everywhere in a sync.
+  assert.equal(matches(`/components/schemas/Person`, { id: "p", name: "P", role: "staff", note: "x" }), false);
+  assert.equal(matches(`/components/schemas/Teaching`, { class: "3A", subject: "Maths", hours: 2 }), false);
+  assert.equal(matches(`/components/schemas/Class`, { id: "3A", colour: "red" }), false);
   const stored = STORED("school");
   stored.people[0].extra = true;
   assert.equal(matches(`/components/schemas/Directory`, stored), false, "a stored person has only the documented fields");
@@ -287,13 +335,22 @@ test("without an admin key the routes do not exist: 404 (405 for a PUT when the 
   assert.equal(res.headers.get("allow"), "GET,HEAD");
 });
 
-test("without the key, or with another: 401 with WWW-Authenticate: Bearer and a plain-text body", async () => {
+test("without the key, or with another: 401 with WWW-Authenticate: Bearer and a plain-text body, whatever the body's size", async () => {
+  const refused = [{ key: null }, { key: "not-the-key-0123456789abcdef0123456789" }, { authorization: `bearer ${ADMIN_KEY}` }, { authorization: ADMIN_KEY }] as CallOptions[];
   for (const op of OPERATIONS) {
     const json = op === "put" ? FULL_SYNC() : undefined;
-    for (const options of [{ key: null }, { key: "not-the-key-0123456789abcdef0123456789" }, { authorization: `bearer ${ADMIN_KEY}` }, { authorization: ADMIN_KEY }] as CallOptions[]) {
+    for (const options of refused) {
       const res = await call(admin, op, { ...options, json });
       assert.equal(res.status, 401, JSON.stringify(options));
     }
+  }
+  // The key is checked before the body is read: a body over 32 MiB
+  // without it is a 401, not a 413, and the server does not ask for it.
+  const big = new Uint8Array(MAX_SYNC_BYTES + 1).fill(0x20);
+  for (const key of [null, "not-the-key-0123456789abcdef0123456789"]) {
+    const res = await putExpecting(admin, key, big);
+    assert.equal(res.status, 401, String(key));
+    assert.equal(res.bodyAsked, false, `${key}: the server asked for the body`);
   }
   // Nothing was applied by the refused PUTs.
   assert.equal((await call(admin, "get")).body.version, 0);
@@ -314,10 +371,10 @@ test("a full sync (the document's example) applies; the same again is a no-op", 
   assert.equal(res.status, 200);
   assert.deepEqual(res.body, APPLIED("retry"));
   // The same content written otherwise (key order, explicit empty lists
-  // and defaults, base null, a field unknown inside a person) is a retry.
+  // and defaults, base null) is a retry.
   const same = FULL_SYNC();
   const reordered = {
-    people: same.people.map((p: any) => ({ ...p, classes: p.classes ?? [], teaches: p.teaches ?? [], children: p.children ?? [], note: "ignored" })),
+    people: same.people.map((p: any) => ({ ...p, classes: p.classes ?? [], teaches: p.teaches ?? [], children: p.children ?? [] })),
     classes: same.classes.map((c: any) => ({ group: false, ...c })),
     remove: { people: [], classes: [] },
     base: null,
@@ -338,21 +395,36 @@ test("version conflicts: 409 with the current version, nothing applied", async (
   const other = FULL_SYNC();
   other.people.pop();
   const delta = { ...FULL_SYNC(), mode: "delta" };
-  // An older version (0, which the schema refuses), and a delta computed
-  // against another version.
-  const older = { version: 0, mode: "full" };
+  // A delta computed against another version. (An older version is
+  // tried once the directory is at version 2, below.)
   const base = { version: 7, mode: "delta", base: 3, remove: { people: ["hugo"] } };
-  for (const [sync, valid, why] of [
-    [other, true, "that version was applied with other content"],
-    [delta, true, "that version was applied with other content"],
-    [older, false, "versions only go up"],
-    [base, true, "the sync was computed against another version (base)"],
+  for (const [sync, why] of [
+    [other, "that version was applied with other content"],
+    [delta, "that version was applied with other content"],
+    [base, "the sync was computed against another version (base)"],
   ] as const) {
-    const res = await put(admin, sync, valid);
+    const res = await put(admin, sync, true);
     assert.equal(res.status, 409, JSON.stringify(sync));
     assert.equal(res.body.current, 1);
     assert.ok(res.body.message.endsWith(why), res.body.message);
   }
+  assert.deepEqual((await call(admin, "get")).body, STORED("school"));
+});
+
+test("version 0: 422 with that problem alone, before the version is compared and the content checked", async () => {
+  // The directory is at version 1: version 0 would otherwise be an older
+  // version (409); its base and its remove in full mode are not looked at.
+  for (const sync of [
+    { version: 0, mode: "full" },
+    { version: 0, mode: "delta", base: 5 },
+    { version: 0, mode: "full", people: [{ id: "p", name: " ", role: "student" }], remove: { people: ["lea"] } },
+  ]) {
+    const res = await put(admin, sync, false);
+    assert.equal(res.status, 422, JSON.stringify(sync));
+    assert.deepEqual(res.body, ANSWER(422, "versionZero"));
+  }
+  // Its shape is checked before (400).
+  assert.equal((await put(admin, { version: 0, mode: "full", pupils: [] }, false)).status, 400);
   assert.deepEqual((await call(admin, "get")).body, STORED("school"));
 });
 
@@ -436,21 +508,38 @@ test("not JSON, or not a sync (unknown fields refused): 400", async () => {
     res = await put(admin, sync, false);
     assert.equal(res.status, 400, JSON.stringify(sync));
   }
+  // Unknown fields inside people, teachings and classes are refused too.
+  for (const sync of [
+    { version: 2, mode: "delta", people: [{ id: "proviseur", name: "P", role: "staff", note: "x" }] },
+    { version: 2, mode: "delta", people: [{ id: "durand", name: "D", role: "teacher", teaches: [{ class: "3A", subject: "Maths", hours: 4 }] }] },
+    { version: 2, mode: "delta", classes: [{ id: "3C", colour: "red" }] },
+  ]) {
+    res = await put(admin, sync, false);
+    assert.equal(res.status, 400, JSON.stringify(sync));
+    assert.match(res.body.message, /unknown field `(note|hours|colour)`/);
+  }
+  res = await put(admin, { version: 1, mode: "full", people: [{ id: "p", name: "P", role: "staff", note: 1 }] }, false);
+  assert.deepEqual(res.body, ANSWER(400, "unknownPersonField"));
   assert.equal((await call(admin, "get")).body.version, 1);
 });
 
-test("a body over 32 MiB: 413, before the key is checked", async () => {
-  const body = new Uint8Array(MAX_SYNC_BYTES + 1).fill(0x20);
-  for (const key of [ADMIN_KEY, null]) {
-    const res = await call(admin, "put", { key, raw: body });
-    assert.equal(res.status, 413);
-  }
+test("a body over 32 MiB with the key: 413 (JSON), nothing applied", async () => {
+  const big = new Uint8Array(MAX_SYNC_BYTES + 1).fill(0x20);
+  let res: Answer = await call(admin, "put", { raw: big });
+  assert.equal(res.status, 413);
+  assert.deepEqual(res.body, ANSWER(413, "tooLarge"));
+  // With the key, the server asks for the body, then refuses it.
+  const expecting = await putExpecting(admin, ADMIN_KEY, big);
+  assert.equal(expecting.bodyAsked, true);
+  assert.equal(expecting.status, 413);
+  assert.deepEqual(expecting.body, ANSWER(413, "tooLarge"));
+  assert.equal((await call(admin, "get")).body.version, 1);
   // Exactly 32 MiB is read (and is not JSON).
-  const res = await call(admin, "put", { raw: new Uint8Array(MAX_SYNC_BYTES).fill(0x20) });
+  res = await call(admin, "put", { raw: new Uint8Array(MAX_SYNC_BYTES).fill(0x20) });
   assert.equal(res.status, 400);
 });
 
-test("a delta (the document's example) applies on top of its base; unknown fields in a person are ignored", async () => {
+test("a delta (the document's example) applies on top of its base; then older versions, other content and another base conflict", async () => {
   let res = await put(admin, DELTA_SYNC(), true);
   assert.equal(res.status, 200);
   assert.deepEqual(res.body, APPLIED("delta"));
@@ -464,8 +553,24 @@ test("a delta (the document's example) applies on top of its base; unknown field
     .map((p: any) => (p.id === "hugo" ? { ...p, classes: ["3A", "ESP-LV2"] } : p.id === "martin" ? { id: "martin", name: "M. Martin", role: "parent" } : p));
   assert.deepEqual(res.body, expected);
 
+  // The document's 409 examples, at version 2: an older version (the
+  // full example, version 1), version 2 with other content, a base that
+  // is not 2.
+  const otherContent = DELTA_SYNC();
+  otherContent.remove.people = [];
+  for (const [sync, name] of [
+    [FULL_SYNC(), "older"],
+    [otherContent, "otherContent"],
+    [{ version: 3, mode: "delta", base: 1 }, "base"],
+  ] as const) {
+    res = await put(admin, sync, true);
+    assert.equal(res.status, 409, JSON.stringify(sync));
+    assert.deepEqual(res.body, ANSWER(409, name));
+  }
+  assert.deepEqual((await call(admin, "get")).body, expected);
+
   // Without base; a staff member renamed changes nobody's access.
-  res = await put(admin, { version: 3, mode: "delta", people: [{ id: "proviseur", name: "Mme la proviseure", role: "staff", note: "ignored" }] }, true);
+  res = await put(admin, { version: 3, mode: "delta", people: [{ id: "proviseur", name: "Mme la proviseure", role: "staff" }] }, true);
   assert.equal(res.status, 200);
   assert.deepEqual(res.body, { version: 3, applied: true, people: 5, classes: 3, access_changed: 0 });
   res = await call(admin, "get");
