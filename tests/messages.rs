@@ -173,6 +173,37 @@ async fn who_may_write_to_whom() {
                 }
             }
         }
+        // The contacts a user is offered are exactly those they may write to.
+        for &(from, _, _, _) in matrix {
+            let mut client = client(&server.url(), &who(from)).await;
+            let offered: preau::kinds::dm::ContactsOk = client
+                .request_kind(&DmRequest::Contacts {
+                    id: None,
+                    query: None,
+                    limit: None,
+                })
+                .await
+                .unwrap();
+            for &(f, to, default, with_option) in matrix.iter().filter(|m| m.0 == from) {
+                let allowed = if pupils { with_option } else { default };
+                assert_eq!(
+                    offered.contacts.iter().any(|c| c.id == to),
+                    allowed,
+                    "{f} offered {to}? (pupils {pupils})"
+                );
+            }
+        }
+        let mut parent = client(&server.url(), &who("p-lea")).await;
+        let found: preau::kinds::dm::ContactsOk = parent
+            .request_kind(&DmRequest::Contacts {
+                id: None,
+                query: Some("DURAND".into()),
+                limit: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.contacts.len(), 1);
+        assert_eq!(found.contacts[0].about, vec!["3B · Mathématiques"]);
         // Someone the directory does not list.
         let mut lea = client(&server.url(), &who("lea")).await;
         assert_eq!(

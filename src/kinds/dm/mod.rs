@@ -28,7 +28,9 @@ use crate::session::{NewPost, Refusal, Session};
 use crate::store::StoreError;
 
 pub use policy::{may_add, may_write};
-pub use requests::{ConversationsOk, DmOk, Quiet, Request as DmRequest, SentOk, SharedOk};
+pub use requests::{
+    Contact, ContactsOk, ConversationsOk, DmOk, Quiet, Request as DmRequest, SentOk, SharedOk,
+};
 pub use state::Conversation;
 
 pub const NAME: &str = "dm";
@@ -166,6 +168,7 @@ impl KindHandler for Dm {
                 Unavailable,
             ],
             "conversations" => &[RateLimited, StorageError, Unavailable],
+            "contacts" => &[RateLimited],
             _ => &[],
         }
     }

@@ -26,7 +26,12 @@ pub(super) const TYPES: &[&str] = &[
     "dm_prefs",
     "dm_share",
     "dm_review",
+    "contacts",
 ];
+/// Contacts per reply: by default, and at most.
+const DEFAULT_CONTACTS: usize = 100;
+const MAX_CONTACTS: usize = 500;
+const MAX_QUERY_LEN: usize = 100;
 /// Longest idempotency key and forum title, in bytes.
 const MAX_KEY_LEN: usize = 64;
 const MAX_TITLE_LEN: usize = 200;
@@ -87,6 +92,35 @@ pub enum Request {
         id: Option<u32>,
         room: String,
     },
+    /// The people the user may write to, from the directory, whose name
+    /// contains `query` (case and accents aside), by name.
+    Contacts {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+}
+
+/// Someone the user may write to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// A pupil's classes; a teacher's, with what they teach there
+    /// (`3B · Mathématiques`); a parent's children's names.
+    pub about: Vec<String>,
+}
+
+/// The `contacts` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactsOk {
+    pub contacts: Vec<Contact>,
+    /// More matched than `limit`.
+    pub more: bool,
 }
 
 /// A member whose quiet hours hold what is sent now.
@@ -175,6 +209,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             title,
         } => share(s, id, &room, at, &forum, title).await,
         Request::DmReview { id, room } => review(s, id, &room).await,
+        Request::Contacts { id, query, limit } => contacts(s, id, query, limit),
     }
 }
 
@@ -665,4 +700,86 @@ async fn review(s: &mut Session, id: Option<u32>, room: &str) -> Handled {
     .await;
     s.release_unjoined(&room);
     result
+}
+
+/// Lowercase without accents, for matching names as people type them.
+fn folded(s: &str) -> String {
+    s.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'à' | 'â' | 'ä' => 'a',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'î' | 'ï' => 'i',
+            'ô' | 'ö' => 'o',
+            'ù' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ÿ' => 'y',
+            other => other,
+        })
+        .collect()
+}
+
+fn contacts(s: &Session, id: Option<u32>, query: Option<String>, limit: Option<u32>) -> Handled {
+    if query.as_ref().is_some_and(|q| q.len() > MAX_QUERY_LEN) {
+        return Err(invalid(format!(
+            "query is longer than {MAX_QUERY_LEN} bytes"
+        )));
+    }
+    let limit = match limit {
+        None => DEFAULT_CONTACTS,
+        Some(0) => return Err(invalid("limit must be at least 1")),
+        Some(n) => (n as usize).min(MAX_CONTACTS),
+    };
+    let claims = s.claims()?;
+    let index = s.hub.directory.current();
+    let query = query.map(|q| folded(q.trim())).filter(|q| !q.is_empty());
+    let mut found: Vec<Contact> = index
+        .people()
+        .iter()
+        .filter(|p| {
+            query
+                .as_ref()
+                .is_none_or(|q| folded(&p.name).contains(q.as_str()))
+        })
+        .filter(|p| super::may_write(&index, &s.hub.config, claims, p).is_ok())
+        .map(|p| Contact {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            role: p.role,
+            about: match p.role {
+                Role::Student => p.classes.clone(),
+                Role::Teacher => p
+                    .teaches
+                    .iter()
+                    .filter(|t| {
+                        // Pupils and parents see what is taught in their classes.
+                        !matches!(claims.role, Role::Student | Role::Parent)
+                            || claims.in_class(&t.class)
+                    })
+                    .map(|t| format!("{} · {}", t.class, t.subject))
+                    .collect(),
+                Role::Parent => p
+                    .children
+                    .iter()
+                    .filter_map(|c| index.person(c))
+                    .map(|c| c.name.clone())
+                    .collect(),
+                Role::Staff => Vec::new(),
+            },
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        folded(&a.name)
+            .cmp(&folded(&b.name))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let more = found.len() > limit;
+    found.truncate(limit);
+    Ok(Some(protocol::ok(
+        id,
+        &ContactsOk {
+            contacts: found,
+            more,
+        },
+    )))
 }
