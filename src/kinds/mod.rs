@@ -8,6 +8,7 @@
 //! `protocol/README.md`, its vectors, its tests and its TS client methods.
 
 pub mod agenda;
+pub mod announce;
 pub mod audit;
 pub mod chat;
 pub mod common;
@@ -30,6 +31,7 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &homework::Homework,
     &inbox::Inbox,
     &dm::Dm,
+    &announce::Announce,
 ];
 
 /// Every request type the server takes: the protocol module's v1 types

@@ -46,6 +46,7 @@ pub const SEEN: &str = "feed_seen";
 pub const QUIET: &str = "quiet_hours";
 pub const RELEASE: &str = "feed_release";
 pub const JOINED: &str = "dm_joined";
+pub const SENT: &str = "announce_sent";
 
 /// Who posts notifications and releases.
 pub fn system() -> UserInfo {
@@ -149,6 +150,55 @@ pub async fn joined(
         .await
 }
 
+/// Records in `user`'s feed that they sent announcement `room` (their
+/// list of sent announcements reads it), once per `offset`.
+pub async fn sent_by(
+    hub: &Arc<Hub>,
+    user: &str,
+    room: &str,
+    title: &str,
+    recipients: u32,
+    offset: u64,
+) -> Result<(), HubError> {
+    let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
+        return Ok(());
+    };
+    let inbox = hub.room(&name).await?;
+    let fields = state::SentFields {
+        room: room.to_owned(),
+        title: title.to_owned(),
+        recipients,
+    };
+    let body = KindBody::new(SENT, &fields).map_err(|e| {
+        HubError::Store(StoreError::Corrupt {
+            room: name.to_string(),
+            message: e,
+        })
+    })?;
+    let key = format!("sent-{}-{offset}", room.rsplit('/').next().unwrap_or(""));
+    hub.post_keyed(&inbox, &system(), None, Body::Kind(body), Some(&key))
+        .await
+}
+
+/// The announcements `user` sent: (room, title, ts, recipients), latest
+/// first.
+pub async fn sent(hub: &Arc<Hub>, user: &str) -> Result<Vec<(String, String, u64, u32)>, HubError> {
+    let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
+        return Ok(Vec::new());
+    };
+    if !hub.room_exists(&name).await? {
+        return Ok(Vec::new());
+    }
+    let room = hub.room(&name).await?;
+    let list = room
+        .with_state(|feed: &mut Feed, _| feed.sent())
+        .unwrap_or_default();
+    if room.member_count() == 0 {
+        hub.release(&room);
+    }
+    Ok(list)
+}
+
 /// The conversations in `user`'s feed.
 pub async fn conversations(hub: &Arc<Hub>, user: &str) -> Result<Vec<Conversation>, HubError> {
     let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
@@ -222,7 +272,7 @@ impl RoomKind for Inbox {
     }
 
     fn events(&self) -> &'static [&'static str] {
-        &[NOTIFY, SEEN, QUIET, RELEASE, JOINED]
+        &[NOTIFY, SEEN, QUIET, RELEASE, JOINED, SENT]
     }
 
     fn load(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::{JOINED, NOTIFY, QUIET, RELEASE, SEEN};
+use super::{JOINED, NOTIFY, QUIET, RELEASE, SEEN, SENT};
 use crate::protocol::{Body, Event, KindBody, UserInfo};
 use crate::quiet::QuietHours;
 use crate::room::{Chore, Commit, Due, KindState};
@@ -76,6 +76,14 @@ pub struct JoinedFields {
     pub members: Vec<UserInfo>,
 }
 
+/// An `announce_sent` event's fields: the user sent announcement `room`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentFields {
+    pub room: String,
+    pub title: String,
+    pub recipients: u32,
+}
+
 /// One of the user's conversations, as `conversations` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -108,6 +116,8 @@ pub struct Feed {
     requested: Option<(u64, u64)>,
     /// Conversation room → (when joined or last changed, members).
     conversations: HashMap<String, (u64, Vec<UserInfo>)>,
+    /// Announcements sent: (room, title, ts, recipients), oldest first.
+    sent: Vec<(String, String, u64, u32)>,
 }
 
 impl Feed {
@@ -149,6 +159,15 @@ impl Feed {
             QUIET => {
                 if let Ok(quiet) = body.decode::<QuietFields>() {
                     self.quiet = quiet.hours;
+                }
+            }
+            SENT => {
+                if let Ok(sent) = body.decode::<SentFields>() {
+                    self.sent
+                        .push((sent.room, sent.title, event.ts, sent.recipients));
+                    if self.sent.len() > MAX_KEPT {
+                        self.sent.remove(0);
+                    }
                 }
             }
             JOINED => {
@@ -204,6 +223,11 @@ impl Feed {
             }
         }
         unread
+    }
+
+    /// The announcements the user sent, latest first.
+    pub fn sent(&self) -> Vec<(String, String, u64, u32)> {
+        self.sent.iter().rev().cloned().collect()
     }
 
     /// The user's conversations, latest activity first.
