@@ -43,6 +43,22 @@ pub const NODES_CHANNEL: &str = "preau:nodes";
 const PRESENCE_QUEUE: usize = 10_000;
 /// Changes whenever Redis starts empty.
 const INSTANCE_KEY: &str = "preau:instance";
+/// The school directory as the last sync left it (one value, so a node
+/// takes a version whole), and its version.
+const DIRECTORY_KEY: &str = "preau:directory";
+const DIRECTORY_VERSION_KEY: &str = "preau:directory:version";
+
+/// Stores a directory version unless Redis holds a later one, and tells
+/// the nodes. KEYS: data, version, control channel; ARGV: version, data,
+/// control message.
+const DIRECTORY_LUA: &str = r#"
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+return 1
+"#;
 
 const PUBLISH_LUA: &str = r#"
 -- KEYS[1] room meta hash, KEYS[2] room stream, KEYS[3] (optional) the
@@ -172,6 +188,9 @@ enum Control {
     SnapshotRequest { node: String },
     /// A node stops cleanly.
     Bye { node: String },
+    /// The school directory's `version` is in Redis (`DIRECTORY_KEY`):
+    /// nodes behind it take it.
+    Directory { node: String, version: u64 },
 }
 
 /// An ordered event, with the node that posted it and that node's post id
@@ -220,6 +239,13 @@ pub trait Node: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
     /// Node `from` is gone: forget everyone present through it.
     fn drop_node(&self, from: &str);
+    /// The version of this node's school directory.
+    fn directory_version(&self) -> u64;
+    /// This node's directory, encoded (to put in Redis when Redis is
+    /// behind it).
+    fn directory_bytes(&self) -> Option<Vec<u8>>;
+    /// A later directory from Redis: install it.
+    fn install_directory(&self, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
 }
 
 struct Peer {
@@ -555,6 +581,62 @@ impl RedisBus {
         }
     }
 
+    /// Shares a directory version this node applied: stored in Redis
+    /// unless Redis holds a later one, and announced to the nodes.
+    pub async fn put_directory(&self, version: u64, bytes: &[u8]) -> Result<bool, BusError> {
+        let control = rmp_serde::to_vec_named(&Control::Directory {
+            node: self.config.node.clone(),
+            version,
+        })?;
+        let mut conn = self.conn.clone();
+        let stored: i64 = redis::Script::new(DIRECTORY_LUA)
+            .key(DIRECTORY_KEY)
+            .key(DIRECTORY_VERSION_KEY)
+            .key(NODES_CHANNEL)
+            .arg(version)
+            .arg(bytes)
+            .arg(control)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(stored == 1)
+    }
+
+    /// The directory in Redis, if any.
+    async fn directory(&self) -> Result<Option<Vec<u8>>, BusError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("GET")
+            .arg(DIRECTORY_KEY)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    async fn take_directory<N: Node>(&self, hub: &N) {
+        match self.directory().await {
+            Ok(Some(bytes)) => hub.install_directory(bytes).await,
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot read the directory from redis"),
+        }
+    }
+
+    /// After (re)subscribing: take the directory if Redis has a later one,
+    /// or put this node's there if Redis is behind (it restarted empty).
+    async fn reconcile_directory<N: Node>(&self, hub: &N) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let theirs: Option<u64> = redis::cmd("GET")
+            .arg(DIRECTORY_VERSION_KEY)
+            .query_async(&mut conn)
+            .await?;
+        let (theirs, mine) = (theirs.unwrap_or(0), hub.directory_version());
+        if theirs > mine {
+            self.take_directory(hub).await;
+        } else if mine > theirs {
+            if let Some(bytes) = hub.directory_bytes() {
+                self.put_directory(mine, &bytes).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the subscriber (with reconnects) and the heartbeat until shutdown.
     pub async fn run<N: Node>(self: Arc<Self>, hub: N, shutdown: CancellationToken) {
         let heartbeat = tokio::spawn(self.clone().heartbeat(hub.clone(), shutdown.clone()));
@@ -693,6 +775,7 @@ impl RedisBus {
         })
         .await;
         self.send_control(&self.snapshot(hub)).await;
+        self.reconcile_directory(hub).await?;
         let rooms = self.known_rooms().await?;
         let count = rooms.len();
         for room in rooms {
@@ -773,6 +856,11 @@ impl RedisBus {
             Control::Bye { node } if node != me => {
                 self.peers.remove(&node);
                 hub.drop_node(&node);
+            }
+            Control::Directory { node, version }
+                if node != me && version > hub.directory_version() =>
+            {
+                self.take_directory(hub).await;
             }
             _ => {}
         }

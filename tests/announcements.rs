@@ -365,12 +365,23 @@ async fn read_counts_are_right_across_two_nodes() {
                 .await
                 .expect("starts");
             let server = TestServer { server, dir };
-            sync_directory(server.addr(), &school).await;
+            if id == "a" {
+                // The ENT syncs one node; b takes it through Redis.
+                sync_directory(server.addr(), &school).await;
+            }
             server
         }
     };
     let a = node("a").await;
     let b = node("b").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while Client::connect(&b.url(), &who("p0-0")).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never took the directory"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut staff = client(&a.url(), &who("proviseur")).await;
     // Right after start, the cluster may still be resynchronising.
     let deadline = tokio::time::Instant::now() + WAIT;

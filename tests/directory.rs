@@ -330,3 +330,64 @@ async fn the_cli_imports_a_csv_into_the_real_binary() {
     );
     proc.terminate().await;
 }
+
+/// Two nodes, one Redis: the ENT syncs one node; the other takes the
+/// version from Redis, and a removal closes the pupil's connection there
+/// too. A node started later takes the directory at start.
+#[tokio::test]
+async fn a_sync_on_one_node_reaches_the_others() {
+    let redis = support::redis::RedisServer::start().await;
+    let node = |id: &'static str| {
+        let url = redis.url();
+        TestServer::start_with(move |c| {
+            c.admin_key = Some(ADMIN_KEY.to_owned());
+            c.redis = Some(url);
+            c.node_id = id.to_owned();
+        })
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    assert_eq!(put(a.addr(), &school(1)).await.0, 200);
+    let until_b = |version: u64| {
+        let addr = b.addr();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while current(addr).await["version"] != version {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "b never took version {version}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until_b(1).await;
+    let (mut lea, hello) = b.connect(&student("lea", "4C")).await;
+    assert_eq!(hello.classes, vec!["3B", "ESP"]);
+
+    let delta = json!({"version": 2, "mode": "delta",
+                       "people": [{"id": "martin", "name": "M. Martin", "role": "parent"}],
+                       "remove": {"people": ["lea"]}});
+    assert_eq!(put(a.addr(), &delta).await.0, 200);
+    let closed = tokio::time::timeout(WAIT, async {
+        while lea.next().await.is_some() {}
+        lea.close_frame()
+    })
+    .await
+    .expect("closed on b too");
+    assert_eq!(closed.map(|(code, _)| code), Some(4006));
+    until_b(2).await;
+    // A third node, started now, takes version 2 as it subscribes.
+    let c = node("c").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while current(c.addr()).await["version"] != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "c never took the directory"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(Client::connect(&c.url(), &student("lea", "3B"))
+        .await
+        .is_err());
+}

@@ -201,6 +201,39 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// The current version, encoded as stored (for other nodes).
+    pub fn encoded(&self) -> Option<Vec<u8>> {
+        let current = self.current();
+        current
+            .active()
+            .then(|| rmp_serde::to_vec_named(&current.stored).ok())
+            .flatten()
+    }
+
+    /// Installs a version another node applied (`encoded` there), if it
+    /// is later than this one; returns the users whose access changed and
+    /// whether this node's directory was active before. Blocking.
+    pub fn install(
+        &self,
+        store: &Store,
+        bytes: &[u8],
+    ) -> Result<Option<(bool, Vec<String>)>, DirectoryError> {
+        let stored: Stored =
+            rmp_serde::from_slice(bytes).map_err(|e| DirectoryError::Corrupt(e.to_string()))?;
+        let _writing = self.writing.lock();
+        let old = self.current();
+        if stored.version <= old.stored.version {
+            return Ok(None);
+        }
+        store.set_directory(bytes)?;
+        let new = Arc::new(Index::new(stored));
+        let changed = changed_access(&old, &new);
+        *self.current.write() = new;
+        Ok(Some((old.active(), changed)))
+    }
+}
+
 /// One version of the directory, with the lookups messages and lists need.
 pub struct Index {
     stored: Stored,

@@ -491,6 +491,17 @@ impl Sequencer for ClusterSequencer {
         Box::pin(async move { Ok(self.0.bus.forget(room, offsets).await?) })
     }
 
+    fn share_directory<'a>(
+        &'a self,
+        version: u64,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), HubError>> {
+        Box::pin(async move {
+            self.0.bus.put_directory(version, &bytes).await?;
+            Ok(())
+        })
+    }
+
     fn retry_after(&self, err: &HubError) -> Option<Duration> {
         match err {
             HubError::Bus(_) => Some(self.0.bus.retry_after().unwrap_or(Duration::from_secs(1))),
@@ -634,6 +645,18 @@ impl crate::bus::Node for ClusterNode {
 
     fn drop_node(&self, from: &str) {
         self.hub.drop_node(from);
+    }
+
+    fn directory_version(&self) -> u64 {
+        self.hub.directory.current().version()
+    }
+
+    fn directory_bytes(&self) -> Option<Vec<u8>> {
+        self.hub.directory.encoded()
+    }
+
+    async fn install_directory(&self, bytes: Vec<u8>) {
+        self.hub.install_directory(bytes).await;
     }
 }
 

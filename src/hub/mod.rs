@@ -352,6 +352,29 @@ impl Hub {
         closed
     }
 
+    /// Installs a directory version another node applied (cluster mode),
+    /// then closes the sessions whose access it changed.
+    pub async fn install_directory(self: &Arc<Self>, bytes: Vec<u8>) {
+        let hub = self.clone();
+        let installed =
+            tokio::task::spawn_blocking(move || hub.directory.install(&hub.store, &bytes)).await;
+        match installed {
+            Ok(Ok(Some((was_active, changed)))) => {
+                let users = was_active.then_some(changed.as_slice());
+                let closed = self.close_sessions(users, protocol::CloseCode::DirectoryChanged);
+                tracing::info!(
+                    version = self.directory.current().version(),
+                    access_changed = changed.len(),
+                    sessions_closed = closed,
+                    "directory taken from another node"
+                );
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "cannot install the directory"),
+            Err(err) => tracing::error!(error = %err, "cannot install the directory"),
+        }
+    }
+
     /// Applies a directory sync (`directory::Directory::apply`), then closes
     /// the sessions whose access it changed: every session at the first
     /// sync (tokens alone decided until then).
@@ -371,6 +394,14 @@ impl Hub {
             crate::directory::DirectoryError::Store(crate::store::StoreError::Sled(e.to_string()))
         })??;
         if applied.applied {
+            // The other nodes take it from Redis (cluster mode). It is
+            // applied here already: a failure to share is retried at the
+            // next (re)subscription, which compares versions.
+            if let Some(bytes) = self.directory.encoded() {
+                if let Err(err) = self.sequencer.share_directory(applied.version, bytes).await {
+                    tracing::warn!(error = %err, "directory not shared with the other nodes yet");
+                }
+            }
             let users = was_active.then_some(applied.changed.as_slice());
             let closed = self.close_sessions(users, protocol::CloseCode::DirectoryChanged);
             tracing::info!(

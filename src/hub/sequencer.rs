@@ -84,6 +84,14 @@ pub trait Sequencer: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), HubError>>;
 
     /// After a post refused with `err`: how long the client should wait.
+    /// A directory version this node applied, for the other nodes
+    /// (cluster mode: through Redis; alone: nothing to do).
+    fn share_directory<'a>(
+        &'a self,
+        version: u64,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), HubError>>;
+
     fn retry_after(&self, err: &HubError) -> Option<Duration>;
 
     /// Answers posts that waited for their ack longer than `timeout`.
@@ -173,6 +181,14 @@ impl Sequencer for Local {
 
     fn retry_after(&self, _err: &HubError) -> Option<Duration> {
         None
+    }
+
+    fn share_directory<'a>(
+        &'a self,
+        _version: u64,
+        _bytes: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), HubError>> {
+        Box::pin(async { Ok(()) })
     }
 
     fn expire_waiters(&self, _now: Instant, _timeout: Duration) {}

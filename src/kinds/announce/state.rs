@@ -78,16 +78,12 @@ impl Announcement {
                     self.sender.get_or_insert_with(|| event.from.clone());
                 }
             }
-            READ => {
-                if self.recipients.contains(&event.from.id) {
-                    self.read.entry(event.from.id.clone()).or_insert(event.ts);
-                }
+            READ if self.recipients.contains(&event.from.id) => {
+                self.read.entry(event.from.id.clone()).or_insert(event.ts);
             }
-            ACK => {
-                if self.recipients.contains(&event.from.id) {
-                    self.read.entry(event.from.id.clone()).or_insert(event.ts);
-                    self.acked.entry(event.from.id.clone()).or_insert(event.ts);
-                }
+            ACK if self.recipients.contains(&event.from.id) => {
+                self.read.entry(event.from.id.clone()).or_insert(event.ts);
+                self.acked.entry(event.from.id.clone()).or_insert(event.ts);
             }
             _ => {}
         }
