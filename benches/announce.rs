@@ -121,26 +121,47 @@ async fn main() {
         .map(|a| a.port())
         .expect("free port");
     let mut redis = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .current_dir(redis_dir.path())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let redis_url = format!("redis://127.0.0.1:{port}");
-    let (da, db) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
-    let a = preau::start(config(da.path(), &redis_url, "a")).await.expect("node a");
-    let b = preau::start(config(db.path(), &redis_url, "b")).await.expect("node b");
+    let (da, db) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = preau::start(config(da.path(), &redis_url, "a"))
+        .await
+        .expect("node a");
+    let b = preau::start(config(db.path(), &redis_url, "b"))
+        .await
+        .expect("node b");
     let urls = [
         format!("ws://{}/ws", a.local_addr()),
         format!("ws://{}/ws", b.local_addr()),
     ];
     let started = Instant::now();
     put_directory(a.local_addr(), &school()).await;
-    println!("directory: {} people synced on a in {} ms", 1 + CLASSES * PUPILS * 3, started.elapsed().as_millis());
+    println!(
+        "directory: {} people synced on a in {} ms",
+        1 + CLASSES * PUPILS * 3,
+        started.elapsed().as_millis()
+    );
     // b takes it through Redis.
     let waited = Instant::now();
-    while Client::connect(&urls[1], &token("p0-0-0", Role::Parent)).await.is_err() {
+    while Client::connect(&urls[1], &token("p0-0-0", Role::Parent))
+        .await
+        .is_err()
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!("directory: on b after {} ms", waited.elapsed().as_millis());
@@ -156,7 +177,11 @@ async fn main() {
             .await
             .expect("parent connects");
         let feed: FeedOk = client
-            .request_kind(&FeedRequest::Feed { id: None, before: None, limit: Some(1) })
+            .request_kind(&FeedRequest::Feed {
+                id: None,
+                before: None,
+                limit: Some(1),
+            })
             .await
             .expect("feed");
         client.join(&feed.room, None).await.expect("joins its feed");
@@ -166,7 +191,12 @@ async fn main() {
                 if let ServerFrame::Event(event) = frame {
                     if let Body::Kind(body) = &event.body {
                         if body.kind == "notify" {
-                            let room = body.fields.get("room").and_then(|r| r.as_str()).unwrap_or("").to_owned();
+                            let room = body
+                                .fields
+                                .get("room")
+                                .and_then(|r| r.as_str())
+                                .unwrap_or("")
+                                .to_owned();
                             let _ = tx.send((i, room, Instant::now()));
                         }
                     }
@@ -174,8 +204,15 @@ async fn main() {
             }
         });
     }
-    println!("{} parents connected (of {}), {} per node", connected.len(), connected.len() * 2, connected.len() / 2);
-    let (mut staff, _) = Client::connect(&urls[0], &token("proviseur", Role::Staff)).await.expect("staff");
+    println!(
+        "{} parents connected (of {}), {} per node",
+        connected.len(),
+        connected.len() * 2,
+        connected.len() / 2
+    );
+    let (mut staff, _) = Client::connect(&urls[0], &token("proviseur", Role::Staff))
+        .await
+        .expect("staff");
     let targets: Vec<String> = (0..CLASSES).map(|c| format!("parents:C{c}")).collect();
     println!();
     println!("| round | recipients | reply (ms) | all connected notified (ms) | p50 (ms) | p99 (ms) | read by | status on a | status on b |");
@@ -207,28 +244,43 @@ async fn main() {
             }
         }
         let arrivals = pending.remove(&sent.room).unwrap_or_default();
-        let mut latencies: Vec<Duration> = arrivals.iter().map(|(_, at)| at.duration_since(sent_at)).collect();
+        let mut latencies: Vec<Duration> = arrivals
+            .iter()
+            .map(|(_, at)| at.duration_since(sent_at))
+            .collect();
         latencies.sort();
         // A third of the connected parents open it, on either node.
         let readers: Vec<&String> = connected.iter().step_by(3).collect();
         for (k, parent) in readers.iter().enumerate() {
-            let (mut client, _) = Client::connect(&urls[k % 2], &token(parent, Role::Parent)).await.expect("reader");
+            let (mut client, _) = Client::connect(&urls[k % 2], &token(parent, Role::Parent))
+                .await
+                .expect("reader");
             let _: PostOk = client
-                .request_kind(&AnnounceRequest::AnnounceRead { id: None, room: sent.room.clone() })
+                .request_kind(&AnnounceRequest::AnnounceRead {
+                    id: None,
+                    room: sent.room.clone(),
+                })
                 .await
                 .expect("read");
             client.close();
         }
         let mut statuses = Vec::new();
         for url in &urls {
-            let (mut client, _) = Client::connect(url, &token("proviseur", Role::Staff)).await.expect("staff");
+            let (mut client, _) = Client::connect(url, &token("proviseur", Role::Staff))
+                .await
+                .expect("staff");
             let waited = Instant::now();
             let read = loop {
                 let status: StatusOk = client
-                    .request_kind(&AnnounceRequest::AnnounceStatus { id: None, room: sent.room.clone() })
+                    .request_kind(&AnnounceRequest::AnnounceStatus {
+                        id: None,
+                        room: sent.room.clone(),
+                    })
                     .await
                     .expect("status");
-                if status.read as usize == readers.len() || waited.elapsed() > Duration::from_secs(30) {
+                if status.read as usize == readers.len()
+                    || waited.elapsed() > Duration::from_secs(30)
+                {
                     break status.read;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -171,6 +171,12 @@ fn redacted_kind(kinds: &crate::room::Kinds, room: &str, event: &Event) -> bool 
         .is_ok_and(|name| name.kind().erasure(event) == crate::room::Erasure::Redact)
 }
 
+fn erases_other(kinds: &crate::room::Kinds, room: &str, event: &Event, user: &str) -> bool {
+    kinds
+        .parse(room)
+        .is_ok_and(|name| name.kind().erases_other(room, event, user))
+}
+
 /// Whether `event`, not written by `user`, is about them.
 fn is_about(event: &Event, user: &str) -> bool {
     match &event.body {
@@ -265,6 +271,11 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
                 Body::Kind(_) if event.from.id == id && redacted_kind(&kinds, room, &event) => {
                     messages.push((room.to_owned(), event));
                 }
+                // Others' events that are theirs or about them all the
+                // same (their notifications, or one naming them).
+                Body::Kind(_) if event.from.id != id && erases_other(&kinds, room, &event, &id) => {
+                    messages.push((room.to_owned(), event));
+                }
                 // Already erased (by another node's erasure, whose
                 // redactions reached this one, or earlier): nobody quotes
                 // an erased post.
@@ -289,11 +300,14 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
         let mut left = 0u64;
         scan(&store, |room, _, event| {
             let redacted = match &event.body {
-                Body::Message { .. } => true,
-                Body::Kind(_) => redacted_kind(&kinds, room, &event),
+                Body::Message { .. } => event.from.id == id,
+                Body::Kind(_) => {
+                    (event.from.id == id && redacted_kind(&kinds, room, &event))
+                        || (event.from.id != id && erases_other(&kinds, room, &event, &id))
+                }
                 _ => false,
             };
-            if event.from.id == id && redacted {
+            if redacted {
                 left += 1;
             }
         })?;

@@ -644,3 +644,54 @@ async fn a_question_is_answered_for_the_whole_class() {
         ErrorCode::Forbidden
     );
 }
+
+/// Erasing a pupil takes their messages off the disk, empties their feed
+/// and takes the notifications naming them out of the teacher's; the
+/// teacher keeps the conversation and their own messages.
+#[tokio::test]
+async fn erasing_a_pupil_takes_their_messages_and_notifications() {
+    let (_, clock) = manual_clock(TUESDAY_10H);
+    let server = school_server_with_clock(clock, |_| {}).await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    let mut durand = client(&server.url(), &who("durand")).await;
+    let room = start(&mut lea, &["durand"]).await.unwrap().room;
+    send(&mut lea, &room, "mon secret zanzibar").await.unwrap();
+    send(&mut durand, &room, "réponse du professeur")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while feed(&mut durand).await.total_unread == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lea.close();
+    let erased = admin_erase(server.addr(), "lea").await;
+    assert!(erased["redacted"].as_u64().unwrap_or(0) >= 3, "{erased}");
+    assert_eq!(
+        erased["kept"].as_u64(),
+        Some(1),
+        "the member list: {erased}"
+    );
+    // Not on disk any more.
+    let found = preau::store::find_in_data(server.dir.path(), &["mon secret zanzibar"]).unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    // The teacher's feed has no notification by her; the conversation and
+    // the teacher's own message stay.
+    let teacher_feed = feed(&mut durand).await;
+    assert!(
+        teacher_feed
+            .items
+            .iter()
+            .all(|i| i.fields.by.as_ref().is_none_or(|b| b.id != "lea")),
+        "{teacher_feed:?}"
+    );
+    let history = durand.history(&room, None, None, None).await.unwrap();
+    assert!(history
+        .events
+        .iter()
+        .any(|e| matches!(&e.body, Body::Message { text, .. } if text == "réponse du professeur")));
+    assert!(!history
+        .events
+        .iter()
+        .any(|e| matches!(&e.body, Body::Message { text, .. } if text.contains("zanzibar"))));
+}

@@ -102,6 +102,13 @@ pub trait RoomKind: Send + Sync + 'static {
         Erasure::Redact
     }
 
+    /// Whether erasing `user` redacts `event` of room `room`, which they
+    /// did not write: it is theirs or about them all the same (a
+    /// notification in their feed, or one naming them in another's).
+    fn erases_other(&self, _room: &str, _event: &Event, _user: &str) -> bool {
+        false
+    }
+
     /// Whether a `redact` may name one of the kind's own events (deleting
     /// a diary entry). Otherwise only messages are redacted by request;
     /// erasure redacts the kind's events whatever this says.

@@ -20,9 +20,9 @@ mod requests;
 pub mod state;
 
 use crate::auth::Claims;
-use crate::protocol::{Bucket, ErrorCode, ForumSettings};
+use crate::protocol::{Body, Bucket, ErrorCode, Event, ForumSettings};
 use crate::room::policy::Action;
-use crate::room::{KindState, LoadContext, Room, RoomKind, RoomName};
+use crate::room::{Erasure, KindState, LoadContext, Room, RoomKind, RoomName};
 use crate::session::kind::{BoxFuture, Handled, KindHandler, KindRequest};
 use crate::session::{NewPost, Refusal, Session};
 use crate::store::StoreError;
@@ -92,6 +92,16 @@ impl RoomKind for Dm {
     ) -> Result<Box<dyn KindState>, StoreError> {
         let events = super::common::stored_events(cx, room, last)?;
         Ok(Box::new(Conversation::rebuild(&events)))
+    }
+
+    /// A user's messages and preferences go with them; a member list they
+    /// posted stays (the others' access to the conversation rests on it),
+    /// counted in `kept`.
+    fn erasure(&self, event: &Event) -> Erasure {
+        match &event.body {
+            Body::Kind(body) if body.kind == MEMBERS => Erasure::Keep,
+            _ => Erasure::Redact,
+        }
     }
 }
 

@@ -285,6 +285,23 @@ impl RoomKind for Inbox {
         Ok(Box::new(Feed::rebuild(&events)))
     }
 
+    /// Erasing a user empties their feed, and takes the notifications
+    /// that name them (`by`) out of everyone else's.
+    fn erases_other(&self, room: &str, event: &Event, user: &str) -> bool {
+        if room == inbox_of(user) {
+            return true;
+        }
+        match &event.body {
+            Body::Kind(body) if body.kind == NOTIFY => body
+                .decode::<NotifyFields>()
+                .is_ok_and(|f| f.by.is_some_and(|by| by.id == user)),
+            Body::Kind(body) if body.kind == JOINED => body
+                .decode::<JoinedFields>()
+                .is_ok_and(|f| f.members.iter().any(|m| m.id == user)),
+            _ => false,
+        }
+    }
+
     fn schedules(&self) -> bool {
         true
     }

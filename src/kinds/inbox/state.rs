@@ -114,8 +114,9 @@ pub struct Feed {
     quiet: Option<QuietHours>,
     released: u64,
     requested: Option<(u64, u64)>,
-    /// Conversation room → (when joined or last changed, members).
-    conversations: HashMap<String, (u64, Vec<UserInfo>)>,
+    /// Conversation room → (when joined or last changed, members, the
+    /// event's offset).
+    conversations: HashMap<String, (u64, Vec<UserInfo>, u64)>,
     /// Announcements sent: (room, title, ts, recipients), oldest first.
     sent: Vec<(String, String, u64, u32)>,
 }
@@ -173,7 +174,7 @@ impl Feed {
             JOINED => {
                 if let Ok(joined) = body.decode::<JoinedFields>() {
                     self.conversations
-                        .insert(joined.room, (event.ts, joined.members));
+                        .insert(joined.room, (event.ts, joined.members, event.offset));
                 }
             }
             RELEASE => {
@@ -241,7 +242,7 @@ impl Feed {
         let mut list: Vec<Conversation> = self
             .conversations
             .iter()
-            .map(|(room, (since, members))| Conversation {
+            .map(|(room, (since, members, _))| Conversation {
                 room: room.clone(),
                 members: members.clone(),
                 last: last.get(room.as_str()).copied().unwrap_or(0).max(*since),
@@ -281,6 +282,14 @@ impl Feed {
 
 impl KindState for Feed {
     fn apply(&mut self, commit: &Commit<'_>, _chores: &mut Vec<Chore>) {
+        // A notification redacted (its sender's erasure, or the feed's
+        // owner's) leaves the feed.
+        if let Some(crate::effect::Effect::Redact { target, .. }) = commit.effect {
+            self.items.remove(target);
+            self.conversations
+                .retain(|_, (_, _, offset)| offset != target);
+            return;
+        }
         if let Ok(crate::protocol::ServerFrame::Event(event)) =
             crate::protocol::decode_server_frame(commit.frame)
         {
