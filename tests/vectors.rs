@@ -1520,6 +1520,707 @@ fn homework_server_samples() -> Vec<(&'static str, Bytes)> {
     ]
 }
 
+/// Ana's feed: `_/inbox/` and the first 16 bytes of SHA-256("ana"), hex.
+const INBOX_ROOM: &str = "_/inbox/24d4b96f58da6d4a8512313bbd02a28e";
+/// The conversation of Ana and M. Durand (a pair's key, derived from the
+/// two ids).
+const DM_ROOM: &str = "_/dm/95c887945bda3db4141e0b72327e19c0";
+/// M. Durand's announcement to the parents of 3B.
+const ANNOUNCE_ROOM: &str = "_/announce/7c1e5a90d2b34f6e8a0b1c2d3e4f5a6b";
+/// Another one, to 3B's pupils.
+const CLASS_ANNOUNCE_ROOM: &str = "_/announce/2b8d0f4a6c1e3a5b7d9f1b3d5f7a9c0e";
+/// The epoch of the samples' feeds, conversation and announcements.
+const MESSAGING_EPOCH: &str = "3a5c7e9f1b2d4f68";
+/// Friday 2025-11-28, 21:00 in Paris (T0 is 09:00): M. Durand's quiet
+/// hours (the teachers' default, 20:00–07:00) hold what reaches him until
+/// Saturday 07:00. Everything else happens on Friday morning.
+const FRIDAY_21H: u64 = T0 + 12 * 3_600_000;
+const SATURDAY_7H: u64 = T0 + 22 * 3_600_000;
+
+fn parent() -> UserInfo {
+    UserInfo {
+        id: "p-martin".into(),
+        name: "Mme Martin".into(),
+        role: Role::Parent,
+    }
+}
+
+fn staff() -> UserInfo {
+    UserInfo {
+        id: "proviseur".into(),
+        name: "M. le proviseur".into(),
+        role: Role::Staff,
+    }
+}
+
+/// The notification of message `at` of the conversation, from `by`
+/// (held until Saturday 07:00 when `held`).
+fn dm_notice(by: UserInfo, at: u64, held: bool) -> preau::kinds::inbox::NotifyFields {
+    preau::kinds::inbox::NotifyFields {
+        what: "dm".into(),
+        room: DM_ROOM.into(),
+        at: Some(at),
+        title: String::new(),
+        preview: None,
+        by: Some(by),
+        hold_until: held.then_some(SATURDAY_7H),
+        urgent: false,
+    }
+}
+
+/// The notification of the announcement to 3B's pupils, in Ana's feed.
+fn announce_notice() -> preau::kinds::inbox::NotifyFields {
+    preau::kinds::inbox::NotifyFields {
+        what: "announcement".into(),
+        room: CLASS_ANNOUNCE_ROOM.into(),
+        at: None,
+        title: "Photo de classe".into(),
+        preview: None,
+        by: Some(prof()),
+        hold_until: None,
+        urgent: false,
+    }
+}
+
+/// The feed's, the conversations' and the announcements' requests (kinds'
+/// own types, encoded as each kind's request type).
+fn messaging_client_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::announce::AnnounceRequest;
+    use preau::kinds::dm::DmRequest;
+    use preau::kinds::inbox::FeedRequest;
+    fn encode(request: &impl Serialize) -> Bytes {
+        Bytes::from(rmp_serde::to_vec_named(request).expect("encodes"))
+    }
+    vec![
+        (
+            "feed",
+            encode(&FeedRequest::Feed {
+                id: Some(100),
+                before: None,
+                limit: Some(20),
+            }),
+        ),
+        (
+            "feed_read",
+            encode(&FeedRequest::FeedRead {
+                id: Some(101),
+                room: Some(DM_ROOM.into()),
+                through: Some(7),
+            }),
+        ),
+        (
+            "quiet_hours",
+            encode(&FeedRequest::QuietHours {
+                id: Some(102),
+                hours: Some(preau::quiet::QuietHours {
+                    start: "19:30".into(),
+                    end: "07:30".into(),
+                    days: vec!["sat".into(), "sun".into()],
+                }),
+                default: false,
+            }),
+        ),
+        (
+            "quiet_hours.read",
+            encode(&FeedRequest::QuietHours {
+                id: Some(103),
+                hours: None,
+                default: false,
+            }),
+        ),
+        (
+            "quiet_hours.default",
+            encode(&FeedRequest::QuietHours {
+                id: Some(104),
+                hours: None,
+                default: true,
+            }),
+        ),
+        (
+            "dm_start",
+            encode(&DmRequest::DmStart {
+                id: Some(110),
+                to: vec!["t-durand".into()],
+            }),
+        ),
+        (
+            "dm_add",
+            encode(&DmRequest::DmAdd {
+                id: Some(111),
+                room: DM_ROOM.into(),
+                users: vec!["p-martin".into()],
+            }),
+        ),
+        (
+            "dm_send",
+            encode(&DmRequest::DmSend {
+                id: Some(112),
+                room: DM_ROOM.into(),
+                text: "Monsieur, je n'ai pas compris l'exercice 3.".into(),
+                key: Some("c1f0-dm-1".into()),
+            }),
+        ),
+        (
+            "conversations",
+            encode(&DmRequest::Conversations { id: Some(113) }),
+        ),
+        (
+            "contacts",
+            encode(&DmRequest::Contacts {
+                id: Some(114),
+                query: Some("durand".into()),
+                limit: None,
+            }),
+        ),
+        (
+            "dm_prefs",
+            encode(&DmRequest::DmPrefs {
+                id: Some(115),
+                room: DM_ROOM.into(),
+                named: true,
+            }),
+        ),
+        (
+            "dm_share",
+            encode(&DmRequest::DmShare {
+                id: Some(116),
+                room: DM_ROOM.into(),
+                at: 3,
+                forum: "3B/forum/aide".into(),
+                title: None,
+            }),
+        ),
+        (
+            "dm_review",
+            encode(&DmRequest::DmReview {
+                id: Some(117),
+                room: DM_ROOM.into(),
+            }),
+        ),
+        (
+            "announce",
+            encode(&AnnounceRequest::Announce {
+                id: Some(120),
+                targets: vec!["parents:3B".into()],
+                title: "Sortie au musée".into(),
+                text: "Le jeudi 17, prévoir un pique-nique.".into(),
+                ack: true,
+                urgent: false,
+            }),
+        ),
+        (
+            "announce.urgent",
+            encode(&AnnounceRequest::Announce {
+                id: Some(121),
+                targets: vec!["school".into()],
+                title: "Fermeture du collège".into(),
+                text: "Alerte météo : le collège est fermé demain.".into(),
+                ack: false,
+                urgent: true,
+            }),
+        ),
+        (
+            "announce_read",
+            encode(&AnnounceRequest::AnnounceRead {
+                id: Some(122),
+                room: ANNOUNCE_ROOM.into(),
+            }),
+        ),
+        (
+            "announce_ack",
+            encode(&AnnounceRequest::AnnounceAck {
+                id: Some(123),
+                room: ANNOUNCE_ROOM.into(),
+            }),
+        ),
+        (
+            "announce_status",
+            encode(&AnnounceRequest::AnnounceStatus {
+                id: Some(124),
+                room: ANNOUNCE_ROOM.into(),
+            }),
+        ),
+        (
+            "announcements",
+            encode(&AnnounceRequest::Announcements { id: Some(125) }),
+        ),
+    ]
+}
+
+fn messaging_server_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::announce::state::{ReceiptFields, ToFields};
+    use preau::kinds::announce::{AnnounceFields, AnnounceOk, Family, SentList, SentOne, StatusOk};
+    use preau::kinds::dm::state::{MembersFields, PrefsFields, ReviewedFields, SharedFields};
+    use preau::kinds::dm::{Contact, ContactsOk, ConversationsOk, DmOk, Quiet, SentOk, SharedOk};
+    use preau::kinds::inbox::state::{QuietFields, ReleaseFields, SeenFields, SentFields};
+    use preau::kinds::inbox::{Conversation, FeedOk, Item, JoinedFields, QuietOk};
+    assert_eq!(preau::kinds::inbox::inbox_of("ana"), INBOX_ROOM);
+    let system = preau::kinds::inbox::system();
+    let teachers_default = preau::quiet::QuietHours::parse("20:00-07:00 sun").expect("hours");
+    let evening = preau::quiet::QuietHours {
+        start: "19:30".into(),
+        end: "07:30".into(),
+        days: vec!["sat".into(), "sun".into()],
+    };
+    let inbox = |offset: u64, ts: u64, from: UserInfo, kind: &str, fields: &dyn ErasedFields| {
+        protocol::event(&Event {
+            room: INBOX_ROOM.into(),
+            ..fields.event(offset, ts, from, kind)
+        })
+    };
+    let dm = |offset: u64, from: UserInfo, kind: &str, fields: &dyn ErasedFields| {
+        protocol::event(&Event {
+            room: DM_ROOM.into(),
+            ..fields.event(offset, T0 + offset * 60_000, from, kind)
+        })
+    };
+    let announce = |offset: u64, from: UserInfo, kind: &str, fields: &dyn ErasedFields| {
+        protocol::event(&Event {
+            room: ANNOUNCE_ROOM.into(),
+            ..fields.event(offset, T0 + offset * 60_000, from, kind)
+        })
+    };
+    let durand_quiet = Quiet {
+        id: "t-durand".into(),
+        name: "M. Durand".into(),
+        until: SATURDAY_7H,
+    };
+    vec![
+        (
+            "event.notify",
+            inbox(
+                5,
+                T0 + 300_000,
+                system.clone(),
+                "notify",
+                &announce_notice(),
+            ),
+        ),
+        (
+            "event.notify.dm",
+            inbox(
+                6,
+                T0 + 360_000,
+                system.clone(),
+                "notify",
+                &dm_notice(prof(), 6, false),
+            ),
+        ),
+        (
+            "event.feed_seen",
+            inbox(
+                7,
+                T0 + 420_000,
+                ana(),
+                "feed_seen",
+                &SeenFields {
+                    room: Some(DM_ROOM.into()),
+                    through: 6,
+                },
+            ),
+        ),
+        (
+            "event.quiet_hours",
+            inbox(
+                8,
+                T0 + 480_000,
+                ana(),
+                "quiet_hours",
+                &QuietFields {
+                    hours: Some(evening.clone()),
+                },
+            ),
+        ),
+        (
+            "event.quiet_hours.default",
+            inbox(
+                9,
+                T0 + 540_000,
+                ana(),
+                "quiet_hours",
+                &QuietFields { hours: None },
+            ),
+        ),
+        (
+            "event.feed_release",
+            inbox(
+                12,
+                SATURDAY_7H,
+                system.clone(),
+                "feed_release",
+                &ReleaseFields {
+                    until: SATURDAY_7H,
+                    count: 2,
+                },
+            ),
+        ),
+        (
+            "event.dm_joined",
+            inbox(
+                2,
+                T0 + 60_000,
+                system.clone(),
+                "dm_joined",
+                &JoinedFields {
+                    room: DM_ROOM.into(),
+                    members: vec![ana(), prof()],
+                },
+            ),
+        ),
+        (
+            // In the sender's feed.
+            "event.announce_sent",
+            protocol::event(&Event {
+                room: preau::kinds::inbox::inbox_of("t-durand"),
+                ..SentFields {
+                    room: ANNOUNCE_ROOM.into(),
+                    title: "Sortie au musée".into(),
+                    recipients: 2,
+                }
+                .event(3, T0 + 120_000, system.clone(), "announce_sent")
+            }),
+        ),
+        (
+            "ok.feed",
+            protocol::ok(
+                Some(100),
+                &FeedOk {
+                    room: INBOX_ROOM.into(),
+                    items: vec![
+                        Item {
+                            offset: 6,
+                            ts: T0 + 360_000,
+                            fields: dm_notice(prof(), 6, false),
+                            read: false,
+                        },
+                        Item {
+                            offset: 5,
+                            ts: T0 + 300_000,
+                            fields: announce_notice(),
+                            read: true,
+                        },
+                    ],
+                    more: false,
+                    unread: [(DM_ROOM.to_owned(), 1)].into_iter().collect(),
+                    total_unread: 1,
+                    quiet: QuietOk {
+                        hours: teachers_default.clone(),
+                        own: false,
+                        until: None,
+                    },
+                },
+            ),
+        ),
+        (
+            "ok.feed.held",
+            protocol::ok(
+                Some(100),
+                &FeedOk {
+                    room: preau::kinds::inbox::inbox_of("t-durand"),
+                    items: vec![Item {
+                        offset: 4,
+                        ts: FRIDAY_21H,
+                        fields: dm_notice(ana(), 7, true),
+                        read: false,
+                    }],
+                    more: true,
+                    unread: [(DM_ROOM.to_owned(), 1)].into_iter().collect(),
+                    total_unread: 1,
+                    quiet: QuietOk {
+                        hours: teachers_default.clone(),
+                        own: false,
+                        until: Some(SATURDAY_7H),
+                    },
+                },
+            ),
+        ),
+        (
+            "ok.feed_read",
+            protocol::ok(
+                Some(101),
+                &PostOk {
+                    room: INBOX_ROOM.into(),
+                    epoch: MESSAGING_EPOCH.into(),
+                    offset: 7,
+                    ts: T0 + 420_000,
+                },
+            ),
+        ),
+        (
+            "ok.quiet_hours",
+            protocol::ok(
+                Some(103),
+                &QuietOk {
+                    hours: evening,
+                    own: true,
+                    until: None,
+                },
+            ),
+        ),
+        (
+            "event.dm_members",
+            dm(
+                1,
+                ana(),
+                "dm_members",
+                &MembersFields {
+                    members: vec![ana(), prof()],
+                },
+            ),
+        ),
+        (
+            "event.dm_prefs",
+            dm(2, ana(), "dm_prefs", &PrefsFields { named: true }),
+        ),
+        (
+            "event.dm.message",
+            protocol::event(&Event {
+                room: DM_ROOM.into(),
+                epoch: MESSAGING_EPOCH.into(),
+                offset: 3,
+                ts: T0 + 180_000,
+                from: ana(),
+                body: Body::message("Monsieur, je n'ai pas compris l'exercice 3."),
+            }),
+        ),
+        (
+            "event.dm_shared",
+            dm(
+                4,
+                prof(),
+                "dm_shared",
+                &SharedFields {
+                    at: 3,
+                    forum: "3B/forum/aide".into(),
+                    thread: 12,
+                    anonymous: false,
+                },
+            ),
+        ),
+        (
+            "event.dm_reviewed",
+            dm(5, staff(), "dm_reviewed", &ReviewedFields { report: 9 }),
+        ),
+        (
+            "ok.dm_start",
+            protocol::ok(
+                Some(110),
+                &DmOk {
+                    room: DM_ROOM.into(),
+                    created: true,
+                    members: vec![ana(), prof()],
+                    quiet: vec![],
+                },
+            ),
+        ),
+        (
+            // Again, on Friday evening: the pair's conversation, and
+            // M. Durand is in his quiet hours.
+            "ok.dm_start.again_quiet",
+            protocol::ok(
+                Some(110),
+                &DmOk {
+                    room: DM_ROOM.into(),
+                    created: false,
+                    members: vec![ana(), prof()],
+                    quiet: vec![durand_quiet.clone()],
+                },
+            ),
+        ),
+        (
+            "ok.dm_send",
+            protocol::ok(
+                Some(112),
+                &SentOk {
+                    room: DM_ROOM.into(),
+                    epoch: MESSAGING_EPOCH.into(),
+                    offset: 7,
+                    ts: FRIDAY_21H,
+                    held: vec![durand_quiet.clone()],
+                },
+            ),
+        ),
+        (
+            // M. Durand is quiet every day: never pushed (2^64 - 1).
+            "ok.dm_send.quiet_every_day",
+            protocol::ok(
+                Some(112),
+                &SentOk {
+                    room: DM_ROOM.into(),
+                    epoch: MESSAGING_EPOCH.into(),
+                    offset: 7,
+                    ts: FRIDAY_21H,
+                    held: vec![Quiet {
+                        until: u64::MAX,
+                        ..durand_quiet
+                    }],
+                },
+            ),
+        ),
+        (
+            "ok.conversations",
+            protocol::ok(
+                Some(113),
+                &ConversationsOk {
+                    conversations: vec![Conversation {
+                        room: DM_ROOM.into(),
+                        members: vec![ana(), prof()],
+                        last: T0 + 360_000,
+                        unread: 1,
+                    }],
+                },
+            ),
+        ),
+        (
+            "ok.contacts",
+            protocol::ok(
+                Some(114),
+                &ContactsOk {
+                    contacts: vec![Contact {
+                        id: "t-durand".into(),
+                        name: "M. Durand".into(),
+                        role: Role::Teacher,
+                        about: vec!["3B · Mathématiques".into()],
+                    }],
+                    more: false,
+                },
+            ),
+        ),
+        (
+            "ok.dm_share",
+            protocol::ok(
+                Some(116),
+                &SharedOk {
+                    forum: "3B/forum/aide".into(),
+                    thread: 12,
+                    anonymous: false,
+                },
+            ),
+        ),
+        (
+            "event.announce_to",
+            announce(
+                1,
+                prof(),
+                "announce_to",
+                &ToFields {
+                    recipients: vec!["p-martin".into(), "p-petit".into()],
+                },
+            ),
+        ),
+        (
+            "event.announce",
+            announce(
+                2,
+                prof(),
+                "announce",
+                &AnnounceFields {
+                    title: "Sortie au musée".into(),
+                    text: "Le jeudi 17, prévoir un pique-nique.".into(),
+                    targets: vec!["parents:3B".into()],
+                    count: 2,
+                    ack: true,
+                    urgent: false,
+                },
+            ),
+        ),
+        (
+            "event.announce_read",
+            announce(
+                3,
+                parent(),
+                "announce_read",
+                &ReceiptFields {
+                    sender: "t-durand".into(),
+                },
+            ),
+        ),
+        (
+            "event.announce_ack",
+            announce(
+                4,
+                parent(),
+                "announce_ack",
+                &ReceiptFields {
+                    sender: "t-durand".into(),
+                },
+            ),
+        ),
+        (
+            "ok.announce",
+            protocol::ok(
+                Some(120),
+                &AnnounceOk {
+                    room: ANNOUNCE_ROOM.into(),
+                    recipients: 2,
+                },
+            ),
+        ),
+        (
+            "ok.announce_status",
+            protocol::ok(
+                Some(124),
+                &StatusOk {
+                    room: ANNOUNCE_ROOM.into(),
+                    title: "Sortie au musée".into(),
+                    recipients: 2,
+                    read: 1,
+                    ack: true,
+                    acked: 1,
+                    not_read: vec![UserInfo {
+                        id: "p-petit".into(),
+                        name: "M. Petit".into(),
+                        role: Role::Parent,
+                    }],
+                    not_acked: vec![UserInfo {
+                        id: "p-petit".into(),
+                        name: "M. Petit".into(),
+                        role: Role::Parent,
+                    }],
+                    families_not_read: vec![Family {
+                        child: "Hugo Petit".into(),
+                        class: Some("3B".into()),
+                        parents: vec!["M. Petit".into()],
+                    }],
+                },
+            ),
+        ),
+        (
+            "ok.announcements",
+            protocol::ok(
+                Some(125),
+                &SentList {
+                    sent: vec![SentOne {
+                        room: ANNOUNCE_ROOM.into(),
+                        title: "Sortie au musée".into(),
+                        ts: T0 + 120_000,
+                        recipients: 2,
+                    }],
+                },
+            ),
+        ),
+    ]
+}
+
+/// The fields of a kind's event, whatever their type (one closure per room
+/// above builds them all); the caller sets the room.
+trait ErasedFields {
+    fn event(&self, offset: u64, ts: u64, from: UserInfo, kind: &str) -> Event;
+}
+
+impl<T: Serialize> ErasedFields for T {
+    fn event(&self, offset: u64, ts: u64, from: UserInfo, kind: &str) -> Event {
+        Event {
+            room: String::new(),
+            epoch: MESSAGING_EPOCH.into(),
+            offset,
+            ts,
+            from,
+            body: Body::Kind(protocol::KindBody::new(kind, self).expect("a kind body")),
+        }
+    }
+}
+
 fn server_samples() -> Vec<(&'static str, Bytes)> {
     let join_ok = JoinOk {
         room: ROOM.into(),
@@ -2090,6 +2791,7 @@ fn generate() -> Vec<Vector> {
     for (name, bytes) in agenda_client_samples()
         .into_iter()
         .chain(homework_client_samples())
+        .chain(messaging_client_samples())
     {
         vectors.push(Vector {
             name: name.into(),
@@ -2103,6 +2805,7 @@ fn generate() -> Vec<Vector> {
         .into_iter()
         .chain(agenda_server_samples())
         .chain(homework_server_samples())
+        .chain(messaging_server_samples())
     {
         vectors.push(Vector {
             name: name.into(),
@@ -2141,12 +2844,43 @@ fn typed<T: serde::de::DeserializeOwned>(v: &Vector, value: serde_json::Value) -
     })
 }
 
+/// `json` as a MessagePack value, maps in their order.
+fn rmpv_of(json: &J) -> rmpv::Value {
+    match json {
+        J::Null => rmpv::Value::Nil,
+        J::Bool(b) => rmpv::Value::Boolean(*b),
+        J::Uint(n) => rmpv::Value::from(*n),
+        J::Int(n) => rmpv::Value::from(*n),
+        J::Float(f) => rmpv::Value::F64(*f),
+        J::Str(s) => rmpv::Value::from(s.as_str()),
+        J::Arr(items) => rmpv::Value::Array(items.iter().map(rmpv_of).collect()),
+        J::Obj(entries) => rmpv::Value::Map(
+            entries
+                .iter()
+                .map(|(k, v)| (rmpv::Value::from(k.as_str()), rmpv_of(v)))
+                .collect(),
+        ),
+    }
+}
+
 /// Builds a server frame from its readable json with the server's encoders.
 fn encode_server(v: &Vector) -> Bytes {
     let json = v.json();
     let value = json.to_value();
     match json.get("type").and_then(J::as_str) {
-        Some("event") => protocol::event(&typed::<Event>(v, value)),
+        Some("event") => {
+            let mut event = typed::<Event>(v, value);
+            // serde_json's maps sort their keys: a kind's fields hold nested
+            // maps (quiet hours) whose wire order only the json keeps.
+            if let (Body::Kind(body), Some(J::Obj(fields))) = (&mut event.body, json.get("body")) {
+                for (key, field) in fields {
+                    if let Some(slot) = body.fields.get_mut(key) {
+                        *slot = rmpv_of(field);
+                    }
+                }
+            }
+            protocol::event(&event)
+        }
         Some("presence") => protocol::presence(&typed::<Presence>(v, value)),
         Some("typing") => protocol::typing(&typed::<Typing>(v, value)),
         Some("yjs") => protocol::yjs(&typed::<protocol::YjsFrame>(v, value)),
@@ -2183,6 +2917,25 @@ fn encode_server(v: &Vector) -> Bytes {
                 }
                 "homework_due" => {
                     protocol::ok(id, &typed::<preau::kinds::homework::DueOk>(v, data))
+                }
+                "feed" => protocol::ok(id, &typed::<preau::kinds::inbox::FeedOk>(v, data)),
+                "quiet_hours" => protocol::ok(id, &typed::<preau::kinds::inbox::QuietOk>(v, data)),
+                "feed_read" => protocol::ok(id, &typed::<PostOk>(v, data)),
+                "dm_start" => protocol::ok(id, &typed::<preau::kinds::dm::DmOk>(v, data)),
+                "dm_send" => protocol::ok(id, &typed::<preau::kinds::dm::SentOk>(v, data)),
+                "conversations" => {
+                    protocol::ok(id, &typed::<preau::kinds::dm::ConversationsOk>(v, data))
+                }
+                "contacts" => protocol::ok(id, &typed::<preau::kinds::dm::ContactsOk>(v, data)),
+                "dm_share" => protocol::ok(id, &typed::<preau::kinds::dm::SharedOk>(v, data)),
+                "announce" => {
+                    protocol::ok(id, &typed::<preau::kinds::announce::AnnounceOk>(v, data))
+                }
+                "announce_status" => {
+                    protocol::ok(id, &typed::<preau::kinds::announce::StatusOk>(v, data))
+                }
+                "announcements" => {
+                    protocol::ok(id, &typed::<preau::kinds::announce::SentList>(v, data))
                 }
                 "leave" | "typing" | "ping" => {
                     assert!(data.is_null(), "{}: data must be nil", v.name);
@@ -2258,11 +3011,35 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
             protocol::decode_ok_data::<preau::kinds::homework::DueOk>(bytes).expect("DueOk"),
             serde_json::from_value::<preau::kinds::homework::DueOk>(data).expect("DueOk json")
         ),
+        "feed" => same_ok_data::<preau::kinds::inbox::FeedOk>(v, bytes, data),
+        "quiet_hours" => same_ok_data::<preau::kinds::inbox::QuietOk>(v, bytes, data),
+        "feed_read" => same_ok_data::<PostOk>(v, bytes, data),
+        "dm_start" => same_ok_data::<preau::kinds::dm::DmOk>(v, bytes, data),
+        "dm_send" => same_ok_data::<preau::kinds::dm::SentOk>(v, bytes, data),
+        "conversations" => same_ok_data::<preau::kinds::dm::ConversationsOk>(v, bytes, data),
+        "contacts" => same_ok_data::<preau::kinds::dm::ContactsOk>(v, bytes, data),
+        "dm_share" => same_ok_data::<preau::kinds::dm::SharedOk>(v, bytes, data),
+        "announce" => same_ok_data::<preau::kinds::announce::AnnounceOk>(v, bytes, data),
+        "announce_status" => same_ok_data::<preau::kinds::announce::StatusOk>(v, bytes, data),
+        "announcements" => same_ok_data::<preau::kinds::announce::SentList>(v, bytes, data),
         _ => assert_eq!(
             protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
             rmpv::Value::Nil
         ),
     }
+}
+
+/// The typed decoder reads the `data` of an ok vector as its json says.
+fn same_ok_data<T>(v: &Vector, bytes: &[u8], data: serde_json::Value)
+where
+    T: serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+{
+    assert_eq!(
+        protocol::decode_ok_data::<T>(bytes).unwrap_or_else(|e| panic!("{}: {e}", v.name)),
+        serde_json::from_value::<T>(data).unwrap_or_else(|e| panic!("{}: json: {e}", v.name)),
+        "{}",
+        v.name
+    );
 }
 
 /// A client vector of a kind's own request type: the protocol module does
@@ -2301,8 +3078,34 @@ fn check_kind_request(v: &Vector, bytes: &[u8], kind: &str) {
                 .unwrap_or_else(|e| panic!("{}: json is not a diary request: {e}", v.name));
             assert_eq!(from_json, request, "{}: json and hex differ", v.name);
         }
+        "inbox" => same_kind_request::<preau::kinds::inbox::FeedRequest>(
+            v,
+            bytes,
+            &preau::kinds::inbox::Inbox,
+        ),
+        "dm" => same_kind_request::<preau::kinds::dm::DmRequest>(v, bytes, &preau::kinds::dm::Dm),
+        "announce" => same_kind_request::<preau::kinds::announce::AnnounceRequest>(
+            v,
+            bytes,
+            &preau::kinds::announce::Announce,
+        ),
         other => panic!("{}: no vector check for kind {other}", v.name),
     }
+}
+
+/// A kind's request decodes from the vector's bytes with the kind's own
+/// types, encodes back to them, and is what its json says.
+fn same_kind_request<T>(v: &Vector, bytes: &[u8], kind: &dyn preau::session::KindHandler)
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+{
+    let request: T = protocol::decode_kind_request(bytes, kind.requests())
+        .unwrap_or_else(|e| panic!("{}: {} does not decode it: {e}", v.name, kind.name()));
+    let encoded = rmp_serde::to_vec_named(&request).expect("encodes");
+    assert_eq!(hex::encode(encoded), v.hex, "{}: re-encoded", v.name);
+    let from_json: T = serde_json::from_value(v.json().to_value())
+        .unwrap_or_else(|e| panic!("{}: json is not a {} request: {e}", v.name, kind.name()));
+    assert_eq!(from_json, request, "{}: json and hex differ", v.name);
 }
 
 fn check_vector(v: &Vector) {
