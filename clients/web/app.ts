@@ -423,8 +423,7 @@ class App {
     this.markActive();
     this.markRead(room);
     // What the feed says about the room on screen is read (« Messages » says which conversation).
-    if (!room.startsWith("@")) this.inbox.view(room);
-    else if (room !== MESSAGES_KEY) this.inbox.view(undefined);
+    this.inbox.view(room.startsWith("@") ? undefined : room);
     const back = el("button", { type: "button", className: "secondary back", textContent: "← Salons" });
     back.addEventListener("click", () => this.showList(true));
     this.main.replaceChildren(back, view.root);

@@ -21,6 +21,12 @@ export class Inbox {
   /** Inbox events received while a `feed` request is out, applied again once it is loaded. */
   private buffer: EventFrame[] | null = null;
   private started = false;
+  /**
+   * Read marks sent and not yet back as `feed_seen` (room, or "" for all):
+   * each mark is an event stored in the inbox, so the same one is not sent
+   * twice (a feed item opened, then its room shown).
+   */
+  private marking = new Map<string, number>();
 
   constructor(private client: PreauClient) {}
 
@@ -99,7 +105,12 @@ export class Inbox {
       void this.refresh();
       return;
     }
-    if (change.kind === "notify" && change.item.room === this.viewing && !document.hidden) this.markRead(change.item.room);
+    if (change.kind === "read") this.marking.clear();
+    if (change.kind === "notify") {
+      this.marking.delete(change.item.room);
+      this.marking.delete("");
+      if (change.item.room === this.viewing && !document.hidden) this.markRead(change.item.room);
+    }
     this.emit(change);
   }
 
@@ -114,8 +125,12 @@ export class Inbox {
     if (room !== undefined && this.state.unread(room) === 0) return;
     if (room === undefined && this.state.total === 0) return;
     if (this.client.state !== "open") return;
+    const key = room ?? "";
+    const sent = this.marking.get(key) ?? this.marking.get("");
+    if (sent !== undefined && Date.now() - sent < 5_000) return;
+    this.marking.set(key, Date.now());
     this.client.feedRead(room === undefined ? {} : { room }).catch(() => {
-      /* read again at the next opening */
+      this.marking.delete(key); // read again at the next opening
     });
   }
 
