@@ -348,7 +348,8 @@ class App {
   }
 
   private addToList(room: string): void {
-    if (this.known.has(room) || room.startsWith("@") || isConversation(room)) return;
+    // Views that are no room, conversations and other rooms outside any class are not listed by class.
+    if (this.known.has(room) || room.startsWith("@") || room.startsWith("_/")) return;
     const [cls, kind, name] = room.split("/");
     let section = this.directory.querySelector<HTMLElement>(`section[data-class="${CSS.escape(cls)}"]`);
     if (!section) {
@@ -483,10 +484,15 @@ class App {
     this.renderUnread(MESSAGES_KEY);
   }
 
-  /** A notification opened from the feed: what it is about is shown, and read. */
+  /**
+   * A notification opened from the feed: what it is about is shown, and
+   * read. Rooms outside any class (`_/…`) other than conversations (an
+   * announcement's) have no view here yet: the notification is read.
+   */
   private openItem(item: FeedItem): void {
     this.inbox.markRead(item.room);
-    if (isConversation(item.room) || ROOM_RE.test(item.room)) this.open(item.room);
+    if (isConversation(item.room) || (ROOM_RE.test(item.room) && !item.room.startsWith("_/"))) this.open(item.room);
+    else toast("Notification lue : elle n'a pas encore de page dans l'application.");
   }
 
   private markActive(): void {
