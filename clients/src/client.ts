@@ -17,6 +17,23 @@ import {
   type LoadOk,
   type NewDiaryEntry,
 } from "./homework.js";
+import {
+  decodeContactsOk,
+  decodeConversations,
+  decodeDmOk,
+  decodeDmSentOk,
+  decodeDmSharedOk,
+  decodeNotificationsOk,
+  decodeQuietState,
+  type ContactsOk,
+  type Conversation,
+  type DmOk,
+  type DmSentOk,
+  type DmSharedOk,
+  type NotificationsOk,
+  type QuietHours,
+  type QuietState,
+} from "./messages.js";
 
 export const SUBPROTOCOL = "preau.v1";
 
@@ -1051,6 +1068,90 @@ export class PreauClient {
   async calendarFeedRevoke(): Promise<{ revoked: boolean }> {
     const data = await this.request<any>("calendar_feed_revoke");
     return { revoked: data?.revoked === true };
+  }
+
+  // ---- direct messages and the notification feed (see messages.ts) ---------
+
+  /** The people the user may write to whose name contains `query` (case and accents aside), by name. */
+  async contacts(opts: { query?: string; limit?: number } = {}): Promise<ContactsOk> {
+    const query = opts.query?.trim() || undefined;
+    return decodeContactsOk(await this.request<unknown>("contacts", { query, limit: opts.limit }));
+  }
+
+  /** A conversation with `to` (user ids): the existing one for a pair. */
+  async dmStart(to: string[]): Promise<DmOk> {
+    return decodeDmOk(await this.request<unknown>("dm_start", { to }));
+  }
+
+  /** Adds `users` to a conversation (by the school's rules). */
+  async dmAdd(room: string, users: string[]): Promise<DmOk> {
+    return decodeDmOk(await this.request<unknown>("dm_add", { room, users }));
+  }
+
+  /**
+   * Sends a message in a conversation; resolves once it is durable, with
+   * whose quiet hours hold its notification (`held`). As with `post`, it
+   * carries an idempotency `key` and is sent again with it after a failure
+   * that may pass: the server stores it (and notifies) once.
+   */
+  async dmSend(room: string, text: string, opts: { key?: string; retries?: number } = {}): Promise<DmSentOk> {
+    const key = opts.key ?? newKey();
+    const retries = opts.retries ?? 5;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return decodeDmSentOk(await this.request<unknown>("dm_send", { room, text, key }));
+      } catch (err) {
+        if (!(err instanceof PreauError) || !RETRYABLE.has(err.code) || attempt >= retries) throw err;
+        const wait = err.retryAfterMs ?? Math.min(250 * 2 ** attempt, 5_000);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        await this.whenOpen(30_000);
+      }
+    }
+  }
+
+  /** The user's conversations, latest activity first, with unread counts. */
+  async conversations(): Promise<Conversation[]> {
+    return decodeConversations(await this.request<unknown>("conversations"));
+  }
+
+  /** A pupil lets their name be shown (or not) when a teacher shares their question with the class. */
+  dmPrefs(room: string, named: boolean): Promise<PostOk> {
+    return this.request<PostOk>("dm_prefs", { room, named });
+  }
+
+  /** A teacher turns pupil message `at` into a new thread of forum `forum`, to answer it for the whole class. */
+  async dmShare(room: string, at: number, forum: string, title?: string): Promise<DmSharedOk> {
+    return decodeDmSharedOk(await this.request<unknown>("dm_share", { room, at, forum, title }));
+  }
+
+  /** Staff open a conversation one of its members reported (written in it for its members). */
+  async dmReview(room: string): Promise<DmOk> {
+    return decodeDmOk(await this.request<unknown>("dm_review", { room }));
+  }
+
+  /** The newest notifications (before inbox offset `before`), the unread counts, the quiet hours. */
+  async feed(page: { before?: number; limit?: number } = {}): Promise<NotificationsOk> {
+    return decodeNotificationsOk(await this.request<unknown>("feed", page));
+  }
+
+  /** Marks read every notification (of `room` only, when given) through inbox offset `through` (the latest by default). */
+  feedRead(opts: { room?: string; through?: number } = {}): Promise<PostOk> {
+    return this.request<PostOk>("feed_read", { room: opts.room, through: opts.through });
+  }
+
+  /** The quiet hours in force for the user. */
+  async quietHours(): Promise<QuietState> {
+    return decodeQuietState(await this.request<unknown>("quiet_hours"));
+  }
+
+  /** Sets the user's own quiet hours. */
+  setQuietHours(hours: QuietHours): Promise<PostOk> {
+    return this.request<PostOk>("quiet_hours", { hours: { start: hours.start, end: hours.end, days: hours.days } });
+  }
+
+  /** Back to the school's quiet hours for the user's role. */
+  defaultQuietHours(): Promise<PostOk> {
+    return this.request<PostOk>("quiet_hours", { default: true });
   }
 }
 

@@ -3,3 +3,4 @@ export * from "./yjs-provider.js";
 export * from "./forum.js";
 export * from "./agenda.js";
 export * from "./homework.js";
+export * from "./messages.js";

@@ -163,6 +163,21 @@ export class TestServer {
     }
   }
 
+  /**
+   * Replaces the school directory (`PUT /admin/directory`, the server
+   * started with `--admin-key` {@link ADMIN_KEY}): who exists, their
+   * classes, teachings and children. From then on, tokens of people it
+   * does not list are refused, and messages follow its rules.
+   */
+  async syncDirectory(sync: DirectorySync): Promise<void> {
+    const r = await fetch(`${this.httpUrl}/admin/directory`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ mode: "full", ...sync }),
+    });
+    if (r.status !== 200) throw new Error(`directory sync: ${r.status} ${await r.text()}`);
+  }
+
   /** Registers a client made by the test itself, to be closed by stop(). */
   track<T extends PreauClient>(c: T): T {
     this.clients.add(c);
@@ -229,6 +244,23 @@ export class CuttableProxy {
     this.cut();
     return new Promise((r) => this.server.close(() => r()));
   }
+}
+
+/** The admin key of servers started with `--admin-key` (directory syncs). */
+export const ADMIN_KEY = "preau-tests-admin-key-0123456789abcdef";
+
+/** A full directory sync (protocol/directory.openapi.yaml). */
+export interface DirectorySync {
+  version: number;
+  classes: Array<{ id: string; level?: string }>;
+  people: Array<{
+    id: string;
+    name: string;
+    role: UserSpec["role"];
+    classes?: string[];
+    teaches?: Array<{ class: string; subject: string }>;
+    children?: string[];
+  }>;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -8,6 +8,8 @@ import type { NoteEditor } from "./editor.js";
 import { ForumView } from "./forum.js";
 import { AgendaRoomView } from "./agenda.js";
 import { HOME_KEY, OfflineStore, sessionUser, type ChatCopy, type UserCopy } from "./offline.js";
+import { Inbox } from "./inbox.js";
+import { isConversation, type FeedItem } from "../src/messages.js";
 import {
   ROLE_LABELS,
   UNKNOWN_ROOM_TEXT,
@@ -33,6 +35,11 @@ import {
 } from "./common.js";
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,32}\/[a-z]+\/[A-Za-z0-9_.-]{1,64}$/;
+
+/** The views that are no room (web/messages.ts): the conversations, the bell's feed, « Mon compte ». */
+const MESSAGES_KEY = "@messages";
+const FEED_KEY = "@notifications";
+const SETTINGS_KEY = "@settings";
 
 interface View {
   root: HTMLElement;
@@ -81,8 +88,15 @@ class LazyView implements View {
   private loading?: Promise<void>;
   private disposed = false;
   private rooms?: string[];
+  private waiting: Array<(view: View) => void> = [];
 
   constructor(private make: () => Promise<View>) {}
+
+  /** Runs `fn` with the view once its chunk is loaded (at once if it is). */
+  whenReady(fn: (view: View) => void): void {
+    if (this.real) fn(this.real);
+    else this.waiting.push(fn);
+  }
 
   show(): void {
     if (this.real) return this.real.show();
@@ -90,6 +104,7 @@ class LazyView implements View {
       (view) => {
         if (this.disposed) return view.dispose();
         this.real = view;
+        for (const fn of this.waiting.splice(0)) fn(view);
         if (this.rooms) view.roomsChanged?.(this.rooms);
         this.root.replaceChildren(view.root);
         view.show();
@@ -134,6 +149,9 @@ class App {
   /** Whether the directory was loaded from the server (not only from the offline copy). */
   private discovered = false;
   private kinds: readonly string[] = [];
+  /** The notification feed: the bell, and unread counts the server keeps. */
+  private inbox: Inbox;
+  private bell = el("button", { type: "button", className: "bell" }, el("span", { className: "bell-icon", textContent: "🔔", "aria-hidden": "true" }), el("span", { className: "count", hidden: true }));
 
   /**
    * `store` keeps what is shown on the device (offline.ts); `copy` is the
@@ -145,21 +163,28 @@ class App {
     private root: HTMLElement,
     private store: OfflineStore | null,
     private copy?: UserCopy,
-  ) {}
+  ) {
+    this.inbox = new Inbox(client);
+  }
 
   start(): void {
     const me = this.client.user!;
     this.kinds = kindsFor(me.role);
     const logout = el("button", { className: "secondary", textContent: "Se déconnecter" });
     logout.addEventListener("click", () => void signOut(this.client));
-    const header = el(
-      "header",
-      {},
-      el("h1", { textContent: "préau" }),
-      el("span", { className: "me", textContent: userLabel(me) }),
-      connectionBadge(this.client),
-      logout,
+    // Her name opens « Mon compte » (the quiet hours); the bell, the feed.
+    // (On a phone, the role is left out: the name needs the room. The words stay « Ana Martin (élève) ».)
+    const label = userLabel(me);
+    const cut = label.lastIndexOf(" (");
+    const account = el(
+      "button",
+      { type: "button", className: "me", title: "Mon compte et heures calmes" },
+      cut > 0 ? el("span", { textContent: label.slice(0, cut) }) : label,
+      cut > 0 ? el("span", { className: "me-role", textContent: label.slice(cut) }) : "",
     );
+    account.addEventListener("click", () => this.open(SETTINGS_KEY));
+    this.bell.addEventListener("click", () => this.open(FEED_KEY));
+    const header = el("header", {}, el("h1", { textContent: "préau" }), account, connectionBadge(this.client), this.bell, logout);
     this.main.append(el("p", { className: "empty", textContent: "Choisissez un salon dans la liste." }));
     const aside = el("aside", {}, el("h2", { textContent: "Mes salons" }), this.directory);
     if (isModerator(me.role)) aside.append(this.openForm());
@@ -196,6 +221,8 @@ class App {
 
     this.client.on("event", (ev) => {
       if (ev.room === this.current && !document.hidden) return;
+      // Conversations and the feed itself are counted by the feed (the server's read marks).
+      if (ev.room.startsWith("_/")) return;
       if (ev.from.id === this.client.user?.id || !isNews(ev)) return;
       this.unread.set(ev.room, (this.unread.get(ev.room) ?? 0) + 1);
       this.renderUnread(ev.room);
@@ -204,6 +231,11 @@ class App {
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && this.current && this.layout.dataset.view === "room") this.markRead(this.current);
     });
+
+    // The feed: its counts join the badges, the bell and the tab's title.
+    this.inbox.on(() => this.renderAllUnread());
+    this.inbox.start();
+    this.renderAllUnread();
 
     // Online: the directory comes from the server. Started offline: from
     // the copy, until the connection is back (then from the server).
@@ -255,11 +287,16 @@ class App {
     this.directory.replaceChildren();
     this.known.clear();
     const role = this.client.user?.role ?? "";
+    const home = el("ul", { className: "rooms home-link", "aria-label": "Accueil" });
     if (hasHome(role)) {
       const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: homeTitle(role) }));
       b.addEventListener("click", () => this.open(HOME_KEY));
-      this.directory.append(el("ul", { className: "rooms home-link", "aria-label": "Accueil" }, el("li", { "data-room": HOME_KEY }, b)));
+      home.append(el("li", { "data-room": HOME_KEY }, b));
     }
+    const messages = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: "Messages" }), el("span", { className: "unread", hidden: true }));
+    messages.addEventListener("click", () => this.open(MESSAGES_KEY));
+    home.append(el("li", { "data-room": MESSAGES_KEY }, messages));
+    this.directory.append(home);
     if (classes.length === 0) {
       this.directory.append(el("p", { className: "empty", textContent: "Aucune classe n'est associée à votre compte." }));
     }
@@ -272,6 +309,7 @@ class App {
       if (!section.querySelector("li")) section.append(el("p", { className: "empty", textContent: "Aucun salon ouvert pour l'instant." }));
     }
     this.markActive();
+    this.renderAllUnread();
     this.views.get(HOME_KEY)?.roomsChanged?.([...this.known]);
   }
 
@@ -310,7 +348,8 @@ class App {
   }
 
   private addToList(room: string): void {
-    if (this.known.has(room) || room === HOME_KEY) return;
+    // Views that are no room, conversations and other rooms outside any class are not listed by class.
+    if (this.known.has(room) || room.startsWith("@") || room.startsWith("_/")) return;
     const [cls, kind, name] = room.split("/");
     let section = this.directory.querySelector<HTMLElement>(`section[data-class="${CSS.escape(cls)}"]`);
     if (!section) {
@@ -340,10 +379,25 @@ class App {
 
   /** Shows `room` (or the home page), joining it the first time; `push`: a step the back button undoes. */
   open(room: string, push = true): void {
+    // A conversation is shown in « Messages ».
+    if (isConversation(room)) {
+      this.open(MESSAGES_KEY, push);
+      (this.views.get(MESSAGES_KEY) as LazyView).whenReady((v) => (v as unknown as { open(room: string): void }).open(room));
+      return;
+    }
     let view = this.views.get(room);
     if (!view && room === HOME_KEY) {
       const rooms = [...this.known];
       view = new LazyView(async () => new (await import("./diary.js")).HomeView(this.client, this.store, rooms.filter((r) => r.split("/")[1] === "agenda")));
+      this.views.set(room, view);
+    }
+    if (!view && (room === MESSAGES_KEY || room === FEED_KEY || room === SETTINGS_KEY)) {
+      // The messages chunk: loaded the first time one of its views is shown.
+      const hooks = { open: (r: string) => this.open(r), settings: () => this.open(SETTINGS_KEY), openItem: (item: FeedItem) => this.openItem(item) };
+      view = new LazyView(async () => {
+        const m = await import("./messages.js");
+        return room === MESSAGES_KEY ? new m.MessagesView(this.client, this.inbox, hooks) : room === FEED_KEY ? new m.FeedView(this.client, this.inbox, hooks) : new m.SettingsView(this.client, this.inbox);
+      });
       this.views.set(room, view);
     }
     if (!view) {
@@ -369,6 +423,8 @@ class App {
     this.current = room;
     this.markActive();
     this.markRead(room);
+    // What the feed says about the room on screen is read (« Messages » says which conversation).
+    this.inbox.view(room.startsWith("@") ? undefined : room);
     const back = el("button", { type: "button", className: "secondary back", textContent: "← Salons" });
     back.addEventListener("click", () => this.showList(true));
     this.main.replaceChildren(back, view.root);
@@ -382,6 +438,8 @@ class App {
   /** Back to the directory (on a phone, the room and the list take the whole screen in turn). */
   private showList(viaHistory: boolean): void {
     this.layout.dataset.view = "list";
+    // A phone shows the list alone: nothing on screen is read meanwhile.
+    if (!matchMedia("(min-width: 760px)").matches) this.inbox.view(undefined);
     if (viaHistory && history.state?.room) history.back();
   }
 
@@ -390,17 +448,51 @@ class App {
     this.renderUnread(room);
   }
 
-  /** The room's badge, and the total in the tab's title (« (3) préau »). */
+  /**
+   * What is new in `room`: what arrived while another room was shown, or
+   * what the feed counts about it (the larger: both may count the same
+   * news); « Messages »: the feed's conversations.
+   */
+  private count(room: string): number {
+    if (room === MESSAGES_KEY) return this.inbox.unreadMessages();
+    return Math.max(this.unread.get(room) ?? 0, this.inbox.unread(room));
+  }
+
+  /** The room's badge, and the total in the tab's title (« (3) préau ») and on the bell. */
   private renderUnread(room: string): void {
     const badge = this.directory.querySelector<HTMLElement>(`li[data-room="${CSS.escape(room)}"] .unread`);
-    const n = this.unread.get(room) ?? 0;
+    const n = this.count(room);
     if (badge) {
       badge.hidden = n === 0;
       badge.textContent = n > 99 ? "99+" : String(n);
       badge.setAttribute("aria-label", n === 1 ? "1 nouveau" : `${n} nouveaux`);
     }
-    const total = [...this.unread.values()].reduce((a, b) => a + b, 0);
+    const rooms = new Set([...this.unread.keys(), ...this.inbox.state.unreadByRoom().keys()]);
+    let total = 0;
+    for (const r of rooms) total += Math.max(this.unread.get(r) ?? 0, this.inbox.unread(r));
     document.title = total > 0 ? `(${total}) préau` : "préau";
+    const feed = this.inbox.state.total;
+    const count = this.bell.querySelector<HTMLElement>(".count")!;
+    count.hidden = feed === 0;
+    count.textContent = feed > 99 ? "99+" : String(feed);
+    this.bell.setAttribute("aria-label", feed === 0 ? "Notifications" : `Notifications : ${feed} non ${feed === 1 ? "lue" : "lues"}`);
+  }
+
+  /** Every badge (the feed changed). */
+  private renderAllUnread(): void {
+    for (const li of this.directory.querySelectorAll<HTMLElement>("li[data-room]")) this.renderUnread(li.dataset.room!);
+    this.renderUnread(MESSAGES_KEY);
+  }
+
+  /**
+   * A notification opened from the feed: what it is about is shown, and
+   * read. Rooms outside any class (`_/…`) other than conversations (an
+   * announcement's) have no view here yet: the notification is read.
+   */
+  private openItem(item: FeedItem): void {
+    this.inbox.markRead(item.room);
+    if (isConversation(item.room) || (ROOM_RE.test(item.room) && !item.room.startsWith("_/"))) this.open(item.room);
+    else toast("Notification lue : elle n'a pas encore de page dans l'application.");
   }
 
   private markActive(): void {
