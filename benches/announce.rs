@@ -304,4 +304,5 @@ async fn main() {
     a.shutdown();
     b.shutdown();
     let _ = redis.kill();
+    let _ = redis.wait();
 }

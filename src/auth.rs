@@ -179,7 +179,7 @@ impl Claims {
         if self.classes.len() > MAX_CLASSES || self.children.len() > MAX_CLASSES {
             return bad("too many classes or children");
         }
-        if let Some(class) = self.classes.iter().find(|c| !valid_class(c)) {
+        if let Some(class) = self.classes.iter().find(|c| !valid_class(c) || *c == "_") {
             return Err(AuthError::Invalid(format!("bad class name {class:?}")));
         }
         for child in &self.children {

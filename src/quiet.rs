@@ -130,10 +130,15 @@ fn day_index(day: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{day:?} is not a day (mon … sun)"))
 }
 
+/// The end of quiet hours that never end (quiet every day): the last
+/// millisecond of year 9999, below 2^53 so that every client's number
+/// type holds it exactly.
+pub const NEVER: u64 = 253_402_300_799_999;
+
 /// When what arrives at `now` (ms) may be pushed: `None` if now, else the
-/// end of the quiet hours (ms), in the school's time zone `tz`;
-/// `u64::MAX` for someone quiet every day (nothing is ever pushed to
-/// them: they read their feed).
+/// end of the quiet hours (ms), in the school's time zone `tz`; [`NEVER`]
+/// for someone quiet every day (nothing is pushed to them: they read
+/// their feed).
 pub fn hold_until(hours: &QuietHours, now: u64, tz: chrono_tz::Tz) -> Option<u64> {
     let now_utc = chrono::DateTime::from_timestamp_millis(i64::try_from(now).ok()?)?;
     let local = now_utc.with_timezone(&tz);
@@ -169,7 +174,7 @@ pub fn hold_until(hours: &QuietHours, now: u64, tz: chrono_tz::Tz) -> Option<u64
             .into_iter()
             .find(|at| !hours.quiet_at(at))
             .and_then(|at| u64::try_from(at.timestamp_millis()).ok())
-            .unwrap_or(u64::MAX),
+            .unwrap_or(NEVER),
     )
 }
 
@@ -228,7 +233,7 @@ mod tests {
         let every_day = QuietHours::parse("00:00-00:00 mon tue wed thu fri sat sun").unwrap();
         assert_eq!(
             hold_until(&every_day, at(2026, 12, 13, 3, 0), TZ),
-            Some(u64::MAX)
+            Some(NEVER)
         );
     }
 

@@ -223,6 +223,19 @@ async fn receipts_are_counted_for_the_sender_only() {
         refused(p00.post(&room, "Merci !").await),
         ErrorCode::Forbidden
     );
+    // Recipients do not learn of each other: no members, no typing.
+    let mut p02 = client(&server.url(), &who("p0-2")).await;
+    let joined = p02.join(&room, None).await.unwrap();
+    assert!(joined.members.is_empty(), "{:?}", joined.members);
+    assert_eq!(refused(p02.typing(&room).await), ErrorCode::Forbidden);
+    // Nobody configures it or moderates it.
+    let mut staff = client(&server.url(), &who("proviseur")).await;
+    let configure = preau::protocol::ModAction::Configure {
+        flavour: preau::protocol::Flavour::Help,
+        classes: Vec::new(),
+        moderators: Vec::new(),
+    };
+    assert!(staff.moderate(&room, configure).await.is_err());
 
     let before = status(&mut t0, &room).await;
     assert_eq!((before.recipients, before.read, before.acked), (4, 0, 0));
@@ -277,7 +290,6 @@ async fn receipts_are_counted_for_the_sender_only() {
         ErrorCode::Forbidden
     );
     // Staff see the counts too; the sender finds it in their list.
-    let mut staff = client(&server.url(), &who("proviseur")).await;
     assert_eq!(status(&mut staff, &room).await.read, 2);
     let list: preau::kinds::announce::SentList = t0
         .request_kind(&AnnounceRequest::Announcements { id: None })

@@ -391,3 +391,31 @@ async fn a_sync_on_one_node_reaches_the_others() {
         .await
         .is_err());
 }
+
+/// `_` is the class of rooms that belong to no class: no token lists it,
+/// and no class kind's room is named with it.
+#[tokio::test]
+async fn the_class_of_no_class_is_reserved() {
+    let server = server().await;
+    assert!(
+        Client::connect(&server.url(), &token("t", Role::Teacher, &["_"]))
+            .await
+            .is_err()
+    );
+    let mut staff = client(&server.url(), &token("s", Role::Staff, &[])).await;
+    for room in ["_/chat/x", "_/forum/x", "_/homework/diary"] {
+        match staff.join(room, None).await {
+            Err(ClientError::Refused(reply)) => {
+                assert_eq!(reply.code, ErrorCode::InvalidRoom, "{room}")
+            }
+            other => panic!("{room}: {other:?}"),
+        }
+    }
+    match staff
+        .join("3B/dm/00000000000000000000000000000000", None)
+        .await
+    {
+        Err(ClientError::Refused(reply)) => assert_eq!(reply.code, ErrorCode::InvalidRoom),
+        other => panic!("{other:?}"),
+    }
+}

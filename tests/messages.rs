@@ -578,7 +578,26 @@ async fn staff_read_a_conversation_only_after_a_report_and_say_so() {
 async fn a_question_is_answered_for_the_whole_class() {
     let server = school_server(|_| {}).await;
     let staff = who("proviseur");
-    open_rooms_as(&server.url(), &staff, &["3B/forum/aide"]).await;
+    open_rooms_as(
+        &server.url(),
+        &staff,
+        &["3B/forum/aide", "3B/forum/debat", "4A/forum/aide"],
+    )
+    .await;
+    let mut principal = client(&server.url(), &staff).await;
+    for forum in ["3B/forum/aide", "4A/forum/aide"] {
+        principal
+            .moderate(
+                forum,
+                preau::protocol::ModAction::Configure {
+                    flavour: preau::protocol::Flavour::Help,
+                    classes: Vec::new(),
+                    moderators: Vec::new(),
+                },
+            )
+            .await
+            .expect("configured as a help forum");
+    }
     let mut lea = client(&server.url(), &who("lea")).await;
     let room = start(&mut lea, &["durand"]).await.unwrap().room;
     let question = send(&mut lea, &room, "Comment factoriser x² - 9 ?")
@@ -633,6 +652,21 @@ async fn a_question_is_answered_for_the_whole_class() {
     let second = send(&mut lea, &room, "Et x² + 6x + 9 ?").await.unwrap();
     let shared: SharedOk = durand.request_kind(&share(second.offset)).await.unwrap();
     assert!(!shared.anonymous);
+    // Only to a help forum of the pupil's classes.
+    for forum in ["3B/forum/debat", "4A/forum/aide"] {
+        let elsewhere = DmRequest::DmShare {
+            id: None,
+            room: room.clone(),
+            at: second.offset,
+            forum: forum.into(),
+            title: None,
+        };
+        assert_eq!(
+            refused(durand.request_kind::<SharedOk>(&elsewhere).await),
+            ErrorCode::Forbidden,
+            "{forum}"
+        );
+    }
     // Only a pupil's message may be shared, and only by a teacher.
     let own = send(&mut durand, &room, "Bonne question").await.unwrap();
     assert_eq!(

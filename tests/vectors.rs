@@ -1907,6 +1907,7 @@ fn messaging_server_samples() -> Vec<(&'static str, Bytes)> {
                         hours: teachers_default.clone(),
                         own: false,
                         until: None,
+                        timezone: "Europe/Paris".into(),
                     },
                 },
             ),
@@ -1930,6 +1931,7 @@ fn messaging_server_samples() -> Vec<(&'static str, Bytes)> {
                         hours: teachers_default.clone(),
                         own: false,
                         until: Some(SATURDAY_7H),
+                        timezone: "Europe/Paris".into(),
                     },
                 },
             ),
@@ -1954,6 +1956,7 @@ fn messaging_server_samples() -> Vec<(&'static str, Bytes)> {
                     hours: evening,
                     own: true,
                     until: None,
+                    timezone: "Europe/Paris".into(),
                 },
             ),
         ),
@@ -2051,7 +2054,7 @@ fn messaging_server_samples() -> Vec<(&'static str, Bytes)> {
                     offset: 7,
                     ts: FRIDAY_21H,
                     held: vec![Quiet {
-                        until: u64::MAX,
+                        until: preau::quiet::NEVER,
                         ..durand_quiet
                     }],
                 },

@@ -44,7 +44,7 @@ pub use model::{Class, Mode, Person, Removals, Stored, Sync, Teaching};
 
 /// The class segment reserved for rooms that belong to no class (a
 /// conversation, a user's notification feed): never a class's id.
-pub const NO_CLASS: &str = "_";
+pub const NO_CLASS: &str = crate::protocol::NO_CLASS;
 /// Bounds of a sync, and of what the directory holds. A region's largest
 /// lycée has about 2,500 pupils and twice as many parents.
 pub const MAX_PEOPLE: usize = 200_000;

@@ -41,7 +41,11 @@ impl Hub {
         self.metrics.rooms_loaded.increment(1.0);
         let room = Room::new(name.clone(), meta.epoch, floor, last, moderation)
             .with_kind(state)
-            .with_presence_limit(self.config.presence_limit);
+            .with_presence_limit(if kind.shows_presence() {
+                self.config.presence_limit
+            } else {
+                0
+            });
         room.loaded(&self.metrics);
         Ok(Arc::new(room))
     }

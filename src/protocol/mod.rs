@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 /// The WebSocket subprotocol a client must offer.
 pub const SUBPROTOCOL: &str = "preau.v1";
 
+/// The class segment of rooms that belong to no class (a conversation, a
+/// user's feed, an announcement, and their audit log): never a class.
+pub const NO_CLASS: &str = "_";
+
 /// Longest class name, in bytes.
 pub const MAX_CLASS_LEN: usize = 32;
 

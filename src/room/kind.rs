@@ -43,6 +43,20 @@ pub trait RoomKind: Send + Sync + 'static {
         true
     }
 
+    /// Whether its rooms belong to no class (a conversation, a feed, an
+    /// announcement): their class segment is the reserved `_`, which no
+    /// other kind's rooms may have.
+    fn classless(&self) -> bool {
+        false
+    }
+
+    /// Whether members see who else is there (presence, the join reply's
+    /// `members`). Not in an announcement: its recipients do not learn
+    /// of each other.
+    fn shows_presence(&self) -> bool {
+        true
+    }
+
     /// A name [`RoomKind::valid_name`] accepts, for asking the policy about
     /// a class's rooms of this kind before naming one (`rooms`).
     fn sample_name(&self) -> &'static str {

@@ -12,6 +12,7 @@ pub const MAX_KIND_LEN: usize = 16;
 pub const AUDIT_KIND: &str = "audit";
 /// The one room name of kind `audit`.
 pub const AUDIT_NAME: &str = "log";
+pub use crate::protocol::NO_CLASS;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoomNameError {
@@ -66,6 +67,16 @@ impl RoomName {
             kind(kind_name).ok_or_else(|| RoomNameError::Kind(truncate(kind_name), known()))?;
         if !valid_name(name) || !kind.valid_name(name) {
             return Err(RoomNameError::Name(truncate(name)));
+        }
+        // `_` is the class of the rooms that belong to none, and only theirs
+        // (the audit log of those rooms included).
+        let fits = if class == NO_CLASS {
+            kind.classless() || kind.name() == AUDIT_KIND
+        } else {
+            !kind.classless()
+        };
+        if !fits {
+            return Err(RoomNameError::Class(truncate(class)));
         }
         Ok(RoomName {
             full: s.to_owned(),

@@ -40,6 +40,11 @@ pub fn allowed(
 /// the class) or as staff, grants aside: only they create rooms and
 /// change a room's settings.
 pub fn home_moderator(user: &Claims, room: &RoomName) -> bool {
+    // A room of no class (a conversation, an announcement) is nobody's to
+    // configure.
+    if room.kind().classless() {
+        return false;
+    }
     match user.role {
         Role::Staff => true,
         Role::Teacher => user.in_class(room.class()),

@@ -54,6 +54,14 @@ impl RoomKind for Announce {
         "00000000000000000000000000000000"
     }
 
+    fn classless(&self) -> bool {
+        true
+    }
+
+    fn shows_presence(&self) -> bool {
+        false
+    }
+
     /// Nobody by role alone: the announcement's recipients, its sender and
     /// staff, by its events (`admits`).
     fn allowed(

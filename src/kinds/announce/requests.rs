@@ -419,11 +419,20 @@ async fn opened(s: &Session, room: &str, action: Action) -> Result<Arc<Room>, Re
 
 /// A recipient's receipt, once (again: the same ack).
 async fn receipt(s: &mut Session, id: Option<u32>, room: &str, kind: &str) -> Handled {
-    let room = opened(s, room, Action::Post).await?;
-    let sender = room
-        .with_state(|a: &mut Announcement, _| a.sender.as_ref().map(|s| s.id.clone()))
-        .flatten()
+    let user = s.user()?.id.clone();
+    let room = opened(s, room, Action::Read).await?;
+    let (recipient, sender) = room
+        .with_state(|a: &mut Announcement, _| {
+            (
+                a.is_recipient(&user),
+                a.sender.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
+            )
+        })
         .unwrap_or_default();
+    if !recipient {
+        s.release_unjoined(&room);
+        return Err(forbidden("only its recipients send receipts"));
+    }
     // Once per reader (within the idempotency window; later ones change
     // nothing).
     let result = common::write(s, id, &room, kind, &ReceiptFields { sender }, Some(kind)).await;

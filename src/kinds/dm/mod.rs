@@ -60,6 +60,10 @@ impl RoomKind for Dm {
         "00000000000000000000000000000000"
     }
 
+    fn classless(&self) -> bool {
+        true
+    }
+
     /// Nobody by role: members by the conversation's events (`admits`).
     fn allowed(
         &self,
@@ -163,6 +167,10 @@ impl KindHandler for Dm {
                 UnknownRoom,
                 Forbidden,
                 UnknownTarget,
+                Banned,
+                Muted,
+                ReadOnly,
+                SlowMode,
                 RateLimited,
                 Overloaded,
                 StorageError,
@@ -171,7 +179,6 @@ impl KindHandler for Dm {
             "dm_review" => &[
                 InvalidRoom,
                 Forbidden,
-                UnknownTarget,
                 RateLimited,
                 Overloaded,
                 StorageError,

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -230,23 +229,20 @@ async fn conversation(s: &Session, room: &str, action: Action) -> Result<Arc<Roo
     Ok(room)
 }
 
-/// The room key of a conversation: derived from the pair for two people
-/// (so writing again reopens it), random for more.
+/// The room key of a conversation, derived from the people who start it:
+/// writing again to the same people reopens it (and a pupil does not get
+/// a fresh conversation, with fresh caps, by starting another).
 fn key_for(members: &[&str]) -> String {
-    if members.len() == 2 {
-        let mut pair = [members[0], members[1]];
-        pair.sort_unstable();
-        let mut hash = Sha256::new();
-        hash.update(b"preau dm pair\0");
-        hash.update(pair[0].as_bytes());
+    let mut sorted = members.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut hash = Sha256::new();
+    hash.update(b"preau dm\0");
+    for member in sorted {
+        hash.update(member.as_bytes());
         hash.update(b"\0");
-        hash.update(pair[1].as_bytes());
-        hex::encode(&hash.finalize()[..16])
-    } else {
-        let mut bytes = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        hex::encode(bytes)
     }
+    hex::encode(&hash.finalize()[..16])
 }
 
 /// The people named by `ids`, each one the user may write to (or add).
@@ -285,8 +281,9 @@ fn recipients(
         } else {
             super::may_write(&index, &s.hub.config, claims, person)
         };
-        allowed
-            .map_err(|why| Refusal::new(ErrorCode::Forbidden, format!("{}: {why}", person.name)))?;
+        // The id as given, not the directory's name: a refusal must not
+        // tell who someone is.
+        allowed.map_err(|why| Refusal::new(ErrorCode::Forbidden, format!("{id}: {why}")))?;
         people.push(person.clone());
     }
     Ok(people)
@@ -343,6 +340,9 @@ fn members_of(room: &Room) -> Vec<UserInfo> {
 
 async fn start(s: &mut Session, id: Option<u32>, to: Vec<String>) -> Handled {
     let user = s.user()?.clone();
+    // Taken first: looking people up is not free (the directory is not
+    // for browsing by refusals).
+    s.take_post_token(&user.id)?;
     let people = recipients(s, &to, false)?;
     let mut ids: Vec<&str> = people.iter().map(|p| p.id.as_str()).collect();
     ids.push(&user.id);
@@ -361,7 +361,6 @@ async fn start(s: &mut Session, id: Option<u32>, to: Vec<String>) -> Handled {
         .unwrap_or(false);
     let created = !known;
     if created {
-        s.take_post_token(&user.id)?;
         let mut members = vec![user.clone()];
         members.extend(people.iter().map(info));
         let body = Body::Kind(
@@ -387,6 +386,7 @@ async fn start(s: &mut Session, id: Option<u32>, to: Vec<String>) -> Handled {
 
 async fn add(s: &mut Session, id: Option<u32>, room: &str, users: Vec<String>) -> Handled {
     let user = s.user()?.clone();
+    s.take_post_token(&user.id)?;
     let room = conversation(s, room, Action::Post).await?;
     let result = async {
         let people = recipients(s, &users, true)?;
@@ -402,7 +402,6 @@ async fn add(s: &mut Session, id: Option<u32>, room: &str, users: Vec<String>) -
             )));
         }
         if !new.is_empty() {
-            s.take_post_token(&user.id)?;
             let body = Body::Kind(
                 protocol::KindBody::new(MEMBERS, &MembersFields { members: new })
                     .map_err(|e| Refusal::new(ErrorCode::Internal, e))?,
@@ -581,6 +580,7 @@ async fn share(
             "teachers share questions",
         ));
     }
+    s.take_post_token(&user.id)?;
     let room = conversation(s, room, Action::Post).await?;
     let result = async {
         let author = room
@@ -606,7 +606,36 @@ async fn share(
                 format!("{forum} is not a forum"),
             ));
         }
+        // A help forum of one of the pupil's classes, where the teacher
+        // may post (and is not muted or banned).
+        let pupil_classes = s
+            .hub
+            .directory
+            .current()
+            .person(&author)
+            .map(|p| p.classes.clone())
+            .unwrap_or_default();
+        if !pupil_classes.iter().any(|c| c == forum_name.class()) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("{forum_name} is not a forum of the pupil's classes"),
+            ));
+        }
         let (_, forum_room) = s.open(forum, Action::Post).await?;
+        let help = forum_room
+            .grants()
+            .is_some_and(|g| g.flavour == protocol::Flavour::Help);
+        if !help {
+            s.release_unjoined(&forum_room);
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("{forum_name} is not a help forum"),
+            ));
+        }
+        if let Err(refusal) = s.check_moderation(&forum_room, &user.id, true, None) {
+            s.release_unjoined(&forum_room);
+            return Err(refusal);
+        }
         let named = room
             .with_state(|c: &mut Conversation, _| c.named(&author))
             .unwrap_or(false);

@@ -253,6 +253,10 @@ impl RoomKind for Inbox {
         "00000000000000000000000000000000"
     }
 
+    fn classless(&self) -> bool {
+        true
+    }
+
     /// Its owner reads it; nobody else does anything (the server posts
     /// notifications; the owner's read marks and quiet hours go through
     /// `feed_read` and `quiet_hours`).

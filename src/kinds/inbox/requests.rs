@@ -79,9 +79,12 @@ pub struct QuietOk {
     pub hours: QuietHours,
     /// The user's own (false: the school's default for their role).
     pub own: bool,
-    /// Quiet now, until then (ms; absent when not quiet).
+    /// Quiet now, until then (ms; absent when not quiet; `quiet::NEVER`
+    /// when quiet every day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<u64>,
+    /// The school's time zone (IANA), in which `hours` are read.
+    pub timezone: String,
 }
 
 pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
@@ -128,12 +131,12 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             {
                 return Err(invalid(format!("room must be 1 to {MAX_ROOM_LEN} bytes")));
             }
-            let through = match through {
-                Some(through) => through,
-                None => room
-                    .with_state(|feed: &mut Feed, _| feed.last())
-                    .unwrap_or(0),
-            };
+            // Never beyond the latest notification: a mark does not read
+            // what has not come yet.
+            let last = room
+                .with_state(|feed: &mut Feed, _| feed.last())
+                .unwrap_or(0);
+            let through = through.map_or(last, |t| t.min(last));
             let fields = SeenFields {
                 room: about,
                 through,
@@ -186,5 +189,6 @@ fn quiet_ok(s: &Session, room: &Room) -> Result<QuietOk, Refusal> {
         hours,
         own: own.is_some(),
         until,
+        timezone: timezone(&s.hub.config).name().to_owned(),
     })
 }

@@ -160,6 +160,15 @@ impl Feed {
             QUIET => {
                 if let Ok(quiet) = body.decode::<QuietFields>() {
                     self.quiet = quiet.hours;
+                    // Whoever changes their quiet hours is there: what
+                    // was held is theirs to read now (their client reads
+                    // the feed again), not held by the old hours.
+                    self.released = self
+                        .items
+                        .values()
+                        .filter_map(|(_, f)| f.hold_until)
+                        .fold(self.released, u64::max);
+                    self.requested = None;
                 }
             }
             SENT => {
@@ -205,11 +214,16 @@ impl Feed {
             if items.len() == limit {
                 return (items, true);
             }
+            let mut fields = fields.clone();
+            // Released: no longer held, whatever it said when it came.
+            if fields.hold_until.is_some_and(|u| u <= self.released) {
+                fields.hold_until = None;
+            }
             items.push(Item {
                 offset,
                 ts: *ts,
-                fields: fields.clone(),
                 read: self.is_read(offset, &fields.room),
+                fields,
             });
         }
         (items, false)
@@ -267,7 +281,7 @@ impl Feed {
             let Some(until) = fields.hold_until else {
                 continue;
             };
-            if until <= self.released || until == u64::MAX {
+            if until <= self.released || until >= crate::quiet::NEVER {
                 continue;
             }
             earliest = Some(earliest.map_or(until, |e: u64| e.min(until)));
