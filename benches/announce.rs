@@ -219,18 +219,28 @@ async fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut pending: HashMap<String, Vec<(usize, Instant)>> = HashMap::new();
     for round in 0..rounds {
-        let sent_at = Instant::now();
-        let sent: AnnounceOk = staff
-            .request_kind(&AnnounceRequest::Announce {
-                id: None,
-                targets: targets.clone(),
-                title: format!("Réunion parents-professeurs ({round})"),
-                text: "Jeudi à 18 h, en salle polyvalente.".into(),
-                ack: false,
-                urgent: false,
-            })
-            .await
-            .expect("announce");
+        let request = AnnounceRequest::Announce {
+            id: None,
+            targets: targets.clone(),
+            title: format!("Réunion parents-professeurs ({round})"),
+            text: "Jeudi à 18 h, en salle polyvalente.".into(),
+            ack: false,
+            urgent: false,
+        };
+        // Right after start, the cluster may still be resynchronising.
+        let (sent_at, sent): (Instant, AnnounceOk) = loop {
+            let sent_at = Instant::now();
+            match staff.request_kind(&request).await {
+                Ok(sent) => break (sent_at, sent),
+                Err(preau::client::ClientError::Refused(reply))
+                    if reply.code == preau::protocol::ErrorCode::Unavailable =>
+                {
+                    tokio::time::sleep(Duration::from_millis(reply.retry_after_ms.unwrap_or(100)))
+                        .await
+                }
+                Err(err) => panic!("announce: {err}"),
+            }
+        };
         let reply = sent_at.elapsed();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
