@@ -729,3 +729,164 @@ async fn erasing_a_pupil_takes_their_messages_and_notifications() {
         .iter()
         .any(|e| matches!(&e.body, Body::Message { text, .. } if text.contains("zanzibar"))));
 }
+
+/// New homework reaches the feeds of the class's pupils and their
+/// parents (from the directory), nobody else's.
+#[tokio::test]
+async fn new_homework_reaches_the_class_and_its_parents() {
+    let (_, clock) = manual_clock(TUESDAY_10H);
+    let server = school_server_with_clock(clock, |_| {}).await;
+    let mut durand = client(&server.url(), &who("durand")).await;
+    durand.join("3B/homework/diary", None).await.unwrap();
+    let written: preau::protocol::PostOk = durand
+        .request_kind(&preau::kinds::homework::HomeworkRequest::HomeworkWrite {
+            id: None,
+            room: "3B/homework/diary".into(),
+            entry: None,
+            what: preau::kinds::homework::What::Homework,
+            subject: "Mathématiques".into(),
+            text: "Exercices 3 et 4 page 52\nRédiger proprement.".into(),
+            date: "2026-12-08".into(),
+            due: Some("2026-12-10".into()),
+            minutes: Some(30),
+            links: Vec::new(),
+            publish_at: None,
+            key: None,
+        })
+        .await
+        .unwrap();
+    for (user, told) in [
+        ("lea", true),
+        ("ines", true),
+        ("p-lea", true),
+        ("hugo", false),
+        ("p-hugo", false),
+    ] {
+        let mut client = client(&server.url(), &who(user)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(if told { 10 } else { 1 });
+        let item = loop {
+            let feed = feed(&mut client).await;
+            if let Some(item) = feed.items.into_iter().find(|i| i.fields.what == "homework") {
+                break Some(item);
+            }
+            if tokio::time::Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(item.is_some(), told, "{user}");
+        if let Some(item) = item {
+            assert_eq!(item.fields.room, "3B/homework/diary");
+            assert_eq!(item.fields.at, Some(written.offset));
+            assert_eq!(
+                item.fields.title,
+                "Mathématiques : Exercices 3 et 4 page 52"
+            );
+        }
+    }
+}
+
+/// A conversation across two nodes: each member on their own node, one
+/// order on both, notifications live on the other node.
+#[tokio::test]
+async fn a_conversation_across_two_nodes() {
+    let redis = support::redis::RedisServer::start().await;
+    let (_, clock) = manual_clock(TUESDAY_10H);
+    let node = |id: &'static str| {
+        let (url, clock) = (redis.url(), clock.clone());
+        async move {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut config = config(dir.path());
+            config.admin_key = Some(ADMIN_KEY.to_owned());
+            config.redis = Some(url);
+            config.node_id = id.to_owned();
+            let server = preau::start_with_clock(config, clock)
+                .await
+                .expect("starts");
+            TestServer { server, dir }
+        }
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    sync_directory(a.addr(), &school()).await;
+    // b takes the directory through Redis (until then, tokens alone
+    // decide, and taking it closes every session).
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let version = |body: String| {
+        serde_json::from_str::<serde_json::Value>(&body)
+            .map_or(0, |v| v["version"].as_u64().unwrap_or(0))
+    };
+    while version(
+        http_request(
+            b.addr(),
+            "GET",
+            "/admin/directory",
+            &[("Authorization", &auth)],
+        )
+        .await
+        .1,
+    ) != 1
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never took the directory"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut durand = client(&b.url(), &who("durand")).await;
+    let teacher_feed = feed(&mut durand).await;
+    durand.join(&teacher_feed.room, None).await.unwrap();
+    let mut lea = client(&a.url(), &who("lea")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let room = loop {
+        match start(&mut lea, &["durand"]).await {
+            Ok(ok) => break ok.room,
+            Err(ClientError::Refused(reply))
+                if reply.code == ErrorCode::Unavailable
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(err) => panic!("{err}"),
+        }
+    };
+    send(&mut lea, &room, "question 1").await.unwrap();
+    // Told live on b.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let ServerFrame::Event(event) = next(&mut durand).await {
+                if matches!(&event.body, Body::Kind(b) if b.kind == "notify") {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("notified on the other node");
+    send(&mut durand, &room, "réponse 1").await.unwrap();
+    send(&mut lea, &room, "question 2").await.unwrap();
+    // One order, on both nodes.
+    let texts = |events: &[preau::protocol::Event]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Message { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for client in [&mut lea, &mut durand] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let history = client.history(&room, None, None, None).await.unwrap();
+            let got = texts(&history.events);
+            if got.len() == 3 {
+                assert_eq!(got, vec!["question 1", "réponse 1", "question 2"]);
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{got:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -113,3 +113,23 @@ pub async fn post_durable(
         )),
     }
 }
+
+/// [`write`] that waits until the event is durable and returns its
+/// position (the caller sends the ack): for kinds that act once their
+/// event is stored (notify the class of new homework).
+pub async fn write_durable(
+    s: &mut Session,
+    id: Option<u32>,
+    room: &Arc<Room>,
+    kind: &str,
+    fields: &impl Serialize,
+    key: Option<&str>,
+) -> Result<crate::protocol::PostOk, Refusal> {
+    let user = s.user()?.clone();
+    s.check_moderation(room, &user.id, true, None)
+        .and_then(|()| s.take_post_token(&user.id))?;
+    let body = KindBody::new(kind, fields).map_err(|e| Refusal::new(ErrorCode::Internal, e))?;
+    let posted = post_durable(s, id, room, &user, Body::Kind(body), key).await?;
+    room.record_post(&user.id);
+    Ok(posted)
+}

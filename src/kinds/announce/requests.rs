@@ -5,14 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::state::{AnnounceFields, Announcement, ReceiptFields, ToFields};
 use super::{ACK, ANNOUNCE, NAME, READ, TO};
 use crate::directory::{Index, Person};
-use crate::hub::Hub;
 use crate::kinds::{common, inbox};
 use crate::protocol::{self, Body, ErrorCode, KindBody, Role, UserInfo};
 use crate::room::policy::Action;
@@ -33,9 +31,6 @@ const MAX_TARGETS: usize = 50;
 pub const MAX_RECIPIENTS: usize = 20_000;
 /// Names listed per status list.
 const MAX_LISTED: usize = 500;
-/// Notifications posted at once by one announcement's fan-out (each loads
-/// the recipient's feed: a store read when it is not loaded).
-const FAN_OUT: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -345,14 +340,21 @@ async fn announce(
     .await
     .map_err(Refusal::from)?;
     s.release_unjoined(&room);
-    tokio::spawn(fan_out(
-        s.hub.clone(),
-        name.to_string(),
+    let fields = inbox::NotifyFields {
+        what: "announcement".to_owned(),
+        room: name.to_string(),
+        at: Some(posted.offset),
         title,
-        user,
-        recipients,
+        preview: None,
+        by: Some(user),
+        hold_until: None,
         urgent,
-    ));
+    };
+    let key = format!(
+        "announce-{}",
+        name.as_str().rsplit('/').next().unwrap_or("")
+    );
+    inbox::notify_many(s.hub.clone(), recipients.into_iter().collect(), fields, key);
     Ok(Some(protocol::ok(
         id,
         &AnnounceOk {
@@ -360,49 +362,6 @@ async fn announce(
             recipients: count,
         },
     )))
-}
-
-/// A notification to every recipient, `FAN_OUT` at a time.
-async fn fan_out(
-    hub: Arc<Hub>,
-    room: String,
-    title: String,
-    by: UserInfo,
-    recipients: BTreeMap<String, Role>,
-    urgent: bool,
-) {
-    let key = format!("announce-{}", room.rsplit('/').next().unwrap_or(""));
-    let started = std::time::Instant::now();
-    let total = recipients.len();
-    let notices: Vec<_> = recipients
-        .into_iter()
-        .map(|(id, role)| {
-            let fields = inbox::NotifyFields {
-                what: "announcement".to_owned(),
-                room: room.clone(),
-                at: None,
-                title: title.clone(),
-                preview: None,
-                by: Some(by.clone()),
-                hold_until: None,
-                urgent,
-            };
-            let (hub, key) = (hub.clone(), key.clone());
-            Box::pin(async move {
-                let recipient = inbox::Recipient { id: &id, role };
-                inbox::notify(&hub, &recipient, fields, &key).await.is_err()
-            })
-        })
-        .collect();
-    let failed = futures_util::stream::iter(notices)
-        .buffer_unordered(FAN_OUT)
-        .filter(|failed| std::future::ready(*failed))
-        .count()
-        .await;
-    if failed > 0 {
-        tracing::warn!(room = %room, failed, "announcement notifications not posted");
-    }
-    tracing::info!(room = %room, recipients = total, ms = started.elapsed().as_millis() as u64, "announcement notified");
 }
 
 /// The announcement `room`, if the user may do `action` in it.

@@ -235,7 +235,36 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
                 },
                 now,
             )?;
-            common::write(s, id, &room, ENTRY, &fields, key.as_deref()).await
+            // New homework, shown at once: its class's pupils and their
+            // parents are told, through their feeds, once it is stored.
+            // (A scheduled one is not announced when it is published.)
+            let recipients = if fields.entry.is_none()
+                && fields.what == What::Homework
+                && fields.publish_at.is_none_or(|at| at <= now)
+            {
+                class_and_parents(s, room.name().class())
+            } else {
+                Vec::new()
+            };
+            if recipients.is_empty() {
+                return common::write(s, id, &room, ENTRY, &fields, key.as_deref()).await;
+            }
+            let posted =
+                common::write_durable(s, id, &room, ENTRY, &fields, key.as_deref()).await?;
+            let first_line = fields.text.lines().next().unwrap_or("").chars().take(120);
+            let notice = crate::kinds::inbox::NotifyFields {
+                what: "homework".to_owned(),
+                room: room.name().to_string(),
+                at: Some(posted.offset),
+                title: format!("{} : {}", fields.subject, first_line.collect::<String>()),
+                preview: fields.due.map(|d| format!("pour le {}", d.format("%d/%m"))),
+                by: Some(s.user()?.clone()),
+                hold_until: None,
+                urgent: false,
+            };
+            let key = format!("homework-{}-{}", room.name().class(), posted.offset);
+            crate::kinds::inbox::notify_many(s.hub.clone(), recipients, notice, key);
+            Ok(Some(protocol::ok(id, &posted)))
         }
         Request::HomeworkDone {
             id,
@@ -608,4 +637,18 @@ async fn due(
         more = true;
     }
     Ok((items, more))
+}
+
+/// The pupils of `class` (a class or group) and their parents, from the
+/// school directory (nobody before its first sync).
+fn class_and_parents(s: &Session, class: &str) -> Vec<(String, crate::protocol::Role)> {
+    let index = s.hub.directory.current();
+    let mut people = std::collections::BTreeMap::new();
+    for pupil in index.pupils_of(class) {
+        people.insert(pupil.id.clone(), pupil.role);
+        for parent in index.parents_of(&pupil.id) {
+            people.insert(parent.id.clone(), parent.role);
+        }
+    }
+    people.into_iter().collect()
 }

@@ -128,6 +128,46 @@ pub async fn notify(
     Ok(held)
 }
 
+/// Notifications posted at once by one fan-out (each loads the
+/// recipient's feed: a store read when it is not loaded).
+const FAN_OUT: usize = 64;
+
+/// Posts `fields` to every recipient's feed, [`FAN_OUT`] at a time, in
+/// the background (the caller answers its client meanwhile); logs how long
+/// it took and what failed.
+pub fn notify_many(
+    hub: Arc<Hub>,
+    recipients: Vec<(String, Role)>,
+    fields: NotifyFields,
+    key: String,
+) {
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let total = recipients.len();
+        let room = fields.room.clone();
+        let notices: Vec<_> = recipients
+            .into_iter()
+            .map(|(id, role)| {
+                let (hub, key, fields) = (hub.clone(), key.clone(), fields.clone());
+                Box::pin(async move {
+                    let recipient = Recipient { id: &id, role };
+                    notify(&hub, &recipient, fields, &key).await.is_err()
+                })
+            })
+            .collect();
+        let failed = futures_util::stream::iter(notices)
+            .buffer_unordered(FAN_OUT)
+            .filter(|failed| std::future::ready(*failed))
+            .count()
+            .await;
+        if failed > 0 {
+            tracing::warn!(room = %room, failed, "notifications not posted");
+        }
+        tracing::info!(room = %room, recipients = total, ms = started.elapsed().as_millis() as u64, "notified");
+    });
+}
+
 /// Tells `user` they are in conversation `room` with `members` (their
 /// list of conversations reads it), once per `key`.
 pub async fn joined(
