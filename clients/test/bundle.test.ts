@@ -2,7 +2,7 @@
 // fetch before the sign-in form works (index.html, app.js and the chunks it
 // imports statically, style.css, the favicon), gzipped as préau serves it,
 // is held under a budget. The notes editor and preview, the homework
-// diary and the messages' views are chunks imported on demand and are not part of it. ARCHITECTURE.md states the budget.
+// diary, the messages' and the announcements' views are chunks imported on demand and are not part of it. ARCHITECTURE.md states the budget.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -59,6 +59,9 @@ test("the web app's first load is under its budget, the editor is loaded on dema
   // the bell's count and the feed's state (web/inbox.ts, src/messages.ts) are in the first load.
   assert.equal([...lazy].filter((f) => /chunks\/messages-/.test(f)).length, 1, `the messages views are a lazy chunk: ${[...lazy].join(", ")}`);
   assert.ok(![...seen].some((f) => /chunks\/messages-/.test(f)), "the messages views are not loaded first");
+  // So do the announcements' views (« Annonces », one announcement: web/announce.ts, src/announce.ts).
+  assert.equal([...lazy].filter((f) => /chunks\/announce-/.test(f)).length, 1, `the announcements views are a lazy chunk: ${[...lazy].join(", ")}`);
+  assert.ok(![...seen].some((f) => /chunks\/announce-/.test(f)), "the announcements views are not loaded first");
   for (const l of lazy) {
     const size = gzipped(l);
     assert.ok(size <= LAZY_CHUNK_BUDGET, `${l}: ${size} bytes > ${LAZY_CHUNK_BUDGET}`);
