@@ -170,6 +170,24 @@ for (const size of SIZES) {
       await parent.waitForSelector(`${card} .acked:text-is("Lu et approuvé ✓")`);
       assert.equal(await parent.locator(`${card} button.ack`).count(), 0);
 
+      // The console's « Annonces » (a teacher's desk): the same list and status.
+      if (size.name === "desktop") {
+        await teacher.goto(`${srv.httpUrl}/console/`);
+        await teacher.click(".console-announces > summary");
+        const sent = teacher.locator(`.console-announces ${view} .sent-list li:has(.title:text-is("${TITLE}"))`);
+        await sent.locator(".tally:text-is('lue par 1 sur 2 · approuvée par 1')").waitFor();
+        await sent.locator("button").click();
+        await teacher.waitForSelector(`.console-announces ${status} .families li:text-is("Famille d'Inès (3B) : Mme Benali")`);
+        // axe on the whole console; sizes only in the card (the console's room
+        // bar has known small targets: « Autre salon » 32 px high, reported).
+        problems.push(...(await axeViolations(teacher)).map((v) => `console: ${v}`));
+        const consoleLayout = await layoutProblems(teacher, "label.check, label.day");
+        const known = consoleLayout.filter((p) => /Autre salon|input « {2}» 15×/.test(p));
+        if (known.length) console.log(`# console, outside the announcements card (known): ${known.join("; ")}`);
+        problems.push(...consoleLayout.filter((p) => !known.includes(p)).map((v) => `console: ${v}`));
+        await teacher.screenshot({ path: join(ARTIFACTS, `announce-${size.name}-console.png`), fullPage: true });
+      }
+
       assert.deepEqual(problems, []);
       assert.deepEqual(pageErrors, []);
     } catch (err) {

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, posix } from "node:path";
 import { CLIENTS_DIR } from "./harness.js";
 
-/** Gzipped bytes of the first load, at most. Measured 74.8 KB on 2026-12-06 (app.js, its static chunks: the client, Yjs, the forum, the offline copy, the agenda's week view, the feed's state and the bell; style.css). */
+/** Gzipped bytes of the first load, at most. Measured 75.3 KB on 2026-12-06 (74.8 before the announcements' styles) (app.js, its static chunks: the client, Yjs, the forum, the offline copy, the agenda's week view, the feed's state and the bell; style.css). */
 const FIRST_LOAD_BUDGET = 80 * 1024;
 /** A chunk loaded on demand, at most (the notes editor, CodeMirror and Yjs bindings: 209 KB). */
 const LAZY_CHUNK_BUDGET = 256 * 1024;
