@@ -3,7 +3,7 @@
 // a forum: opening it and its settings (`configure`), and its threads with
 // lock, pin and delete. For the homework diary: this week's entries and
 // how many pupils marked each one done (read-only: entries are written in
-// the app).
+// the app). « Annonces »: the app's announcements view, unfolded on demand.
 
 import type { EventFrame, Flavour, ModerationAction, PreauClient, RoomView, UserInfo } from "../src/client.js";
 import { ThreadList } from "../src/forum.js";
@@ -151,7 +151,7 @@ class Console {
       el("section", { className: "card" }, el("h3", { textContent: "Journal de la classe" }), this.auditList),
     );
     this.grid.hidden = true;
-    this.root.replaceChildren(header, form, this.grid);
+    this.root.replaceChildren(header, form, this.announcesCard(), this.grid);
 
     this.client.on("event", (ev) => {
       if (ev.room === this.room) {
@@ -171,6 +171,34 @@ class Console {
     // Mutes end by themselves: refresh now and then.
     setInterval(() => this.scheduleRefresh(), 15_000);
     if (input.value) void this.open(input.value);
+  }
+
+  /**
+   * « Annonces »: the app's view (web/announce.ts, the chunk it shares with
+   * the app), loaded when unfolded: what was sent, with who has read it,
+   * and a new announcement. An announcement opens in the app.
+   */
+  private announcesCard(): HTMLElement {
+    const card = el("details", { className: "console-announces" }, el("summary", { textContent: "Annonces : envoyer, suivre la lecture" }));
+    let loaded = false;
+    card.addEventListener("toggle", () => {
+      if (!card.open || loaded) return;
+      loaded = true;
+      const wait = el("p", { className: "empty", textContent: "Chargement…" });
+      card.append(wait);
+      import("../web/announce.js").then(
+        ({ AnnouncesView }) => {
+          const view = new AnnouncesView(this.client, { open: (room) => window.open(`../?room=${encodeURIComponent(room)}`, "_blank") });
+          wait.replaceWith(view.root);
+          view.show();
+        },
+        () => {
+          loaded = false;
+          wait.textContent = "Les annonces n'ont pas pu être chargées : vérifiez la connexion.";
+        },
+      );
+    });
+    return card;
   }
 
   /** The rooms of the teacher's classes, by kind: one click opens one. */

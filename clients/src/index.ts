@@ -4,3 +4,4 @@ export * from "./forum.js";
 export * from "./agenda.js";
 export * from "./homework.js";
 export * from "./messages.js";
+export * from "./announce.js";

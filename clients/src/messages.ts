@@ -145,12 +145,16 @@ export function isConversation(room: string): boolean {
   return /^_\/dm\/[0-9a-f]{32}$/.test(room);
 }
 
+/** `hold_until` / `until` for someone quiet every day: 9999-12-31T23:59:59.999Z (protocol/README.md, "Quiet hours"). */
+export const FOREVER = 253402300799999;
+
 /**
- * An `until` that never comes: the server sends the largest integer for
- * someone quiet every day (they read their feed; nothing is pushed).
+ * An `until` that never comes: the server sends year 9999 ({@link FOREVER};
+ * older servers sent 2^64-1) for someone quiet every day (they read their
+ * feed; nothing is pushed).
  */
 export function isForever(until: number): boolean {
-  return !Number.isFinite(until) || until >= 1e15;
+  return !Number.isFinite(until) || until >= FOREVER;
 }
 
 /** Quiet hours that quiet nothing: equal times and no day off. */

@@ -40,6 +40,10 @@ const ROOM_RE = /^[A-Za-z0-9_-]{1,32}\/[a-z]+\/[A-Za-z0-9_.-]{1,64}$/;
 const MESSAGES_KEY = "@messages";
 const FEED_KEY = "@notifications";
 const SETTINGS_KEY = "@settings";
+/** « Annonces » (teachers and staff: what they sent, and a new one; web/announce.ts). */
+const ANNOUNCES_KEY = "@announces";
+/** An announcement's room (src/announce.ts's isAnnouncement, not imported: the chunk's code stays out of the first load). */
+const isAnnouncementRoom = (room: string) => room.startsWith("_/announce/");
 
 interface View {
   root: HTMLElement;
@@ -296,6 +300,11 @@ class App {
     const messages = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: "Messages" }), el("span", { className: "unread", hidden: true }));
     messages.addEventListener("click", () => this.open(MESSAGES_KEY));
     home.append(el("li", { "data-room": MESSAGES_KEY }, messages));
+    if (isModerator(role)) {
+      const ann = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: "Annonces" }));
+      ann.addEventListener("click", () => this.open(ANNOUNCES_KEY));
+      home.append(el("li", { "data-room": ANNOUNCES_KEY }, ann));
+    }
     this.directory.append(home);
     if (classes.length === 0) {
       this.directory.append(el("p", { className: "empty", textContent: "Aucune classe n'est associée à votre compte." }));
@@ -400,6 +409,16 @@ class App {
       });
       this.views.set(room, view);
     }
+    if (!view && room === ANNOUNCES_KEY) {
+      // The announcements chunk, as for an announcement below.
+      view = new LazyView(async () => new (await import("./announce.js")).AnnouncesView(this.client, { open: (r) => this.open(r) }));
+      this.views.set(room, view);
+    }
+    if (!view && isAnnouncementRoom(room)) {
+      const hooks: RoomHooks = { unknown: () => this.unknown(room), forbidden: () => this.forbidden(room), open: (other) => this.open(other) };
+      view = new LazyView(async () => new (await import("./announce.js")).AnnouncementView(this.client, room, hooks));
+      this.views.set(room, view);
+    }
     if (!view) {
       const kind = room.split("/")[1];
       const hooks: RoomHooks = { unknown: () => this.unknown(room), forbidden: () => this.forbidden(room), open: (other) => this.open(other) };
@@ -486,12 +505,12 @@ class App {
 
   /**
    * A notification opened from the feed: what it is about is shown, and
-   * read. Rooms outside any class (`_/…`) other than conversations (an
-   * announcement's) have no view here yet: the notification is read.
+   * read. Rooms outside any class (`_/…`) other than conversations and
+   * announcements have no view here yet: the notification is read.
    */
   private openItem(item: FeedItem): void {
     this.inbox.markRead(item.room);
-    if (isConversation(item.room) || (ROOM_RE.test(item.room) && !item.room.startsWith("_/"))) this.open(item.room);
+    if (isConversation(item.room) || isAnnouncementRoom(item.room) || (ROOM_RE.test(item.room) && !item.room.startsWith("_/"))) this.open(item.room);
     else toast("Notification lue : elle n'a pas encore de page dans l'application.");
   }
 
