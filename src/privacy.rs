@@ -84,7 +84,9 @@ pub struct Export {
     /// redacted since shows as its tombstone.
     pub written: Vec<Event>,
     /// Others' events about the user: moderation actions naming them or
-    /// their messages, and the audit log's entries of those.
+    /// their messages, and the audit log's entries of those; the
+    /// notifications of their feed and those naming them in others'
+    /// (what erasure takes with them: `RoomKind::erases_other`).
     pub about: Vec<Event>,
     /// Notes the user typed in, with how many of their updates are stored
     /// (a Yjs update is not readable text; the note's text is the class's).
@@ -193,11 +195,15 @@ fn is_about(event: &Event, user: &str) -> bool {
 }
 
 /// Fills `export` (for its user) from the store. Blocking.
-fn collect(store: &Store, export: &mut Export) -> Result<(), StoreError> {
+fn collect(
+    store: &Store,
+    kinds: &crate::room::Kinds,
+    export: &mut Export,
+) -> Result<(), StoreError> {
     let user = export.user.clone();
     scan(store, |room, _, event| {
         if event.from.id != user {
-            if is_about(&event, &user) {
+            if is_about(&event, &user) || erases_other(kinds, room, &event, &user) {
                 export.about.push(event);
             }
             return;
@@ -238,8 +244,9 @@ pub async fn export(hub: &Arc<Hub>, user: &str) -> Result<Export, PrivacyError> 
         calendar_feed: false,
     };
     let store = hub.store.clone();
+    let kinds = hub.kinds.clone();
     let export = tokio::task::spawn_blocking(move || {
-        collect(&store, &mut export)?;
+        collect(&store, &kinds, &mut export)?;
         export.calendar_feed = store.feed(&export.user)?.is_some();
         Ok::<_, StoreError>(export)
     })

@@ -699,6 +699,19 @@ async fn erasing_a_pupil_takes_their_messages_and_notifications() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     lea.close();
+    // Her export holds what she wrote and her feed (the teacher's reply
+    // notified there).
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let (status, body) = http_request(server.addr(), "GET", "/admin/users/lea/export", &[("Authorization", &auth)]).await;
+    assert_eq!(status, 200, "{body}");
+    let export: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let written = export["written"].to_string();
+    assert!(written.contains("mon secret zanzibar"), "{written}");
+    let about = export["about"].as_array().unwrap();
+    assert!(
+        about.iter().any(|e| e["body"]["kind"] == "notify" && e["body"]["what"] == "dm"),
+        "{about:?}"
+    );
     let erased = admin_erase(server.addr(), "lea").await;
     assert!(erased["redacted"].as_u64().unwrap_or(0) >= 3, "{erased}");
     assert_eq!(
