@@ -702,14 +702,22 @@ async fn erasing_a_pupil_takes_their_messages_and_notifications() {
     // Her export holds what she wrote and her feed (the teacher's reply
     // notified there).
     let auth = format!("Bearer {ADMIN_KEY}");
-    let (status, body) = http_request(server.addr(), "GET", "/admin/users/lea/export", &[("Authorization", &auth)]).await;
+    let (status, body) = http_request(
+        server.addr(),
+        "GET",
+        "/admin/users/lea/export",
+        &[("Authorization", &auth)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let export: serde_json::Value = serde_json::from_str(&body).unwrap();
     let written = export["written"].to_string();
     assert!(written.contains("mon secret zanzibar"), "{written}");
     let about = export["about"].as_array().unwrap();
     assert!(
-        about.iter().any(|e| e["body"]["kind"] == "notify" && e["body"]["what"] == "dm"),
+        about
+            .iter()
+            .any(|e| e["body"]["kind"] == "notify" && e["body"]["what"] == "dm"),
         "{about:?}"
     );
     let erased = admin_erase(server.addr(), "lea").await;

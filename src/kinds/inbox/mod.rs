@@ -99,6 +99,55 @@ pub struct Recipient<'a> {
     pub role: Role,
 }
 
+/// `user`'s feed room, loaded (created at its first event).
+async fn feed_room(hub: &Arc<Hub>, user: &str) -> Result<Option<Arc<Room>>, HubError> {
+    match hub.kinds.parse(&inbox_of(user)) {
+        Ok(name) => Ok(Some(hub.room(&name).await?)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Posts an event of `kind` to `feed` as the server, stored once per `key`.
+async fn post_to(
+    hub: &Arc<Hub>,
+    feed: &Arc<Room>,
+    kind: &str,
+    fields: &impl serde::Serialize,
+    key: &str,
+) -> Result<(), HubError> {
+    let body = KindBody::new(kind, fields).map_err(|e| {
+        HubError::Store(StoreError::Corrupt {
+            room: feed.name().to_string(),
+            message: e,
+        })
+    })?;
+    hub.post_keyed(feed, &system(), None, Body::Kind(body), Some(key))
+        .await
+}
+
+/// What `read` finds in `user`'s feed, if it exists (reading never
+/// creates it; a feed nobody holds is released after).
+async fn read_feed<R: Default>(
+    hub: &Arc<Hub>,
+    user: &str,
+    read: impl FnOnce(&Feed) -> R,
+) -> Result<R, HubError> {
+    let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
+        return Ok(R::default());
+    };
+    if !hub.room_exists(&name).await? {
+        return Ok(R::default());
+    }
+    let room = hub.room(&name).await?;
+    let found = room
+        .with_state(|feed: &mut Feed, _| read(feed))
+        .unwrap_or_default();
+    if room.member_count() == 0 {
+        hub.release(&room);
+    }
+    Ok(found)
+}
+
 /// Posts `fields` to `to`'s feed (held through their quiet hours unless
 /// `urgent`), stored once per `key`; returns until when it is held.
 pub async fn notify(
@@ -107,24 +156,16 @@ pub async fn notify(
     mut fields: NotifyFields,
     key: &str,
 ) -> Result<Option<u64>, HubError> {
-    let Ok(name) = hub.kinds.parse(&inbox_of(to.id)) else {
+    let Some(room) = feed_room(hub, to.id).await? else {
         return Ok(None);
     };
-    let room = hub.room(&name).await?;
     let held = if fields.urgent {
         None
     } else {
         hold(hub, &room, to.role, (hub.clock)())
     };
     fields.hold_until = held;
-    let body = KindBody::new(NOTIFY, &fields).map_err(|e| {
-        HubError::Store(StoreError::Corrupt {
-            room: name.to_string(),
-            message: e,
-        })
-    })?;
-    hub.post_keyed(&room, &system(), None, Body::Kind(body), Some(key))
-        .await?;
+    post_to(hub, &room, NOTIFY, &fields, key).await?;
     Ok(held)
 }
 
@@ -176,18 +217,10 @@ pub async fn joined(
     fields: &JoinedFields,
     key: &str,
 ) -> Result<(), HubError> {
-    let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
-        return Ok(());
-    };
-    let room = hub.room(&name).await?;
-    let body = KindBody::new(JOINED, fields).map_err(|e| {
-        HubError::Store(StoreError::Corrupt {
-            room: name.to_string(),
-            message: e,
-        })
-    })?;
-    hub.post_keyed(&room, &system(), None, Body::Kind(body), Some(key))
-        .await
+    match feed_room(hub, user).await? {
+        Some(feed) => post_to(hub, &feed, JOINED, fields, key).await,
+        None => Ok(()),
+    }
 }
 
 /// Records in `user`'s feed that they sent announcement `room` (their
@@ -200,61 +233,27 @@ pub async fn sent_by(
     recipients: u32,
     offset: u64,
 ) -> Result<(), HubError> {
-    let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
+    let Some(feed) = feed_room(hub, user).await? else {
         return Ok(());
     };
-    let inbox = hub.room(&name).await?;
     let fields = state::SentFields {
         room: room.to_owned(),
         title: title.to_owned(),
         recipients,
     };
-    let body = KindBody::new(SENT, &fields).map_err(|e| {
-        HubError::Store(StoreError::Corrupt {
-            room: name.to_string(),
-            message: e,
-        })
-    })?;
     let key = format!("sent-{}-{offset}", room.rsplit('/').next().unwrap_or(""));
-    hub.post_keyed(&inbox, &system(), None, Body::Kind(body), Some(&key))
-        .await
+    post_to(hub, &feed, SENT, &fields, &key).await
 }
 
 /// The announcements `user` sent: (room, title, ts, recipients), latest
 /// first.
 pub async fn sent(hub: &Arc<Hub>, user: &str) -> Result<Vec<(String, String, u64, u32)>, HubError> {
-    let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
-        return Ok(Vec::new());
-    };
-    if !hub.room_exists(&name).await? {
-        return Ok(Vec::new());
-    }
-    let room = hub.room(&name).await?;
-    let list = room
-        .with_state(|feed: &mut Feed, _| feed.sent())
-        .unwrap_or_default();
-    if room.member_count() == 0 {
-        hub.release(&room);
-    }
-    Ok(list)
+    read_feed(hub, user, Feed::sent).await
 }
 
 /// The conversations in `user`'s feed.
 pub async fn conversations(hub: &Arc<Hub>, user: &str) -> Result<Vec<Conversation>, HubError> {
-    let Ok(name) = hub.kinds.parse(&inbox_of(user)) else {
-        return Ok(Vec::new());
-    };
-    if !hub.room_exists(&name).await? {
-        return Ok(Vec::new());
-    }
-    let room = hub.room(&name).await?;
-    let list = room
-        .with_state(|feed: &mut Feed, _| feed.conversations())
-        .unwrap_or_default();
-    if room.member_count() == 0 {
-        hub.release(&room);
-    }
-    Ok(list)
+    read_feed(hub, user, Feed::conversations).await
 }
 
 /// Until when `user` (of `role`) is quiet now, if they are: what the
