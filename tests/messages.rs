@@ -911,3 +911,74 @@ async fn a_conversation_across_two_nodes() {
         }
     }
 }
+
+/// A reply in a forum thread tells the thread's author, not the one who
+/// replies.
+#[tokio::test]
+async fn a_reply_tells_the_threads_author() {
+    let (_, clock) = manual_clock(TUESDAY_10H);
+    let server = school_server_with_clock(clock, |_| {}).await;
+    open_rooms_as(&server.url(), &who("proviseur"), &["3B/forum/debat"]).await;
+    let mut durand = client(&server.url(), &who("durand")).await;
+    durand.join("3B/forum/debat", None).await.unwrap();
+    let thread: preau::protocol::PostOk = durand
+        .request(preau::protocol::Request::Post {
+            id: None,
+            room: "3B/forum/debat".into(),
+            text: "Faut-il des devoirs le week-end ?".into(),
+            title: Some("Devoirs le week-end".into()),
+            thread: None,
+            reply_to: None,
+            quote: None,
+            key: None,
+        })
+        .await
+        .unwrap();
+    let reply_in = |text: &str| preau::protocol::Request::Post {
+        id: None,
+        room: "3B/forum/debat".into(),
+        text: text.into(),
+        title: None,
+        thread: Some(thread.offset),
+        reply_to: None,
+        quote: None,
+        key: Some("r1".into()),
+    };
+    // Her own reply does not notify her.
+    let _: preau::protocol::PostOk = durand
+        .request(reply_in("Je précise : pendant les vacances aussi."))
+        .await
+        .unwrap();
+    let mut ines = client(&server.url(), &who("ines")).await;
+    ines.join("3B/forum/debat", None).await.unwrap();
+    let _: preau::protocol::PostOk = ines.request(reply_in("Non !")).await.unwrap();
+    // A retry with the same key: stored once, told once.
+    let _: preau::protocol::PostOk = ines.request(reply_in("Non !")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let replies = loop {
+        let replies: Vec<_> = feed(&mut durand)
+            .await
+            .items
+            .into_iter()
+            .filter(|i| i.fields.what == "reply")
+            .collect();
+        if !replies.is_empty() || tokio::time::Instant::now() > deadline {
+            break replies;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replies_now = feed(&mut durand)
+        .await
+        .items
+        .into_iter()
+        .filter(|i| i.fields.what == "reply")
+        .count();
+    assert_eq!((replies.len(), replies_now), (1, 1), "{replies:?}");
+    assert_eq!(replies[0].fields.title, "Devoirs le week-end");
+    assert_eq!(replies[0].fields.at, Some(thread.offset));
+    assert_eq!(
+        replies[0].fields.by.as_ref().map(|b| b.id.as_str()),
+        Some("ines")
+    );
+}

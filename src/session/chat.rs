@@ -57,6 +57,8 @@ impl Session {
         self.send_post_keyed(id, &room, &user, body, key.as_deref())
             .await?;
         room.record_post(&user.id);
+        self.handler(room.name())?
+            .posted(self, &room, thread, key.as_deref());
         // The ack is sent by the store's writer once the message is durable.
         Ok(None)
     }

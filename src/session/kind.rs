@@ -171,6 +171,12 @@ pub trait KindHandler: RoomKind {
         })
     }
 
+    /// A `post` in a room of this kind was accepted (ordered; its ack
+    /// follows once durable): what the kind does besides (a forum tells
+    /// the thread's author of a reply). `key` is the post's idempotency
+    /// key, if the client gave one.
+    fn posted(&self, _session: &Session, _room: &Room, _thread: Option<u64>, _key: Option<&str>) {}
+
     /// Whether its messages may be reported to moderators.
     fn reportable(&self) -> bool {
         true

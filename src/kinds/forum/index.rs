@@ -235,6 +235,14 @@ impl Forum {
         self.threads.get(&thread).map(|t| t.from.id.as_str())
     }
 
+    /// The thread's author and title (absent once its first post was
+    /// deleted).
+    pub fn thread_head(&self, thread: u64) -> Option<(&UserInfo, Option<&str>)> {
+        self.threads
+            .get(&thread)
+            .map(|t| (&t.from, t.title.as_deref()))
+    }
+
     /// Every event of the thread, by offset.
     pub fn thread_events(&self, thread: u64) -> Option<&[u64]> {
         self.threads.get(&thread).map(|t| t.events.as_slice())

@@ -101,6 +101,49 @@ impl KindHandler for Forum {
         &["edit", "answer", "threads", "mark_read"]
     }
 
+    /// A reply tells the thread's author, through their feed (not their
+    /// own replies; not a deleted thread's).
+    fn posted(&self, session: &Session, room: &Room, thread: Option<u64>, key: Option<&str>) {
+        let (Some(thread), Ok(by)) = (thread, session.user()) else {
+            return;
+        };
+        let head = room
+            .with_state(|index: &mut index::Forum, _| {
+                index
+                    .thread_head(thread)
+                    .map(|(from, title)| (from.clone(), title.map(str::to_owned)))
+            })
+            .flatten();
+        let Some((author, Some(title))) = head else {
+            return;
+        };
+        if author.id == by.id {
+            return;
+        }
+        let fields = crate::kinds::inbox::NotifyFields {
+            what: "reply".to_owned(),
+            room: room.name().to_string(),
+            at: Some(thread),
+            title,
+            preview: None,
+            by: Some(by.clone()),
+            hold_until: None,
+            urgent: false,
+        };
+        // Stored once per reply: the post's own key when it has one (a
+        // retry), else a fresh one.
+        let key = format!(
+            "reply-{thread}-{}",
+            key.map_or_else(crate::ids::new_epoch, |k| format!("{}:{k}", by.id))
+        );
+        crate::kinds::inbox::notify_many(
+            session.hub.clone(),
+            vec![(author.id, author.role)],
+            fields,
+            key,
+        );
+    }
+
     fn handle<'a>(
         &'static self,
         session: &'a mut Session,
