@@ -982,3 +982,70 @@ async fn a_reply_tells_the_threads_author() {
         Some("ines")
     );
 }
+
+/// `@` names someone of the class in a chat: they are told (without the
+/// words), others are not; a validated note tells the class's pupils.
+#[tokio::test]
+async fn mentions_and_validated_notes_are_notified() {
+    let (_, clock) = manual_clock(TUESDAY_10H);
+    let server = school_server_with_clock(clock, |_| {}).await;
+    open_rooms_as(
+        &server.url(),
+        &who("proviseur"),
+        &["3B/chat/revision", "3B/notes/chapitre-3"],
+    )
+    .await;
+    let mut lea = client(&server.url(), &who("lea")).await;
+    lea.join("3B/chat/revision", None).await.unwrap();
+    lea.post("3B/chat/revision", "@Inès tu as la correction ? et @hugo ?")
+        .await
+        .unwrap();
+    let wait_for = |user: &'static str, what: &'static str| {
+        let url = server.url();
+        async move {
+            let mut client = client(&url, &who(user)).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            loop {
+                let items: Vec<_> = feed(&mut client)
+                    .await
+                    .items
+                    .into_iter()
+                    .filter(|i| i.fields.what == what)
+                    .collect();
+                if !items.is_empty() || tokio::time::Instant::now() > deadline {
+                    return items;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let ines = wait_for("ines", "mention").await;
+    assert_eq!(ines.len(), 1);
+    assert_eq!(ines[0].fields.room, "3B/chat/revision");
+    assert_eq!(ines[0].fields.title, "");
+    assert_eq!(
+        ines[0].fields.by.as_ref().map(|b| b.id.as_str()),
+        Some("lea")
+    );
+    // Hugo is not in 3B: naming him there tells him nothing.
+    assert!(wait_for("hugo", "mention").await.is_empty());
+
+    let mut durand = client(&server.url(), &who("durand")).await;
+    durand.join("3B/notes/chapitre-3", None).await.unwrap();
+    durand
+        .moderate(
+            "3B/notes/chapitre-3",
+            preau::protocol::ModAction::Validate {
+                label: "Version corrigée".into(),
+                lock: false,
+            },
+        )
+        .await
+        .unwrap();
+    for pupil in ["lea", "ines"] {
+        let notes = wait_for(pupil, "note").await;
+        assert_eq!(notes.len(), 1, "{pupil}");
+        assert_eq!(notes[0].fields.title, "Note validée : Version corrigée");
+    }
+    assert!(wait_for("hugo", "note").await.is_empty());
+}

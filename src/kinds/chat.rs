@@ -27,5 +27,10 @@ impl RoomKind for Chat {
     }
 }
 
-/// Chat owns no request of its own.
-impl KindHandler for Chat {}
+/// Chat owns no request of its own; a post naming someone with `@` tells
+/// them.
+impl KindHandler for Chat {
+    fn posted(&self, session: &crate::session::Session, post: &crate::session::Posted<'_>) {
+        super::common::notify_mentions(session, post);
+    }
+}

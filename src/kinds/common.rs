@@ -133,3 +133,79 @@ pub async fn write_durable(
     room.record_post(&user.id);
     Ok(posted)
 }
+
+/// Lowercase without accents, to match names as people type them.
+pub fn folded(s: &str) -> String {
+    s.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'à' | 'â' | 'ä' => 'a',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'î' | 'ï' => 'i',
+            'ô' | 'ö' => 'o',
+            'ù' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ÿ' => 'y',
+            other => other,
+        })
+        .collect()
+}
+
+/// Most people one post may mention (a pupil naming the whole class is
+/// not told to 30 feeds).
+const MAX_MENTIONS: usize = 5;
+
+/// Tells the people of the room's class (pupils and teachers, from the
+/// school directory) whom `post` names with `@` (`@Léa Martin`, or
+/// `@lea`, their id), but its author, through their feeds. The
+/// notification holds no words of the post (a post deleted later leaves
+/// nothing behind).
+pub fn notify_mentions(s: &Session, post: &crate::session::Posted<'_>) {
+    if !post.text.contains('@') {
+        return;
+    }
+    let Ok(by) = s.user() else {
+        return;
+    };
+    let index = s.hub.directory.current();
+    let class = post.room.name().class();
+    let text = folded(post.text);
+    let named = |name: &str| {
+        let name = folded(name);
+        text.match_indices('@').any(|(at, _)| {
+            text[at + 1..].starts_with(&name)
+                && !text[at + 1 + name.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(char::is_alphanumeric)
+        })
+    };
+    let mut told: Vec<(String, crate::protocol::Role)> = index
+        .pupils_of(class)
+        .chain(index.teachers_of(class).map(|(p, _)| p))
+        .filter(|p| p.id != by.id && (named(&p.name) || named(&p.id)))
+        .map(|p| (p.id.clone(), p.role))
+        .collect();
+    told.sort_by(|a, b| a.0.cmp(&b.0));
+    told.dedup_by(|a, b| a.0 == b.0);
+    told.truncate(MAX_MENTIONS);
+    if told.is_empty() {
+        return;
+    }
+    let fields = crate::kinds::inbox::NotifyFields {
+        what: "mention".to_owned(),
+        room: post.room.name().to_string(),
+        at: post.thread,
+        title: String::new(),
+        preview: None,
+        by: Some(by.clone()),
+        hold_until: None,
+        urgent: false,
+    };
+    let key = format!(
+        "mention-{}",
+        post.key
+            .map_or_else(crate::ids::new_epoch, |k| format!("{}:{k}", by.id))
+    );
+    crate::kinds::inbox::notify_many(s.hub.clone(), told, fields, key);
+}

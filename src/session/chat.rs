@@ -47,6 +47,7 @@ impl Session {
             }
             return Err(refusal);
         }
+        let posted_text = text.clone();
         let body = Body::Message {
             text,
             title: extra.title,
@@ -57,8 +58,15 @@ impl Session {
         self.send_post_keyed(id, &room, &user, body, key.as_deref())
             .await?;
         room.record_post(&user.id);
-        self.handler(room.name())?
-            .posted(self, &room, thread, key.as_deref());
+        self.handler(room.name())?.posted(
+            self,
+            &kind::Posted {
+                room: &room,
+                text: &posted_text,
+                thread,
+                key: key.as_deref(),
+            },
+        );
         // The ack is sent by the store's writer once the message is durable.
         Ok(None)
     }

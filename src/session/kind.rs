@@ -41,6 +41,14 @@ impl NewPost {
     }
 }
 
+/// A `post` just accepted, as [`KindHandler::posted`] sees it.
+pub struct Posted<'a> {
+    pub room: &'a Room,
+    pub text: &'a str,
+    pub thread: Option<u64>,
+    pub key: Option<&'a str>,
+}
+
 /// A request of a type a kind owns.
 pub enum KindRequest {
     /// A request the protocol module decodes (the v1 requests of forums
@@ -171,11 +179,16 @@ pub trait KindHandler: RoomKind {
         })
     }
 
-    /// A `post` in a room of this kind was accepted (ordered; its ack
-    /// follows once durable): what the kind does besides (a forum tells
-    /// the thread's author of a reply). `key` is the post's idempotency
-    /// key, if the client gave one.
-    fn posted(&self, _session: &Session, _room: &Room, _thread: Option<u64>, _key: Option<&str>) {}
+    /// A `post` of `text` in a room of this kind was accepted (ordered;
+    /// its ack follows once durable): what the kind does besides (a forum
+    /// tells the thread's author of a reply, chat and forums tell whom
+    /// `@` names). `key` is the post's idempotency key, if the client gave
+    /// one.
+    fn posted(&self, _session: &Session, _post: &Posted<'_>) {}
+
+    /// A moderation action in a room of this kind was accepted: what the
+    /// kind does besides (a validated note tells the class).
+    fn moderated(&self, _session: &Session, _room: &Room, _action: &ModAction) {}
 
     /// Whether its messages may be reported to moderators.
     fn reportable(&self) -> bool {

@@ -25,7 +25,7 @@ pub mod kind;
 mod moderation;
 mod rooms;
 
-pub use kind::{Handled, Handlers, KindHandler, KindRequest, NewPost};
+pub use kind::{Handled, Handlers, KindHandler, KindRequest, NewPost, Posted};
 pub use rooms::Page;
 
 /// The request types every room shares, handled here; every other type

@@ -180,6 +180,7 @@ impl Session {
             ModAction::Redact { offset, .. } => Some(*offset),
             _ => None,
         };
+        let taken = action.clone();
         let posted = self
             .post_action(
                 id,
@@ -196,6 +197,9 @@ impl Session {
             .await;
         if let (Err(_), Some(offset)) = (&posted, redacting) {
             room.release_redaction(offset);
+        }
+        if posted.is_ok() {
+            self.handler(&name)?.moderated(self, &room, &taken);
         }
         posted.map(|()| None)
     }

@@ -731,23 +731,6 @@ async fn review(s: &mut Session, id: Option<u32>, room: &str) -> Handled {
     result
 }
 
-/// Lowercase without accents, for matching names as people type them.
-fn folded(s: &str) -> String {
-    s.chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'à' | 'â' | 'ä' => 'a',
-            'é' | 'è' | 'ê' | 'ë' => 'e',
-            'î' | 'ï' => 'i',
-            'ô' | 'ö' => 'o',
-            'ù' | 'û' | 'ü' => 'u',
-            'ç' => 'c',
-            'ÿ' => 'y',
-            other => other,
-        })
-        .collect()
-}
-
 fn contacts(s: &Session, id: Option<u32>, query: Option<String>, limit: Option<u32>) -> Handled {
     if query.as_ref().is_some_and(|q| q.len() > MAX_QUERY_LEN) {
         return Err(invalid(format!(
@@ -761,14 +744,16 @@ fn contacts(s: &Session, id: Option<u32>, query: Option<String>, limit: Option<u
     };
     let claims = s.claims()?;
     let index = s.hub.directory.current();
-    let query = query.map(|q| folded(q.trim())).filter(|q| !q.is_empty());
+    let query = query
+        .map(|q| common::folded(q.trim()))
+        .filter(|q| !q.is_empty());
     let mut found: Vec<Contact> = index
         .people()
         .iter()
         .filter(|p| {
             query
                 .as_ref()
-                .is_none_or(|q| folded(&p.name).contains(q.as_str()))
+                .is_none_or(|q| common::folded(&p.name).contains(q.as_str()))
         })
         .filter(|p| super::may_write(&index, &s.hub.config, claims, p).is_ok())
         .map(|p| Contact {
@@ -798,8 +783,8 @@ fn contacts(s: &Session, id: Option<u32>, query: Option<String>, limit: Option<u
         })
         .collect();
     found.sort_by(|a, b| {
-        folded(&a.name)
-            .cmp(&folded(&b.name))
+        common::folded(&a.name)
+            .cmp(&common::folded(&b.name))
             .then_with(|| a.id.cmp(&b.id))
     });
     let more = found.len() > limit;

@@ -102,9 +102,12 @@ impl KindHandler for Forum {
     }
 
     /// A reply tells the thread's author, through their feed (not their
-    /// own replies; not a deleted thread's).
-    fn posted(&self, session: &Session, room: &Room, thread: Option<u64>, key: Option<&str>) {
-        let (Some(thread), Ok(by)) = (thread, session.user()) else {
+    /// own replies; not a deleted thread's); a post naming someone with
+    /// `@` tells them.
+    fn posted(&self, session: &Session, post: &crate::session::Posted<'_>) {
+        super::common::notify_mentions(session, post);
+        let (room, key) = (post.room, post.key);
+        let (Some(thread), Ok(by)) = (post.thread, session.user()) else {
             return;
         };
         let head = room

@@ -18,7 +18,9 @@ use crate::auth::Claims;
 use crate::effect::Effect;
 use crate::metrics::Metrics;
 use crate::notes::{NoteDoc, NoteError};
-use crate::protocol::{self, Body, ErrorCode, ForumSettings, ModAction, NoteVersionInfo, Request};
+use crate::protocol::{
+    self, Body, ErrorCode, ForumSettings, ModAction, NoteVersionInfo, Request, Role,
+};
 use crate::room::policy::{self, Action};
 use crate::room::{
     Chore, Commit, CommitRefusal, KindState, LoadContext, Retention, Room, RoomKind, RoomName,
@@ -317,6 +319,40 @@ pub(crate) struct Member {
 impl KindHandler for Notes {
     fn requests(&self) -> &'static [&'static str] {
         &["yjs", "note_versions", "note_export"]
+    }
+
+    /// A validated version tells the class's pupils (from the school
+    /// directory), through their feeds: the version they may now revise
+    /// from.
+    fn moderated(&self, session: &Session, room: &Room, action: &ModAction) {
+        let ModAction::Validate { label, .. } = action else {
+            return;
+        };
+        let Ok(by) = session.user() else {
+            return;
+        };
+        let pupils: Vec<(String, Role)> = session
+            .hub
+            .directory
+            .current()
+            .pupils_of(room.name().class())
+            .map(|p| (p.id.clone(), p.role))
+            .collect();
+        if pupils.is_empty() {
+            return;
+        }
+        let fields = crate::kinds::inbox::NotifyFields {
+            what: "note".to_owned(),
+            room: room.name().to_string(),
+            at: None,
+            title: format!("Note validée : {label}"),
+            preview: None,
+            by: Some(by.clone()),
+            hold_until: None,
+            urgent: false,
+        };
+        let key = format!("note-{}", crate::ids::new_epoch());
+        crate::kinds::inbox::notify_many(session.hub.clone(), pupils, fields, key);
     }
 
     fn handle<'a>(
