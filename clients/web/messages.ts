@@ -145,6 +145,54 @@ function sendError(err: unknown, me: UserInfo | undefined): string {
   return errorText(err);
 }
 
+/** The server's reasons for refusing someone (`dm_start`, `dm_add`: « <id>: <reason> »), in French. */
+const REASONS: Record<string, string> = {
+  "you cannot write to yourself": "on ne s'écrit pas à soi-même",
+  "teachers and pupils write to each other within the teacher's classes": "enseignants et élèves s'écrivent dans les classes de l'enseignant",
+  "a teacher writes to the parents of pupils they teach": "un enseignant écrit aux parents de ses élèves",
+  "parents write to their children's teachers": "un parent écrit aux enseignants de ses enfants",
+  "messages between pupils are off in this school": "les messages entre élèves sont désactivés dans l'établissement",
+  "pupils write to pupils of their classes": "un élève écrit aux élèves de ses classes",
+  "a pupil writes to their own parents only": "un élève écrit à ses propres parents seulement",
+  "a parent writes to their own children only": "un parent écrit à ses propres enfants seulement",
+  "parents write to their children's other parent only": "un parent écrit à l'autre parent de ses enfants seulement",
+  "a pupil adds their parents": "un élève peut ajouter ses parents",
+  "a teacher adds a colleague": "un enseignant peut ajouter un collègue (enseignant ou personnel)",
+  "a parent adds their child's other parent": "un parent peut ajouter l'autre parent de son enfant",
+  "messages need the school's directory (not synced yet)": "l'annuaire de l'établissement n'est pas encore chargé",
+};
+
+/** Why the server refused someone, in French, as a sentence's end: « un élève peut ajouter ses parents. ». */
+function refusalText(err: unknown): string {
+  const message = err instanceof PreauError ? err.message : "";
+  const reason = Object.entries(REASONS).find(([en]) => message.endsWith(en));
+  return `${reason ? reason[1] : "l'établissement ne le permet pas"}.`;
+}
+
+/** Whether a user of role `role` may add contact `c` to a conversation (the server's `may_add`; it checks anyway). */
+export function mayAdd(role: string | undefined, c: Pick<Contact, "role">): boolean {
+  switch (role) {
+    case "staff":
+      return true;
+    case "student":
+      return c.role === "parent";
+    case "teacher":
+      return c.role === "teacher" || c.role === "staff";
+    case "parent":
+      return c.role === "parent";
+    default:
+      return false;
+  }
+}
+
+/** Whom one may add, said above the picker. */
+const ADD_HINTS: Record<string, string> = {
+  student: "Vous pouvez ajouter vos parents.",
+  teacher: "Vous pouvez ajouter un collègue : enseignant ou personnel de l'établissement.",
+  parent: "Vous pouvez ajouter l'autre parent de votre enfant.",
+  staff: "Vous pouvez ajouter toute personne de l'établissement que vous pouvez contacter.",
+};
+
 /** A notification in words: « Nouveau message de Léa ». */
 export function itemText(item: FeedItem): string {
   const by = item.by?.name;
@@ -296,6 +344,12 @@ export class MessagesView {
       this.current = new ConversationPane(this.client, room, started?.members ?? known?.members ?? [], {
         open: (r) => this.hooks.open(r),
         back: () => this.back(),
+        members: (members) => {
+          const c = this.conversations.find((x) => x.room === room);
+          if (!c) return;
+          c.members = members;
+          this.renderList();
+        },
       }, started?.quiet);
       this.detail.replaceChildren(this.current.root);
       this.current.start();
@@ -354,6 +408,9 @@ class ConversationPane {
   private announce = el("p", { className: "sr-only", role: "status" });
   private input = el("textarea", { className: "composer-input", rows: 2, placeholder: "Écrire un message…", maxLength: 4000 });
   private send = el("button", { type: "submit", textContent: "Envoyer", disabled: true });
+  private addButton = el("button", { type: "button", className: "secondary add-person", textContent: "Ajouter une personne", hidden: true });
+  private addPanel = el("section", { className: "add-people", hidden: true });
+  private adder?: ContactPicker;
   private items = new Map<number, HTMLElement>();
   private events = new Map<number, EventFrame>();
   private members = new Map<string, UserInfo>();
@@ -372,7 +429,7 @@ class ConversationPane {
     private client: PreauClient,
     readonly room: string,
     members: UserInfo[],
-    private hooks: { open(room: string): void; back(): void },
+    private hooks: { open(room: string): void; back(): void; members(members: UserInfo[]): void },
     intro?: QuietMember[],
   ) {
     for (const m of members) this.members.set(m.id, m);
@@ -396,10 +453,20 @@ class ConversationPane {
       }
     });
     this.older.addEventListener("click", () => void this.loadOlder());
+    const panelId = `dm-add-${room.slice(-8)}`;
+    this.addPanel.id = panelId;
+    this.addPanel.setAttribute("aria-label", "Ajouter une personne");
+    this.addButton.setAttribute("aria-controls", panelId);
+    this.addButton.setAttribute("aria-expanded", "false");
+    this.addButton.addEventListener("click", () => (this.addPanel.hidden ? this.openAdd() : this.closeAdd()));
+    this.addPanel.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") this.closeAdd();
+    });
     this.root = el(
       "section",
       { className: "conversation", "data-room": room },
-      el("div", { className: "conv-head" }, back, el("div", {}, this.title, this.membersLine)),
+      el("div", { className: "conv-head" }, back, el("div", { className: "conv-title" }, this.title, this.membersLine), this.addButton),
+      this.addPanel,
       this.prefs,
       el("div", { className: "scroller" }, this.older, this.list),
       this.notice,
@@ -416,6 +483,7 @@ class ConversationPane {
 
   dispose(): void {
     this.disposed = true;
+    this.adder?.dispose();
     for (const off of this.offs.splice(0)) off();
     void this.client.leave(this.room).catch(() => {});
   }
@@ -440,6 +508,7 @@ class ConversationPane {
       const data = await this.client.join(this.room);
       if (this.disposed) return;
       this.joined = true;
+      this.addButton.hidden = !ADD_HINTS[this.client.user?.role ?? ""];
       await this.loadPages(data.head + 1);
       this.send.disabled = false;
       this.scrollToEnd();
@@ -480,6 +549,7 @@ class ConversationPane {
     if (b.kind === "dm_members" && Array.isArray(b.members)) {
       for (const m of b.members as UserInfo[]) if (typeof m?.id === "string") this.members.set(m.id, m);
       this.renderHead();
+      this.hooks.members([...this.members.values()]);
     }
     if (b.kind === "dm_prefs" && typeof b.named === "boolean") {
       const known = this.named.get(ev.from.id);
@@ -598,6 +668,73 @@ class ConversationPane {
     this.membersLine.textContent = others.length ? `Avec ${listWords(others.map((m) => `${m.name} (${roleWord(m.role)})`))}` : "";
     // A pupil writing to a teacher chooses whether a shared question may name them.
     this.prefs.hidden = !(me?.role === "student" && all.some((m) => m.role === "teacher"));
+  }
+
+  /** « Ajouter une personne »: the contacts one may add (by role, not yet members), then `dm_add`. */
+  private openAdd(): void {
+    const role = this.client.user?.role ?? "";
+    this.adder?.dispose();
+    const go = el("button", { type: "button", className: "add-go", textContent: "Ajouter", disabled: true });
+    const cancel = el("button", { type: "button", className: "secondary", textContent: "Annuler" });
+    const error = el("p", { className: "notice", role: "alert", hidden: true });
+    const picker = new ContactPicker(this.client, {
+      id: `${this.addPanel.id}-search`,
+      chosenLabel: "Personnes à ajouter",
+      nobody: "Personne d'autre à ajouter à cette conversation.",
+      keep: (c) => mayAdd(role, c) && !this.members.has(c.id),
+      changed: () => {
+        const n = picker.chosen.length;
+        go.disabled = n === 0;
+        go.textContent = n === 0 ? "Ajouter" : n === 1 ? `Ajouter ${picker.chosen[0].name}` : `Ajouter ${n} personnes`;
+        error.hidden = true;
+      },
+    });
+    this.adder = picker;
+    cancel.addEventListener("click", () => this.closeAdd());
+    go.addEventListener("click", async () => {
+      const chosen = picker.chosen;
+      if (!chosen.length) return;
+      go.disabled = true;
+      try {
+        const ok = await this.client.dmAdd(this.room, chosen.map((c) => c.id));
+        if (this.disposed) return;
+        for (const m of ok.members) this.members.set(m.id, m);
+        this.renderHead();
+        this.hooks.members([...this.members.values()]);
+        this.closeAdd();
+        const names = listWords(chosen.map((c) => c.name));
+        this.announce.textContent = `${names} ${chosen.length > 1 ? "font" : "fait"} maintenant partie de la conversation.`;
+      } catch (err) {
+        go.disabled = false;
+        error.hidden = false;
+        const several = chosen.length > 1 ? "ces personnes" : "cette personne";
+        error.textContent =
+          code(err) === "forbidden"
+            ? `Vous ne pouvez pas ajouter ${several} : ${refusalText(err)}`
+            : code(err) === "invalid_field" && err instanceof PreauError && err.message.includes("at most")
+              ? "Une conversation réunit au plus 12 personnes."
+              : errorText(err);
+      }
+    });
+    this.addPanel.replaceChildren(
+      el("h4", { textContent: "Ajouter une personne" }),
+      el("p", { className: "hint", textContent: `${ADD_HINTS[role] ?? ""} Les personnes ajoutées pourront lire toute la conversation.` }),
+      ...picker.parts(),
+      error,
+      el("div", { className: "row" }, go, cancel),
+    );
+    this.addPanel.hidden = false;
+    this.addButton.setAttribute("aria-expanded", "true");
+    picker.search.focus();
+  }
+
+  private closeAdd(): void {
+    this.adder?.dispose();
+    this.adder = undefined;
+    this.addPanel.hidden = true;
+    this.addPanel.replaceChildren();
+    this.addButton.setAttribute("aria-expanded", "false");
+    this.addButton.focus();
   }
 
   private setNotice(text: string, kind: "info" | "alert" = "alert"): void {
@@ -750,58 +887,74 @@ class ConversationPane {
 /** Contacts per search (the server's `more` says when there are others). */
 const CONTACTS_SHOWN = 20;
 
-class NewMessagePane {
-  root = el("section", { className: "new-message-pane" });
-  private chosen: Contact[] = [];
-  private chips = el("ul", { className: "chips", "aria-label": "Destinataires" });
-  private search = el("input", { id: "dm-search", type: "search", autocomplete: "off", spellcheck: false, placeholder: "Nom de la personne" });
-  private results = el("ul", { className: "contact-results", "aria-label": "Personnes trouvées" });
-  private count = el("p", { className: "contact-count", role: "status" });
-  private go = el("button", { type: "button", className: "start-dm", textContent: "Écrire", disabled: true });
+interface PickerOptions {
+  /** The search field's id. */
+  id: string;
+  /** The chosen people's list, for screen readers. */
+  chosenLabel: string;
+  /** What is said when nobody may be chosen. */
+  nobody: string;
+  /** Who among the contacts may be chosen (all of them without it). */
+  keep?: (c: Contact) => boolean;
+  /** The choice changed. */
+  changed(): void;
+}
+
+/**
+ * The people picker of « Nouveau message » and « Ajouter une personne »:
+ * the chosen ones as chips, the contacts found as one types (name, role,
+ * classes or subject), each a toggle button.
+ */
+class ContactPicker {
+  chosen: Contact[] = [];
+  chips: HTMLUListElement;
+  search: HTMLInputElement;
+  label: HTMLLabelElement;
+  results = el("ul", { className: "contact-results", "aria-label": "Personnes trouvées" });
+  count = el("p", { className: "contact-count", role: "status" });
   private shown: Contact[] = [];
   private seq = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private client: PreauClient,
-    private started: (ok: DmOk) => void,
-    back: () => void,
+    private opts: PickerOptions,
   ) {
-    const backButton = el("button", { type: "button", className: "secondary conv-back", textContent: "← Conversations" });
-    backButton.addEventListener("click", back);
+    this.chips = el("ul", { className: "chips", "aria-label": opts.chosenLabel });
+    this.search = el("input", { id: opts.id, type: "search", autocomplete: "off", spellcheck: false, placeholder: "Nom de la personne" });
+    this.label = el("label", { htmlFor: opts.id, textContent: "Rechercher une personne" });
     this.search.addEventListener("input", () => {
       if (this.timer) clearTimeout(this.timer);
       this.timer = setTimeout(() => void this.find(), 200);
     });
-    this.go.addEventListener("click", () => void this.start());
-    this.root.append(
-      el("div", { className: "conv-head" }, backButton, el("h3", { textContent: "Nouveau message" })),
-      el("p", { className: "hint", textContent: "Vous pouvez écrire aux personnes que l'établissement vous permet de contacter." }),
-      this.chips,
-      el("label", { htmlFor: "dm-search", textContent: "Rechercher une personne" }),
-      this.search,
-      this.count,
-      this.results,
-      this.go,
-    );
     void this.find();
   }
 
-  focus(): void {
-    this.search.focus();
+  /** The picker's parts, in order. */
+  parts(): HTMLElement[] {
+    return [this.chips, this.label, this.search, this.count, this.results];
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.seq++;
   }
 
   private async find(): Promise<void> {
     const seq = ++this.seq;
     const query = this.search.value;
+    const keep = this.opts.keep;
     try {
-      const found = await this.client.contacts({ query, limit: CONTACTS_SHOWN });
+      // Some are filtered out here: ask for more, show as many.
+      const found = await this.client.contacts({ query, limit: keep ? 50 : CONTACTS_SHOWN });
       if (seq !== this.seq) return; // a later search answered first, or will
-      this.shown = found.contacts;
+      const kept = keep ? found.contacts.filter(keep) : found.contacts;
+      this.shown = kept.slice(0, CONTACTS_SHOWN);
+      const more = found.more || kept.length > this.shown.length;
       this.renderResults();
-      const n = found.contacts.length;
+      const n = this.shown.length;
       this.count.textContent =
-        n === 0 ? (query.trim() ? `Personne ne correspond à « ${query.trim()} ».` : "Aucune personne à contacter.") : found.more ? `${n} premières personnes : précisez la recherche.` : n === 1 ? "1 personne" : `${n} personnes`;
+        n === 0 ? (query.trim() ? `Personne ne correspond à « ${query.trim()} ».` : this.opts.nobody) : more ? `${n} premières personnes : précisez la recherche.` : n === 1 ? "1 personne" : `${n} personnes`;
     } catch (err) {
       if (seq === this.seq) this.count.textContent = errorText(err);
     }
@@ -830,6 +983,7 @@ class NewMessagePane {
     else this.chosen.push(c);
     this.renderChosen();
     this.renderResults();
+    this.opts.changed();
   }
 
   private renderChosen(): void {
@@ -841,19 +995,51 @@ class NewMessagePane {
         return el("li", { className: "chip" }, el("span", { textContent: c.name }), remove);
       }),
     );
-    const n = this.chosen.length;
+  }
+}
+
+class NewMessagePane {
+  root = el("section", { className: "new-message-pane" });
+  private picker: ContactPicker;
+  private go = el("button", { type: "button", className: "start-dm", textContent: "Écrire", disabled: true });
+
+  constructor(
+    private client: PreauClient,
+    private started: (ok: DmOk) => void,
+    back: () => void,
+  ) {
+    const backButton = el("button", { type: "button", className: "secondary conv-back", textContent: "← Conversations" });
+    backButton.addEventListener("click", back);
+    this.picker = new ContactPicker(client, { id: "dm-search", chosenLabel: "Destinataires", nobody: "Aucune personne à contacter.", changed: () => this.renderGo() });
+    this.go.addEventListener("click", () => void this.start());
+    this.root.append(
+      el("div", { className: "conv-head" }, backButton, el("h3", { textContent: "Nouveau message" })),
+      el("p", { className: "hint", textContent: "Vous pouvez écrire aux personnes que l'établissement vous permet de contacter." }),
+      ...this.picker.parts(),
+      this.go,
+    );
+  }
+
+  focus(): void {
+    this.picker.search.focus();
+  }
+
+  private renderGo(): void {
+    const chosen = this.picker.chosen;
+    const n = chosen.length;
     this.go.disabled = n === 0;
-    this.go.textContent = n === 0 ? "Écrire" : n === 1 ? `Écrire à ${this.chosen[0].name}` : `Écrire à ${n} personnes`;
+    this.go.textContent = n === 0 ? "Écrire" : n === 1 ? `Écrire à ${chosen[0].name}` : `Écrire à ${n} personnes`;
   }
 
   private async start(): Promise<void> {
-    if (!this.chosen.length) return;
+    const chosen = this.picker.chosen;
+    if (!chosen.length) return;
     this.go.disabled = true;
     try {
-      this.started(await this.client.dmStart(this.chosen.map((c) => c.id)));
+      this.started(await this.client.dmStart(chosen.map((c) => c.id)));
     } catch (err) {
       this.go.disabled = false;
-      this.count.textContent = code(err) === "forbidden" ? `Vous ne pouvez pas écrire à cette personne : ${errorText(err)}.` : errorText(err);
+      this.picker.count.textContent = code(err) === "forbidden" ? `Vous ne pouvez pas écrire à cette personne : ${refusalText(err)}` : errorText(err);
     }
   }
 }
