@@ -295,8 +295,29 @@ async fn erasing_a_forum_author_deletes_their_thread_edits_and_read_marks() {
     );
     assert_eq!(export["read_marks"][0]["offset"], reply);
 
+    // Bob's reply told her, through her feed: wait for it, so the count
+    // below does not depend on when it was stored.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let feed: preau::kinds::inbox::FeedOk = ana
+            .request_kind(&preau::kinds::inbox::FeedRequest::Feed {
+                id: None,
+                before: None,
+                limit: None,
+            })
+            .await
+            .expect("feed");
+        if feed.items.iter().any(|i| i.fields.what == "reply") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{feed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let erasure = admin(&server, "POST", "/admin/users/ana/erase").await;
-    assert_eq!(erasure["redacted"], 1, "{erasure}");
+    assert_eq!(
+        erasure["redacted"], 2,
+        "her post, and the reply's notification in her feed: {erasure}"
+    );
     assert_eq!(erasure["anonymized"], 1, "the edit's tombstone: {erasure}");
     assert_eq!(erasure["read_marks_deleted"], 1, "{erasure}");
 

@@ -1285,8 +1285,23 @@ function registerServiceWorker(): void {
       // there: it fetches them once more, to keep them (Workbox's
       // `CACHE_URLS` message; the worker decides what it keeps).
       const reg = await navigator.serviceWorker.ready;
-      const urls = [location.pathname + location.search, ...performance.getEntriesByType("resource").map((e) => e.name)];
-      reg.active?.postMessage({ type: "CACHE_URLS", payload: { urlsToCache: urls } });
+      const keep = (urls: string[]) => reg.active?.postMessage({ type: "CACHE_URLS", payload: { urlsToCache: urls } });
+      keep([location.pathname + location.search, ...performance.getEntriesByType("resource").map((e) => e.name)]);
+      // Until the worker controls the page, files fetched meanwhile (a lazy
+      // view opened at once: the diary, the messages) do not go through it
+      // either: they are sent to it as they load.
+      if (navigator.serviceWorker.controller === null) {
+        const observer = new PerformanceObserver((list) => keep(list.getEntries().map((e) => e.name)));
+        observer.observe({ type: "resource" });
+        navigator.serviceWorker.addEventListener(
+          "controllerchange",
+          () => {
+            observer.disconnect();
+            keep(performance.getEntriesByType("resource").map((e) => e.name));
+          },
+          { once: true },
+        );
+      }
     } catch (err) {
       // Files served from elsewhere (`?ws=` while developing), or a browser that refuses: the app works online all the same.
       console.warn("préau: no service worker", err);
