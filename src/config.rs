@@ -63,6 +63,78 @@ pub struct OidcConfig {
     pub label: String,
 }
 
+/// Where files are kept and how much (TOML table `[files]`; the S3
+/// secret also as `--files-s3-secret-access-key` /
+/// `PREAU_FILES_S3_SECRET_ACCESS_KEY`).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Largest file (bytes). Default 200 MB: a few minutes of phone video.
+    pub max_file_bytes: u64,
+    /// Largest image (bytes): images are held whole while their metadata
+    /// is stripped. Default 25 MB.
+    pub max_image_bytes: u64,
+    /// What one pupil or parent may store in all (bytes). Default 1 GB.
+    pub max_user_bytes: u64,
+    /// What one class may store in all (bytes). Default 20 GB.
+    pub max_class_bytes: u64,
+    /// Largest chunk of an upload (bytes), held in memory while stored.
+    /// Default 8 MiB.
+    pub chunk_bytes: u64,
+    /// Uploads not finished, and files not attached, are deleted after
+    /// this. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub upload_expiry: Duration,
+    /// An S3-compatible store (Garage, MinIO, a provider's) instead of
+    /// the local folder `<data>/files`.
+    pub s3: Option<S3Config>,
+}
+
+impl Default for FilesConfig {
+    fn default() -> FilesConfig {
+        FilesConfig {
+            max_file_bytes: 200_000_000,
+            max_image_bytes: 25_000_000,
+            max_user_bytes: 1_000_000_000,
+            max_class_bytes: 20_000_000_000,
+            chunk_bytes: 8 * 1024 * 1024,
+            upload_expiry: Duration::from_secs(24 * 3600),
+            s3: None,
+        }
+    }
+}
+
+impl FilesConfig {
+    /// The part size of multipart writes: S3 wants at least 5 MiB.
+    pub fn part_bytes(&self) -> usize {
+        (self.chunk_bytes as usize).max(5 * 1024 * 1024)
+    }
+}
+
+impl std::fmt::Debug for FilesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilesConfig")
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("max_user_bytes", &self.max_user_bytes)
+            .field("max_class_bytes", &self.max_class_bytes)
+            .field("s3", &self.s3.as_ref().map(|s| (&s.endpoint, &s.bucket)))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[files.s3]`: an S3-compatible store.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// `https://garage.example.org:3900`; empty: AWS itself.
+    pub endpoint: String,
+    pub bucket: String,
+    /// Garage's default is `garage`.
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 impl Default for OidcConfig {
     fn default() -> OidcConfig {
         OidcConfig {
@@ -245,6 +317,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Sign-in through the ENT (OpenID Connect); unset: tokens only.
     pub oidc: Option<OidcConfig>,
+    /// Files (hand-ins, resources, blogs): where and how much.
+    pub files: FilesConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -324,6 +398,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             metrics_listen: None,
             oidc: None,
+            files: FilesConfig::default(),
         }
     }
 }
@@ -473,6 +548,9 @@ pub struct ConfigArgs {
     /// This server's `/auth/callback` as the provider knows it.
     #[arg(long, env = "PREAU_OIDC_REDIRECT_URL")]
     pub oidc_redirect_url: Option<String>,
+    /// The secret of `[files.s3]`, kept out of the config file.
+    #[arg(long, env = "PREAU_FILES_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub files_s3_secret_access_key: Option<String>,
 }
 
 /// Bounds of `rate_per_sec` and `request_rate_per_sec`: below, a refill
@@ -721,6 +799,32 @@ impl Config {
                 message,
             })?;
         }
+        let files = &self.files;
+        check(
+            files.chunk_bytes >= 64 * 1024 && files.chunk_bytes <= 64 * 1024 * 1024,
+            "files.chunk_bytes",
+            "must be between 64 KiB and 64 MiB",
+        )?;
+        check(
+            files.max_file_bytes >= 1 && files.max_image_bytes >= 1,
+            "files.max_file_bytes",
+            "must be at least 1",
+        )?;
+        if let Some(s3) = &files.s3 {
+            check(
+                !s3.bucket.is_empty()
+                    && !s3.access_key_id.is_empty()
+                    && !s3.secret_access_key.is_empty(),
+                "files.s3",
+                "needs bucket, access_key_id and secret_access_key",
+            )?;
+            if !s3.endpoint.is_empty() {
+                url::Url::parse(&s3.endpoint).map_err(|e| ConfigError::Invalid {
+                    setting: "files.s3.endpoint",
+                    message: e.to_string(),
+                })?;
+            }
+        }
         Ok(())
     }
 }
@@ -837,6 +941,11 @@ impl ConfigArgs {
             }
             if let Some(v) = self.oidc_redirect_url {
                 oidc.redirect_url = v;
+            }
+        }
+        if let Some(secret) = self.files_s3_secret_access_key {
+            if let Some(s3) = config.files.s3.as_mut() {
+                s3.secret_access_key = secret;
             }
         }
     }

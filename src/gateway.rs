@@ -60,7 +60,8 @@ pub fn router(gateway: Gateway) -> Router {
     let mut router = Router::new()
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
-        .route("/cal/{file}", get(calendar_feed));
+        .route("/cal/{file}", get(calendar_feed))
+        .merge(crate::transfer::routes());
     if config.admin_key.is_some() {
         router = router.merge(crate::admin::routes());
     }

@@ -13,6 +13,7 @@ pub mod config;
 mod connection;
 pub mod directory;
 pub mod effect;
+pub mod files;
 mod gateway;
 pub mod hub;
 pub mod ids;
@@ -32,6 +33,7 @@ mod retention;
 pub mod room;
 pub mod session;
 pub mod store;
+mod transfer;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,6 +57,8 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Oidc(#[from] oidc::OidcError),
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -157,6 +161,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         .await??
     };
     let store = Arc::new(store);
+    let files = files::Files::open(&config.files, &config.data)?;
     // The one registration list of room kinds (`src/kinds/mod.rs`).
     let handlers = Arc::new(session::Handlers::new(kinds::ALL)?);
     let listener = bind(config.listen).map_err(|source| ServerError::Bind {
@@ -193,6 +198,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
         clock,
         handlers.kinds().clone(),
         Arc::new(directory),
+        files,
         sequencer,
     ));
     let metrics_listener = match config.metrics_listen {
@@ -260,6 +266,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     });
     tokio::spawn(retention::run(hub.clone(), shutdown.clone()));
     tokio::spawn(hub::sweep_loop(hub.clone(), shutdown.clone()));
+    tokio::spawn(transfer::sweep_loop(hub.clone(), shutdown.clone()));
     tokio::spawn(hub::due_loop(hub.clone(), shutdown.clone()));
     tracing::info!(%addr, metrics = ?metrics_addr, node = %config.node_id, data = %config.data.display(), web = ?config.web_dir, "listening");
     let task = {

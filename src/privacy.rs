@@ -62,6 +62,8 @@ pub enum PrivacyError {
     Hub(#[from] HubError),
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("file store: {0}")]
+    Files(#[from] crate::files::FilesError),
     #[error("cannot delete from the redis stream: {0}")]
     Stream(String),
     #[error("redaction of {room} offset {offset} failed: {message}")]
@@ -120,6 +122,10 @@ pub struct Erasure {
     pub read_marks_deleted: u64,
     /// Their calendar feed address stopped working.
     pub calendar_feed_deleted: bool,
+    /// Objects deleted from the file store: files about them (their
+    /// hand-ins and the corrections returned to them, what they shared),
+    /// staged files and uploads in progress.
+    pub files_deleted: u64,
     /// Events still naming the user (see the module documentation).
     pub kept: u64,
 }
@@ -347,6 +353,9 @@ pub async fn erase(hub: &Arc<Hub>, user: &str) -> Result<Erasure, PrivacyError> 
     .await??;
     let (marks, feed) = marks;
     erasure.calendar_feed_deleted = feed;
+    // Their files' bytes: the events that referenced them are redacted
+    // above; the objects go here, one prefix per class.
+    erasure.files_deleted = hub.files.erase_user(user).await? as u64;
     // With several nodes, Redis's stream of each room still holds the
     // original events: their redacted messages and what was rewritten.
     // Computed from what is stored, not from what this run changed, so a

@@ -109,6 +109,8 @@ pub struct Hub {
     pub kinds: Kinds,
     /// The school directory (who exists, who may be written to).
     pub directory: Arc<crate::directory::Directory>,
+    /// Where files' bytes are (local folder or S3).
+    pub files: crate::files::Files,
     /// Who orders posts: this node ([`Local`]) or the cluster.
     sequencer: Arc<dyn Sequencer>,
     rooms: DashMap<String, RoomCell>,
@@ -133,6 +135,7 @@ impl Hub {
         clock: Clock,
         kinds: Kinds,
         directory: Arc<crate::directory::Directory>,
+        files: crate::files::Files,
         sequencer: Arc<dyn Sequencer>,
     ) -> Hub {
         Hub {
@@ -143,6 +146,7 @@ impl Hub {
             clock,
             kinds,
             directory,
+            files,
             sequencer,
             rooms: DashMap::new(),
             users: DashMap::new(),

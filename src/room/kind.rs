@@ -313,11 +313,34 @@ pub trait KindState: Send + Any {
         Vec::new()
     }
 
+    /// The file `id` that the room's events attach, if `viewer` may
+    /// download it (`GET /files/<id>`): a hand-in's submission for its
+    /// pupil, their parents and the class's teachers; a blog post's image
+    /// for those shown the post. Decided like [`RoomKind::shown`]: from
+    /// the events and the viewer alone.
+    fn file(&self, _id: &str, _viewer: &Viewer<'_>) -> Option<crate::files::FileRef> {
+        None
+    }
+
+    /// The files that `key` names (a hand-in's submissions), with the
+    /// name each takes in a zip, if `viewer` may have them all.
+    fn bundle(&self, _key: &str, _viewer: &Viewer<'_>) -> Option<Bundle> {
+        None
+    }
+
     /// The room was loaded with this state (gauges it counts in go up).
     fn loaded(&self, _metrics: &Metrics) {}
 
     /// The room is being unloaded (gauges it counts in go down).
     fn unloaded(&self, _metrics: &Metrics) {}
+}
+
+/// Files downloaded together (a zip): its name and each file with its
+/// name inside.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub name: String,
+    pub files: Vec<(String, crate::files::FileRef)>,
 }
 
 /// An event a kind's state posts by itself when its time comes

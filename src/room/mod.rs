@@ -24,8 +24,8 @@ use crate::protocol::{self, Presence, PresenceAction, UserInfo};
 pub use crate::effect::{edit_tombstone, Effect};
 pub use kind::withheld;
 pub use kind::{
-    Chore, ChoreContext, Commit, CommitRefusal, Due, Erasure, KindState, Kinds, LoadContext,
-    NoState, Retention, RoomKind, Viewer,
+    Bundle, Chore, ChoreContext, Commit, CommitRefusal, Due, Erasure, KindState, Kinds,
+    LoadContext, NoState, Retention, RoomKind, Viewer,
 };
 pub use name::{RoomName, RoomNameError};
 
@@ -938,6 +938,17 @@ impl Room {
     /// Whether the room's state lets `user` do `action` (`KindState::admits`).
     pub fn admits(&self, user: &crate::auth::Claims, action: policy::Action) -> bool {
         self.state.lock().kind.admits(user, action)
+    }
+
+    /// The file `id` of this room, if `viewer` may download it
+    /// ([`KindState::file`]).
+    pub fn file(&self, id: &str, viewer: &Viewer<'_>) -> Option<crate::files::FileRef> {
+        self.state.lock().kind.file(id, viewer)
+    }
+
+    /// The files named `key`, for a zip ([`KindState::bundle`]).
+    pub fn bundle(&self, key: &str, viewer: &Viewer<'_>) -> Option<kind::Bundle> {
+        self.state.lock().kind.bundle(key, viewer)
     }
 
     pub fn grants(&self) -> Option<crate::protocol::ForumSettings> {
