@@ -600,3 +600,128 @@ pub async fn sync_directory(addr: SocketAddr, sync: &serde_json::Value) -> serde
     assert_eq!(status, 200, "directory sync: {body}");
     serde_json::from_str(&body).expect("sync answers JSON")
 }
+
+/// An HTTP client for the file routes (`/files/…`).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Uploads `bytes` as `name` through the chunked upload routes (chunks
+/// of `chunk` bytes) with `token`, and returns the finished upload's
+/// JSON (`file`, `name`, `type`, `size`, `sha256`). Panics on a refusal:
+/// use [`try_upload`] to see one.
+pub async fn upload(addr: SocketAddr, token: &str, name: &str, bytes: &[u8]) -> serde_json::Value {
+    match try_upload(addr, token, name, bytes, None, 1 << 20).await {
+        Ok(done) => done,
+        Err((status, body)) => panic!("upload of {name} refused: {status} {body}"),
+    }
+}
+
+/// [`upload`] with the class named and the chunk size chosen; a refusal
+/// at any step is `Err((status, body))`.
+pub async fn try_upload(
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+    bytes: &[u8],
+    class: Option<&str>,
+    chunk: usize,
+) -> Result<serde_json::Value, (u16, serde_json::Value)> {
+    let http = http();
+    let base = format!("http://{addr}/files/uploads");
+    let refused = |status: u16, body: String| {
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        )
+    };
+    let response = http
+        .post(&base)
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": name, "size": bytes.len(), "class": class}))
+        .send()
+        .await
+        .expect("create upload");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    if status != 201 {
+        return Err(refused(status, body));
+    }
+    let created: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let id = created["upload"].as_str().expect("upload id").to_owned();
+    let mut offset = 0;
+    for piece in bytes.chunks(chunk) {
+        let response = http
+            .patch(format!("{base}/{id}"))
+            .bearer_auth(token)
+            .header("Upload-Offset", offset.to_string())
+            .body(piece.to_vec())
+            .send()
+            .await
+            .expect("append");
+        let status = response.status().as_u16();
+        let body = response.text().await.expect("body");
+        if status != 200 {
+            return Err(refused(status, body));
+        }
+        offset += piece.len();
+    }
+    let response = http
+        .post(format!("{base}/{id}/done"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("finish");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    if status != 201 {
+        return Err(refused(status, body));
+    }
+    Ok(serde_json::from_str(&body).expect("json"))
+}
+
+/// `GET path` with `token`: (status, body bytes, headers).
+pub async fn download(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+) -> (u16, Vec<u8>, reqwest::header::HeaderMap) {
+    let response = http()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("download");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("body").to_vec();
+    (status, body, headers)
+}
+
+/// A small valid PDF-looking file (the type is read from `%PDF-`).
+pub fn pdf(text: &str) -> Vec<u8> {
+    format!("%PDF-1.4\n% {text}\n%%EOF\n").into_bytes()
+}
+
+/// A JPEG's container (SOI, APP0 JFIF, APP1 EXIF with GPS-ish words,
+/// a comment, a minimal frame, EOI): enough for the metadata stripping
+/// to be seen.
+pub fn jpeg_with_metadata(secret: &str) -> Vec<u8> {
+    let mut out = vec![0xFF, 0xD8];
+    let segment = |out: &mut Vec<u8>, marker: u8, body: &[u8]| {
+        out.extend_from_slice(&[0xFF, marker]);
+        out.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(body);
+    };
+    segment(&mut out, 0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\0\0\0\0\0".to_vec();
+    exif.extend_from_slice(secret.as_bytes());
+    segment(&mut out, 0xE1, &exif);
+    segment(&mut out, 0xFE, format!("comment {secret}").as_bytes());
+    // SOF0: 8-bit, 1x1, one component.
+    segment(&mut out, 0xC0, &[8, 0, 1, 0, 1, 1, 1, 0x11, 0]);
+    // SOS, then a few entropy-coded bytes and EOI.
+    segment(&mut out, 0xDA, &[1, 1, 0, 0, 0x3F, 0]);
+    out.extend_from_slice(&[0x00, 0x3F, 0xFF, 0xD9]);
+    out
+}
