@@ -14,6 +14,7 @@ pub mod chat;
 pub mod common;
 pub mod dm;
 pub mod forum;
+pub mod handin;
 pub mod homework;
 pub mod inbox;
 pub mod notes;
@@ -32,6 +33,7 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &inbox::Inbox,
     &dm::Dm,
     &announce::Announce,
+    &handin::Handin,
 ];
 
 /// Every request type the server takes: the protocol module's v1 types

@@ -21,7 +21,7 @@ impl Session {
     /// the user moderates its class (a teacher of the class, staff): rooms
     /// exist once such a user joins them or acts in them (`join`,
     /// `moderate`), never by a pupil naming them nor by a read.
-    pub(super) async fn open_or_create(
+    pub(crate) async fn open_or_create(
         &self,
         room: &str,
         action: Action,
