@@ -11,3 +11,11 @@ pub fn new_epoch() -> String {
     rand::thread_rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
+
+/// 16 random bytes, hex (32 digits): an upload's or a file's id, which
+/// is also what lets its owner reach it before it is attached.
+pub fn new_file_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}

@@ -68,7 +68,7 @@ impl Files {
                 self.config.max_file_bytes / 1_000_000
             )));
         }
-        let id = crate::ids::new_epoch();
+        let id = crate::ids::new_file_id();
         let record = Record {
             owner: owner.to_owned(),
             name: clean_name(name),

@@ -24,7 +24,9 @@ use crate::session::kind::{BoxFuture, Handled, KindHandler, KindRequest};
 use crate::session::{NewPost, Refusal, Session};
 use crate::store::StoreError;
 
-pub use requests::{HandinView, PupilRow, Request as HandinRequest};
+pub use requests::{
+    Counts, HandinView, HandinsOk, PupilRow, Request as HandinRequest, StatusOk as HandinStatusOk,
+};
 pub use state::{Handins as State, OpenFields};
 
 pub const NAME: &str = "handin";

@@ -208,8 +208,26 @@ impl Handins {
     }
 }
 
+impl Handins {
+    /// A redacted event (an erased pupil's submission, the correction
+    /// returned to them) leaves the state as it leaves the stored history.
+    fn redact(&mut self, target: u64) {
+        if self.all.remove(&target).is_some() {
+            return;
+        }
+        for handin in self.all.values_mut() {
+            handin.submissions.retain(|_, s| s.offset != target);
+            handin.returns.retain(|_, r| r.offset != target);
+        }
+    }
+}
+
 impl KindState for Handins {
     fn apply(&mut self, commit: &Commit<'_>, _chores: &mut Vec<Chore>) {
+        if let Some(crate::effect::Effect::Redact { target, .. }) = commit.effect {
+            self.redact(*target);
+            return;
+        }
         if let Ok(crate::protocol::ServerFrame::Event(event)) =
             crate::protocol::decode_server_frame(commit.frame)
         {
