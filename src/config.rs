@@ -548,6 +548,18 @@ pub struct ConfigArgs {
     /// This server's `/auth/callback` as the provider knows it.
     #[arg(long, env = "PREAU_OIDC_REDIRECT_URL")]
     pub oidc_redirect_url: Option<String>,
+    /// Largest file in bytes (`[files] max_file_bytes`).
+    #[arg(long, env = "PREAU_FILES_MAX_FILE_BYTES")]
+    pub files_max_file_bytes: Option<u64>,
+    /// What one pupil or parent may store, bytes (`[files] max_user_bytes`).
+    #[arg(long, env = "PREAU_FILES_MAX_USER_BYTES")]
+    pub files_max_user_bytes: Option<u64>,
+    /// What one class may store, bytes (`[files] max_class_bytes`).
+    #[arg(long, env = "PREAU_FILES_MAX_CLASS_BYTES")]
+    pub files_max_class_bytes: Option<u64>,
+    /// Largest upload chunk, bytes (`[files] chunk_bytes`).
+    #[arg(long, env = "PREAU_FILES_CHUNK_BYTES")]
+    pub files_chunk_bytes: Option<u64>,
     /// The secret of `[files.s3]`, kept out of the config file.
     #[arg(long, env = "PREAU_FILES_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub files_s3_secret_access_key: Option<String>,
@@ -942,6 +954,18 @@ impl ConfigArgs {
             if let Some(v) = self.oidc_redirect_url {
                 oidc.redirect_url = v;
             }
+        }
+        if let Some(n) = self.files_max_file_bytes {
+            config.files.max_file_bytes = n;
+        }
+        if let Some(n) = self.files_max_user_bytes {
+            config.files.max_user_bytes = n;
+        }
+        if let Some(n) = self.files_max_class_bytes {
+            config.files.max_class_bytes = n;
+        }
+        if let Some(n) = self.files_chunk_bytes {
+            config.files.chunk_bytes = n;
         }
         if let Some(secret) = self.files_s3_secret_access_key {
             if let Some(s3) = config.files.s3.as_mut() {

@@ -185,9 +185,7 @@ async fn open(s: &Session, room: &str, action: Action) -> Result<Arc<Room>, Refu
         s.release_unjoined(&room);
         return Err(invalid(format!("{name} is not a hand-in room")));
     }
-    if let Err(refusal) = s.refuse_banned(&room) {
-        return Err(refusal);
-    }
+    s.refuse_banned(&room)?;
     Ok(room)
 }
 
