@@ -1747,6 +1747,245 @@ fn messaging_client_samples() -> Vec<(&'static str, Bytes)> {
     ]
 }
 
+/// A hand-in's file, as its events and replies carry it.
+fn sample_file(id: &str, name: &str) -> preau::files::FileRef {
+    preau::files::FileRef {
+        id: id.into(),
+        name: name.into(),
+        mime: "application/pdf".into(),
+        size: 48_213,
+        sha256: "9f2c".repeat(16),
+        path: format!("c/3B/6b86b273ff34fce19d6b804eff5a3f57/{id}"),
+    }
+}
+
+/// The hand-ins' requests.
+fn handin_client_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::handin::HandinRequest;
+    fn encode(request: &impl Serialize) -> Bytes {
+        Bytes::from(rmp_serde::to_vec_named(request).expect("encodes"))
+    }
+    vec![
+        (
+            "handin_open",
+            encode(&HandinRequest::HandinOpen {
+                id: Some(140),
+                room: "3B/handin/main".into(),
+                title: "Exposé : la Révolution".into(),
+                instructions: "Un PDF ou un enregistrement de 3 minutes.".into(),
+                due: 1_796_979_600_000,
+                pupils: vec![],
+                group: None,
+                accepts: vec!["document".into(), "audio".into()],
+                late: true,
+                entry: Some(12),
+            }),
+        ),
+        (
+            "handin_open.some_pupils",
+            encode(&HandinRequest::HandinOpen {
+                id: Some(141),
+                room: "3B/handin/main".into(),
+                title: "Rattrapage".into(),
+                instructions: String::new(),
+                due: 1_796_979_600_000,
+                pupils: vec!["ana".into(), "bob".into()],
+                group: None,
+                accepts: vec![],
+                late: false,
+                entry: None,
+            }),
+        ),
+        (
+            "handin_change",
+            encode(&HandinRequest::HandinChange {
+                id: Some(142),
+                room: "3B/handin/main".into(),
+                handin: 3,
+                due: Some(1_797_066_000_000),
+                late: None,
+            }),
+        ),
+        (
+            "handin_submit",
+            encode(&HandinRequest::HandinSubmit {
+                id: Some(143),
+                room: "3B/handin/main".into(),
+                handin: 3,
+                file: "5d41402abc4b2a76b9719d911017c592".into(),
+            }),
+        ),
+        (
+            "handin_return",
+            encode(&HandinRequest::HandinReturn {
+                id: Some(144),
+                room: "3B/handin/main".into(),
+                handin: 3,
+                pupil: "ana".into(),
+                file: Some("7d793037a0760186574b0282f2f435e7".into()),
+                comment: "Très bien, 16/20.".into(),
+            }),
+        ),
+        (
+            "handins",
+            encode(&HandinRequest::Handins {
+                id: Some(145),
+                room: "3B/handin/main".into(),
+            }),
+        ),
+        (
+            "handin_status",
+            encode(&HandinRequest::HandinStatus {
+                id: Some(146),
+                room: "3B/handin/main".into(),
+                handin: 3,
+            }),
+        ),
+    ]
+}
+
+/// The hand-ins' events and replies.
+fn handin_server_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::handin::state::{OpenFields, Returned, SubmitFields};
+    use preau::kinds::handin::{Counts, HandinStatusOk, HandinView, HandinsOk, PupilRow};
+    let teacher = UserInfo {
+        id: "durand".into(),
+        name: "M. Durand".into(),
+        role: Role::Teacher,
+    };
+    let ana = UserInfo {
+        id: "ana".into(),
+        name: "Ana Martin".into(),
+        role: Role::Student,
+    };
+    let open = OpenFields {
+        title: "Exposé : la Révolution".into(),
+        instructions: "Un PDF ou un enregistrement de 3 minutes.".into(),
+        due: 1_796_979_600_000,
+        pupils: vec!["ana".into(), "bob".into()],
+        to: "class:3B".into(),
+        accepts: vec!["document".into(), "audio".into()],
+        late: true,
+        entry: Some(12),
+    };
+    let event = |offset: u64, from: &UserInfo, kind: &str, fields: &dyn ErasedFields| {
+        let mut event = fields.event(
+            offset,
+            1_796_806_800_000 + offset * 60_000,
+            from.clone(),
+            kind,
+        );
+        event.room = "3B/handin/main".into();
+        protocol::event(&event)
+    };
+    let file = sample_file("5d41402abc4b2a76b9719d911017c592", "exposé ana.pdf");
+    let correction = sample_file("7d793037a0760186574b0282f2f435e7", "corrigé ana.pdf");
+    let returned = Returned {
+        offset: 9,
+        ts: 1_796_893_200_000,
+        by: teacher.clone(),
+        file: Some(correction.clone()),
+        comment: "Très bien, 16/20.".into(),
+    };
+    let view = HandinView {
+        handin: 3,
+        title: open.title.clone(),
+        instructions: open.instructions.clone(),
+        due: open.due,
+        late: true,
+        accepts: open.accepts.clone(),
+        to: open.to.clone(),
+        by: teacher.clone(),
+        ts: 1_796_806_980_000,
+        entry: Some(12),
+        counts: None,
+        mine: vec![PupilRow {
+            pupil: ana.clone(),
+            status: "returned".into(),
+            submitted: Some(1_796_810_400_000),
+            file: Some(file.clone()),
+            replaced: 1,
+            returned: Some(returned.clone()),
+        }],
+    };
+    vec![
+        (
+            "event.handin_open",
+            event(3, &teacher, "handin_open", &open),
+        ),
+        (
+            "event.handin_submit",
+            event(
+                5,
+                &ana,
+                "handin_submit",
+                &SubmitFields {
+                    handin: 3,
+                    file: file.clone(),
+                    late: false,
+                },
+            ),
+        ),
+        (
+            "event.handin_change",
+            event(
+                6,
+                &teacher,
+                "handin_change",
+                &preau::kinds::handin::state::ChangeFields {
+                    handin: 3,
+                    due: Some(1_797_066_000_000),
+                    late: None,
+                },
+            ),
+        ),
+        (
+            "event.handin_return",
+            event(
+                9,
+                &teacher,
+                "handin_return",
+                &preau::kinds::handin::state::ReturnFields {
+                    handin: 3,
+                    pupil: "ana".into(),
+                    file: Some(correction.clone()),
+                    comment: "Très bien, 16/20.".into(),
+                },
+            ),
+        ),
+        (
+            "ok.handins",
+            protocol::ok(
+                Some(145),
+                &HandinsOk {
+                    room: "3B/handin/main".into(),
+                    handins: vec![view.clone()],
+                },
+            ),
+        ),
+        (
+            "ok.handin_status",
+            protocol::ok(
+                Some(146),
+                &HandinStatusOk {
+                    room: "3B/handin/main".into(),
+                    handin: HandinView {
+                        counts: Some(Counts {
+                            pupils: 2,
+                            handed_in: 1,
+                            late: 0,
+                            returned: 1,
+                        }),
+                        mine: vec![],
+                        ..view.clone()
+                    },
+                    pupils: view.mine.clone(),
+                },
+            ),
+        ),
+    ]
+}
+
 fn messaging_server_samples() -> Vec<(&'static str, Bytes)> {
     use preau::kinds::announce::state::{ReceiptFields, ToFields};
     use preau::kinds::announce::{AnnounceFields, AnnounceOk, Family, SentList, SentOne, StatusOk};
@@ -2795,6 +3034,7 @@ fn generate() -> Vec<Vector> {
         .into_iter()
         .chain(homework_client_samples())
         .chain(messaging_client_samples())
+        .chain(handin_client_samples())
     {
         vectors.push(Vector {
             name: name.into(),
@@ -2809,6 +3049,7 @@ fn generate() -> Vec<Vector> {
         .chain(agenda_server_samples())
         .chain(homework_server_samples())
         .chain(messaging_server_samples())
+        .chain(handin_server_samples())
     {
         vectors.push(Vector {
             name: name.into(),
@@ -2940,6 +3181,10 @@ fn encode_server(v: &Vector) -> Bytes {
                 "announcements" => {
                     protocol::ok(id, &typed::<preau::kinds::announce::SentList>(v, data))
                 }
+                "handins" => protocol::ok(id, &typed::<preau::kinds::handin::HandinsOk>(v, data)),
+                "handin_status" => {
+                    protocol::ok(id, &typed::<preau::kinds::handin::HandinStatusOk>(v, data))
+                }
                 "leave" | "typing" | "ping" => {
                     assert!(data.is_null(), "{}: data must be nil", v.name);
                     let frame = protocol::ok_empty(id);
@@ -3025,6 +3270,8 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
         "announce" => same_ok_data::<preau::kinds::announce::AnnounceOk>(v, bytes, data),
         "announce_status" => same_ok_data::<preau::kinds::announce::StatusOk>(v, bytes, data),
         "announcements" => same_ok_data::<preau::kinds::announce::SentList>(v, bytes, data),
+        "handins" => same_ok_data::<preau::kinds::handin::HandinsOk>(v, bytes, data),
+        "handin_status" => same_ok_data::<preau::kinds::handin::HandinStatusOk>(v, bytes, data),
         _ => assert_eq!(
             protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
             rmpv::Value::Nil
@@ -3091,6 +3338,11 @@ fn check_kind_request(v: &Vector, bytes: &[u8], kind: &str) {
             v,
             bytes,
             &preau::kinds::announce::Announce,
+        ),
+        "handin" => same_kind_request::<preau::kinds::handin::HandinRequest>(
+            v,
+            bytes,
+            &preau::kinds::handin::Handin,
         ),
         other => panic!("{}: no vector check for kind {other}", v.name),
     }

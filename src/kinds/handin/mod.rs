@@ -149,7 +149,22 @@ impl KindHandler for Handin {
     fn returned_by(&self, request: &str) -> &'static [ErrorCode] {
         use ErrorCode::*;
         match request {
-            "handin_open" | "handin_change" | "handin_return" => &[
+            "handin_open" | "handin_return" => &[
+                InvalidRoom,
+                UnknownRoom,
+                Forbidden,
+                MessageTooLong,
+                UnknownTarget,
+                Banned,
+                Muted,
+                ReadOnly,
+                SlowMode,
+                RateLimited,
+                Overloaded,
+                StorageError,
+                Unavailable,
+            ],
+            "handin_change" | "handin_submit" => &[
                 InvalidRoom,
                 UnknownRoom,
                 Forbidden,
@@ -163,21 +178,16 @@ impl KindHandler for Handin {
                 StorageError,
                 Unavailable,
             ],
-            "handin_submit" => &[
+            "handins" => &[
                 InvalidRoom,
                 UnknownRoom,
                 Forbidden,
-                UnknownTarget,
                 Banned,
-                Muted,
-                ReadOnly,
-                SlowMode,
                 RateLimited,
-                Overloaded,
                 StorageError,
                 Unavailable,
             ],
-            "handins" | "handin_status" => &[
+            "handin_status" => &[
                 InvalidRoom,
                 UnknownRoom,
                 Forbidden,
