@@ -51,3 +51,11 @@ fn only_the_store_touches_sled() {
 fn only_the_bus_touches_redis() {
     assert_eq!(offenders("redis::", &["src/bus.rs"]), Vec::<String>::new());
 }
+
+#[test]
+fn only_the_file_module_touches_the_object_store() {
+    assert_eq!(
+        offenders("object_store::", &["src/files/"]),
+        Vec::<String>::new()
+    );
+}
