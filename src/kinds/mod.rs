@@ -10,6 +10,7 @@
 pub mod agenda;
 pub mod announce;
 pub mod audit;
+pub mod blog;
 pub mod chat;
 pub mod common;
 pub mod dm;
@@ -32,6 +33,7 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &inbox::Inbox,
     &dm::Dm,
     &announce::Announce,
+    &blog::Blog,
 ];
 
 /// Every request type the server takes: the protocol module's v1 types
