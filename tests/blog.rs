@@ -647,3 +647,124 @@ async fn a_teacher_deletes_a_comment_by_redaction_and_a_pupil_her_post() {
     assert!(!history_holds(&mut bea, MAIN, "Notre classe").await);
     assert!(!history_holds(&mut bea, MAIN, "Très beau").await);
 }
+
+// -------------------------------------------------------------- erasure
+
+/// Erasing a pupil redacts her posts (their publications and the comments
+/// on them with them) and her comments on others' posts; the others'
+/// posts stay.
+#[tokio::test]
+async fn erasing_a_pupil_redacts_her_posts_and_comments() {
+    let server = TestServer::start_with(|c| c.admin_key = Some(ADMIN_KEY.to_owned())).await;
+    let url = server.url();
+    let mut prof = client(&url, &teacher("prof", "3B")).await;
+    prof.join(MAIN, None).await.expect("opens");
+    configure(&mut prof, MAIN, Circuit::Direct, false)
+        .await
+        .expect("direct");
+    let mut ana = client(&url, &student("ana", "3B")).await;
+    let mut bea = client(&url, &student("bea", "3B")).await;
+    ana.join(MAIN, None).await.expect("joins");
+    bea.join(MAIN, None).await.expect("joins");
+    let hers = write(&mut ana, MAIN, "Ana", "ANA-WORDS", vec![])
+        .await
+        .expect("written")
+        .offset;
+    let theirs = write(&mut prof, MAIN, "Prof", "PROF-WORDS", vec![])
+        .await
+        .expect("written")
+        .offset;
+    comment(&mut ana, MAIN, theirs, "ANA-COMMENT")
+        .await
+        .expect("commented");
+    comment(&mut bea, MAIN, hers, "BEA-ON-ANA")
+        .await
+        .expect("commented");
+
+    admin_erase(server.addr(), "ana").await;
+    for words in ["ANA-WORDS", "ANA-COMMENT", "BEA-ON-ANA"] {
+        assert!(!history_holds(&mut bea, MAIN, words).await, "{words} left");
+    }
+    assert!(history_holds(&mut bea, MAIN, "PROF-WORDS").await);
+    let listed = listing(&mut bea, MAIN).await.expect("listing");
+    assert_eq!(listed.posts.len(), 1);
+    assert_eq!(listed.posts[0].post, theirs);
+    assert_eq!(listed.posts[0].comments, 0);
+    assert_eq!(
+        listed.config.circuit,
+        Circuit::Direct,
+        "the settings are kept"
+    );
+}
+
+// -------------------------------------------------------------- restart
+
+/// After a restart the blog is rebuilt from its events and tombstones: an
+/// unpublished post is pending, a deleted comment is not counted, a public
+/// blog is still public.
+#[tokio::test]
+async fn the_blog_survives_a_restart() {
+    let data = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let node = Proc::serve(data.path(), port, &[]).await;
+    let mut prof = client(&node.url(), &teacher("prof", "3B")).await;
+    prof.join(MUSEE, None).await.expect("opens");
+    configure(&mut prof, MUSEE, Circuit::Approve, true)
+        .await
+        .expect("public");
+    let mut ana = client(&node.url(), &student("ana", "3B")).await;
+    ana.join(MUSEE, None).await.expect("joins");
+    let kept = write(&mut prof, MUSEE, "Gardé", "Texte", vec![])
+        .await
+        .expect("written")
+        .offset;
+    let taken_back = write(&mut ana, MUSEE, "Retiré", "Texte", vec![])
+        .await
+        .expect("written")
+        .offset;
+    approve(&mut prof, MUSEE, taken_back)
+        .await
+        .expect("approved");
+    let said = comment(&mut ana, MUSEE, kept, "Bof")
+        .await
+        .expect("commented");
+    comment(&mut prof, MUSEE, kept, "Merci")
+        .await
+        .expect("commented");
+    prof.moderate(
+        MUSEE,
+        ModAction::Redact {
+            offset: said.offset,
+            reason: None,
+        },
+    )
+    .await
+    .expect("comment deleted");
+    unpublish(&mut prof, MUSEE, taken_back)
+        .await
+        .expect("unpublished");
+    node.terminate().await;
+
+    let node = Proc::serve(data.path(), port, &[]).await;
+    let mut leo = client(&node.url(), &student("leo", "4A")).await;
+    let listed = listing(&mut leo, MUSEE).await.expect("still public");
+    assert_eq!(
+        listed
+            .posts
+            .iter()
+            .map(|p| (p.post, p.status, p.comments))
+            .collect::<Vec<_>>(),
+        [(kept, Status::Published, 1)]
+    );
+    let mut prof = client(&node.url(), &teacher("prof", "3B")).await;
+    let listed = listing(&mut prof, MUSEE).await.expect("listing");
+    assert_eq!(
+        listed
+            .posts
+            .iter()
+            .map(|p| (p.post, p.status))
+            .collect::<Vec<_>>(),
+        [(taken_back, Status::Pending), (kept, Status::Published)]
+    );
+    node.terminate().await;
+}
