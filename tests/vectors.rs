@@ -1382,6 +1382,200 @@ fn homework_client_samples() -> Vec<(&'static str, Bytes)> {
     ]
 }
 
+const BLOG_ROOM: &str = "3B/blog/main";
+
+/// The blog's requests (a kind's own types, encoded as the kind's
+/// `BlogRequest`).
+fn blog_client_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::blog::{BlogRequest, Circuit};
+    let encode =
+        |request: BlogRequest| Bytes::from(rmp_serde::to_vec_named(&request).expect("encodes"));
+    vec![
+        (
+            "blog",
+            encode(BlogRequest::Blog {
+                id: Some(140),
+                room: BLOG_ROOM.into(),
+            }),
+        ),
+        (
+            "blog_write",
+            encode(BlogRequest::BlogWrite {
+                id: Some(141),
+                room: BLOG_ROOM.into(),
+                title: "Sortie au musée".into(),
+                text: "Nous avons vu les impressionnistes.".into(),
+                files: vec!["0123456789abcdef0123456789abcdef".into()],
+                key: Some("c1f0-blog-1".into()),
+            }),
+        ),
+        (
+            "blog_approve",
+            encode(BlogRequest::BlogApprove {
+                id: Some(142),
+                room: BLOG_ROOM.into(),
+                post: 1,
+            }),
+        ),
+        (
+            "blog_unpublish",
+            encode(BlogRequest::BlogUnpublish {
+                id: Some(143),
+                room: BLOG_ROOM.into(),
+                post: 1,
+            }),
+        ),
+        (
+            "blog_delete",
+            encode(BlogRequest::BlogDelete {
+                id: Some(144),
+                room: BLOG_ROOM.into(),
+                post: 1,
+            }),
+        ),
+        (
+            "blog_comment",
+            encode(BlogRequest::BlogComment {
+                id: Some(145),
+                room: BLOG_ROOM.into(),
+                post: 1,
+                text: "Trop bien !".into(),
+            }),
+        ),
+        (
+            "blog_config",
+            encode(BlogRequest::BlogConfig {
+                id: Some(146),
+                room: BLOG_ROOM.into(),
+                circuit: Circuit::Approve,
+                public: false,
+            }),
+        ),
+    ]
+}
+
+/// The blog's events and replies.
+fn blog_server_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::files::FileRef;
+    use preau::kinds::blog::{
+        BlogConfig, BlogOk, BlogPost, Circuit, CommentFields, PostFields, PublishFields, Status,
+        WriteOk,
+    };
+    use preau::protocol::KindBody;
+    let event = |offset: u64, from: UserInfo, body: KindBody| Event {
+        room: BLOG_ROOM.into(),
+        epoch: EPOCH.into(),
+        offset,
+        ts: T0 + offset * 60_000,
+        from,
+        body: Body::Kind(body),
+    };
+    let photo = FileRef {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        name: "musee.jpg".into(),
+        mime: "image/jpeg".into(),
+        size: 48_213,
+        sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        path: "c/3B/5e8ff9bf55ba3508199d22e984129be6/0123456789abcdef0123456789abcdef".into(),
+    };
+    let config = BlogConfig {
+        circuit: Circuit::Approve,
+        public: false,
+    };
+    vec![
+        (
+            "event.blog_config",
+            protocol::event(&event(
+                1,
+                prof(),
+                KindBody::new("blog_config", &config).expect("body"),
+            )),
+        ),
+        (
+            "event.blog_post",
+            protocol::event(&event(
+                2,
+                ana(),
+                KindBody::new(
+                    "blog_post",
+                    &PostFields {
+                        title: "Sortie au musée".into(),
+                        text: "Nous avons vu les impressionnistes.".into(),
+                        files: vec![photo.clone()],
+                    },
+                )
+                .expect("body"),
+            )),
+        ),
+        (
+            "event.blog_publish",
+            protocol::event(&event(
+                3,
+                ana(),
+                KindBody::new(
+                    "blog_publish",
+                    &PublishFields {
+                        post: 2,
+                        title: "Sortie au musée".into(),
+                        text: "Nous avons vu les impressionnistes.".into(),
+                        files: vec![photo.clone()],
+                    },
+                )
+                .expect("body"),
+            )),
+        ),
+        (
+            "event.blog_comment",
+            protocol::event(&event(
+                4,
+                prof(),
+                KindBody::new(
+                    "blog_comment",
+                    &CommentFields {
+                        post: 2,
+                        text: "Bravo !".into(),
+                    },
+                )
+                .expect("body"),
+            )),
+        ),
+        (
+            "ok.blog",
+            protocol::ok(
+                Some(140),
+                &BlogOk {
+                    room: BLOG_ROOM.into(),
+                    config,
+                    posts: vec![BlogPost {
+                        post: 2,
+                        author: ana(),
+                        ts: T0 + 2 * 60_000,
+                        title: "Sortie au musée".into(),
+                        text: "Nous avons vu les impressionnistes.".into(),
+                        files: vec![photo],
+                        status: Status::Published,
+                        published: Some(3),
+                        comments: 1,
+                    }],
+                },
+            ),
+        ),
+        (
+            "ok.blog_write",
+            protocol::ok(
+                Some(141),
+                &WriteOk {
+                    room: BLOG_ROOM.into(),
+                    epoch: EPOCH.into(),
+                    offset: 2,
+                    ts: T0 + 2 * 60_000,
+                    published: None,
+                },
+            ),
+        ),
+    ]
+}
+
 fn homework_server_samples() -> Vec<(&'static str, Bytes)> {
     use preau::kinds::homework::{DayLoad, DiaryEntry, HomeworkOk, LoadOk, What};
     use preau::protocol::KindBody;
@@ -3035,6 +3229,7 @@ fn generate() -> Vec<Vector> {
         .chain(homework_client_samples())
         .chain(messaging_client_samples())
         .chain(handin_client_samples())
+        .chain(blog_client_samples())
     {
         vectors.push(Vector {
             name: name.into(),
@@ -3050,6 +3245,7 @@ fn generate() -> Vec<Vector> {
         .chain(homework_server_samples())
         .chain(messaging_server_samples())
         .chain(handin_server_samples())
+        .chain(blog_server_samples())
     {
         vectors.push(Vector {
             name: name.into(),
@@ -3185,6 +3381,8 @@ fn encode_server(v: &Vector) -> Bytes {
                 "handin_status" => {
                     protocol::ok(id, &typed::<preau::kinds::handin::HandinStatusOk>(v, data))
                 }
+                "blog" => protocol::ok(id, &typed::<preau::kinds::blog::BlogOk>(v, data)),
+                "blog_write" => protocol::ok(id, &typed::<preau::kinds::blog::WriteOk>(v, data)),
                 "leave" | "typing" | "ping" => {
                     assert!(data.is_null(), "{}: data must be nil", v.name);
                     let frame = protocol::ok_empty(id);
@@ -3272,6 +3470,8 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
         "announcements" => same_ok_data::<preau::kinds::announce::SentList>(v, bytes, data),
         "handins" => same_ok_data::<preau::kinds::handin::HandinsOk>(v, bytes, data),
         "handin_status" => same_ok_data::<preau::kinds::handin::HandinStatusOk>(v, bytes, data),
+        "blog" => same_ok_data::<preau::kinds::blog::BlogOk>(v, bytes, data),
+        "blog_write" => same_ok_data::<preau::kinds::blog::WriteOk>(v, bytes, data),
         _ => assert_eq!(
             protocol::decode_ok_data::<rmpv::Value>(bytes).expect("nil data"),
             rmpv::Value::Nil
@@ -3343,6 +3543,11 @@ fn check_kind_request(v: &Vector, bytes: &[u8], kind: &str) {
             v,
             bytes,
             &preau::kinds::handin::Handin,
+        ),
+        "blog" => same_kind_request::<preau::kinds::blog::BlogRequest>(
+            v,
+            bytes,
+            &preau::kinds::blog::Blog,
         ),
         other => panic!("{}: no vector check for kind {other}", v.name),
     }

@@ -10,6 +10,7 @@
 pub mod agenda;
 pub mod announce;
 pub mod audit;
+pub mod blog;
 pub mod chat;
 pub mod common;
 pub mod dm;
@@ -34,6 +35,7 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &dm::Dm,
     &announce::Announce,
     &handin::Handin,
+    &blog::Blog,
 ];
 
 /// Every request type the server takes: the protocol module's v1 types

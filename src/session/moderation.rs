@@ -60,7 +60,7 @@ impl Session {
     }
     /// A moderation action: checks, then appends to the class's audit log,
     /// then posts the action as an event of the room (acked like a post).
-    pub(super) async fn moderate(
+    pub(crate) async fn moderate(
         &mut self,
         id: Option<u32>,
         room: &str,
