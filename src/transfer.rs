@@ -424,6 +424,7 @@ async fn download(
         &Viewer {
             user: &user,
             children: &children,
+            moderator: policy::home_moderator(&claims, room.name()),
         },
     );
     hub.release(&room);
@@ -483,6 +484,7 @@ async fn bundle(
         &Viewer {
             user: &user,
             children: &children,
+            moderator: policy::home_moderator(&claims, room.name()),
         },
     );
     hub.release(&room);

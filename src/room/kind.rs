@@ -185,6 +185,11 @@ pub struct Viewer<'a> {
     pub user: &'a UserInfo,
     /// A parent's children (their user ids); empty for others.
     pub children: &'a [String],
+    /// Whether the viewer moderates the room's class by their role (a
+    /// teacher of the class, staff: `policy::home_moderator`), as opposed
+    /// to reading it through a grant (a public blog's reader from another
+    /// class).
+    pub moderator: bool,
 }
 
 impl Viewer<'_> {

@@ -41,6 +41,8 @@ struct Member {
     /// A parent's children: kinds that filter (`RoomKind::shown`) show a
     /// parent what is their children's.
     children: std::sync::Arc<[String]>,
+    /// `Viewer::moderator`, decided when joining.
+    moderator: bool,
     out: Outbound,
     /// `Some` while a recovering join reads history: live events wait here so
     /// they follow the replayed ones with no gap and no duplicate.
@@ -371,6 +373,7 @@ impl Room {
         &self,
         user: &UserInfo,
         children: std::sync::Arc<[String]>,
+        moderator: bool,
         out: &Outbound,
         recovering: bool,
         reply: impl FnOnce(&Joined) -> Option<Bytes>,
@@ -391,6 +394,7 @@ impl Room {
             Member {
                 user: user.clone(),
                 children,
+                moderator,
                 out: out.clone(),
                 pending: recovering.then(Vec::new),
             },
@@ -801,6 +805,7 @@ impl Room {
                 let viewer = Viewer {
                     user: &member.user,
                     children: &member.children,
+                    moderator: member.moderator,
                 };
                 if !kind.shown(event, &viewer) {
                     continue;

@@ -437,6 +437,14 @@ impl Session {
         })
     }
 
+    /// Whether the user moderates the room's class by their role (a
+    /// teacher of the class, staff), not through a grant: `Viewer::moderator`.
+    pub(crate) fn home_moderator(&self, room: &Room) -> bool {
+        self.auth
+            .as_ref()
+            .is_some_and(|a| policy::home_moderator(&a.claims, room.name()))
+    }
+
     pub(crate) fn is_moderator(&self, room: &Room) -> bool {
         self.allowed_in(room, Action::Moderate)
     }
@@ -546,6 +554,7 @@ impl Session {
         let viewer = crate::room::Viewer {
             user: &auth.user,
             children: &auth.children,
+            moderator: policy::home_moderator(&auth.claims, room.name()),
         };
         crate::room::withheld(frame, room.name().kind(), &viewer)
     }

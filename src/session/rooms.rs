@@ -112,9 +112,14 @@ impl Session {
                 });
                 Some(join_reply(id, &room, joined, recovery, &[]))
             };
-            if let Some(joined) =
-                room.join(&user, self.children(), &self.out, recovering, early_reply)
-            {
+            if let Some(joined) = room.join(
+                &user,
+                self.children(),
+                self.home_moderator(&room),
+                &self.out,
+                recovering,
+                early_reply,
+            ) {
                 break (room, joined, recovering);
             }
         };

@@ -21,13 +21,6 @@
 //! - **Outsiders of a public blog** are let in through the room's state
 //!   ([`RoomKind::has_grants`], `KindState::admits`): the settings are an
 //!   event of the room, not the class's policy.
-//!
-//! Known limit: `Viewer` carries no classes, so `shown` (and the files of
-//! pending posts) counts every teacher who reads the room as one of the
-//! class's. For a blog that is not public those are the class's teachers;
-//! a public blog also shows its pending posts to a teacher of another
-//! class who joins it (the `blog` listing, which sees the claims, does
-//! not).
 
 mod requests;
 pub mod state;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::effect::Effect;
 use crate::files::FileRef;
-use crate::protocol::{Body, Event, Role, UserInfo};
+use crate::protocol::{Body, Event, UserInfo};
 use crate::room::policy::Action;
 use crate::room::{Chore, Commit, KindState, Viewer};
 
@@ -294,12 +294,11 @@ impl Blog {
     }
 }
 
-/// Whether `viewer` is shown what only a post's author, teachers and staff
-/// see (a pending post, its files). `Viewer` carries no classes: every
-/// teacher who may read the room counts, which for a blog that is not
-/// public is the class's teachers (see the kind's documentation).
+/// Whether `viewer` is shown what only a post's author, the class's
+/// teachers and staff see (a pending post, its files): a teacher of
+/// another class reading a public blog is not.
 pub fn sees_pending(author: &str, viewer: &Viewer<'_>) -> bool {
-    viewer.user.id == author || matches!(viewer.user.role, Role::Teacher | Role::Staff)
+    viewer.user.id == author || viewer.moderator
 }
 
 impl KindState for Blog {

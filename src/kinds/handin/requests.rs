@@ -230,7 +230,7 @@ fn view(
     viewer: &Viewer<'_>,
     names: &dyn Fn(&str) -> Option<String>,
 ) -> HandinView {
-    let teacher = matches!(viewer.user.role, Role::Teacher | Role::Staff);
+    let teacher = viewer.moderator;
     let counts = teacher.then(|| Counts {
         pupils: handin.fields.pupils.len() as u32,
         handed_in: handin.submissions.len() as u32,
@@ -576,6 +576,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             let viewer = Viewer {
                 user: &user,
                 children: &children,
+                moderator: s.home_moderator(&room),
             };
             let index = s.hub.directory.current();
             let names = |id: &str| index.person(id).map(|p| p.name.clone());
@@ -609,6 +610,7 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             let viewer = Viewer {
                 user: &user,
                 children: &[],
+                moderator: true,
             };
             let index = s.hub.directory.current();
             let names = |id: &str| index.person(id).map(|p| p.name.clone());

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CHANGE, OPEN, RETURN, SUBMIT};
 use crate::files::{clean_name, FileRef};
-use crate::protocol::{Body, Event, Role, UserInfo};
+use crate::protocol::{Body, Event, UserInfo};
 use crate::room::{Bundle, Chore, Commit, KindState, Viewer};
 
 /// `handin_open`: what the teacher asks for.
@@ -112,8 +112,7 @@ impl Handin {
     /// Whether `viewer` sees it: teachers and staff, its pupils and their
     /// parents.
     pub fn seen_by(&self, viewer: &Viewer<'_>) -> bool {
-        matches!(viewer.user.role, Role::Teacher | Role::Staff)
-            || self.fields.pupils.iter().any(|p| viewer.is_or_parent_of(p))
+        viewer.moderator || self.fields.pupils.iter().any(|p| viewer.is_or_parent_of(p))
     }
 }
 
@@ -238,7 +237,7 @@ impl KindState for Handins {
     /// A submission: its pupil, their parents, teachers and staff. A
     /// correction: the same.
     fn file(&self, id: &str, viewer: &Viewer<'_>) -> Option<FileRef> {
-        let teacher = matches!(viewer.user.role, Role::Teacher | Role::Staff);
+        let teacher = viewer.moderator;
         for handin in self.all.values() {
             for (pupil, sub) in &handin.submissions {
                 if sub.file.id == id && (teacher || viewer.is_or_parent_of(pupil)) {
@@ -259,7 +258,7 @@ impl KindState for Handins {
     /// `key`: a hand-in's id; its latest submissions, for teachers and
     /// staff, each named after its pupil.
     fn bundle(&self, key: &str, viewer: &Viewer<'_>) -> Option<Bundle> {
-        if !matches!(viewer.user.role, Role::Teacher | Role::Staff) {
+        if !viewer.moderator {
             return None;
         }
         let handin = self.all.get(&key.parse::<u64>().ok()?)?;
