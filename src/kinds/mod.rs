@@ -13,6 +13,7 @@ pub mod audit;
 pub mod chat;
 pub mod common;
 pub mod dm;
+pub mod docs;
 pub mod forum;
 pub mod homework;
 pub mod inbox;
@@ -29,6 +30,7 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &notes::Notes,
     &agenda::Agenda,
     &homework::Homework,
+    &docs::DocsKind,
     &inbox::Inbox,
     &dm::Dm,
     &announce::Announce,
