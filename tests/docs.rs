@@ -2,7 +2,7 @@
 //! space)"): who may read, add, remove and configure, every role; the
 //! pupils' folder kept from parents, live, in history, in listings and at
 //! download; removals and erasures deleting bytes from the file store on
-//! disk.
+//! disk; the space as it was after a restart.
 
 mod support;
 
@@ -77,6 +77,23 @@ async fn add(
             entry: Some(7),
             lesson: Some("Chapitre 4".to_owned()),
             key: None,
+        })
+        .await
+}
+
+/// `doc_add` of `file` at the root, its title left to the file's name,
+/// with idempotency key `key`.
+async fn add_keyed(client: &mut Client, file: &str, key: &str) -> Result<PostOk, ClientError> {
+    client
+        .request_kind(&DocsRequest::DocAdd {
+            id: None,
+            room: SPACE.to_owned(),
+            file: file.to_owned(),
+            folder: None,
+            title: None,
+            entry: None,
+            lesson: None,
+            key: Some(key.to_owned()),
         })
         .await
 }
@@ -526,6 +543,25 @@ async fn removing_a_document_deletes_its_bytes_from_the_store() {
     assert_eq!(get(&server, &prof_t, &sheet).await, (200, bytes));
     assert_eq!(on_disk(&server, &sheet, "fiche-a-supprimer"), (true, true));
 
+    // One document per file: removing one must not pull the bytes from
+    // under another. A retry with the same key gets the first ack.
+    assert_eq!(
+        code(add(&mut prof, &sheet, "", "Encore").await),
+        ErrorCode::UnknownTarget
+    );
+    let (keyed, _) = upload_pdf(&server, &prof_t, "fiche-avec-cle").await;
+    let first = add_keyed(&mut prof, &keyed, "k-1").await.expect("added");
+    let again = add_keyed(&mut prof, &keyed, "k-1")
+        .await
+        .expect("the retry is acked");
+    assert_eq!(again.offset, first.offset);
+    let listed = docs(&mut prof).await.expect("listed");
+    assert_eq!(listed.docs.len(), 2);
+    assert_eq!(
+        listed.docs[1].title, "fiche-avec-cle.pdf",
+        "the file's name by default"
+    );
+
     remove(&mut prof, doc).await.expect("removed");
     assert_eq!(
         on_disk(&server, &sheet, "fiche-a-supprimer"),
@@ -533,7 +569,9 @@ async fn removing_a_document_deletes_its_bytes_from_the_store() {
         "neither the object nor its bytes are left under files/"
     );
     assert_eq!(get(&server, &prof_t, &sheet).await.0, 404);
-    assert!(docs(&mut prof).await.expect("listed").docs.is_empty());
+    let listed = docs(&mut prof).await.expect("listed");
+    assert_eq!(listed.docs.len(), 1, "the other document stays");
+    assert_eq!(listed.docs[0].file.id, keyed);
 }
 
 #[tokio::test]
@@ -591,4 +629,63 @@ async fn erasing_a_pupil_deletes_her_shared_work_and_keeps_the_teachers_resource
         get(&server, &staff("cpe"), &sheet).await,
         (200, pdf("ressource-prof"))
     );
+}
+
+#[tokio::test]
+async fn the_space_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let node = Proc::serve(dir.path(), port, &[]).await;
+    let prof_t = teacher("prof", "3B");
+    let ana_t = student("ana", "3B");
+    let mum_t = parent("mum", &["3B"], &["ana"]);
+    let mut prof = client(&node.url(), &prof_t).await;
+    prof.join(SPACE, None).await.expect("opened");
+    folder(&mut prof, "maths", None).await.expect("folder");
+    let sheet_bytes = pdf("fiche-apres-redemarrage");
+    let sheet = upload(node.addr, &prof_t, "fiche.pdf", &sheet_bytes).await["file"]
+        .as_str()
+        .expect("file id")
+        .to_owned();
+    let sheet_doc = add(&mut prof, &sheet, "maths", "Fiche")
+        .await
+        .expect("added")
+        .offset;
+    share(&mut prof, true).await.expect("on");
+    let mut ana = client(&node.url(), &ana_t).await;
+    ana.join(SPACE, None).await.expect("joined");
+    let upload_id = |done: serde_json::Value| done["file"].as_str().expect("file id").to_owned();
+    let kept = upload_id(upload(node.addr, &ana_t, "a.pdf", &pdf("garde")).await);
+    let kept_doc = add(&mut ana, &kept, "eleves", "Gardé")
+        .await
+        .expect("shared")
+        .offset;
+    let gone = upload_id(upload(node.addr, &ana_t, "b.pdf", &pdf("retire")).await);
+    let gone_doc = add(&mut ana, &gone, "eleves", "Retiré")
+        .await
+        .expect("shared")
+        .offset;
+    remove(&mut ana, gone_doc).await.expect("removed");
+    drop((prof, ana));
+    let status = node.terminate().await;
+    assert!(status.success(), "{status:?}");
+
+    let node = Proc::serve(dir.path(), port, &[]).await;
+    let mut ana = client(&node.url(), &ana_t).await;
+    let listed = docs(&mut ana).await.expect("listed after a restart");
+    assert!(listed.pupils_share);
+    let ids: Vec<u64> = listed.docs.iter().map(|d| d.doc).collect();
+    assert_eq!(ids, vec![sheet_doc, kept_doc]);
+    assert!(listed.folders.iter().any(|f| f.folder == "maths"));
+    let mut mum = client(&node.url(), &mum_t).await;
+    let listed = docs(&mut mum).await.expect("listed");
+    let ids: Vec<u64> = listed.docs.iter().map(|d| d.doc).collect();
+    assert_eq!(ids, vec![sheet_doc]);
+    let path = |id: &str| format!("/files/{id}?room={SPACE}");
+    let (status, bytes, _) = download(node.addr, &mum_t, &path(&sheet)).await;
+    assert_eq!((status, bytes), (200, sheet_bytes));
+    assert_eq!(download(node.addr, &mum_t, &path(&kept)).await.0, 404);
+    assert_eq!(download(node.addr, &ana_t, &path(&kept)).await.0, 200);
+    assert_eq!(download(node.addr, &ana_t, &path(&gone)).await.0, 404);
+    node.terminate().await;
 }

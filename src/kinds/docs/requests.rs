@@ -302,15 +302,33 @@ async fn add(
             "lesson must be 1 to {MAX_LESSON_LEN} bytes"
         )));
     }
-    let (known, share, count) = room
+    let (known, share, count, holding) = room
         .with_state(|docs: &mut Docs, _| {
             (
                 docs.has_folder(&folder),
                 docs.pupils_share(),
                 docs.doc_count(),
+                docs.holding(&file),
             )
         })
-        .unwrap_or((false, false, 0));
+        .unwrap_or((false, false, 0, None));
+    if let Some(doc) = holding {
+        // A retry of an add that went through gets its ack; anything
+        // else would be a second document on the same bytes.
+        if let Some(key) = &key {
+            if s.hub
+                .ack_known(room, &user, key, &s.out, id)
+                .await
+                .map_err(Refusal::from)?
+            {
+                return Ok(None);
+            }
+        }
+        return Err(Refusal::new(
+            ErrorCode::UnknownTarget,
+            format!("file {file} is document {doc} already"),
+        ));
+    }
     if !teacher && !share {
         return Err(Refusal::new(
             ErrorCode::Forbidden,

@@ -160,6 +160,11 @@ impl Docs {
                 let Ok(fields) = body.decode::<AddFields>() else {
                     return;
                 };
+                // One document per file: removing it deletes the bytes,
+                // which a second document would still point at.
+                if self.holding(&fields.file.id).is_some() {
+                    return;
+                }
                 self.docs.insert(
                     event.offset,
                     Stored {
@@ -201,6 +206,14 @@ impl Docs {
 
     pub fn doc_count(&self) -> usize {
         self.docs.len()
+    }
+
+    /// The current document that holds file `file`, if any.
+    pub fn holding(&self, file: &str) -> Option<u64> {
+        self.docs
+            .iter()
+            .find(|(_, d)| d.fields.file.id == file)
+            .map(|(id, _)| *id)
     }
 
     /// The current document `doc`.
