@@ -1245,6 +1245,224 @@ fn agenda_server_samples() -> Vec<(&'static str, Bytes)> {
     ]
 }
 
+const DOCS_ROOM: &str = "3B/docs/main";
+const DOC_FILE_ID: &str = "4f1c2a9e7b3d5f60a8c1e2d3b4a59687";
+const PUPIL_FILE_ID: &str = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
+
+fn doc_file(id: &str, name: &str, subject_key: &str) -> preau::files::FileRef {
+    preau::files::FileRef {
+        id: id.into(),
+        name: name.into(),
+        mime: "application/pdf".into(),
+        size: 48_213,
+        sha256: "3f0a9c2b7e1d4a5b6c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d".into(),
+        path: format!("c/3B/{subject_key}/{id}"),
+    }
+}
+
+/// The document space's requests (a kind's own types, encoded as the
+/// kind's `DocsRequest`).
+fn docs_client_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::docs::DocsRequest;
+    let encode =
+        |request: DocsRequest| Bytes::from(rmp_serde::to_vec_named(&request).expect("encodes"));
+    vec![
+        (
+            "docs",
+            encode(DocsRequest::Docs {
+                id: Some(120),
+                room: DOCS_ROOM.into(),
+            }),
+        ),
+        (
+            "doc_folder",
+            encode(DocsRequest::DocFolder {
+                id: Some(121),
+                room: DOCS_ROOM.into(),
+                folder: "maths-chap-4".into(),
+                title: "Chapitre 4 : fonctions".into(),
+                parent: None,
+            }),
+        ),
+        (
+            "doc_add",
+            encode(DocsRequest::DocAdd {
+                id: Some(122),
+                room: DOCS_ROOM.into(),
+                file: DOC_FILE_ID.into(),
+                folder: Some("maths-chap-4".into()),
+                title: Some("Fiche d'exercices".into()),
+                entry: Some(12),
+                lesson: Some("Fonctions affines".into()),
+                key: Some("c1f0-doc-1".into()),
+            }),
+        ),
+        (
+            "doc_add.pupil",
+            encode(DocsRequest::DocAdd {
+                id: Some(123),
+                room: DOCS_ROOM.into(),
+                file: PUPIL_FILE_ID.into(),
+                folder: Some("eleves".into()),
+                title: None,
+                entry: None,
+                lesson: None,
+                key: None,
+            }),
+        ),
+        (
+            "doc_remove",
+            encode(DocsRequest::DocRemove {
+                id: Some(124),
+                room: DOCS_ROOM.into(),
+                doc: 4,
+            }),
+        ),
+        (
+            "docs_config",
+            encode(DocsRequest::DocsConfig {
+                id: Some(125),
+                room: DOCS_ROOM.into(),
+                pupils_share: true,
+            }),
+        ),
+    ]
+}
+
+fn docs_event(offset: u64) -> Event {
+    use preau::kinds::docs::{AddFields, ConfigFields, FolderFields, RemoveFields};
+    use preau::protocol::KindBody;
+    let (from, body) = match offset {
+        1 => (
+            prof(),
+            KindBody::new(
+                "doc_folder",
+                &FolderFields {
+                    folder: "maths-chap-4".into(),
+                    title: "Chapitre 4 : fonctions".into(),
+                    parent: None,
+                },
+            ),
+        ),
+        2 => (
+            prof(),
+            KindBody::new("docs_config", &ConfigFields { pupils_share: true }),
+        ),
+        3 => (
+            prof(),
+            KindBody::new(
+                "doc_add",
+                &AddFields {
+                    file: doc_file(
+                        DOC_FILE_ID,
+                        "fiche-exercices.pdf",
+                        "7c1e0f3a9b2d4e5f6a7b8c9d0e1f2a3b",
+                    ),
+                    folder: "maths-chap-4".into(),
+                    title: "Fiche d'exercices".into(),
+                    entry: Some(12),
+                    lesson: Some("Fonctions affines".into()),
+                },
+            ),
+        ),
+        4 => (
+            ana(),
+            KindBody::new(
+                "doc_add",
+                &AddFields {
+                    file: doc_file(
+                        PUPIL_FILE_ID,
+                        "exposé.pdf",
+                        "24d4b96f58da6d4a8512313bbd02a28e",
+                    ),
+                    folder: "eleves".into(),
+                    title: "exposé.pdf".into(),
+                    entry: None,
+                    lesson: None,
+                },
+            ),
+        ),
+        5 => (
+            ana(),
+            KindBody::new(
+                "doc_remove",
+                &RemoveFields {
+                    doc: 4,
+                    folder: "eleves".into(),
+                },
+            ),
+        ),
+        other => panic!("no docs event {other}"),
+    };
+    Event {
+        room: DOCS_ROOM.into(),
+        epoch: EPOCH.into(),
+        offset,
+        ts: T0 + offset * 60_000,
+        from,
+        body: Body::Kind(body.expect("a kind body")),
+    }
+}
+
+fn docs_server_samples() -> Vec<(&'static str, Bytes)> {
+    use preau::kinds::docs::{Doc, DocFile, DocsOk, Folder};
+    vec![
+        ("event.doc_folder", protocol::event(&docs_event(1))),
+        ("event.docs_config", protocol::event(&docs_event(2))),
+        ("event.doc_add", protocol::event(&docs_event(3))),
+        ("event.doc_add.pupil", protocol::event(&docs_event(4))),
+        ("event.doc_remove", protocol::event(&docs_event(5))),
+        (
+            "ok.doc_add",
+            protocol::ok(
+                Some(122),
+                &PostOk {
+                    room: DOCS_ROOM.into(),
+                    epoch: EPOCH.into(),
+                    offset: 3,
+                    ts: T0 + 180_000,
+                },
+            ),
+        ),
+        (
+            "ok.docs",
+            protocol::ok(
+                Some(120),
+                &DocsOk {
+                    room: DOCS_ROOM.into(),
+                    pupils_share: true,
+                    folders: vec![
+                        Folder {
+                            folder: "eleves".into(),
+                            title: "Travaux des élèves".into(),
+                            parent: None,
+                        },
+                        Folder {
+                            folder: "maths-chap-4".into(),
+                            title: "Chapitre 4 : fonctions".into(),
+                            parent: None,
+                        },
+                    ],
+                    docs: vec![Doc {
+                        doc: 3,
+                        folder: "maths-chap-4".into(),
+                        title: "Fiche d'exercices".into(),
+                        file: DocFile::from(&doc_file(
+                            DOC_FILE_ID,
+                            "fiche-exercices.pdf",
+                            "7c1e0f3a9b2d4e5f6a7b8c9d0e1f2a3b",
+                        )),
+                        by: prof(),
+                        ts: T0 + 180_000,
+                        entry: Some(12),
+                        lesson: Some("Fonctions affines".into()),
+                    }],
+                },
+            ),
+        ),
+    ]
+}
+
 const DIARY_ROOM: &str = "3B/homework/diary";
 
 fn day(s: &str) -> chrono::NaiveDate {
@@ -3227,6 +3445,7 @@ fn generate() -> Vec<Vector> {
     for (name, bytes) in agenda_client_samples()
         .into_iter()
         .chain(homework_client_samples())
+        .chain(docs_client_samples())
         .chain(messaging_client_samples())
         .chain(handin_client_samples())
         .chain(blog_client_samples())
@@ -3243,6 +3462,7 @@ fn generate() -> Vec<Vector> {
         .into_iter()
         .chain(agenda_server_samples())
         .chain(homework_server_samples())
+        .chain(docs_server_samples())
         .chain(messaging_server_samples())
         .chain(handin_server_samples())
         .chain(blog_server_samples())
@@ -3358,6 +3578,8 @@ fn encode_server(v: &Vector) -> Bytes {
                 "homework_due" => {
                     protocol::ok(id, &typed::<preau::kinds::homework::DueOk>(v, data))
                 }
+                "doc_add" => protocol::ok(id, &typed::<PostOk>(v, data)),
+                "docs" => protocol::ok(id, &typed::<preau::kinds::docs::DocsOk>(v, data)),
                 "feed" => protocol::ok(id, &typed::<preau::kinds::inbox::FeedOk>(v, data)),
                 "quiet_hours" => protocol::ok(id, &typed::<preau::kinds::inbox::QuietOk>(v, data)),
                 "feed_read" => protocol::ok(id, &typed::<PostOk>(v, data)),
@@ -3457,6 +3679,8 @@ fn check_ok_data(v: &Vector, bytes: &[u8]) {
             protocol::decode_ok_data::<preau::kinds::homework::DueOk>(bytes).expect("DueOk"),
             serde_json::from_value::<preau::kinds::homework::DueOk>(data).expect("DueOk json")
         ),
+        "doc_add" => same_ok_data::<PostOk>(v, bytes, data),
+        "docs" => same_ok_data::<preau::kinds::docs::DocsOk>(v, bytes, data),
         "feed" => same_ok_data::<preau::kinds::inbox::FeedOk>(v, bytes, data),
         "quiet_hours" => same_ok_data::<preau::kinds::inbox::QuietOk>(v, bytes, data),
         "feed_read" => same_ok_data::<PostOk>(v, bytes, data),
@@ -3548,6 +3772,11 @@ fn check_kind_request(v: &Vector, bytes: &[u8], kind: &str) {
             v,
             bytes,
             &preau::kinds::blog::Blog,
+        ),
+        "docs" => same_kind_request::<preau::kinds::docs::DocsRequest>(
+            v,
+            bytes,
+            &preau::kinds::docs::DocsKind,
         ),
         other => panic!("{}: no vector check for kind {other}", v.name),
     }

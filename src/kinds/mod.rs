@@ -14,6 +14,7 @@ pub mod blog;
 pub mod chat;
 pub mod common;
 pub mod dm;
+pub mod docs;
 pub mod forum;
 pub mod handin;
 pub mod homework;
@@ -31,6 +32,7 @@ pub const ALL: &[&'static dyn KindHandler] = &[
     &notes::Notes,
     &agenda::Agenda,
     &homework::Homework,
+    &docs::DocsKind,
     &inbox::Inbox,
     &dm::Dm,
     &announce::Announce,
