@@ -443,7 +443,7 @@ export class HandinRoomView {
    */
   private inUse(): boolean {
     if (this.busy || this.recorders.some((r) => r.active())) return true;
-    for (const form of this.body.querySelectorAll<HTMLFormElement>("form.return-form")) {
+    for (const form of this.body.querySelectorAll<HTMLFormElement>("details.return[open] form.return-form")) {
       if (form.contains(document.activeElement) || form.querySelector<HTMLInputElement>("input[type=file]")?.files?.length) return true;
     }
     return false;
@@ -559,7 +559,8 @@ export class HandinRoomView {
       if (row.status === "todo") card.append(el("p", { className: "hint", textContent: "La date limite est passée : ce devoir n'est plus accepté." }));
       return;
     }
-    const input = el("input", { type: "file", className: "sr-only", id: nextId("handin-file"), tabIndex: -1 });
+    // Hidden: « Rendre mon travail » opens the picker (a phone's: camera, files...).
+    const input = el("input", { type: "file", className: "handin-file", id: nextId("handin-file"), hidden: true });
     if (h.accepts.length) input.accept = h.accepts.map((f) => FAMILY_ACCEPT[f]).join(",");
     input.setAttribute("aria-label", "Fichier à rendre");
     const replacing = row.status !== "todo";
@@ -675,7 +676,8 @@ export class HandinRoomView {
       const when = row.submitted ? `Rendu ${dueWords(row.submitted)}${row.replaced ? ` (remplacé ${row.replaced} fois)` : ""}` : "";
       if (when) li.append(el("p", { className: "meta", textContent: when }));
       const b = downloadButton(this.client, this.room, row.file, "Télécharger");
-      b.setAttribute("aria-label", `Télécharger le travail de ${row.pupil.name} : ${row.file.name}`);
+      // The accessible name starts with the words shown (WCAG 2.5.3), then says whose.
+      b.setAttribute("aria-label", `${b.textContent}, travail de ${row.pupil.name}`);
       li.append(b);
     }
     if (row.returned) {
@@ -719,6 +721,7 @@ export class HandinRoomView {
           await handinReturn(this.client, this.room, h.handin, row.pupil.id, { file: up?.file, comment: text });
           status.textContent = "Correction envoyée.";
           toast(`Correction rendue à ${row.pupil.name}.`);
+          form.reset();
           (form.parentElement as HTMLDetailsElement).open = false;
           (document.activeElement as HTMLElement | null)?.blur();
           this.pending = true;
