@@ -80,7 +80,7 @@ function deadline(): { date: string; words: RegExp } {
     .formatToParts(d)
     .map((p) => (p.type === "day" && p.value === "1" ? "1er" : p.value))
     .join("");
-  return { date, words: new RegExp(`^À rendre le ${day}( \\d{4})? à 18 h \\(retards acceptés\\)$`) };
+  return { date, words: new RegExp(`^À rendre le ${day}( \\d{4})? à 18\u00a0h \\(retards acceptés\\)$`) };
 }
 
 async function bytesOf(download: Download): Promise<Buffer> {

@@ -26,7 +26,7 @@ const dayFmt = new Intl.DateTimeFormat("fr-FR", { timeZone: TZ, weekday: "long",
 const dayYearFmt = new Intl.DateTimeFormat("fr-FR", { timeZone: TZ, weekday: "long", day: "numeric", month: "long", year: "numeric" });
 const hourFmt = new Intl.DateTimeFormat("fr-FR", { timeZone: TZ, hour: "numeric", minute: "2-digit", hourCycle: "h23" });
 
-/** « le mardi 8 décembre à 18 h », « le lundi 1er mars 2027 à 8 h 30 ». */
+/** « le mardi 8 décembre à 18 h », « le lundi 1er mars 2027 à 8 h 30 » (no-break spaces around « h »). */
 export function dueWords(ts: number, now = Date.now()): string {
   const far = Math.abs(ts - now) > 300 * 86_400_000 || new Date(ts).getFullYear() !== new Date(now).getFullYear();
   const day = (far ? dayYearFmt : dayFmt)
@@ -36,7 +36,8 @@ export function dueWords(ts: number, now = Date.now()): string {
   const parts = hourFmt.formatToParts(ts);
   const h = Number(parts.find((p) => p.type === "hour")?.value ?? "0");
   const m = parts.find((p) => p.type === "minute")?.value ?? "00";
-  return `le ${day} à ${h} h${m === "00" ? "" : ` ${m}`}`;
+  // Non-breaking spaces: « 18 h 30 » never splits across lines.
+  return `le ${day} à ${h}\u00a0h${m === "00" ? "" : `\u00a0${m}`}`;
 }
 
 /** « 12,4 Mo », « 830 ko ». */
@@ -142,9 +143,9 @@ async function download(client: PreauClient, room: string, ref: FileRef, button?
   }
 }
 
-/** A button that downloads `ref`: « Télécharger exposé.pdf (48 ko) ». */
+/** A button that downloads `ref`: « Télécharger la correction (corrigé.pdf, 48 ko) ». */
 function downloadButton(client: PreauClient, room: string, ref: FileRef, label: string, className = "secondary download"): HTMLButtonElement {
-  const b = el("button", { type: "button", className }, el("span", { textContent: label }), el("span", { className: "file-name", textContent: ` ${ref.name} (${sizeWords(ref.size)})` }));
+  const b = el("button", { type: "button", className }, el("span", { textContent: label }), el("span", { className: "file-name", textContent: ` (${ref.name}, ${sizeWords(ref.size)})` }));
   b.addEventListener("click", () => void download(client, room, ref, b));
   return b;
 }
@@ -785,7 +786,7 @@ export class HandinSummary {
             "li",
             { className: "handin-item", "data-handin": String(h.handin) },
             el("b", { className: "title", textContent: h.title }),
-            el("span", { className: "due", textContent: ` · à rendre ${dueWords(h.due)}` }),
+            el("p", { className: "due", textContent: `À rendre ${dueWords(h.due)}` }),
             el("p", { className: "tally", textContent: tally(h) }),
             zip,
           ),
