@@ -349,9 +349,11 @@ class NewHandinForm {
     this.status.textContent = "Envoi…";
     try {
       await handinOpen(this.client, this.room, { title, instructions: this.instructions.value.trim(), due, accepts, late: this.late.checked });
-      this.status.textContent = `Devoir publié, à rendre ${dueWords(due)}.`;
+      this.status.textContent = "";
+      toast(`Devoir publié, à rendre ${dueWords(due)}.`);
       this.title.value = "";
       this.instructions.value = "";
+      this.root.open = false;
       this.opened();
     } catch (err) {
       this.status.textContent =
@@ -381,6 +383,8 @@ export class HandinRoomView {
   /** The hand-in followed (teachers), or none: the list. */
   private followed?: number;
   private recorders: Recorder[] = [];
+  /** « Nouveau devoir à rendre » (teachers), hidden while one hand-in is followed. */
+  private form?: NewHandinForm;
   /** An upload is under way: a refresh waits, so the progress and the input are not swept away. */
   private busy = 0;
   private pending = false;
@@ -392,7 +396,10 @@ export class HandinRoomView {
   ) {
     this.teacher = isModerator(client.user?.role ?? "");
     this.root = el("section", { className: "handin-view", "data-room": room }, el("h2", { textContent: roomTitle(room) }), this.notice);
-    if (this.teacher) this.root.append(new NewHandinForm(client, room, () => void this.refresh()).root);
+    if (this.teacher) {
+      this.form = new NewHandinForm(client, room, () => void this.refresh());
+      this.root.append(this.form.root);
+    }
     this.body.append(el("p", { className: "empty", textContent: "Chargement…" }));
     this.root.append(this.body);
   }
@@ -489,6 +496,7 @@ export class HandinRoomView {
 
   private render(): void {
     for (const r of this.recorders.splice(0)) r.dispose();
+    if (this.form) this.form.root.hidden = false;
     if (this.list.length === 0) {
       this.body.replaceChildren(el("p", { className: "empty", textContent: "Aucun devoir à rendre pour l'instant." }));
       return;
@@ -514,7 +522,7 @@ export class HandinRoomView {
     follow.setAttribute("aria-label", `Suivre les rendus : ${h.title}`);
     follow.addEventListener("click", () => {
       this.followed = h.handin;
-      void this.renderFollow(h.handin);
+      void this.renderFollow(h.handin).then(() => this.body.querySelector<HTMLElement>(".back-list")?.focus());
     });
     return el("li", { className: "handin-item", "data-handin": String(h.handin) }, ...this.head(h), el("p", { className: "tally", textContent: tally(h) }), follow);
   }
@@ -621,7 +629,9 @@ export class HandinRoomView {
     back.addEventListener("click", () => {
       this.followed = undefined;
       this.render();
+      this.body.querySelector<HTMLElement>(`.handin-item[data-handin="${h.handin}"] button.follow`)?.focus();
     });
+    if (this.form) this.form.root.hidden = true;
     const zip = el("button", { type: "button", className: "zip", textContent: "Tout télécharger (.zip)", disabled: !h.counts?.handedIn });
     zip.addEventListener("click", () => void this.zip(h, zip));
     // Corrections being written stay open, with their text.
