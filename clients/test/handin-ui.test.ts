@@ -3,8 +3,9 @@
 // its school directory synced), at phone and desktop sizes, a teacher, two
 // pupils and a parent in their own browser contexts: the teacher opens a
 // hand-in from the class's « Devoirs à rendre » (title, consignes, date and
-// time, types, late work) and follows it; Léa hands in a file through the
-// file input (its progress shown), the teacher's « 0 rendu sur 2 » becomes
+// time, types, late work) and follows it; Léa (a browser without
+// MediaRecorder: no recording offered) hands in a file through the file
+// input (its progress shown), the teacher's « 0 rendu sur 2 » becomes
 // « 1 rendu sur 2 » live; the teacher downloads Léa's file and the zip
 // (the bytes checked), returns a correction (a file and a comment); Léa
 // sees « Corrigé » live, reads the comment and downloads the correction
@@ -105,8 +106,10 @@ for (const size of SIZES) {
     const pages: Page[] = [];
     try {
       await srv.syncDirectory(SCHOOL);
-      const newPage = async () => {
+      /** `noRecorder`: a browser without MediaRecorder (the recording button is then not offered). */
+      const newPage = async (noRecorder = false) => {
         const context = await browser.newContext({ viewport: size.viewport, isMobile: size.isMobile, hasTouch: size.hasTouch, locale: "fr-FR", timezoneId: "Europe/Paris", acceptDownloads: true, permissions: ["microphone"] });
+        if (noRecorder) await context.addInitScript(() => delete (window as { MediaRecorder?: unknown }).MediaRecorder);
         const page = await context.newPage();
         page.on("pageerror", (e) => pageErrors.push(String(e)));
         page.on("dialog", (d) => void d.dismiss());
@@ -168,7 +171,8 @@ for (const size of SIZES) {
       assert.equal(await teacher.locator(`${follow} button.zip`).isDisabled(), true, "nothing to zip yet");
 
       // Léa: « À rendre », the deadline in words; she hands in a file through the input.
-      const lea = await newPage();
+      // (Her browser has no MediaRecorder: only the file is offered.)
+      const lea = await newPage(true);
       await signInAs(lea, LEA);
       await openHandins(lea);
       const card = lea.locator(`${view} .handin-item:has(h3:text-is("${TITLE}"))`);
@@ -177,7 +181,7 @@ for (const size of SIZES) {
       assert.equal(await card.locator(".instructions").textContent(), CONSIGNES);
       assert.equal(await card.locator(".handin-status").textContent(), "À rendre");
       assert.equal(await card.locator("button.hand-in").textContent(), "Rendre mon travail");
-      assert.equal(await card.locator("button.record").textContent(), "Enregistrer un message audio");
+      assert.equal(await card.locator("button.record").count(), 0, "no recording without MediaRecorder");
       await check(lea, "pupil-todo");
       const work = text("Léa", 3 * CHUNK + 1000);
       // The progress bar shows while the chunks go (seen at least once).
@@ -246,6 +250,7 @@ for (const size of SIZES) {
       await signInAs(ines, INES);
       await openHandins(ines);
       const icard = ines.locator(`${view} .handin-item:has(h3:text-is("${TITLE}"))`);
+      assert.equal(await icard.locator("button.record").textContent(), "Enregistrer un message audio");
       await icard.locator(`button.record`).click();
       await icard.locator(`button.stop:text-is("Arrêter l'enregistrement")`).waitFor();
       await icard.locator(".rec-clock").waitFor();
