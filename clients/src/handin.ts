@@ -156,7 +156,7 @@ export function handinOpen(client: PreauClient, room: string, h: NewHandin): Pro
   return client.request<PostOk>("handin_open", {
     room,
     title: h.title,
-    instructions: h.instructions || undefined,
+    instructions: h.instructions,
     due: h.due,
     pupils: h.pupils,
     group: h.group,
