@@ -12,7 +12,8 @@
 // (the bytes checked); her parent sees her status and her work,
 // read-only. Inès records a message with Chromium's fake microphone
 // (« Enregistrer un message audio », stop, listen, send): the teacher's
-// count becomes « 2 rendus sur 2 ». axe-core on every screen, no page
+// count becomes « 2 rendus sur 2 ». The teacher moves the deadline: the
+// pupil's page says so, live. The console's card: counts and the zip. axe-core on every screen, no page
 // error, no sideways scrolling, 44 px touch targets. Screenshots:
 // test-artifacts/handin-<size>-<screen>.png.
 
@@ -264,6 +265,16 @@ for (const size of SIZES) {
       assert.match((await icard.locator(".work-file").textContent()) ?? "", /^Votre travail : enregistrement .+\.webm/);
       await teacher.waitForSelector(`${follow} .tally:text-is("2 rendus sur 2 · 1 corrigé")`);
       await teacher.locator(`${follow} .pupil-row[data-pupil="ines"] .handin-status:text-is("Rendu")`).waitFor();
+
+      // The teacher moves the deadline to 17 h 30: everyone's page says so, live.
+      await teacher.click(`${follow} .handin-change > summary`);
+      await teacher.fill("#change-time", "17:30");
+      await teacher.click(`${follow} .change-form button:text-is("Enregistrer")`);
+      const moved = new RegExp(due.words.source.replace("18\u00a0h", "17\u00a0h\u00a030"));
+      assert.notEqual(moved.source, due.words.source);
+      await teacher.waitForFunction(([sel, re]) => new RegExp(re).test(document.querySelector(sel)?.textContent ?? ""), [`${follow} > .due`, moved.source] as const);
+      await lea.waitForFunction(([sel, re]) => new RegExp(re).test(document.querySelector(sel)?.textContent ?? ""), [`${view} .handin-item .due`, moved.source] as const);
+      await check(teacher, "teacher-changed");
 
       // The console's card (a teacher's desk): counts and the zip.
       if (size.name === "desktop") {

@@ -18,7 +18,7 @@
 
 import { PreauError, type PreauClient } from "../src/client.js";
 import { FileError, downloadBundle, fetchFile, uploadFile, type FileRef, type UploadedFile } from "../src/files.js";
-import { handinOpen, handinReturn, handinStatus, handinSubmit, handins, type FileFamily, type HandinView, type PupilRow } from "../src/handin.js";
+import { handinChange, handinOpen, handinReturn, handinStatus, handinSubmit, handins, type FileFamily, type HandinView, type PupilRow } from "../src/handin.js";
 import { el, errorText, isModerator, isUnknownRoom, roomTitle, toast, type RoomHooks } from "./common.js";
 
 const TZ = "Europe/Paris";
@@ -451,6 +451,7 @@ export class HandinRoomView {
    */
   private inUse(): boolean {
     if (this.busy || this.recorders.some((r) => r.active())) return true;
+    if (this.body.querySelector(".change-form")?.contains(document.activeElement)) return true;
     for (const form of this.body.querySelectorAll<HTMLFormElement>("details.return[open] form.return-form")) {
       if (form.contains(document.activeElement) || form.querySelector<HTMLInputElement>("input[type=file]")?.files?.length) return true;
     }
@@ -651,6 +652,10 @@ export class HandinRoomView {
       rows.append(li);
     }
     if (!status.pupils.length) rows.append(el("li", { className: "empty", textContent: "Aucun élève." }));
+    // A deadline being changed stays open across live redraws.
+    const changing = this.body.querySelector<HTMLDetailsElement>("details.handin-change[open]") !== null;
+    const change = this.changeForm(h);
+    change.open = changing;
     this.body.replaceChildren(
       el(
         "div",
@@ -659,9 +664,55 @@ export class HandinRoomView {
         ...this.head(h),
         el("p", { className: "tally", textContent: tally(h) }),
         zip,
+        change,
         rows,
       ),
     );
+  }
+
+  /** « Modifier la date limite »: the deadline moved, or late work taken or not. */
+  private changeForm(h: HandinView): HTMLDetailsElement {
+    const at = new Date(h.due);
+    const pad = (n: number) => String(n).padStart(2, "0");
+    const date = el("input", { type: "date", id: "change-date", required: true, value: `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}` });
+    const time = el("input", { type: "time", id: "change-time", required: true, value: `${pad(at.getHours())}:${pad(at.getMinutes())}` });
+    const late = el("input", { type: "checkbox", id: "change-late", checked: h.late });
+    const status = el("p", { className: "status", role: "status" });
+    const submit = el("button", { type: "submit", textContent: "Enregistrer" });
+    const form = el(
+      "form",
+      { className: "handin-form change-form" },
+      el(
+        "div",
+        { className: "row when" },
+        el("div", {}, el("label", { htmlFor: "change-date", textContent: "Date limite" }), date),
+        el("div", {}, el("label", { htmlFor: "change-time", textContent: "Heure limite" }), time),
+      ),
+      el("label", { className: "check", htmlFor: "change-late" }, late, "Accepter les retards"),
+      submit,
+      status,
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const due = new Date(`${date.value}T${time.value}`).getTime();
+      if (!Number.isFinite(due) || due <= Date.now()) return void (status.textContent = "La date limite doit être à venir.");
+      const change: { due?: number; late?: boolean } = {};
+      if (due !== h.due) change.due = due;
+      if (late.checked !== h.late) change.late = late.checked;
+      if (change.due === undefined && change.late === undefined) return void (status.textContent = "Rien n'a changé.");
+      submit.disabled = true;
+      try {
+        await handinChange(this.client, this.room, h.handin, change);
+        toast(change.due !== undefined ? `Nouvelle date limite : ${dueWords(due)}.` : late.checked ? "Les retards sont acceptés." : "Les retards ne sont plus acceptés.");
+        (form.parentElement as HTMLDetailsElement).open = false;
+        (document.activeElement as HTMLElement | null)?.blur();
+      } catch (err) {
+        status.textContent = code(err) === "invalid_field" ? "La date limite doit être à venir (dans les 400 jours)." : errorText(err);
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    return el("details", { className: "handin-change" }, el("summary", { textContent: "Modifier la date limite" }), form);
   }
 
   private async zip(h: HandinView, button: HTMLButtonElement): Promise<void> {
