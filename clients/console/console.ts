@@ -151,7 +151,7 @@ class Console {
       el("section", { className: "card" }, el("h3", { textContent: "Journal de la classe" }), this.auditList),
     );
     this.grid.hidden = true;
-    this.root.replaceChildren(header, form, this.announcesCard(), this.grid);
+    this.root.replaceChildren(header, form, this.announcesCard(), this.handinsCard(), this.grid);
 
     this.client.on("event", (ev) => {
       if (ev.room === this.room) {
@@ -195,6 +195,30 @@ class Console {
         () => {
           loaded = false;
           wait.textContent = "Les annonces n'ont pas pu être chargées : vérifiez la connexion.";
+        },
+      );
+    });
+    return card;
+  }
+
+  /**
+   * « Devoirs à rendre »: each class's hand-ins with their counts and the
+   * zip (web/handin.ts, the chunk it shares with the app), loaded when
+   * unfolded and again at each unfolding.
+   */
+  private handinsCard(): HTMLElement {
+    const card = el("details", { className: "console-handins" }, el("summary", { textContent: "Devoirs à rendre : rendus, téléchargement" }));
+    const body = el("div", {}, el("p", { className: "empty", textContent: "Chargement…" }));
+    card.append(body);
+    card.addEventListener("toggle", () => {
+      if (!card.open) return;
+      import("../web/handin.js").then(
+        ({ HandinSummary }) => {
+          const summary = new HandinSummary(this.client);
+          void summary.show().then(() => body.replaceChildren(summary.root));
+        },
+        () => {
+          body.replaceChildren(el("p", { className: "notice", textContent: "Les devoirs à rendre n'ont pas pu être chargés : vérifiez la connexion." }));
         },
       );
     });

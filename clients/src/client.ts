@@ -440,6 +440,16 @@ export class PreauClient {
     else this.lost(1006, "dropped by the client");
   }
 
+  /** The token, for the file routes over HTTP (src/files.ts: `Authorization: Bearer`). */
+  async token(): Promise<string> {
+    return typeof this.tokenSource === "function" ? await this.tokenSource() : this.tokenSource;
+  }
+
+  /** The HTTP address of the server behind `url` (`wss://h/ws` → `https://h`), for the file routes. */
+  get httpUrl(): string {
+    return this.url.replace(/^ws/, "http").replace(/\/ws\/?(\?.*)?$/, "");
+  }
+
   private setState(s: ConnectionState): void {
     if (this.state === s) return;
     this.state = s;

@@ -5,3 +5,5 @@ export * from "./agenda.js";
 export * from "./homework.js";
 export * from "./messages.js";
 export * from "./announce.js";
+export * from "./files.js";
+export * from "./handin.js";

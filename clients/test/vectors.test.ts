@@ -184,3 +184,52 @@ test("agenda vectors: the helpers send exactly the documented frames; replies an
     [ok.items[0].item, ok.items[0].title, ok.items[0].starts, ok.items[0].ends, ok.items[0].version, true, "Grève des transports"],
   );
 });
+
+test("hand-in vectors: the helpers send exactly the documented frames; replies and events decode", async () => {
+  const { PreauClient } = await import("../src/client.js");
+  const { handinOpen, handinChange, handinSubmit, handinReturn, handins, handinStatus, decodeHandinsOk, decodeHandinStatusOk, handinEventOf } = await import("../src/handin.js");
+  const client = new PreauClient({ url: "ws://test/ws", token: "t", WebSocket: RecordingSocket as any, requestTimeoutMs: 200 });
+  await client.connect();
+  const sock = RecordingSocket.last!;
+  const byName = (n: string) => vectors.find((v) => v.name === n)!;
+  const room = "3B/handin/main";
+  const due = 1_796_979_600_000;
+  const cases: Array<[string, () => Promise<unknown>]> = [
+    ["handin_open", () => handinOpen(client, room, { title: "Exposé : la Révolution", instructions: "Un PDF ou un enregistrement de 3 minutes.", due, accepts: ["document", "audio"], late: true, entry: 12 })],
+    ["handin_open.some_pupils", () => handinOpen(client, room, { title: "Rattrapage", instructions: "", due, pupils: ["ana", "bob"], late: false })],
+    ["handin_change", () => handinChange(client, room, 3, { due: 1_797_066_000_000 })],
+    ["handin_submit", () => handinSubmit(client, room, 3, "5d41402abc4b2a76b9719d911017c592")],
+    ["handin_return", () => handinReturn(client, room, 3, "ana", { file: "7d793037a0760186574b0282f2f435e7", comment: "Très bien, 16/20." })],
+    ["handins", () => handins(client, room)],
+    ["handin_status", () => handinStatus(client, room, 3)],
+  ];
+  try {
+    for (const [name, send] of cases) {
+      const v = byName(name);
+      const before = sock.sent.length;
+      void send().catch(() => {});
+      const frame = sock.sent[before];
+      assert.ok(frame, `${name}: a frame was sent`);
+      frame.id = (v.json as { id: number }).id;
+      assert.equal(Buffer.from(encode(frame)).toString("hex"), v.hex, name);
+    }
+  } finally {
+    client.close();
+  }
+  const data = (n: string) => (decode(Buffer.from(byName(n).hex, "hex")) as { data: unknown }).data;
+  const [h] = decodeHandinsOk(data("ok.handins"));
+  assert.deepEqual([h.handin, h.title, h.due, h.late, h.accepts, h.to, h.by.name, h.entry, h.counts], [3, "Exposé : la Révolution", due, true, ["document", "audio"], "class:3B", "M. Durand", 12, undefined]);
+  assert.deepEqual([h.mine[0].pupil.id, h.mine[0].status, h.mine[0].replaced, h.mine[0].file?.name, h.mine[0].returned?.comment, h.mine[0].returned?.file?.name], ["ana", "returned", 1, "exposé ana.pdf", "Très bien, 16/20.", "corrigé ana.pdf"]);
+  const st = decodeHandinStatusOk(data("ok.handin_status"));
+  assert.deepEqual(st.handin.counts, { pupils: 2, handedIn: 1, late: 0, returned: 1 });
+  assert.deepEqual(st.pupils.map((p) => [p.pupil.id, p.status]), [["ana", "returned"]]);
+  const ev = (n: string) => handinEventOf(decode(Buffer.from(byName(n).hex, "hex")) as any);
+  assert.deepEqual(ev("event.handin_open"), { kind: "handin_open", handin: 3, title: "Exposé : la Révolution", due, pupils: ["ana", "bob"], accepts: ["document", "audio"], late: true });
+  const sub = ev("event.handin_submit");
+  assert.equal(sub?.kind === "handin_submit" && sub.file?.name, "exposé ana.pdf");
+  assert.equal(sub?.kind === "handin_submit" && sub.pupil.id, "ana");
+  assert.deepEqual(ev("event.handin_change"), { kind: "handin_change", handin: 3, due: 1_797_066_000_000 });
+  // Lenient: unknown statuses and families fall back, missing fields take defaults.
+  const odd = decodeHandinsOk({ handins: [{ handin: 9, accepts: ["document", "hologram"], mine: [{ status: "lost" }], future: 1 }] });
+  assert.deepEqual([odd[0].accepts, odd[0].mine[0].status, odd[0].title, odd[0].late], [["document"], "todo", "", false]);
+});

@@ -64,7 +64,7 @@ interface View {
 function isNews(ev: EventFrame): boolean {
   const k = ev.body.kind;
   if (k === "homework_entry") return ev.body.entry === undefined && ev.body.publish_at === undefined;
-  return k === "message" || k === "agenda_item" || k === "homework_publish";
+  return k === "message" || k === "agenda_item" || k === "homework_publish" || k === "handin_open";
 }
 
 /**
@@ -73,7 +73,7 @@ function isNews(ev: EventFrame): boolean {
  * teachers find their conversations first, as before.
  */
 function kindsFor(role: string): readonly string[] {
-  return isModerator(role) ? ["chat", "forum", "notes", "agenda", "homework"] : ["homework", "chat", "forum", "notes", "agenda"];
+  return isModerator(role) ? ["chat", "forum", "notes", "agenda", "homework", "handin"] : ["homework", "handin", "chat", "forum", "notes", "agenda"];
 }
 
 /** Whether the user has a home page: the week across their classes (or their children's). */
@@ -313,6 +313,8 @@ class App {
       this.directory.append(el("section", { className: "class-rooms", "data-class": cls }, el("h3", { textContent: `Classe ${cls}` })));
     }
     for (const r of rooms) this.addToList(r);
+    // A teacher's « Devoirs à rendre » is listed before it exists: opening it creates it.
+    if (isModerator(role)) for (const cls of classes) this.addToList(`${cls}/handin/main`);
     for (const r of this.views.keys()) this.addToList(r);
     for (const section of this.directory.querySelectorAll<HTMLElement>("section.class-rooms")) {
       if (!section.querySelector("li")) section.append(el("p", { className: "empty", textContent: "Aucun salon ouvert pour l'instant." }));
@@ -332,7 +334,7 @@ class App {
     const name = el("input", { id: "open-name", placeholder: "révisions bac", autocomplete: "off", maxLength: 64 });
     // A class has one diary, which has no name to choose.
     const nameLabel = el("label", { htmlFor: "open-name", textContent: "Nom" });
-    kind.addEventListener("change", () => (name.hidden = nameLabel.hidden = kind.value === "homework"));
+    kind.addEventListener("change", () => (name.hidden = nameLabel.hidden = kind.value === "homework" || kind.value === "handin"));
     const form = el(
       "form",
       { className: "open-room" },
@@ -347,7 +349,7 @@ class App {
     );
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const slug = kind.value === "homework" ? "diary" : slugify(name.value);
+      const slug = kind.value === "homework" ? "diary" : kind.value === "handin" ? "main" : slugify(name.value);
       const room = `${cls.value.trim()}/${kind.value}/${slug}`;
       if (!slug || !ROOM_RE.test(room)) return toast("Indiquez une classe et un nom (lettres, chiffres, tirets).", "error");
       name.value = "";
@@ -370,14 +372,14 @@ class App {
     if (!list) {
       list = el("ul", { className: "rooms", "data-kind": kind, "aria-label": KIND_LABELS[kind] ?? kind });
       // The diary's one link already says « Cahier de textes »: its group's heading is for screen readers only.
-      const heading = el("h4", { textContent: KIND_GROUPS[kind] ?? kind, className: kind === "homework" ? "sr-only" : "" });
+      const heading = el("h4", { textContent: KIND_GROUPS[kind] ?? kind, className: kind === "homework" || kind === "handin" ? "sr-only" : "" });
       const group = el("div", { className: "kind-group", "data-kind": kind }, heading, list);
       const rank = (k: string) => this.kinds.indexOf(k) >>> 0;
       const next = [...section.querySelectorAll<HTMLElement>(":scope > .kind-group")].find((g) => rank(g.dataset.kind ?? "") > rank(kind));
       section.insertBefore(group, next ?? null);
     }
     this.known.add(room);
-    const label = kind === "homework" ? "Cahier de textes" : prettyName(name);
+    const label = kind === "homework" ? "Cahier de textes" : kind === "handin" ? "Devoirs à rendre" : prettyName(name);
     const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: label }), el("span", { className: "unread", hidden: true }));
     b.addEventListener("click", () => this.open(room));
     const li = el("li", { "data-room": room, "data-kind": kind }, b);
@@ -425,6 +427,8 @@ class App {
       view =
         kind === "homework"
           ? new LazyView(async () => new (await import("./diary.js")).DiaryRoomView(this.client, room, hooks, this.store))
+          : kind === "handin"
+          ? new LazyView(async () => new (await import("./handin.js")).HandinRoomView(this.client, room, hooks))
           : kind === "notes"
           ? new NotesView(this.client, room, hooks, this.store)
           : kind === "forum"

@@ -403,8 +403,8 @@ export interface RoomHooks {
 }
 
 
-export const KIND_LABELS: Record<string, string> = { chat: "discussion", forum: "forum", notes: "note", agenda: "agenda", audit: "journal", homework: "cahier de textes" };
-export const KIND_GROUPS: Record<string, string> = { chat: "Discussions", forum: "Forums", notes: "Notes", agenda: "Agenda", homework: "Cahier de textes" };
+export const KIND_LABELS: Record<string, string> = { chat: "discussion", forum: "forum", notes: "note", agenda: "agenda", audit: "journal", homework: "cahier de textes", handin: "devoirs à rendre" };
+export const KIND_GROUPS: Record<string, string> = { chat: "Discussions", forum: "Forums", notes: "Notes", agenda: "Agenda", homework: "Cahier de textes", handin: "Devoirs à rendre" };
 
 /** The home page's title (web/diary.ts), which the directory's link says too. */
 export function homeTitle(role: string): string {
@@ -426,6 +426,8 @@ export function roomTitle(room: string): string {
   const [cls, kind, name] = room.split("/");
   // Its name is always `diary`, an English word no one should read.
   if (kind === "homework") return `Cahier de textes · ${cls}`;
+  // One per class, named `main`.
+  if (kind === "handin") return `Devoirs à rendre · ${cls}`;
   return `${prettyName(name ?? room)} · ${KIND_LABELS[kind] ?? kind} · ${cls}`;
 }
 

@@ -204,6 +204,10 @@ export function itemText(item: FeedItem): string {
       return by ? `Annonce de ${by}${title}` : `Annonce${title}`;
     case "homework":
       return `Devoirs${title}`;
+    case "handin":
+      return by ? `Devoir à rendre de ${by}${title}` : `Devoir à rendre${title}`;
+    case "handin_returned":
+      return by ? `Correction de ${by}${title}` : `Devoir corrigé${title}`;
     case "reply":
       return by ? `Réponse de ${by}${title}` : `Nouvelle réponse${title}`;
     case "mention":
