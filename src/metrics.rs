@@ -74,6 +74,12 @@ pub struct Metrics {
     pub messages_stored: Counter,
     pub slow_consumers: Counter,
     pub queue_drops: Counter,
+    /// Upload chunks stored, and their bytes.
+    pub file_chunks: Counter,
+    pub file_bytes_in: Counter,
+    /// Uploads finished into a file, downloads and zips served.
+    pub files_finished: Counter,
+    pub file_downloads: Counter,
     pub commit_seconds: Histogram,
     pub commit_batch: Histogram,
     errors: Vec<Counter>,
@@ -177,6 +183,17 @@ impl Metrics {
                 "preau_queue_drops_total",
                 "frames not queued because the connection was over budget",
             ),
+            file_chunks: counter("preau_file_chunks_total", "upload chunks stored"),
+            file_bytes_in: counter("preau_file_bytes_in_total", "bytes of upload chunks stored"),
+            files_finished: counter(
+                "preau_files_finished_total",
+                "uploads finished into a file (type checked, image metadata stripped)",
+            ),
+            file_downloads: counter(
+                "preau_file_downloads_total",
+                "file downloads and zips started",
+            ),
+
             commit_seconds: histogram(
                 "preau_store_commit_seconds",
                 Some(Unit::Seconds),

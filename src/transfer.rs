@@ -271,7 +271,10 @@ async fn append(
             format!("a chunk may hold at most {limit} bytes ({e})"),
         )
     })?;
+    let len = bytes.len() as u64;
     let end = hub.files.append(&claims.sub, &id, offset, bytes).await?;
+    hub.metrics.file_chunks.increment(1);
+    hub.metrics.file_bytes_in.increment(len);
     let upload = hub.files.status(&claims.sub, &id).await?;
     let mut response = Json(&upload).into_response();
     response
@@ -287,6 +290,7 @@ async fn finish(
 ) -> Result<Response, Refused> {
     let claims = bearer(&gateway.hub, &headers)?;
     let file = gateway.hub.files.finish(&claims.sub, &id).await?;
+    gateway.hub.metrics.files_finished.increment(1);
     Ok((StatusCode::CREATED, Json(Staged::from(file))).into_response())
 }
 
@@ -431,6 +435,7 @@ async fn download(
     let file =
         file.ok_or_else(|| Refused::new(StatusCode::NOT_FOUND, "not_found", "no such file"))?;
     let stream = hub.files.read(&file).await?;
+    hub.metrics.file_downloads.increment(1);
     // Shown in the page only for what a browser shows without running it.
     let inline = query.inline == Some(1)
         && (file.mime.starts_with("image/")
@@ -490,6 +495,7 @@ async fn bundle(
     hub.release(&room);
     let bundle = bundle
         .ok_or_else(|| Refused::new(StatusCode::NOT_FOUND, "not_found", "nothing to download"))?;
+    hub.metrics.file_downloads.increment(1);
     let (reader, writer) = tokio::io::duplex(64 * 1024);
     let files = hub.files.clone();
     let name = bundle.name.clone();
