@@ -115,6 +115,7 @@ fn fanout(c: &mut Criterion) {
         room.join(
             &user(i),
             std::sync::Arc::from(Vec::new()),
+            false,
             &tx,
             false,
             |_| None,

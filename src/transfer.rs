@@ -99,8 +99,8 @@ impl From<FilesError> for Refused {
             FilesError::NotFound => {
                 Refused::new(StatusCode::NOT_FOUND, "not_found", err.to_string())
             }
-            FilesError::NotYours => {
-                Refused::new(StatusCode::FORBIDDEN, "forbidden", err.to_string())
+            FilesError::TooMany(m) => {
+                Refused::new(StatusCode::TOO_MANY_REQUESTS, "too_many_uploads", m)
             }
             FilesError::Offset { expected, .. } => Refused {
                 offset: Some(expected),

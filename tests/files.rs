@@ -164,10 +164,11 @@ async fn uploads_resume_and_every_refusal_has_its_code() {
     // Too big a chunk, past the announced size, someone else's upload.
     let (code, err, _) = append(addr, &ana, &id, 2 * chunk as u64, &vec![b'x'; chunk + 1]).await;
     assert_eq!((code, err["error"].as_str()), (413, Some("too_large")));
+    // Another user's upload is as good as missing for them.
     let (code, _, _) = append(addr, &bob, &id, 2 * chunk as u64, &body[2 * chunk..]).await;
-    assert_eq!(code, 403);
+    assert_eq!(code, 404);
     let (code, _) = status(addr, &bob, &id).await;
-    assert_eq!(code, 403);
+    assert_eq!(code, 404);
     // Finishing early: 409 incomplete; nothing staged.
     let (code, err) = finish(addr, &ana, &id).await;
     assert_eq!((code, err["error"].as_str()), (409, Some("incomplete")));
@@ -272,6 +273,20 @@ async fn images_lose_their_metadata_and_nothing_half_uploaded_is_visible() {
         })
         .await;
     assert!(result.is_err(), "a half upload cannot be handed in");
+    // At most 10 uploads in progress per user (this one is the first).
+    for _ in 0..9 {
+        assert_eq!(
+            create(addr, &ana, json!({"name": "n.pdf", "size": 10}))
+                .await
+                .0,
+            201
+        );
+    }
+    let (code, err) = create(addr, &ana, json!({"name": "n.pdf", "size": 10})).await;
+    assert_eq!(
+        (code, err["error"].as_str()),
+        (429, Some("too_many_uploads"))
+    );
     // Abandoned: the sweep deletes it once expired (not before).
     let hub_files =
         preau::files::Files::open(&preau::config::FilesConfig::default(), server.dir.path())
@@ -284,7 +299,7 @@ async fn images_lose_their_metadata_and_nothing_half_uploaded_is_visible() {
         0
     );
     let day_later = (preau::auth::now_secs() + 25 * 3600) * 1000;
-    assert!(hub_files.sweep(day_later).await.expect("sweep") >= 2);
+    assert!(hub_files.sweep(day_later).await.expect("sweep") >= 11);
     assert!(files_under(&files)
         .iter()
         .all(|f| !f.starts_with("uploads/")));

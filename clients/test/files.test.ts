@@ -129,11 +129,11 @@ test("files: a program is refused with 415 unsupported_type, other refusals are 
     await assert.rejects(uploadFile(srv.httpUrl, token, blob(text(10)), "a.txt", { class: "4A" }), (e: unknown) => e instanceof FileError && e.status === 403 && e.code === "forbidden");
     // An empty file: 400 bad_request.
     await assert.rejects(uploadFile(srv.httpUrl, token, new Blob([]), "vide.txt"), (e: unknown) => e instanceof FileError && e.status === 400);
-    // Another user's upload: 403.
+    // Another user's upload: 404, as if it did not exist.
     const r = await fetch(`${srv.httpUrl}/files/uploads`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: "a.txt", size: 10 }) });
     const { upload } = (await r.json()) as { upload: string };
     assert.equal((await uploadState(srv.httpUrl, token, upload)).offset, 0);
-    await assert.rejects(uploadState(srv.httpUrl, await srv.token(BOB), upload), (e: unknown) => e instanceof FileError && e.status === 403);
+    await assert.rejects(uploadState(srv.httpUrl, await srv.token(BOB), upload), (e: unknown) => e instanceof FileError && e.status === 404 && e.code === "not_found");
   } finally {
     await srv.stop();
   }

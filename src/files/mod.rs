@@ -55,8 +55,8 @@ pub enum FilesError {
     Config(String),
     #[error("no such upload or file")]
     NotFound,
-    #[error("this upload is someone else's")]
-    NotYours,
+    #[error("{0}")]
+    TooMany(String),
     #[error("expected offset {expected}, got {got}")]
     Offset { expected: u64, got: u64 },
     #[error("{0}")]

@@ -1,8 +1,11 @@
 //! Uploads in chunks, resumable on any node: an upload is a record
-//! (`uploads/<id>/record.json`: owner, name, size) and its chunks
-//! (`uploads/<id>/p<offset>`), each stored at once; the offset to send
-//! next is where the stored chunks end. Finishing streams them into one
-//! object under `staged/`, then deletes them.
+//! (`uploads/<owner>/<id>/record.json`: name, size) and its chunks
+//! (`uploads/<owner>/<id>/p<offset>`), each stored at once; the offset to
+//! send next is where the stored chunks end. Finishing streams them into
+//! one object under `staged/`, then deletes them. Under the owner's key,
+//! so another user's upload id finds nothing, a user's uploads in
+//! progress are one listing (their number is bounded, their erasure one
+//! prefix).
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -15,6 +18,9 @@ use super::{clean_name, valid_id, FileRef, Files, FilesError};
 
 /// How many parts a finishing upload sends to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Uploads one user may have in progress at once: enough for a few files
+/// picked together, not for filling the store with empty records.
+pub const MAX_PENDING: usize = 10;
 /// Bytes the type is read from (the longest `infer` signature is within
 /// the first few hundred; office formats need the zip's first entry name).
 const SNIFF_BYTES: usize = 8 * 1024;
@@ -42,12 +48,32 @@ pub struct Upload {
 pub type UploadStatus = Upload;
 
 impl Files {
-    fn record_path(id: &str) -> Path {
-        Path::from(format!("uploads/{id}/record.json"))
+    fn upload_dir(owner: &str, id: &str) -> String {
+        format!("uploads/{}/{id}", super::user_key(owner))
     }
 
-    fn chunk_path(id: &str, offset: u64) -> Path {
-        Path::from(format!("uploads/{id}/p{offset:020}"))
+    fn record_path(owner: &str, id: &str) -> Path {
+        Path::from(format!("{}/record.json", Self::upload_dir(owner, id)))
+    }
+
+    fn chunk_path(owner: &str, id: &str, offset: u64) -> Path {
+        Path::from(format!("{}/p{offset:020}", Self::upload_dir(owner, id)))
+    }
+
+    /// The ids of `owner`'s uploads in progress.
+    async fn pending(&self, owner: &str) -> Result<Vec<String>, FilesError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&Path::from(format!(
+                "uploads/{}",
+                super::user_key(owner)
+            ))))
+            .await?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect())
     }
 
     /// Starts an upload of `size` bytes named `name` for `owner`.
@@ -68,6 +94,11 @@ impl Files {
                 self.config.max_file_bytes / 1_000_000
             )));
         }
+        if self.pending(owner).await?.len() >= MAX_PENDING {
+            return Err(FilesError::TooMany(format!(
+                "at most {MAX_PENDING} uploads in progress: finish or cancel one"
+            )));
+        }
         let id = crate::ids::new_file_id();
         let record = Record {
             owner: owner.to_owned(),
@@ -76,7 +107,10 @@ impl Files {
             created: now_ms,
         };
         self.store
-            .put(&Self::record_path(&id), serde_json::to_vec(&record)?.into())
+            .put(
+                &Self::record_path(owner, &id),
+                serde_json::to_vec(&record)?.into(),
+            )
             .await?;
         Ok(Upload {
             upload: id,
@@ -90,22 +124,25 @@ impl Files {
         if !valid_id(id) {
             return Err(FilesError::NotFound);
         }
-        let got = match self.store.get(&Self::record_path(id)).await {
+        let got = match self.store.get(&Self::record_path(owner, id)).await {
             Ok(got) => got.bytes().await?,
             Err(object_store::Error::NotFound { .. }) => return Err(FilesError::NotFound),
             Err(e) => return Err(e.into()),
         };
         let record: Record = serde_json::from_slice(&got)?;
         if record.owner != owner {
-            return Err(FilesError::NotYours);
+            // Two ids hashing alike: as good as not found.
+            return Err(FilesError::NotFound);
         }
         Ok(record)
     }
 
     /// The stored chunks, in order, as (offset, path, size); checked to
     /// follow each other from 0.
-    async fn chunks(&self, id: &str) -> Result<Vec<(u64, Path, u64)>, FilesError> {
-        let mut list = self.store.list(Some(&Path::from(format!("uploads/{id}"))));
+    async fn chunks(&self, owner: &str, id: &str) -> Result<Vec<(u64, Path, u64)>, FilesError> {
+        let mut list = self
+            .store
+            .list(Some(&Path::from(Self::upload_dir(owner, id))));
         let mut chunks = Vec::new();
         while let Some(meta) = list.next().await {
             let meta = meta?;
@@ -135,7 +172,7 @@ impl Files {
     /// Where `owner`'s upload `id` stands.
     pub async fn status(&self, owner: &str, id: &str) -> Result<Upload, FilesError> {
         let record = self.record(owner, id).await?;
-        let offset = self.chunks(id).await?.iter().map(|c| c.2).sum();
+        let offset = self.chunks(owner, id).await?.iter().map(|c| c.2).sum();
         Ok(Upload {
             upload: id.to_owned(),
             offset,
@@ -155,7 +192,7 @@ impl Files {
         bytes: Bytes,
     ) -> Result<u64, FilesError> {
         let record = self.record(owner, id).await?;
-        let have: u64 = self.chunks(id).await?.iter().map(|c| c.2).sum();
+        let have: u64 = self.chunks(owner, id).await?.iter().map(|c| c.2).sum();
         if offset != have {
             return Err(FilesError::Offset {
                 expected: have,
@@ -183,7 +220,7 @@ impl Files {
             super::allowed_type(head).map_err(FilesError::Type)?;
         }
         self.store
-            .put(&Self::chunk_path(id, offset), bytes.into())
+            .put(&Self::chunk_path(owner, id, offset), bytes.into())
             .await?;
         Ok(end)
     }
@@ -191,11 +228,13 @@ impl Files {
     /// Drops `owner`'s upload `id` and its chunks.
     pub async fn abort(&self, owner: &str, id: &str) -> Result<(), FilesError> {
         self.record(owner, id).await?;
-        self.remove_upload(id).await
+        self.remove_upload(owner, id).await
     }
 
-    async fn remove_upload(&self, id: &str) -> Result<(), FilesError> {
-        let mut list = self.store.list(Some(&Path::from(format!("uploads/{id}"))));
+    async fn remove_upload(&self, owner: &str, id: &str) -> Result<(), FilesError> {
+        let mut list = self
+            .store
+            .list(Some(&Path::from(Self::upload_dir(owner, id))));
         let mut paths = Vec::new();
         while let Some(meta) = list.next().await {
             paths.push(meta?.location);
@@ -211,30 +250,13 @@ impl Files {
 
     /// The uploads in progress of `user` (for their erasure).
     pub(super) async fn uploads_of(&self, user: &str) -> Result<Vec<Path>, FilesError> {
-        let mut records = self.store.list(Some(&Path::from("uploads")));
-        let mut ids = Vec::new();
-        while let Some(meta) = records.next().await {
-            let meta = meta?;
-            if meta.location.filename() != Some("record.json") {
-                continue;
-            }
-            let Some(id) = meta.location.parts().nth(1).map(|p| p.as_ref().to_owned()) else {
-                continue;
-            };
-            if let Ok(got) = self.store.get(&meta.location).await {
-                if let Ok(record) = serde_json::from_slice::<Record>(&got.bytes().await?) {
-                    if record.owner == user {
-                        ids.push(id);
-                    }
-                }
-            }
-        }
+        let mut list = self.store.list(Some(&Path::from(format!(
+            "uploads/{}",
+            super::user_key(user)
+        ))));
         let mut paths = Vec::new();
-        for id in ids {
-            let mut list = self.store.list(Some(&Path::from(format!("uploads/{id}"))));
-            while let Some(meta) = list.next().await {
-                paths.push(meta?.location);
-            }
+        while let Some(meta) = list.next().await {
+            paths.push(meta?.location);
         }
         Ok(paths)
     }
@@ -254,7 +276,7 @@ impl Files {
             }
         }
         let record = self.record(owner, id).await?;
-        let chunks = self.chunks(id).await?;
+        let chunks = self.chunks(owner, id).await?;
         let have: u64 = chunks.iter().map(|c| c.2).sum();
         if have != record.size {
             return Err(FilesError::Incomplete {
@@ -328,7 +350,7 @@ impl Files {
         self.store
             .put(&Self::meta_path(&staged), serde_json::to_vec(&file)?.into())
             .await?;
-        self.remove_upload(id).await?;
+        self.remove_upload(owner, id).await?;
         Ok(file)
     }
 }

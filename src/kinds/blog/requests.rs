@@ -384,7 +384,7 @@ async fn attach_all(
 
 fn files_refusal(id: &str, err: FilesError) -> Refusal {
     match err {
-        FilesError::NotFound | FilesError::NotYours => Refusal::new(
+        FilesError::NotFound => Refusal::new(
             ErrorCode::UnknownTarget,
             format!("no uploaded file {id} of yours"),
         ),

@@ -252,7 +252,7 @@ fn joined_space(s: &mut Session, room: &str) -> Result<Arc<Room>, Refusal> {
 /// file under is an unknown target; a store failure is storage's.
 fn files_refusal(err: FilesError) -> Refusal {
     match err {
-        FilesError::NotFound | FilesError::NotYours => Refusal::new(
+        FilesError::NotFound => Refusal::new(
             ErrorCode::UnknownTarget,
             "no uploaded file of yours with that id: upload it (POST /files/uploads) first",
         ),
