@@ -98,7 +98,7 @@ export class BlogRoomView {
   private attachList = el("ul", { className: "blog-attachments", "aria-label": "Fichiers joints" });
   // The settings (teachers).
   private settings?: HTMLDetailsElement;
-  private circuitBoxes = new Map<string, HTMLInputElement>();
+  private circuit?: HTMLSelectElement;
   private publicBox?: HTMLInputElement;
 
   constructor(
@@ -209,22 +209,19 @@ export class BlogRoomView {
 
   /** « Réglages du blog »: the circuit and whether the school reads it. */
   private settingsForm(): HTMLDetailsElement {
-    const circuit = el("fieldset", { className: "blog-circuit" }, el("legend", { textContent: "Articles des élèves" }));
-    for (const [value, label] of [
-      ["approve", "Validation par l'enseignant"],
-      ["direct", "Publication directe"],
-    ]) {
-      const box = el("input", { type: "radio", name: "blog-circuit", id: `blog-circuit-${value}`, value });
-      this.circuitBoxes.set(value, box);
-      circuit.append(el("label", { className: "check", htmlFor: box.id }, box, label));
-    }
+    this.circuit = el(
+      "select",
+      { id: "blog-circuit" },
+      el("option", { value: "approve", textContent: "Validation par l'enseignant" }),
+      el("option", { value: "direct", textContent: "Publication directe" }),
+    );
     this.publicBox = el("input", { type: "checkbox", id: "blog-public" });
     const status = el("p", { className: "status", role: "status" });
     const submit = el("button", { type: "submit", textContent: "Enregistrer les réglages" });
-    const form = el("form", { className: "blog-form" }, circuit, el("label", { className: "check", htmlFor: this.publicBox.id }, this.publicBox, "Ouvert à tout l'établissement"), submit, status);
+    const form = el("form", { className: "blog-form" }, el("label", { htmlFor: this.circuit.id, textContent: "Articles des élèves" }), this.circuit, el("label", { className: "check", htmlFor: this.publicBox.id }, this.publicBox, "Ouvert à tout l'établissement"), submit, status);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const config: BlogConfig = { circuit: this.circuitBoxes.get("direct")!.checked ? "direct" : "approve", public: this.publicBox!.checked };
+      const config: BlogConfig = { circuit: this.circuit!.value === "direct" ? "direct" : "approve", public: this.publicBox!.checked };
       submit.disabled = true;
       status.textContent = "";
       try {
@@ -326,7 +323,7 @@ export class BlogRoomView {
     const state = this.state!;
     // The settings form shows the blog's settings (unless being changed).
     if (this.settings && !this.settings.open) {
-      this.circuitBoxes.get(state.config.circuit)!.checked = true;
+      this.circuit!.value = state.config.circuit;
       this.publicBox!.checked = state.config.public;
     }
     if (this.writeSubmit) this.writeSubmit.textContent = this.teacher || state.config.circuit === "direct" ? "Publier" : "Envoyer pour validation";

@@ -44,7 +44,7 @@ export function addedWords(d: DocItem, now = Date.now()): string {
 
 /** A two-step button: a first click asks « Confirmer la suppression », a second one does it. */
 function confirmButton(label: string, aria: string, run: () => Promise<void>): HTMLButtonElement {
-  const b = el("button", { type: "button", className: "secondary danger-text remove", textContent: label });
+  const b = el("button", { type: "button", className: "secondary delete remove", textContent: label });
   b.setAttribute("aria-label", `${label} : ${aria}`);
   let armed = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
