@@ -432,7 +432,7 @@ export class BlogRoomView {
       for (const c of list) {
         const li = el("li", { className: "blog-comment", "data-offset": String(c.offset) }, el("p", {}, el("b", { textContent: c.from.name }), ` · ${dueWords(c.ts)}`), el("p", { className: "comment-text", textContent: c.text }));
         if (this.teacher || c.from.id === this.client.user?.id) {
-          const del = el("button", { type: "button", className: "secondary delete-comment", textContent: "Supprimer" });
+          const del = el("button", { type: "button", className: "secondary delete delete-comment", textContent: "Supprimer" });
           del.setAttribute("aria-label", `Supprimer le commentaire de ${c.from.name}`);
           del.addEventListener("click", async () => {
             del.disabled = true;
