@@ -7,3 +7,5 @@ export * from "./messages.js";
 export * from "./announce.js";
 export * from "./files.js";
 export * from "./handin.js";
+export * from "./docs.js";
+export * from "./blog.js";

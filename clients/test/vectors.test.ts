@@ -233,3 +233,68 @@ test("hand-in vectors: the helpers send exactly the documented frames; replies a
   const odd = decodeHandinsOk({ handins: [{ handin: 9, accepts: ["document", "hologram"], mine: [{ status: "lost" }], future: 1 }] });
   assert.deepEqual([odd[0].accepts, odd[0].mine[0].status, odd[0].title, odd[0].late], [["document"], "todo", "", false]);
 });
+
+test("document space and blog vectors: the helpers send exactly the documented frames; replies and events decode", async () => {
+  const { PreauClient } = await import("../src/client.js");
+  const { docs, docFolder, docAdd, docRemove, docsConfig, decodeDocsOk, docsEventOf } = await import("../src/docs.js");
+  const { blog, blogWrite, blogApprove, blogUnpublish, blogDelete, blogComment, blogConfig, decodeBlogOk, blogEventOf } = await import("../src/blog.js");
+  const client = new PreauClient({ url: "ws://test/ws", token: "t", WebSocket: RecordingSocket as any, requestTimeoutMs: 200 });
+  await client.connect();
+  const sock = RecordingSocket.last!;
+  const byName = (n: string) => vectors.find((v) => v.name === n)!;
+  const room = "3B/docs/main";
+  const broom = "3B/blog/main";
+  const cases: Array<[string, () => Promise<unknown>]> = [
+    ["docs", () => docs(client, room)],
+    ["doc_folder", () => docFolder(client, room, "maths-chap-4", "Chapitre 4 : fonctions")],
+    ["doc_add", () => docAdd(client, room, { file: "4f1c2a9e7b3d5f60a8c1e2d3b4a59687", folder: "maths-chap-4", title: "Fiche d'exercices", entry: 12, lesson: "Fonctions affines", key: "c1f0-doc-1" })],
+    ["doc_add.pupil", () => docAdd(client, room, { file: "9a8b7c6d5e4f30211203f4e5d6c7b8a9", folder: "eleves" })],
+    ["doc_remove", () => docRemove(client, room, 4)],
+    ["docs_config", () => docsConfig(client, room, true)],
+    ["blog", () => blog(client, broom)],
+    ["blog_write", () => blogWrite(client, broom, { title: "Sortie au musée", text: "Nous avons vu les impressionnistes.", files: ["0123456789abcdef0123456789abcdef"], key: "c1f0-blog-1" })],
+    ["blog_approve", () => blogApprove(client, broom, 1)],
+    ["blog_unpublish", () => blogUnpublish(client, broom, 1)],
+    ["blog_delete", () => blogDelete(client, broom, 1)],
+    ["blog_comment", () => blogComment(client, broom, 1, "Trop bien !")],
+    ["blog_config", () => blogConfig(client, broom, { circuit: "approve", public: false })],
+  ];
+  try {
+    for (const [name, send] of cases) {
+      const v = byName(name);
+      const before = sock.sent.length;
+      void send().catch(() => {});
+      const frame = sock.sent[before];
+      assert.ok(frame, `${name}: a frame was sent`);
+      frame.id = (v.json as { id: number }).id;
+      assert.equal(Buffer.from(encode(frame)).toString("hex"), v.hex, name);
+    }
+  } finally {
+    client.close();
+  }
+  const data = (n: string) => (decode(Buffer.from(byName(n).hex, "hex")) as { data: unknown }).data;
+  const space = decodeDocsOk(data("ok.docs"));
+  assert.equal(space.pupilsShare, true);
+  assert.deepEqual(space.folders, [{ folder: "eleves", title: "Travaux des élèves" }, { folder: "maths-chap-4", title: "Chapitre 4 : fonctions" }]);
+  assert.deepEqual([space.docs[0].doc, space.docs[0].title, space.docs[0].file.name, space.docs[0].by.name, space.docs[0].entry, space.docs[0].lesson], [3, "Fiche d'exercices", "fiche-exercices.pdf", "M. Durand", 12, "Fonctions affines"]);
+  const dev = (n: string) => docsEventOf(decode(Buffer.from(byName(n).hex, "hex")) as any);
+  assert.deepEqual(dev("event.doc_folder"), { kind: "doc_folder", folder: "maths-chap-4", title: "Chapitre 4 : fonctions" });
+  assert.deepEqual(dev("event.docs_config"), { kind: "docs_config", pupilsShare: true });
+  const add = dev("event.doc_add.pupil");
+  assert.deepEqual(add?.kind === "doc_add" && [add.doc, add.folder, add.title, add.file?.name, add.by.id], [4, "eleves", "exposé.pdf", "exposé.pdf", "ana"]);
+  assert.deepEqual(dev("event.doc_remove"), { kind: "doc_remove", doc: 4, folder: "eleves" });
+  const b = decodeBlogOk(data("ok.blog"));
+  assert.deepEqual(b.config, { circuit: "approve", public: false });
+  assert.deepEqual([b.posts[0].post, b.posts[0].author.name, b.posts[0].title, b.posts[0].files[0].type, b.posts[0].status, b.posts[0].published, b.posts[0].comments], [2, "Ana Martin", "Sortie au musée", "image/jpeg", "published", 3, 1]);
+  const bev = (n: string) => blogEventOf(decode(Buffer.from(byName(n).hex, "hex")) as any);
+  assert.deepEqual(bev("event.blog_config"), { kind: "blog_config", circuit: "approve", public: false });
+  const post = bev("event.blog_post");
+  assert.deepEqual(post?.kind === "blog_post" && [post.post, post.author.id, post.title, post.files[0].name], [2, "ana", "Sortie au musée", "musee.jpg"]);
+  const pub = bev("event.blog_publish");
+  assert.deepEqual(pub?.kind === "blog_publish" && [pub.offset, pub.post, pub.text], [3, 2, "Nous avons vu les impressionnistes."]);
+  const com = bev("event.blog_comment");
+  assert.deepEqual(com?.kind === "blog_comment" && [com.offset, com.post, com.from.name, com.text], [4, 2, "M. Durand", "Bravo !"]);
+  // Lenient: an unknown circuit is « approve », a status unknown is pending, a doc without a file is left out.
+  assert.deepEqual(decodeBlogOk({ config: { circuit: "chaos" }, posts: [{ post: 7, status: "lost" }] }).posts[0].status, "pending");
+  assert.equal(decodeDocsOk({ docs: [{ doc: 1 }], folders: [{ folder: "x" }] }).docs.length, 0);
+});

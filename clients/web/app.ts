@@ -64,7 +64,7 @@ interface View {
 function isNews(ev: EventFrame): boolean {
   const k = ev.body.kind;
   if (k === "homework_entry") return ev.body.entry === undefined && ev.body.publish_at === undefined;
-  return k === "message" || k === "agenda_item" || k === "homework_publish" || k === "handin_open";
+  return k === "message" || k === "agenda_item" || k === "homework_publish" || k === "handin_open" || k === "doc_add" || k === "blog_publish";
 }
 
 /**
@@ -73,7 +73,7 @@ function isNews(ev: EventFrame): boolean {
  * teachers find their conversations first, as before.
  */
 function kindsFor(role: string): readonly string[] {
-  return isModerator(role) ? ["chat", "forum", "notes", "agenda", "homework", "handin"] : ["homework", "handin", "chat", "forum", "notes", "agenda"];
+  return isModerator(role) ? ["chat", "forum", "notes", "agenda", "homework", "handin", "docs", "blog"] : ["homework", "handin", "docs", "blog", "chat", "forum", "notes", "agenda"];
 }
 
 /** Whether the user has a home page: the week across their classes (or their children's). */
@@ -314,7 +314,8 @@ class App {
     }
     for (const r of rooms) this.addToList(r);
     // A teacher's « Devoirs à rendre » is listed before it exists: opening it creates it.
-    if (isModerator(role)) for (const cls of classes) this.addToList(`${cls}/handin/main`);
+    // So are the class's « Documents de la classe » and « Blog de la classe ».
+    if (isModerator(role)) for (const cls of classes) for (const k of ["handin", "docs", "blog"]) this.addToList(`${cls}/${k}/main`);
     for (const r of this.views.keys()) this.addToList(r);
     for (const section of this.directory.querySelectorAll<HTMLElement>("section.class-rooms")) {
       if (!section.querySelector("li")) section.append(el("p", { className: "empty", textContent: "Aucun salon ouvert pour l'instant." }));
@@ -334,7 +335,7 @@ class App {
     const name = el("input", { id: "open-name", placeholder: "révisions bac", autocomplete: "off", maxLength: 64 });
     // A class has one diary, which has no name to choose.
     const nameLabel = el("label", { htmlFor: "open-name", textContent: "Nom" });
-    kind.addEventListener("change", () => (name.hidden = nameLabel.hidden = kind.value === "homework" || kind.value === "handin"));
+    kind.addEventListener("change", () => (name.hidden = nameLabel.hidden = kind.value === "homework" || kind.value === "handin" || kind.value === "docs"));
     const form = el(
       "form",
       { className: "open-room" },
@@ -349,7 +350,7 @@ class App {
     );
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const slug = kind.value === "homework" ? "diary" : kind.value === "handin" ? "main" : slugify(name.value);
+      const slug = kind.value === "homework" ? "diary" : kind.value === "handin" || kind.value === "docs" ? "main" : kind.value === "blog" && !name.value.trim() ? "main" : slugify(name.value);
       const room = `${cls.value.trim()}/${kind.value}/${slug}`;
       if (!slug || !ROOM_RE.test(room)) return toast("Indiquez une classe et un nom (lettres, chiffres, tirets).", "error");
       name.value = "";
@@ -372,14 +373,14 @@ class App {
     if (!list) {
       list = el("ul", { className: "rooms", "data-kind": kind, "aria-label": KIND_LABELS[kind] ?? kind });
       // The diary's one link already says « Cahier de textes »: its group's heading is for screen readers only.
-      const heading = el("h4", { textContent: KIND_GROUPS[kind] ?? kind, className: kind === "homework" || kind === "handin" ? "sr-only" : "" });
+      const heading = el("h4", { textContent: KIND_GROUPS[kind] ?? kind, className: kind === "homework" || kind === "handin" || kind === "docs" ? "sr-only" : "" });
       const group = el("div", { className: "kind-group", "data-kind": kind }, heading, list);
       const rank = (k: string) => this.kinds.indexOf(k) >>> 0;
       const next = [...section.querySelectorAll<HTMLElement>(":scope > .kind-group")].find((g) => rank(g.dataset.kind ?? "") > rank(kind));
       section.insertBefore(group, next ?? null);
     }
     this.known.add(room);
-    const label = kind === "homework" ? "Cahier de textes" : kind === "handin" ? "Devoirs à rendre" : prettyName(name);
+    const label = kind === "homework" ? "Cahier de textes" : kind === "handin" ? "Devoirs à rendre" : kind === "docs" ? "Documents de la classe" : kind === "blog" && name === "main" ? "Blog de la classe" : prettyName(name);
     const b = el("button", { type: "button", className: "room-link" }, el("span", { className: "name", textContent: label }), el("span", { className: "unread", hidden: true }));
     b.addEventListener("click", () => this.open(room));
     const li = el("li", { "data-room": room, "data-kind": kind }, b);
@@ -429,6 +430,10 @@ class App {
           ? new LazyView(async () => new (await import("./diary.js")).DiaryRoomView(this.client, room, hooks, this.store))
           : kind === "handin"
           ? new LazyView(async () => new (await import("./handin.js")).HandinRoomView(this.client, room, hooks))
+          : kind === "docs"
+          ? new LazyView(async () => new (await import("./docs.js")).DocsRoomView(this.client, room, hooks))
+          : kind === "blog"
+          ? new LazyView(async () => new (await import("./blog.js")).BlogRoomView(this.client, room, hooks))
           : kind === "notes"
           ? new NotesView(this.client, room, hooks, this.store)
           : kind === "forum"

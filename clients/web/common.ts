@@ -403,8 +403,8 @@ export interface RoomHooks {
 }
 
 
-export const KIND_LABELS: Record<string, string> = { chat: "discussion", forum: "forum", notes: "note", agenda: "agenda", audit: "journal", homework: "cahier de textes", handin: "devoirs à rendre" };
-export const KIND_GROUPS: Record<string, string> = { chat: "Discussions", forum: "Forums", notes: "Notes", agenda: "Agenda", homework: "Cahier de textes", handin: "Devoirs à rendre" };
+export const KIND_LABELS: Record<string, string> = { chat: "discussion", forum: "forum", notes: "note", agenda: "agenda", audit: "journal", homework: "cahier de textes", handin: "devoirs à rendre", docs: "documents de la classe", blog: "blog" };
+export const KIND_GROUPS: Record<string, string> = { chat: "Discussions", forum: "Forums", notes: "Notes", agenda: "Agenda", homework: "Cahier de textes", handin: "Devoirs à rendre", docs: "Documents de la classe", blog: "Blogs" };
 
 /** The home page's title (web/diary.ts), which the directory's link says too. */
 export function homeTitle(role: string): string {
@@ -428,6 +428,9 @@ export function roomTitle(room: string): string {
   if (kind === "homework") return `Cahier de textes · ${cls}`;
   // One per class, named `main`.
   if (kind === "handin") return `Devoirs à rendre · ${cls}`;
+  if (kind === "docs") return `Documents de la classe · ${cls}`;
+  if (kind === "blog" && name === "main") return `Blog de la classe · ${cls}`;
+  if (kind === "blog") return `Blog « ${prettyName(name ?? "")} » · ${cls}`;
   return `${prettyName(name ?? room)} · ${KIND_LABELS[kind] ?? kind} · ${cls}`;
 }
 

@@ -122,7 +122,7 @@ export function fileErrorText(err: unknown): string {
 }
 
 /** Saves a blob under `name` (a download the browser keeps). */
-function saveBlob(blob: Blob, name: string): void {
+export function saveBlob(blob: Blob, name: string): void {
   const a = el("a", { href: URL.createObjectURL(blob), download: name });
   document.body.append(a);
   a.click();
@@ -131,7 +131,7 @@ function saveBlob(blob: Blob, name: string): void {
 }
 
 /** Fetches a file with the token and saves it. */
-async function download(client: PreauClient, room: string, ref: FileRef, button?: HTMLButtonElement): Promise<void> {
+export async function download(client: PreauClient, room: string, ref: FileRef, button?: HTMLButtonElement): Promise<void> {
   if (button) button.disabled = true;
   try {
     const got = await fetchFile(client.httpUrl, await client.token(), ref.id, room);
@@ -144,17 +144,17 @@ async function download(client: PreauClient, room: string, ref: FileRef, button?
 }
 
 /** A button that downloads `ref`: « Télécharger la correction (corrigé.pdf, 48 ko) ». */
-function downloadButton(client: PreauClient, room: string, ref: FileRef, label: string, className = "secondary download"): HTMLButtonElement {
+export function downloadButton(client: PreauClient, room: string, ref: FileRef, label: string, className = "secondary download"): HTMLButtonElement {
   const b = el("button", { type: "button", className }, el("span", { textContent: label }), el("span", { className: "file-name", textContent: ` (${ref.name}, ${sizeWords(ref.size)})` }));
   b.addEventListener("click", () => void download(client, room, ref, b));
   return b;
 }
 
 let ids = 0;
-const nextId = (prefix: string) => `${prefix}-${++ids}`;
+export const nextId = (prefix: string) => `${prefix}-${++ids}`;
 
 /** An upload's progress: a bar and « Envoi… 42 % ». */
-class Progress {
+export class Progress {
   bar = el("progress", { max: 100, value: 0 });
   text = el("span", { className: "progress-text" });
   root = el("div", { className: "upload-progress", hidden: true }, this.bar, this.text);
@@ -173,7 +173,7 @@ class Progress {
 }
 
 /** Uploads a file as the user, for the room's class, with its progress shown. */
-async function upload(client: PreauClient, room: string, file: Blob, name: string, progress: Progress): Promise<UploadedFile> {
+export async function upload(client: PreauClient, room: string, file: Blob, name: string, progress: Progress): Promise<UploadedFile> {
   progress.set(0, file.size);
   try {
     return await uploadFile(client.httpUrl, await client.token(), file, name, {
@@ -195,7 +195,7 @@ export function canRecord(): boolean {
  * « Enregistrer un message audio »: start, stop, listen to it, then send it
  * (`send` uploads and hands it in) or start again.
  */
-class Recorder {
+export class Recorder {
   root = el("div", { className: "recorder" });
   private start = el("button", { type: "button", className: "secondary record", textContent: "Enregistrer un message audio" });
   private stop = el("button", { type: "button", className: "danger stop", textContent: "Arrêter l'enregistrement", hidden: true });
@@ -206,7 +206,11 @@ class Recorder {
   private timer?: ReturnType<typeof setInterval>;
   private url?: string;
 
-  constructor(private send: (blob: Blob, name: string) => Promise<boolean>) {
+  constructor(
+    private send: (blob: Blob, name: string) => Promise<boolean>,
+    /** The button that sends it (the blog: « Joindre l'enregistrement »). */
+    private sendLabel = "Envoyer l'enregistrement",
+  ) {
     this.start.addEventListener("click", () => void this.begin());
     this.stop.addEventListener("click", () => this.recorder?.stop());
     this.root.append(this.start, this.stop, this.clock, this.preview);
@@ -256,7 +260,7 @@ class Recorder {
     audio.setAttribute("aria-label", "Écouter l'enregistrement");
     const ext = /ogg/.test(blob.type) ? "ogg" : /mp4|aac|m4a/.test(blob.type) ? "m4a" : "webm";
     const stamp = new Date().toISOString().slice(0, 16).replace("T", " ").replace(":", "h");
-    const send = el("button", { type: "button", className: "send-recording", textContent: "Envoyer l'enregistrement" });
+    const send = el("button", { type: "button", className: "send-recording", textContent: this.sendLabel });
     send.addEventListener("click", async () => {
       send.disabled = true;
       if (await this.send(blob, `enregistrement ${stamp}.${ext}`)) this.clear();
