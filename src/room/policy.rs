@@ -52,6 +52,17 @@ pub fn home_moderator(user: &Claims, room: &RoomName) -> bool {
     }
 }
 
+/// The family space (the homework diary, hand-ins, the document space):
+/// as [`pupils_space`], but the parents of the class's pupils read (a
+/// parent's `classes` claim holds their children's classes; what each
+/// parent is shown of it is the kind's `shown`).
+pub fn family_space(user: &Claims, room: &RoomName, action: Action) -> bool {
+    match (user.role, action) {
+        (Role::Parent, Action::Read) => user.in_class(room.class()),
+        _ => pupils_space(user, room, action),
+    }
+}
+
 /// The pupils' space (chat rooms, notes, a forum's own class): pupils and
 /// teachers of the class read and post, teachers of the class moderate,
 /// staff may do anything, and parents never read pupils' work.

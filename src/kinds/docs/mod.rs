@@ -75,14 +75,7 @@ impl RoomKind for DocsKind {
         _grants: Option<&ForumSettings>,
         action: Action,
     ) -> bool {
-        let in_class = user.in_class(room.class());
-        match (user.role, action) {
-            (Role::Staff, _) => true,
-            (Role::Teacher, _) => in_class,
-            (Role::Student, Action::Read | Action::Post) => in_class,
-            (Role::Parent, Action::Read) => in_class,
-            (Role::Student | Role::Parent, _) => false,
-        }
+        crate::room::policy::family_space(user, room, action)
     }
 
     fn events(&self) -> &'static [&'static str] {

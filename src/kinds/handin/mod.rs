@@ -17,7 +17,7 @@ mod requests;
 pub mod state;
 
 use crate::auth::Claims;
-use crate::protocol::{Body, Bucket, ErrorCode, Event, ForumSettings, Role};
+use crate::protocol::{Body, Bucket, ErrorCode, Event, ForumSettings};
 use crate::room::policy::Action;
 use crate::room::{Erasure, KindState, LoadContext, Retention, Room, RoomKind, RoomName, Viewer};
 use crate::session::kind::{BoxFuture, Handled, KindHandler, KindRequest};
@@ -62,14 +62,7 @@ impl RoomKind for Handin {
         _grants: Option<&ForumSettings>,
         action: Action,
     ) -> bool {
-        let in_class = user.in_class(room.class());
-        match (user.role, action) {
-            (Role::Staff, _) => true,
-            (Role::Teacher, _) => in_class,
-            (Role::Student, Action::Read | Action::Post) => in_class,
-            (Role::Parent, Action::Read) => in_class,
-            (Role::Student | Role::Parent, _) => false,
-        }
+        crate::room::policy::family_space(user, room, action)
     }
 
     fn events(&self) -> &'static [&'static str] {
