@@ -55,6 +55,8 @@ struct Refused {
     code: &'static str,
     message: String,
     offset: Option<u64>,
+    /// Seconds, for `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -70,6 +72,7 @@ impl Refused {
             code,
             message: message.into(),
             offset: None,
+            retry_after: None,
         }
     }
 }
@@ -88,6 +91,11 @@ impl IntoResponse for Refused {
             response
                 .headers_mut()
                 .insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -147,10 +155,23 @@ fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<Claims, Refused> {
             "node tokens handle no files",
         ));
     }
-    hub.directory
+    let claims = hub
+        .directory
         .current()
         .claims_for(&claims)
-        .map_err(|e| unauthorized(&e.to_string()))
+        .map_err(|e| unauthorized(&e.to_string()))?;
+    // The same request bucket as the user's WebSocket requests (while
+    // they are connected): a script cannot hammer the store either.
+    if let Err(wait) = hub.request_limit(&claims.sub) {
+        let mut refused = Refused::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests: retry in {} ms", wait.as_millis()),
+        );
+        refused.retry_after = Some(wait.as_secs().max(1));
+        return Err(refused);
+    }
+    Ok(claims)
 }
 
 #[derive(Deserialize)]
@@ -162,13 +183,21 @@ struct CreateBody {
     class: Option<String>,
 }
 
+/// Largest body of `POST /files/uploads` (a name and two numbers).
+const CREATE_BODY_LIMIT: usize = 16 * 1024;
+
 async fn create(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<Response, Refused> {
     let hub = &gateway.hub;
+    // The token first, the body after: nobody unauthenticated makes the
+    // server read anything.
     let claims = bearer(hub, &headers)?;
+    let body = axum::body::to_bytes(body, CREATE_BODY_LIMIT)
+        .await
+        .map_err(|_| Refused::new(StatusCode::BAD_REQUEST, "bad_request", "body too long"))?;
     let body: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         Refused::new(
             StatusCode::BAD_REQUEST,
