@@ -96,6 +96,17 @@ pub struct Export {
     pub read_marks: Vec<ReadMark>,
     /// Whether the user has a calendar feed address that works.
     pub calendar_feed: bool,
+    /// The objects the file store keeps about them (their hand-ins, the
+    /// corrections returned to them, what they shared or posted, uploads
+    /// in progress): path and size. What each is, and its name, is in the
+    /// events above that reference it (`file.path`).
+    pub files: Vec<StoredFile>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct StoredFile {
+    pub path: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -248,6 +259,7 @@ pub async fn export(hub: &Arc<Hub>, user: &str) -> Result<Export, PrivacyError> 
         note_updates: Vec::new(),
         read_marks: Vec::new(),
         calendar_feed: false,
+        files: Vec::new(),
     };
     let store = hub.store.clone();
     let kinds = hub.kinds.clone();
@@ -257,6 +269,14 @@ pub async fn export(hub: &Arc<Hub>, user: &str) -> Result<Export, PrivacyError> 
         Ok::<_, StoreError>(export)
     })
     .await??;
+    let mut export = export;
+    export.files = hub
+        .files
+        .of_user(user)
+        .await?
+        .into_iter()
+        .map(|(path, size)| StoredFile { path, size })
+        .collect();
     Ok(export)
 }
 

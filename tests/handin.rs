@@ -524,6 +524,19 @@ async fn erasing_a_pupil_deletes_their_files_from_the_store() {
     drop(ana);
     let files = server.dir.path().join("files");
     assert!(disk_holds(&files, b"secret-de-ana"));
+    // Her export lists the objects kept about her (her work, her
+    // correction, her upload in progress).
+    let (code, body) = http_request(
+        addr,
+        "GET",
+        "/admin/users/ana/export",
+        &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+    )
+    .await;
+    assert_eq!(code, 200);
+    let export: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let listed = export["files"].as_array().expect("files").len();
+    assert!(listed >= 3, "{}", export["files"]);
     let erased = admin_erase(addr, "ana").await;
     assert!(
         erased["files_deleted"].as_u64().unwrap_or(0) >= 2,
@@ -539,6 +552,15 @@ async fn erasing_a_pupil_deletes_their_files_from_the_store() {
     );
     assert!(!disk_holds(&files, b"brouil"), "and her upload's chunks");
     assert!(disk_holds(&files, b"travail-de-bob"), "Bob's work stays");
+    let (_, body) = http_request(
+        addr,
+        "GET",
+        "/admin/users/ana/export",
+        &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+    )
+    .await;
+    let export: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(export["files"], json!([]), "nothing left about her");
     let status: HandinStatusOk = tb
         .request_kind(&HandinRequest::HandinStatus {
             id: None,

@@ -283,11 +283,12 @@ impl Files {
         self.used(&format!("c/{class}")).await
     }
 
-    /// Deletes every file about `user` (attached in any class, staged,
-    /// uploads in progress): their erasure. Returns how many objects went.
-    pub async fn erase_user(&self, user: &str) -> Result<usize, FilesError> {
+    /// Every object about `user` (attached in any class, staged, uploads
+    /// in progress), as (path, size): what their erasure deletes, and what
+    /// their export lists.
+    pub async fn of_user(&self, user: &str) -> Result<Vec<(String, u64)>, FilesError> {
         let key = user_key(user);
-        let mut prefixes = vec![format!("staged/{key}")];
+        let mut prefixes = vec![format!("staged/{key}"), format!("uploads/{key}")];
         let classes = self
             .store
             .list_with_delimiter(Some(&Path::from("c")))
@@ -295,17 +296,24 @@ impl Files {
         for class in classes.common_prefixes {
             prefixes.push(format!("{class}/{key}"));
         }
-        let mut paths = Vec::new();
+        let mut found = Vec::new();
         for prefix in &prefixes {
             let mut list = self.store.list(Some(&Path::from(prefix.as_str())));
             while let Some(meta) = list.next().await {
-                paths.push(meta?.location);
+                let meta = meta?;
+                found.push((meta.location.to_string(), meta.size));
             }
         }
-        paths.extend(self.uploads_of(user).await?);
+        Ok(found)
+    }
+
+    /// Deletes every file about `user` (attached in any class, staged,
+    /// uploads in progress): their erasure. Returns how many objects went.
+    pub async fn erase_user(&self, user: &str) -> Result<usize, FilesError> {
+        let paths = self.of_user(user).await?;
         let count = paths.len();
-        for path in paths {
-            match self.store.delete(&path).await {
+        for (path, _) in paths {
+            match self.store.delete(&Path::from(path)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -248,19 +248,6 @@ impl Files {
         Ok(())
     }
 
-    /// The uploads in progress of `user` (for their erasure).
-    pub(super) async fn uploads_of(&self, user: &str) -> Result<Vec<Path>, FilesError> {
-        let mut list = self.store.list(Some(&Path::from(format!(
-            "uploads/{}",
-            super::user_key(user)
-        ))));
-        let mut paths = Vec::new();
-        while let Some(meta) = list.next().await {
-            paths.push(meta?.location);
-        }
-        Ok(paths)
-    }
-
     /// Ends `owner`'s upload `id`: checks its type, strips an image's
     /// metadata, writes it under `staged/` (one atomic put, or a multipart
     /// upload completed at the end: never half-visible) and deletes the
