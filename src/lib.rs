@@ -162,6 +162,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Server, Se
     };
     let store = Arc::new(store);
     let files = files::Files::open(&config.files, &config.data)?;
+    if config.redis.is_some() && config.files.s3.is_none() {
+        // Each node would keep its own files: a hand-in sent through one
+        // node would be 404 on the others.
+        tracing::warn!(
+            "several nodes (redis) with the local file store: files are seen only by the node that took them; set [files.s3] (README, \"Files\")"
+        );
+    }
     // The one registration list of room kinds (`src/kinds/mod.rs`).
     let handlers = Arc::new(session::Handlers::new(kinds::ALL)?);
     let listener = bind(config.listen).map_err(|source| ServerError::Bind {
