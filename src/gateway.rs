@@ -61,7 +61,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
         .route("/cal/{file}", get(calendar_feed))
-        .merge(crate::transfer::routes());
+        .merge(crate::transfer::routes(gateway.hub.clone()));
     if config.admin_key.is_some() {
         router = router.merge(crate::admin::routes());
     }

@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Claims;
 use crate::files::{FileRef, FilesError};
-use crate::gateway::Gateway;
 use crate::hub::Hub;
 use crate::protocol::Role;
 use crate::room::policy::{self, Action};
@@ -33,7 +32,9 @@ use crate::room::{Room, Viewer};
 /// stands after (the tus protocol's name, for familiarity).
 pub const UPLOAD_OFFSET: &str = "upload-offset";
 
-pub fn routes() -> Router<Gateway> {
+/// The routes, with the hub as their state (so this module needs nothing
+/// of the gateway that merges them).
+pub fn routes<S>(hub: Arc<Hub>) -> Router<S> {
     Router::new()
         .route("/files/uploads", post(create))
         .route(
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Gateway> {
         // A chunk is read whole (at most `files.chunk_bytes`): axum's
         // default body limit (2 MB) would refuse the default chunk.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(hub)
 }
 
 /// A refusal: a status and the JSON `{ "error": code, "message": … }`.
@@ -187,14 +189,13 @@ struct CreateBody {
 const CREATE_BODY_LIMIT: usize = 16 * 1024;
 
 async fn create(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refused> {
-    let hub = &gateway.hub;
     // The token first, the body after: nobody unauthenticated makes the
     // server read anything.
-    let claims = bearer(hub, &headers)?;
+    let claims = bearer(&hub, &headers)?;
     let body = axum::body::to_bytes(body, CREATE_BODY_LIMIT)
         .await
         .map_err(|_| Refused::new(StatusCode::BAD_REQUEST, "bad_request", "body too long"))?;
@@ -260,12 +261,12 @@ async fn create(
 }
 
 async fn status(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refused> {
-    let claims = bearer(&gateway.hub, &headers)?;
-    let upload = gateway.hub.files.status(&claims.sub, &id).await?;
+    let claims = bearer(&hub, &headers)?;
+    let upload = hub.files.status(&claims.sub, &id).await?;
     let mut response = Json(&upload).into_response();
     response
         .headers_mut()
@@ -274,13 +275,12 @@ async fn status(
 }
 
 async fn append(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refused> {
-    let hub = &gateway.hub;
-    let claims = bearer(hub, &headers)?;
+    let claims = bearer(&hub, &headers)?;
     let offset = headers
         .get(UPLOAD_OFFSET)
         .and_then(|v| v.to_str().ok())
@@ -313,13 +313,13 @@ async fn append(
 }
 
 async fn finish(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refused> {
-    let claims = bearer(&gateway.hub, &headers)?;
-    let file = gateway.hub.files.finish(&claims.sub, &id).await?;
-    gateway.hub.metrics.files_finished.increment(1);
+    let claims = bearer(&hub, &headers)?;
+    let file = hub.files.finish(&claims.sub, &id).await?;
+    hub.metrics.files_finished.increment(1);
     Ok((StatusCode::CREATED, Json(Staged::from(file))).into_response())
 }
 
@@ -348,12 +348,12 @@ impl From<FileRef> for Staged {
 }
 
 async fn abort(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refused> {
-    let claims = bearer(&gateway.hub, &headers)?;
-    gateway.hub.files.abort(&claims.sub, &id).await?;
+    let claims = bearer(&hub, &headers)?;
+    hub.files.abort(&claims.sub, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -443,14 +443,13 @@ fn disposition(inline: bool, name: &str) -> HeaderValue {
 }
 
 async fn download(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
     Query(query): Query<InRoom>,
     headers: HeaderMap,
 ) -> Result<Response, Refused> {
-    let hub = &gateway.hub;
-    let claims = bearer(hub, &headers)?;
-    let room = readable(hub, &claims, &query.room).await?;
+    let claims = bearer(&hub, &headers)?;
+    let room = readable(&hub, &claims, &query.room).await?;
     let (user, children) = viewer_parts(&claims);
     let file = room.file(
         &id,
@@ -505,13 +504,12 @@ async fn download(
 /// compressed (documents, images and recordings are compressed already),
 /// with sizes after the data, so nothing is held whole.
 async fn bundle(
-    State(gateway): State<Gateway>,
+    State(hub): State<Arc<Hub>>,
     Query(query): Query<InRoom>,
     headers: HeaderMap,
 ) -> Result<Response, Refused> {
-    let hub = &gateway.hub;
-    let claims = bearer(hub, &headers)?;
-    let room = readable(hub, &claims, &query.room).await?;
+    let claims = bearer(&hub, &headers)?;
+    let room = readable(&hub, &claims, &query.room).await?;
     let (user, children) = viewer_parts(&claims);
     let bundle = room.bundle(
         query.key.as_deref().unwrap_or_default(),
