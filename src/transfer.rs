@@ -162,9 +162,24 @@ fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<Claims, Refused> {
         .current()
         .claims_for(&claims)
         .map_err(|e| unauthorized(&e.to_string()))?;
-    // The same request bucket as the user's WebSocket requests (while
-    // they are connected): a script cannot hammer the store either.
-    if let Err(wait) = hub.request_limit(&claims.sub) {
+    // The same request bucket as the user's WebSocket requests while they
+    // are connected, and one of the file routes' own (same rate) in any
+    // case: a script with a token cannot hammer the store either.
+    let own = hub.shared(|_| FileBuckets(dashmap::DashMap::new()));
+    let checked = hub.request_limit(&claims.sub).and_then(|()| {
+        let config = &hub.config;
+        own.0
+            .entry(claims.sub.clone())
+            .or_insert_with(|| {
+                crate::ratelimit::TokenBucket::new(
+                    config.request_rate_per_sec,
+                    config.request_burst,
+                    tokio::time::Instant::now(),
+                )
+            })
+            .take(tokio::time::Instant::now())
+    });
+    if let Err(wait) = checked {
         let mut refused = Refused::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -175,6 +190,9 @@ fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<Claims, Refused> {
     }
     Ok(claims)
 }
+
+/// Each user's bucket on the file routes (node-wide, `Hub::shared`).
+struct FileBuckets(dashmap::DashMap<String, crate::ratelimit::TokenBucket>);
 
 #[derive(Deserialize)]
 struct CreateBody {
@@ -292,7 +310,33 @@ async fn append(
                 "Upload-Offset: <bytes already sent> is required",
             )
         })?;
+    // Where the upload stands before a byte is read: someone else's or a
+    // wrong offset costs the server nothing.
+    let standing = hub.files.status(&claims.sub, &id).await?;
+    if standing.offset != offset {
+        return Err(FilesError::Offset {
+            expected: standing.offset,
+            got: offset,
+        }
+        .into());
+    }
     let limit = hub.files.config().chunk_bytes as usize;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(limit as u64);
+    // A node-wide budget of chunk bytes held at once: many uploads
+    // together wait their turn instead of growing memory.
+    let Some(_permit) = hub.files.reserve(announced.max(1)) else {
+        let mut busy = Refused::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "too many uploads at once on this server: retry in a second",
+        );
+        busy.retry_after = Some(1);
+        return Err(busy);
+    };
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         Refused::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -235,7 +235,14 @@ async fn images_lose_their_metadata_and_nothing_half_uploaded_is_visible() {
     let (code, created) = create(addr, &ana, json!({"name": "half.pdf", "size": body.len()})).await;
     assert_eq!(code, 201);
     let id = created["upload"].as_str().expect("id").to_owned();
-    assert_eq!(append(addr, &ana, &id, 0, &body[..5_000]).await.0, 200);
+    // A first chunk too short to read the type from: refused.
+    let (code, err, _) = append(addr, &ana, &id, 0, &body[..1]).await;
+    assert_eq!(
+        (code, err["error"].as_str()),
+        (400, Some("bad_request")),
+        "{err}"
+    );
+    assert_eq!(append(addr, &ana, &id, 0, &body[..9_000]).await.0, 200);
     let listed = files_under(&files);
     assert!(
         listed

@@ -408,6 +408,14 @@ async fn who_may_do_what_over_every_role() {
     let mut ana = connect(&server, "ana").await;
     let file = upload_as(addr, "ana", "a.pdf", &pdf("ana")).await;
     submit(&mut ana, handin, &file).await.expect("ana hands in");
+    // A file is attached once: naming it again is refused, and the refusal
+    // deletes nothing the first hand-in references.
+    assert_eq!(
+        refused(submit(&mut ana, handin, &file).await),
+        ErrorCode::UnknownTarget
+    );
+    let (got, body, _) = download(addr, &who("tb"), &format!("/files/{file}?room={ROOM}")).await;
+    assert_eq!((got, body), (200, pdf("ana")));
     let mut cleo = connect(&server, "cleo").await;
     let other = upload_as(addr, "cleo", "c.pdf", &pdf("cleo")).await;
     assert_eq!(

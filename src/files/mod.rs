@@ -93,7 +93,13 @@ pub struct FileRef {
 pub struct Files {
     store: Arc<dyn ObjectStore>,
     config: FilesConfig,
+    /// Bytes of chunks being received at once, node-wide (a permit per
+    /// byte): what many uploads together may make the node hold.
+    inflight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Chunks a node receives at once at most (8 × 8 MiB by default).
+pub const CHUNKS_AT_ONCE: u64 = 8;
 
 impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,14 +161,23 @@ impl Files {
                 )
             }
         };
+        let inflight = (config.chunk_bytes * CHUNKS_AT_ONCE).min(u64::from(u32::MAX)) as usize;
         Ok(Files {
             store,
             config: config.clone(),
+            inflight: Arc::new(tokio::sync::Semaphore::new(inflight)),
         })
     }
 
     pub fn config(&self) -> &FilesConfig {
         &self.config
+    }
+
+    /// Room for a chunk of `bytes` in the node's budget, if there is some
+    /// now (held until the permit is dropped).
+    pub fn reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes.min(self.config.chunk_bytes)).ok()?;
+        self.inflight.clone().try_acquire_many_owned(bytes).ok()
     }
 
     /// Where a file of `class` about `subject` is kept once attached.
@@ -179,9 +194,10 @@ impl Files {
     }
 
     /// Moves `owner`'s staged file `id` under `class`, about `subject`,
-    /// and returns its reference. Idempotent: a file already moved (a
-    /// retry after a failure between the move and the event) is returned
-    /// as it is.
+    /// and returns its reference; `NotFound` if `owner` has no such staged
+    /// file (never staged, someone else's, or attached already: a file is
+    /// attached once, so the caller may delete what this returns when its
+    /// event is refused).
     pub async fn attach(
         &self,
         owner: &str,
@@ -211,18 +227,10 @@ impl Files {
                 let _ = self.store.delete(&Self::meta_path(&staged)).await;
                 Ok(file)
             }
-            Err(object_store::Error::NotFound { .. }) => {
-                let meta = match self.store.get(&Self::meta_path(&target)).await {
-                    Ok(got) => got.bytes().await?,
-                    Err(object_store::Error::NotFound { .. }) => return Err(FilesError::NotFound),
-                    Err(e) => return Err(e.into()),
-                };
-                self.store.head(&target).await.map_err(|e| match e {
-                    object_store::Error::NotFound { .. } => FilesError::NotFound,
-                    e => e.into(),
-                })?;
-                Ok(serde_json::from_slice(&meta)?)
-            }
+            // Not staged (any more): a file is attached once. Handing back
+            // one already attached would let a refusal or a removal delete
+            // bytes that another event still references.
+            Err(object_store::Error::NotFound { .. }) => Err(FilesError::NotFound),
             Err(e) => Err(e.into()),
         }
     }

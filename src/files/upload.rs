@@ -216,6 +216,15 @@ impl Files {
             )));
         }
         if offset == 0 {
+            // The type is read from the first chunk alone (here and at
+            // `finish`): it must hold enough to read it, or a one-byte
+            // first chunk would pass anything as text.
+            let needed = (SNIFF_BYTES as u64).min(record.size) as usize;
+            if bytes.len() < needed {
+                return Err(FilesError::Bad(format!(
+                    "the first chunk must hold at least {needed} bytes (or the whole file)"
+                )));
+            }
             let head = &bytes[..bytes.len().min(SNIFF_BYTES)];
             super::allowed_type(head).map_err(FilesError::Type)?;
         }

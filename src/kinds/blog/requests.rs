@@ -181,7 +181,16 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
                 text,
                 files: attached,
             };
-            let posted = common::write_durable(s, id, &room, POST, &fields, key.as_deref()).await?;
+            let posted =
+                match common::write_durable(s, id, &room, POST, &fields, key.as_deref()).await {
+                    Ok(posted) => posted,
+                    Err(refusal) => {
+                        // Refused after the files were moved: they are
+                        // nobody's, and would count against quotas.
+                        delete_all(s, &fields.files).await;
+                        return Err(refusal);
+                    }
+                };
             let circuit = room
                 .with_state(|blog: &mut Blog, _| blog.config().circuit)
                 .unwrap_or_default();
@@ -362,24 +371,34 @@ async fn attach_all(
         if attached.iter().any(|f: &FileRef| &f.id == id) {
             return Err(invalid(format!("file {id} is named twice")));
         }
-        let file = s
-            .hub
-            .files
-            .attach(user, id, &class, user)
-            .await
-            .map_err(|e| files_refusal(id, e))?;
-        if FileKind::of_mime(&file.mime) == FileKind::Document {
-            if let Err(e) = s.hub.files.delete(&file).await {
-                tracing::warn!(file = %file.id, error = %e, "cannot delete a refused blog file");
+        let file = match s.hub.files.attach(user, id, &class, user).await {
+            Ok(file) => file,
+            Err(e) => {
+                delete_all(s, &attached).await;
+                return Err(files_refusal(id, e));
             }
-            return Err(invalid(format!(
+        };
+        if FileKind::of_mime(&file.mime) == FileKind::Document {
+            let refusal = invalid(format!(
                 "file {id} is {}: a blog takes images, audio and video",
                 file.mime
-            )));
+            ));
+            attached.push(file);
+            delete_all(s, &attached).await;
+            return Err(refusal);
         }
         attached.push(file);
     }
     Ok(attached)
+}
+
+/// Deletes files this request attached, when it is refused after all.
+async fn delete_all(s: &Session, files: &[FileRef]) {
+    for file in files {
+        if let Err(e) = s.hub.files.delete(file).await {
+            tracing::warn!(file = %file.id, error = %e, "cannot delete a refused blog file");
+        }
+    }
 }
 
 fn files_refusal(id: &str, err: FilesError) -> Refusal {

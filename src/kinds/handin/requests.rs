@@ -308,8 +308,13 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             let (mut pupils, to) = match (&group, pupils.is_empty()) {
                 (Some(_), false) => return Err(invalid("name pupils or a group, not both")),
                 (Some(group), true) => {
-                    let members: Vec<String> =
-                        index.pupils_of(group).map(|p| p.id.clone()).collect();
+                    // Those of the group who are in the room's class: a
+                    // hand-in never reaches pupils who cannot read it.
+                    let members: Vec<String> = index
+                        .pupils_of(group)
+                        .filter(|p| index.pupils_of(&class).any(|q| q.id == p.id))
+                        .map(|p| p.id.clone())
+                        .collect();
                     (members, format!("group:{group}"))
                 }
                 (None, false) => {
