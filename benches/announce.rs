@@ -244,6 +244,7 @@ async fn main() {
             text: "Jeudi à 18 h, en salle polyvalente.".into(),
             ack: false,
             urgent: false,
+            key: None,
         };
         // Right after start, the cluster may still be resynchronising.
         let (sent_at, sent): (Instant, AnnounceOk) = loop {

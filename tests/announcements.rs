@@ -87,6 +87,7 @@ fn announce(targets: &[&str], ack: bool, urgent: bool) -> AnnounceRequest {
         text: "Le jeudi 17, prévoir un pique-nique.".into(),
         ack,
         urgent,
+        key: None,
     }
 }
 
@@ -190,6 +191,73 @@ async fn who_may_write_to_which_list() {
             t0.request_kind::<AnnounceOk>(&announce(&["everyone"], false, false))
                 .await
         ),
+        ErrorCode::InvalidField
+    );
+}
+
+/// A double click, or a retry after a lost answer: the same key from the
+/// same sender is one announcement, one notification each; another key,
+/// or another sender's same key, is another announcement.
+#[tokio::test]
+async fn an_announcement_sent_twice_with_its_key_is_sent_once() {
+    let (_, clock) = manual_clock(TUESDAY_10H);
+    let server = server(clock, &school(2, 2)).await;
+    let mut t0 = client(&server.url(), &who("t0")).await;
+    let keyed = |key: &str| match announce(&["parents:C0"], false, false) {
+        AnnounceRequest::Announce {
+            id,
+            targets,
+            title,
+            text,
+            ack,
+            urgent,
+            ..
+        } => AnnounceRequest::Announce {
+            id,
+            targets,
+            title,
+            text,
+            ack,
+            urgent,
+            key: Some(key.to_owned()),
+        },
+        other => other,
+    };
+    let first: AnnounceOk = t0.request_kind(&keyed("sortie-musee")).await.unwrap();
+    let again: AnnounceOk = t0.request_kind(&keyed("sortie-musee")).await.unwrap();
+    assert_eq!(first, again, "the same announcement");
+    let other: AnnounceOk = t0.request_kind(&keyed("autre")).await.unwrap();
+    assert_ne!(other.room, first.room);
+    // One notification of it per parent.
+    let mut p00 = client(&server.url(), &who("p0-0")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while announced(&mut p00).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not in the feed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rooms = announced(&mut p00).await;
+    assert_eq!(
+        rooms.iter().filter(|r| **r == first.room).count(),
+        1,
+        "{rooms:?}"
+    );
+    // Its history holds one announcement.
+    t0.join(&first.room, None).await.unwrap();
+    let page = t0.history(&first.room, None, None, Some(50)).await.unwrap();
+    let announcements = page
+        .events
+        .iter()
+        .filter(|e| matches!(&e.body, Body::Kind(k) if k.kind == "announce"))
+        .count();
+    assert_eq!(announcements, 1);
+    // Staff's same key is their own announcement.
+    let mut cpe = client(&server.url(), &who("cpe")).await;
+    let theirs: AnnounceOk = cpe.request_kind(&keyed("sortie-musee")).await.unwrap();
+    assert_ne!(theirs.room, first.room);
+    // Bounds.
+    assert_eq!(
+        refused(t0.request_kind::<AnnounceOk>(&keyed(&"k".repeat(65))).await),
         ErrorCode::InvalidField
     );
 }

@@ -2118,6 +2118,7 @@ fn messaging_client_samples() -> Vec<(&'static str, Bytes)> {
                 text: "Le jeudi 17, prévoir un pique-nique.".into(),
                 ack: true,
                 urgent: false,
+                key: None,
             }),
         ),
         (
@@ -2129,6 +2130,7 @@ fn messaging_client_samples() -> Vec<(&'static str, Bytes)> {
                 text: "Alerte météo : le collège est fermé demain.".into(),
                 ack: false,
                 urgent: true,
+                key: None,
             }),
         ),
         (

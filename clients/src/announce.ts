@@ -25,6 +25,8 @@ export interface NewAnnouncement {
   ack?: boolean;
   /** Staff only: its notifications pass quiet hours (and it is written in the audit log). */
   urgent?: boolean;
+  /** Idempotency key: sent again with the same key, it is the same announcement, sent once. */
+  key?: string;
 }
 
 /** The `announce` reply: the announcement's room and how many people it was sent to. */
@@ -138,7 +140,7 @@ export function decodeSentList(v: any): SentAnnouncement[] {
 /** Sends an announcement (teachers to their own classes' lists, staff to any). */
 export async function announce(client: PreauClient, a: NewAnnouncement): Promise<AnnounceOk> {
   return decodeAnnounceOk(
-    await client.request<unknown>("announce", { targets: a.targets, title: a.title, text: a.text, ack: a.ack || undefined, urgent: a.urgent || undefined }),
+    await client.request<unknown>("announce", { targets: a.targets, title: a.title, text: a.text, ack: a.ack || undefined, urgent: a.urgent || undefined, key: a.key }),
   );
 }
 

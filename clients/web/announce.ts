@@ -383,6 +383,9 @@ export class AnnouncesView {
       send,
       status,
     );
+    // One key per message written: a double click, or sending again after
+    // a lost answer, sends it once (the server answers the first reply).
+    let key = crypto.randomUUID();
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const targets = boxes.filter((b) => b.checked).map((b) => b.value as AnnounceTarget);
@@ -399,7 +402,8 @@ export class AnnouncesView {
       status.textContent = "Envoi…";
       try {
         const what = title.value.trim();
-        const ok = await announce(this.client, { targets, title: what, text: text.value, ack: ack.checked, urgent: staff && urgent.checked });
+        const ok = await announce(this.client, { targets, title: what, text: text.value, ack: ack.checked, urgent: staff && urgent.checked, key });
+        key = crypto.randomUUID();
         status.textContent = `Annonce envoyée à ${people(ok.recipients)}.`;
         toast(`Annonce envoyée à ${people(ok.recipients)}.`);
         form.reset();

@@ -26,6 +26,8 @@ pub(super) const TYPES: &[&str] = &[
     "announcements",
 ];
 const MAX_TITLE_LEN: usize = 200;
+/// Longest idempotency key, in bytes (as for `post`).
+const MAX_KEY_LEN: usize = 64;
 const MAX_TARGETS: usize = 50;
 /// Most recipients of one announcement (a large school, parents included).
 pub const MAX_RECIPIENTS: usize = 20_000;
@@ -47,6 +49,11 @@ pub enum Request {
         ack: bool,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         urgent: bool,
+        /// An idempotency key (1–64 bytes): the same key from the same
+        /// sender is the same announcement, sent once (a double click, a
+        /// retry after a lost answer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     AnnounceRead {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +139,8 @@ pub(super) async fn handle(s: &mut Session, request: KindRequest) -> Handled {
             text,
             ack,
             urgent,
-        } => announce(s, id, targets, title, text, ack, urgent).await,
+            key,
+        } => announce(s, id, targets, title, text, ack, urgent, key).await,
         Request::AnnounceRead { id, room } => receipt(s, id, &room, READ).await,
         Request::AnnounceAck { id, room } => receipt(s, id, &room, ACK).await,
         Request::AnnounceStatus { id, room } => status(s, id, &room).await,
@@ -251,7 +259,14 @@ async fn announce(
     text: String,
     ack: bool,
     urgent: bool,
+    key: Option<String>,
 ) -> Handled {
+    if key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_LEN)
+    {
+        return Err(invalid(format!("key must be 1 to {MAX_KEY_LEN} bytes")));
+    }
     if title.trim().is_empty() || title.len() > MAX_TITLE_LEN {
         return Err(invalid(format!("title must be 1 to {MAX_TITLE_LEN} bytes")));
     }
@@ -284,17 +299,60 @@ async fn announce(
     if recipients.len() > MAX_RECIPIENTS {
         return Err(forbidden(format!("at most {MAX_RECIPIENTS} recipients")));
     }
+    // With a key, the room is derived from the sender and the key: the
+    // same request again finds the announcement it already sent.
+    let bytes: [u8; 16] = match &key {
+        Some(key) => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(format!("announce\0{}\0{key}", user.id));
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            bytes
+        }
+        None => {
+            let mut bytes = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            bytes
+        }
+    };
+    let keyed_name = format!(
+        "{}/{NAME}/{}",
+        crate::directory::NO_CLASS,
+        hex::encode(bytes)
+    );
+    if key.is_some() {
+        let name = s
+            .hub
+            .kinds
+            .parse(&keyed_name)
+            .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+        if s.hub.room_exists(&name).await? {
+            let room = s.hub.room(&name).await?;
+            let sent = room
+                .with_state(|a: &mut Announcement, _| {
+                    a.fields
+                        .as_ref()
+                        .filter(|_| a.is_sender(&user.id))
+                        .map(|f| f.count)
+                })
+                .flatten();
+            s.release_unjoined(&room);
+            if let Some(count) = sent {
+                return Ok(Some(protocol::ok(
+                    id,
+                    &AnnounceOk {
+                        room: name.to_string(),
+                        recipients: count,
+                    },
+                )));
+            }
+        }
+    }
     s.take_post_token(&user.id)?;
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
     let name = s
         .hub
         .kinds
-        .parse(&format!(
-            "{}/{NAME}/{}",
-            crate::directory::NO_CLASS,
-            hex::encode(bytes)
-        ))
+        .parse(&keyed_name)
         .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
     let room = s.hub.room(&name).await?;
     let count = recipients.len() as u32;
@@ -307,7 +365,9 @@ async fn announce(
             .map(Body::Kind)
             .map_err(|e| Refusal::new(ErrorCode::Internal, e))
     };
-    common::post_durable(s, None, &room, &user, kind(TO, &to)?, None).await?;
+    // Keyed: two requests with one key racing (two tabs) store each event
+    // once; the second gets the first's ack.
+    common::post_durable(s, None, &room, &user, kind(TO, &to)?, Some(TO)).await?;
     let fields = AnnounceFields {
         title: title.clone(),
         text,
@@ -316,8 +376,15 @@ async fn announce(
         ack,
         urgent,
     };
-    let posted =
-        common::post_durable(s, None, &room, &user, kind(ANNOUNCE, &fields)?, None).await?;
+    let posted = common::post_durable(
+        s,
+        None,
+        &room,
+        &user,
+        kind(ANNOUNCE, &fields)?,
+        Some(ANNOUNCE),
+    )
+    .await?;
     if urgent {
         // The override of quiet hours is written in the audit log.
         let audit = s.hub.room(&s.audit_log(&name)?).await?;
