@@ -222,7 +222,19 @@ for (const size of SIZES) {
       await teacher.locator(".diary-entry:has-text('Contrôle surprise') button.delete").click();
       await teacher.waitForSelector(".diary-entry:has-text('Contrôle surprise')", { state: "detached" });
       assert.match(asked, /^Supprimer cette séance \(Histoire\) \?/);
-      await item.scrollIntoViewIfNeeded();
+      // The deletion reaches the pupil too, whose view then re-renders:
+      // wait for it, and scroll again if a re-render detached the entry
+      // mid-scroll (seen under load in CI).
+      await pupil.waitForSelector(".diary-entry:has-text('Contrôle surprise')", { state: "detached" });
+      for (let tries = 0; ; tries++) {
+        try {
+          await item.scrollIntoViewIfNeeded({ timeout: 5_000 });
+          break;
+        } catch (err) {
+          if (tries >= 4 || !String(err).includes("not attached")) throw err;
+          await pupil.waitForTimeout(100);
+        }
+      }
       await check(pupil, "pupil-diary");
       // Settled: nothing re-renders the view any more (no reload loop).
       const mutations = await pupil.evaluate(
