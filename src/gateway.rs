@@ -27,13 +27,16 @@ use crate::origin::OriginPolicy;
 use crate::protocol::SUBPROTOCOL;
 
 /// Read buffer per connection: small, since most connections are idle and
-/// client frames are small. tungstenite's default (128 KiB) would cost
-/// 1.3 GB for 10,000 idle pupils.
-const READ_BUFFER: usize = 4 * 1024;
-/// Write buffer target: frames are written eagerly and flushed per batch,
-/// so the buffer holds about one frame. Its maximum stays unbounded: a
-/// recovery reply can be larger than `max_frame_bytes`, and what is queued
-/// for a connection is bounded by its outbound budget instead.
+/// client frames are small (a post is ≈150 bytes, `hello` with its token
+/// under 1 KiB; bigger frames take more reads). tungstenite keeps this much
+/// capacity per connection and zeroes it before every read, so it is
+/// memory on every idle pupil: 4 KiB cost 3 KiB more per connection than
+/// 1 KiB (`benches/results/comparison.md`), and its default (128 KiB)
+/// would cost 1.3 GB for 10,000 idle pupils.
+const READ_BUFFER: usize = 1024;
+/// tungstenite writes only control frames here (pongs, pings, the close
+/// frame), each at once, into the connection's [`crate::wire::Wire`];
+/// every other frame is written by the wire itself.
 const WRITE_BUFFER: usize = 0;
 
 #[derive(Clone)]
@@ -251,19 +254,34 @@ async fn upgrade(
                 return;
             }
         };
+        // The raw socket back from hyper (and what it read past the
+        // request): frames are written to it directly (`wire.rs`).
+        let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(parts) => parts,
+            Err(_) => {
+                tracing::error!(%peer, "upgraded connection is not a TCP socket");
+                return;
+            }
+        };
+        let conn = hub.next_conn_id();
+        let (wire, io) = crate::wire::Wire::split(
+            conn,
+            hub.config.outbound_budget_bytes,
+            hub.metrics.frames_out.clone(),
+            parts.io.into_inner(),
+            parts.read_buf,
+        );
         let max = hub.config.max_frame_bytes;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BUFFER)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
-        let socket =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let metrics = hub.metrics.clone();
         metrics.connections.increment(1.0);
         // The slot is freed (with the session) before the gauge says so.
-        connection::serve(hub, handlers, socket, shutdown, peer, slot).await;
+        connection::serve(hub, handlers, socket, wire, shutdown, peer, slot).await;
         metrics.connections.decrement(1.0);
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();

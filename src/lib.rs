@@ -34,6 +34,7 @@ pub mod room;
 pub mod session;
 pub mod store;
 mod transfer;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,10 +1,12 @@
-//! The bounded per-connection outbound queue.
+//! Where a connection's frames go: its socket ([`crate::wire::Wire`]), or,
+//! for the server's own internal callers, a bounded queue read by a task.
 //!
 //! Every frame for a connection — replies, events, presence — goes through
-//! one queue, so a connection sees its join reply before the live events that
-//! follow it. The bound is in bytes: a send that would take the queue over
-//! its budget is refused and marks the connection slow; its task then closes
-//! it with `4004 slow consumer`. Others never wait on it: `send` never blocks.
+//! one `Outbound`, so a connection sees its join reply before the live
+//! events that follow it. The bound is in bytes: a send that would take
+//! what waits for the connection over its budget is refused and marks the
+//! connection slow; its task then closes it with `4004 slow consumer`.
+//! Others never wait on it: `send` never blocks.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::wire::{Sent, Wire};
 
 /// Identifies a connection within this process.
 pub type ConnId = u64;
@@ -45,9 +49,17 @@ impl Shared {
 
 /// The sending side, cloned into every room the connection joined.
 #[derive(Clone)]
-pub struct Outbound {
-    tx: mpsc::UnboundedSender<Item>,
-    shared: Arc<Shared>,
+pub struct Outbound(Sink);
+
+#[derive(Clone)]
+enum Sink {
+    /// A client's socket: written directly, queued only when full.
+    Wire(Arc<Wire>),
+    /// A queue read by a task ([`channel`]).
+    Queue {
+        tx: mpsc::UnboundedSender<Item>,
+        shared: Arc<Shared>,
+    },
 }
 
 /// The receiving side, owned by the connection task.
@@ -67,71 +79,95 @@ pub fn channel(conn: ConnId, budget: usize) -> (Outbound, OutboundRx) {
         close: AtomicU16::new(0),
     });
     (
-        Outbound {
+        Outbound(Sink::Queue {
             tx,
             shared: shared.clone(),
-        },
+        }),
         OutboundRx { rx, shared },
     )
 }
 
 impl Outbound {
+    /// Frames sent to a client's socket.
+    pub fn wire(wire: Arc<Wire>) -> Outbound {
+        Outbound(Sink::Wire(wire))
+    }
+
     pub fn conn(&self) -> ConnId {
-        self.shared.conn
+        match &self.0 {
+            Sink::Wire(wire) => wire.conn(),
+            Sink::Queue { shared, .. } => shared.conn,
+        }
     }
 
     /// Marks the connection slow: its task closes it with `4004`.
     pub fn mark_slow(&self) {
-        self.shared.mark_slow();
+        match &self.0 {
+            Sink::Wire(wire) => wire.mark_slow(),
+            Sink::Queue { shared, .. } => shared.mark_slow(),
+        }
     }
 
     /// Asks the connection's task to close it with `code` (what the
-    /// connection queued before is still written). Never blocks.
+    /// connection was sent before is still written). Never blocks.
     pub fn close(&self, code: u16) {
-        self.shared.close.store(code, Ordering::Relaxed);
-        self.shared.is_slow.store(true, Ordering::Relaxed);
-        self.shared.slow.cancel();
+        match &self.0 {
+            Sink::Wire(wire) => wire.close(code),
+            Sink::Queue { shared, .. } => {
+                shared.close.store(code, Ordering::Relaxed);
+                shared.is_slow.store(true, Ordering::Relaxed);
+                shared.slow.cancel();
+            }
+        }
     }
 
-    /// Queues `frame`; false if the connection is over budget (now marked
+    /// Sends `frame`; false if the connection is over budget (now marked
     /// slow) or gone. Never blocks.
     pub fn send(&self, frame: Bytes) -> bool {
-        if self.shared.is_slow.load(Ordering::Relaxed) {
-            return false;
+        match &self.0 {
+            Sink::Wire(wire) => wire.send(&frame, true) == Sent::Accepted,
+            Sink::Queue { tx, shared } => {
+                if shared.is_slow.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let len = frame.len();
+                let before = shared.queued.fetch_add(len, Ordering::AcqRel);
+                if before + len > shared.budget {
+                    shared.queued.fetch_sub(len, Ordering::AcqRel);
+                    shared.mark_slow();
+                    return false;
+                }
+                if tx
+                    .send(Item {
+                        frame,
+                        counted: true,
+                    })
+                    .is_err()
+                {
+                    shared.queued.fetch_sub(len, Ordering::AcqRel);
+                    return false;
+                }
+                true
+            }
         }
-        let len = frame.len();
-        let before = self.shared.queued.fetch_add(len, Ordering::AcqRel);
-        if before + len > self.shared.budget {
-            self.shared.queued.fetch_sub(len, Ordering::AcqRel);
-            self.shared.mark_slow();
-            return false;
-        }
-        if self
-            .tx
-            .send(Item {
-                frame,
-                counted: true,
-            })
-            .is_err()
-        {
-            self.shared.queued.fetch_sub(len, Ordering::AcqRel);
-            return false;
-        }
-        true
     }
 
-    /// Queues `frame` outside the byte budget. Only for a reply whose size
+    /// Sends `frame` outside the byte budget. Only for a reply whose size
     /// the server bounded itself (a recovering join's replay, capped by
     /// `recovery_max_bytes`), so that catching up never counts as slowness.
     pub fn send_unbudgeted(&self, frame: Bytes) -> bool {
-        !self.shared.is_slow.load(Ordering::Relaxed)
-            && self
-                .tx
-                .send(Item {
-                    frame,
-                    counted: false,
-                })
-                .is_ok()
+        match &self.0 {
+            Sink::Wire(wire) => wire.send(&frame, false) == Sent::Accepted,
+            Sink::Queue { tx, shared } => {
+                !shared.is_slow.load(Ordering::Relaxed)
+                    && tx
+                        .send(Item {
+                            frame,
+                            counted: false,
+                        })
+                        .is_ok()
+            }
+        }
     }
 }
 
