@@ -147,7 +147,7 @@ if [ "$scenario" = compare ]; then
       --hold "${COMPARE_HOLD:-5}" >/dev/null
     in_rounds "$out" "$rounds" revision "preau preau-disk bare socketio" --rooms "$rooms" \
       --rate "${COMPARE_RATE:-0.067}" --warmup "$warmup" --duration "$duration"
-    if [ "$rate_high" != 0 ]; then
+    if awk -v q="$rate_high" 'BEGIN { exit !(q > 0) }'; then
       in_rounds "$out/$high_label" "${HIGH_ROUNDS:-$rounds}" revision "preau preau-disk bare socketio" \
         --rooms "$rooms" --rate "$rate_high" --warmup "$warmup" --duration "$duration"
     fi
