@@ -13,7 +13,8 @@ fi
 
 edges=$(mktemp)
 trap 'rm -f "$edges"' EXIT
-cargo modules dependencies --lib --no-externs --no-owns 2>/dev/null \
+# --package: the root is a workspace (the server and benches/, preau-benches).
+cargo modules dependencies --package preau --lib --no-externs --no-owns 2>/dev/null \
     | grep -- '->' | grep '"uses"' \
     | sed -E 's/^[[:space:]]*"([^"]+)" -> "([^"]+)".*/\1 \2/' \
     | awk '{ split($1, a, "::"); split($2, b, "::");

@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 old="$1" new="$2" rounds="${3:-6}"
 export PREAU_SECRET="${PREAU_SECRET:-bench:preau-bench-secret-0123456789abcdef}"
-loadgen="$(nice -n 10 cargo bench --no-run --bench loadgen --message-format=json 2>/dev/null \
+loadgen="$(nice -n 10 cargo bench -p preau-benches --no-run --bench loadgen --message-format=json 2>/dev/null \
   | grep -o '"executable":"[^"]*/loadgen-[^"]*"' | sed 's/"executable":"//; s/"$//' | head -n1)"
 out=benches/results/ab
 rm -rf "$out"/round* && mkdir -p "$out"

@@ -4,7 +4,7 @@
 //! recipient has its notification live, and checks that the read count
 //! the sender sees (on either node) matches the recipients who opened it.
 //!
-//!     cargo bench --bench announce [-- ROUNDS]
+//!     cargo bench -p preau-benches --bench announce [-- ROUNDS]
 //!
 //! Starts its own `redis-server` on a free port and two préau nodes in
 //! this process (sled in temp folders); the ENT's sync goes to node a

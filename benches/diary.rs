@@ -1,7 +1,7 @@
 //! The homework diary's figures (issue: "due this week" for a parent of
 //! three children over a year of entries, and memory per loaded diary).
 //!
-//!     cargo bench --bench diary [-- CLASSES ENTRIES_PER_DAY]
+//!     cargo bench -p preau-benches --bench diary [-- CLASSES ENTRIES_PER_DAY]
 //!
 //! Starts préau in this process (sled in a temp folder), has a teacher per
 //! class write a school year of entries (180 days × ENTRIES_PER_DAY

@@ -5,7 +5,7 @@
 //! a download streams).
 //!
 //!     cargo build --release --bin preau
-//!     cargo bench --bench files [-- SIZES_MB...]     (default: 50 200)
+//!     cargo bench -p preau-benches --bench files [-- SIZES_MB...]     (default: 50 200)
 //!
 //! Runs `target/release/preau serve` (or `PREAU_BIN`) as a child process
 //! on a temp data folder, the local file store, default chunk size
@@ -242,6 +242,7 @@ async fn run(addr: SocketAddr, pid: u32, size_mb: usize) -> Run {
 
 #[tokio::main]
 async fn main() {
+    preau_benches::cd_to_repository_root();
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

@@ -7,7 +7,7 @@
 //! - `store_append_64`: 64 `store::Job`s submitted to `Store` (sled, temp
 //!   folder, group commit with flush) and all 64 callbacks waited for.
 //!
-//! `cargo bench --bench micro -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p preau-benches --bench micro -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,8 +1,8 @@
 //! Draws the load generator's JSON results as PNG charts.
 //!
-//! `cargo bench --bench plot [-- RESULTS_DIR]` (default `benches/results`)
+//! `cargo bench -p preau-benches --bench plot [-- RESULTS_DIR]` (default `benches/results`)
 //! reads every `*.json` under `RESULTS_DIR` (recursively: `raw/`,
-//! `10k/raw/`, `rerun/raw/`, `sweep/raw/`…, but not `compare*/`) and writes
+//! `10k-xeon/raw/`, `sweep/raw/`…, but not `compare*/`) and writes
 //! into `RESULTS_DIR`:
 //!
 //! - `revision-latency.png`: p50 and p99 latency (ms, log scale) versus
@@ -33,6 +33,7 @@ const FONT_PATHS: [&str; 4] = [
 ];
 
 fn main() -> Res<()> {
+    preau_benches::cd_to_repository_root();
     // `cargo bench` passes `--bench`; the only positional argument is the folder.
     let dir = std::env::args()
         .skip(1)

@@ -2,8 +2,8 @@
 //! tokio-tungstenite floor (`benches/peers/bare`) or a Socket.IO 4 server
 //! (`benches/peers/socketio`), with the same client-side work for each.
 //!
-//!   cargo bench --bench loadgen -- <scenario> [options]
-//!   cargo bench --bench loadgen -- report <scenario> --out DIR --to FILE
+//!   cargo bench -p preau-benches --bench loadgen -- <scenario> [options]
+//!   cargo bench -p preau-benches --bench loadgen -- report <scenario> --out DIR --to FILE
 //!
 //! Scenarios: `idle`, `revision` (with `--sweep`), `announce`,
 //! `reconnect-storm`, `cluster` (`revision` over several nodes: `--url`
@@ -67,6 +67,7 @@ use socketio::*;
 use stats::*;
 
 fn main() -> anyhow::Result<()> {
+    preau_benches::cd_to_repository_root();
     ORIGIN.get_or_init(Instant::now);
     let args = Args::parse();
     if args.scenario == "report" {

@@ -1,6 +1,7 @@
 //! The load generator's output.
 
 use super::*;
+use preau_benches::verdict::{self, Gate, Row, DRIFT_LIMIT};
 
 pub(crate) fn fmt(v: &Value) -> String {
     match v {
@@ -516,134 +517,189 @@ pub(crate) fn measured_processes(doc: &Value) -> Vec<&Value> {
     processes
 }
 
-/// A figure `compare` puts side by side: `(scenario, figure, JSON pointer
-/// into a result, peers, in the verdict)`. A figure out of the verdict is
-/// shown with its drift for information: the window p99s, which move with
-/// the number of stalls that fall in a short window (see [`steady_p99_ms`]);
-/// the steady p99s stand for latency in the verdict. All are "lower is
+/// A figure `compare` puts side by side: the scenario (`revision` also
+/// covers its other loads, `revision-18k`…: see [`scenario_keys`]), the
+/// figure, a JSON pointer into a result, the peers, how it enters the
+/// verdict ([`Gate`]: CPU per delivery and memory are gated; latency is
+/// reported with its spread over rounds and not gated; the rest is
+/// information) and the issue's goals ([`Goal`]). All are "lower is
 /// better".
-pub(crate) type ComparedFigure = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-    bool,
-);
+pub(crate) struct ComparedFigure {
+    pub(crate) scenario: &'static str,
+    pub(crate) figure: &'static str,
+    pub(crate) pointer: &'static str,
+    pub(crate) peers: &'static [&'static str],
+    pub(crate) gate: Gate,
+    pub(crate) goals: &'static [Goal],
+}
+
+/// One of issue 19's goals: préau/`peer` at most `at_most`, at every load
+/// of the scenario or only at its higher load (`revision-18k`).
+pub(crate) struct Goal {
+    pub(crate) peer: &'static str,
+    pub(crate) at_most: f64,
+    pub(crate) high_load_only: bool,
+}
+
+const fn goal(peer: &'static str, at_most: f64) -> Goal {
+    Goal {
+        peer,
+        at_most,
+        high_load_only: false,
+    }
+}
 
 pub(crate) const COMPARED: &[ComparedFigure] = &[
-    (
-        "idle",
-        "server RSS per idle connection (KiB)",
-        "/result/server_rss_kib_per_connection",
-        &["bare", "socketio"],
-        true,
-    ),
-    (
-        "revision",
-        "server CPU per delivery (µs)",
-        "/result/steps/0/server_cpu_us_per_delivery",
-        &["bare", "socketio"],
-        true,
-    ),
-    (
-        "revision",
-        "delivery latency, steady p99 (ms)",
-        "/result/steps/0/latency/steady_p99_ms",
-        &["bare", "socketio"],
-        true,
-    ),
-    (
-        "revision",
-        "delivery latency p99 over each window (ms)",
-        "/result/steps/0/latency/p99_ms",
-        &["bare", "socketio"],
-        false,
-    ),
-    (
-        "revision",
-        "server RSS under load (MiB)",
-        "/result/steps/0/server_rss_mib",
-        &["bare", "socketio"],
-        true,
-    ),
+    ComparedFigure {
+        scenario: "idle",
+        figure: "server RSS per idle connection (KiB)",
+        pointer: "/result/server_rss_kib_per_connection",
+        peers: &["bare", "socketio"],
+        gate: Gate::Gated,
+        goals: &[goal("bare", 1.0)],
+    },
+    ComparedFigure {
+        scenario: "revision",
+        figure: "server CPU per delivery (µs)",
+        pointer: "/result/steps/0/server_cpu_us_per_delivery",
+        peers: &["bare", "socketio"],
+        gate: Gate::Gated,
+        goals: &[goal("bare", 0.8), goal("socketio", 0.5)],
+    },
+    ComparedFigure {
+        scenario: "revision",
+        figure: "server RSS under load (MiB)",
+        pointer: "/result/steps/0/server_rss_mib",
+        peers: &["bare", "socketio"],
+        gate: Gate::Gated,
+        goals: &[goal("bare", 1.2)],
+    },
+    ComparedFigure {
+        scenario: "revision",
+        figure: "delivery latency, steady p99 (ms)",
+        pointer: "/result/steps/0/latency/steady_p99_ms",
+        peers: &["bare", "socketio"],
+        gate: Gate::Latency,
+        goals: &[Goal {
+            peer: "bare",
+            at_most: 1.0,
+            high_load_only: true,
+        }],
+    },
+    ComparedFigure {
+        scenario: "revision",
+        figure: "delivery latency p99 over each window (ms)",
+        pointer: "/result/steps/0/latency/p99_ms",
+        peers: &["bare", "socketio"],
+        gate: Gate::Latency,
+        goals: &[],
+    },
     // préau's data on tmpfs ÷ on the VM's disk, in the same round: what
     // durable writes cost on this disk, that minute (out of the verdict:
     // it measures the disk's other tenants as much as préau).
-    (
-        "revision",
-        "durability: server CPU per delivery, préau on tmpfs vs on disk (µs)",
-        "/result/steps/0/server_cpu_us_per_delivery",
-        &["preau-disk"],
-        false,
-    ),
-    (
-        "revision",
-        "durability: steady p99, préau on tmpfs vs on disk (ms)",
-        "/result/steps/0/latency/steady_p99_ms",
-        &["preau-disk"],
-        false,
-    ),
-    (
-        "notes",
-        "server CPU per delivered message, updates + awareness (µs)",
-        "/result/steps/0/server_cpu_us_per_delivery",
-        &["hocuspocus"],
-        true,
-    ),
-    (
-        "notes",
-        "propagation to all editors, steady p99 (ms)",
-        "/result/steps/0/propagation_to_all_others/steady_p99_ms",
-        &["hocuspocus"],
-        true,
-    ),
-    (
-        "notes",
-        "propagation to all editors p99 over each window (ms)",
-        "/result/steps/0/propagation_to_all_others/p99_ms",
-        &["hocuspocus"],
-        false,
-    ),
-    (
-        "notes",
-        "server RSS (MiB)",
-        "/result/steps/0/server_rss_mib",
-        &["hocuspocus"],
-        true,
-    ),
-    (
-        "cluster",
-        "CPU per delivery, 2 nodes + Redis (µs)",
-        "/result/steps/0/server_and_redis_cpu_us_per_delivery",
-        &["socketio"],
-        true,
-    ),
-    (
-        "cluster",
-        "cross-node latency, steady p99 (ms)",
-        "/result/steps/0/latency_cross_node/steady_p99_ms",
-        &["socketio"],
-        true,
-    ),
-    (
-        "cluster",
-        "cross-node latency p99 over each window (ms)",
-        "/result/steps/0/latency_cross_node/p99_ms",
-        &["socketio"],
-        false,
-    ),
-    (
-        "cluster",
-        "server RSS, both nodes (MiB)",
-        "/result/steps/0/server_rss_mib",
-        &["socketio"],
-        true,
-    ),
+    ComparedFigure {
+        scenario: "revision",
+        figure: "durability: server CPU per delivery, préau on tmpfs vs on disk (µs)",
+        pointer: "/result/steps/0/server_cpu_us_per_delivery",
+        peers: &["preau-disk"],
+        gate: Gate::Information,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "revision",
+        figure: "durability: steady p99, préau on tmpfs vs on disk (ms)",
+        pointer: "/result/steps/0/latency/steady_p99_ms",
+        peers: &["preau-disk"],
+        gate: Gate::Information,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "notes",
+        figure: "server CPU per delivered message, updates + awareness (µs)",
+        pointer: "/result/steps/0/server_cpu_us_per_delivery",
+        peers: &["hocuspocus"],
+        gate: Gate::Gated,
+        goals: &[goal("hocuspocus", 0.3)],
+    },
+    ComparedFigure {
+        scenario: "notes",
+        figure: "server RSS (MiB)",
+        pointer: "/result/steps/0/server_rss_mib",
+        peers: &["hocuspocus"],
+        gate: Gate::Gated,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "notes",
+        figure: "propagation to all editors, steady p99 (ms)",
+        pointer: "/result/steps/0/propagation_to_all_others/steady_p99_ms",
+        peers: &["hocuspocus"],
+        gate: Gate::Latency,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "notes",
+        figure: "propagation to all editors p99 over each window (ms)",
+        pointer: "/result/steps/0/propagation_to_all_others/p99_ms",
+        peers: &["hocuspocus"],
+        gate: Gate::Latency,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "cluster",
+        figure: "CPU per delivery, 2 nodes + Redis (µs)",
+        pointer: "/result/steps/0/server_and_redis_cpu_us_per_delivery",
+        peers: &["socketio"],
+        gate: Gate::Gated,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "cluster",
+        figure: "server RSS, both nodes (MiB)",
+        pointer: "/result/steps/0/server_rss_mib",
+        peers: &["socketio"],
+        gate: Gate::Gated,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "cluster",
+        figure: "cross-node latency, steady p99 (ms)",
+        pointer: "/result/steps/0/latency_cross_node/steady_p99_ms",
+        peers: &["socketio"],
+        gate: Gate::Latency,
+        goals: &[],
+    },
+    ComparedFigure {
+        scenario: "cluster",
+        figure: "cross-node latency p99 over each window (ms)",
+        pointer: "/result/steps/0/latency_cross_node/p99_ms",
+        peers: &["socketio"],
+        gate: Gate::Latency,
+        goals: &[],
+    },
 ];
 
-/// A ratio that moved more than this between runs is flagged (the issue's
-/// ±15%).
-pub(crate) const DRIFT_LIMIT: f64 = 0.15;
+/// The scenarios of the comparison, in report order.
+pub(crate) const COMPARED_SCENARIOS: [&str; 4] = ["idle", "revision", "notes", "cluster"];
+
+/// The keys under which `runs` hold `scenario`: the scenario itself (the
+/// results of `run<N>/raw` and `run<N>/round<K>`), then the other loads
+/// `run.sh compare` runs it at, each from its own folder
+/// `run<N>/<scenario>-<load>/round<K>` (`revision-18k`), in name order.
+pub(crate) fn scenario_keys(runs: &[RunRounds], scenario: &str) -> Vec<String> {
+    let variant = format!("{scenario}-");
+    let mut keys: Vec<String> = runs
+        .iter()
+        .flat_map(|run| run.rounds.iter())
+        .flat_map(|round| round.keys())
+        .map(|(key, _)| key)
+        .filter(|key| key.as_str() == scenario || key.starts_with(&variant))
+        .cloned()
+        .collect();
+    keys.sort_by_key(|key| (key.as_str() != scenario, key.clone()));
+    keys.dedup();
+    keys
+}
 
 /// A run whose generator waited for its core more than this share of the
 /// measured time is flagged as noisy (quiet runs: about 1%).
@@ -688,20 +744,24 @@ impl RunRounds {
         )
     }
 
-    /// The median over rounds of préau's figure ÷ the peer's figure in the
-    /// same round (rounds where either is missing are skipped).
-    pub(crate) fn ratio(&self, scenario: &str, peer: &str, pointer: &str) -> Option<f64> {
+    /// Per round, préau's figure ÷ the peer's figure in the same round
+    /// (rounds where either is missing are skipped).
+    pub(crate) fn round_ratios(&self, scenario: &str, peer: &str, pointer: &str) -> Vec<f64> {
         let key = |target: &str| (scenario.to_owned(), target.to_owned());
-        let ratios = self
-            .rounds
+        self.rounds
             .iter()
             .filter_map(|round| {
                 let a = round.get(&key("preau"))?.pointer(pointer)?.as_f64()?;
                 let b = round.get(&key(peer))?.pointer(pointer)?.as_f64()?;
                 (b > 0.0).then(|| a / b)
             })
-            .collect();
-        median(ratios)
+            .collect()
+    }
+
+    /// The median over rounds of préau's figure ÷ the peer's figure in the
+    /// same round.
+    pub(crate) fn ratio(&self, scenario: &str, peer: &str, pointer: &str) -> Option<f64> {
+        median(self.round_ratios(scenario, peer, pointer))
     }
 
     /// Rounds in which both préau and `peer` ran `scenario`.
@@ -715,17 +775,8 @@ impl RunRounds {
 }
 
 /// The median (the mean of the middle two for an even count).
-pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    })
+pub(crate) fn median(values: Vec<f64>) -> Option<f64> {
+    verdict::median(values)
 }
 
 /// Every `*.json` result in `raw`, by (scenario, target); None when the
@@ -755,11 +806,15 @@ pub(crate) fn read_round(raw: &Path) -> anyhow::Result<Option<RoundDocs>> {
     Ok(Some(docs))
 }
 
-/// `compare`: reads `<out>/run<N>/raw/*.json` and `<out>/run<N>/round<K>/raw/*.json`
-/// (one folder per repeat and per round, as `run.sh compare` writes them)
+/// `compare`: reads `<out>/run<N>/raw/*.json`, `<out>/run<N>/round<K>/raw/*.json`
+/// and `<out>/run<N>/<scenario>-<load>/round<K>/raw/*.json` (one folder per
+/// repeat, per round, and per other load of a scenario, as `run.sh compare`
+/// writes them; results in a `<scenario>-<load>` folder are filed under
+/// that name, e.g. `revision-18k`, and paired with the same round number)
 /// and writes one table of préau/peer ratios per run (each the median over
-/// the run's rounds of the same-round ratio), the drift of each ratio
-/// between runs, each run's generator run-queue wait and stalls.
+/// the run's rounds of the same-round ratio, with its interquartile range),
+/// the drift of each ratio between runs, the verdict (CPU and memory ratios
+/// only) and the goals, each run's generator run-queue wait and stalls.
 pub(crate) fn compare(args: &Args) -> anyhow::Result<()> {
     let numbered = |path: &Path, prefix: &str| -> Option<u32> {
         path.file_name()?
@@ -776,22 +831,45 @@ pub(crate) fn compare(args: &Args) -> anyhow::Result<()> {
         let Some(n) = numbered(&path, "run") else {
             continue;
         };
-        let mut rounds = Vec::new();
+        let mut rounds: BTreeMap<u32, RoundDocs> = BTreeMap::new();
         if let Some(docs) = read_round(&path.join("raw"))? {
-            rounds.push((0, docs));
+            rounds.insert(0, docs);
         }
         for sub in std::fs::read_dir(&path)? {
             let sub = sub?.path();
             if let Some(k) = numbered(&sub, "round") {
                 if let Some(docs) = read_round(&sub.join("raw"))? {
-                    rounds.push((k, docs));
+                    rounds.entry(k).or_default().extend(docs);
+                }
+                continue;
+            }
+            // Another load of a scenario: `revision-18k/round<K>/`.
+            let Some(name) = sub.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some((base, _)) = name.split_once('-') else {
+                continue;
+            };
+            if !sub.is_dir() || !COMPARED_SCENARIOS.contains(&base) {
+                continue;
+            }
+            for round in std::fs::read_dir(&sub)? {
+                let round = round?.path();
+                let Some(k) = numbered(&round, "round") else {
+                    continue;
+                };
+                if let Some(docs) = read_round(&round.join("raw"))? {
+                    let renamed = docs
+                        .into_iter()
+                        .filter(|((scenario, _), _)| scenario == base)
+                        .map(|((_, label), doc)| ((name.to_owned(), label), doc));
+                    rounds.entry(k).or_default().extend(renamed);
                 }
             }
         }
-        rounds.sort_by_key(|(k, _)| *k);
         runs.push(RunRounds {
             n,
-            rounds: rounds.into_iter().map(|(_, docs)| docs).collect(),
+            rounds: rounds.into_values().collect(),
         });
     }
     if runs.iter().all(|run| run.rounds.is_empty()) {
@@ -872,6 +950,7 @@ pub(crate) fn compare(args: &Args) -> anyhow::Result<()> {
         server_cpus.join(", "),
         generator_cpus.join(", ")
     ));
+    md.push_str(&loads_line(&runs));
     let mut header =
         String::from("| scenario | figure | préau (run 1) | peer (run 1) | peer | rounds |");
     let mut rule = String::from("|---|---|---:|---:|---|---:|");
@@ -879,72 +958,115 @@ pub(crate) fn compare(args: &Args) -> anyhow::Result<()> {
         header.push_str(&format!(" préau/peer run {} |", run.n));
         rule.push_str("---:|");
     }
+    header.push_str(" IQR over rounds |");
+    rule.push_str("---|");
     if runs.len() > 1 {
         header.push_str(" drift |");
         rule.push_str("---:|");
     }
+    header.push_str(" goal |");
+    rule.push_str("---|");
     md.push_str(&format!("{header}\n{rule}\n"));
-    let (mut compared, mut drifted, mut missing) = (0, Vec::new(), 0);
+    let mut rows: Vec<Row> = Vec::new();
     let mut informational = Vec::new();
-    for (scenario, figure, pointer, peers, in_verdict) in COMPARED {
-        for peer in *peers {
-            let ratios: Vec<Option<f64>> = runs
-                .iter()
-                .map(|run| run.ratio(scenario, peer, pointer))
-                .collect();
-            let cell = |v: Option<f64>| v.map_or("–".to_owned(), |x| fmt(&json!(x)));
-            let rounds: Vec<String> = runs
-                .iter()
-                .map(|run| run.paired_rounds(scenario, peer).to_string())
-                .collect();
-            let info = if *in_verdict { "" } else { " *(information)*" };
-            let mut row = format!(
-                "| {scenario} | {figure}{info} | {} | {} | {peer} | {} |",
-                cell(runs[0].median(scenario, "preau", pointer)),
-                cell(runs[0].median(scenario, peer, pointer)),
-                rounds.join(", "),
-            );
-            for r in &ratios {
-                row.push_str(&format!(
-                    " {} |",
-                    r.map_or("–".to_owned(), |x| format!("{x:.2}"))
-                ));
-            }
-            if runs.len() > 1 {
-                // Drift: the largest move of a later run's ratio from run 1's.
-                let drift = match ratios.first().copied().flatten() {
-                    Some(first) if ratios.iter().all(Option::is_some) => ratios
-                        .iter()
-                        .flatten()
-                        .map(|r| (r / first - 1.0).abs())
-                        .fold(0.0, f64::max)
-                        .into(),
-                    _ => None,
+    // Grouped by scenario, then by its loads (`revision`, `revision-18k`),
+    // then in the order of COMPARED.
+    let keys = COMPARED_SCENARIOS.iter().flat_map(|base| {
+        scenario_keys(&runs, base)
+            .into_iter()
+            .map(move |key| (*base, key))
+    });
+    for (base, scenario) in keys {
+        let scenario = scenario.as_str();
+        for compared in COMPARED.iter().filter(|c| c.scenario == base) {
+            for peer in compared.peers {
+                let pointer = compared.pointer;
+                let ratios: Vec<Option<f64>> = runs
+                    .iter()
+                    .map(|run| run.ratio(scenario, peer, pointer))
+                    .collect();
+                if ratios.iter().all(Option::is_none) {
+                    continue; // this peer or scenario was not run
+                }
+                // A goal "at the higher load" applies to `revision-18k`,
+                // not to `revision`.
+                let goal = compared
+                    .goals
+                    .iter()
+                    .find(|g| {
+                        g.peer == *peer && (!g.high_load_only || scenario != compared.scenario)
+                    })
+                    .map(|g| g.at_most);
+                let row = Row {
+                    name: format!("{scenario} {} vs {peer}", compared.figure),
+                    gate: compared.gate,
+                    ratios: ratios.clone(),
+                    goal,
                 };
-                match drift {
-                    Some(d) if !*in_verdict => {
-                        informational
-                            .push(format!("{scenario} {figure} vs {peer}: {:.0}%", d * 100.0));
-                        row.push_str(&format!(" {:.0}% |", d * 100.0));
-                    }
-                    None if !*in_verdict => row.push_str(" – |"),
-                    Some(d) => {
-                        compared += 1;
-                        let flag = if d > DRIFT_LIMIT {
-                            drifted.push(format!("{scenario} {figure} vs {peer}"));
-                            " **⚠ >15%**"
-                        } else {
-                            ""
-                        };
-                        row.push_str(&format!(" {:.0}%{flag} |", d * 100.0));
-                    }
-                    None => {
-                        missing += 1;
-                        row.push_str(" – |");
+                let cell = |v: Option<f64>| v.map_or("–".to_owned(), |x| fmt(&json!(x)));
+                let rounds: Vec<String> = runs
+                    .iter()
+                    .map(|run| run.paired_rounds(scenario, peer).to_string())
+                    .collect();
+                let mark = match compared.gate {
+                    Gate::Gated => "",
+                    Gate::Latency => " *(not gated)*",
+                    Gate::Information => " *(information)*",
+                };
+                let mut line = format!(
+                    "| {scenario} | {}{mark} | {} | {} | {peer} | {} |",
+                    compared.figure,
+                    cell(runs[0].median(scenario, "preau", pointer)),
+                    cell(runs[0].median(scenario, peer, pointer)),
+                    rounds.join(", "),
+                );
+                for r in &ratios {
+                    line.push_str(&format!(
+                        " {} |",
+                        r.map_or("–".to_owned(), |x| format!("{x:.2}"))
+                    ));
+                }
+                let iqrs: Vec<String> = runs
+                    .iter()
+                    .map(|run| {
+                        verdict::iqr(&run.round_ratios(scenario, peer, pointer))
+                            .map_or("–".to_owned(), |(q1, q3)| format!("{q1:.2}–{q3:.2}"))
+                    })
+                    .collect();
+                line.push_str(&format!(" {} |", iqrs.join(" · ")));
+                if runs.len() > 1 {
+                    match verdict::drift(&ratios) {
+                        Some(d) if compared.gate == Gate::Gated => {
+                            let flag = if d > DRIFT_LIMIT { " **⚠ >15%**" } else { "" };
+                            line.push_str(&format!(" {:.0}%{flag} |", d * 100.0));
+                        }
+                        Some(d) => {
+                            informational.push(format!(
+                                "{scenario} {} vs {peer}: {:.0}%",
+                                compared.figure,
+                                d * 100.0
+                            ));
+                            line.push_str(&format!(" {:.0}% |", d * 100.0));
+                        }
+                        None => line.push_str(" – |"),
                     }
                 }
+                match (row.goal, row.goal_met()) {
+                    (Some(g), Some(met)) => {
+                        let runs_met = ratios.iter().flatten().filter(|r| **r <= g).count();
+                        let detail = if runs.len() > 1 && !met {
+                            format!(" ({runs_met} of {} runs)", ratios.iter().flatten().count())
+                        } else {
+                            String::new()
+                        };
+                        let tick = if met { "✓" } else { "✗" };
+                        line.push_str(&format!(" ≤ {g:.1} {tick}{detail} |"));
+                    }
+                    _ => line.push_str(" |"),
+                }
+                md.push_str(&format!("{line}\n"));
+                rows.push(row);
             }
-            md.push_str(&format!("{row}\n"));
         }
     }
     md.push_str(
@@ -952,15 +1074,24 @@ pub(crate) fn compare(args: &Args) -> anyhow::Result<()> {
          above 1 means préau costs more. A run's ratio is the median, over its rounds, of \
          the ratio of préau's and the peer's figures in the same round; `rounds` says how \
          many rounds paired them in each run; the figures of run 1 are medians over its \
-         rounds. Drift: the largest |ratio in run k ÷ ratio in run 1 − 1| over the runs.\n\n\
-         Latency: a *steady p99* is the median, over the seconds of a window, of each \
-         second's p99 (seconds with fewer than 20 samples left out); it is the tail a user \
-         meets in an ordinary second, and the verdict holds it. The p99 over each whole \
-         window is shown for information and left out of the verdict: in a 15 to 30 s \
-         window it is set by whether one stall (a pause of tens of ms: Socket.IO's garbage \
-         collector, préau's slow disk flushes) falls in it, so it can move by a fifth to \
-         a half between runs (it did at 18,000 deliveries/s); the stalls are counted on \
-         their own below.\n",
+         rounds. *IQR over rounds*: the interquartile range (first–third quartile) of the \
+         per-round ratio, one per run. Drift: the largest |ratio in run k ÷ ratio in run 1 \
+         − 1| over the runs. `revision-18k` (or another `revision-<load>`) is `revision` \
+         at the higher load, in rounds of its own.\n\n\
+         Verdict (issue 19): only **CPU per delivery and memory** ratios are gated — each \
+         must hold within ±15% across runs. **Latency ratios are not gated**: on this \
+         shared machine they moved by more than 15% between reruns whatever the rounds \
+         (`benches/README.md`), so they are reported with their median and IQR over \
+         rounds and their drift. A *steady p99* is the median, over the seconds of a \
+         window, of each second's p99 (seconds with fewer than 20 samples left out): the \
+         tail a user meets in an ordinary second. The p99 over each whole window is set \
+         by whether one stall (Socket.IO's garbage collector, préau's slow disk flushes) \
+         falls in it; the stalls are counted on their own below.\n\n\
+         Goal: issue 19's target for the ratio (CPU per delivery ≤ 0.8× bare and ≤ 0.5× \
+         Socket.IO at both loads; idle RSS per connection ≤ 1.0× bare; RSS under load ≤ \
+         1.2× bare; steady p99 ≤ 1.0× bare at the higher load, information only; `notes` \
+         CPU per delivered message ≤ 0.3× Hocuspocus), ✓ when every run's median meets \
+         it. Goals are not part of the verdict.\n",
     );
     let data_folder = |label: &str| {
         runs.iter()
@@ -985,35 +1116,14 @@ pub(crate) fn compare(args: &Args) -> anyhow::Result<()> {
              why the verdict leaves it out.\n"
         ));
     }
-    let verdict = if runs.len() < 2 {
-        "one run only: no drift measured (use --repeat 2)".to_owned()
-    } else if drifted.is_empty() && missing == 0 {
-        format!(
-            "PASS: all {compared} ratios within ±15% across {} runs",
-            runs.len()
-        )
-    } else {
-        format!(
-            "FAIL: {} of {} ratios moved more than 15% across {} runs{}{}",
-            drifted.len(),
-            compared + missing,
-            runs.len(),
-            if drifted.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", drifted.join("; "))
-            },
-            if missing > 0 {
-                format!(", {missing} missing in a run")
-            } else {
-                String::new()
-            }
-        )
-    };
-    md.push_str(&format!("\n**Verdict: {verdict}.**\n"));
+    let judged = verdict::judge(&rows, runs.len());
+    let (verdict_line, goals_line) = (judged.line(), judged.goals_line());
+    md.push_str(&format!(
+        "\n**Verdict: {verdict_line}.**\n\n{goals_line}.\n"
+    ));
     if !informational.is_empty() {
         md.push_str(&format!(
-            "\nOut of the verdict, drift of the figures shown for information: {}.\n",
+            "\nNot gated, drift of the latency and information rows: {}.\n",
             informational.join("; ")
         ));
     }
@@ -1051,9 +1161,43 @@ pub(crate) fn compare(args: &Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("benches/results/comparison.md"));
     std::fs::write(&to, md).with_context(|| format!("cannot write {}", to.display()))?;
-    println!("{verdict}");
+    println!("{verdict_line}");
+    println!("{goals_line}");
     eprintln!("wrote {}", to.display());
     Ok(())
+}
+
+/// `compare`: the load of each `revision` and `cluster` scenario, from
+/// préau's parameters (rooms × members, post rate, deliveries/s).
+pub(crate) fn loads_line(runs: &[RunRounds]) -> String {
+    let mut parts = Vec::new();
+    for base in ["revision", "cluster"] {
+        for key in scenario_keys(runs, base) {
+            let Some(p) = runs
+                .iter()
+                .find_map(|run| run.docs(&key, "preau").next())
+                .map(|d| &d["parameters"])
+            else {
+                continue;
+            };
+            let (Some(rooms), Some(size), Some(rate)) = (
+                p["rooms"].as_f64(),
+                p["room_size"].as_f64(),
+                p["rate"].as_f64(),
+            ) else {
+                continue;
+            };
+            parts.push(format!(
+                "`{key}`: {rooms} rooms × {size}, {rate} post/s per member (≈ {:.0} \
+                 deliveries/s)",
+                rooms * size * rate * size
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("Loads: {}.\n\n", parts.join("; "))
 }
 
 /// `compare`: the generator's run-queue wait per run, scenario and target,
@@ -1068,7 +1212,11 @@ pub(crate) fn noise_table(runs: &[RunRounds]) -> String {
     );
     md.push_str(&per_run_header(runs, "---:"));
     let mut noisy = Vec::new();
-    for scenario in ["idle", "revision", "notes", "cluster"] {
+    for scenario in COMPARED_SCENARIOS
+        .iter()
+        .flat_map(|base| scenario_keys(runs, base))
+    {
+        let scenario = scenario.as_str();
         for target in LABELS {
             if !runs.iter().any(|run| run.has(scenario, target)) {
                 continue;
@@ -1135,7 +1283,11 @@ pub(crate) fn stall_table(runs: &[RunRounds]) -> String {
          in it; the median of the per-second p99s does not.\n\n"
     );
     md.push_str(&per_run_header(runs, "---"));
-    for scenario in ["revision", "notes", "cluster"] {
+    for scenario in ["revision", "notes", "cluster"]
+        .iter()
+        .flat_map(|base| scenario_keys(runs, base))
+    {
+        let scenario = scenario.as_str();
         for target in LABELS {
             if !runs.iter().any(|run| run.has(scenario, target)) {
                 continue;

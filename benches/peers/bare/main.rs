@@ -3,7 +3,7 @@
 //! (`hello`, `join`, `leave`, `post`, `ping`; `ok` and `event` frames) for
 //! the load generator (`benches/loadgen/`) to drive it unchanged.
 //!
-//!   cargo bench --bench peer_bare -- --listen 127.0.0.1:9002
+//!   cargo bench -p preau-benches --bench peer_bare -- --listen 127.0.0.1:9002
 //!
 //! What it does per post: decode the request (préau's own decoder), assign
 //! the room's next offset, encode the event frame once, queue the ack to the
