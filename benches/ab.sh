@@ -12,7 +12,7 @@
 # the summary printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-old="$1" new="$2" rounds="${3:-6}"
+old="$1" new="$2" rounds="${3:-6}" rate="${AB_RATE:-0.067}"   # AB_RATE=0.2: 18,000 deliveries/s
 export PREAU_SECRET="${PREAU_SECRET:-bench:preau-bench-secret-0123456789abcdef}"
 loadgen="$(nice -n 10 cargo bench -p preau-benches --no-run --bench loadgen --message-format=json 2>/dev/null \
   | grep -o '"executable":"[^"]*/loadgen-[^"]*"' | sed 's/"executable":"//; s/"$//' | head -n1)"
@@ -30,7 +30,7 @@ for k in $(seq 1 "$rounds"); do
     for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
     mkdir -p "$out/round$k"
     taskset -c 1 "$loadgen" revision --target preau --url "ws://127.0.0.1:$port/ws" --server-pid "$pid" \
-      --label "preau-$label" --out "$out/round$k" --rooms 100 --rate 0.067 --warmup 3 --duration 15 >/dev/null
+      --label "preau-$label" --out "$out/round$k" --rooms 100 --rate "$rate" --warmup 3 --duration 15 >/dev/null
     kill -TERM "$pid"; wait "$pid" || true
     rm -rf "$dir" "$dir.log"
     port=$((port + 1))
