@@ -100,7 +100,7 @@ export PREAU_SECRET="${PREAU_SECRET:-bench:preau-bench-secret-0123456789abcdef}"
 #   COMPARE_RATE=0.067       revision and cluster: post/s per member
 #   COMPARE_RATE_HIGH=0.2    revision's second load (0: skip it)
 #   COMPARE_NOTES=1 COMPARE_CLUSTER=1   0 skips that scenario
-#   COMPARE_IDLE_CONNECTIONS=2000 COMPARE_HOLD=5 COMPARE_ROOMS=100
+#   COMPARE_IDLE_CONNECTIONS=10000 COMPARE_HOLD=5 COMPARE_ROOMS=100
 #   COMPARE_EDITORS=30 COMPARE_CLUSTER_ROOMS=100 COMPARE_WARMUP=3
 #   COMPARE_DURATION=15 COMPARE_NOTES_DURATION=30
 if [ "$scenario" = compare ]; then
@@ -143,7 +143,7 @@ if [ "$scenario" = compare ]; then
   for n in $(seq "$repeat"); do
     out="$base/compare/run$n"
     echo "==== compare: run $n of $repeat -> $out" >&2
-    RESULTS="$out" TARGETS= "$self" idle --connections "${COMPARE_IDLE_CONNECTIONS:-2000}" \
+    RESULTS="$out" TARGETS= "$self" idle --connections "${COMPARE_IDLE_CONNECTIONS:-10000}" \
       --hold "${COMPARE_HOLD:-5}" >/dev/null
     in_rounds "$out" "$rounds" revision "preau preau-disk bare socketio" --rooms "$rooms" \
       --rate "${COMPARE_RATE:-0.067}" --warmup "$warmup" --duration "$duration"

@@ -248,3 +248,30 @@ fn deadline_of(exp_secs: u64) -> Instant {
     let left = Duration::from_secs(exp_secs.saturating_sub(crate::auth::now_secs())).min(MAX);
     Instant::now() + left
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// The structures every connection holds for its whole life stay
+    /// within the per-connection budget of ARCHITECTURE.md ("Memory per
+    /// connection"); the sizes are printed for that table
+    /// (`cargo test --lib per_connection -- --nocapture`).
+    #[test]
+    fn per_connection_structures_stay_within_their_budget() {
+        let sizes = [
+            // tungstenite's state and `WireIo`, inline in the task.
+            ("Socket", size_of::<super::Socket>(), 360),
+            // Its heap part: the Arc's counts and the `Wire`.
+            ("Wire", size_of::<crate::wire::Wire>() + 16, 192),
+            // Inline in the task.
+            ("Session", size_of::<super::Session>(), 352),
+            // Per room joined, in the room's member map.
+            ("Outbound", size_of::<super::Outbound>(), 16),
+        ];
+        for (name, size, budget) in sizes {
+            println!("{name}: {size} bytes (budget {budget})");
+            assert!(size <= budget, "{name}: {size} bytes, budget {budget}");
+        }
+    }
+}
